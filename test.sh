@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need, builds in Release, runs every test
+# project, runs the benchmarks once as a dry job, and ends with "N passed, N failed, N skipped".
+# Exit code is non-zero when anything fails.
+set -uo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+OUT="$ROOT/artifacts/test-results"
+rm -rf "$OUT"; mkdir -p "$OUT"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+# Debian packages the tests and peers use (real peers, not mocks).
+PKGS=(bird2 frr gobgpd exabgp bpftool libbpf-dev qemu-system-x86 busybox-static linux-image-amd64
+      stress-ng tshark tcpdump iproute2 iputils-ping gcc clang-14 llvm-14 xdp-tools iperf3 procps psmisc)
+install_packages() {
+  [ "$(id -u)" = 0 ] || { echo "test.sh: not root; skipping package installation"; return 0; }
+  local missing=()
+  for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "test.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || echo "test.sh: apt-get update failed"
+  # tshark asks about non-root capture; preseed the answer.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$OUT/apt.log" 2>&1 \
+    || { echo "test.sh: apt-get install failed (see $OUT/apt.log); tests needing those tools will skip"; tail -5 "$OUT/apt.log"; }
+}
+
+cleanup_namespaces() {
+  command -v ip >/dev/null || return 0
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^nct-' || true); do
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    ip netns del "$ns" 2>/dev/null
+  done
+}
+
+install_packages
+# Daemons from the packages must not run outside the tests' namespaces.
+for svc in frr bird gobgpd exabgp; do pkill -x "$svc" 2>/dev/null || true; done
+cleanup_namespaces
+trap cleanup_namespaces EXIT
+
+echo "test.sh: building (Release)"
+if ! dotnet build Netcore.sln -c Release -nologo -clp:ErrorsOnly > "$OUT/build.log" 2>&1; then
+  cat "$OUT/build.log" | tail -50
+  echo "0 passed, 1 failed, 0 skipped"
+  exit 1
+fi
+
+status=0
+for proj in tests/*.Tests/*.Tests.csproj; do
+  name=$(basename "$proj" .csproj)
+  echo "test.sh: running $name"
+  timeout 1200 dotnet test "$proj" -c Release --no-build --nologo \
+      --logger "trx;LogFileName=$name.trx" --results-directory "$OUT" \
+      -- RunConfiguration.TestSessionTimeout=1200000 > "$OUT/$name.log" 2>&1
+  rc=$?
+  grep -E "^\s*(Failed|Skipped) |Passed!|Failed!|error" "$OUT/$name.log" | head -60
+  [ $rc -ne 0 ] && { echo "test.sh: $name exited $rc"; status=1; }
+done
+
+echo "test.sh: benchmarks (dry job)"
+if (cd benchmarks/Netcore.Benchmarks && timeout 900 dotnet run -c Release --no-build -- --filter '*' --job Dry \
+      --artifacts "$OUT/bdn" > "$OUT/benchmarks.log" 2>&1); then
+  echo "test.sh: benchmarks ran ($(grep -c '^| ' "$OUT/benchmarks.log" || true) table rows)"
+  bench_failed=0
+else
+  echo "test.sh: benchmark dry run failed:"; tail -30 "$OUT/benchmarks.log"
+  bench_failed=1; status=1
+fi
+
+# Sum the counters of every TRX file.
+read -r passed failed skipped < <(python3 - "$OUT" <<'PY'
+import glob, sys, xml.etree.ElementTree as ET
+p = f = s = 0
+for path in glob.glob(sys.argv[1] + "/*.trx"):
+    c = ET.parse(path).getroot().find(".//{*}Counters")
+    if c is None: continue
+    p += int(c.get("passed", 0)); f += int(c.get("failed", 0)) + int(c.get("error", 0)) + int(c.get("timeout", 0)) + int(c.get("aborted", 0))
+    s += int(c.get("notExecuted", 0))
+print(p, f, s)
+PY
+)
+failed=$((failed + bench_failed))
+leftover=$(ip netns list 2>/dev/null | grep -c '^nct-' || true)
+[ "${leftover:-0}" -gt 0 ] && echo "test.sh: warning: $leftover test namespaces were left behind (removed now)"
+echo "${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
+[ "${failed:-0}" -eq 0 ] && [ $status -eq 0 ] || exit 1

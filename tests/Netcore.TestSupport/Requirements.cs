@@ -1,0 +1,107 @@
+using System.Collections.Concurrent;
+
+namespace Netcore.TestSupport;
+
+/// <summary>
+/// Probes of what this machine can do, cached per process. Each returns null when the
+/// requirement is met, or a reason naming exactly what is missing.
+/// </summary>
+public static class Requirements
+{
+    private static readonly ConcurrentDictionary<string, string?> Cache = new();
+
+    /// <summary>True when running as uid 0.</summary>
+    public static bool IsRoot => Environment.UserName == "root" || Shell.Sh("id -u").StdOut.Trim() == "0";
+
+    /// <summary>Null when root; otherwise the reason.</summary>
+    public static string? Root() => IsRoot ? null : "needs root (CAP_NET_ADMIN/CAP_SYS_ADMIN): run the tests as root";
+
+    /// <summary>Null when <paramref name="program"/> is on PATH.</summary>
+    public static string? Tool(string program) => Cache.GetOrAdd("tool:" + program, p =>
+        Shell.Which(p[5..]) is null ? $"needs the tool '{p[5..]}' on PATH (./test.sh installs it with apt-get)" : null);
+
+    /// <summary>Null when network namespaces can be created (root and iproute2 present).</summary>
+    public static string? Netns() => Cache.GetOrAdd("netns", _ =>
+    {
+        if (Root() is { } r) return r;
+        if (Tool("ip") is { } t) return t;
+        string name = "nctest-probe-" + Environment.ProcessId;
+        var add = Shell.Sh($"ip netns add {name}");
+        Shell.Sh($"ip netns del {name}");
+        return add.ExitCode == 0 ? null : "cannot create network namespaces: " + add.StdErr.Trim();
+    });
+
+    /// <summary>Null when the kernel can create links of <paramref name="kind"/> (e.g. "vrf", "veth").</summary>
+    public static string? LinkKind(string kind) => Cache.GetOrAdd("link:" + kind, k =>
+    {
+        if (Netns() is { } n) return n;
+        string linkKind = k[5..];
+        string ns = "nctest-probe-" + linkKind + "-" + Environment.ProcessId;
+        Shell.Sh($"ip netns add {ns}");
+        try
+        {
+            string extra = linkKind switch
+            {
+                "veth" => " peer name probe1",
+                "vxlan" => " id 42 dstport 4789",
+                "vlan" => "",
+                "gre" or "gretap" or "ipip" => " remote 192.0.2.1 local 192.0.2.2",
+                "ip6gre" => " remote 2001:db8::1 local 2001:db8::2",
+                "geneve" => " id 42 remote 192.0.2.1",
+                "vrf" => " table 10",
+                _ => "",
+            };
+            var r = linkKind == "vlan"
+                ? Shell.Sh($"ip -n {ns} link add probe0 type veth peer name probe1 && ip -n {ns} link add link probe0 name probe0.5 type vlan id 5")
+                : linkKind is "macvlan" or "ipvlan"
+                    ? Shell.Sh($"ip -n {ns} link add probe0 type veth peer name probe1 && ip -n {ns} link add link probe0 name probe2 type {linkKind}")
+                    : Shell.Sh($"ip -n {ns} link add probe0 type {linkKind}{extra}");
+            return r.ExitCode == 0 ? null : $"the kernel lacks the '{linkKind}' link kind ({r.StdErr.Trim()})";
+        }
+        finally
+        {
+            Shell.Sh($"ip netns del {ns}");
+        }
+    });
+
+    /// <summary>Null when /dev/kvm can be opened read-write.</summary>
+    public static string? Kvm() => Cache.GetOrAdd("kvm", _ =>
+    {
+        try
+        {
+            using var f = File.Open("/dev/kvm", FileMode.Open, FileAccess.ReadWrite);
+            return null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return "needs /dev/kvm (read-write): " + e.Message;
+        }
+    });
+
+    /// <summary>Null when bpffs is mounted at /sys/fs/bpf and we are root.</summary>
+    public static string? Bpf() => Cache.GetOrAdd("bpf", _ =>
+    {
+        if (Root() is { } r) return r;
+        if (!Directory.Exists("/sys/fs/bpf")) return "needs bpffs at /sys/fs/bpf";
+        return File.Exists("/sys/kernel/btf/vmlinux") ? null : "needs kernel BTF at /sys/kernel/btf/vmlinux";
+    });
+
+    /// <summary>Null when the KVM backend runs a stock Linux kernel in useful time (VT-x or AMD-V, not PVM).</summary>
+    public static string? HardwareVirtualization() => Cache.GetOrAdd("hwvirt", _ =>
+    {
+        if (Kvm() is { } k) return k;
+        string cpuinfo = File.Exists("/proc/cpuinfo") ? File.ReadAllText("/proc/cpuinfo") : "";
+        bool vmx = cpuinfo.Contains(" vmx", StringComparison.Ordinal) || cpuinfo.Contains(" svm", StringComparison.Ordinal);
+        bool pvm = Directory.Exists("/sys/module/kvm_pvm");
+        if (pvm || !vmx)
+            return "the KVM backend here is PVM (kvm_pvm, no vmx/svm): CPL0 guest code is emulated, so a Linux kernel does not boot in useful time";
+        return null;
+    });
+
+    /// <summary>Combines several probe results: null when all pass, else the reasons joined.</summary>
+    public static string? All(params string?[] reasons)
+    {
+        var missing = reasons.Where(r => r is not null).ToArray();
+        return missing.Length == 0 ? null : string.Join("; ", missing);
+    }
+}
