@@ -11,7 +11,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 
 # Debian packages the tests and peers use (real peers, not mocks).
 PKGS=(bird2 frr gobgpd exabgp bpftool libbpf-dev qemu-system-x86 busybox-static linux-image-amd64
-      stress-ng tshark tcpdump iproute2 iputils-ping gcc clang-14 llvm-14 xdp-tools iperf3 procps psmisc)
+      stress-ng tshark tcpdump iproute2 iputils-ping unzip gcc clang-14 llvm-14 xdp-tools iperf3 procps psmisc)
 install_packages() {
   [ "$(id -u)" = 0 ] || { echo "test.sh: not root; skipping package installation"; return 0; }
   local missing=()
@@ -61,6 +61,22 @@ for proj in tests/*.Tests/*.Tests.csproj; do
   [ $rc -ne 0 ] && { echo "test.sh: $name exited $rc"; status=1; }
 done
 
+echo "test.sh: packing NuGet packages"
+pack_failed=0
+rm -rf artifacts/packages
+if dotnet pack Netcore.sln -c Release --no-build -nologo > "$OUT/pack.log" 2>&1; then
+  # Every package must carry its README and XML docs.
+  for p in Netlink Bgp Bfd Xdp Vm; do
+    f=artifacts/packages/Netcore.$p.0.1.0.nupkg
+    if [ ! -f "$f" ] || ! unzip -l "$f" | grep -q " README.md$" || ! unzip -l "$f" | grep -q "lib/net10.0/Netcore.$p.xml$"; then
+      echo "test.sh: package Netcore.$p is missing, or lacks README.md or XML docs"; pack_failed=1
+    fi
+  done
+else
+  tail -20 "$OUT/pack.log"; pack_failed=1
+fi
+[ $pack_failed -eq 0 ] && echo "test.sh: 5 packages written to artifacts/packages" || status=1
+
 echo "test.sh: benchmarks (dry job)"
 if (cd benchmarks/Netcore.Benchmarks && timeout 900 dotnet run -c Release --no-build -- --filter '*' --job Dry \
       --artifacts "$OUT/bdn" > "$OUT/benchmarks.log" 2>&1); then
@@ -83,7 +99,7 @@ for path in glob.glob(sys.argv[1] + "/*.trx"):
 print(p, f, s)
 PY
 )
-failed=$((failed + bench_failed))
+failed=$((failed + bench_failed + pack_failed))
 leftover=$(ip netns list 2>/dev/null | grep -c '^nct-' || true)
 [ "${leftover:-0}" -gt 0 ] && echo "test.sh: warning: $leftover test namespaces were left behind (removed now)"
 echo "${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
