@@ -1,0 +1,111 @@
+using System.Text.Json;
+
+namespace Netcore.Netlink.Tests;
+
+/// <summary>XDP attach through IFLA_XDP and tc clsact/bpf filters, checked with ip and tc.</summary>
+public sealed class XdpTcIntegrationTests
+{
+    [LinuxFact(Netns = true, Bpf = true)]
+    public async Task Xdp_AttachQueryReplaceDetach()
+    {
+        using var ns = TestNetns.Create("xd");
+        using var client = NetlinkClient.Open(ns.Name);
+        int idx = await client.CreateVethAsync("x0", "x1");
+        using var p1 = TestBpf.Load(TestBpf.ProgTypeXdp, 2);
+        using var p2 = TestBpf.Load(TestBpf.ProgTypeXdp, 2);
+
+        Assert.Equal(XdpAttachMode.None, (await client.GetXdpAsync(idx)).Mode);
+        await client.AttachXdpAsync(idx, p1, XdpAttachFlags.SkbMode | XdpAttachFlags.UpdateIfNoExist);
+        XdpStatus s = await client.GetXdpAsync(idx);
+        Assert.Equal(XdpAttachMode.Skb, s.Mode);
+        Assert.Equal(TestBpf.ProgramId(p1), s.ProgramId);
+        JsonElement xdp = ns.IpJson("link show dev x0")[0].GetProperty("xdp");
+        Assert.Equal((int)TestBpf.ProgramId(p1), xdp.GetProperty("prog").GetProperty("id").GetInt32());
+
+        // UPDATE_IF_NOEXIST refuses to replace.
+        var busy = await Assert.ThrowsAsync<NetlinkException>(async () =>
+            await client.AttachXdpAsync(idx, p2, XdpAttachFlags.SkbMode | XdpAttachFlags.UpdateIfNoExist));
+        Assert.Equal("EBUSY", busy.ErrnoName);
+        // REPLACE with the wrong expected program fails; with the right one it works.
+        await Assert.ThrowsAsync<NetlinkException>(async () =>
+            await client.AttachXdpAsync(idx, p2, XdpAttachFlags.SkbMode | XdpAttachFlags.Replace, p2));
+        await client.AttachXdpAsync(idx, p2, XdpAttachFlags.SkbMode | XdpAttachFlags.Replace, p1);
+        Assert.Equal(TestBpf.ProgramId(p2), (await client.GetXdpAsync(idx)).SkbProgramId);
+
+        await client.DetachXdpAsync(idx, XdpAttachFlags.SkbMode);
+        Assert.Equal(XdpAttachMode.None, (await client.GetXdpAsync(idx)).Mode);
+        Assert.False(ns.IpJson("link show dev x0")[0].TryGetProperty("xdp", out _));
+    }
+
+    [LinuxFact(Netns = true, Bpf = true)]
+    public async Task Xdp_NativeModeOnVeth()
+    {
+        using var ns = TestNetns.Create("xn");
+        using var client = NetlinkClient.Open(ns.Name);
+        int idx = await client.CreateVethAsync("x0", "x1");
+        await client.SetLinkUpAsync(idx);
+        await client.SetLinkUpAsync(await client.GetLinkIndexAsync("x1"));
+        using var p = TestBpf.Load(TestBpf.ProgTypeXdp, 2);
+        await client.AttachXdpAsync(idx, (int)p.DangerousGetHandle(), XdpAttachFlags.DriverMode);
+        XdpStatus s = await client.GetXdpAsync(idx);
+        Assert.Equal(XdpAttachMode.Driver, s.Mode);
+        Assert.Equal(TestBpf.ProgramId(p), s.DriverProgramId);
+        await client.DetachXdpAsync(idx, XdpAttachFlags.DriverMode);
+        Assert.Equal(XdpStatus.NotAttached, await client.GetXdpAsync(idx));
+    }
+
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["tc"])]
+    public async Task Tc_ClsactAndBpfFilter_SeenByTc()
+    {
+        using var ns = TestNetns.Create("tc");
+        using var client = NetlinkClient.Open(ns.Name);
+        int idx = await client.CreateVethAsync("t0", "t1");
+        using var prog = TestBpf.Load(TestBpf.ProgTypeSchedCls, 0);
+        await client.AddClsactQdiscAsync(idx);
+        await client.AddClsactQdiscAsync(idx); // idempotent
+        Assert.Contains(await client.GetQdiscsAsync(idx).ToListAsync(), q => q.Kind == "clsact");
+        await client.AttachBpfFilterAsync(idx, TcDirection.Ingress, prog, new TcBpfFilterOptions { Name = "ing" });
+        await client.AttachBpfFilterAsync(idx, TcDirection.Egress, prog, new TcBpfFilterOptions { Name = "eg", Priority = 7 });
+
+        string ingress = ns.Exec("tc filter show dev t0 ingress");
+        Assert.Contains("bpf", ingress, StringComparison.Ordinal);
+        Assert.Contains("ing", ingress, StringComparison.Ordinal);
+        Assert.Contains("direct-action", ingress, StringComparison.Ordinal);
+        Assert.Contains("pref 7", ns.Exec("tc filter show dev t0 egress"), StringComparison.Ordinal);
+
+        TcFilter f = Assert.Single(await client.GetFiltersAsync(idx, TcDirection.Ingress).ToListAsync());
+        Assert.Equal("bpf", f.Kind);
+        Assert.Equal("ing", f.BpfName);
+        Assert.True(f.DirectAction);
+        Assert.Equal(TestBpf.ProgramId(prog), f.BpfProgramId);
+        Assert.Equal((ushort)1, f.Priority);
+
+        await client.DeleteBpfFilterAsync(idx, TcDirection.Ingress);
+        Assert.Empty(await client.GetFiltersAsync(idx, TcDirection.Ingress).ToListAsync());
+        await client.DeleteClsactQdiscAsync(idx);
+        Assert.DoesNotContain("clsact", ns.Exec("tc qdisc show dev t0"), StringComparison.Ordinal);
+    }
+
+    [LinuxFact(Netns = true, Tools = ["tc"])]
+    public async Task Netem_DelayAndLoss_SeenByTc()
+    {
+        using var ns = TestNetns.Create("nm");
+        using var client = NetlinkClient.Open(ns.Name);
+        int idx = await client.CreateVethAsync("n0", "n1");
+        var opts = new NetemOptions { Delay = TimeSpan.FromMilliseconds(20), Jitter = TimeSpan.FromMilliseconds(5), LossPercent = 10 };
+        if (ns.TryExec("tc qdisc add dev n1 root netem delay 1ms").ExitCode != 0)
+        {
+            // This kernel has no sch_netem: the error must say so.
+            var e = await Assert.ThrowsAsync<NetlinkKernelLacksException>(async () => await client.AddNetemQdiscAsync(idx, opts));
+            Assert.Contains("netem", e.Feature, StringComparison.Ordinal);
+            return;
+        }
+        await client.AddNetemQdiscAsync(idx, opts);
+        string q = ns.Exec("tc qdisc show dev n0");
+        Assert.Contains("netem", q, StringComparison.Ordinal);
+        Assert.Contains("delay 20ms  5ms", q, StringComparison.Ordinal);
+        Assert.Contains("loss 10%", q, StringComparison.Ordinal);
+        await client.DeleteRootQdiscAsync(idx);
+        Assert.DoesNotContain("netem", ns.Exec("tc qdisc show dev n0"), StringComparison.Ordinal);
+    }
+}
