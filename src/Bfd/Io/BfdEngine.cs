@@ -305,6 +305,10 @@ internal sealed unsafe class BfdEngine : IDisposable
         {
             int len = s.Fsm.BuildPacket(new Span<byte>(buf, s.TxBuffer.Length), now, periodic);
             nint rc = Libc.send(s.TxSocket.Fd, buf, (nuint)len, MSG_DONTWAIT);
+            // A connected UDP socket reports an earlier ICMP port unreachable on the next send
+            // (ECONNREFUSED) without sending: the peer was not listening yet. Send again.
+            if (rc < 0 && ErrnoExtensions.Last() == Errno.ECONNREFUSED)
+                rc = Libc.send(s.TxSocket.Fd, buf, (nuint)len, MSG_DONTWAIT);
             if (rc < 0)
             {
                 s.CountSendError();

@@ -117,10 +117,8 @@ internal sealed class Authenticator
         Span<byte> digest = a[8..];
         Span<byte> received = stackalloc byte[20];
         digest.CopyTo(received);
-        Span<byte> computed = stackalloc byte[20];
-        computed = computed[..digest.Length];
-        ComputeDigest(packet[..p.Length], computed, secret);
-        if (!CryptographicOperations.FixedTimeEquals(computed, received[..digest.Length]))
+        ComputeDigest(packet[..p.Length], digest, secret);
+        if (!CryptographicOperations.FixedTimeEquals(digest, received[..digest.Length]))
             return false;
         // "If the computed digest matches the received digest, set bfd.RcvAuthSeq to the Sequence
         // Number field and bfd.AuthSeqKnown to 1."

@@ -229,12 +229,15 @@ internal sealed class BfdStateMachine
             DetectDeadline = rxTime + (long)DetectionTimeUs * 1000;
         if (oldRemoteMinRx == 0 && RemoteMinRxInterval != 0 && NextTx == Never)
             NextTx = now;
-        else if (RemoteMinRxInterval > oldRemoteMinRx && LastTx != Never)
+        else if (RemoteMinRxInterval != oldRemoteMinRx && LastTx != Never && NextTx != Never)
         {
-            // 6.8.7: never send faster than the remote now asks for.
-            long earliest = LastTx + JitteredNs(RemoteMinRxInterval);
-            if (NextTx < earliest && NextTx != Never)
-                NextTx = earliest;
+            // RFC 5880 6.8.2/6.8.7: the transmit interval follows bfd.RemoteMinRxInterval. Larger:
+            // never send faster than the remote now asks for. Smaller: the remote's Detection Time
+            // shrinks with it (once its Poll Sequence ends), so a packet scheduled with the old,
+            // longer interval is brought forward.
+            long next = LastTx + JitteredNs(TransmitIntervalUs);
+            if (RemoteMinRxInterval > oldRemoteMinRx ? NextTx < next : NextTx > next)
+                NextTx = Math.Max(next, now);
         }
 
         // "If bfd.SessionState is AdminDown: Discard the packet."
