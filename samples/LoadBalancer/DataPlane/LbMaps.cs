@@ -1,0 +1,183 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Netcore.LoadBalancer.Maglev;
+
+namespace Netcore.LoadBalancer.DataPlane;
+
+/// <summary>How a service's packets are carried to the backend (lb.h LB_ENCAP_*).</summary>
+public enum Encapsulation : byte
+{
+    /// <summary>IP in IP as Katran does: IPv4 protocol 4 / IPv6 next header 41 (RFC 2003, RFC 2473).</summary>
+    Ipip = 1,
+
+    /// <summary>IP in UDP with a GUE variant 0 header, as Unimog does (draft-ietf-intarea-gue-09 3.1).</summary>
+    Gue = 2,
+}
+
+/// <summary>
+/// Names, limits and value encodings of the XDP program's maps (bpf/lb.h). The managed structs
+/// mirror the C structs byte for byte; LbMapLayoutTests compares them with gcc's offsetof/sizeof.
+/// </summary>
+internal static class LbMaps
+{
+    public const string Services = "lb_services";
+    public const string Backends = "lb_backends";
+    public const string Maglev = "lb_maglev";
+    public const string Config = "lb_config";
+    public const string ServiceStats = "lb_svc_stats";
+    public const string BackendStats = "lb_be_stats";
+    public const string Global = "lb_global";
+
+    /// <summary>LB_MAX_SERVICES: service ids are below this.</summary>
+    public const int MaxServices = 512;
+
+    /// <summary>LB_MAX_BACKENDS: backend ids are below this.</summary>
+    public const int MaxBackends = 4096;
+
+    /// <summary>LB_NO_BACKEND: a ring entry that drops the flow.</summary>
+    public const uint NoBackend = 0xffffffffu;
+
+    /// <summary>BPF_F_INNER_MAP (include/uapi/linux/bpf.h): rings of any size fit the lb_maglev template.</summary>
+    public const uint InnerMapFlag = 1u << 12;
+
+    public const byte FamilyV4 = 4;
+    public const byte FamilyV6 = 6;
+
+    /// <summary>The raw bytes of a map key or value, as the kernel expects them.</summary>
+    public static byte[] Bytes<T>(in T value) where T : unmanaged =>
+        MemoryMarshal.AsBytes(new ReadOnlySpan<T>(in value)).ToArray();
+
+    /// <summary>
+    /// The values of a Maglev ring: table entry i (an index into the builder's backend list) becomes
+    /// the backend id <paramref name="backendIds"/>[index]; <see cref="MaglevTable.NoBackend"/> becomes
+    /// <see cref="NoBackend"/>.
+    /// </summary>
+    public static uint[] RingValues(MaglevTable table, ReadOnlySpan<uint> backendIds)
+    {
+        var values = new uint[table.Size];
+        ReadOnlySpan<int> entries = table.Entries;
+        for (int i = 0; i < values.Length; i++)
+            values[i] = entries[i] < 0 ? NoBackend : backendIds[entries[i]];
+        return values;
+    }
+
+    internal static void WriteAddress(IPAddress address, Span<byte> addr16, out byte family)
+    {
+        addr16.Clear();
+        if (!address.TryWriteBytes(addr16, out int written) || (written != 4 && written != 16))
+            throw new ArgumentException($"Address {address} is neither IPv4 nor IPv6.", nameof(address));
+        family = address.AddressFamily == AddressFamily.InterNetwork ? FamilyV4 : FamilyV6;
+    }
+}
+
+/// <summary>struct lb_service_key.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct LbServiceKey
+{
+    public fixed byte addr[16];
+    public ushort port; // network order
+    public byte proto;
+    public byte family;
+
+    public static LbServiceKey Create(IPAddress vip, ushort port, ProtocolType protocol)
+    {
+        if (protocol is not (ProtocolType.Tcp or ProtocolType.Udp))
+            throw new ArgumentException($"Services are TCP or UDP, not {protocol}.", nameof(protocol));
+        var k = new LbServiceKey
+        {
+            port = BinaryPrimitives.ReverseEndianness(port),
+            proto = (byte)protocol,
+        };
+        LbMaps.WriteAddress(vip, new Span<byte>(k.addr, 16), out k.family);
+        return k;
+    }
+}
+
+/// <summary>struct lb_service.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct LbService
+{
+    public uint id;
+    public uint table_size;
+    public byte encap;
+    public byte flags;
+    public ushort gue_port; // network order
+
+    public static LbService Create(uint id, int tableSize, Encapsulation encap, ushort guePort = 6080)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(id, (uint)LbMaps.MaxServices);
+        return new LbService
+        {
+            id = id,
+            table_size = (uint)tableSize,
+            encap = (byte)encap,
+            gue_port = BinaryPrimitives.ReverseEndianness(guePort),
+        };
+    }
+}
+
+/// <summary>struct lb_backend.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct LbBackend
+{
+    public fixed byte addr[16];
+    public byte family;
+    public fixed byte pad[3];
+
+    public static LbBackend Create(IPAddress address)
+    {
+        var b = default(LbBackend);
+        LbMaps.WriteAddress(address, new Span<byte>(b.addr, 16), out b.family);
+        return b;
+    }
+}
+
+/// <summary>struct lb_config.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct LbConfig
+{
+    public fixed byte gw_mac[6];
+    public ushort mtu;
+    public uint src_v4; // network order (the address bytes as they are)
+    public fixed byte src_v6[16];
+    public uint hash_seed;
+
+    public static LbConfig Create(ReadOnlySpan<byte> gatewayMac, IPAddress? sourceV4, IPAddress? sourceV6, ushort mtu, uint hashSeed)
+    {
+        if (gatewayMac.Length != 6)
+            throw new ArgumentException("A MAC address has 6 bytes.", nameof(gatewayMac));
+        var c = new LbConfig { mtu = mtu, hash_seed = hashSeed };
+        gatewayMac.CopyTo(new Span<byte>(c.gw_mac, 6));
+        if (sourceV4 is not null)
+        {
+            Span<byte> b = stackalloc byte[4];
+            if (sourceV4.AddressFamily != AddressFamily.InterNetwork || !sourceV4.TryWriteBytes(b, out _))
+                throw new ArgumentException($"{sourceV4} is not an IPv4 address.", nameof(sourceV4));
+            c.src_v4 = MemoryMarshal.Read<uint>(b);
+        }
+        if (sourceV6 is not null && (sourceV6.AddressFamily != AddressFamily.InterNetworkV6 || !sourceV6.TryWriteBytes(new Span<byte>(c.src_v6, 16), out _)))
+            throw new ArgumentException($"{sourceV6} is not an IPv6 address.", nameof(sourceV6));
+        return c;
+    }
+}
+
+/// <summary>struct lb_stats (one CPU's counters).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct LbStats
+{
+    public ulong packets;
+    public ulong bytes;
+    public ulong drops;
+    public ulong encap_errors;
+}
+
+/// <summary>Indices of lb_global.</summary>
+internal enum LbGlobalCounter
+{
+    Pass = 0,
+    Fragment = 1,
+    Malformed = 2,
+    ExtensionHeader = 3,
+}

@@ -1,0 +1,383 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using FsCheck.Fluent;
+using Netcore.LoadBalancer.DataPlane;
+using Netcore.LoadBalancer.Maglev;
+using static Netcore.LoadBalancer.Tests.Packets;
+
+namespace Netcore.LoadBalancer.Tests;
+
+/// <summary>
+/// bpf/lb.c under BPF_PROG_TEST_RUN (through bpftool): crafted frames in, exact frames out.
+/// XDP actions: 1 = XDP_DROP, 2 = XDP_PASS, 3 = XDP_TX.
+/// </summary>
+public class DataPlaneTests
+{
+    private const int Drop = 1, Pass = 2, Tx = 3;
+    private const uint Seed = 0x5EED1234;
+    private static readonly IPAddress Src4 = IPAddress.Parse("10.0.0.1");
+    private static readonly IPAddress Src6 = IPAddress.Parse("2001:db8:1::1");
+    private static readonly IPAddress Be4 = IPAddress.Parse("10.0.0.7");
+    private static readonly IPAddress Be6 = IPAddress.Parse("2001:db8:1::8");
+    private const uint Be4Id = 7, Be6Id = 8;
+
+    private sealed record Svc(uint Id, string Vip, ushort Port, ProtocolType Proto, Encapsulation Encap, ushort GuePort, uint BackendId);
+
+    private static readonly Svc[] Services =
+    [
+        new(1, "192.0.2.10", 80, ProtocolType.Tcp, Encapsulation.Ipip, 0, Be4Id),
+        new(2, "192.0.2.10", 53, ProtocolType.Udp, Encapsulation.Gue, 6080, Be4Id),
+        new(3, "2001:db8::10", 443, ProtocolType.Tcp, Encapsulation.Ipip, 0, Be6Id),
+        new(4, "2001:db8::10", 443, ProtocolType.Udp, Encapsulation.Gue, 5555, Be6Id),
+        new(5, "192.0.2.20", 80, ProtocolType.Tcp, Encapsulation.Ipip, 0, Be6Id),
+        new(6, "2001:db8::20", 80, ProtocolType.Tcp, Encapsulation.Gue, 6080, Be4Id),
+    ];
+
+    private static LbBpf Setup(ushort mtu = 1500, byte[]? gatewayMac = null, bool rings = true)
+    {
+        var lb = new LbBpf();
+        try
+        {
+            lb.SetConfig(LbConfig.Create(gatewayMac ?? GatewayMac, Src4, Src6, mtu, Seed));
+            lb.SetBackend(Be4Id, Be4);
+            lb.SetBackend(Be6Id, Be6);
+            foreach (var s in Services)
+            {
+                lb.AddService(LbServiceKey.Create(IPAddress.Parse(s.Vip), s.Port, s.Proto), LbService.Create(s.Id, 13, s.Encap, s.GuePort));
+                if (rings)
+                    lb.SwapRing(s.Id, s.BackendId);
+            }
+            return lb;
+        }
+        catch
+        {
+            lb.Dispose();
+            throw;
+        }
+    }
+
+    private static Svc ServiceOf(uint id) => Services.Single(s => s.Id == id);
+
+    private static byte[] Expected(byte[] frame, uint serviceId, byte[]? gatewayMac = null)
+    {
+        var s = ServiceOf(serviceId);
+        return LbModel.Encapsulate(frame, s.BackendId == Be4Id ? Be4 : Be6, s.Encap, s.GuePort, gatewayMac ?? GatewayMac, Src4, Src6, Seed);
+    }
+
+    /// <summary>The frames of the exact-bytes cases, with the service they hit.</summary>
+    private static (byte[] Frame, uint Service) Case(string name) => name switch
+    {
+        "v4-tcp-ipip" => (Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Tcp, TcpSeg(40000, 80, payload: 100))), 1),
+        "v4-tcp-ack" => (Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Tcp, TcpSeg(40001, 80, flags: 0x10, payload: 1000))), 1),
+        "v4-udp-gue" => (Eth(EthIPv4, Ipv4("198.51.100.8", "192.0.2.10", Udp, UdpDgram(5353, 53, 40), tos: 0x10)), 2),
+        "v6-tcp-ipip" => (Eth(EthIPv6, Ipv6("2001:db8:f::1", "2001:db8::10", Tcp, TcpSeg(50000, 443, payload: 64), trafficClass: 0xb8, flowLabel: 0x12345)), 3),
+        "v6-udp-gue" => (Eth(EthIPv6, Ipv6("2001:db8:f::2", "2001:db8::10", Udp, UdpDgram(50001, 443, 33))), 4),
+        "v4-in-v6" => (Eth(EthIPv4, Ipv4("198.51.100.9", "192.0.2.20", Tcp, TcpSeg(40002, 80))), 5),
+        "v6-in-v4-gue" => (Eth(EthIPv6, Ipv6("2001:db8:f::3", "2001:db8::20", Tcp, TcpSeg(50002, 80))), 6),
+        "v4-options" => (Eth(EthIPv4, Ipv4("198.51.100.10", "192.0.2.10", Tcp, TcpSeg(40003, 80), options: [0x01, 0x01, 0x01, 0x00])), 1),
+        // A 42-byte frame padded to the Ethernet minimum of 60: the padding is not carried.
+        "v4-padded" => (Eth(EthIPv4, [.. Ipv4("198.51.100.11", "192.0.2.10", Udp, UdpDgram(40004, 53, 0)), .. new byte[18]]), 2),
+        _ => throw new ArgumentException(name),
+    };
+
+    [LinuxTheory(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [InlineData("v4-tcp-ipip")]
+    [InlineData("v4-tcp-ack")]
+    [InlineData("v4-udp-gue")]
+    [InlineData("v6-tcp-ipip")]
+    [InlineData("v6-udp-gue")]
+    [InlineData("v4-in-v6")]
+    [InlineData("v6-in-v4-gue")]
+    [InlineData("v4-options")]
+    [InlineData("v4-padded")]
+    public void MatchedPacket_IsEncapsulatedToTheBackend_ExactBytes(string name)
+    {
+        using var lb = Setup();
+        var (frame, service) = Case(name);
+        var (action, output) = lb.Run(frame);
+        Assert.Equal(Tx, action);
+        Assert.Equal(LbBpf.Hex(Expected(frame, service)), LbBpf.Hex(output));
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    public void Ipip_OuterIpv4Header_FieldByField()
+    {
+        // Literal checks of the RFC 2003 3.1 outer header, independent of the model.
+        using var lb = Setup();
+        byte[] frame = Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Tcp, TcpSeg(40000, 80), tos: 0x28));
+        var (action, o) = lb.Run(frame);
+        Assert.Equal(Tx, action);
+        Assert.Equal(frame.Length + 20, o.Length);
+        Assert.Equal(GatewayMac, o[0..6]);
+        Assert.Equal(LbMac, o[6..12]);
+        Assert.Equal("08 00 45 28", LbBpf.Hex(o[12..16]));                       // IPv4, IHL 5, TOS copied
+        Assert.Equal(frame.Length - 14 + 20, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(16)));
+        Assert.Equal("00 00 40 00 40 04", LbBpf.Hex(o[18..24]));                 // id 0, DF, TTL 64, protocol 4
+        Assert.Equal(0, Checksum(o.AsSpan(14, 20)));                              // header checksum verifies
+        Assert.Equal("0a 00 00 01 0a 00 00 07", LbBpf.Hex(o[26..34]));           // 10.0.0.1 -> 10.0.0.7
+        Assert.Equal(frame[14..], o[34..]);                                       // inner packet untouched
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    public void Gue_OuterIpv6AndUdpHeaders_FieldByField()
+    {
+        using var lb = Setup();
+        byte[] frame = Eth(EthIPv6, Ipv6("2001:db8:f::2", "2001:db8::10", Udp, UdpDgram(50001, 443, 10)));
+        uint hash = LbModel.FlowHash(frame, Seed);
+        var (action, o) = lb.Run(frame);
+        Assert.Equal(Tx, action);
+        Assert.Equal(frame.Length + 40 + 8 + 4, o.Length);
+        Assert.Equal(EthIPv6, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(12)));
+        Assert.Equal((6u << 28) | (hash & 0xfffff), BinaryPrimitives.ReadUInt32BigEndian(o.AsSpan(14))); // RFC 6438 flow label
+        Assert.Equal(frame.Length - 14 + 12, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(18)));       // payload length
+        Assert.Equal("11 40", LbBpf.Hex(o[20..22]));                                                    // UDP, hop limit 64
+        Assert.Equal(Be6.GetAddressBytes(), o[38..54]);
+        ushort sport = BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(54));
+        Assert.InRange(sport, 0xC000, 0xFFFF);
+        Assert.Equal(5555, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(56)));
+        Assert.Equal(frame.Length - 14 + 12, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(58)));
+        Assert.Equal("00 00 00 29 00 00", LbBpf.Hex(o[60..66]));                                        // csum 0; GUE v0, proto 41
+        Assert.Equal(frame[14..], o[66..]);
+    }
+
+    public static TheoryData<string, int> PassCases => new()
+    {
+        { "v4-other-port", (int)LbGlobalCounter.Pass },
+        { "v4-other-vip", (int)LbGlobalCounter.Pass },
+        { "v4-icmp-to-vip", (int)LbGlobalCounter.Pass },
+        { "v4-udp-on-tcp-service", (int)LbGlobalCounter.Pass },
+        { "v6-icmp-to-vip", (int)LbGlobalCounter.Pass },
+        { "arp", (int)LbGlobalCounter.Pass },
+        { "v4-header-truncated", (int)LbGlobalCounter.Malformed },
+        { "v4-ports-truncated", (int)LbGlobalCounter.Malformed },
+        { "v4-options-truncated", (int)LbGlobalCounter.Malformed },
+        { "v4-ihl-4", (int)LbGlobalCounter.Malformed },
+        { "v4-version-6", (int)LbGlobalCounter.Malformed },
+        { "v6-header-truncated", (int)LbGlobalCounter.Malformed },
+        { "v6-ports-truncated", (int)LbGlobalCounter.Malformed },
+        { "v4-first-fragment", (int)LbGlobalCounter.Fragment },
+        { "v4-later-fragment", (int)LbGlobalCounter.Fragment },
+        { "v6-fragment", (int)LbGlobalCounter.Fragment },
+        { "v6-hop-by-hop", (int)LbGlobalCounter.ExtensionHeader },
+    };
+
+    private static byte[] PassFrame(string name)
+    {
+        byte[] v4 = Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Tcp, TcpSeg(40000, 80)));
+        byte[] v6 = Eth(EthIPv6, Ipv6("2001:db8:f::1", "2001:db8::10", Tcp, TcpSeg(50000, 443)));
+        return name switch
+        {
+            "v4-other-port" => Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Tcp, TcpSeg(40000, 81))),
+            "v4-other-vip" => Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.11", Tcp, TcpSeg(40000, 80))),
+            "v4-icmp-to-vip" => Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", 1, [8, 0, 0xf7, 0xff, 0, 0, 0, 0])),
+            "v4-udp-on-tcp-service" => Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Udp, UdpDgram(40000, 80))),
+            "v6-icmp-to-vip" => Eth(EthIPv6, Ipv6("2001:db8:f::1", "2001:db8::10", 58, [128, 0, 0, 0, 0, 1, 0, 1])),
+            "arp" => Eth(EthArp, new byte[28]),
+            "v4-header-truncated" => v4[..(14 + 19)],
+            "v4-ports-truncated" => v4[..(14 + 20 + 3)],
+            "v4-options-truncated" => Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Tcp, TcpSeg(40000, 80), options: new byte[40]))[..(14 + 58)],
+            "v4-ihl-4" => WithByte(v4, 14, 0x44),
+            "v4-version-6" => WithByte(v4, 14, 0x65),
+            "v6-header-truncated" => v6[..(14 + 39)],
+            "v6-ports-truncated" => v6[..(14 + 40 + 3)],
+            "v4-first-fragment" => Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Tcp, TcpSeg(40000, 80), flagsAndOffset: 0x2000)),
+            "v4-later-fragment" => Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Tcp, TcpSeg(40000, 80), flagsAndOffset: 0x00b9)),
+            // RFC 8200 4.5 Fragment header in front of the TCP segment.
+            "v6-fragment" => Eth(EthIPv6, Ipv6("2001:db8:f::1", "2001:db8::10", 44, [Tcp, 0, 0x00, 0x01, 0, 0, 0, 42, .. TcpSeg(50000, 443)])),
+            "v6-hop-by-hop" => Eth(EthIPv6, Ipv6("2001:db8:f::1", "2001:db8::10", 0, [Tcp, 0, 1, 4, 0, 0, 0, 0, .. TcpSeg(50000, 443)])),
+            _ => throw new ArgumentException(name),
+        };
+    }
+
+    private static byte[] WithByte(byte[] frame, int offset, byte value)
+    {
+        byte[] c = (byte[])frame.Clone();
+        c[offset] = value;
+        return c;
+    }
+
+    [LinuxTheory(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [MemberData(nameof(PassCases))]
+    public void NotOurs_IsPassedUnchanged_AndCountedWithItsReason(string name, int counter)
+    {
+        using var lb = Setup();
+        byte[] frame = PassFrame(name);
+        var (action, output) = lb.Run(frame);
+        Assert.Equal(Pass, action);
+        Assert.Equal(LbBpf.Hex(frame), LbBpf.Hex(output));
+        Assert.Equal(1UL, lb.Global((LbGlobalCounter)counter));
+        foreach (var s in Services)
+            Assert.Equal(0UL, lb.ServiceStats(s.Id).packets + lb.ServiceStats(s.Id).drops);
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    public void Counters_CountPacketsAndBytesPerServiceAndBackend()
+    {
+        using var lb = Setup();
+        var frames = new[] { Case("v4-tcp-ipip").Frame, Case("v4-tcp-ack").Frame, Case("v4-options").Frame };
+        foreach (var f in frames)
+            Assert.Equal(Tx, lb.Run(f).Action);
+        Assert.Equal(Tx, lb.Run(Case("v6-in-v4-gue").Frame).Action);
+        var s1 = lb.ServiceStats(1);
+        Assert.Equal(3UL, s1.packets);
+        Assert.Equal((ulong)frames.Sum(f => f.Length), s1.bytes);
+        Assert.Equal(0UL, s1.drops + s1.encap_errors);
+        var b = lb.BackendStats(Be4Id);
+        Assert.Equal(4UL, b.packets);
+        Assert.Equal((ulong)(frames.Sum(f => f.Length) + Case("v6-in-v4-gue").Frame.Length), b.bytes);
+        Assert.Equal(1UL, lb.ServiceStats(6).packets);
+        Assert.Equal(0UL, lb.BackendStats(Be6Id).packets);
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    public void MatchedButTruncatedPayload_IsDropped_AndCounted()
+    {
+        // The IP total length runs past the frame: the packet cannot be carried whole.
+        using var lb = Setup();
+        byte[] frame = Case("v4-tcp-ipip").Frame[..^10];
+        Assert.Equal(Drop, lb.Run(frame).Action);
+        byte[] frame6 = Case("v6-tcp-ipip").Frame[..^1];
+        Assert.Equal(Drop, lb.Run(frame6).Action);
+        // A total length shorter than header + ports is malformed too (RFC 791 3.1).
+        byte[] shortLen = Case("v4-tcp-ipip").Frame;
+        BinaryPrimitives.WriteUInt16BigEndian(shortLen.AsSpan(16), 22);
+        Assert.Equal(Drop, lb.Run(shortLen).Action);
+        Assert.Equal(2UL, lb.ServiceStats(1).drops);
+        Assert.Equal(1UL, lb.ServiceStats(3).drops);
+        Assert.Equal(0UL, lb.ServiceStats(1).packets);
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    public void NoTable_NoBackend_OrEmptyBackendSlot_Drops()
+    {
+        using var lb = Setup(rings: false);
+        byte[] frame = Case("v4-tcp-ipip").Frame;
+        Assert.Equal(Drop, lb.Run(frame).Action);                 // service without a ring yet
+        lb.SwapRing(1, LbMaps.NoBackend);
+        Assert.Equal(Drop, lb.Run(frame).Action);                 // every backend at weight 0
+        lb.SwapRing(1, 99);
+        Assert.Equal(Drop, lb.Run(frame).Action);                 // ring points at an unused backend slot
+        lb.SwapRing(1, LbMaps.MaxBackends + 5);
+        Assert.Equal(Drop, lb.Run(frame).Action);                 // out of range id
+        Assert.Equal(4UL, lb.ServiceStats(1).drops);
+        Assert.Equal(1UL, lb.BackendStats(99).drops);
+        lb.SwapRing(1, Be4Id);
+        Assert.Equal(Tx, lb.Run(frame).Action);
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    public void AboveMtu_IsAnEncapError()
+    {
+        using var lb = Setup(mtu: 200);
+        byte[] fits = Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Tcp, TcpSeg(40000, 80, payload: 200 - 20 - 40)));
+        Assert.Equal(Tx, lb.Run(fits).Action);                    // outer 20 + inner 180 = 200
+        byte[] tooBig = Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Tcp, TcpSeg(40000, 80, payload: 200 - 20 - 40 + 1)));
+        Assert.Equal(Drop, lb.Run(tooBig).Action);
+        Assert.Equal(1UL, lb.ServiceStats(1).encap_errors);
+        Assert.Equal(1UL, lb.BackendStats(Be4Id).encap_errors);
+        Assert.Equal(1UL, lb.ServiceStats(1).packets);
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    public void NoGatewayMac_SendsBackToTheFramesSource()
+    {
+        byte[] none = new byte[6];
+        using var lb = Setup(gatewayMac: none);
+        var (frame, service) = Case("v6-udp-gue");
+        var (action, output) = lb.Run(frame);
+        Assert.Equal(Tx, action);
+        Assert.Equal(RouterMac, output[0..6]);
+        Assert.Equal(LbBpf.Hex(Expected(frame, service, none)), LbBpf.Hex(output));
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    public void MaglevRing_PicksTheBackendOfTheFlowHash_AndSwapsAtomically()
+    {
+        // The composition the daemon will do: Maglev table -> ring of backend ids -> one map update.
+        using var lb = Setup(rings: false);
+        var names = new[] { "10.0.1.1:80", "10.0.1.2:80", "10.0.1.3:80" };
+        uint[] ids = [100, 101, 102];
+        for (int i = 0; i < names.Length; i++)
+            lb.SetBackend(ids[i], IPAddress.Parse(names[i][..^3]));
+        const int size = 251;
+        var builder = new MaglevTableBuilder(size);
+        MaglevBackend[] backends = [new(names[0], 1), new(names[1], 2), new(names[2], 3)];
+        using var table = builder.Build(backends);
+        lb.AddService(LbServiceKey.Create(IPAddress.Parse("192.0.2.30"), 8080, ProtocolType.Tcp), LbService.Create(9, size, Encapsulation.Ipip));
+        lb.SwapRing(9, LbMaps.RingValues(table, ids));
+
+        var flows = Enumerable.Range(0, 60).Select(i => Eth(EthIPv4, Ipv4("198.51.100." + (i % 7 + 1), "192.0.2.30", Tcp, TcpSeg((ushort)(30000 + 17 * i), 8080)))).ToArray();
+        var chosen = new Dictionary<int, string>();
+        for (int i = 0; i < flows.Length; i++)
+        {
+            var (action, output) = lb.Run(flows[i]);
+            Assert.Equal(Tx, action);
+            string daddr = new IPAddress(output.AsSpan(30, 4)).ToString();
+            int entry = table.Entries[(int)(LbModel.FlowHash(flows[i], Seed) % size)];
+            Assert.Equal(names[entry][..^3], daddr);
+            chosen[i] = names[entry];
+        }
+        Assert.Equal(3, chosen.Values.Distinct().Count());
+
+        // Drain 10.0.1.2 (weight 0): a new ring is swapped in; flows of the other backends stay put
+        // unless Maglev moved their entry, which the builder's disruption bound keeps rare.
+        backends[1] = backends[1] with { Weight = 0 };
+        using var drained = builder.Build(backends);
+        lb.SwapRing(9, LbMaps.RingValues(drained, ids));
+        for (int i = 0; i < flows.Length; i++)
+        {
+            var (_, output) = lb.Run(flows[i]);
+            int entry = drained.Entries[(int)(LbModel.FlowHash(flows[i], Seed) % size)];
+            Assert.NotEqual(1, entry);
+            Assert.Equal(names[entry][..^3], new IPAddress(output.AsSpan(30, 4)).ToString());
+        }
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    public void DefaultSizeRing_OfHundredBackends_Works()
+    {
+        using var lb = Setup(rings: false);
+        var backends = Enumerable.Range(0, 100).Select(i => new MaglevBackend($"10.2.0.{i}:80", 1)).ToArray();
+        uint[] ids = [.. Enumerable.Range(200, 100).Select(i => (uint)i)];
+        foreach (var (b, id) in backends.Zip(ids))
+            lb.SetBackend(id, IPAddress.Parse(b.Name[..^3]));
+        using var table = new MaglevTableBuilder().Build(backends);
+        lb.AddService(LbServiceKey.Create(IPAddress.Parse("192.0.2.40"), 80, ProtocolType.Tcp), LbService.Create(10, table.Size, Encapsulation.Ipip));
+        lb.SwapRing(10, LbMaps.RingValues(table, ids));
+        for (int i = 0; i < 5; i++)
+        {
+            byte[] frame = Eth(EthIPv4, Ipv4("198.51.100.1", "192.0.2.40", Tcp, TcpSeg((ushort)(1000 + i), 80)));
+            var (action, output) = lb.Run(frame);
+            Assert.Equal(Tx, action);
+            int entry = table.Entries[(int)(LbModel.FlowHash(frame, Seed) % (uint)table.Size)];
+            Assert.Equal(backends[entry].Name[..^3], new IPAddress(output.AsSpan(30, 4)).ToString());
+        }
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    public void Property_MutatedFrames_PassUnchanged_OrCarryTheInnerPacketWhole()
+    {
+        using var lb = Setup();
+        byte[] valid = Case("v4-udp-gue").Frame;
+        byte[] valid6 = Case("v6-tcp-ipip").Frame;
+        var gen = Gen.OneOf(Properties.Mutations(valid), Properties.Mutations(valid6));
+        Properties.Check(gen, frame =>
+        {
+            // BPF_PROG_TEST_RUN refuses XDP frames shorter than an Ethernet header (EINVAL,
+            // net/bpf/test_run.c), as no driver delivers them; lb.c still checks the bound.
+            if (frame.Length < 14)
+                return;
+            var (action, output) = lb.Run(frame);
+            Assert.True(action is Drop or Pass or Tx, $"action {action}");
+            if (action == Pass)
+                Assert.Equal(LbBpf.Hex(frame), LbBpf.Hex(output));
+            if (action == Tx)
+            {
+                bool v6 = BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(12)) == EthIPv6;
+                int l3 = v6 ? 40 + BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(18)) : BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(16));
+                Assert.Equal(LbBpf.Hex(frame.AsSpan(14, l3)), LbBpf.Hex(output.AsSpan(output.Length - l3)));
+            }
+        }, maxTest: 150, seed: 0x4C42584450UL);
+    }
+}

@@ -1,0 +1,73 @@
+using System.Net;
+using System.Net.Sockets;
+using Netcore.LoadBalancer.DataPlane;
+using Netcore.LoadBalancer.Maglev;
+
+namespace Netcore.LoadBalancer.Tests;
+
+public class LbMapLayoutTests
+{
+    private static string HeaderDir => Path.Combine(AppContext.BaseDirectory, "bpf");
+
+    [LinuxFact(Tools = ["gcc"])]
+    public void ManagedStructs_MatchLbH()
+    {
+        var errors = StructLayoutCheck.Compare(["lb.h"],
+        [
+            new StructLayoutSpec("struct lb_service_key", typeof(LbServiceKey), ("addr", "addr"), ("port", "port"), ("proto", "proto"), ("family", "family")),
+            new StructLayoutSpec("struct lb_service", typeof(LbService), ("id", "id"), ("table_size", "table_size"), ("encap", "encap"), ("flags", "flags"), ("gue_port", "gue_port")),
+            new StructLayoutSpec("struct lb_backend", typeof(LbBackend), ("addr", "addr"), ("family", "family"), ("pad", "pad")),
+            new StructLayoutSpec("struct lb_config", typeof(LbConfig), ("gw_mac", "gw_mac"), ("mtu", "mtu"), ("src_v4", "src_v4"), ("src_v6", "src_v6"), ("hash_seed", "hash_seed")),
+            new StructLayoutSpec("struct lb_stats", typeof(LbStats), ("packets", "packets"), ("bytes", "bytes"), ("drops", "drops"), ("encap_errors", "encap_errors")),
+        ], $"-I{HeaderDir}");
+        Assert.Empty(errors);
+    }
+
+    [LinuxFact(Tools = ["gcc"])]
+    public void Constants_MatchLbH()
+    {
+        var v = CHeaderProbe.Evaluate(["lb.h"],
+        [
+            "LB_MAX_SERVICES", "LB_MAX_BACKENDS", "LB_NO_BACKEND", "LB_ENCAP_IPIP", "LB_ENCAP_GUE", "LB_FAMILY_V4", "LB_FAMILY_V6",
+            "LB_G_PASS", "LB_G_FRAGMENT", "LB_G_MALFORMED", "LB_G_EXTHDR", "LB_DEFAULT_TABLE_SIZE",
+        ], $"-I{HeaderDir}");
+        Assert.Equal(LbMaps.MaxServices, v["LB_MAX_SERVICES"]);
+        Assert.Equal(LbMaps.MaxBackends, v["LB_MAX_BACKENDS"]);
+        Assert.Equal(LbMaps.NoBackend, (uint)v["LB_NO_BACKEND"]);
+        Assert.Equal((long)Encapsulation.Ipip, v["LB_ENCAP_IPIP"]);
+        Assert.Equal((long)Encapsulation.Gue, v["LB_ENCAP_GUE"]);
+        Assert.Equal(LbMaps.FamilyV4, v["LB_FAMILY_V4"]);
+        Assert.Equal(LbMaps.FamilyV6, v["LB_FAMILY_V6"]);
+        Assert.Equal((long)LbGlobalCounter.Pass, v["LB_G_PASS"]);
+        Assert.Equal((long)LbGlobalCounter.Fragment, v["LB_G_FRAGMENT"]);
+        Assert.Equal((long)LbGlobalCounter.Malformed, v["LB_G_MALFORMED"]);
+        Assert.Equal((long)LbGlobalCounter.ExtensionHeader, v["LB_G_EXTHDR"]);
+        Assert.Equal(MaglevTableBuilder.DefaultSize, v["LB_DEFAULT_TABLE_SIZE"]);
+    }
+
+    [Fact]
+    public void Encodings_AreNetworkOrderWhereTheHeaderSaysBe()
+    {
+        var key = LbMaps.Bytes(LbServiceKey.Create(IPAddress.Parse("192.0.2.10"), 80, ProtocolType.Tcp));
+        Assert.Equal("c0 00 02 0a 00 00 00 00 00 00 00 00 00 00 00 00 00 50 06 04", LbBpf.Hex(key));
+        var key6 = LbMaps.Bytes(LbServiceKey.Create(IPAddress.Parse("2001:db8::1"), 443, ProtocolType.Udp));
+        Assert.Equal("20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 01 01 bb 11 06", LbBpf.Hex(key6));
+        var svc = LbMaps.Bytes(LbService.Create(3, 65537, Encapsulation.Gue, 6080));
+        Assert.Equal("03 00 00 00 01 00 01 00 02 00 17 c0", LbBpf.Hex(svc));
+        var cfg = LbMaps.Bytes(LbConfig.Create([1, 2, 3, 4, 5, 6], IPAddress.Parse("10.0.0.1"), IPAddress.Parse("2001:db8::2"), 1500, 7));
+        Assert.Equal("01 02 03 04 05 06 dc 05 0a 00 00 01 20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 02 07 00 00 00", LbBpf.Hex(cfg));
+        Assert.Throws<ArgumentException>(() => LbServiceKey.Create(IPAddress.Loopback, 1, ProtocolType.Icmp));
+        Assert.Throws<ArgumentOutOfRangeException>(() => LbService.Create(LbMaps.MaxServices, 13, Encapsulation.Ipip));
+        Assert.Throws<ArgumentException>(() => LbConfig.Create([1, 2, 3, 4, 5, 6], IPAddress.IPv6Loopback, null, 0, 0));
+    }
+
+    [Fact]
+    public void RingValues_MapTableIndicesToBackendIds()
+    {
+        using var t = new MaglevTableBuilder(13).Build([new("a", 1), new("b", 0), new("c", 1)]);
+        uint[] ring = LbMaps.RingValues(t, [40, 41, 42]);
+        Assert.All(ring, v => Assert.True(v is 40 or 42));
+        using var none = new MaglevTableBuilder(13).Build([new("a", 0)]);
+        Assert.All(LbMaps.RingValues(none, [40]), v => Assert.Equal(LbMaps.NoBackend, v));
+    }
+}
