@@ -160,6 +160,7 @@ public class DataPlaneTests
         { "v4-later-fragment", (int)LbGlobalCounter.Fragment },
         { "v6-fragment", (int)LbGlobalCounter.Fragment },
         { "v6-hop-by-hop", (int)LbGlobalCounter.ExtensionHeader },
+        { "v6-routing-header", (int)LbGlobalCounter.ExtensionHeader },
     };
 
     private static byte[] PassFrame(string name)
@@ -186,6 +187,8 @@ public class DataPlaneTests
             // RFC 8200 4.5 Fragment header in front of the TCP segment.
             "v6-fragment" => Eth(EthIPv6, Ipv6("2001:db8:f::1", "2001:db8::10", 44, [Tcp, 0, 0x00, 0x01, 0, 0, 0, 42, .. TcpSeg(50000, 443)])),
             "v6-hop-by-hop" => Eth(EthIPv6, Ipv6("2001:db8:f::1", "2001:db8::10", 0, [Tcp, 0, 1, 4, 0, 0, 0, 0, .. TcpSeg(50000, 443)])),
+            // RFC 8200 4.4 Routing header (type 4 segment routing, no segments left), then TCP.
+            "v6-routing-header" => Eth(EthIPv6, Ipv6("2001:db8:f::1", "2001:db8::10", 43, [Tcp, 0, 4, 0, 0, 0, 0, 0, .. TcpSeg(50000, 443)])),
             _ => throw new ArgumentException(name),
         };
     }

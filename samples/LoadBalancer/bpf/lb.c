@@ -247,9 +247,10 @@ int lb_xdp(struct xdp_md *ctx)
             return XDP_PASS;
         }
         if (ip6->nexthdr != IPPROTO_TCP && ip6->nexthdr != IPPROTO_UDP) {
-            /* RFC 8200 4: other next headers are either extension headers (not walked here) or
-             * other transports; both go to the stack. */
-            count_global(ip6->nexthdr == 0 || ip6->nexthdr == 43 || ip6->nexthdr == 60 ? LB_G_EXTHDR : LB_G_PASS);
+            /* RFC 8200 4.1: Hop-by-Hop (0), Routing (43), Destination Options (60) and AH (51)
+             * headers are not walked here; they and other transports go to the stack. */
+            __u8 nh = ip6->nexthdr;
+            count_global(nh == 0 || nh == 43 || nh == 60 || nh == 51 ? LB_G_EXTHDR : LB_G_PASS);
             return XDP_PASS;
         }
         __u16 *ports = (void *)(ip6 + 1);
