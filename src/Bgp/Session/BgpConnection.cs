@@ -1,0 +1,313 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Netcore.Bgp.Messages;
+
+namespace Netcore.Bgp.Session;
+
+/// <summary>Per-connection FSM progress (several connections to one peer can exist during a collision, RFC 4271 6.8).</summary>
+internal enum ConnectionState
+{
+    OpenSent,
+    OpenConfirm,
+    Established,
+    Closed,
+}
+
+/// <summary>What a connection reports to its owner (the peer's FSM).</summary>
+internal interface IConnectionOwner
+{
+    /// <summary>A non-UPDATE message; the reader waits for the returned task before reading on.</summary>
+    ValueTask OnMessageAsync(BgpConnection connection, BgpMessageType type, byte[] body);
+
+    /// <summary>An UPDATE, handled synchronously on the reader (decode and hand off; no waiting).</summary>
+    void OnUpdate(BgpConnection connection, ReadOnlySpan<byte> body);
+
+    /// <summary>The connection ended (peer closed, I/O error, or a protocol error to report).</summary>
+    void OnClosed(BgpConnection connection, Exception? error);
+}
+
+/// <summary>
+/// One TCP connection: System.IO.Pipelines for reading and writing, one send loop fed by a
+/// control queue (OPEN, KEEPALIVE, NOTIFICATION, ROUTE-REFRESH) that always goes first and a
+/// bounded bulk queue (UPDATEs) that gives back-pressure to whoever announces routes.
+/// </summary>
+internal sealed class BgpConnection
+{
+    private static int s_ids;
+    private readonly Socket _socket;
+    private readonly NetworkStream _stream;
+    private readonly PipeReader _reader;
+    private readonly PipeWriter _writer;
+    private readonly Channel<Outgoing> _control = Channel.CreateUnbounded<Outgoing>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<Outgoing> _bulk;
+    private readonly SemaphoreSlim _signal = new(0);
+    private readonly CancellationTokenSource _cts = new();
+    private readonly IConnectionOwner _owner;
+    private readonly BgpPeerStatistics _stats;
+    private readonly string _peerName;
+    private Task _readTask = Task.CompletedTask;
+    private Task _writeTask = Task.CompletedTask;
+    private int _closing;
+    private long _writeStartedMs;
+
+    internal readonly record struct Outgoing(byte[] Buffer, int Length, BgpMessageType Type, bool Pooled);
+
+    public BgpConnection(Socket socket, bool outbound, IConnectionOwner owner, BgpPeerStatistics stats, string peerName, int bulkQueue = 256)
+    {
+        _socket = socket;
+        _socket.NoDelay = true;
+        Outbound = outbound;
+        _owner = owner;
+        _stats = stats;
+        _peerName = peerName;
+        Id = Interlocked.Increment(ref s_ids);
+        LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
+        RemoteEndPoint = (IPEndPoint)socket.RemoteEndPoint!;
+        _stream = new NetworkStream(socket, ownsSocket: true);
+        _reader = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: 65536, minimumReadSize: 4096));
+        _writer = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: 65536));
+        _bulk = Channel.CreateBounded<Outgoing>(new BoundedChannelOptions(bulkQueue) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+        LastReceivedMs = Environment.TickCount64;
+    }
+
+    public int Id { get; }
+    public bool Outbound { get; }
+    public IPEndPoint LocalEndPoint { get; }
+    public IPEndPoint RemoteEndPoint { get; }
+    public ConnectionState State { get; set; } = ConnectionState.OpenSent;
+    public OpenMessage? RemoteOpen { get; set; }
+    public CodecContext Codec { get; } = new();
+    public BgpNegotiatedSession? Negotiated { get; set; }
+
+    /// <summary>Negotiated hold time in ms (0: none); before OPEN the large RFC 4271 8 value (4 minutes).</summary>
+    public long HoldMs { get; set; } = 240_000;
+    public long KeepaliveMs { get; set; }
+    public long LastReceivedMs { get; set; }
+    public long LastKeepaliveSentMs { get; set; }
+
+    /// <summary>When the current write started (ms), 0 when no write is pending: the RFC 9687 send hold timer looks at it.</summary>
+    public long WriteStartedMs => Volatile.Read(ref _writeStartedMs);
+
+    public bool IsClosing => Volatile.Read(ref _closing) != 0;
+
+    public override string ToString() => $"#{Id} {(Outbound ? "out" : "in")} {LocalEndPoint}->{RemoteEndPoint}";
+
+    public void Start()
+    {
+        _readTask = Task.Run(ReadLoopAsync);
+        _writeTask = Task.Run(WriteLoopAsync);
+    }
+
+    /// <summary>Queues a control message (copied) ahead of bulk traffic.</summary>
+    public void SendControl(ReadOnlySpan<byte> message)
+    {
+        if (IsClosing) return;
+        byte[] b = message.ToArray();
+        if (_control.Writer.TryWrite(new Outgoing(b, b.Length, (BgpMessageType)b[18], false)))
+            _signal.Release();
+    }
+
+    /// <summary>Queues an UPDATE from a pooled buffer (returned to the pool once written); waits while the queue is full.</summary>
+    public async ValueTask SendBulkAsync(byte[] pooled, int length, CancellationToken ct)
+    {
+        try
+        {
+            await _bulk.Writer.WriteAsync(new Outgoing(pooled, length, BgpMessageType.Update, true), ct).ConfigureAwait(false);
+            _signal.Release();
+        }
+        catch (ChannelClosedException)
+        {
+            ArrayPool<byte>.Shared.Return(pooled);
+        }
+        catch (OperationCanceledException)
+        {
+            ArrayPool<byte>.Shared.Return(pooled);
+            throw;
+        }
+    }
+
+    /// <summary>Sends an optional NOTIFICATION, then closes. Safe to call more than once.</summary>
+    public async Task CloseAsync(BgpNotification? notification)
+    {
+        if (Interlocked.Exchange(ref _closing, 1) != 0)
+            return;
+        State = ConnectionState.Closed;
+        if (notification is not null)
+        {
+            byte[] n = NotificationMessage.ToArray(notification);
+            _control.Writer.TryWrite(new Outgoing(n, n.Length, BgpMessageType.Notification, false));
+        }
+        _control.Writer.TryComplete();
+        _bulk.Writer.TryComplete();
+        _signal.Release();
+        // Give the NOTIFICATION a moment to leave, then tear the socket down.
+        await Task.WhenAny(_writeTask, Task.Delay(1000)).ConfigureAwait(false);
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (SocketException)
+        {
+            // already reset by the peer
+        }
+        catch (ObjectDisposedException)
+        {
+            // already closed
+        }
+        await _cts.CancelAsync().ConfigureAwait(false);
+        _socket.Dispose();
+        while (_bulk.Reader.TryRead(out var o))
+            if (o.Pooled) ArrayPool<byte>.Shared.Return(o.Buffer);
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                int written = 0;
+                bool notificationSent = false;
+                while (_control.Reader.TryRead(out var m))
+                {
+                    Write(m);
+                    written++;
+                    if (m.Type == BgpMessageType.Notification)
+                    {
+                        notificationSent = true;
+                        break;
+                    }
+                }
+                if (!notificationSent && !IsClosing)
+                {
+                    int bytes = 0;
+                    while (bytes < 256 * 1024 && _control.Reader.Count == 0 && _bulk.Reader.TryRead(out var u))
+                    {
+                        Write(u);
+                        bytes += u.Length;
+                        written++;
+                    }
+                }
+                if (written > 0)
+                {
+                    Volatile.Write(ref _writeStartedMs, Environment.TickCount64);
+                    var fr = await _writer.FlushAsync(_cts.Token).ConfigureAwait(false);
+                    Volatile.Write(ref _writeStartedMs, 0);
+                    if (fr.IsCompleted || notificationSent)
+                        return;
+                    continue;
+                }
+                if (IsClosing && _control.Reader.Completion.IsCompleted)
+                    return;
+                if (IsClosing && _control.Reader.Count == 0)
+                    return;
+                await _signal.WaitAsync(_cts.Token).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The reader notices the broken connection and reports it.
+            if (!IsClosing)
+                _owner.OnClosed(this, e);
+        }
+        finally
+        {
+            Volatile.Write(ref _writeStartedMs, 0);
+        }
+    }
+
+    private void Write(in Outgoing m)
+    {
+        _writer.Write(m.Buffer.AsSpan(0, m.Length));
+        _stats.Sent((int)m.Type);
+        BgpMetrics.MessagesSent.Add(1, new KeyValuePair<string, object?>("type", BgpMetrics.TypeNames[(int)m.Type]), new KeyValuePair<string, object?>("peer", _peerName));
+        if (m.Pooled)
+            ArrayPool<byte>.Shared.Return(m.Buffer);
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        Exception? error = null;
+        try
+        {
+            while (!IsClosing)
+            {
+                var result = await _reader.ReadAsync(_cts.Token).ConfigureAwait(false);
+                var buffer = result.Buffer;
+                while (!IsClosing)
+                {
+                    var msg = NextMessage(ref buffer, out var type, out byte[]? body);
+                    if (!msg)
+                        break;
+                    LastReceivedMs = Environment.TickCount64;
+                    if (body is not null)
+                        await _owner.OnMessageAsync(this, type, body).ConfigureAwait(false);
+                }
+                _reader.AdvanceTo(buffer.Start, buffer.End);
+                if (result.IsCompleted)
+                    break;
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException or BgpProtocolException or InvalidOperationException)
+        {
+            error = e;
+        }
+        finally
+        {
+            await _reader.CompleteAsync().ConfigureAwait(false);
+            if (!IsClosing)
+                _owner.OnClosed(this, error);
+        }
+    }
+
+    /// <summary>
+    /// Takes one whole message off the buffer. UPDATEs are handed to the owner here (span, no copy
+    /// when contiguous) and <paramref name="body"/> is null; other messages come back as a copy.
+    /// </summary>
+    private bool NextMessage(ref ReadOnlySequence<byte> buffer, out BgpMessageType type, out byte[]? body)
+    {
+        body = null;
+        type = 0;
+        if (buffer.Length < BgpMessageHeader.Size)
+            return false;
+        Span<byte> hdr = stackalloc byte[BgpMessageHeader.Size];
+        buffer.Slice(0, BgpMessageHeader.Size).CopyTo(hdr);
+        // RFC 8654 3: the larger size applies once both sides advertised extended messages.
+        BgpMessageHeader.TryRead(hdr, Codec.MaxMessageSize, out type, out int length);
+        if (buffer.Length < length)
+            return false;
+        var whole = buffer.Slice(0, length);
+        var bodySeq = whole.Slice(BgpMessageHeader.Size);
+        _stats.Received((int)type);
+        BgpMetrics.MessagesReceived.Add(1, new KeyValuePair<string, object?>("type", BgpMetrics.TypeNames[(int)type]), new KeyValuePair<string, object?>("peer", _peerName));
+        if (type == BgpMessageType.Update)
+        {
+            if (bodySeq.IsSingleSegment)
+            {
+                _owner.OnUpdate(this, bodySeq.FirstSpan);
+            }
+            else
+            {
+                byte[] rented = ArrayPool<byte>.Shared.Rent((int)bodySeq.Length);
+                bodySeq.CopyTo(rented);
+                try
+                {
+                    _owner.OnUpdate(this, rented.AsSpan(0, (int)bodySeq.Length));
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(rented);
+                }
+            }
+        }
+        else
+        {
+            body = bodySeq.ToArray();
+        }
+        buffer = buffer.Slice(length);
+        return true;
+    }
+}
