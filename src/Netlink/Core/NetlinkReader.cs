@@ -90,6 +90,9 @@ internal ref struct AttributeReader
 
     public AttributeReader(ReadOnlySpan<byte> attributes) => _rest = attributes;
 
+    /// <summary>The attributes not read yet.</summary>
+    public readonly ReadOnlySpan<byte> Rest() => _rest;
+
     public bool TryRead(out ushort type, out ReadOnlySpan<byte> value)
     {
         if (_rest.Length < Nl.NLA_HDRLEN)

@@ -70,6 +70,9 @@ internal sealed class NetlinkWriter : IDisposable
         BinaryPrimitives.WriteUInt16LittleEndian(f, (ushort)(BinaryPrimitives.ReadUInt16LittleEndian(f) | flags));
     }
 
+    /// <summary>Overwrites a 16-bit host-order value at <paramref name="offset"/> (lengths written after their payload).</summary>
+    public void SetU16(int offset, ushort value) => BinaryPrimitives.WriteUInt16LittleEndian(_buffer.AsSpan(offset), value);
+
     /// <summary>Drops the message being built (used when a batch chunk is full).</summary>
     public void AbandonMessage()
     {
@@ -84,6 +87,16 @@ internal sealed class NetlinkWriter : IDisposable
     public void Struct<T>(in T value) where T : unmanaged
     {
         Span<byte> s = Reserve(Unsafe.SizeOf<T>());
+        MemoryMarshal.Write(s, in value);
+    }
+
+    /// <summary>Writes a struct as the payload of attribute <paramref name="type"/> (IFA_CACHEINFO, ...).</summary>
+    public void Struct<T>(in T value, ushort type) where T : unmanaged => MemoryMarshal.Write(Attr(type, Unsafe.SizeOf<T>()), in value);
+
+    /// <summary>Writes a family header padded to <paramref name="paddedSize"/> bytes (rtgenmsg is 1 byte, padded to 4).</summary>
+    public void StructPadded<T>(in T value, int paddedSize) where T : unmanaged
+    {
+        Span<byte> s = Reserve(Math.Max(paddedSize, Unsafe.SizeOf<T>()));
         MemoryMarshal.Write(s, in value);
     }
 
