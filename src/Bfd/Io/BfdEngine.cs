@@ -99,6 +99,14 @@ internal sealed unsafe class BfdEngine : IDisposable
 
     public static long Now() => Stopwatch.GetTimestamp();
 
+    /// <summary>Bytes allocated so far by the timing thread (GC.GetAllocatedBytesForCurrentThread there).</summary>
+    public Task<long> AllocatedBytesOnTimingThreadAsync()
+    {
+        var tcs = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Post(() => tcs.SetResult(GC.GetAllocatedBytesForCurrentThread()));
+        return tcs.Task;
+    }
+
     /// <summary>Closes every session (AdminDown on the wire) and waits up to <paramref name="timeout"/>.</summary>
     public Task CloseAllAsync(IEnumerable<SessionCore> sessions, TimeSpan timeout)
     {

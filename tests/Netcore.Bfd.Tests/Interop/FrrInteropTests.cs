@@ -177,6 +177,34 @@ public class FrrInteropTests(ITestOutputHelper output)
         }
     }
 
+    [LinuxFact(Netns = true, Tools = ["bfdd", "vtysh"])]
+    public async Task SteadyStateAllocatesNothingPerPacketOnTheTimingThread()
+    {
+        using var pair = new Pair();
+        using FrrBfdd frr = await FrrBfdd.StartAsync(pair.B, PeerConfig(Pair.A4, Pair.B4, 20), output);
+        await using var host = new BfdHost(new BfdHostOptions { NetworkNamespace = pair.A.Name });
+        using BfdSession s = host.OpenSession(new BfdSessionOptions
+        {
+            Peer = IPAddress.Parse(Pair.B4), LocalAddress = IPAddress.Parse(Pair.A4), Interface = "bfd0",
+            DesiredMinTxInterval = TimeSpan.FromMilliseconds(20), RequiredMinRxInterval = TimeSpan.FromMilliseconds(20),
+            Authentication = null,
+        });
+        await WaitUpAsync(s);
+        await WaitAsync(() => s.TransmitInterval == TimeSpan.FromMilliseconds(20) && !s.PollInProgress);
+        await Task.Delay(500);
+        BfdSessionCounters c0 = s.Counters;
+        long a0 = await host.Engine.AllocatedBytesOnTimingThreadAsync();
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        long a1 = await host.Engine.AllocatedBytesOnTimingThreadAsync();
+        BfdSessionCounters c1 = s.Counters;
+        long packets = c1.PacketsSent - c0.PacketsSent + c1.PacketsReceived - c0.PacketsReceived;
+        output.WriteLine($"{packets} packets, {a1 - a0} bytes allocated on the timing thread");
+        Assert.True(packets > 150, $"{packets} packets");
+        // The probe itself may allocate a little (task completion); nothing proportional to packets.
+        Assert.True(a1 - a0 < 1024, $"{a1 - a0} bytes for {packets} packets");
+        Assert.Equal(0, s.Counters.Flaps);
+    }
+
     private static async Task WaitAsync(Func<bool> condition)
     {
         var sw = Stopwatch.StartNew();
