@@ -137,7 +137,7 @@ internal static class NeighbourCodec
                 case Nl.NDA_MASTER: master = (int)Attr.U32(v); break;
                 case Nl.NDA_CACHEINFO:
                 case 4 /* NDA_PROBES */:
-                case 16 /* NDA_PROTOCOL */:
+                case 12 /* NDA_PROTOCOL */:
                     break;
                 default:
                     (unknown ??= []).Add(new RawAttribute(t, v.ToArray()));
