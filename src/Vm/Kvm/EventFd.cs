@@ -15,6 +15,8 @@ public sealed unsafe class EventFd : IDisposable
 
     internal int Fd => _fd.Fd;
 
+    internal int FdForPoll => _fd.Fd;
+
     /// <summary>Adds <paramref name="value"/> to the counter (wakes readers; for an irqfd, raises the interrupt).</summary>
     public void Signal(ulong value = 1)
     {

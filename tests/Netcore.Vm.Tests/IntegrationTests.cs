@@ -1,0 +1,124 @@
+using System.Text;
+using Netcore.Netlink;
+using Netcore.Vm.Devices.Virtio;
+using Netcore.Vm.Memory;
+
+namespace Netcore.Vm.Tests;
+
+/// <summary>newc cpio archive writer (the initramfs format, Documentation/driver-api/early-userspace/buffer-format.rst).</summary>
+internal sealed class Cpio
+{
+    private readonly MemoryStream _out = new();
+    private int _ino = 1;
+
+    public void Add(string name, byte[] data, uint mode)
+    {
+        byte[] nameBytes = Encoding.ASCII.GetBytes(name + "\0");
+        string header = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"070701{_ino++:X8}{mode:X8}{0:X8}{0:X8}{1:X8}{0:X8}{data.Length:X8}{0:X8}{0:X8}{0:X8}{0:X8}{nameBytes.Length:X8}{0:X8}");
+        _out.Write(Encoding.ASCII.GetBytes(header));
+        _out.Write(nameBytes);
+        Pad();
+        _out.Write(data);
+        Pad();
+    }
+
+    private void Pad()
+    {
+        while (_out.Length % 4 != 0)
+            _out.WriteByte(0);
+    }
+
+    public byte[] Finish()
+    {
+        Add("TRAILER!!!", [], 0);
+        return _out.ToArray();
+    }
+}
+
+public sealed class IntegrationTests(ITestOutputHelper output)
+{
+    [LinuxFact(HardwareVirtualization = true, Tools = ["busybox"])]
+    public async Task DebianKernelBootsBusyboxInitToTheMarkerAndExitsThroughTheDebugPort()
+    {
+        string kernel = BootTests.KernelPath() ?? throw new InvalidOperationException("no /boot/vmlinuz-*");
+        var cpio = new Cpio();
+        cpio.Add("bin", [], 0x41ED);
+        cpio.Add("dev", [], 0x41ED);
+        cpio.Add("bin/busybox", File.ReadAllBytes(Shell.Which("busybox")!), 0x81ED);
+        cpio.Add("init", Encoding.ASCII.GetBytes(
+            "#!/bin/busybox sh\n" +
+            "/bin/busybox mount -t devtmpfs dev /dev\n" +
+            "echo NETCORE-BOOT-MARKER > /dev/ttyS0\n" +
+            "/bin/busybox printf '\\000' | /bin/busybox dd of=/dev/port bs=1 seek=244 count=1\n" +
+            "/bin/busybox sleep 5\n"), 0x81ED);
+        var console = new MemoryStream();
+        await using var vm = MicroVm.Create(new MicroVmOptions
+        {
+            KernelPath = kernel,
+            Initrd = cpio.Finish(),
+            CommandLine = "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux i8042.dumbkbd rdinit=/init",
+            MemorySize = 512UL << 20,
+            Console = console,
+        });
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        int? status = await vm.RunAsync(cts.Token);
+        string text = Encoding.ASCII.GetString(console.ToArray());
+        output.WriteLine(text);
+        Assert.Contains("NETCORE-BOOT-MARKER", text, StringComparison.Ordinal);
+        Assert.Equal(1, status);
+    }
+
+    [LinuxFact(Netns = true)]
+    public async Task VirtioNetCarriesAnArpExchangeWithTheKernelThroughATap()
+    {
+        using var ns = TestNetns.Create("vnet");
+        using var client = NetlinkClient.Open(ns.Name);
+        using TapDevice tap = await client.CreateTapAsync("nctap0");
+        ns.Exec("sysctl -qw net.ipv6.conf.nctap0.disable_ipv6=1");
+        ns.Exec("ip addr add 10.99.0.1/24 dev nctap0");
+        await client.SetLinkUpAsync(tap.Index);
+
+        using var mem = GuestMemory.Create(1 << 20);
+        byte[] mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+        using var net = new VirtioNet(tap, mac);
+        int irqs = 0;
+        var t = new VirtioMmioTransport(mem, net, () => Interlocked.Increment(ref irqs));
+        var drv = new TestVirtioDriver(mem, t, queues: 2);
+        Assert.Equal(0x12u, drv.R(0x103) & 0xFF); // config.mac[3]
+        for (int i = 0; i < 4; i++)
+            drv.Submit(0, (0x40000UL + (ulong)i * 0x1000, 2048, true));
+        drv.Notify(0);
+
+        // virtio_net_hdr_v1 (12 zero bytes) + an ARP request "who has 10.99.0.1? tell 10.99.0.2".
+        byte[] frame = [.. new byte[12],
+            0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, .. mac, 0x08, 0x06,
+            0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01, .. mac, 10, 99, 0, 2, 0, 0, 0, 0, 0, 0, 10, 99, 0, 1];
+        mem.Write(0x30000, frame);
+        drv.Submit(1, (0x30000, (uint)frame.Length, false));
+        drv.Notify(1);
+        Assert.Equal(1, drv.UsedIdx(1));
+        Assert.Equal(1, net.TxFrames);
+
+        byte[]? reply = null;
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        int seen = 0;
+        while (reply is null && DateTime.UtcNow < deadline)
+        {
+            while (seen < drv.UsedIdx(0))
+            {
+                var (id, len) = drv.UsedElem(0, seen++);
+                byte[] got = mem.GetSpan(0x40000UL + id * 0x1000UL, (int)len).ToArray();
+                if (got.Length >= 12 + 42 && got[12 + 12] == 0x08 && got[12 + 13] == 0x06 && got[12 + 21] == 2)
+                    reply = got;
+            }
+            await Task.Delay(10);
+        }
+        Assert.NotNull(reply);
+        Assert.Equal(1, reply[10]); // num_buffers = 1 without MRG_RXBUF
+        Assert.Equal(mac, reply.AsSpan(12, 6).ToArray()); // to our MAC
+        Assert.Equal(new byte[] { 10, 99, 0, 1 }, reply.AsSpan(12 + 28, 4).ToArray()); // sender IP
+        Assert.True(irqs >= 2);
+        output.WriteLine($"rx frames {net.RxFrames}, interrupts {irqs}");
+    }
+}
