@@ -377,3 +377,58 @@ public sealed class KvmGuestTests
         }
     }
 }
+
+public sealed class PreflightTests(ITestOutputHelper output)
+{
+    [LinuxFact(Kvm = true)]
+    public void ReportNamesTheBackendAndWhatWillNotWork()
+    {
+        PreflightReport r = KvmPreflight.Run();
+        output.WriteLine(r.ToString());
+        Assert.Equal(12, r.ApiVersion);
+        Assert.True(r.Capabilities[KvmCapability.UserMemory] > 0);
+        Assert.True(r.CanRunSandboxes);
+        if (Directory.Exists("/sys/module/kvm_pvm"))
+        {
+            Assert.Equal(KvmBackend.Pvm, r.Backend);
+            Assert.False(r.CanBootLinux);
+            Assert.Contains(r.Problems, p => p.Contains("PVM", StringComparison.Ordinal) && p.Contains("does not boot", StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
+    public void MissingDeviceIsExplained()
+    {
+        PreflightReport r = KvmPreflight.Run("/dev/netcore-no-such-kvm");
+        Assert.Equal(KvmBackend.None, r.Backend);
+        Assert.Null(r.ApiVersion);
+        Assert.False(r.CanRunSandboxes);
+        Assert.Contains(r.Problems, p => p.Contains("does not exist", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void GuestMemoryAccessorsNeverLeaveTheMapping()
+    {
+        using var mem = GuestMemory.Create([(0UL, 0x10000UL), (0x100000UL, 0x10000UL)]);
+        Assert.Throws<ArgumentOutOfRangeException>(() => mem.GetSpan(0xFFFF, 2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => mem.Read<ulong>(0x20000));
+        Assert.Throws<ArgumentOutOfRangeException>(() => mem.Write(ulong.MaxValue - 2, 1u));
+        Assert.Throws<ArgumentException>(() => GuestMemory.Create([(0UL, 0x2000UL), (0x1000UL, 0x1000UL)]));
+        mem.Write(0x10FFF8, 0x1122334455667788UL);
+        Assert.Equal(0x1122334455667788UL, mem.Read<ulong>(0x10FFF8));
+        Properties.Check(FsCheck.Fluent.Gen.Two(FsCheck.Fluent.Gen.Choose(0, 0x120000)), p =>
+        {
+            (int addr, int len) = p;
+            bool inside = ((ulong)addr + (ulong)(len % 0x11000) <= 0x10000) || (addr >= 0x100000 && (ulong)addr + (ulong)(len % 0x11000) <= 0x110000);
+            try
+            {
+                _ = mem.GetSpan((ulong)addr, len % 0x11000);
+                return inside;
+            }
+            catch (ArgumentOutOfRangeException)
+            {
+                return !inside;
+            }
+        }, 500, 3);
+    }
+}
