@@ -63,6 +63,18 @@ internal readonly struct IpBits : IEquatable<IpBits>
         }
     }
 
+    /// <summary>True when bits beyond <paramref name="prefixLength"/> are set (not a canonical prefix).</summary>
+    public bool HasHostBits(int prefixLength)
+    {
+        if (Length == 4)
+            return prefixLength < 32 && ((uint)_lo & (uint.MaxValue >> prefixLength)) != 0;
+        if (prefixLength >= 128)
+            return false;
+        if (prefixLength >= 64)
+            return (_lo & (ulong.MaxValue >> (prefixLength - 64))) != 0;
+        return _lo != 0 || (_hi & (ulong.MaxValue >> prefixLength)) != 0;
+    }
+
     public void WriteAttr(NetlinkWriter w, ushort type) => Write(w.Attr(type, Length));
 
     public AddressFamily Family => Length == 4 ? AddressFamily.InterNetwork : Length == 16 ? AddressFamily.InterNetworkV6 : AddressFamily.Unspecified;

@@ -139,6 +139,8 @@ internal static class RouteCodec
             NetlinkFormatException.Throw("RTA_DST length does not match rtm_family");
         if (h.rtm_dst_len > (h.rtm_family == Af.Inet ? 32 : 128))
             NetlinkFormatException.Throw($"rtm_dst_len {h.rtm_dst_len} too long for the family");
+        if (dst.HasHostBits(h.rtm_dst_len))
+            NetlinkFormatException.Throw("RTA_DST has bits set beyond rtm_dst_len");
         route = new Route
         {
             Family = Af.To(h.rtm_family),

@@ -134,6 +134,9 @@ internal static class RuleCodec
         int max = h.family == Af.Inet ? 32 : 128;
         if (h.src_len > max || h.dst_len > max)
             NetlinkFormatException.Throw("fib_rule_hdr prefix length too long for the family");
+        if ((src is not null && (src.AddressFamily != Af.To(h.family) || IpBits.From(src).HasHostBits(h.src_len)))
+            || (dst is not null && (dst.AddressFamily != Af.To(h.family) || IpBits.From(dst).HasHostBits(h.dst_len))))
+            NetlinkFormatException.Throw("FRA_SRC/FRA_DST does not match the family and prefix length");
         rule = new Rule
         {
             Family = Af.To(h.family),
