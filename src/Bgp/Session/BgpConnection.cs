@@ -41,7 +41,7 @@ internal sealed class BgpConnection
     private readonly NetworkStream _stream;
     private readonly PipeReader _reader;
     private readonly PipeWriter _writer;
-    private readonly Channel<Outgoing> _control = Channel.CreateUnbounded<Outgoing>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<Outgoing> _control = Channel.CreateUnbounded<Outgoing>(); // not SingleReader: those channels cannot Count
     private readonly Channel<Outgoing> _bulk;
     private readonly SemaphoreSlim _signal = new(0);
     private readonly CancellationTokenSource _cts = new();
@@ -212,6 +212,12 @@ internal sealed class BgpConnection
             // The reader notices the broken connection and reports it.
             if (!IsClosing)
                 _owner.OnClosed(this, e);
+        }
+#pragma warning disable CA1031 // a bug here must end this connection visibly, not kill the send loop silently
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            _owner.OnClosed(this, new InvalidOperationException("send loop failed", e));
         }
         finally
         {
