@@ -191,7 +191,8 @@ int lb_xdp(struct xdp_md *ctx)
     struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
     if (!cfg)
         return XDP_PASS;
-    __u32 h = cfg->hash_seed;
+    void *l3 = eth + 1;
+    __u32 ports_word = 0;
 
     if (eth->h_proto == bpf_htons(ETH_P_IP)) {
         struct iphdr *ip = (void *)(eth + 1);
@@ -227,11 +228,7 @@ int lb_xdp(struct xdp_md *ctx)
         if (f.l3_len < ihl + 4)
             f.l3_len = 0;
         f.tos = ip->tos;
-        h = mix(h, ip->saddr);
-        h = mix(h, ip->daddr);
-        h = mix(h, (__u32)ports[0] | ((__u32)ports[1] << 16));
-        h = mix(h, ip->protocol);
-        f.hash = fmix(h, 16);
+        ports_word = (__u32)ports[0] | ((__u32)ports[1] << 16);
     } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
         struct ipv6hdr *ip6 = (void *)(eth + 1);
         if ((void *)(ip6 + 1) > data_end) {
@@ -267,15 +264,7 @@ int lb_xdp(struct xdp_md *ctx)
             f.l3_len = 0;
         f.inner_v6 = 1;
         f.tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-            h = mix(h, ip6->saddr.in6_u.u6_addr32[i]);
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-            h = mix(h, ip6->daddr.in6_u.u6_addr32[i]);
-        h = mix(h, (__u32)ports[0] | ((__u32)ports[1] << 16));
-        h = mix(h, ip6->nexthdr);
-        f.hash = fmix(h, 40);
+        ports_word = (__u32)ports[0] | ((__u32)ports[1] << 16);
     } else {
         count_global(LB_G_PASS);
         return XDP_PASS;
@@ -287,7 +276,32 @@ int lb_xdp(struct xdp_md *ctx)
         return XDP_PASS;
     }
 
-    /* From here on the packet is ours: it is transmitted or dropped, never passed. */
+    /* From here on the packet is ours: it is transmitted or dropped, never passed. The flow
+     * hash is computed only now, so traffic that is not a service does not pay for it. */
+    __u32 h = cfg->hash_seed;
+    if (!f.inner_v6) {
+        struct iphdr *ip = l3;
+        if ((void *)(ip + 1) > data_end) /* checked above; restated for the verifier */
+            return XDP_DROP;
+        h = mix(h, ip->saddr);
+        h = mix(h, ip->daddr);
+        h = mix(h, ports_word);
+        h = mix(h, key.proto);
+        f.hash = fmix(h, 16);
+    } else {
+        struct ipv6hdr *ip6 = l3;
+        if ((void *)(ip6 + 1) > data_end) /* checked above; restated for the verifier */
+            return XDP_DROP;
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            h = mix(h, ip6->saddr.in6_u.u6_addr32[i]);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            h = mix(h, ip6->daddr.in6_u.u6_addr32[i]);
+        h = mix(h, ports_word);
+        h = mix(h, key.proto);
+        f.hash = fmix(h, 40);
+    }
     __u32 sid = svc->id;
     struct lb_stats *ss = bpf_map_lookup_elem(&lb_svc_stats, &sid);
     __u32 frame_len = data_end - data;
