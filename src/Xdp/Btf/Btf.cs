@@ -92,14 +92,22 @@ internal sealed class BtfSpec
     public BtfType SkipModsAndTypedefs(uint id)
     {
         var t = this[id];
-        while (t.Kind is BtfKind.Typedef or BtfKind.Volatile or BtfKind.Const or BtfKind.Restrict or BtfKind.TypeTag)
+        for (int depth = 0; t.Kind is BtfKind.Typedef or BtfKind.Volatile or BtfKind.Const or BtfKind.Restrict or BtfKind.TypeTag; depth++)
+        {
+            if (depth > 32)
+                throw new BpfObjectException($"BTF type {id}: modifier chain too deep (a cycle?)");
             t = this[t.SizeOrType];
+        }
         return t;
     }
 
     /// <summary>The size in bytes of a type (btf__resolve_size).</summary>
-    public uint SizeOf(uint id)
+    public uint SizeOf(uint id) => SizeOf(id, 0);
+
+    private uint SizeOf(uint id, int nesting)
     {
+        if (nesting > 32)
+            throw new BpfObjectException($"BTF type {id}: array nesting too deep (a cycle?)");
         for (int depth = 0; depth < 32; depth++)
         {
             var t = this[id];
@@ -110,7 +118,8 @@ internal sealed class BtfSpec
                 case BtfKind.Ptr:
                     return 8;
                 case BtfKind.Array:
-                    return t.Array.Count * SizeOf(t.Array.Elem);
+                    ulong total = (ulong)t.Array.Count * SizeOf(t.Array.Elem, nesting + 1);
+                    return total <= uint.MaxValue ? (uint)total : throw new BpfObjectException($"BTF array type {id} is larger than 4 GiB");
                 case BtfKind.Typedef or BtfKind.Volatile or BtfKind.Const or BtfKind.Restrict or BtfKind.TypeTag or BtfKind.Var:
                     id = t.SizeOrType;
                     continue;
@@ -122,6 +131,18 @@ internal sealed class BtfSpec
     }
 
     public static BtfSpec Parse(byte[] raw)
+    {
+        try
+        {
+            return ParseCore(raw);
+        }
+        catch (Exception e) when (e is ArgumentException or IndexOutOfRangeException or OverflowException)
+        {
+            throw new BpfObjectException("malformed BTF: " + e.Message, e);
+        }
+    }
+
+    private static BtfSpec ParseCore(byte[] raw)
     {
         var d = raw.AsSpan();
         // struct btf_header: magic u16, version u8, flags u8, hdr_len, type_off, type_len, str_off, str_len.
@@ -258,6 +279,18 @@ internal sealed class BtfExt
     public Dictionary<string, List<BtfExtRecord>> CoreRelos { get; } = new(StringComparer.Ordinal);
 
     public static BtfExt Parse(ReadOnlySpan<byte> d, BtfSpec btf)
+    {
+        try
+        {
+            return ParseCore(d, btf);
+        }
+        catch (Exception e) when (e is ArgumentException or IndexOutOfRangeException or OverflowException)
+        {
+            throw new BpfObjectException("malformed .BTF.ext: " + e.Message, e);
+        }
+    }
+
+    private static BtfExt ParseCore(ReadOnlySpan<byte> d, BtfSpec btf)
     {
         if (d.Length < 24 || BinaryPrimitives.ReadUInt16LittleEndian(d) != BtfSpec.Magic)
             throw new BpfObjectException(".BTF.ext: bad magic");

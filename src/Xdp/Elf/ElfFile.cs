@@ -44,11 +44,32 @@ internal sealed class ElfFile
 
     public ElfSection? Find(string name) => Sections.FirstOrDefault(s => s.Name == name);
 
-    public ReadOnlyMemory<byte> Data(ElfSection s) =>
-        s.Type == ElfSection.SHT_NOBITS ? new byte[s.Size] : _data.AsMemory((int)s.Offset, (int)s.Size);
+    public ReadOnlyMemory<byte> Data(ElfSection s)
+    {
+        if (s.Type == ElfSection.SHT_NOBITS)
+        {
+            // .bss: zeros of the section's size; BPF maps cap values far below this.
+            if (s.Size > 1 << 28)
+                throw new BpfObjectException($"section {s.Name}: {s.Size} bytes of .bss is not plausible");
+            return new byte[s.Size];
+        }
+        return _data.AsMemory(checked((int)s.Offset), checked((int)s.Size));
+    }
 
     /// <summary>Relocations that apply to section <paramref name="target"/>.</summary>
     public List<ElfRel> RelocationsFor(ElfSection target)
+    {
+        try
+        {
+            return RelocationsCore(target);
+        }
+        catch (Exception e) when (e is ArgumentException or IndexOutOfRangeException or OverflowException)
+        {
+            throw new BpfObjectException("malformed ELF relocations: " + e.Message, e);
+        }
+    }
+
+    private List<ElfRel> RelocationsCore(ElfSection target)
     {
         var list = new List<ElfRel>();
         foreach (var s in Sections)
@@ -66,6 +87,18 @@ internal sealed class ElfFile
     }
 
     public static ElfFile Parse(byte[] data)
+    {
+        try
+        {
+            return ParseCore(data);
+        }
+        catch (Exception e) when (e is ArgumentException or IndexOutOfRangeException or OverflowException)
+        {
+            throw new BpfObjectException("malformed ELF object: " + e.Message, e);
+        }
+    }
+
+    private static ElfFile ParseCore(byte[] data)
     {
         var d = data.AsSpan();
         // elf(5): e_ident = 0x7f 'E' 'L' 'F', EI_CLASS 2 (64-bit), EI_DATA 1 (little endian).

@@ -131,7 +131,7 @@ public sealed unsafe class BpfProgram : IDisposable
                 throw new BpfNotSupportedException($"program type {req.Type}", $"this kernel does not support BPF program type {req.Type} ({(int)req.Type})");
             // Retry with the verifier log, growing the buffer while the kernel says ENOSPC
             // (kernel/bpf/verifier.c bpf_vlog_finalize returns -ENOSPC on truncation).
-            int size = Math.Max(4096, req.LogSize);
+            int size = Math.Max(64, req.LogSize);
             while (true)
             {
                 byte[] log = new byte[size];

@@ -1,0 +1,138 @@
+using Netcore.Xdp.Btf;
+using Netcore.Xdp.Elf;
+
+namespace Netcore.Xdp.Tests;
+
+public class PinningAndParserTests
+{
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void PinByNameMapsKeepTheirContentsAcrossLoads()
+    {
+        string dir = $"/sys/fs/bpf/nct_pins_{Environment.ProcessId}";
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var options = new BpfObjectOptions { PinDirectory = dir };
+            using (var first = BpfObject.Load(BpfSources.Object("pinned"), options))
+            {
+                first.Map("persist").AsMap<uint, ulong>().Update(0, 100);
+                first.Program("touch").TestRun(new byte[64], default);
+                Assert.True(File.Exists(Path.Combine(dir, "persist")));
+            }
+            using var second = BpfObject.Load(BpfSources.Object("pinned"), options);
+            var map = second.Map("persist").AsMap<uint, ulong>();
+            Assert.Equal(101ul, map.Lookup(0));
+            second.Program("touch").TestRun(new byte[64], default);
+            Assert.Equal(102ul, map.Lookup(0));
+        }
+        finally
+        {
+            Shell.Sh($"rm -rf {dir}");
+        }
+    }
+
+    [LinuxFact(Bpf = true)]
+    public void ProgramPinAndReopen()
+    {
+        string path = $"/sys/fs/bpf/nct_prog_{Environment.ProcessId}";
+        try
+        {
+            uint id;
+            using (var prog = new BpfAssembler().Mov(BpfRegister.R0, 2).Exit().Load(BpfProgramType.Xdp, options: new BpfProgramOptions { Name = "pinme" }))
+            {
+                prog.Pin(path);
+                id = prog.GetInfo().Id;
+            }
+            using var again = BpfProgram.FromPin(path);
+            Assert.Equal(id, again.GetInfo().Id);
+            Assert.Equal("pinme", again.Name);
+            Assert.Equal(BpfProgramType.Xdp, again.Type);
+            Assert.Equal(2u, again.TestRun(new byte[64], default).ReturnValue);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [LinuxFact(Tools = ["clang-14"])]
+    public void MutatedObjectsFailWithTypedErrorsOnly()
+    {
+        byte[] valid = File.ReadAllBytes(BpfSources.Object("xdp_count"));
+        var elf = ElfFile.Parse(valid);
+        byte[] btf = elf.Data(elf.Find(".BTF")!).ToArray();
+        Properties.Check(Properties.Mutations(valid), bytes =>
+        {
+            try
+            {
+                var e = ElfFile.Parse(bytes);
+                foreach (var s in e.Sections)
+                    e.RelocationsFor(s);
+            }
+            catch (BpfObjectException)
+            {
+            }
+        }, maxTest: 2000);
+        Properties.Check(Properties.Mutations(btf), bytes =>
+        {
+            try
+            {
+                var spec = BtfSpec.Parse(bytes);
+                foreach (var t in spec.Types)
+                    if (t.Kind is BtfKind.Struct or BtfKind.Array or BtfKind.Int)
+                        spec.SizeOf(t.Id);
+            }
+            catch (BpfObjectException)
+            {
+            }
+        }, maxTest: 2000);
+    }
+
+    [Fact]
+    public void CoreEssentialNames()
+    {
+        Assert.Equal("task_struct", CoreRelocator.Essential("task_struct___v2"));
+        Assert.Equal("iphdr", CoreRelocator.Essential("iphdr"));
+    }
+
+    [Fact]
+    public void VerifierLogParsing()
+    {
+        const string log = "0: R1=ctx() R10=fp0\n; return data[20]; @ x.c:9\n0: (61) r1 = *(u32 *)(r1 +0)\n1: (71) r0 = *(u8 *)(r1 +20)\ninvalid access to packet\n";
+        Assert.Equal(1, BpfProgram.LastInstruction(log));
+        Assert.Equal("return data[20]; @ x.c:9", BpfProgram.LastSourceComment(log));
+        Assert.Null(BpfProgram.LastInstruction("no instructions here"));
+    }
+
+    [Fact]
+    public void SectionNamesMapToProgramTypes()
+    {
+        Assert.Equal(BpfProgramType.Xdp, BpfObject.SectionType("xdp")!.Value.Type);
+        Assert.Equal(1u << 5, BpfObject.SectionType("xdp.frags")!.Value.Flags);
+        Assert.Equal(BpfProgramType.SchedCls, BpfObject.SectionType("tc")!.Value.Type);
+        Assert.Equal(BpfProgramType.SchedCls, BpfObject.SectionType("classifier/ingress")!.Value.Type);
+        Assert.Equal(BpfProgramType.SchedCls, BpfObject.SectionType("tcx/egress")!.Value.Type);
+        Assert.Equal(BpfAttachType.SkLookup, BpfObject.SectionType("sk_lookup")!.Value.Attach);
+        Assert.Null(BpfObject.SectionType("xdpfoo"));
+        Assert.Null(BpfObject.SectionType("tcp"));
+    }
+}
+
+public class VerifierLogTests
+{
+    [LinuxFact(Bpf = true)]
+    public void LogBufferGrowsUntilTheWholeLogFits()
+    {
+        // r0 = *(u8 *)(r2 + 0) with r2 = ctx->data and no bounds check: rejected near the end of a long log.
+        var asm = new BpfAssembler().Load(BpfSize.Word, BpfRegister.R2, BpfRegister.R1, 0);
+        for (int i = 0; i < 200; i++)
+            asm.Mov(BpfRegister.R3, i);
+        asm.Load(BpfSize.Byte, BpfRegister.R0, BpfRegister.R2, 0).Exit();
+        var e = Assert.Throws<BpfVerifierException>(() => asm.Load(BpfProgramType.Xdp, options: new BpfProgramOptions { Name = "longlog", LogSize = 64 }));
+        Assert.True(e.Log.Length > 64 * 4, $"log of {e.Log.Length} bytes");
+        Assert.Contains("invalid access to packet", e.Log, StringComparison.Ordinal);
+        Assert.Equal(201, e.Instruction);
+        Assert.Null(e.SourceLine); // no BTF line info for assembled programs
+        Assert.Equal("longlog", e.ProgramName);
+    }
+}
