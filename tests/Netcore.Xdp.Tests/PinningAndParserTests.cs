@@ -31,6 +31,17 @@ public class PinningAndParserTests
         }
     }
 
+    [LinuxFact(Root = true, Tools = ["setpriv"])]
+    public void WithoutCapabilitiesTheErrorSaysWhatIsNeeded()
+    {
+        string dll = typeof(Program).Assembly.Location;
+        var r = Shell.Run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "env", "DOTNET_CLI_HOME=/tmp", "HOME=/tmp", "dotnet", dll, "perm-child"], TimeSpan.FromSeconds(60));
+        Assert.True(r.ExitCode == 0, r.StdOut + r.StdErr);
+        Assert.Contains("BpfPermissionException", r.StdOut, StringComparison.Ordinal);
+        Assert.Contains("needs CAP_BPF", r.StdOut, StringComparison.Ordinal);
+        Assert.Contains("EPERM", r.StdOut, StringComparison.Ordinal);
+    }
+
     [LinuxFact(Bpf = true)]
     public void ProgramPinAndReopen()
     {

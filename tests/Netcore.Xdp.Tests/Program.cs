@@ -23,6 +23,21 @@ public static class Program
             Console.WriteLine($"pinned link {link.GetInfo().Id}");
             return 0;
         }
+        if (args.Length == 1 && args[0] == "perm-child")
+        {
+            // Run without privileges (setpriv --reuid nobody): bpf(2) must fail with the typed permission error.
+            try
+            {
+                using var m = BpfMap.Create(new BpfMapSpec { Type = BpfMapType.Hash, KeySize = 4, ValueSize = 4, MaxEntries = 1, Name = "perm" });
+                Console.WriteLine("created");
+                return 1;
+            }
+            catch (BpfPermissionException e)
+            {
+                Console.WriteLine("BpfPermissionException: " + e.Message);
+                return 0;
+            }
+        }
         Console.Error.WriteLine("test helper: xdp-pin-child NETNS IFNAME OBJECT LINKPIN MAPPIN");
         return 2;
     }
