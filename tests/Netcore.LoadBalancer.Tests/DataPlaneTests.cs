@@ -338,6 +338,33 @@ public class DataPlaneTests
     }
 
     [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    public void RingSwaps_WhilePacketsFlow_LoseNoPacket()
+    {
+        // lb_bench.o (frame restored after each run) processes one flow millions of times while
+        // the control plane swaps the service's ring between "all to backend 7" and "all to
+        // backend 8". Every packet must be transmitted to one of the two: none may find the slot
+        // empty or a ring half-written.
+        using var lb = new LbBpf(bench: true);
+        lb.SetConfig(LbConfig.Create(GatewayMac, Src4, Src6, 1500, Seed));
+        lb.SetBackend(Be4Id, Be4);
+        lb.SetBackend(9, IPAddress.Parse("10.0.0.9"));
+        lb.AddService(LbServiceKey.Create(IPAddress.Parse("192.0.2.10"), 80, ProtocolType.Tcp), LbService.Create(1, 13, Encapsulation.Ipip));
+        lb.SwapRing(1, Be4Id);
+        const int repeat = 5_000_000;
+        var run = Task.Run(() => lb.Run(Case("v4-tcp-ipip").Frame, repeat));
+        int swaps = 0;
+        while (!run.IsCompleted)
+            lb.SwapRing(1, swaps++ % 2 == 0 ? 9u : Be4Id);
+        Assert.Equal(Tx, run.Result.Action);
+        var s = lb.ServiceStats(1);
+        Assert.Equal((ulong)repeat, s.packets);
+        Assert.Equal(0UL, s.drops + s.encap_errors);
+        ulong to7 = lb.BackendStats(Be4Id).packets, to9 = lb.BackendStats(9).packets;
+        Assert.Equal((ulong)repeat, to7 + to9);
+        Assert.True(swaps < 2 || (to7 > 0 && to9 > 0), $"{swaps} swaps, {to7} to backend 7, {to9} to backend 9");
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
     public void DefaultSizeRing_OfHundredBackends_Works()
     {
         using var lb = Setup(rings: false);
