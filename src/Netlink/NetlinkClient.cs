@@ -42,6 +42,10 @@ public sealed partial class NetlinkClient : IDisposable
     private readonly ConcurrentBag<NetlinkSocket> _pool = [];
     private readonly bool _ownsNamespace;
     private bool _disposed;
+    private int _dumpRetries;
+
+    /// <summary>Dumps restarted after NLM_F_DUMP_INTR by this client (also the netcore.netlink.dump_retries counter).</summary>
+    internal int DumpRetryCount => Volatile.Read(ref _dumpRetries);
 
     private NetlinkClient(NetworkNamespace ns, bool ownsNamespace, NetlinkClientOptions options)
     {
@@ -189,6 +193,7 @@ public sealed partial class NetlinkClient : IDisposable
             if (!interrupted)
                 return list;
             DumpRetriesCounter.Add(1);
+            Interlocked.Increment(ref _dumpRetries);
             Log.DumpInterrupted(Logger, operation, attempts);
             if (attempts > Options.DumpRetries)
                 throw new NetlinkDumpInterruptedException(operation, attempts);
