@@ -9,38 +9,11 @@ OUT="$ROOT/artifacts/test-results"
 rm -rf "$OUT"; mkdir -p "$OUT"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
-# Debian packages the tests and peers use (real peers, not mocks).
-PKGS=(bird2 frr gobgpd exabgp bpftool libbpf-dev qemu-system-x86 busybox-static linux-image-amd64
-      stress-ng tshark tcpdump iproute2 iputils-ping unzip gcc clang-14 llvm-14 xdp-tools iperf3 procps psmisc)
-install_packages() {
-  [ "$(id -u)" = 0 ] || { echo "test.sh: not root; skipping package installation"; return 0; }
-  local missing=()
-  for p in "${PKGS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  echo "test.sh: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq || echo "test.sh: apt-get update failed"
-  # tshark asks about non-root capture; preseed the answer.
-  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$OUT/apt.log" 2>&1 \
-    || { echo "test.sh: apt-get install failed (see $OUT/apt.log); tests needing those tools will skip"; tail -5 "$OUT/apt.log"; }
-}
+. "$ROOT/scripts/prereqs.sh"
 
-cleanup_namespaces() {
-  command -v ip >/dev/null || return 0
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^nct-' || true); do
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-    ip netns del "$ns" 2>/dev/null
-  done
-}
-
-install_packages
-# Daemons from the packages must not run outside the tests' namespaces.
-for svc in frr bird gobgpd exabgp; do pkill -x "$svc" 2>/dev/null || true; done
-cleanup_namespaces
-trap cleanup_namespaces EXIT
+install_prereqs "$OUT/apt.log"
+cleanup_test_namespaces
+trap cleanup_test_namespaces EXIT
 
 echo "test.sh: building (Release)"
 if ! dotnet build Netcore.sln -c Release -nologo -clp:ErrorsOnly > "$OUT/build.log" 2>&1; then

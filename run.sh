@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The main job (README): installs prerequisites, builds the packages in Release, packs them into
+# artifacts/packages, then runs every side-by-side comparison in benchmarks/compare (our code and
+# the anchor tool on the same work, in one run) and prints each one's ratio line.
+#
+#   sudo ./run.sh          # quick sizes (minutes); same scripts, smaller work
+#   sudo ./run.sh --full   # the sizes the issues specify (long: tens of minutes)
+#
+# Logs go to artifacts/compare/<name>.log. Exit code is non-zero when the build or a comparison fails.
+set -uo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+OUT="$ROOT/artifacts/compare"
+mkdir -p "$OUT"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+. "$ROOT/scripts/prereqs.sh"
+
+FULL=0
+[ "${1:-}" = "--full" ] && FULL=1
+
+install_prereqs "$OUT/apt.log"
+cleanup_test_namespaces
+trap cleanup_test_namespaces EXIT
+
+echo "run.sh: building and packing (Release)"
+dotnet build Netcore.sln -c Release -nologo -clp:ErrorsOnly > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+dotnet pack Netcore.sln -c Release --no-build -nologo > "$OUT/pack.log" 2>&1 || { tail -20 "$OUT/pack.log"; exit 1; }
+ls artifacts/packages/*.nupkg | sed 's/^/  /'
+
+# name | quick invocation (environment and arguments) | full invocation
+COMPARISONS=(
+  "netlink-routes|NETLINK_ROUTES_QUICK=1|"
+  "xdp-maps|3|"
+  "lb-xdp|REPEAT=100000 RUNS=3|"
+  "vm-create|500 20000|"
+  "bfd-scale|BFD_SCALE_DURATION=10 BFD_SCALE_CONFIGS=100:50 BFD_SCALE_LOADS=idle|"
+  "bgp-fulltable|BGP_FULLTABLE_QUICK=1|"
+)
+status=0
+summary=()
+for entry in "${COMPARISONS[@]}"; do
+  IFS='|' read -r name quick full <<<"$entry"
+  script="benchmarks/compare/$name.sh"
+  if [ ! -x "$script" ]; then
+    summary+=("$name: not written yet (see its issue note)")
+    continue
+  fi
+  args=$([ $FULL = 1 ] && echo "$full" || echo "$quick")
+  envs=(); posargs=()
+  for a in $args; do case "$a" in *=*) envs+=("$a");; *) posargs+=("$a");; esac; done
+  echo "run.sh: $name ${args}"
+  if env "${envs[@]}" timeout 3600 "$script" "${posargs[@]}" > "$OUT/$name.log" 2>&1; then
+    line=$(grep -E "^$name: " "$OUT/$name.log" | tail -1)
+    summary+=("${line:-$name: finished without a summary line (see $OUT/$name.log)}")
+  else
+    rc=$?
+    summary+=("$name: FAILED (exit $rc; see $OUT/$name.log)")
+    tail -15 "$OUT/$name.log" | sed 's/^/    /'
+    status=1
+  fi
+done
+echo
+echo "run.sh: side-by-side results ($([ $FULL = 1 ] && echo full || echo quick) sizes)"
+printf '  %s\n' "${summary[@]}"
+exit $status
