@@ -18,6 +18,12 @@ public sealed record BgpSpeakerOptions
     /// <summary>Host name advertised with the FQDN capability; null (default) sends none.</summary>
     public string? HostName { get; init; }
 
+    /// <summary>
+    /// Creates every socket the speaker uses (listeners and outgoing connections), e.g. inside a
+    /// network namespace or VRF. Default null: <c>new Socket(family, Stream, Tcp)</c>.
+    /// </summary>
+    public Func<System.Net.Sockets.AddressFamily, System.Net.Sockets.Socket>? SocketFactory { get; init; }
+
     /// <summary>Listen backlog. Default 64.</summary>
     public int ListenBacklog { get; init; } = 64;
 }

@@ -323,7 +323,7 @@ public sealed class BgpPeer : IConnectionOwner
             var remote = new IPEndPoint(RemoteAddress, opts.RemotePort);
             try
             {
-                s = new Socket(RemoteAddress.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                s = _speaker.CreateSocket(RemoteAddress.AddressFamily);
                 ConfigureSocket(s, opts);
                 if (opts.LocalAddress is not null || opts.LocalPort != 0)
                 {

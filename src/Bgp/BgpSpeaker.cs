@@ -76,7 +76,7 @@ public sealed class BgpSpeaker : IAsyncDisposable
         foreach (var ep in Options.ListenEndpoints)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var s = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            var s = CreateSocket(ep.AddressFamily);
             try
             {
                 s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
@@ -240,6 +240,9 @@ public sealed class BgpSpeaker : IAsyncDisposable
             _ = dyn.AcceptAsync(s);
         }
     }
+
+    internal Socket CreateSocket(AddressFamily family) =>
+        Options.SocketFactory?.Invoke(family) ?? new Socket(family, SocketType.Stream, ProtocolType.Tcp);
 
     private void ForEachListener(Action<Socket> action)
     {

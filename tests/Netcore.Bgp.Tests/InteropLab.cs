@@ -1,0 +1,133 @@
+using System.Net;
+
+namespace Netcore.Bgp.Tests;
+
+/// <summary>
+/// Two fresh namespaces joined by a veth: "us" (10.0.0.1, fd00::1) runs our speaker (its sockets are
+/// created inside the namespace), "them" (10.0.0.2, fd00::2) runs the real daemon.
+/// </summary>
+internal sealed class InteropLab : IAsyncDisposable
+{
+    public const uint OurAs = 4200000001;
+    public const uint TheirAs = 65002;
+    public static readonly IPAddress Us4 = IPAddress.Parse("10.0.0.1"), Them4 = IPAddress.Parse("10.0.0.2");
+    public static readonly IPAddress Us6 = IPAddress.Parse("fd00::1"), Them6 = IPAddress.Parse("fd00::2");
+
+    private readonly ITestOutputHelper _output;
+    private readonly List<ExternalDaemon> _daemons = [];
+
+    private InteropLab(ITestOutputHelper output, string hint)
+    {
+        _output = output;
+        Us = TestNetns.Create(hint + "u");
+        Them = TestNetns.Create(hint + "t");
+        Us.Veth("v0", Them, "v1", "10.0.0.1/24", "10.0.0.2/24");
+        Us.Exec("ip addr add fd00::1/64 dev v0 nodad");
+        Them.Exec("ip addr add fd00::2/64 dev v1 nodad");
+        Dir = Directory.CreateTempSubdirectory("nc-bgp-").FullName;
+    }
+
+    public TestNetns Us { get; }
+    public TestNetns Them { get; }
+    public string Dir { get; }
+    public BgpSpeaker? Speaker { get; private set; }
+
+    public static InteropLab Create(ITestOutputHelper output, string hint) => new(output, hint);
+
+    public async Task<BgpSpeaker> StartSpeakerAsync()
+    {
+        Speaker = new BgpSpeaker(new BgpSpeakerOptions
+        {
+            RouterId = Us4,
+            LocalAs = OurAs,
+            HostName = "netcore-test",
+            ListenEndpoints = [new IPEndPoint(Us4, 179), new IPEndPoint(Us6, 179)],
+            SocketFactory = NetnsSockets.Factory(Us),
+        }, new TestLoggerFactory(_output));
+        await Speaker.StartAsync();
+        return Speaker;
+    }
+
+    public static BgpPeerOptions Peer(IPAddress remote, string? md5 = null) => new()
+    {
+        RemoteAddress = remote,
+        RemoteAs = TheirAs,
+        HoldTime = TimeSpan.FromSeconds(6),
+        ConnectRetryTime = TimeSpan.FromSeconds(1),
+        MaxConnectRetryTime = TimeSpan.FromSeconds(2),
+        Md5Password = md5,
+        NextHopIPv4 = Us4,
+        NextHopIPv6 = Us6,
+    };
+
+    public ExternalDaemon Start(string program, params string[] args)
+    {
+        var d = ExternalDaemon.Start(Them, program, args, _output);
+        _daemons.Add(d);
+        return d;
+    }
+
+    public string Write(string name, string content)
+    {
+        string p = Path.Combine(Dir, name);
+        File.WriteAllText(p, content);
+        return p;
+    }
+
+    /// <summary>Polls <paramref name="probe"/> until it returns true.</summary>
+    public static async Task Eventually(Func<bool> probe, int seconds, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        while (DateTime.UtcNow < deadline)
+        {
+            if (probe()) return;
+            await Task.Delay(200);
+        }
+        throw new TimeoutException($"not within {seconds}s: {what}");
+    }
+
+    /// <summary>Collects announced routes from the speaker until <paramref name="done"/> holds.</summary>
+    public async Task<List<BgpRoute>> CollectAsync(Func<List<BgpRoute>, bool> done, int seconds = 20)
+    {
+        var got = new List<BgpRoute>();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
+        try
+        {
+            await foreach (var u in Speaker!.ReadUpdatesAsync(cts.Token))
+            {
+                got.AddRange(u.Announced);
+                if (done(got)) return got;
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // fall through to the failure below
+        }
+        throw new TimeoutException("routes not received; got: " + string.Join(", ", got.Select(r => r.Prefix)));
+    }
+
+    public static BgpPathAttributes OurAttributes => new()
+    {
+        Communities = [new BgpCommunity(65001, 42)],
+        LargeCommunities = [new BgpLargeCommunity(OurAs, 1, 2)],
+        ExtendedCommunities = [BgpExtendedCommunity.RouteTarget(65001, 9)],
+    };
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Speaker is not null)
+            await Speaker.DisposeAsync();
+        foreach (var d in _daemons)
+            d.Dispose();
+        Us.Dispose();
+        Them.Dispose();
+        try
+        {
+            Directory.Delete(Dir, recursive: true);
+        }
+        catch (IOException)
+        {
+            // a daemon may still hold its socket file for a moment
+        }
+    }
+}
