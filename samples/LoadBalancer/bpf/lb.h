@@ -28,7 +28,9 @@ struct lb_service_key {
     __u8 family; /* LB_FAMILY_V4 or LB_FAMILY_V6 */
 };
 
-/* Value of lb_services. */
+/* Value of lb_services. The ring of lb_maglev[id] must have table_size entries. A service keeps
+ * its size; to change it, prepare the new ring under another id, then replace this value (one
+ * hash-map element update, atomic for packets), so no packet pairs a size with the wrong ring. */
 struct lb_service {
     __u32 id;         /* index in lb_maglev and lb_svc_stats, < LB_MAX_SERVICES */
     __u32 table_size; /* entries of this service's Maglev ring (prime) */
