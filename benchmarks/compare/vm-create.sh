@@ -2,19 +2,23 @@
 # VM create/run-to-first-exit/destroy (1 vCPU, 128 MiB) sequential and 2-way parallel, and the exit
 # round trip (guest port write -> host -> guest), with Netcore.Vm and with raw ioctls in C.
 # Ends with: vm-create: create netcore/c = X; exit netcore/c = Y; per-second netcore = R
-# Usage: sudo benchmarks/compare/vm-create.sh [iterations=2000] [exits=200000]
+# Usage: sudo benchmarks/compare/vm-create.sh [iterations=1000] [exits=50000]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-n="${1:-2000}"
-exits="${2:-200000}"
+n="${1:-1000}"
+exits="${2:-50000}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 [ -r /dev/kvm ] && [ -w /dev/kvm ] || { echo "vm-create: needs read-write /dev/kvm" >&2; exit 1; }
 command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc >/dev/null; }
 gcc -O2 -Wall -o "$work/vm-create-c" "$here/vm-create.c" -lpthread
-dotnet build -c Release "$repo/benchmarks/Netcore.Benchmarks" -v q -nologo >/dev/null
+if ! dotnet build -c Release "$repo/benchmarks/Netcore.Benchmarks" -v q -nologo >"$work/build.log" 2>&1; then
+  grep -E "error" "$work/build.log" | sort -u >&2 || cat "$work/build.log" >&2
+  echo "vm-create: building Netcore.Benchmarks failed" >&2
+  exit 1
+fi
 bench="$repo/benchmarks/Netcore.Benchmarks/bin/Release/net10.0/Netcore.Benchmarks"
 
 # Alternate the two so neither always runs on a warmer machine; take the median of 3 runs each.
