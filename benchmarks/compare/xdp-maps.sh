@@ -79,6 +79,7 @@ BV=()
 for i in $(seq 1 "$ROUNDS"); do
   s=$(date +%s%N); bpftool prog loadall "$WORK/xdp_count.o" "$PIN" >/dev/null; e=$(date +%s%N)
   rm -rf "$PIN"
+  sleep 0.02
   BT+=($(( (e - s) )))
   s=$(date +%s%N); bpftool version >/dev/null; e=$(date +%s%N)
   BV+=($(( (e - s) )))

@@ -77,7 +77,7 @@ public sealed class AttachTests : IDisposable
         var count = obj.Program("xdp_count");
         var pass = obj.Program("xdp_pass");
         int ifindex = IfindexB;
-        using var link = NetnsThread.Run(_b.Path, () => count.AttachXdp(ifindex));
+        using var link = count.AttachXdp(ifindex, netns: _b.Path);
 
         // A fast ping runs while the program is swapped back and forth 20 times: no packet may be lost.
         var pinger = Task.Run(() => _a.TryExec("ping -c 400 -i 0.005 -W 1 -q 10.0.0.2", TimeSpan.FromSeconds(30)));
@@ -144,7 +144,7 @@ public sealed class AttachTests : IDisposable
             return;
         using var obj = BpfObject.Load(BpfSources.Object("tc_count"));
         int ifindex = IfindexB;
-        using var link = NetnsThread.Run(_b.Path, () => obj.Program("tc_count").AttachTcx(ifindex, TcxDirection.Ingress));
+        using var link = obj.Program("tc_count").AttachTcx(ifindex, TcxDirection.Ingress, netns: _b.Name);
         var info = link.GetInfo();
         Assert.Equal(BpfLinkType.Tcx, info.Type);
         Assert.Equal(BpfAttachType.TcxIngress, info.AttachType);

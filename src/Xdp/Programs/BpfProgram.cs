@@ -257,10 +257,17 @@ public sealed unsafe class BpfProgram : IDisposable
     /// <summary>Attaches to a device's XDP hook through a bpf_link (pinnable; detached when the last reference closes).</summary>
     /// <param name="ifindex">Interface index.</param>
     /// <param name="mode">Generic (skb) or native (driver); default lets the kernel pick native when the driver has it.</param>
-    public BpfLink AttachXdp(int ifindex, XdpMode mode = XdpMode.Default) => BpfLink.CreateXdp(this, ifindex, mode);
+    /// <param name="netns">The network namespace of the device (iproute2 name or path); null for the caller's.
+    /// The kernel resolves the ifindex in the calling thread's namespace, so the call runs on a thread inside it.</param>
+    public BpfLink AttachXdp(int ifindex, XdpMode mode = XdpMode.Default, string? netns = null) =>
+        netns is null ? BpfLink.CreateXdp(this, ifindex, mode) : Netcore.Threading.NetnsThread.Run(netns, () => BpfLink.CreateXdp(this, ifindex, mode));
 
     /// <summary>Attaches a tc (SchedCls) program to a device through TCX (Linux 6.6+), ingress or egress.</summary>
-    public BpfLink AttachTcx(int ifindex, TcxDirection direction) => BpfLink.CreateTcx(this, ifindex, direction);
+    /// <param name="ifindex">Interface index.</param>
+    /// <param name="direction">Ingress or egress.</param>
+    /// <param name="netns">The network namespace of the device (iproute2 name or path); null for the caller's.</param>
+    public BpfLink AttachTcx(int ifindex, TcxDirection direction, string? netns = null) =>
+        netns is null ? BpfLink.CreateTcx(this, ifindex, direction) : Netcore.Threading.NetnsThread.Run(netns, () => BpfLink.CreateTcx(this, ifindex, direction));
 
     /// <summary>Attaches an sk_lookup program to a network namespace (a path like /run/netns/NAME or /proc/self/ns/net).</summary>
     public BpfLink AttachSkLookup(string netnsPath) => BpfLink.CreateNetns(this, netnsPath, BpfAttachType.SkLookup);
