@@ -10,7 +10,9 @@
 #   bfd-scale: cpu/packet netcore/bfdd = X; flaps netcore = F1, bfdd = F2
 #
 # Environment: BFD_SCALE_DURATION (s, default 60), BFD_SCALE_CONFIGS (default "100:50 1000:300",
-# N:interval-ms), BFD_SCALE_LOADS (default "idle hog"), BFD_SCALE_NO_BUILD=1 to skip the build.
+# N:interval-ms), BFD_SCALE_LOADS (default "idle hog"), BFD_SCALE_NO_BUILD=1 to skip the build,
+# BFD_SCALE_RT (default 50): SCHED_FIFO priority given to both sides alike (Netcore's timing thread
+# through BfdHostOptions.RealtimePriority, the whole bfdd process through chrt); 0 for none.
 # Run as root. Creates and removes the namespaces bfs-a and bfs-b.
 set -euo pipefail
 
@@ -18,6 +20,7 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 DURATION="${BFD_SCALE_DURATION:-60}"
 CONFIGS="${BFD_SCALE_CONFIGS:-100:50 1000:300}"
 LOADS="${BFD_SCALE_LOADS:-idle hog}"
+RT="${BFD_SCALE_RT:-50}"
 MULT=3
 BFDD=/usr/lib/frr/bfdd
 DLL="$ROOT/benchmarks/Netcore.Benchmarks/bin/Release/net10.0/Netcore.Benchmarks.dll"
@@ -89,12 +92,17 @@ for cfg in $CONFIGS; do
   for load in $LOADS; do
     setup "$N"
     rm -rf "$WORK"/bfdd.vty "$WORK"/bfdd.pid "$WORK/ctl"; mkdir -p "$WORK/ctl"
-    ip netns exec "$NSB" taskset -c 0 "$BFDD" -f "$WORK/bfdd.conf" --vty_socket "$WORK" -i "$WORK/bfdd.pid" \
+    CHRT=(); [ "$RT" -gt 0 ] && CHRT=(chrt -f "$RT")
+    ip netns exec "$NSB" taskset -c 0 "${CHRT[@]}" "$BFDD" -f "$WORK/bfdd.conf" --vty_socket "$WORK" -i "$WORK/bfdd.pid" \
       --bfdctl "$WORK/bfdd.sock" --log "file:$WORK/bfdd.log" >/dev/null 2>&1 &
     BFDD_PID=$!; PIDS+=("$BFDD_PID")
     for _ in $(seq 100); do [ -S "$WORK/bfdd.vty" ] && break; sleep 0.1; done
+    # bfdd reads a large configuration slowly (minutes for 1000 peers on a loaded 2-core VM): wait.
+    for _ in $(seq 1800); do
+      vtysh --vty_socket "$WORK" -c 'show bfd peers brief' 2>/dev/null | grep -q "Session count: $N" && break; sleep 0.5
+    done
     taskset -c 1 dotnet "$DLL" bfd-scale --netns "$NSA" --pairs "$WORK/pairs" --interface "$DEVA" \
-      --interval-ms "$INTERVAL" --mult "$MULT" --control "$WORK/ctl" --ready-timeout 120 > "$WORK/tool.out" 2>&1 &
+      --interval-ms "$INTERVAL" --mult "$MULT" --control "$WORK/ctl" --ready-timeout 120 --realtime "$RT" > "$WORK/tool.out" 2>&1 &
     TOOL_PID=$!; PIDS+=("$TOOL_PID")
     for _ in $(seq 1300); do grep -q -E '^(READY|NOTREADY)' "$WORK/tool.out" && break; sleep 0.1; done
     if ! grep -q '^READY' "$WORK/tool.out"; then
@@ -165,4 +173,5 @@ PY
 done
 
 X=$(python3 -c "print('%.2f' % (($TOTAL_NC_CPU / max(1, $TOTAL_NC_PKT)) / max(1e-9, $TOTAL_FRR_CPU / max(1, $TOTAL_FRR_PKT))))")
+echo "(SCHED_FIFO priority for both sides: $RT; window ${DURATION}s; load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "bfd-scale: cpu/packet netcore/bfdd = $X; flaps netcore = $TOTAL_F1, bfdd = $TOTAL_F2"

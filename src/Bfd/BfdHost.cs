@@ -39,7 +39,9 @@ public sealed class BfdHost : IAsyncDisposable, IDisposable
         _options = options ?? new BfdHostOptions();
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Netcore.Bfd");
         _nextPort = Random.Shared.Next(BfdSockets.SourcePortMin, BfdSockets.SourcePortMax + 1);
-        _engine = new BfdEngine(_logger);
+        if (_options.RealtimePriority is < 1 or > 99)
+            throw new ArgumentOutOfRangeException(nameof(options), "RealtimePriority must be between 1 and 99.");
+        _engine = new BfdEngine(_logger, _options.RealtimePriority);
         try
         {
             if (_options.NetworkNamespace is not null)

@@ -17,6 +17,14 @@ public sealed record BfdHostOptions
     /// <summary>Listen on UDP 4784 for multihop sessions (RFC 5883). Default true.</summary>
     public bool EnableMultihop { get; init; } = true;
 
+    /// <summary>
+    /// Run the timing thread under SCHED_FIFO with this real-time priority (1-99) so that transmit
+    /// and detection timers keep their schedule on a loaded machine. Needs CAP_SYS_NICE; without it
+    /// the thread keeps normal scheduling and a warning is logged. Null (the default) leaves the
+    /// thread under normal scheduling.
+    /// </summary>
+    public int? RealtimePriority { get; init; }
+
     /// <summary>Receive buffer of each listening socket in bytes (SO_RCVBUF). Default 4 MiB.</summary>
     public int ReceiveBufferSize { get; init; } = 4 << 20;
 }

@@ -28,6 +28,9 @@ internal static partial class Log
     [LoggerMessage(7, LogLevel.Error, "BFD timing thread failed")]
     public static partial void EngineFailed(ILogger logger, Exception error);
 
+    [LoggerMessage(9, LogLevel.Warning, "BFD timing thread keeps normal scheduling: SCHED_FIFO priority {Priority} refused ({Error})")]
+    public static partial void RealtimeUnavailable(ILogger logger, int priority, string error);
+
     [LoggerMessage(8, LogLevel.Information, "BFD session {Peer}: parameters changed (tx {DesiredMinTx} µs, rx {RequiredMinRx} µs, multiplier {DetectMult}), Poll Sequence: {Poll}")]
     public static partial void ParametersChanged(ILogger logger, IPAddress peer, uint desiredMinTx, uint requiredMinRx, byte detectMult, bool poll);
 }

@@ -13,7 +13,7 @@ namespace Netcore.Benchmarks.Bfd;
 /// </summary>
 public static class BfdScaleTool
 {
-    /// <summary>bfd-scale --netns NS --pairs FILE --interface DEV --interval-ms MS --mult M --control DIR [--ready-timeout S]</summary>
+    /// <summary>bfd-scale --netns NS --pairs FILE --interface DEV --interval-ms MS --mult M --control DIR [--ready-timeout S] [--realtime PRIO]</summary>
     [Tool("bfd-scale", "N BFD sessions for benchmarks/compare/bfd-scale.sh (prints READY, then RESULT)")]
     public static int Run(string[] args)
     {
@@ -30,7 +30,11 @@ public static class BfdScaleTool
         string control = Arg("--control");
         var readyTimeout = TimeSpan.FromSeconds(double.Parse(Arg("--ready-timeout", "120"), CultureInfo.InvariantCulture));
 
-        using var host = new BfdHost(new BfdHostOptions { NetworkNamespace = netns, EnableMultihop = false, EnableIPv6 = false });
+        int rt = int.Parse(Arg("--realtime", "0"), CultureInfo.InvariantCulture);
+        using var host = new BfdHost(new BfdHostOptions
+        {
+            NetworkNamespace = netns, EnableMultihop = false, EnableIPv6 = false, RealtimePriority = rt > 0 ? rt : null,
+        });
         var sessions = new List<BfdSession>();
         foreach (string line in pairs)
         {

@@ -17,7 +17,7 @@ namespace Netcore.Bfd.Io;
 /// Every session's state machine runs here, so no locks are taken per packet; received
 /// datagrams, control messages and transmit buffers live in memory allocated once.
 /// </summary>
-internal sealed unsafe class BfdEngine : IDisposable
+internal sealed unsafe partial class BfdEngine : IDisposable
 {
     private const int MaxEvents = 32;
     private const int RxBufferSize = 2048;
@@ -38,15 +38,17 @@ internal sealed unsafe class BfdEngine : IDisposable
     private readonly byte* _control;
     private readonly sockaddr_in6* _name;
     private readonly epoll_event* _events;
+    private readonly int? _realtimePriority;
     private long _armedAt = long.MaxValue;
     private volatile bool _stop;
     private bool _drainedThisRound;
 
     private sealed record Listener(SafeFd Fd, bool V6, bool Multihop);
 
-    public BfdEngine(ILogger logger)
+    public BfdEngine(ILogger logger, int? realtimePriority = null)
     {
         _logger = logger;
+        _realtimePriority = realtimePriority;
         _epoll = SafeFd.FromResult(Libc.epoll_create1(EPOLL_CLOEXEC), "epoll_create1");
         _timer = SafeFd.FromResult(Libc.timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC), "timerfd_create(CLOCK_MONOTONIC)");
         _event = SafeFd.FromResult(Libc.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd");
@@ -192,8 +194,19 @@ internal sealed unsafe class BfdEngine : IDisposable
 
     // --- the loop ----------------------------------------------------------------------
 
+    [LibraryImport("libc.so.6", SetLastError = true)]
+    private static partial int sched_setscheduler(int pid, int policy, int* param);
+
+    private const int SCHED_FIFO = 1;
+
     private void Run()
     {
+        if (_realtimePriority is int prio)
+        {
+            // sched(7): SCHED_FIFO for this thread only (pid 0 = the calling thread).
+            if (sched_setscheduler(0, SCHED_FIFO, &prio) != 0)
+                Log.RealtimeUnavailable(_logger, prio, ErrnoExtensions.Last().Name());
+        }
         try
         {
             while (!_stop)

@@ -359,8 +359,23 @@ internal sealed class BfdStateMachine
     }
 
     /// <summary>Schedules the next periodic transmission from <paramref name="now"/> (RFC 5880 6.8.7).</summary>
-    public void ScheduleNextTx(long now) =>
-        NextTx = PeriodicTxSuppressed ? Never : now + JitteredNs(TransmitIntervalUs);
+    /// <remarks>
+    /// The next time is counted from when this packet was due, not from when it went out, so a
+    /// late wake-up of the timing thread does not stretch the following gap as well; when the
+    /// packet was more than a quarter interval late, it is counted from now.
+    /// </remarks>
+    public void ScheduleNextTx(long now)
+    {
+        if (PeriodicTxSuppressed)
+        {
+            NextTx = Never;
+            return;
+        }
+        uint interval = TransmitIntervalUs;
+        long due = NextTx;
+        long basis = due != Never && due <= now && now - due < (long)interval * 250 ? due : now;
+        NextTx = Math.Max(basis + JitteredNs(interval), now + ((long)interval * 500)); // never under 50%
+    }
 
     /// <summary>
     /// RFC 5880 6.8.7: "the interval between transmitted BFD Control packets MUST be reduced by a
