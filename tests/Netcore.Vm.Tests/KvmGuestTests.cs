@@ -246,6 +246,39 @@ public sealed class KvmGuestTests
     }
 
     [LinuxFact(Kvm = true)]
+    public async Task DisposingTheVmStopsItsRunningVcpuFirst()
+    {
+        var (kvm, vm, mem, cpu) = UserGuest([0xEB, 0xFE]); // jmp $
+        VcpuRunner runner = vm.StartVcpu(cpu);
+        await Task.Delay(30);
+        vm.Dispose(); // kicks the spinning vCPU and waits for its thread before unmapping kvm_run
+        VcpuExit e = await runner.Completion.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(KvmExitReason.Intr, e.Reason);
+        Assert.Throws<ObjectDisposedException>(() => cpu.Run());
+        await runner.DisposeAsync();
+        mem.Dispose();
+        kvm.Dispose();
+    }
+
+    [LinuxFact(Kvm = true)]
+    public void HugePageMemoryIsBackedOrRefusedWithErrno()
+    {
+        int free = File.Exists("/proc/sys/vm/nr_hugepages") ? int.Parse(File.ReadAllText("/proc/sys/vm/nr_hugepages").Trim(), System.Globalization.CultureInfo.InvariantCulture) : 0;
+        if (free >= 2)
+        {
+            using var mem = GuestMemory.Create(4UL << 20, new GuestMemoryOptions { HugePages = true });
+            mem.Write(0x1000, 42UL);
+            Assert.Equal(42UL, mem.Read<ulong>(0x1000));
+        }
+        else
+        {
+            // No hugetlbfs pages reserved (vm.nr_hugepages = 0): mmap(MAP_HUGETLB) fails with ENOMEM, reported as such.
+            var e = Assert.ThrowsAny<System.ComponentModel.Win32Exception>(() => GuestMemory.Create(4UL << 20, new GuestMemoryOptions { HugePages = true, Reserve = true }));
+            Assert.Contains("MAP_HUGETLB", e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [LinuxFact(Kvm = true)]
     public void SupportedCpuidGrowsTheBufferOnE2big()
     {
         using var kvm = KvmSystem.Open();

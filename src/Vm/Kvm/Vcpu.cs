@@ -33,6 +33,7 @@ public sealed unsafe class Vcpu : IDisposable
     private nuint _runningThread; // pthread_t of the thread inside Run, 0 when none
     private bool _maskInstalled;
     private bool _kickSent;
+    private int _users; // threads inside Run or a dispatcher loop; the mapping stays until it is 0
     private int _disposed;
 
     internal Vcpu(VirtualMachine vm, int id, int fd, int runSize)
@@ -247,28 +248,42 @@ public sealed unsafe class Vcpu : IDisposable
     /// </summary>
     public VcpuExit Run()
     {
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         EnterRun();
-        int r;
         try
         {
-            r = Libc.ioctl(_fd.Fd, KvmIoctl.KVM_RUN, 0);
+            int r = Libc.ioctl(_fd.Fd, KvmIoctl.KVM_RUN, 0);
+            if (r < 0)
+            {
+                Errno e = ErrnoExtensions.Last();
+                if (e is Errno.EINTR or Errno.EAGAIN)
+                {
+                    ImmediateExit = false;
+                    return VcpuExit.Interrupted;
+                }
+                throw new KvmIoctlException("KVM_RUN", e);
+            }
+            return ReadExit();
         }
         finally
         {
             LeaveRun();
         }
-        if (r < 0)
+    }
+
+    /// <summary>Keeps the kvm_run mapping alive while a dispatcher reads exit data (see <see cref="Dispose"/>).</summary>
+    internal void AddUser()
+    {
+        lock (_kickGate)
         {
-            Errno e = ErrnoExtensions.Last();
-            if (e is Errno.EINTR or Errno.EAGAIN)
-            {
-                ImmediateExit = false;
-                return VcpuExit.Interrupted;
-            }
-            throw new KvmIoctlException("KVM_RUN", e);
+            ObjectDisposedException.ThrowIf(_disposed != 0, this);
+            _users++;
         }
-        return ReadExit();
+    }
+
+    internal void RemoveUser()
+    {
+        lock (_kickGate)
+            _users--;
     }
 
     internal VcpuExit ReadExit()
@@ -322,9 +337,11 @@ public sealed unsafe class Vcpu : IDisposable
             InstallSignalMask();
         lock (_kickGate)
         {
+            ObjectDisposedException.ThrowIf(_disposed != 0, this);
             if (_runningThread != 0)
                 throw new InvalidOperationException($"vCPU {Id} is already running on another thread");
             _runningThread = Libc.pthread_self();
+            _users++;
         }
     }
 
@@ -334,6 +351,7 @@ public sealed unsafe class Vcpu : IDisposable
         lock (_kickGate)
         {
             _runningThread = 0;
+            _users--;
             drain = _kickSent;
             _kickSent = false;
         }
@@ -398,11 +416,35 @@ public sealed unsafe class Vcpu : IDisposable
         return sb.ToString();
     }
 
-    /// <inheritdoc />
+    /// <summary>
+    /// Stops any thread running this vCPU (kick), waits for it to leave, then unmaps kvm_run and
+    /// closes the fd. If a thread does not leave within 10 s the mapping is left in place rather
+    /// than pulled from under it.
+    /// </summary>
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-            return;
+        lock (_kickGate)
+        {
+            if (_disposed != 0)
+                return;
+            _disposed = 1;
+        }
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            lock (_kickGate)
+            {
+                if (_users == 0)
+                    break;
+            }
+            if (DateTime.UtcNow > deadline)
+            {
+                _fd.Dispose();
+                return;
+            }
+            Kick();
+            Thread.Sleep(1);
+        }
         _ = Libc.munmap(_run, (nuint)_runSize);
         _fd.Dispose();
     }

@@ -229,6 +229,7 @@ public sealed unsafe partial class VirtualMachine : IDisposable
         ArgumentNullException.ThrowIfNull(vcpu);
         using var reg = cancellationToken.CanBeCanceled ? cancellationToken.Register(static v => ((Vcpu)v!).Kick(), vcpu) : default;
         long exits = 0;
+        vcpu.AddUser();
         try
         {
             while (true)
@@ -263,6 +264,7 @@ public sealed unsafe partial class VirtualMachine : IDisposable
         }
         finally
         {
+            vcpu.RemoveUser();
             ExitsCounter.Add(exits);
         }
     }
@@ -296,6 +298,7 @@ public sealed unsafe partial class VirtualMachine : IDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
+        _stopRequested = true; // running dispatcher loops end instead of re-entering the guest
         lock (_vcpus)
         {
             foreach (var v in _vcpus)
