@@ -147,3 +147,46 @@ public class VerifierLogTests
         Assert.Equal("longlog", e.ProgramName);
     }
 }
+
+public class ObjectOptionsTests
+{
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void ConstantsAreWrittenIntoRodataBeforeLoad()
+    {
+        // xdp_magic returns XDP_PASS only while `const volatile __u32 magic == 42`.
+        using var changed = BpfObject.Load(BpfSources.Object("xdp_count"), new BpfObjectOptions
+        {
+            Constants = new Dictionary<string, byte[]> { ["magic"] = BitConverter.GetBytes(41u) },
+        });
+        Assert.Equal(0u /* XDP_ABORTED */, changed.Program("xdp_magic").TestRun(new byte[64], default).ReturnValue);
+        Assert.Equal(41u, changed.Global("magic").Read<uint>());
+        Assert.True(changed.Global("magic").IsReadOnly);
+        Assert.Throws<InvalidOperationException>(() => changed.Global("magic").Write(1u));
+        Assert.False(changed.Global("version_data").IsReadOnly);
+        // .rodata is frozen: user space can no longer write it.
+        Assert.ThrowsAny<BpfException>(() => changed.Map(".rodata").Update(new byte[4], new byte[4]));
+        Assert.Throws<ArgumentException>(() => BpfObject.Load(BpfSources.Object("xdp_count"), new BpfObjectOptions
+        {
+            Constants = new Dictionary<string, byte[]> { ["magic"] = new byte[8] },
+        }));
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void ReplaceMapsSharesAMapBetweenObjects()
+    {
+        using var first = BpfObject.Load(BpfSources.Object("xdp_count"));
+        using var second = BpfObject.Load(BpfSources.Object("xdp_count"), new BpfObjectOptions
+        {
+            ReplaceMaps = new Dictionary<string, BpfMap> { ["counters"] = first.Map("counters") },
+        });
+        Assert.Same(first.Map("counters"), second.Map("counters"));
+        second.Program("xdp_pass").TestRun(new byte[64], default, repeat: 4);
+        var counters = first.Map("counters").AsPerCpu<uint, ulong>();
+        Span<ulong> v = stackalloc ulong[counters.CpuCount];
+        Assert.True(counters.TryLookup(3, v));
+        ulong sum = 0;
+        foreach (ulong x in v) sum += x;
+        Assert.Equal(4ul, sum);
+        Assert.Contains(first.Map("counters").GetInfo().Id, second.Program("xdp_pass").GetInfo().MapIds);
+    }
+}

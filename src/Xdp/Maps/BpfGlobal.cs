@@ -30,8 +30,17 @@ public sealed class BpfGlobal
     /// <summary>Reads the value as <typeparamref name="T"/> (its size must match).</summary>
     public T Read<T>() where T : unmanaged => MemoryMarshal.Read<T>(Checked<T>());
 
-    /// <summary>Writes the value (rejected by the kernel mapping for .rodata, which is frozen after load).</summary>
-    public void Write<T>(T value) where T : unmanaged => MemoryMarshal.Write(Checked<T>(), in value);
+    /// <summary>True for variables in .rodata: the section is frozen after load (set them with <see cref="BpfObjectOptions.Constants"/>).</summary>
+    public bool IsReadOnly => _memory.IsReadOnly;
+
+    /// <summary>Writes the value.</summary>
+    /// <exception cref="InvalidOperationException">The variable is in frozen .rodata.</exception>
+    public void Write<T>(T value) where T : unmanaged
+    {
+        if (_memory.IsReadOnly)
+            throw new InvalidOperationException($"global '{Name}' is in a read-only (frozen) section; set it before load with BpfObjectOptions.Constants");
+        MemoryMarshal.Write(Checked<T>(), in value);
+    }
 
     private Span<byte> Checked<T>() where T : unmanaged
     {

@@ -253,15 +253,26 @@ public sealed unsafe class MappedArray<T> : IDisposable where T : unmanaged
         _length = (nuint)((bytes + page - 1) / page * page);
         bool readOnly = (map.Flags & BpfMapFlags.ReadOnly) != 0;
         _addr = Libc.mmap(null, _length, LinuxConstants.PROT_READ | (readOnly ? 0 : LinuxConstants.PROT_WRITE), LinuxConstants.MAP_SHARED, map.Fd, 0);
+        if (_addr == (void*)-1 && !readOnly && ErrnoExtensions.Last() == Errno.EPERM)
+        {
+            // A frozen map (BPF_MAP_FREEZE, e.g. .rodata after load) refuses writable mappings
+            // (kernel/bpf/syscall.c bpf_map_mmap): map it read-only.
+            readOnly = true;
+            _addr = Libc.mmap(null, _length, LinuxConstants.PROT_READ, LinuxConstants.MAP_SHARED, map.Fd, 0);
+        }
         if (_addr == (void*)-1)
             SysCallException.ThrowLast($"mmap(map '{map.Name}')");
+        IsReadOnly = readOnly;
         Length = (int)(bytes / sizeof(T));
     }
 
     /// <summary>Number of elements.</summary>
     public int Length { get; }
 
-    /// <summary>The mapped memory.</summary>
+    /// <summary>True when the mapping is read-only (BPF_F_RDONLY or a frozen map); writing through <see cref="Span"/> would fault.</summary>
+    public bool IsReadOnly { get; }
+
+    /// <summary>The mapped memory (read it only, when <see cref="IsReadOnly"/>).</summary>
     public Span<T> Span => _addr == null ? throw new ObjectDisposedException(nameof(MappedArray<T>)) : new Span<T>(_addr, Length);
 
     /// <summary>Unmaps.</summary>
