@@ -188,6 +188,33 @@ public sealed partial class BpfObject : IDisposable
             CreateDataMaps();
             IndexCode();
             LoadPrograms();
+            InitMapSlots();
+        }
+
+        /// <summary>
+        /// Initial values of prog arrays and map-in-map declared in .maps
+        /// (<c>.values = { [1] = &amp;prog }</c>): relocations in .rel.maps point each slot at a
+        /// program or a map, stored once both exist.
+        /// </summary>
+        private void InitMapSlots()
+        {
+            if (elf.Find(".maps") is not { } sec)
+                return;
+            foreach (var rel in elf.RelocationsFor(sec))
+            {
+                var owner = elf.Symbols.FirstOrDefault(s => s.Section == sec.Index && s.Type == ElfSymbol.STT_OBJECT && rel.Offset >= s.Value && rel.Offset < s.Value + s.Size)
+                    ?? throw new BpfObjectException($".maps relocation at {rel.Offset} is inside no map definition");
+                if (!_defs.TryGetValue(owner.Name, out var def) || def.ValuesOffset < 0 || obj._borrowed.Contains(obj._maps[owner.Name]))
+                    throw new BpfObjectException($"map '{owner.Name}': initial values need an __array(values, ...) member");
+                long slot = ((long)(rel.Offset - owner.Value) - def.ValuesOffset) / 8;
+                if (slot < 0 || slot >= def.MaxEntries)
+                    throw new BpfObjectException($"map '{owner.Name}': initial value slot {slot} outside max_entries {def.MaxEntries}");
+                var target = elf.Symbols[rel.Symbol];
+                int fd = target.Type == ElfSymbol.STT_FUNC && obj._programs.TryGetValue(target.Name, out var p) ? p.Fd
+                    : _btfMapsBySymbol.TryGetValue(target.Name, out var m) ? m.Fd
+                    : throw new BpfObjectException($"map '{owner.Name}' slot {slot}: '{target.Name}' is neither a loaded program nor a map of this object");
+                obj._maps[owner.Name].UpdateFd((uint)slot, fd);
+            }
         }
 
         // ---- BTF ---------------------------------------------------------------------------
@@ -253,7 +280,13 @@ public sealed partial class BpfObject : IDisposable
         // ---- maps --------------------------------------------------------------------------
 
         private sealed record MapDef(string Name, BpfMapType Type, uint KeySize, uint ValueSize, uint MaxEntries, uint Flags,
-            uint KeyTypeId, uint ValueTypeId, bool PinByName, ulong MapExtra, MapDef? Inner);
+            uint KeyTypeId, uint ValueTypeId, bool PinByName, ulong MapExtra, MapDef? Inner)
+        {
+            /// <summary>Byte offset of the <c>values</c> array inside the definition (for initial slots), or -1.</summary>
+            public int ValuesOffset { get; init; } = -1;
+        }
+
+        private readonly Dictionary<string, MapDef> _defs = new(StringComparer.Ordinal);
 
         private void CreateBtfMaps()
         {
@@ -267,6 +300,7 @@ public sealed partial class BpfObject : IDisposable
             {
                 var var = _btfSpec[v.Type];
                 var def = ParseBtfMapDef(var.Name, var.SizeOrType, 0);
+                _defs[var.Name] = def;
                 var map = CreateMap(def);
                 _btfMapsBySymbol[var.Name] = map;
             }
@@ -282,6 +316,7 @@ public sealed partial class BpfObject : IDisposable
             uint keySize = 0, valueSize = 0, max = 0, flags = 0, keyId = 0, valueId = 0;
             ulong extra = 0;
             bool pin = false;
+            int valuesOffset = -1;
             MapDef? inner = null;
             foreach (var m in st.Members)
             {
@@ -316,8 +351,11 @@ public sealed partial class BpfObject : IDisposable
                         var ptr = btf.SkipModsAndTypedefs(arr.Array.Elem);
                         if (ptr.Kind != BtfKind.Ptr)
                             throw new BpfObjectException($"map '{name}': 'values' elements must be pointers");
-                        inner = ParseBtfMapDef(name + ".inner", ptr.SizeOrType, depth + 1);
+                        // Prog arrays declare __array(values, int (void *)): pointers to functions, no inner map.
+                        if (btf.SkipModsAndTypedefs(ptr.SizeOrType).Kind != BtfKind.FuncProto)
+                            inner = ParseBtfMapDef(name + ".inner", ptr.SizeOrType, depth + 1);
                         valueSize = 4;
+                        valuesOffset = (int)(m.Offset / 8);
                         break;
                     default:
                         throw new BpfObjectException($"map '{name}': unknown BTF map attribute '{m.Name}'");
@@ -327,7 +365,7 @@ public sealed partial class BpfObject : IDisposable
                 || type is BpfMapType.DevMap or BpfMapType.DevMapHash or BpfMapType.CpuMap or BpfMapType.XskMap or BpfMapType.SockMap or BpfMapType.SockHash
                 || type is BpfMapType.PerfEventArray)
                 keyId = valueId = 0; // the kernel rejects BTF key/value types for these (map_check_btf)
-            return new MapDef(name, type, keySize, valueSize, max, flags, keyId, valueId, pin, extra, inner);
+            return new MapDef(name, type, keySize, valueSize, max, flags, keyId, valueId, pin, extra, inner) { ValuesOffset = valuesOffset };
         }
 
         private uint UIntFromPtr(string map, BtfMember m)

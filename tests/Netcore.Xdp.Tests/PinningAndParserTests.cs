@@ -190,3 +190,19 @@ public class ObjectOptionsTests
         Assert.Contains(first.Map("counters").GetInfo().Id, second.Program("xdp_pass").GetInfo().MapIds);
     }
 }
+
+public class MapSlotTests
+{
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void ProgArrayAndMapInMapInitialValuesFromTheObject()
+    {
+        using var obj = BpfObject.Load(BpfSources.Object("slots"));
+        var jumps = obj.Map("jumps").AsMap<uint, uint>();
+        Assert.Equal(obj.Program("tail_drop").GetInfo().Id, jumps.Lookup(1));
+        Assert.False(jumps.TryLookup(0, out _));
+        Assert.Equal(obj.Map("inner1").GetInfo().Id, obj.Map("outer2").AsMap<uint, uint>().Lookup(0));
+        // entry bumps inner1[0] through outer2, then tail-calls tail_drop.
+        Assert.Equal(1u /* XDP_DROP */, obj.Program("entry").TestRun(new byte[64], default, repeat: 3).ReturnValue);
+        Assert.Equal(3u, obj.Map("inner1").AsMap<uint, uint>().Lookup(0));
+    }
+}
