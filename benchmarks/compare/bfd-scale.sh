@@ -80,6 +80,18 @@ setup() { # $1 = N: one veth pair, N addresses on each side in 10.200.0.0/16
   done
   printf '!\n' >> "$WORK/bfdd.conf"
   ip -n "$NSA" -batch "$WORK/addr-a"; ip -n "$NSB" -batch "$WORK/addr-b"
+  # Permanent neighbour entries: the kernel's ARP table limit (gc_thresh3, 1024 by default) is
+  # shared by every namespace, and 2 x N learned entries would fill it for the whole machine.
+  # Permanent entries do not count against it (Linux >= 4.19).
+  local maca macb
+  macb=$(ip netns exec "$NSB" cat "/sys/class/net/$DEVB/address")
+  maca=$(ip netns exec "$NSA" cat "/sys/class/net/$DEVA/address")
+  : > "$WORK/neigh-a"; : > "$WORK/neigh-b"
+  while read -r a b; do
+    echo "neigh replace $b lladdr $macb dev $DEVA nud permanent" >> "$WORK/neigh-a"
+    echo "neigh replace $a lladdr $maca dev $DEVB nud permanent" >> "$WORK/neigh-b"
+  done < "$WORK/pairs"
+  ip -n "$NSA" -batch "$WORK/neigh-a"; ip -n "$NSB" -batch "$WORK/neigh-b"
   ip -n "$NSA" link set "$DEVA" up; ip -n "$NSB" link set "$DEVB" up
   sleep 1
 }
