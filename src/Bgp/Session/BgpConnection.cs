@@ -143,20 +143,25 @@ internal sealed class BgpConnection
         _control.Writer.TryComplete();
         _bulk.Writer.TryComplete();
         _signal.Release();
-        // Give the NOTIFICATION a moment to leave, then tear the socket down.
+        // Give the NOTIFICATION a moment to leave, then half-close: the peer reads it and closes
+        // its side. Closing at once with unread input would send a RST, and a RST can make the
+        // peer drop the NOTIFICATION unread (FRR does), losing e.g. the RFC 9003 message.
         await Task.WhenAny(_writeTask, Task.Delay(1000)).ConfigureAwait(false);
         try
         {
-            _socket.Shutdown(SocketShutdown.Both);
+            _socket.Shutdown(SocketShutdown.Send);
         }
-        catch (SocketException)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
             // already reset by the peer
         }
-        catch (ObjectDisposedException)
-        {
-            // already closed
-        }
+        _ = LingerThenDisposeAsync();
+    }
+
+    private async Task LingerThenDisposeAsync()
+    {
+        // The reader keeps draining (and discarding) input until the peer closes, for at most 2 s.
+        await Task.WhenAny(_readTask, Task.Delay(2000)).ConfigureAwait(false);
         await _cts.CancelAsync().ConfigureAwait(false);
         _socket.Dispose();
         while (_bulk.Reader.TryRead(out var o))
@@ -239,10 +244,17 @@ internal sealed class BgpConnection
         Exception? error = null;
         try
         {
-            while (!IsClosing)
+            while (true)
             {
                 var result = await _reader.ReadAsync(_cts.Token).ConfigureAwait(false);
                 var buffer = result.Buffer;
+                if (IsClosing)
+                {
+                    // closing: drain until the peer closes (see CloseAsync)
+                    _reader.AdvanceTo(buffer.End);
+                    if (result.IsCompleted) break;
+                    continue;
+                }
                 while (!IsClosing)
                 {
                     var msg = NextMessage(ref buffer, out var type, out byte[]? body);

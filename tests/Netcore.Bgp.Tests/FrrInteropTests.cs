@@ -1,0 +1,104 @@
+namespace Netcore.Bgp.Tests;
+
+/// <summary>Sessions with FRR bgpd (run zebra-less with -Z in a fresh namespace), checked with vtysh.</summary>
+public class FrrInteropTests(ITestOutputHelper output)
+{
+    private static string Config(string? password) => $"""
+        hostname them
+        router bgp 65002
+         bgp router-id 10.0.0.2
+         bgp log-neighbor-changes
+         no bgp ebgp-requires-policy
+         no bgp network import-check
+         timers bgp 2 6
+         neighbor 10.0.0.1 remote-as 4200000001
+         neighbor 10.0.0.1 timers connect 1
+         {(password is null ? "" : $"neighbor 10.0.0.1 password {password}")}
+         neighbor fd00::1 remote-as 4200000001
+         neighbor fd00::1 timers connect 1
+         {(password is null ? "" : $"neighbor fd00::1 password {password}")}
+         address-family ipv4 unicast
+          network 203.0.113.0/24 route-map SETC
+         exit-address-family
+         address-family ipv6 unicast
+          network 2001:db8:b::/48 route-map SETC
+          neighbor 10.0.0.1 activate
+          neighbor fd00::1 activate
+         exit-address-family
+        !
+        route-map SETC permit 10
+         set community 65002:7
+         set large-community 65002:1:2
+         set extcommunity rt 65002:9
+        !
+        """;
+
+    private static ExternalDaemon StartFrr(InteropLab lab, string? password = null)
+    {
+        string conf = lab.Write("bgpd.conf", Config(password));
+        Shell.Sh($"chmod 777 {lab.Dir}");
+        return lab.Start("/usr/lib/frr/bgpd", "-Z", "-S", "-u", "root", "-g", "root", "-f", conf, "-i", Path.Combine(lab.Dir, "bgpd.pid"),
+            "--vty_socket", lab.Dir, "--log", "stdout");
+    }
+
+    private static string Vtysh(InteropLab lab, string cmd) =>
+        lab.Them.TryExec($"vtysh --vty_socket {lab.Dir} -d bgpd -c '{cmd}'").StdOut;
+
+    [LinuxFact(Netns = true, Tools = ["/usr/lib/frr/bgpd", "vtysh"])]
+    public async Task Ipv4_and_ipv6_sessions_exchange_routes_with_communities_refresh_and_shutdown_message()
+    {
+        await using var lab = InteropLab.Create(output, "fi");
+        var frr = StartFrr(lab);
+        var speaker = await lab.StartSpeakerAsync();
+        var p4 = speaker.AddPeer(InteropLab.Peer(InteropLab.Them4));
+        var p6 = speaker.AddPeer(InteropLab.Peer(InteropLab.Them6) with { Families = [BgpFamily.IPv6Unicast] });
+        await SessionTests.Within(p4.WaitForStateAsync(BgpPeerState.Established), 30);
+        await SessionTests.Within(p6.WaitForStateAsync(BgpPeerState.Established), 30);
+        Assert.True(p4.Negotiated!.FourOctetAs);
+        Assert.Contains(BgpFamily.IPv6Unicast, p4.Negotiated.Families);
+        Assert.Equal("them", p4.Negotiated.PeerHostName);
+
+        var got = await lab.CollectAsync(g => g.Any(r => r.Prefix == BgpPrefix.Parse("203.0.113.0/24")) && g.Any(r => r.Prefix == BgpPrefix.Parse("2001:db8:b::/48")));
+        var r4 = got.First(r => r.Prefix == BgpPrefix.Parse("203.0.113.0/24"));
+        Assert.Equal("65002", r4.Attributes.AsPath.ToString());
+        Assert.Equal([new BgpCommunity(65002, 7)], r4.Attributes.Communities.ToArray());
+        Assert.Equal([new BgpLargeCommunity(65002, 1, 2)], r4.Attributes.LargeCommunities.ToArray());
+        Assert.Equal([BgpExtendedCommunity.RouteTarget(65002, 9)], r4.Attributes.ExtendedCommunities.ToArray());
+
+        await p4.AnnounceAsync([new BgpRoute(BgpPrefix.Parse("198.51.100.7/32"), InteropLab.OurAttributes)]);
+        await p6.AnnounceAsync([new BgpRoute(BgpPrefix.Parse("2001:db8:100::/48"), InteropLab.OurAttributes)]);
+        string show = "";
+        await InteropLab.Eventually(() => (show = Vtysh(lab, "show bgp ipv4 unicast 198.51.100.7/32")).Contains("Large Community", StringComparison.Ordinal), 15, "route in FRR");
+        output.WriteLine(show);
+        Assert.Contains("4200000001", show, StringComparison.Ordinal);
+        Assert.Contains("Community: 65001:42", show, StringComparison.Ordinal);
+        Assert.Contains("Extended Community: RT:65001:9", show, StringComparison.Ordinal);
+        Assert.Contains("Large Community: 4200000001:1:2", show, StringComparison.Ordinal);
+        await InteropLab.Eventually(() => Vtysh(lab, "show bgp ipv6 unicast 2001:db8:100::/48").Contains("fd00::1", StringComparison.Ordinal), 15, "IPv6 route in FRR");
+
+        long before = p4.Statistics.RouteRefreshesReceived;
+        Vtysh(lab, "clear bgp ipv4 unicast 10.0.0.1 soft in");
+        await InteropLab.Eventually(() => p4.Statistics.RouteRefreshesReceived > before, 10, "ROUTE-REFRESH from FRR");
+        long updates = p4.Statistics.UpdatesReceived;
+        await p4.RequestRouteRefreshAsync(BgpFamily.IPv4Unicast);
+        await InteropLab.Eventually(() => p4.Statistics.UpdatesReceived > updates, 10, "FRR re-sent its routes");
+
+        await p4.ShutdownAsync("netcore maintenance window");
+        await frr.WaitForOutputAsync("netcore maintenance window", TimeSpan.FromSeconds(10));
+        output.WriteLine(Vtysh(lab, "show bgp neighbors 10.0.0.1"));
+    }
+
+    [LinuxFact(Netns = true, Tools = ["/usr/lib/frr/bgpd", "vtysh"])]
+    public async Task Tcp_md5_session_comes_up_with_the_right_key_only()
+    {
+        await using var lab = InteropLab.Create(output, "fm");
+        StartFrr(lab, password: "s3cret-key");
+        var speaker = await lab.StartSpeakerAsync();
+        var right = speaker.AddPeer(InteropLab.Peer(InteropLab.Them4, md5: "s3cret-key"));
+        var wrong = speaker.AddPeer(InteropLab.Peer(InteropLab.Them6, md5: "wrong-key"));
+        await SessionTests.Within(right.WaitForStateAsync(BgpPeerState.Established), 30);
+        await Task.Delay(4000);
+        Assert.Equal(0, wrong.Statistics.EstablishedTransitions);
+        Assert.Contains("Established", Vtysh(lab, "show bgp neighbors 10.0.0.1"), StringComparison.Ordinal);
+    }
+}
