@@ -29,12 +29,12 @@ ls artifacts/packages/*.nupkg | sed 's/^/  /'
 
 # name | quick invocation (environment and arguments) | full invocation
 COMPARISONS=(
-  "netlink-routes|NETLINK_ROUTES_QUICK=1|"
+  "netlink-routes|3 20000 200000|"
   "xdp-maps|3|"
   "lb-xdp|REPEAT=100000 RUNS=3|"
   "vm-create|500 20000|"
   "bfd-scale|BFD_SCALE_DURATION=10 BFD_SCALE_CONFIGS=100:50 BFD_SCALE_LOADS=idle|"
-  "bgp-fulltable|BGP_FULLTABLE_QUICK=1|"
+  "bgp-fulltable||"
 )
 status=0
 summary=()
