@@ -206,3 +206,14 @@ public class MapSlotTests
         Assert.Equal(3u, obj.Map("inner1").AsMap<uint, uint>().Lookup(0));
     }
 }
+
+public class CallbackTests
+{
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void BpfLoopCallbackIsRelocatedAsPseudoFunc()
+    {
+        using var obj = BpfObject.Load(BpfSources.Object("loop"));
+        Assert.Equal(2u, obj.Program("looper").TestRun(new byte[64], default).ReturnValue);
+        Assert.Equal(45ul, obj.Global("loop_sum").Read<ulong>()); // 0 + 1 + ... + 9
+    }
+}
