@@ -239,3 +239,95 @@ public sealed class KernelFactAttribute : FactAttribute
         set => base.Skip = value;
     }
 }
+
+public sealed class ElfAndPvhTests
+{
+    /// <summary>A minimal ELF64 x86-64 image: one PT_LOAD (code at 0x1000000, bss tail) and a PT_NOTE with the Xen PVH entry.</summary>
+    internal static byte[] SyntheticVmlinux()
+    {
+        byte[] f = new byte[0x400];
+        new byte[] { 0x7F, (byte)'E', (byte)'L', (byte)'F' }.CopyTo(f, 0);
+        f[4] = 2; f[5] = 1; f[6] = 1;
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(0x10), 2); // ET_EXEC
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(0x12), 62);
+        BinaryPrimitives.WriteUInt64LittleEndian(f.AsSpan(0x18), 0x100_0000);
+        BinaryPrimitives.WriteUInt64LittleEndian(f.AsSpan(0x20), 0x40);
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(0x36), 56);
+        BinaryPrimitives.WriteUInt16LittleEndian(f.AsSpan(0x38), 2);
+        Span<byte> ph = f.AsSpan(0x40, 56);
+        BinaryPrimitives.WriteUInt32LittleEndian(ph, 1);
+        BinaryPrimitives.WriteUInt64LittleEndian(ph[8..], 0x200);
+        BinaryPrimitives.WriteUInt64LittleEndian(ph[16..], 0xFFFF_FFFF_8100_0000);
+        BinaryPrimitives.WriteUInt64LittleEndian(ph[24..], 0x100_0000);
+        BinaryPrimitives.WriteUInt64LittleEndian(ph[32..], 0x100);
+        BinaryPrimitives.WriteUInt64LittleEndian(ph[40..], 0x3000);
+        ph = f.AsSpan(0x78, 56);
+        BinaryPrimitives.WriteUInt32LittleEndian(ph, 4);
+        BinaryPrimitives.WriteUInt64LittleEndian(ph[8..], 0x100);
+        BinaryPrimitives.WriteUInt64LittleEndian(ph[32..], 20);
+        BinaryPrimitives.WriteUInt64LittleEndian(ph[40..], 20);
+        Span<byte> note = f.AsSpan(0x100, 20);
+        BinaryPrimitives.WriteUInt32LittleEndian(note, 4);
+        BinaryPrimitives.WriteUInt32LittleEndian(note[4..], 4);
+        BinaryPrimitives.WriteUInt32LittleEndian(note[8..], 18);
+        "Xen\0"u8.CopyTo(note[12..]);
+        BinaryPrimitives.WriteUInt32LittleEndian(note[16..], 0x100_0040);
+        for (int i = 0; i < 0x100; i++)
+            f[0x200 + i] = (byte)(i + 1);
+        return f;
+    }
+
+    [Fact]
+    public void VmlinuxSegmentsAndPvhEntryAreLoaded()
+    {
+        ElfKernel k = ElfKernel.Parse(SyntheticVmlinux());
+        Assert.Equal(0x100_0000UL, k.Entry);
+        Assert.Equal(0x100_0040u, k.PvhEntry);
+        using var mem = GuestMemory.Create(32UL << 20);
+        mem.GetSpan(0x100_0000, 0x3000).Fill(0xCC);
+        ulong end = k.Load(mem);
+        Assert.Equal(0x100_3000UL, end);
+        Assert.Equal(1, mem.Read<byte>(0x100_0000));
+        Assert.Equal(0, mem.Read<byte>(0x100_0100)); // bss zeroed
+        Assert.Equal(0, mem.Read<byte>(0x100_2FFF));
+
+        ulong si = PvhBoot.WriteStartInfo(mem, "console=ttyS0", initrdAddress: 0x200_0000, initrdSize: 0x1234);
+        Assert.Equal(PvhBoot.StartInfoMagic, mem.Read<uint>(si));
+        Assert.Equal(1u, mem.Read<uint>(si + 4));
+        Assert.Equal(1u, mem.Read<uint>(si + 12));
+        Assert.Equal(0x1234UL, mem.Read<ulong>(mem.Read<ulong>(si + 16) + 8));
+        Assert.Equal("console=ttyS0", Encoding.ASCII.GetString(mem.GetSpan(mem.Read<ulong>(si + 24), 13)));
+        Assert.Equal(2u, mem.Read<uint>(si + 48));
+        Assert.Equal(0x100000UL, mem.Read<ulong>(mem.Read<ulong>(si + 40) + 24));
+    }
+
+    [Fact]
+    public void BrokenElfIsRejected()
+    {
+        byte[] f = SyntheticVmlinux();
+        f[0x12] = 3;
+        Assert.Contains("EM_X86_64", Assert.Throws<InvalidKernelImageException>(() => ElfKernel.Parse(f)).Message, StringComparison.Ordinal);
+        f = SyntheticVmlinux();
+        BinaryPrimitives.WriteUInt64LittleEndian(f.AsSpan(0x40 + 32), 0x10000);
+        Assert.Throws<InvalidKernelImageException>(() => ElfKernel.Parse(f));
+        Assert.Throws<InvalidKernelImageException>(() => ElfKernel.Parse(new byte[100]));
+    }
+
+    [LinuxFact(Kvm = true)]
+    public void PvhVcpuStartsFlat32BitWithStartInfoInEbx()
+    {
+        using var kvm = KvmSystem.Open();
+        using var mem = GuestMemory.Create(32UL << 20);
+        using var vm = kvm.CreateVm();
+        vm.SetMemory(mem);
+        var cpu = vm.CreateVcpu(0);
+        PvhBoot.SetupVcpu(cpu, mem, 0x100_0040, PvhBoot.StartInfoAddress);
+        KvmSregs s = cpu.GetSregs();
+        KvmRegs r = cpu.GetRegs();
+        Assert.Equal(1UL, s.Cr0 & 0x8000_0001);
+        Assert.Equal(0UL, s.Efer);
+        Assert.Equal((1, 0, 0xFFFFFFFFu), (s.Cs.Db, s.Cs.L, s.Cs.Limit));
+        Assert.Equal(0x100_0040UL, r.Rip);
+        Assert.Equal(PvhBoot.StartInfoAddress, r.Rbx);
+    }
+}

@@ -43,6 +43,30 @@ public sealed class CgroupTests(ITestOutputHelper output)
         Assert.InRange(share, 0.12, 0.28);
     }
 
+    [LinuxFact(Root = true, Kvm = true)]
+    public async Task SpinningVcpuThreadIsHeldToItsQuota()
+    {
+        using var kvm = Netcore.Vm.Kvm.KvmSystem.Open();
+        using var mem = Netcore.Vm.Memory.GuestMemory.Create(8UL << 20);
+        using var vm = kvm.CreateVm();
+        vm.SetMemory(mem);
+        var cpu = vm.CreateVcpu(0);
+        mem.Write(0x20_0000, new byte[] { 0xEB, 0xFE }); // jmp $ at CPL3: native speed, never exits
+        Netcore.Vm.Guest.X86Setup.EnterLongMode(cpu, mem, 0x20_0000, 0x40_0000, new Netcore.Vm.Guest.LongModeLayout { Cpl = 3, IdentityMapSize = 8UL << 20 });
+        using var group = Cgroup.Create(Unique("vcpu"), controllers: CgroupControllers.Cpu);
+        group.SetCpuLimit(0.25, TimeSpan.FromMilliseconds(50));
+        await using var runner = vm.StartVcpu(cpu);
+        group.AddThread(runner.ThreadId);
+        CgroupStats before = group.GetStats();
+        await Task.Delay(1500);
+        CgroupStats after = group.GetStats();
+        await runner.StopAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        double share = (after.CpuUsage - before.CpuUsage).TotalSeconds / 1.5;
+        output.WriteLine($"vCPU thread {runner.ThreadId}: {share:P1} of a CPU, throttled {after.NrThrottled - before.NrThrottled} times");
+        Assert.True(after.NrThrottled - before.NrThrottled > 5);
+        Assert.InRange(share, 0.12, 0.35);
+    }
+
     [LinuxFact(Root = true, Tools = ["python3"])]
     public void MemoryLimitGetsTheAllocatingChildKilled()
     {

@@ -330,12 +330,16 @@ public sealed class VcpuRunner : IAsyncDisposable
 {
     private readonly TaskCompletionSource<VcpuExit> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _cts = new();
+    private readonly ManualResetEventSlim _started = new();
+    private int _threadId;
 
     internal VcpuRunner(VirtualMachine vm, Vcpu vcpu)
     {
         Vcpu = vcpu;
         var t = new Thread(() =>
         {
+            _threadId = Netcore.Interop.Libc.gettid();
+            _started.Set();
             try
             {
                 _done.SetResult(vm.RunVcpu(vcpu, _cts.Token));
@@ -350,7 +354,11 @@ public sealed class VcpuRunner : IAsyncDisposable
             Name = $"vcpu-{vcpu.Id}",
         };
         t.Start();
+        _started.Wait();
     }
+
+    /// <summary>Linux thread id of the vCPU thread: put it in a <c>Cgroup</c> with <c>AddThread</c> to limit this vCPU's CPU.</summary>
+    public int ThreadId => _threadId;
 
     /// <summary>The vCPU.</summary>
     public Vcpu Vcpu { get; }
@@ -378,5 +386,6 @@ public sealed class VcpuRunner : IAsyncDisposable
             // Already reported through Completion.
         }
         _cts.Dispose();
+        _started.Dispose();
     }
 }
