@@ -39,7 +39,8 @@ public class SocketTests
         listener.SetMeasurementEventCallback<long>((_, v, _, _) => Interlocked.Add(ref metricPackets, v));
         listener.Start();
 
-        await using var host = new BfdHost(new BfdHostOptions { NetworkNamespace = pair.A.Name });
+        using var logs = new CapturingLoggerFactory();
+        await using var host = new BfdHost(new BfdHostOptions { NetworkNamespace = pair.A.Name }, logs);
         using BfdSession s = host.OpenSession(new BfdSessionOptions
         {
             Peer = IPAddress.Parse(Pair.B4), LocalAddress = IPAddress.Parse(Pair.A4), Interface = "bfd0",
@@ -59,6 +60,9 @@ public class SocketTests
         await WaitAsync(() => s.State == BfdState.Init);
         Assert.Equal(0x01020304u, s.RemoteDiscriminator);
         Assert.Equal(1, s.Counters.PacketsReceived);
+        // [LoggerMessage] events: 2 = discarded packet (debug), 1 = state change.
+        Assert.Contains(logs.Entries, e => e.Id.Id == 2 && e.Message.Contains("RFC 5881 5", StringComparison.Ordinal));
+        Assert.Contains(logs.Entries, e => e.Id.Id == 1 && e.Message.Contains("Down -> Init", StringComparison.Ordinal));
         listener.RecordObservableInstruments();
         Assert.True(Interlocked.Read(ref metricPackets) >= 1);
 
