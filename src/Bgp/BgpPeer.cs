@@ -415,7 +415,8 @@ public sealed class BgpPeer : IConnectionOwner
 
     private BgpConnection Attach(Socket s, bool outbound)
     {
-        var c = new BgpConnection(s, outbound, this, Statistics, RemoteAddress.ToString());
+        var tap = _speaker.MessageTap;
+        var c = new BgpConnection(s, outbound, this, Statistics, RemoteAddress.ToString(), tap is null ? null : m => tap(this, m));
         _connections.Add(c);
         c.Start();
         c.SendControl(BuildOpen().ToArray());

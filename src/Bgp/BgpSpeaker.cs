@@ -64,6 +64,9 @@ public sealed class BgpSpeaker : IAsyncDisposable
     /// <summary>Raised on every peer state change (on a thread-pool thread).</summary>
     public event EventHandler<BgpPeerStateChangedEventArgs>? PeerStateChanged;
 
+    /// <summary>Test hook: every whole message received, before it is handled.</summary>
+    internal Action<BgpPeer, byte[]>? MessageTap { get; set; }
+
     internal bool HasStateSubscribers => PeerStateChanged is not null;
 
     internal void RaiseStateChanged(BgpPeerStateChangedEventArgs e) => PeerStateChanged?.Invoke(this, e);

@@ -91,6 +91,7 @@ public class BirdInteropTests(ITestOutputHelper output)
         await InteropLab.Eventually(() => !Birdc(lab, "show route 198.51.100.7/32").Contains("198.51.100.7", StringComparison.Ordinal), 10, "withdrawn in BIRD");
 
         // Administrative shutdown: the RFC 9003 message shows up in BIRD's protocol state.
+        lab.CheckCaptured("bird");
         await p4.ShutdownAsync("netcore maintenance window");
         string proto = "";
         await InteropLab.Eventually(() => (proto = Birdc(lab, "show protocols all us4")).Contains("netcore maintenance window", StringComparison.Ordinal), 10, "shutdown message in birdc");

@@ -83,6 +83,7 @@ public class FrrInteropTests(ITestOutputHelper output)
         await p4.RequestRouteRefreshAsync(BgpFamily.IPv4Unicast);
         await InteropLab.Eventually(() => p4.Statistics.UpdatesReceived > updates, 10, "FRR re-sent its routes");
 
+        lab.CheckCaptured("frr");
         await p4.ShutdownAsync("netcore maintenance window");
         await frr.WaitForOutputAsync("netcore maintenance window", TimeSpan.FromSeconds(10));
         output.WriteLine(Vtysh(lab, "show bgp neighbors 10.0.0.1"));

@@ -75,6 +75,7 @@ public class GobgpInteropTests(ITestOutputHelper output)
         await p4.RequestRouteRefreshAsync(BgpFamily.IPv4Unicast);
         await InteropLab.Eventually(() => p4.Statistics.UpdatesReceived > updates, 10, "GoBGP re-sent its routes");
 
+        lab.CheckCaptured("gobgp");
         await p4.ShutdownAsync("netcore maintenance window");
         await gobgpd.WaitForOutputAsync("netcore maintenance window", TimeSpan.FromSeconds(10));
     }

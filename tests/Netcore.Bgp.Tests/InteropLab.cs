@@ -32,6 +32,30 @@ internal sealed class InteropLab : IAsyncDisposable
     public string Dir { get; }
     public BgpSpeaker? Speaker { get; private set; }
 
+    /// <summary>Every message received from the daemon, as captured off the wire.</summary>
+    public List<byte[]> Captured { get; } = [];
+
+    /// <summary>
+    /// Checks that every captured UPDATE decodes without any RFC 7606 action; with
+    /// NETCORE_BGP_CAPTURE_DIR set, also writes them as golden files named after <paramref name="daemon"/>.
+    /// </summary>
+    public void CheckCaptured(string daemon)
+    {
+        byte[][] msgs;
+        lock (Captured) msgs = [.. Captured];
+        var updates = msgs.Where(m => m[18] == 2).ToArray();
+        Assert.NotEmpty(updates);
+        foreach (var m in updates)
+        {
+            var r = new Netcore.Bgp.Messages.UpdateParseResult();
+            Netcore.Bgp.Messages.UpdateCodec.Decode(m.AsSpan(19), new Netcore.Bgp.Messages.CodecContext(), r);
+            Assert.True(r.Action == Netcore.Bgp.Messages.UpdateAction.None, $"{daemon} UPDATE {Hex.Format(m)}: {r.Reason}");
+        }
+        string? dir = Environment.GetEnvironmentVariable("NETCORE_BGP_CAPTURE_DIR");
+        if (dir is not null)
+            File.WriteAllLines(Path.Combine(dir, daemon + ".hex"), msgs.Select(m => Hex.Format(m)).Distinct());
+    }
+
     public static InteropLab Create(ITestOutputHelper output, string hint) => new(output, hint);
 
     public async Task<BgpSpeaker> StartSpeakerAsync()
@@ -44,6 +68,7 @@ internal sealed class InteropLab : IAsyncDisposable
             ListenEndpoints = [new IPEndPoint(Us4, 179), new IPEndPoint(Us6, 179)],
             SocketFactory = NetnsSockets.Factory(Us),
         }, new TestLoggerFactory(_output));
+        Speaker.MessageTap = (_, m) => { lock (Captured) Captured.Add(m); };
         await Speaker.StartAsync();
         return Speaker;
     }

@@ -52,11 +52,13 @@ internal sealed class BgpConnection
     private Task _writeTask = Task.CompletedTask;
     private int _closing;
     private long _writeStartedMs;
+    private readonly Action<byte[]>? _tap;
 
     internal readonly record struct Outgoing(byte[] Buffer, int Length, BgpMessageType Type, bool Pooled);
 
-    public BgpConnection(Socket socket, bool outbound, IConnectionOwner owner, BgpPeerStatistics stats, string peerName, int bulkQueue = 256)
+    public BgpConnection(Socket socket, bool outbound, IConnectionOwner owner, BgpPeerStatistics stats, string peerName, Action<byte[]>? tap = null, int bulkQueue = 256)
     {
+        _tap = tap;
         _socket = socket;
         _socket.NoDelay = true;
         Outbound = outbound;
@@ -299,6 +301,7 @@ internal sealed class BgpConnection
             return false;
         var whole = buffer.Slice(0, length);
         var bodySeq = whole.Slice(BgpMessageHeader.Size);
+        _tap?.Invoke(whole.ToArray());
         _stats.Received((int)type);
         BgpMetrics.MessagesReceived.Add(1, new KeyValuePair<string, object?>("type", BgpMetrics.TypeNames[(int)type]), new KeyValuePair<string, object?>("peer", _peerName));
         if (type == BgpMessageType.Update)
