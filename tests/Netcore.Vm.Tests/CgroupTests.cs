@@ -11,7 +11,9 @@ public sealed class CgroupTests(ITestOutputHelper output)
     public void BusyThreadAtTwentyPercentQuotaIsThrottled()
     {
         using var group = Cgroup.Create(Unique("cpu"), controllers: CgroupControllers.Cpu);
-        group.SetCpuLimit(0.2, TimeSpan.FromMilliseconds(50));
+        // 1 ms of quota per 5 ms period: a thread that gets the CPU for more than 1 ms at a time is
+        // throttled even when the shared machine is busy and gives it less than its 20 %.
+        group.SetCpuLimit(0.2, TimeSpan.FromMilliseconds(5));
         var wall = TimeSpan.FromSeconds(1.5);
         var joined = new ManualResetEventSlim();
         Exception? error = null;
@@ -40,7 +42,8 @@ public sealed class CgroupTests(ITestOutputHelper output)
         double share = s.CpuUsage.TotalSeconds / wall.TotalSeconds;
         output.WriteLine($"{group.Version}: usage {s.CpuUsage.TotalMilliseconds:F0} ms over {wall.TotalMilliseconds} ms = {share:P1}; periods {s.NrPeriods}, throttled {s.NrThrottled}, throttled time {s.ThrottledTime.TotalMilliseconds:F0} ms");
         Assert.True(s.NrThrottled > 5, $"nr_throttled = {s.NrThrottled}");
-        Assert.InRange(share, 0.12, 0.28);
+        // About 20 % on an idle machine; less (never more) when other work competes for the 2 cores.
+        Assert.InRange(share, 0.03, 0.26);
     }
 
     [LinuxFact(Root = true, Kvm = true)]
@@ -54,7 +57,7 @@ public sealed class CgroupTests(ITestOutputHelper output)
         mem.Write(0x20_0000, new byte[] { 0xEB, 0xFE }); // jmp $ at CPL3: native speed, never exits
         Netcore.Vm.Guest.X86Setup.EnterLongMode(cpu, mem, 0x20_0000, 0x40_0000, new Netcore.Vm.Guest.LongModeLayout { Cpl = 3, IdentityMapSize = 8UL << 20 });
         using var group = Cgroup.Create(Unique("vcpu"), controllers: CgroupControllers.Cpu);
-        group.SetCpuLimit(0.25, TimeSpan.FromMilliseconds(50));
+        group.SetCpuLimit(0.25, TimeSpan.FromMilliseconds(4));
         await using var runner = vm.StartVcpu(cpu);
         group.AddThread(runner.ThreadId);
         CgroupStats before = group.GetStats();
@@ -64,7 +67,7 @@ public sealed class CgroupTests(ITestOutputHelper output)
         double share = (after.CpuUsage - before.CpuUsage).TotalSeconds / 1.5;
         output.WriteLine($"vCPU thread {runner.ThreadId}: {share:P1} of a CPU, throttled {after.NrThrottled - before.NrThrottled} times");
         Assert.True(after.NrThrottled - before.NrThrottled > 5);
-        Assert.InRange(share, 0.12, 0.35);
+        Assert.InRange(share, 0.03, 0.32);
     }
 
     [LinuxFact(Root = true, Tools = ["python3"])]
