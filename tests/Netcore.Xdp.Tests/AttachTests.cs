@@ -158,6 +158,20 @@ public sealed class AttachTests : IDisposable
         Assert.True(Ping(1));
     }
 
+    [LinuxFact(Bpf = true, Netns = true, Tools = ["clang-14", "ping"])]
+    public void TcxEgressDropsReplies()
+    {
+        if (!BpfFeatures.SupportsTcx())
+            return;
+        using var obj = BpfObject.Load(BpfSources.Object("tc_count"));
+        using var link = obj.Program("tc_count").AttachTcx(IfindexB, TcxDirection.Egress, netns: _b.Name);
+        Assert.Equal(BpfAttachType.TcxEgress, link.GetInfo().AttachType);
+        Assert.True(Ping());
+        obj.Global("tc_drop_icmp").Write(1u);
+        Assert.False(Ping(2)); // echo replies leave vb through the egress hook and are dropped
+        Assert.True(obj.Map("tc_stats").AsMap<uint, ulong>().Lookup(1) >= 2);
+    }
+
     [LinuxFact(Bpf = true, Netns = true, Tools = ["clang-14"])]
     public void SkLookupSteersConnectionsToTheMapSocket()
     {

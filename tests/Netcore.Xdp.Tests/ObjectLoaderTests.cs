@@ -100,4 +100,21 @@ public class ObjectLoaderTests
         Assert.Equal([(60u, 1u), (61u, 2u), (62u, 3u)], seen);
         Assert.Equal(3u, inner.AsMap<uint, uint>().Lookup(0));
     }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public async Task RingBufferRunAsyncDeliversUntilCancelled()
+    {
+        using var obj = BpfObject.Load(BpfSources.Object("ringbuf"));
+        using var inner = BpfMap.Create(new BpfMapSpec { Type = BpfMapType.Array, KeySize = 4, ValueSize = 4, MaxEntries = 1, Name = "inner" });
+        obj.Map("outer").UpdateFd(0, inner.Fd);
+        using var reader = new RingBufferReader(obj.Map("events"));
+        int seen = 0;
+        using var cts = new CancellationTokenSource();
+        var run = reader.RunAsync(_ => { if (Interlocked.Increment(ref seen) == 5) cts.Cancel(); }, cts.Token);
+        for (int i = 0; i < 5; i++)
+            obj.Program("emit").TestRun(new byte[64], default);
+        await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(10)));
+        Assert.True(run.IsCompleted);
+        Assert.Equal(5, Volatile.Read(ref seen));
+    }
 }
