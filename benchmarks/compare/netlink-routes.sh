@@ -41,17 +41,17 @@ median() { sort -n | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else prin
 
 ip_install=(); nc_install=()
 for r in $(seq 1 "$ROUNDS"); do
-  ip -n "$NS" route flush table 100
+  ip -n "$NS" route flush table 100 2>/dev/null || true
   t0=$(now_ms); ip -n "$NS" -batch "$WORK/install.batch"; t1=$(now_ms)
   ip_install+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')")
   [ "$(ip -n "$NS" route show table 100 | wc -l)" -eq "$INSTALL" ] || { echo "ip installed a wrong count" >&2; exit 1; }
-  ip -n "$NS" route flush table 100
+  ip -n "$NS" route flush table 100 2>/dev/null || true
   out=$("${TOOL[@]}" netlink-routes install --netns "$NS" --dev d0 --table 100 --count "$INSTALL" --base 10.0.0.0)
   nc_install+=("$(echo "$out" | sed -n 's/.*install_ms=\([0-9.]*\).*/\1/p')")
   [ "$(ip -n "$NS" route show table 100 | wc -l)" -eq "$INSTALL" ] || { echo "netcore installed a wrong count" >&2; exit 1; }
   echo "round $r: install ip ${ip_install[-1]} ms, netcore ${nc_install[-1]} ms"
 done
-ip -n "$NS" route flush table 100
+ip -n "$NS" route flush table 100 2>/dev/null || true
 
 # 1M routes in table 200 for the dump (installed once, untimed).
 "${TOOL[@]}" netlink-routes populate --netns "$NS" --dev d0 --table 200 --count "$DUMP" --base 11.0.0.0 >/dev/null

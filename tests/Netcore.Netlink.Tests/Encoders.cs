@@ -62,6 +62,9 @@ internal static class Encoders
         ["neigh"] = () => Message(Nl.RTM_NEWNEIGH, Nl.NLM_F_CREATE | Nl.NLM_F_REPLACE, w => NeighbourCodec.Write(w, new Neighbour { IfIndex = 2, Destination = IPAddress.Parse("10.0.0.7"), LinkAddress = PhysicalAddress.Parse("02-00-00-00-00-07") })),
         ["fdb vxlan"] = () => Message(Nl.RTM_NEWNEIGH, Nl.NLM_F_CREATE | Nl.NLM_F_APPEND, w => NeighbourCodec.Write(w, new Neighbour { IsBridgeFdb = true, IfIndex = 4, LinkAddress = PhysicalAddress.Parse("00-00-00-00-00-00"), Destination = IPAddress.Parse("192.0.2.5"), Flags = NeighbourFlags.Self, Vni = 42, Port = 4789 })),
         ["fdb bridge vlan"] = () => Message(Nl.RTM_NEWNEIGH, Nl.NLM_F_CREATE | Nl.NLM_F_REPLACE, w => NeighbourCodec.Write(w, new Neighbour { IsBridgeFdb = true, IfIndex = 5, LinkAddress = PhysicalAddress.Parse("02-00-00-00-00-09"), Flags = NeighbourFlags.Master, Vlan = 10, MasterIndex = 3 })),
+        ["nexthop gateway"] = () => Message(Nl.RTM_NEWNEXTHOP, Create, w => NextHopCodec.Write(w, new NextHopObject { Id = 1, Gateway = IPAddress.Parse("10.0.0.2"), OutputIndex = 2 })),
+        ["nexthop group"] = () => Message(Nl.RTM_NEWNEXTHOP, Create, w => NextHopCodec.Write(w, new NextHopObject { Id = 10, Group = [new NextHopGroupMember(1, 3), new NextHopGroupMember(2)] })),
+        ["nexthop blackhole"] = () => Message(Nl.RTM_NEWNEXTHOP, Create, w => NextHopCodec.Write(w, new NextHopObject { Id = 20, Blackhole = true })),
         ["nsid"] = () => Message(Nl.RTM_NEWNSID, 0, w => { w.StructPadded(new rtgenmsg(), 4); w.U32(Nl.NETNSA_FD, 5); w.S32(Nl.NETNSA_NSID, 7); }),
         ["genl getfamily"] = () => Message(Nl.GENL_ID_CTRL, 0, w => { w.Struct(new genlmsghdr { cmd = Nl.CTRL_CMD_GETFAMILY, version = 1 }); w.String(Nl.CTRL_ATTR_FAMILY_NAME, "ethtool"); }),
     };

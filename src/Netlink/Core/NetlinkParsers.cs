@@ -21,6 +21,7 @@ internal static class NetlinkParsers
                 Nl.RTM_NEWROUTE or Nl.RTM_DELROUTE => RouteCodec.TryParse(m, out Route r) ? Touch(r) : null,
                 Nl.RTM_NEWNEIGH or Nl.RTM_DELNEIGH => NeighbourCodec.TryParse(m, out Neighbour nb) ? nb : null,
                 Nl.RTM_NEWRULE or Nl.RTM_DELRULE => RuleCodec.TryParse(m, out Rule ru) ? ru : null,
+                Nl.RTM_NEWNEXTHOP or Nl.RTM_DELNEXTHOP => NextHopCodec.TryParse(m, out NextHopObject nh) ? nh : null,
                 Nl.RTM_NEWTFILTER => TcCodec.TryParseFilter(m, out TcFilter f) ? f : null,
                 _ => null,
             };
