@@ -25,8 +25,16 @@ public static class Requirements
     {
         if (Root() is { } r) return r;
         if (Tool("ip") is { } t) return t;
+        // Concurrent `ip netns add` calls from other processes can fail transiently (the shared
+        // /run/netns mount is being set up); retry so a passing moment is not cached as a skip.
         string name = "nctest-probe-" + Environment.ProcessId;
-        var add = Shell.Sh($"ip netns add {name}");
+        CommandResult add = Shell.Sh($"ip netns add {name}");
+        for (int attempt = 1; add.ExitCode != 0 && attempt < 10; attempt++)
+        {
+            Thread.Sleep(200 * attempt);
+            Shell.Sh($"ip netns del {name}");
+            add = Shell.Sh($"ip netns add {name}");
+        }
         Shell.Sh($"ip netns del {name}");
         return add.ExitCode == 0 ? null : "cannot create network namespaces: " + add.StdErr.Trim();
     });

@@ -28,7 +28,15 @@ public sealed class TestNetns : IDisposable
         // Names stay short: interface names derived from them must fit IFNAMSIZ (15 chars).
         string name = $"{Prefix}{hint}{Environment.ProcessId % 10000}-{Interlocked.Increment(ref s_counter)}";
         Shell.Sh($"ip netns del {name}");
-        Shell.ShOk($"ip netns add {name}");
+        CommandResult add = Shell.Sh($"ip netns add {name}");
+        for (int attempt = 1; add.ExitCode != 0 && attempt < 10; attempt++)
+        {
+            // Another process setting up /run/netns at the same moment can make this fail once.
+            Thread.Sleep(100 * attempt);
+            Shell.Sh($"ip netns del {name}");
+            add = Shell.Sh($"ip netns add {name}");
+        }
+        add.EnsureSuccess($"ip netns add {name}");
         var ns = new TestNetns(name);
         ns.Exec("ip link set lo up");
         return ns;
