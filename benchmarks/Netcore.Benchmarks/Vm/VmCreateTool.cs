@@ -9,7 +9,7 @@ namespace Netcore.Benchmarks.Vm;
 
 /// <summary>
 /// Workload of benchmarks/compare/vm-create.sh: VM create/run-to-first-exit/destroy, sequential and
-/// 2-way parallel, and the exit round trip. benchmarks/compare/vm-create.c does the same with raw ioctls.
+/// 2-way parallel, and the exit round trip. benchmarks/compare/vm-create.sh builds a C program that does the same with raw ioctls.
 /// </summary>
 public static class VmCreateTool
 {
