@@ -661,8 +661,7 @@ public sealed class BgpPeer : IConnectionOwner
             return; // BoRR/EoRR from the peer mark its re-advertisement (RFC 7313 4); nothing is stale-marked here
         // Known interop trap: some peers send ROUTE-REFRESH without having seen our capability;
         // honour it with a warning rather than resetting the session.
-        var neg = c.RemoteOpen;
-        if (neg is not null && !(BuildOpen().Has(CapabilityCode.RouteRefresh)))
+        if (c.Negotiated is { RouteRefresh: false })
             Log.UnnegotiatedRefresh(_log, Name);
         // RFC 2918 4: a request for a family that was not negotiated is ignored.
         if (c.Negotiated is { } n && !n.Families.Contains(family))

@@ -154,6 +154,37 @@ public class SessionTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Route_refresh_without_the_capability_is_honoured_not_reset()
+    {
+        var (a, b, pa, pb) = Pair(65001, 65002);
+        await using var _a = a;
+        await a.StartAsync();
+        var pA = a.AddPeer(Towards("127.0.0.2", 65002, pb, "127.0.0.1", passive: true) with { HoldTime = TimeSpan.FromSeconds(30) });
+        await pA.AnnounceAsync(BgpPrefix.Parse("198.51.100.9/32"), new BgpPathAttributes());
+        using var raw = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        raw.Bind(new IPEndPoint(IPAddress.Parse("127.0.0.2"), 0));
+        await raw.ConnectAsync(new IPEndPoint(IPAddress.Loopback, pa));
+        // This peer advertises no route refresh capability, then sends a ROUTE-REFRESH anyway.
+        var open = new Netcore.Bgp.Messages.OpenMessage(4, 65002, 30, 0x0AFF0002, [new Netcore.Bgp.Capabilities.FourOctetAsCapability(65002)]);
+        await raw.SendAsync(open.ToArray());
+        await raw.SendAsync(Netcore.Bgp.Messages.BgpMessageHeader.Keepalive.ToArray());
+        await Within(pA.WaitForStateAsync(BgpPeerState.Established));
+        Assert.False(pA.Negotiated!.RouteRefresh);
+        long sent = 0;
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while ((sent = pA.Statistics.UpdatesSent) < 2 && DateTime.UtcNow < deadline) await Task.Delay(50); // route + End-of-RIB
+        byte[] rr = new byte[23];
+        Netcore.Bgp.Messages.RouteRefreshMessage.Write(rr, BgpFamily.IPv4Unicast, Netcore.Bgp.Messages.RouteRefreshSubtype.Request);
+        await raw.SendAsync(rr);
+        deadline = DateTime.UtcNow.AddSeconds(5);
+        while (pA.Statistics.UpdatesSent <= sent && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.True(pA.Statistics.UpdatesSent > sent, "routes were not re-sent after the ROUTE-REFRESH");
+        Assert.Equal(BgpPeerState.Established, pA.State);
+        Assert.Equal(0, pA.Statistics.NotificationsSent);
+        _ = b;
+    }
+
+    [Fact]
     public async Task Dynamic_peers_are_accepted_from_a_prefix()
     {
         var (a, b, pa, pb) = Pair(65001, 65002);
