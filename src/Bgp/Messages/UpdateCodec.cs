@@ -480,8 +480,10 @@ internal static class UpdateCodec
     {
         int p = 0;
         int asSize = ctx.FourOctetAs ? 4 : 2;
+        Span<byte> v;
         // ORIGIN
-        p += Attr(d, p, AttributeFlags.Transitive, AttributeCode.Origin, 1, measure, s => s[0] = (byte)a.Origin);
+        v = Attr(d, ref p, AttributeFlags.Transitive, AttributeCode.Origin, 1, measure);
+        if (!measure) v[0] = (byte)a.Origin;
         // AS_PATH (RFC 6793 4.2.2: on a 2-octet session, 4-octet ASes become AS_TRANS and AS4_PATH carries the truth)
         bool needAs4 = false;
         int pathLen = 0;
@@ -494,100 +496,123 @@ internal static class UpdateCodec
                 foreach (uint asn in seg.Asns)
                     needAs4 |= asn > ushort.MaxValue;
         }
-        p += Attr(d, p, AttributeFlags.Transitive, AttributeCode.AsPath, pathLen, measure, s => WritePath(s, a.AsPath, asSize, false));
+        v = Attr(d, ref p, AttributeFlags.Transitive, AttributeCode.AsPath, pathLen, measure);
+        if (!measure) WritePath(v, a.AsPath, asSize, false);
         if (classicNextHop)
         {
-            var nh = a.NextHop!;
-            p += Attr(d, p, AttributeFlags.Transitive, AttributeCode.NextHop, 4, measure, s => nh.TryWriteBytes(s, out _));
+            v = Attr(d, ref p, AttributeFlags.Transitive, AttributeCode.NextHop, 4, measure);
+            if (!measure) a.NextHop!.TryWriteBytes(v, out _);
         }
         if (a.Med is { } med)
-            p += Attr(d, p, AttributeFlags.Optional, AttributeCode.Med, 4, measure, s => BinaryPrimitives.WriteUInt32BigEndian(s, med));
+        {
+            v = Attr(d, ref p, AttributeFlags.Optional, AttributeCode.Med, 4, measure);
+            if (!measure) BinaryPrimitives.WriteUInt32BigEndian(v, med);
+        }
         // RFC 4271 5.1.5: LOCAL_PREF only goes to internal peers.
         if (ctx.IsInternal)
-            p += Attr(d, p, AttributeFlags.Transitive, AttributeCode.LocalPref, 4, measure, s => BinaryPrimitives.WriteUInt32BigEndian(s, a.LocalPreference ?? 100));
+        {
+            v = Attr(d, ref p, AttributeFlags.Transitive, AttributeCode.LocalPref, 4, measure);
+            if (!measure) BinaryPrimitives.WriteUInt32BigEndian(v, a.LocalPreference ?? 100);
+        }
         if (a.AtomicAggregate)
-            p += Attr(d, p, AttributeFlags.Transitive, AttributeCode.AtomicAggregate, 0, measure, _ => { });
+            Attr(d, ref p, AttributeFlags.Transitive, AttributeCode.AtomicAggregate, 0, measure);
         bool needAs4Agg = false;
         if (a.Aggregator is { } agg)
         {
             needAs4Agg = !ctx.FourOctetAs && agg.Asn > ushort.MaxValue;
-            p += Attr(d, p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.Aggregator, asSize + 4, measure, s =>
+            v = Attr(d, ref p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.Aggregator, asSize + 4, measure);
+            if (!measure)
             {
-                if (asSize == 4) BinaryPrimitives.WriteUInt32BigEndian(s, agg.Asn);
-                else BinaryPrimitives.WriteUInt16BigEndian(s, agg.Asn > ushort.MaxValue ? OpenMessage.AsTrans : (ushort)agg.Asn);
-                agg.Address.TryWriteBytes(s[asSize..], out _);
-            });
+                if (asSize == 4) BinaryPrimitives.WriteUInt32BigEndian(v, agg.Asn);
+                else BinaryPrimitives.WriteUInt16BigEndian(v, agg.Asn > ushort.MaxValue ? OpenMessage.AsTrans : (ushort)agg.Asn);
+                agg.Address.TryWriteBytes(v[asSize..], out _);
+            }
         }
         if (a.Communities.Length > 0)
-            p += Attr(d, p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.Communities, 4 * a.Communities.Length, measure, s =>
-            {
-                for (int i = 0; i < a.Communities.Length; i++) BinaryPrimitives.WriteUInt32BigEndian(s[(4 * i)..], a.Communities[i].Value);
-            });
+        {
+            v = Attr(d, ref p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.Communities, 4 * a.Communities.Length, measure);
+            if (!measure)
+                for (int i = 0; i < a.Communities.Length; i++) BinaryPrimitives.WriteUInt32BigEndian(v[(4 * i)..], a.Communities[i].Value);
+        }
         if (a.OriginatorId is { } oid)
-            p += Attr(d, p, AttributeFlags.Optional, AttributeCode.OriginatorId, 4, measure, s => oid.TryWriteBytes(s, out _));
+        {
+            v = Attr(d, ref p, AttributeFlags.Optional, AttributeCode.OriginatorId, 4, measure);
+            if (!measure) oid.TryWriteBytes(v, out _);
+        }
         if (a.ClusterList.Length > 0)
-            p += Attr(d, p, AttributeFlags.Optional, AttributeCode.ClusterList, 4 * a.ClusterList.Length, measure, s =>
-            {
-                for (int i = 0; i < a.ClusterList.Length; i++) a.ClusterList[i].TryWriteBytes(s[(4 * i)..], out _);
-            });
+        {
+            v = Attr(d, ref p, AttributeFlags.Optional, AttributeCode.ClusterList, 4 * a.ClusterList.Length, measure);
+            if (!measure)
+                for (int i = 0; i < a.ClusterList.Length; i++) a.ClusterList[i].TryWriteBytes(v[(4 * i)..], out _);
+        }
         if (a.ExtendedCommunities.Length > 0)
-            p += Attr(d, p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.ExtendedCommunities, 8 * a.ExtendedCommunities.Length, measure, s =>
-            {
-                for (int i = 0; i < a.ExtendedCommunities.Length; i++) BinaryPrimitives.WriteUInt64BigEndian(s[(8 * i)..], a.ExtendedCommunities[i].Value);
-            });
+        {
+            v = Attr(d, ref p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.ExtendedCommunities, 8 * a.ExtendedCommunities.Length, measure);
+            if (!measure)
+                for (int i = 0; i < a.ExtendedCommunities.Length; i++) BinaryPrimitives.WriteUInt64BigEndian(v[(8 * i)..], a.ExtendedCommunities[i].Value);
+        }
         if (needAs4)
         {
             int len4 = 0;
             foreach (var seg in a.AsPath.Segments)
                 if (seg.Type is AsPathSegmentType.Sequence or AsPathSegmentType.Set)
                     len4 += ((seg.Count + 254) / 255) * 2 + seg.Count * 4;
-            p += Attr(d, p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.As4Path, len4, measure, s => WritePath(s, a.AsPath, 4, true));
+            v = Attr(d, ref p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.As4Path, len4, measure);
+            if (!measure) WritePath(v, a.AsPath, 4, true);
         }
         if (needAs4Agg)
         {
             var agg4 = a.Aggregator!;
-            p += Attr(d, p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.As4Aggregator, 8, measure, s =>
+            v = Attr(d, ref p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.As4Aggregator, 8, measure);
+            if (!measure)
             {
-                BinaryPrimitives.WriteUInt32BigEndian(s, agg4.Asn);
-                agg4.Address.TryWriteBytes(s[4..], out _);
-            });
+                BinaryPrimitives.WriteUInt32BigEndian(v, agg4.Asn);
+                agg4.Address.TryWriteBytes(v[4..], out _);
+            }
         }
         if (a.LargeCommunities.Length > 0)
-            p += Attr(d, p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.LargeCommunity, 12 * a.LargeCommunities.Length, measure, s =>
+        {
+            v = Attr(d, ref p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.LargeCommunity, 12 * a.LargeCommunities.Length, measure);
+            if (!measure)
             {
                 for (int i = 0; i < a.LargeCommunities.Length; i++)
                 {
                     var c = a.LargeCommunities[i];
-                    BinaryPrimitives.WriteUInt32BigEndian(s[(12 * i)..], c.GlobalAdministrator);
-                    BinaryPrimitives.WriteUInt32BigEndian(s[(12 * i + 4)..], c.LocalData1);
-                    BinaryPrimitives.WriteUInt32BigEndian(s[(12 * i + 8)..], c.LocalData2);
+                    BinaryPrimitives.WriteUInt32BigEndian(v[(12 * i)..], c.GlobalAdministrator);
+                    BinaryPrimitives.WriteUInt32BigEndian(v[(12 * i + 4)..], c.LocalData1);
+                    BinaryPrimitives.WriteUInt32BigEndian(v[(12 * i + 8)..], c.LocalData2);
                 }
-            });
+            }
+        }
         if (a.OnlyToCustomer is { } otc)
-            p += Attr(d, p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.Otc, 4, measure, s => BinaryPrimitives.WriteUInt32BigEndian(s, otc));
+        {
+            v = Attr(d, ref p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.Otc, 4, measure);
+            if (!measure) BinaryPrimitives.WriteUInt32BigEndian(v, otc);
+        }
         foreach (var u in a.UnknownAttributes)
         {
             // RFC 4271 5: an unrecognized optional transitive attribute is passed on with the Partial bit set.
             if ((u.Flags & AttributeFlags.Transitive) == 0) continue;
             byte f = (byte)((u.Flags | AttributeFlags.Partial) & ~AttributeFlags.ExtendedLength);
-            p += Attr(d, p, f, u.TypeCode, u.Value.Length, measure, s => u.Value.Span.CopyTo(s));
+            v = Attr(d, ref p, f, u.TypeCode, u.Value.Length, measure);
+            if (!measure) u.Value.Span.CopyTo(v);
         }
         return p;
     }
 
-    private delegate void ValueWriter(Span<byte> s);
-
-    private static int Attr(Span<byte> d, int p, byte flags, byte code, int len, bool measure, ValueWriter write)
+    /// <summary>Writes an attribute header at <paramref name="p"/>, advances past the value and returns the value's span (empty when measuring).</summary>
+    private static Span<byte> Attr(Span<byte> d, scoped ref int p, byte flags, byte code, int len, bool measure)
     {
         bool ext = len > 255;
         int hdr = ext ? 4 : 3;
-        if (measure) return hdr + len;
-        d[p] = (byte)(flags | (ext ? AttributeFlags.ExtendedLength : 0));
-        d[p + 1] = code;
-        if (ext) BinaryPrimitives.WriteUInt16BigEndian(d[(p + 2)..], (ushort)len);
-        else d[p + 2] = (byte)len;
-        write(d.Slice(p + hdr, len));
-        return hdr + len;
+        int at = p;
+        p += hdr + len;
+        if (measure) return default;
+        d[at] = (byte)(flags | (ext ? AttributeFlags.ExtendedLength : 0));
+        d[at + 1] = code;
+        if (ext) BinaryPrimitives.WriteUInt16BigEndian(d[(at + 2)..], (ushort)len);
+        else d[at + 2] = (byte)len;
+        return d.Slice(at + hdr, len);
     }
 
     private static void WritePath(Span<byte> s, AsPath path, int asSize, bool skipConfed)
