@@ -184,14 +184,33 @@ public sealed partial class NetlinkClient : IDisposable
         {
             cancellationToken.ThrowIfCancellationRequested();
             attempts++;
-            var list = new List<T>();
+            // Items are gathered in chunks below the large-object threshold and copied once into a
+            // list of the exact size: growing one list to a million entries would allocate a series
+            // of large arrays, and each large allocation can trigger a full (gen2) collection.
+            var chunks = new List<T[]>();
+            T[] current = new T[256];
+            int used = 0, total = 0;
             bool interrupted = DumpRaw(type, operation, body, (in NetlinkMessage m) =>
             {
-                if (parser(m, out T v))
-                    list.Add(v);
+                if (!parser(m, out T v))
+                    return;
+                if (used == current.Length)
+                {
+                    chunks.Add(current);
+                    current = new T[Math.Min(current.Length * 2, 8192)];
+                    used = 0;
+                }
+                current[used++] = v;
+                total++;
             });
             if (!interrupted)
+            {
+                var list = new List<T>(total);
+                foreach (T[] c in chunks)
+                    list.AddRange(c);
+                list.AddRange(current.AsSpan(0, used));
                 return list;
+            }
             DumpRetriesCounter.Add(1);
             Interlocked.Increment(ref _dumpRetries);
             Log.DumpInterrupted(Logger, operation, attempts);

@@ -75,9 +75,19 @@ public static class NetlinkRouteTools
                 // Warm-up: one dump of the (small) main table.
                 _ = client.GetRouteListAsync(new RouteFilter { Table = RouteTables.Main }).AsTask().GetAwaiter().GetResult();
                 var sw = Stopwatch.StartNew();
+                if (Array.IndexOf(args, "--raw") >= 0)
+                {
+                    // The same dump read with the raw reader only (no typed objects): isolates kernel + receive cost.
+                    int n = 0;
+                    client.DumpRaw(Nl.RTM_GETROUTE, "raw dump", w => RouteCodec.WriteDumpRequest(w, new RouteFilter { Table = table }),
+                        (in NetlinkMessage m) => { if (m.Type == Nl.RTM_NEWROUTE) n++; });
+                    sw.Stop();
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RESULT raw_dump_ms={sw.Elapsed.TotalMilliseconds:F1} routes={n}"));
+                    return 0;
+                }
                 List<Route> routes = client.GetRouteListAsync(new RouteFilter { Table = table }).AsTask().GetAwaiter().GetResult();
                 sw.Stop();
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RESULT dump_ms={sw.Elapsed.TotalMilliseconds:F1} routes={routes.Count}"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RESULT dump_ms={sw.Elapsed.TotalMilliseconds:F1} routes={routes.Count} gen0={GC.CollectionCount(0)} gen1={GC.CollectionCount(1)} gen2={GC.CollectionCount(2)}"));
                 return 0;
             }
             default:
