@@ -3,7 +3,7 @@ namespace Netcore.Bgp.Tests;
 /// <summary>Sessions with BIRD 2 in a fresh namespace, checked with birdc.</summary>
 public class BirdInteropTests(ITestOutputHelper output)
 {
-    private static string Config(string? password, bool v6Session = true) => $$"""
+    private static string Config(string? password, bool v6Session = true, string extra = "") => $$"""
         router id 10.0.0.2;
         log stderr all;
         protocol device { scan time 1; }
@@ -19,6 +19,7 @@ public class BirdInteropTests(ITestOutputHelper output)
           local as 65002;
           hold time 6; keepalive time 2; connect retry time 1; connect delay time 1; error wait time 1, 2;
           {{(password is null ? "" : $"password \"{password}\";")}}
+          {{extra}}
         }
         protocol bgp us4 from common {
           local 10.0.0.2; neighbor 10.0.0.1 as 4200000001;
@@ -36,9 +37,9 @@ public class BirdInteropTests(ITestOutputHelper output)
     private static string Birdc(InteropLab lab, string cmd) =>
         lab.Them.TryExec($"birdc -s {lab.Dir}/bird.ctl {cmd}").StdOut;
 
-    private static ExternalDaemon StartBird(InteropLab lab, string? password = null, bool v6Session = true)
+    private static ExternalDaemon StartBird(InteropLab lab, string? password = null, bool v6Session = true, string extra = "")
     {
-        string conf = lab.Write("bird.conf", Config(password, v6Session));
+        string conf = lab.Write("bird.conf", Config(password, v6Session, extra));
         return lab.Start("bird", "-f", "-c", conf, "-s", Path.Combine(lab.Dir, "bird.ctl"));
     }
 
@@ -138,5 +139,29 @@ public class BirdInteropTests(ITestOutputHelper output)
         await speaker.UpdatePeerAsync(wrong.Options with { Md5Password = "s3cret-key" });
         await SessionTests.Within(wrong.WaitForStateAsync(BgpPeerState.Established), 30);
         Assert.Contains("Established", Birdc(lab, "show protocols us6"), StringComparison.Ordinal);
+    }
+
+    [LinuxFact(Netns = true, Tools = ["bird", "birdc"])]
+    public async Task Ttl_security_session_comes_up_on_both_families()
+    {
+        await using var lab = InteropLab.Create(output, "bt");
+        StartBird(lab, extra: "ttl security on;");
+        var speaker = await lab.StartSpeakerAsync();
+        var p4 = speaker.AddPeer(InteropLab.Peer(InteropLab.Them4) with { TtlSecurityHops = 1 });
+        var p6 = speaker.AddPeer(InteropLab.Peer(InteropLab.Them6) with { TtlSecurityHops = 1 });
+        await SessionTests.Within(p4.WaitForStateAsync(BgpPeerState.Established), 30);
+        await SessionTests.Within(p6.WaitForStateAsync(BgpPeerState.Established), 30);
+    }
+
+    [LinuxFact(Netns = true, Tools = ["bird", "birdc"])]
+    public async Task Ttl_security_refuses_a_peer_sending_with_ttl_1()
+    {
+        await using var lab = InteropLab.Create(output, "bn");
+        StartBird(lab, v6Session: false); // BIRD sends direct eBGP with TTL 1
+        var speaker = await lab.StartSpeakerAsync();
+        var p4 = speaker.AddPeer(InteropLab.Peer(InteropLab.Them4) with { TtlSecurityHops = 1 });
+        await Task.Delay(4000);
+        Assert.Equal(0, p4.Statistics.EstablishedTransitions);
+        Assert.DoesNotContain("Established", Birdc(lab, "show protocols us4"), StringComparison.Ordinal);
     }
 }
