@@ -39,6 +39,7 @@ internal static class Encoders
         ["link geneve"] = () => Link(new GeneveSpec("gnv0", 99, IPAddress.Parse("192.0.2.9")) { Port = 6081, Ttl = 5 }),
         ["link ipvlan"] = () => Link(new IpvlanSpec("ipv0", 2) { Mode = IpvlanMode.L2 }),
         ["link set"] = () => Message(Nl.RTM_NEWLINK, 0, w => LinkCodec.WriteSet(w, 7, new LinkChanges { Up = true, Mtu = 9000, Name = "x", Alias = "a", MasterIndex = 0, TxQueueLength = 10 })),
+        ["bridge port"] = () => Message(Nl.RTM_NEWLINK, 0, w => BridgePortCodec.Write(w, 4, new BridgePortOptions { Cost = 7, Priority = 5, Learning = false, NeighbourSuppress = true })),
         ["link delete"] = () => Message(Nl.RTM_DELLINK, 0, w => w.Struct(new ifinfomsg { ifi_index = 7 })),
         ["xdp attach"] = () => Message(Nl.RTM_SETLINK, 0, w => XdpCodec.WriteAttach(w, 3, 9, XdpAttachFlags.DriverMode | XdpAttachFlags.UpdateIfNoExist, -1)),
         ["xdp replace"] = () => Message(Nl.RTM_SETLINK, 0, w => XdpCodec.WriteAttach(w, 3, 9, XdpAttachFlags.SkbMode | XdpAttachFlags.Replace, 8)),

@@ -80,6 +80,14 @@ public sealed class LinkIntegrationTests
         JsonElement brData = IpLink(ns, "br0").GetProperty("linkinfo").GetProperty("info_data");
         Assert.Equal(0, brData.GetProperty("stp_state").GetInt32());
         Assert.Equal(20000, brData.GetProperty("ageing_time").GetInt32());
+        await client.SetBridgePortAsync(e0, new BridgePortOptions { Cost = 7, Priority = 5, Learning = false, UnicastFlood = false, BpduGuard = true, NeighbourSuppress = true });
+        JsonElement port = IpLink(ns, "e0").GetProperty("linkinfo").GetProperty("info_slave_data");
+        Assert.Equal(7, port.GetProperty("cost").GetInt32());
+        Assert.Equal(5, port.GetProperty("priority").GetInt32());
+        Assert.False(port.GetProperty("learning").GetBoolean());
+        Assert.False(port.GetProperty("flood").GetBoolean());
+        Assert.True(port.GetProperty("guard").GetBoolean());
+        Assert.True(port.GetProperty("neigh_suppress").GetBoolean());
         await client.SetLinkAsync(e0, new LinkChanges { MasterIndex = 0 });
         Assert.False(IpLink(ns, "e0").TryGetProperty("master", out _));
 
