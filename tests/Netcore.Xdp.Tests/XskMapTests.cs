@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Text.Json;
 using Netcore.Interop;
 using Netcore.Threading;
 
@@ -240,7 +241,7 @@ public sealed unsafe class XskMapTests : IDisposable
         });
     }
 
-    [LinuxFact(Bpf = true, Netns = true)]
+    [LinuxFact(Bpf = true, Netns = true, Tools = ["bpftool"])]
     public void XskMapStoresABoundAfXdpSocket()
     {
         using var xsk = BoundSocket();
@@ -260,6 +261,14 @@ public sealed unsafe class XskMapTests : IDisposable
         // The kernel does not return xdp_sock pointers to user space (xsk_map_lookup_elem_sys_only).
         var e = Assert.Throws<BpfException>(() => map.AsMap<uint, uint>().TryLookup(0, out _));
         Assert.Equal("EOPNOTSUPP", e.ErrorName);
+        // bpftool sees the same: the map is an xskmap, and every slot's value is "Operation not supported".
+        uint id = map.GetInfo().Id;
+        var show = JsonDocument.Parse(Shell.ShOk($"bpftool map show id {id} -j")).RootElement;
+        Assert.Equal("xskmap", show.GetProperty("type").GetString());
+        Assert.Equal(4, show.GetProperty("max_entries").GetInt32());
+        var dump = JsonDocument.Parse(Shell.ShOk($"bpftool map dump id {id} -j")).RootElement;
+        Assert.Equal(4, dump.GetArrayLength());
+        Assert.All(dump.EnumerateArray(), entry => Assert.Equal("Operation not supported", entry.GetProperty("value").GetProperty("error").GetString()));
 
         Assert.True(map.AsMap<uint, uint>().Delete(0));
         Assert.Equal("ENOENT", Assert.Throws<BpfException>(() => map.UpdateFd(0, xsk.Fd, MapUpdateFlags.Exist)).ErrorName);
@@ -321,6 +330,18 @@ public sealed unsafe class XskMapTests : IDisposable
         Assert.Equal(frame.Length, got.Length);
         Assert.Equal(frame, got);
         Assert.True(desc.addr < AfXdpSocket.FrameSize * AfXdpSocket.FrameCount, $"descriptor address {desc.addr} inside the UMEM");
+
+        // With the slot emptied, bpf_redirect_map falls back to XDP_PASS and nothing more reaches the socket.
+        Assert.True(map.AsMap<uint, uint>().Delete(0));
+        byte[] second = (byte[])frame.Clone();
+        Encoding.ASCII.GetBytes($"netcore-xsk-{Guid.NewGuid():N}").CopyTo(second, 14);
+        NetnsThread.Run(_a.Path, () => SendRaw(ifindexA, second));
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(1);
+        while (DateTime.UtcNow < until)
+        {
+            if (xsk.WaitReadable(100) && xsk.TryReceive() is { } r)
+                Assert.True(r.Frame.AsSpan().IndexOf(second.AsSpan(14, 44)) < 0, "frame redirected after its xskmap slot was deleted");
+        }
     }
 
     private static int SendRaw(int ifindex, byte[] frame)
