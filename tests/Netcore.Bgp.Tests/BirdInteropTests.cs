@@ -82,20 +82,20 @@ public class BirdInteropTests(ITestOutputHelper output)
         // Route refresh both ways: BIRD asks us (reload in), we ask BIRD.
         long before = p4.Statistics.RouteRefreshesReceived;
         Birdc(lab, "reload in us4");
-        await InteropLab.Eventually(() => p4.Statistics.RouteRefreshesReceived > before, 10, "ROUTE-REFRESH from BIRD");
+        await InteropLab.Eventually(() => p4.Statistics.RouteRefreshesReceived > before, 20, "ROUTE-REFRESH from BIRD");
         long updates = p4.Statistics.UpdatesReceived;
         await p4.RequestRouteRefreshAsync(BgpFamily.IPv4Unicast);
-        await InteropLab.Eventually(() => p4.Statistics.UpdatesReceived > updates, 10, "BIRD re-sent its routes");
+        await InteropLab.Eventually(() => p4.Statistics.UpdatesReceived > updates, 20, "BIRD re-sent its routes");
 
         // Withdraw reaches BIRD.
         await p4.WithdrawAsync(BgpPrefix.Parse("198.51.100.7/32"));
-        await InteropLab.Eventually(() => !Birdc(lab, "show route 198.51.100.7/32").Contains("198.51.100.7", StringComparison.Ordinal), 10, "withdrawn in BIRD");
+        await InteropLab.Eventually(() => !Birdc(lab, "show route 198.51.100.7/32").Contains("198.51.100.7", StringComparison.Ordinal), 20, "withdrawn in BIRD");
 
         // Administrative shutdown: the RFC 9003 message shows up in BIRD's protocol state.
         lab.CheckCaptured("bird");
         await p4.ShutdownAsync("netcore maintenance window");
         string proto = "";
-        await InteropLab.Eventually(() => (proto = Birdc(lab, "show protocols all us4")).Contains("netcore maintenance window", StringComparison.Ordinal), 10, "shutdown message in birdc");
+        await InteropLab.Eventually(() => (proto = Birdc(lab, "show protocols all us4")).Contains("netcore maintenance window", StringComparison.Ordinal), 20, "shutdown message in birdc");
         output.WriteLine(proto);
         Assert.Contains("Administrative shutdown", proto, StringComparison.Ordinal);
     }

@@ -78,14 +78,14 @@ public class FrrInteropTests(ITestOutputHelper output)
 
         long before = p4.Statistics.RouteRefreshesReceived;
         Vtysh(lab, "clear bgp ipv4 unicast 10.0.0.1 soft in");
-        await InteropLab.Eventually(() => p4.Statistics.RouteRefreshesReceived > before, 10, "ROUTE-REFRESH from FRR");
+        await InteropLab.Eventually(() => p4.Statistics.RouteRefreshesReceived > before, 20, "ROUTE-REFRESH from FRR");
         long updates = p4.Statistics.UpdatesReceived;
         await p4.RequestRouteRefreshAsync(BgpFamily.IPv4Unicast);
-        await InteropLab.Eventually(() => p4.Statistics.UpdatesReceived > updates, 10, "FRR re-sent its routes");
+        await InteropLab.Eventually(() => p4.Statistics.UpdatesReceived > updates, 20, "FRR re-sent its routes");
 
         lab.CheckCaptured("frr");
         await p4.ShutdownAsync("netcore maintenance window");
-        await frr.WaitForOutputAsync("netcore maintenance window", TimeSpan.FromSeconds(10));
+        await frr.WaitForOutputAsync("netcore maintenance window", TimeSpan.FromSeconds(20));
         output.WriteLine(Vtysh(lab, "show bgp neighbors 10.0.0.1"));
     }
 

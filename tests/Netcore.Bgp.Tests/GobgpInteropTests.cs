@@ -50,7 +50,7 @@ public class GobgpInteropTests(ITestOutputHelper output)
         Assert.True(p4.Negotiated!.FourOctetAs);
 
         await InteropLab.Eventually(() => Gobgp(lab, "global rib -a ipv4 add 203.0.113.0/24 nexthop 10.0.0.2 community 65002:7 large-community 65002:1:2 rt 65002:9").Length >= 0
-            && Gobgp(lab, "global rib -a ipv4").Contains("203.0.113.0/24", StringComparison.Ordinal), 10, "gobgp accepted the route");
+            && Gobgp(lab, "global rib -a ipv4").Contains("203.0.113.0/24", StringComparison.Ordinal), 20, "gobgp accepted the route");
         Gobgp(lab, "global rib -a ipv6 add 2001:db8:b::/48 nexthop fd00::2 community 65002:6");
         var got = await lab.CollectAsync(g => g.Any(r => r.Prefix == BgpPrefix.Parse("203.0.113.0/24")) && g.Any(r => r.Prefix == BgpPrefix.Parse("2001:db8:b::/48")));
         var r4 = got.First(r => r.Prefix == BgpPrefix.Parse("203.0.113.0/24"));
@@ -73,10 +73,10 @@ public class GobgpInteropTests(ITestOutputHelper output)
         // GoBGP keeps an Adj-RIB-In, so its soft reset does not send ROUTE-REFRESH; we ask it instead.
         long updates = p4.Statistics.UpdatesReceived;
         await p4.RequestRouteRefreshAsync(BgpFamily.IPv4Unicast);
-        await InteropLab.Eventually(() => p4.Statistics.UpdatesReceived > updates, 10, "GoBGP re-sent its routes");
+        await InteropLab.Eventually(() => p4.Statistics.UpdatesReceived > updates, 20, "GoBGP re-sent its routes");
 
         lab.CheckCaptured("gobgp");
         await p4.ShutdownAsync("netcore maintenance window");
-        await gobgpd.WaitForOutputAsync("netcore maintenance window", TimeSpan.FromSeconds(10));
+        await gobgpd.WaitForOutputAsync("netcore maintenance window", TimeSpan.FromSeconds(20));
     }
 }
