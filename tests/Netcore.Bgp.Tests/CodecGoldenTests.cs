@@ -340,6 +340,19 @@ public class CodecGoldenTests
     }
 
     [Fact]
+    public void Attribute_sets_compare_by_value_and_with_copies_rehash()
+    {
+        var a = GoldenAttributes;
+        var b = GoldenAttributes;
+        Assert.Equal(a, b);
+        Assert.Equal(a.GetHashCode(), b.GetHashCode());
+        var c = a with { Med = 7 };
+        Assert.NotEqual(a, c);
+        Assert.Equal(c, b with { Med = 7 });
+        Assert.Equal(c.GetHashCode(), (b with { Med = 7 }).GetHashCode());
+    }
+
+    [Fact]
     public void Prefix_type_is_compact_and_masks_host_bits()
     {
         Assert.Equal("10.1.0.0/16", BgpPrefix.Parse("10.1.2.3/16").ToString());

@@ -71,7 +71,6 @@ public sealed record BgpPathAttributes
     private readonly ImmutableArray<BgpLargeCommunity> _large = [];
     private readonly ImmutableArray<IPAddress> _clusterList = [];
     private readonly ImmutableArray<BgpRawAttribute> _unknown = [];
-    private int _hash;
 
     /// <summary>ORIGIN (well-known mandatory). Default IGP.</summary>
     public BgpOrigin Origin { get; init; }
@@ -141,7 +140,7 @@ public sealed record BgpPathAttributes
     /// <inheritdoc />
     public override int GetHashCode()
     {
-        if (_hash != 0) return _hash;
+        // Not cached: a `with` copy would carry a stale cached value.
         var h = new HashCode();
         h.Add(Origin);
         h.Add(AsPath);
@@ -153,9 +152,7 @@ public sealed record BgpPathAttributes
         foreach (var c in _extended) h.Add(c.Value);
         foreach (var c in _large) h.Add(c);
         h.Add(_unknown.Length);
-        int v = h.ToHashCode();
-        _hash = v == 0 ? 1 : v;
-        return _hash;
+        return h.ToHashCode();
     }
 
     private bool PrintMembers(StringBuilder sb)
