@@ -34,6 +34,8 @@ public sealed class AbiTests
             new StructLayoutSpec("struct nexthop_grp", typeof(nexthop_grp), ("id", "id"), ("weight", "weight")),
             new StructLayoutSpec("struct genlmsghdr", typeof(genlmsghdr), ("cmd", "cmd"), ("version", "version"), ("reserved", "reserved")),
             new StructLayoutSpec("struct tc_netem_qopt", typeof(tc_netem_qopt), ("latency", "latency"), ("limit", "limit"), ("loss", "loss"), ("gap", "gap"), ("duplicate", "duplicate"), ("jitter", "jitter")),
+            new StructLayoutSpec("struct tc_ratespec", typeof(tc_ratespec), ("cell_log", "cell_log"), ("linklayer", "linklayer"), ("overhead", "overhead"), ("cell_align", "cell_align"), ("mpu", "mpu"), ("rate", "rate")),
+            new StructLayoutSpec("struct tc_htb_opt", typeof(tc_htb_opt), ("rate", "rate"), ("ceil", "ceil"), ("buffer", "buffer"), ("cbuffer", "cbuffer"), ("quantum", "quantum"), ("level", "level"), ("prio", "prio")),
             new StructLayoutSpec("struct tc_htb_glob", typeof(tc_htb_glob), ("version", "version"), ("rate2quantum", "rate2quantum"), ("defcls", "defcls"), ("debug", "debug"), ("direct_pkts", "direct_pkts")),
         ]);
         Assert.Empty(errors);
@@ -107,6 +109,7 @@ public sealed class AbiTests
             ["TCA_KIND"] = Nl.TCA_KIND, ["TCA_OPTIONS"] = Nl.TCA_OPTIONS, ["TCA_BPF_FD"] = Nl.TCA_BPF_FD, ["TCA_BPF_NAME"] = Nl.TCA_BPF_NAME,
             ["TCA_BPF_FLAGS"] = Nl.TCA_BPF_FLAGS, ["TCA_BPF_TAG"] = Nl.TCA_BPF_TAG, ["TCA_BPF_ID"] = Nl.TCA_BPF_ID, ["TCA_BPF_FLAG_ACT_DIRECT"] = Nl.TCA_BPF_FLAG_ACT_DIRECT,
             ["TC_H_CLSACT"] = Nl.TC_H_CLSACT, ["TC_H_ROOT"] = Nl.TC_H_ROOT, ["TC_H_MIN_INGRESS"] = Nl.TC_H_MIN_INGRESS, ["TC_H_MIN_EGRESS"] = Nl.TC_H_MIN_EGRESS,
+            ["TCA_HTB_PARMS"] = 1, ["TCA_HTB_INIT"] = 2, ["TCA_HTB_RATE64"] = 6, ["TCA_HTB_CEIL64"] = 7, ["TC_LINKLAYER_ETHERNET"] = 1, ["RTM_NEWTCLASS"] = 40, ["TC_HTB_PROTOVER"] = 3,
             ["TCA_NETEM_LATENCY64"] = 10, ["TCA_NETEM_JITTER64"] = 11,
             ["NETNSA_NSID"] = Nl.NETNSA_NSID, ["NETNSA_PID"] = Nl.NETNSA_PID, ["NETNSA_FD"] = Nl.NETNSA_FD,
             ["GENL_ID_CTRL"] = Nl.GENL_ID_CTRL, ["CTRL_CMD_GETFAMILY"] = Nl.CTRL_CMD_GETFAMILY, ["CTRL_ATTR_FAMILY_ID"] = Nl.CTRL_ATTR_FAMILY_ID,

@@ -108,4 +108,22 @@ public sealed class XdpTcIntegrationTests
         await client.DeleteRootQdiscAsync(idx);
         Assert.DoesNotContain("netem", ns.Exec("tc qdisc show dev n0"), StringComparison.Ordinal);
     }
+
+    [LinuxFact(Netns = true, Tools = ["tc"])]
+    public async Task Htb_QdiscAndClass_SeenByTc()
+    {
+        using var ns = TestNetns.Create("hb");
+        using var client = NetlinkClient.Open(ns.Name);
+        int idx = await client.CreateVethAsync("h0", "h1");
+        await client.AddHtbQdiscAsync(idx, 0x00010000, defaultClass: 0x10);
+        await client.AddHtbClassAsync(idx, new HtbClassOptions { Parent = 0x00010000, ClassId = 0x00010001, RateBytesPerSecond = 12_500_000 });
+        await client.AddHtbClassAsync(idx, new HtbClassOptions { Parent = 0x00010001, ClassId = 0x00010010, RateBytesPerSecond = 1_250_000, CeilBytesPerSecond = 12_500_000, Priority = 1 });
+        string q = ns.Exec("tc qdisc show dev h0");
+        Assert.Contains("htb 1: root", q, StringComparison.Ordinal);
+        Assert.Contains("default 0x10", q, StringComparison.Ordinal);
+        string c = ns.Exec("tc class show dev h0");
+        Assert.Contains("class htb 1:1 root rate 100Mbit ceil 100Mbit", c, StringComparison.Ordinal);
+        Assert.Contains("class htb 1:10 parent 1:1 prio 1 rate 10Mbit ceil 100Mbit", c, StringComparison.Ordinal);
+        Assert.Contains(await client.GetQdiscsAsync(idx).ToListAsync(), x => x.Kind == "htb" && x.Handle == 0x00010000);
+    }
 }
