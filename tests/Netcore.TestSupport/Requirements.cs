@@ -8,7 +8,12 @@ namespace Netcore.TestSupport;
 /// </summary>
 public static class Requirements
 {
-    private static readonly ConcurrentDictionary<string, string?> Cache = new();
+    // Lazy per key: ConcurrentDictionary.GetOrAdd may run a factory twice at once, and two probes
+    // creating the same namespace name made one fail ("File exists") and cache a false skip.
+    private static readonly ConcurrentDictionary<string, Lazy<string?>> Cache = new();
+
+    private static string? Probe(string key, Func<string, string?> probe) =>
+        Cache.GetOrAdd(key, k => new Lazy<string?>(() => probe(k), LazyThreadSafetyMode.ExecutionAndPublication)).Value;
 
     /// <summary>True when running as uid 0.</summary>
     public static bool IsRoot => Environment.UserName == "root" || Shell.Sh("id -u").StdOut.Trim() == "0";
@@ -17,11 +22,11 @@ public static class Requirements
     public static string? Root() => IsRoot ? null : "needs root (CAP_NET_ADMIN/CAP_SYS_ADMIN): run the tests as root";
 
     /// <summary>Null when <paramref name="program"/> is on PATH.</summary>
-    public static string? Tool(string program) => Cache.GetOrAdd("tool:" + program, p =>
+    public static string? Tool(string program) => Probe("tool:" + program, p =>
         Shell.Which(p[5..]) is null ? $"needs the tool '{p[5..]}' on PATH (./test.sh installs it with apt-get)" : null);
 
     /// <summary>Null when network namespaces can be created (root and iproute2 present).</summary>
-    public static string? Netns() => Cache.GetOrAdd("netns", _ =>
+    public static string? Netns() => Probe("netns", _ =>
     {
         if (Root() is { } r) return r;
         if (Tool("ip") is { } t) return t;
@@ -40,7 +45,7 @@ public static class Requirements
     });
 
     /// <summary>Null when the kernel can create links of <paramref name="kind"/> (e.g. "vrf", "veth").</summary>
-    public static string? LinkKind(string kind) => Cache.GetOrAdd("link:" + kind, k =>
+    public static string? LinkKind(string kind) => Probe("link:" + kind, k =>
     {
         if (Netns() is { } n) return n;
         string linkKind = k[5..];
@@ -73,7 +78,7 @@ public static class Requirements
     });
 
     /// <summary>Null when /dev/kvm can be opened read-write.</summary>
-    public static string? Kvm() => Cache.GetOrAdd("kvm", _ =>
+    public static string? Kvm() => Probe("kvm", _ =>
     {
         try
         {
@@ -87,7 +92,7 @@ public static class Requirements
     });
 
     /// <summary>Null when bpffs is mounted at /sys/fs/bpf and we are root.</summary>
-    public static string? Bpf() => Cache.GetOrAdd("bpf", _ =>
+    public static string? Bpf() => Probe("bpf", _ =>
     {
         if (Root() is { } r) return r;
         if (!Directory.Exists("/sys/fs/bpf")) return "needs bpffs at /sys/fs/bpf";
@@ -95,7 +100,7 @@ public static class Requirements
     });
 
     /// <summary>Null when the KVM backend runs a stock Linux kernel in useful time (VT-x or AMD-V, not PVM).</summary>
-    public static string? HardwareVirtualization() => Cache.GetOrAdd("hwvirt", _ =>
+    public static string? HardwareVirtualization() => Probe("hwvirt", _ =>
     {
         if (Kvm() is { } k) return k;
         string cpuinfo = File.Exists("/proc/cpuinfo") ? File.ReadAllText("/proc/cpuinfo") : "";
