@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Netcore.Netlink;
 using Netcore.Vm.Devices;
 using Netcore.Vm.Devices.Pci;
 using Netcore.Vm.Devices.Virtio;
@@ -301,5 +302,94 @@ public sealed class VirtioPciTests : IDisposable
         Assert.Equal(0x1237_8086u, d.Cfg32(0, 0));
         // Nothing decodes in the I/O window yet.
         Assert.Equal(0xFFFF_FFFFu, d.In32(PciHostBridge.IoWindowBase + 0x100));
+    }
+}
+
+public sealed class VirtioPciNetTests(ITestOutputHelper output)
+{
+    private const ushort BarPort = 0x7000;
+
+    [LinuxFact(Netns = true)]
+    public async Task LegacyPciNetCarriesAnArpExchangeWithTheKernelThroughATap()
+    {
+        using var ns = TestNetns.Create("vpcinet");
+        using var client = NetlinkClient.Open(ns.Name);
+        using TapDevice tap = await client.CreateTapAsync("ncptap0");
+        ns.Exec("sysctl -qw net.ipv6.conf.ncptap0.disable_ipv6=1");
+        ns.Exec("ip addr add 10.98.0.1/24 dev ncptap0");
+        await client.SetLinkUpAsync(tap.Index);
+
+        using var mem = GuestMemory.Create(1 << 20);
+        byte[] mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x57];
+        using var net = new VirtioNet(tap, mac);
+        var io = new DeviceBus();
+        var bridge = new PciHostBridge();
+        io.Register(PciHostBridge.ConfigAddressPort, PciHostBridge.ConfigPortCount, bridge);
+        io.Register(PciHostBridge.IoWindowBase, PciHostBridge.IoWindowSize, bridge.IoWindow);
+        int irqs = 0;
+        int slot = bridge.Attach(new VirtioPciLegacyDevice(mem, net, () => Interlocked.Increment(ref irqs), 10, PciHostBridge.PreassignedIoBase(bridge.FreeSlot)));
+        var d = new TestPciDriver(io);
+        Assert.Equal(0x1000_1AF4u, d.Cfg32(slot, 0)); // transitional virtio-net
+        Assert.Equal(0x02_00_00u, d.Cfg32(slot, 0x08) >> 8); // Ethernet controller
+        Assert.Equal((ushort)1, d.Cfg16(slot, 0x2E));
+        d.CfgWrite32(slot, 0x10, BarPort);
+        d.CfgWrite16(slot, 0x04, 1);
+
+        d.Out8(BarPort + 18, 3);
+        uint host = d.In32(BarPort);
+        Assert.NotEqual(0u, host & (1u << 15)); // MRG_RXBUF: the 12-byte header the tap uses
+        d.Out32(BarPort + 4, host & ((1u << 15) | (1u << 5)));
+        for (int i = 0; i < 6; i++)
+            Assert.Equal(mac[i], d.In8(BarPort + 20 + (ulong)i)); // config.mac
+        // rx queue 0 at PFN 0x10, tx queue 1 at PFN 0x20; both 256 entries.
+        d.Out16(BarPort + 14, 0);
+        d.Out32(BarPort + 8, 0x10);
+        d.Out16(BarPort + 14, 1);
+        d.Out32(BarPort + 8, 0x20);
+        d.Out8(BarPort + 18, 7);
+
+        static void Put(GuestMemory m, ulong pfn, ushort index, ulong addr, uint len, bool write)
+        {
+            ulong desc = pfn * 4096, avail = desc + 16 * 256;
+            m.Write(desc + 16UL * index, addr);
+            m.Write(desc + 16UL * index + 8, len);
+            m.Write(desc + 16UL * index + 12, (ushort)(write ? 2 : 0));
+            m.Write(avail + 4 + 2UL * index, index);
+            m.Write(avail + 2, (ushort)(index + 1));
+        }
+        for (ushort i = 0; i < 4; i++)
+            Put(mem, 0x10, i, 0x40000UL + i * 0x1000UL, 2048, true);
+        d.Out16(BarPort + 16, 0);
+
+        byte[] frame = [.. new byte[12],
+            0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, .. mac, 0x08, 0x06,
+            0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01, .. mac, 10, 98, 0, 2, 0, 0, 0, 0, 0, 0, 10, 98, 0, 1];
+        mem.Write(0x30000, frame);
+        Put(mem, 0x20, 0, 0x30000, (uint)frame.Length, false);
+        d.Out16(BarPort + 16, 1);
+        Assert.Equal((ushort)1, mem.Read<ushort>(0x22000 + 2)); // tx used idx
+        Assert.Equal(1, net.TxFrames);
+
+        byte[]? reply = null;
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        int seen = 0;
+        while (reply is null && DateTime.UtcNow < deadline)
+        {
+            while (seen < mem.Read<ushort>(0x12000 + 2))
+            {
+                uint id = mem.Read<uint>(0x12000 + 4 + 8UL * (ulong)seen), len = mem.Read<uint>(0x12000 + 8 + 8UL * (ulong)seen);
+                seen++;
+                byte[] got = mem.GetSpan(0x40000UL + id * 0x1000UL, (int)len).ToArray();
+                if (got.Length >= 12 + 42 && got[12 + 12] == 0x08 && got[12 + 13] == 0x06 && got[12 + 21] == 2)
+                    reply = got;
+            }
+            await Task.Delay(10);
+        }
+        Assert.NotNull(reply);
+        Assert.Equal(1, reply[10]); // num_buffers = 1
+        Assert.Equal(mac, reply.AsSpan(12, 6).ToArray());
+        Assert.Equal(new byte[] { 10, 98, 0, 1 }, reply.AsSpan(12 + 28, 4).ToArray());
+        Assert.True(irqs >= 2);
+        output.WriteLine($"rx frames {net.RxFrames}, interrupts {irqs}");
     }
 }
