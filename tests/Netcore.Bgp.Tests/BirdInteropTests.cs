@@ -138,7 +138,8 @@ public class BirdInteropTests(ITestOutputHelper output)
         // Fix the key at run time: the session comes up.
         await speaker.UpdatePeerAsync(wrong.Options with { Md5Password = "s3cret-key" });
         await SessionTests.Within(wrong.WaitForStateAsync(BgpPeerState.Established), 30);
-        Assert.Contains("Established", Birdc(lab, "show protocols us6"), StringComparison.Ordinal);
+        // BIRD reaches Established only when our KEEPALIVE arrives, which can be after we did: poll.
+        await InteropLab.Eventually(() => Birdc(lab, "show protocols us6").Contains("Established", StringComparison.Ordinal), 15, "BIRD shows us6 Established");
     }
 
     [LinuxFact(Netns = true, Tools = ["bird", "birdc"])]

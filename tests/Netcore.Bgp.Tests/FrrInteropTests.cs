@@ -100,6 +100,7 @@ public class FrrInteropTests(ITestOutputHelper output)
         await SessionTests.Within(right.WaitForStateAsync(BgpPeerState.Established), 30);
         await Task.Delay(4000);
         Assert.Equal(0, wrong.Statistics.EstablishedTransitions);
-        Assert.Contains("Established", Vtysh(lab, "show bgp neighbors 10.0.0.1"), StringComparison.Ordinal);
+        // bgpd reaches Established only when our KEEPALIVE arrives, which can be after we did: poll.
+        await InteropLab.Eventually(() => Vtysh(lab, "show bgp neighbors 10.0.0.1").Contains("Established", StringComparison.Ordinal), 15, "bgpd shows 10.0.0.1 Established");
     }
 }
