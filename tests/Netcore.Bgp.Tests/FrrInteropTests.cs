@@ -59,14 +59,9 @@ public class FrrInteropTests(ITestOutputHelper output)
         Assert.Equal("them", p4.Negotiated.PeerHostName);
 
         var got = await lab.CollectAsync(g => g.Any(r => r.Prefix == BgpPrefix.Parse("203.0.113.0/24")) && g.Any(r => r.Prefix == BgpPrefix.Parse("2001:db8:b::/48")));
-        var r4 = got.First(r => r.Prefix == BgpPrefix.Parse("203.0.113.0/24"));
-        Assert.Equal("65002", r4.Attributes.AsPath.ToString());
-        Assert.Equal([new BgpCommunity(65002, 7)], r4.Attributes.Communities.ToArray());
-        Assert.Equal([new BgpLargeCommunity(65002, 1, 2)], r4.Attributes.LargeCommunities.ToArray());
-        Assert.Equal([BgpExtendedCommunity.RouteTarget(65002, 9)], r4.Attributes.ExtendedCommunities.ToArray());
+        InteropLab.AssertPeerRouteIntact(got);
 
-        await p4.AnnounceAsync([new BgpRoute(BgpPrefix.Parse("198.51.100.7/32"), InteropLab.OurAttributes)]);
-        await p6.AnnounceAsync([new BgpRoute(BgpPrefix.Parse("2001:db8:100::/48"), InteropLab.OurAttributes)]);
+        await InteropLab.AnnounceOurRoutesAsync(p4, p6);
         string show = "";
         await InteropLab.Eventually(() => (show = Vtysh(lab, "show bgp ipv4 unicast 198.51.100.7/32")).Contains("Large Community", StringComparison.Ordinal), 15, "route in FRR");
         output.WriteLine(show);

@@ -53,14 +53,9 @@ public class GobgpInteropTests(ITestOutputHelper output)
             && Gobgp(lab, "global rib -a ipv4").Contains("203.0.113.0/24", StringComparison.Ordinal), 20, "gobgp accepted the route");
         Gobgp(lab, "global rib -a ipv6 add 2001:db8:b::/48 nexthop fd00::2 community 65002:6");
         var got = await lab.CollectAsync(g => g.Any(r => r.Prefix == BgpPrefix.Parse("203.0.113.0/24")) && g.Any(r => r.Prefix == BgpPrefix.Parse("2001:db8:b::/48")));
-        var r4 = got.First(r => r.Prefix == BgpPrefix.Parse("203.0.113.0/24"));
-        Assert.Equal("65002", r4.Attributes.AsPath.ToString());
-        Assert.Equal([new BgpCommunity(65002, 7)], r4.Attributes.Communities.ToArray());
-        Assert.Equal([new BgpLargeCommunity(65002, 1, 2)], r4.Attributes.LargeCommunities.ToArray());
-        Assert.Equal([BgpExtendedCommunity.RouteTarget(65002, 9)], r4.Attributes.ExtendedCommunities.ToArray());
+        InteropLab.AssertPeerRouteIntact(got);
 
-        await p4.AnnounceAsync([new BgpRoute(BgpPrefix.Parse("198.51.100.7/32"), InteropLab.OurAttributes)]);
-        await p6.AnnounceAsync([new BgpRoute(BgpPrefix.Parse("2001:db8:100::/48"), InteropLab.OurAttributes)]);
+        await InteropLab.AnnounceOurRoutesAsync(p4, p6);
         string show = "";
         await InteropLab.Eventually(() => (show = Gobgp(lab, "global rib -a ipv4 198.51.100.7/32")).Contains("198.51.100.7", StringComparison.Ordinal), 15, "route in GoBGP");
         output.WriteLine(show);

@@ -131,6 +131,30 @@ internal sealed class InteropLab : IAsyncDisposable
         throw new TimeoutException("routes not received; got: " + string.Join(", ", got.Select(r => r.Prefix)));
     }
 
+    /// <summary>The IPv4 prefix every peer daemon in these tests announces to us.</summary>
+    public static readonly BgpPrefix PeerPrefix4 = BgpPrefix.Parse("203.0.113.0/24");
+
+    /// <summary>
+    /// Finds the peer's IPv4 route in <paramref name="got"/> and asserts it arrived intact: AS path
+    /// 65002, community 65002:7, large community 65002:1:2, route target 65002:9.
+    /// </summary>
+    public static BgpRoute AssertPeerRouteIntact(IEnumerable<BgpRoute> got)
+    {
+        var r4 = got.First(r => r.Prefix == PeerPrefix4);
+        Assert.Equal("65002", r4.Attributes.AsPath.ToString());
+        Assert.Equal([new BgpCommunity(65002, 7)], r4.Attributes.Communities.ToArray());
+        Assert.Equal([new BgpLargeCommunity(65002, 1, 2)], r4.Attributes.LargeCommunities.ToArray());
+        Assert.Equal([BgpExtendedCommunity.RouteTarget(65002, 9)], r4.Attributes.ExtendedCommunities.ToArray());
+        return r4;
+    }
+
+    /// <summary>Announces our test routes (198.51.100.7/32 and 2001:db8:100::/48 with <see cref="OurAttributes"/>).</summary>
+    public static async Task AnnounceOurRoutesAsync(BgpPeer p4, BgpPeer p6)
+    {
+        await p4.AnnounceAsync([new BgpRoute(BgpPrefix.Parse("198.51.100.7/32"), OurAttributes)]);
+        await p6.AnnounceAsync([new BgpRoute(BgpPrefix.Parse("2001:db8:100::/48"), OurAttributes)]);
+    }
+
     public static BgpPathAttributes OurAttributes => new()
     {
         Communities = [new BgpCommunity(65001, 42)],
