@@ -198,6 +198,8 @@ public class SessionTests(ITestOutputHelper output)
         var dyn = a.GetPeer(IPAddress.Parse("127.0.0.2"));
         Assert.NotNull(dyn);
         Assert.True(dyn.IsDynamic);
+        // Our side can reach Established a moment before the dynamic peer publishes its own result.
+        await Within(dyn.WaitForStateAsync(BgpPeerState.Established));
         Assert.Equal(65002u, dyn.Negotiated!.PeerAs);
         _ = pb;
     }
