@@ -62,6 +62,16 @@ public class FrrInteropTests(ITestOutputHelper output)
         Assert.Equal(0, s.Counters.PacketsDropped);
     }
 
+    /// <summary>Options for the single-hop IPv4 session from A to B over bfd0 at <paramref name="intervalMs"/> both ways.</summary>
+    private static BfdSessionOptions SingleHopV4(int intervalMs) => new()
+    {
+        Peer = IPAddress.Parse(Pair.B4),
+        LocalAddress = IPAddress.Parse(Pair.A4),
+        Interface = "bfd0",
+        DesiredMinTxInterval = TimeSpan.FromMilliseconds(intervalMs),
+        RequiredMinRxInterval = TimeSpan.FromMilliseconds(intervalMs),
+    };
+
     [LinuxFact(Netns = true, Tools = ["bfdd", "vtysh"])]
     public async Task MultihopThroughARouterNamespace()
     {
@@ -92,11 +102,7 @@ public class FrrInteropTests(ITestOutputHelper output)
         using var pair = new Pair();
         using FrrBfdd frr = await FrrBfdd.StartAsync(pair.B, PeerConfig(Pair.A4, Pair.B4, 300), output);
         await using var host = new BfdHost(new BfdHostOptions { NetworkNamespace = pair.A.Name });
-        using BfdSession s = host.OpenSession(new BfdSessionOptions
-        {
-            Peer = IPAddress.Parse(Pair.B4), LocalAddress = IPAddress.Parse(Pair.A4), Interface = "bfd0",
-            DesiredMinTxInterval = TimeSpan.FromMilliseconds(300), RequiredMinRxInterval = TimeSpan.FromMilliseconds(300),
-        });
+        using BfdSession s = host.OpenSession(SingleHopV4(300));
         await WaitUpAsync(s);
         await frr.WaitForStatusAsync(Pair.A4, "up", UpTimeout);
 
@@ -121,11 +127,7 @@ public class FrrInteropTests(ITestOutputHelper output)
         using var pair = new Pair();
         using FrrBfdd frr = await FrrBfdd.StartAsync(pair.B, PeerConfig(Pair.A4, Pair.B4, 50), output);
         await using var host = new BfdHost(new BfdHostOptions { NetworkNamespace = pair.A.Name });
-        using BfdSession s = host.OpenSession(new BfdSessionOptions
-        {
-            Peer = IPAddress.Parse(Pair.B4), LocalAddress = IPAddress.Parse(Pair.A4), Interface = "bfd0",
-            DesiredMinTxInterval = TimeSpan.FromMilliseconds(50), RequiredMinRxInterval = TimeSpan.FromMilliseconds(50),
-        });
+        using BfdSession s = host.OpenSession(SingleHopV4(50));
         await WaitUpAsync(s);
         await WaitAsync(() => s.DetectionTime == TimeSpan.FromMilliseconds(150));
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
@@ -183,12 +185,7 @@ public class FrrInteropTests(ITestOutputHelper output)
         using var pair = new Pair();
         using FrrBfdd frr = await FrrBfdd.StartAsync(pair.B, PeerConfig(Pair.A4, Pair.B4, 20), output);
         await using var host = new BfdHost(new BfdHostOptions { NetworkNamespace = pair.A.Name });
-        using BfdSession s = host.OpenSession(new BfdSessionOptions
-        {
-            Peer = IPAddress.Parse(Pair.B4), LocalAddress = IPAddress.Parse(Pair.A4), Interface = "bfd0",
-            DesiredMinTxInterval = TimeSpan.FromMilliseconds(20), RequiredMinRxInterval = TimeSpan.FromMilliseconds(20),
-            Authentication = null,
-        });
+        using BfdSession s = host.OpenSession(SingleHopV4(20));
         await WaitUpAsync(s);
         await WaitAsync(() => s.TransmitInterval == TimeSpan.FromMilliseconds(20) && !s.PollInProgress);
         await Task.Delay(500);
