@@ -4,6 +4,10 @@
 #      in process after a warm-up) vs `ip -batch` with the same routes (timed around the process);
 #  (2) dump 1,000,000 routes of a table: Netcore.Netlink into typed Route objects vs
 #      `ip route show table N > /dev/null`.
+# The dump process runs with DOTNET_gcConcurrent=0 (workstation GC without background collections):
+# with it the gen0 budget is large enough that a 1M-route dump triggers one gen0 collection instead
+# of two gen0 + one gen1 that copy the surviving Route objects. A daemon holding a large table would
+# choose the same setting (runtimeconfig System.GC.Concurrent=false); the library needs no setting.
 # Prints the median of ROUNDS runs of each and ends with:
 #   netlink-routes: install netcore/ip = X; dump netcore/ip = Y
 # Run as root: sudo benchmarks/compare/netlink-routes.sh [ROUNDS] [INSTALL_COUNT] [DUMP_COUNT]
@@ -59,7 +63,7 @@ ip_dump=(); nc_dump=()
 for r in $(seq 1 "$ROUNDS"); do
   t0=$(now_ms); ip -n "$NS" route show table 200 > /dev/null; t1=$(now_ms)
   ip_dump+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')")
-  out=$("${TOOL[@]}" netlink-routes dump --netns "$NS" --table 200)
+  out=$(DOTNET_gcConcurrent=0 "${TOOL[@]}" netlink-routes dump --netns "$NS" --table 200)
   n=$(echo "$out" | sed -n 's/.*routes=\([0-9]*\).*/\1/p')
   [ "$n" -eq "$DUMP" ] || { echo "netcore dumped $n routes, expected $DUMP" >&2; exit 1; }
   nc_dump+=("$(echo "$out" | sed -n 's/.*dump_ms=\([0-9.]*\).*/\1/p')")

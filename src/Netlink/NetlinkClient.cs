@@ -190,7 +190,7 @@ public sealed partial class NetlinkClient : IDisposable
             var chunks = new List<T[]>();
             T[] current = new T[256];
             int used = 0, total = 0;
-            bool interrupted = DumpRaw(type, operation, body, (in NetlinkMessage m) =>
+            bool interrupted = DumpRaw(type, operation, body, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (in NetlinkMessage m) =>
             {
                 if (!parser(m, out T v))
                     return;

@@ -57,6 +57,7 @@ public sealed class PropertyTests
             Tos = (byte)r.Next(256),
             Metrics = r.Next(2) == 0 ? new RouteMetrics { Mtu = (uint)r.Next(), AdvMss = r.Next(2) == 0 ? (uint)r.Next() : null } : null,
             NextHops = r.Next(3) == 0 ? [.. Enumerable.Range(0, r.Next(1, 5)).Select(_ => new NextHop(r.Next(2) == 0 ? RandomAddress(r, v6) : null, r.Next(1, 1000), r.Next(1, 257)) { Flags = (byte)r.Next(256) })] : null,
+            NextHopId = r.Next(4) == 0 ? (uint)r.Next(1, int.MaxValue) : null,
         };
         Route back = ParseOne<Route>(Encoders.Message(Nl.RTM_NEWROUTE, 0, w => RouteCodec.Write(w, route)), RouteCodec.TryParse);
         Assert.Equal(route.Destination, back.Destination);
@@ -71,8 +72,62 @@ public sealed class PropertyTests
         Assert.Equal(route.Tos, back.Tos);
         Assert.Equal(route.Metrics, back.Metrics);
         Assert.Equal(route.NextHops ?? [], back.NextHops ?? []);
+        Assert.Equal(route.NextHopId, back.NextHopId);
         Assert.Empty(back.UnknownAttributes);
     }, 2000);
+
+    [Fact]
+    public void Route_UnsetOptionalFieldsReadBackAsNull()
+    {
+        // Route packs its optional numbers behind presence bits and its rare parts in a side object.
+        var r = new Route { Destination = IPNetwork.Parse("10.1.0.0/16") };
+        Assert.Null(r.OutputIndex);
+        Assert.Null(r.Priority);
+        Assert.Null(r.Scope);
+        Assert.Null(r.NextHopId);
+        Assert.Null(r.Metrics);
+        Assert.Null(r.NextHops);
+        Assert.Null(r.PreferredSource);
+        Assert.Empty(r.UnknownAttributes);
+        Assert.Equal(RouteTables.Main, r.Table);
+        Assert.Equal(RouteType.Unicast, r.Type);
+        Assert.Equal(RouteProtocol.Boot, r.Protocol);
+        var z = new Route { Destination = IPNetwork.Parse("10.1.0.0/16"), OutputIndex = 0, Priority = 0, Scope = RouteScope.Universe, NextHopId = 0 };
+        Assert.Equal(0, z.OutputIndex);
+        Assert.Equal(0u, z.Priority);
+        Assert.Equal(RouteScope.Universe, z.Scope);
+        Assert.Equal(0u, z.NextHopId);
+        var withSource = new Route { OutputIndex = 5, Priority = 7, Scope = RouteScope.Link, PreferredSource = IPAddress.Loopback };
+        Assert.Equal(IPAddress.Loopback, withSource.PreferredSource);
+        Assert.Equal(5, withSource.OutputIndex);
+    }
+
+    [Fact]
+    public void ParsingAPlainDumpedRouteAllocatesOneSmallObject()
+    {
+        // What a route dump returns per route (RTA_TABLE, RTA_DST, RTA_OIF, RTA_GATEWAY): the Route
+        // object only, its addresses held by value (issue: at most one allocation per route).
+        byte[] msg = Encoders.Message(Nl.RTM_NEWROUTE, 0, w => RouteCodec.Write(w,
+            new Route { Destination = IPNetwork.Parse("10.2.3.0/24"), Gateway = IPAddress.Parse("10.0.0.1"), OutputIndex = 3, Table = 200 }));
+        var list = new Route[1000];
+        Parse(msg, list, 10); // JIT
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Parse(msg, list, list.Length);
+        long perRoute = (GC.GetAllocatedBytesForCurrentThread() - before) / list.Length;
+        Assert.Equal(IPAddress.Parse("10.0.0.1"), list[999].Gateway);
+        Assert.Equal(200u, list[999].Table);
+        Assert.InRange(perRoute, 1, 112);
+
+        static void Parse(byte[] msg, Route[] into, int n)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                var reader = new NetlinkMessageReader(msg);
+                reader.TryRead(out NetlinkMessage m);
+                RouteCodec.TryParse(m, out into[i]);
+            }
+        }
+    }
 
     [Fact]
     public void Address_RoundTrips() => Properties.Check(Rngs, r =>

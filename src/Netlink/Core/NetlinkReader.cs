@@ -55,6 +55,7 @@ internal ref struct NetlinkMessageReader
 
     public NetlinkMessageReader(ReadOnlySpan<byte> datagram) => _rest = datagram;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool TryRead(out NetlinkMessage message)
     {
         if (_rest.Length < Nl.NLMSG_HDRLEN)
@@ -93,6 +94,7 @@ internal ref struct AttributeReader
     /// <summary>The attributes not read yet.</summary>
     public readonly ReadOnlySpan<byte> Rest() => _rest;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool TryRead(out ushort type, out ReadOnlySpan<byte> value)
     {
         if (_rest.Length < Nl.NLA_HDRLEN)

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using Netcore.Interop;
 using static Netcore.Interop.LinuxConstants;
 
@@ -109,10 +110,13 @@ internal sealed unsafe class NetlinkSocket : IDisposable
     }
 
     /// <summary>
-    /// Receives one datagram. Its size is learned first with MSG_PEEK|MSG_TRUNC and the pooled
-    /// buffer grown to fit. Returns an empty span for EAGAIN when <paramref name="dontWait"/>.
-    /// The span is valid until the next receive.
+    /// Receives one datagram. It is first read with MSG_PEEK|MSG_TRUNC, which copies it into the
+    /// pooled buffer and returns its full length: when it fitted, the datagram is then only
+    /// dequeued (a zero-length read, no second copy); when it did not, the buffer is grown and the
+    /// datagram read again, so a large message is never truncated. Returns an empty span for
+    /// EAGAIN when <paramref name="dontWait"/>. The span is valid until the next receive.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ReadOnlySpan<byte> Receive(bool dontWait = false)
     {
         int extra = dontWait ? MSG_DONTWAIT : 0;
@@ -130,21 +134,29 @@ internal sealed unsafe class NetlinkSocket : IDisposable
                     return default;
                 SysCallException.Throw("recvfrom(AF_NETLINK, MSG_PEEK|MSG_TRUNC)", e);
             }
-            if (n > _rx.Length)
+            bool copied = n <= _rx.Length;
+            if (!copied)
             {
                 ArrayPool<byte>.Shared.Return(_rx);
                 _rx = ArrayPool<byte>.Shared.Rent((int)n);
             }
+            nint got;
+            // The socket has one reader, so the datagram at the head of the queue is still the
+            // peeked one; reading it with length 0 and MSG_TRUNC dequeues it and returns its length.
             fixed (byte* p = _rx)
-                n = Libc.recvfrom(_fd.Fd, p, (nuint)_rx.Length, MSG_DONTWAIT, null, null);
-            if (n < 0)
+                got = copied
+                    ? Libc.recvfrom(_fd.Fd, p, 0, MSG_DONTWAIT | MSG_TRUNC, null, null)
+                    : Libc.recvfrom(_fd.Fd, p, (nuint)_rx.Length, MSG_DONTWAIT, null, null);
+            if (got < 0)
             {
                 Errno e = ErrnoExtensions.Last();
                 if (e is Errno.EINTR or Errno.EAGAIN)
                     continue;
                 SysCallException.Throw("recvfrom(AF_NETLINK)", e);
             }
-            return _rx.AsSpan(0, (int)n);
+            if (copied && got != n)
+                throw new InvalidOperationException("a netlink socket was read by two readers at once (dequeued datagram differs from the peeked one)");
+            return _rx.AsSpan(0, (int)(copied ? n : got));
         }
     }
 
@@ -202,6 +214,7 @@ internal sealed unsafe class NetlinkSocket : IDisposable
     /// Sends a dump request and hands each reply message to <paramref name="onMessage"/>.
     /// Returns true when the kernel flagged the dump NLM_F_DUMP_INTR (inconsistent: retry).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool Dump(ReadOnlySpan<byte> request, uint seq, string operation, DumpSink onMessage)
     {
         Send(request);

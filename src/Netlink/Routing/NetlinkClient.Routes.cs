@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Netcore.Netlink.Core;
 
 namespace Netcore.Netlink;
@@ -61,7 +62,7 @@ public sealed partial class NetlinkClient
     public ValueTask<List<Route>> GetRouteListAsync(RouteFilter? filter = null, CancellationToken cancellationToken = default) =>
         new(DumpList(Nl.RTM_GETROUTE, "RTM_GETROUTE dump", w => RouteCodec.WriteDumpRequest(w, filter), RouteParser(filter), cancellationToken));
 
-    private static MessageParser<Route> RouteParser(RouteFilter? f) => (in NetlinkMessage m, out Route r) =>
+    private static MessageParser<Route> RouteParser(RouteFilter? f) => [MethodImpl(MethodImplOptions.AggressiveOptimization)] (in NetlinkMessage m, out Route r) =>
         RouteCodec.TryParse(m, out r)
         && (f?.Table is not uint t || r.Table == t)
         && (f?.Family is not { } fam || r.Family == fam)
