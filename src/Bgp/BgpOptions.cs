@@ -26,6 +26,12 @@ public sealed record BgpSpeakerOptions
 
     /// <summary>Listen backlog. Default 64.</summary>
     public int ListenBacklog { get; init; } = 64;
+
+    /// <summary>
+    /// Graceful restart (RFC 4724) for every peer: capability, restart state and timers. Default null:
+    /// off, unless a peer sets <see cref="BgpPeerOptions.GracefulRestartTime"/>.
+    /// </summary>
+    public BgpGracefulRestartOptions? GracefulRestart { get; init; }
 }
 
 /// <summary>Settings of one peer (neighbour). Change them at run time with <see cref="BgpSpeaker.UpdatePeerAsync"/>.</summary>
@@ -254,6 +260,15 @@ public sealed record BgpNegotiatedSession
 
     /// <summary>The peer's graceful restart time when it advertised the capability (RFC 4724).</summary>
     public TimeSpan? PeerGracefulRestartTime { get; init; }
+
+    /// <summary>The peer set the Restart State bit: it has just restarted (RFC 4724 3).</summary>
+    public bool PeerRestartState { get; init; }
+
+    /// <summary>Families for which the peer set the Forwarding State bit (RFC 4724 3).</summary>
+    public IReadOnlyList<BgpFamily> PeerForwardingState { get; init; } = [];
+
+    /// <summary>Both sides set the N bit (RFC 8538): NOTIFICATIONs other than Hard Reset keep routes as in a restart.</summary>
+    public bool GracefulRestartNotification { get; init; }
 
     /// <summary>The peer's role (RFC 9234), if sent.</summary>
     public BgpRole? PeerRole { get; init; }

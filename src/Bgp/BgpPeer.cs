@@ -15,7 +15,7 @@ namespace Netcore.Bgp;
 /// timers (hold, keepalive, connect-retry with backoff, RFC 9687 send hold), collision detection
 /// (RFC 4271 6.8) and the routes announced to it (re-sent on every new session and on route refresh).
 /// </summary>
-public sealed class BgpPeer : IConnectionOwner
+public sealed partial class BgpPeer : IConnectionOwner
 {
     private const long TickMs = 100;
     private readonly BgpSpeaker _speaker;
@@ -151,7 +151,7 @@ public sealed class BgpPeer : IConnectionOwner
                 foreach (var r in list)
                     _adjRibOut[(r.Prefix, r.PathId)] = r.Attributes;
             var conn = _established;
-            if (conn is not null && !conn.IsClosing)
+            if (conn is not null && !conn.IsClosing && conn.InitialDumpDone)
                 await SendRoutesAsync(conn, list, [], cancellationToken).ConfigureAwait(false);
         }
         finally
@@ -172,7 +172,7 @@ public sealed class BgpPeer : IConnectionOwner
                 foreach (var n in list)
                     _adjRibOut.Remove((n.Prefix, n.PathId));
             var conn = _established;
-            if (conn is not null && !conn.IsClosing)
+            if (conn is not null && !conn.IsClosing && conn.InitialDumpDone)
                 await SendRoutesAsync(conn, [], list, cancellationToken).ConfigureAwait(false);
         }
         finally
@@ -297,6 +297,7 @@ public sealed class BgpPeer : IConnectionOwner
                 c.LastKeepaliveSentMs = now;
             }
         }
+        GrHelper.Tick(now); // RFC 4724 4.2 restart and stale timers
         // RFC 4271 8.2.2 event 9 ConnectRetryTimer_Expires: try the TCP connection again.
         if (_started && !Options.Passive && !_connecting && _connections.Count == 0 && now >= _connectDueMs)
             StartConnect();
@@ -434,8 +435,8 @@ public sealed class BgpPeer : IConnectionOwner
         if (o.EnhancedRouteRefresh) caps.Add(new EnhancedRouteRefreshCapability());
         if (o.ExtendedMessage) caps.Add(new ExtendedMessageCapability());
         if (o.ExtendedNextHop) caps.Add(new ExtendedNextHopCapability([(BgpFamily.IPv4Unicast, BgpAfi.IPv6)]));
-        if (o.GracefulRestartTime is { } gr)
-            caps.Add(new GracefulRestartCapability(0, (ushort)Math.Min(4095, gr.TotalSeconds), o.Families.Select(f => (f, (byte)0)).ToList()));
+        if (GracefulRestartSession.Build(o, _speaker.GracefulRestart) is { } gr)
+            caps.Add(gr); // RFC 4724 3 (R bit when restarting, F bits, RFC 8538 N bit)
         caps.Add(new FourOctetAsCapability(localAs));
         if (o.AddPath != BgpAddPathMode.None) caps.Add(new AddPathCapability(o.Families.Select(f => (f, o.AddPath)).ToList()));
         if (o.Role is { } role) caps.Add(new RoleCapability(role));
@@ -614,6 +615,7 @@ public sealed class BgpPeer : IConnectionOwner
             LocalEndPoint = c.LocalEndPoint,
             RemoteEndPoint = c.RemoteEndPoint,
         };
+        GrNegotiated(c, open, families);
         c.HoldMs = holdMs;
         c.KeepaliveMs = keepMs;
         // RFC 4271 8.2.2 (OpenSent, event 19): send KEEPALIVE, go to OpenConfirm.
@@ -643,6 +645,7 @@ public sealed class BgpPeer : IConnectionOwner
                 var n = c.Negotiated!;
                 Log.Established(_log, Name, n.PeerAs, n.PeerRouterId, n.HoldTime.TotalSeconds, string.Join(",", n.Families));
                 Recompute("session established", null);
+                GrSessionUp(c);
                 _ = Task.Run(() => DumpAsync(c, null, enhanced: false));
                 break;
             }
@@ -710,6 +713,8 @@ public sealed class BgpPeer : IConnectionOwner
             if (update.Announced.Count > 0)
                 BgpMetrics.PrefixesReceived.Add(update.Announced.Count, new KeyValuePair<string, object?>("peer", RemoteAddress.ToString()));
             _speaker.Publish(update);
+            if (update.EndOfRib is { } eor)
+                GrEndOfRib(c, eor);
         }
     }
 
@@ -768,9 +773,10 @@ public sealed class BgpPeer : IConnectionOwner
                 Statistics.LastErrorSent = sent;
             }
         }
-        await c.CloseAsync(sent ? n : null).ConfigureAwait(false);
+        await c.CloseAsync(sent && n is not null ? GrOutgoing(c, n) : null).ConfigureAwait(false);
         if (wasEstablished)
         {
+            GrSessionDown(c, sent && n is not null ? GrOutgoing(c, n) : n);
             _established = null;
             Statistics.Down();
             Statistics.LastDownReason = reason;
@@ -829,6 +835,9 @@ public sealed class BgpPeer : IConnectionOwner
     {
         try
         {
+            // RFC 4724 4.1: a restarting speaker advertises only once its selection deferral ended.
+            if (family is null)
+                await _speaker.GracefulRestart.DeferralDone.WaitAsync(_life.Token).ConfigureAwait(false);
             await _export.WaitAsync(_life.Token).ConfigureAwait(false);
             try
             {
@@ -837,6 +846,7 @@ public sealed class BgpPeer : IConnectionOwner
                 List<BgpRoute> routes;
                 lock (_adjRibOut)
                     routes = _adjRibOut.Select(kv => new BgpRoute(kv.Key.Prefix, kv.Value, kv.Key.PathId)).Where(r => fams.Contains(Family(r.Prefix))).ToList();
+                c.InitialDumpDone = true;
                 byte[] tmp = new byte[64];
                 foreach (var fam in fams)
                 {

@@ -47,7 +47,11 @@ public sealed class BgpSpeaker : IAsyncDisposable
         Options = options;
         _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _log = _loggerFactory.CreateLogger("Netcore.Bgp.BgpSpeaker");
+        GracefulRestart = new GracefulRestartCoordinator(this, options.GracefulRestart, _log);
     }
+
+    /// <summary>Graceful restart state (RFC 4724): restarting side and the helpers' stale-route store.</summary>
+    internal GracefulRestartCoordinator GracefulRestart { get; }
 
     /// <summary>The speaker's settings.</summary>
     public BgpSpeakerOptions Options { get; }
@@ -104,6 +108,7 @@ public sealed class BgpSpeaker : IAsyncDisposable
             _acceptLoops.Add(Task.Run(() => AcceptLoopAsync(s)));
         }
         LocalEndPoints = bound;
+        GracefulRestart.Start(_life.Token);
         return Task.CompletedTask;
     }
 
@@ -274,6 +279,7 @@ public sealed class BgpSpeaker : IAsyncDisposable
         ForEachListener(s => s.Dispose());
         await Task.WhenAll(_peers.Values.Select(p => p.DisposeAsync(BgpNotification.Shutdown("speaker shutting down")))).ConfigureAwait(false);
         _peers.Clear();
+        GracefulRestart.CleanShutdown();
         _updates.Writer.TryComplete();
         try
         {

@@ -84,6 +84,19 @@ internal sealed class BgpConnection
     public CodecContext Codec { get; } = new();
     public BgpNegotiatedSession? Negotiated { get; set; }
 
+    /// <summary>Graceful restart state negotiated on this session (RFC 4724), set with <see cref="Negotiated"/>.</summary>
+    public GracefulRestartSession? GracefulRestart { get; set; }
+
+    /// <summary>
+    /// The initial advertisement (whole Adj-RIB-Out and End-of-RIB) has been queued. Until then
+    /// incremental announcements are only recorded: the initial dump carries them, and a restarting
+    /// speaker must not advertise before its selection deferral ends (RFC 4724 4.1).
+    /// </summary>
+    public bool InitialDumpDone { get; set; }
+
+    /// <summary>Families whose End-of-RIB marker the peer has sent on this session (RFC 4724 2).</summary>
+    public HashSet<BgpFamily> EndOfRibReceived { get; } = [];
+
     /// <summary>Negotiated hold time in ms (0: none); before OPEN the large RFC 4271 8 value (4 minutes).</summary>
     public long HoldMs { get; set; } = 240_000;
     public long KeepaliveMs { get; set; }

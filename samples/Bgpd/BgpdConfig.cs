@@ -1,0 +1,298 @@
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Netcore.Bgp;
+
+namespace Netcore.Bgpd;
+
+/// <summary>The daemon's JSON configuration (see bgpd.example.json). Durations are in seconds.</summary>
+public sealed class BgpdConfig
+{
+    /// <summary>BGP identifier, IPv4 notation.</summary>
+    public string RouterId { get; set; } = "";
+
+    /// <summary>Local AS (4-octet).</summary>
+    public uint LocalAs { get; set; }
+
+    /// <summary>Endpoints to accept sessions on, "address:port" or "[v6]:port".</summary>
+    public List<string> Listen { get; set; } = [];
+
+    /// <summary>Host name for the FQDN capability.</summary>
+    public string? HostName { get; set; }
+
+    /// <summary>Graceful restart; null disables it.</summary>
+    public GracefulRestartConfig? GracefulRestart { get; set; }
+
+    /// <summary>Neighbours (fixed address) and dynamic ranges (prefix).</summary>
+    public List<PeerConfig> Peers { get; set; } = [];
+
+    /// <summary>Routes originated by this daemon.</summary>
+    public List<RouteConfig> Routes { get; set; } = [];
+
+    private static readonly JsonSerializerOptions s_json = new()
+    {
+        PropertyNameCaseInsensitive = true,
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    };
+
+    /// <summary>Reads and validates a configuration file.</summary>
+    /// <exception cref="BgpdConfigException">The file is not valid.</exception>
+    public static BgpdConfig Load(string path)
+    {
+        BgpdConfig? c;
+        try
+        {
+            c = JsonSerializer.Deserialize<BgpdConfig>(File.ReadAllText(path), s_json);
+        }
+        catch (JsonException e)
+        {
+            throw new BgpdConfigException($"{path}: {e.Message}", e);
+        }
+        if (c is null)
+            throw new BgpdConfigException($"{path}: empty configuration");
+        c.ToSpeakerOptions(); // validates
+        foreach (var p in c.Peers) p.ToOptions();
+        foreach (var r in c.Routes) r.ToRoute();
+        return c;
+    }
+
+    /// <summary>The speaker options this configuration describes.</summary>
+    public BgpSpeakerOptions ToSpeakerOptions()
+    {
+        if (!IPAddress.TryParse(RouterId, out var id))
+            throw new BgpdConfigException($"routerId '{RouterId}' is not an IPv4 address");
+        if (LocalAs == 0)
+            throw new BgpdConfigException("localAs is required");
+        return new BgpSpeakerOptions
+        {
+            RouterId = id,
+            LocalAs = LocalAs,
+            HostName = HostName,
+            ListenEndpoints = Listen.Select(l => IPEndPoint.TryParse(l, out var ep) ? ep : throw new BgpdConfigException($"listen '{l}' is not address:port")).ToList(),
+            GracefulRestart = GracefulRestart?.ToOptions(),
+        };
+    }
+}
+
+/// <summary>Graceful restart settings (RFC 4724).</summary>
+public sealed class GracefulRestartConfig
+{
+    /// <summary>Restart time advertised, seconds (0..4095). Default 120.</summary>
+    public int RestartTime { get; set; } = 120;
+
+    /// <summary>Set the Forwarding State bit. Default true.</summary>
+    public bool ForwardingState { get; set; } = true;
+
+    /// <summary>
+    /// Marker file: present at start means the previous run did not shut down cleanly, so this start is a
+    /// graceful restart (Restart State bit, deferred advertisement). Default /run/netcore-bgpd.running.
+    /// </summary>
+    public string MarkerFile { get; set; } = "/run/netcore-bgpd.running";
+
+    /// <summary>Selection deferral after a restart, seconds. Default 120.</summary>
+    public int SelectionDeferral { get; set; } = 120;
+
+    /// <summary>Helper side: how long a restarted peer's stale routes wait for its End-of-RIB, seconds. Default 360.</summary>
+    public int StalePathTime { get; set; } = 360;
+
+    /// <summary>Advertise the RFC 8538 N bit. Default true.</summary>
+    public bool Notification { get; set; } = true;
+
+    internal BgpGracefulRestartOptions ToOptions() => new()
+    {
+        RestartTime = TimeSpan.FromSeconds(RestartTime),
+        ForwardingStatePreserved = ForwardingState,
+        MarkerFile = MarkerFile,
+        SelectionDeferralTime = TimeSpan.FromSeconds(SelectionDeferral),
+        StalePathTime = TimeSpan.FromSeconds(StalePathTime),
+        NotificationSupport = Notification,
+    };
+}
+
+/// <summary>One neighbour, or a dynamic range when <see cref="Prefix"/> is set.</summary>
+public sealed class PeerConfig
+{
+    /// <summary>Peer address (or use <see cref="Prefix"/>).</summary>
+    public string? Address { get; set; }
+
+    /// <summary>Accept any peer inside this prefix (passive, dynamic).</summary>
+    public string? Prefix { get; set; }
+
+    /// <summary>Peer AS; 0 accepts any (dynamic ranges).</summary>
+    public uint As { get; set; }
+
+    /// <summary>Peer TCP port. Default 179.</summary>
+    public int Port { get; set; } = 179;
+
+    /// <summary>Local address to connect from.</summary>
+    public string? LocalAddress { get; set; }
+
+    /// <summary>Only accept, never connect.</summary>
+    public bool Passive { get; set; }
+
+    /// <summary>Hold time, seconds. Default 90.</summary>
+    public int HoldTime { get; set; } = 90;
+
+    /// <summary>First connect-retry interval, seconds. Default 5.</summary>
+    public int ConnectRetry { get; set; } = 5;
+
+    /// <summary>TCP-MD5 key.</summary>
+    public string? Md5 { get; set; }
+
+    /// <summary>GTSM hop count (1 = direct neighbour).</summary>
+    public int? TtlSecurity { get; set; }
+
+    /// <summary>Families: "ipv4-unicast", "ipv6-unicast". Default both.</summary>
+    public List<string>? Families { get; set; }
+
+    /// <summary>ADD-PATH: "none", "send", "receive", "both". Default none.</summary>
+    public string AddPath { get; set; } = "none";
+
+    /// <summary>Per-peer graceful restart time, seconds (overrides the speaker's).</summary>
+    public int? GracefulRestartTime { get; set; }
+
+    /// <summary>Route reflector client (RFC 4456).</summary>
+    public bool RouteReflectorClient { get; set; }
+
+    /// <summary>Next hop self towards this peer.</summary>
+    public bool NextHopSelf { get; set; }
+
+    /// <summary>Import policy: "accept-all" or "reject-all"; default per RFC 8212 (eBGP rejects).</summary>
+    public string? Import { get; set; }
+
+    /// <summary>Export policy: "accept-all" or "reject-all"; default per RFC 8212 (eBGP rejects).</summary>
+    public string? Export { get; set; }
+
+    /// <summary>Next hop for IPv4 routes originated without one.</summary>
+    public string? NextHopIPv4 { get; set; }
+
+    /// <summary>Next hop for IPv6 routes originated without one.</summary>
+    public string? NextHopIPv6 { get; set; }
+
+    /// <summary>Free text for logs.</summary>
+    public string? Description { get; set; }
+
+    internal bool IsDynamic => Prefix is not null;
+
+    internal BgpPeerOptions ToOptions()
+    {
+        if ((Address is null) == (Prefix is null))
+            throw new BgpdConfigException("each peer needs exactly one of address or prefix");
+        var who = Address ?? Prefix!;
+        BgpPrefix? range = null;
+        if (Prefix is not null)
+            range = BgpPrefix.TryParse(Prefix, out var p) ? p : throw new BgpdConfigException($"peer prefix '{Prefix}' is not a prefix");
+        var o = new BgpPeerOptions
+        {
+            RemoteAddress = Address is null ? null : Ip(Address, "address"),
+            RemotePrefix = range,
+            RemoteAs = As,
+            RemotePort = Port,
+            LocalAddress = LocalAddress is null ? null : Ip(LocalAddress, "localAddress"),
+            Passive = Passive || range is not null,
+            HoldTime = TimeSpan.FromSeconds(HoldTime),
+            ConnectRetryTime = TimeSpan.FromSeconds(ConnectRetry),
+            Md5Password = Md5,
+            TtlSecurityHops = TtlSecurity,
+            Families = Families?.Select(ParseFamily).ToList() ?? [BgpFamily.IPv4Unicast, BgpFamily.IPv6Unicast],
+            AddPath = AddPath.ToLowerInvariant() switch
+            {
+                "none" => Netcore.Bgp.Capabilities.BgpAddPathMode.None,
+                "send" => Netcore.Bgp.Capabilities.BgpAddPathMode.Send,
+                "receive" => Netcore.Bgp.Capabilities.BgpAddPathMode.Receive,
+                "both" => Netcore.Bgp.Capabilities.BgpAddPathMode.Both,
+                _ => throw new BgpdConfigException($"peer {who}: addPath '{AddPath}' is not none/send/receive/both"),
+            },
+            GracefulRestartTime = GracefulRestartTime is { } g ? TimeSpan.FromSeconds(g) : null,
+            NextHopIPv4 = NextHopIPv4 is null ? null : Ip(NextHopIPv4, "nextHopIPv4"),
+            NextHopIPv6 = NextHopIPv6 is null ? null : Ip(NextHopIPv6, "nextHopIPv6"),
+            Description = Description,
+        };
+        return PolicyMapping.Apply(o, this, who);
+    }
+
+    internal static BgpPolicyChoice ParsePolicy(string? text, string who, string field) => text?.ToLowerInvariant() switch
+    {
+        null => BgpPolicyChoice.Default,
+        "accept-all" => BgpPolicyChoice.AcceptAll,
+        "reject-all" => BgpPolicyChoice.RejectAll,
+        _ => throw new BgpdConfigException($"peer {who}: {field} '{text}' is not accept-all or reject-all"),
+    };
+
+    private static BgpFamily ParseFamily(string f) => f.ToLowerInvariant() switch
+    {
+        "ipv4-unicast" or "ipv4" => BgpFamily.IPv4Unicast,
+        "ipv6-unicast" or "ipv6" => BgpFamily.IPv6Unicast,
+        _ => throw new BgpdConfigException($"family '{f}' is not ipv4-unicast or ipv6-unicast"),
+    };
+
+    internal static IPAddress Ip(string s, string field) =>
+        IPAddress.TryParse(s, out var a) ? a : throw new BgpdConfigException($"{field} '{s}' is not an IP address");
+}
+
+/// <summary>A configured import/export choice.</summary>
+internal enum BgpPolicyChoice
+{
+    Default,
+    AcceptAll,
+    RejectAll,
+}
+
+/// <summary>A route originated by the daemon.</summary>
+public sealed class RouteConfig
+{
+    /// <summary>The prefix, e.g. "198.51.100.7/32".</summary>
+    public string Prefix { get; set; } = "";
+
+    /// <summary>Next hop; default the peer's nextHopIPv4/6 or the session's local address.</summary>
+    public string? NextHop { get; set; }
+
+    /// <summary>Communities "asn:value" or well-known names accepted by BgpCommunity.Parse.</summary>
+    public List<string> Communities { get; set; } = [];
+
+    /// <summary>Large communities "global:local1:local2".</summary>
+    public List<string> LargeCommunities { get; set; } = [];
+
+    /// <summary>MULTI_EXIT_DISC.</summary>
+    public uint? Med { get; set; }
+
+    /// <summary>LOCAL_PREF (internal peers).</summary>
+    public uint? LocalPref { get; set; }
+
+    internal BgpRoute ToRoute()
+    {
+        if (!BgpPrefix.TryParse(Prefix, out var p))
+            throw new BgpdConfigException($"route prefix '{Prefix}' is not a prefix");
+        try
+        {
+            var attrs = new BgpPathAttributes
+            {
+                NextHop = NextHop is null ? null : PeerConfig.Ip(NextHop, "nextHop"),
+                Communities = [.. Communities.Select(BgpCommunity.Parse)],
+                LargeCommunities = [.. LargeCommunities.Select(BgpLargeCommunity.Parse)],
+                Med = Med,
+                LocalPreference = LocalPref,
+            };
+            return new BgpRoute(p, attrs);
+        }
+        catch (FormatException e)
+        {
+            throw new BgpdConfigException($"route {Prefix}: {e.Message}", e);
+        }
+    }
+}
+
+/// <summary>A configuration error, reported to the user with the offending field.</summary>
+public sealed class BgpdConfigException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public BgpdConfigException() { }
+
+    /// <summary>Creates the exception.</summary>
+    public BgpdConfigException(string message) : base(message) { }
+
+    /// <summary>Creates the exception.</summary>
+    public BgpdConfigException(string message, Exception inner) : base(message, inner) { }
+}

@@ -1,0 +1,126 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Netcore.Bgp;
+
+namespace Netcore.Bgpd;
+
+/// <summary>
+/// Netcore.Bgpd: a BGP daemon over Netcore.Bgp. Reads a JSON config, originates its routes to every
+/// peer and runs until SIGTERM or SIGINT, which close every session with Cease / Administrative
+/// Shutdown. Killed any other way, the next start is a graceful restart (RFC 4724) when the config
+/// enables it: peers keep our routes meanwhile.
+/// </summary>
+public static partial class Program
+{
+    /// <summary>Entry point.</summary>
+    public static async Task<int> Main(string[] args)
+    {
+        var config = new Option<FileInfo>("--config", "-c") { Description = "JSON configuration file", Required = true };
+        var level = new Option<LogLevel>("--log-level") { Description = "Minimum log level", DefaultValueFactory = _ => LogLevel.Information };
+        var check = new Option<bool>("--check") { Description = "Validate the configuration and exit" };
+        var root = new RootCommand("Netcore.Bgpd: a BGP speaker daemon (Netcore.Bgp) configured by a JSON file") { config, level, check };
+        root.SetAction((parse, ct) => RunAsync(parse.GetValue(config)!, parse.GetValue(level), parse.GetValue(check), ct));
+        // Signals are handled below (SIGTERM must close the sessions cleanly, without a time limit).
+        return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }).ConfigureAwait(false);
+    }
+
+    private static async Task<int> RunAsync(FileInfo configFile, LogLevel level, bool checkOnly, CancellationToken ct)
+    {
+        using var loggerFactory = LoggerFactory.Create(b => b
+            .AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "HH:mm:ss.fff ";
+                o.UseUtcTimestamp = true;
+            })
+            .SetMinimumLevel(level));
+        var log = loggerFactory.CreateLogger("Netcore.Bgpd");
+        BgpdConfig cfg;
+        try
+        {
+            cfg = BgpdConfig.Load(configFile.FullName);
+        }
+        catch (Exception e) when (e is BgpdConfigException or IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"bgpd: {e.Message}");
+            return 2;
+        }
+        if (checkOnly)
+        {
+            Console.WriteLine($"bgpd: {configFile.FullName} is valid ({cfg.Peers.Count} peers, {cfg.Routes.Count} routes)");
+            return 0;
+        }
+
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+
+        var routes = cfg.Routes.Select(r => r.ToRoute()).ToList();
+        var speaker = new BgpSpeaker(cfg.ToSpeakerOptions(), loggerFactory);
+        try
+        {
+            var announced = new HashSet<BgpPeer>();
+            // Dynamic peers exist only once they connect: give them the routes when they appear.
+            speaker.PeerStateChanged += (_, e) =>
+            {
+                if (!e.Peer.IsDynamic) return;
+                lock (announced)
+                    if (!announced.Add(e.Peer)) return;
+                _ = e.Peer.AnnounceAsync(routes, stop.Token).AsTask();
+            };
+            await speaker.StartAsync(stop.Token).ConfigureAwait(false);
+            foreach (var pc in cfg.Peers)
+            {
+                var opts = pc.ToOptions();
+                if (pc.IsDynamic)
+                {
+                    speaker.AddDynamicPeers(opts);
+                    continue;
+                }
+                var peer = speaker.AddPeer(opts);
+                await peer.AnnounceAsync(routes, stop.Token).ConfigureAwait(false);
+            }
+            Log.Ready(log, cfg.RouterId, cfg.LocalAs, cfg.Peers.Count, routes.Count, cfg.GracefulRestart is not null);
+
+            long received = 0;
+            try
+            {
+                await foreach (var u in speaker.ReadUpdatesAsync(stop.Token).ConfigureAwait(false))
+                {
+                    received += u.Announced.Count;
+                    if (u.EndOfRib is { } f)
+                        Log.EndOfRib(log, u.Peer.RemoteAddress.ToString(), f.ToString(), received);
+                }
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                // SIGTERM / SIGINT
+            }
+            Log.Stopping(log);
+        }
+        finally
+        {
+            // Cease / Administrative Shutdown to every peer; the graceful restart marker is removed,
+            // so the next start is a fresh one and the peers flush our routes now.
+            await speaker.DisposeAsync().ConfigureAwait(false);
+        }
+        Log.Stopped(log);
+        return 0;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "bgpd ready: router id {RouterId}, AS {LocalAs}, {Peers} peers, {Routes} routes originated, graceful restart {Gr}")]
+        public static partial void Ready(ILogger logger, string routerId, uint localAs, int peers, int routes, bool gr);
+
+        [LoggerMessage(2, LogLevel.Information, "bgpd: End-of-RIB {Family} from {Peer} ({Received} prefixes received so far)")]
+        public static partial void EndOfRib(ILogger logger, string peer, string family, long received);
+
+        [LoggerMessage(3, LogLevel.Information, "bgpd: stopping (closing sessions with Cease / Administrative Shutdown)")]
+        public static partial void Stopping(ILogger logger);
+
+        [LoggerMessage(4, LogLevel.Information, "bgpd: stopped")]
+        public static partial void Stopped(ILogger logger);
+    }
+}
