@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 
 namespace Netcore.Netlink.Core;
 
@@ -24,6 +25,7 @@ internal readonly struct IpBits : IEquatable<IpBits>
 
     public bool IsNone => Length == 0;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static IpBits From(ReadOnlySpan<byte> v)
     {
         if (v.Length == 4)
@@ -64,6 +66,7 @@ internal readonly struct IpBits : IEquatable<IpBits>
     }
 
     /// <summary>True when bits beyond <paramref name="prefixLength"/> are set (not a canonical prefix).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool HasHostBits(int prefixLength)
     {
         if (Length == 4)
@@ -97,6 +100,7 @@ internal static class Af
         _ => Unspec,
     };
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static AddressFamily To(byte f) => f switch
     {
         Inet => AddressFamily.InterNetwork,

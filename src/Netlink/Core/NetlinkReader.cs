@@ -28,6 +28,7 @@ internal readonly ref struct NetlinkMessage
     public ReadOnlySpan<byte> Payload { get; }
 
     /// <summary>Reads the family header at the start of the payload; a longer header from a newer kernel is accepted.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public T Header<T>() where T : unmanaged
     {
         if (Payload.Length < Unsafe.SizeOf<T>())
@@ -36,6 +37,7 @@ internal readonly ref struct NetlinkMessage
     }
 
     /// <summary>The attributes following a family header of <paramref name="headerSize"/> bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public AttributeReader Attributes(int headerSize)
     {
         int start = Nl.Align(headerSize);

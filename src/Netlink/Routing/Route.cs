@@ -264,6 +264,7 @@ public sealed class Route
     /// Fills a route decoded from a dump (RouteCodec.TryParse): the rtmsg fields and the common
     /// attributes in one call, without going through the nullable init accessors.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static Route FromWire(byte family, in rtmsg h, uint table, IpBits dst, IpBits gw, int oif, bool hasOif, uint priority, bool hasPriority)
     {
         var r = new Route
