@@ -77,6 +77,33 @@ public sealed class PropertyTests
     }, 2000);
 
     [Fact]
+    public void HtbClass_RoundTrips() => Properties.Check(Rngs, r =>
+    {
+        // Rates past 32 bits go in TCA_HTB_RATE64/CEIL64 and must come back whole.
+        ulong rate = r.Next(2) == 0 ? (ulong)r.Next(1000, int.MaxValue) : (ulong)r.NextInt64(1L << 32, 1L << 40);
+        var o = new HtbClassOptions
+        {
+            Parent = (uint)r.Next(),
+            ClassId = (uint)r.Next(),
+            RateBytesPerSecond = rate,
+            CeilBytesPerSecond = r.Next(2) == 0 ? null : rate + (ulong)r.Next(),
+            BurstBytes = (uint)r.Next(1500, 1 << 20),
+            Priority = (uint)r.Next(8),
+        };
+        byte[] msg = Encoders.Message(HtbCodec.RTM_NEWTCLASS, 0, w => HtbCodec.WriteClass(w, 7, o));
+        TcClass back = ParseOne<TcClass>(msg, HtbCodec.TryParseClass);
+        Assert.Equal(7, back.IfIndex);
+        Assert.Equal("htb", back.Kind);
+        Assert.Equal(o.ClassId, back.ClassId);
+        Assert.Equal(o.Parent, back.Parent);
+        Assert.Equal(o.RateBytesPerSecond, back.Htb!.RateBytesPerSecond);
+        Assert.Equal(o.CeilBytesPerSecond ?? o.RateBytesPerSecond, back.Htb.CeilBytesPerSecond);
+        Assert.Equal(o.Priority, back.Htb.Priority);
+        // The burst travels as 64 ns ticks: it comes back within one tick's worth of bytes.
+        Assert.InRange((double)back.Htb.BurstBytes, o.BurstBytes - (rate * 64e-9) - 1, o.BurstBytes + 1.0);
+    }, 1000);
+
+    [Fact]
     public void Route_UnsetOptionalFieldsReadBackAsNull()
     {
         // Route packs its optional numbers behind presence bits and its rare parts in a side object.

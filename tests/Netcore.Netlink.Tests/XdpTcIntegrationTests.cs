@@ -126,4 +126,62 @@ public sealed class XdpTcIntegrationTests
         Assert.Contains("class htb 1:10 parent 1:1 prio 1 rate 10Mbit ceil 100Mbit", c, StringComparison.Ordinal);
         Assert.Contains(await client.GetQdiscsAsync(idx).ToListAsync(), x => x.Kind == "htb" && x.Handle == 0x00010000);
     }
+
+    [LinuxFact(Netns = true, Tools = ["tc"])]
+    public async Task Htb_ClassesMadeByTc_ReadBackTyped()
+    {
+        using var ns = TestNetns.Create("hc");
+        using var client = NetlinkClient.Open(ns.Name);
+        int idx = await client.CreateVethAsync("c0", "c1");
+        ns.Exec("tc qdisc add dev c0 root handle 1: htb default 10");
+        ns.Exec("tc class add dev c0 parent 1: classid 1:1 htb rate 100mbit burst 20k");
+        // 50gbit does not fit tc_ratespec.rate (32 bits of bytes/s): the kernel reports TCA_HTB_CEIL64.
+        ns.Exec("tc class add dev c0 parent 1:1 classid 1:10 htb rate 10mbit ceil 50gbit prio 2 quantum 3000");
+        string text = ns.Exec("tc class show dev c0");
+
+        List<TcClass> classes = await client.GetTcClassesAsync(idx).ToListAsync();
+        Assert.Equal(2, classes.Count);
+        TcClass root = Assert.Single(classes, c => c.ClassId == 0x00010001);
+        TcClass leaf = Assert.Single(classes, c => c.ClassId == 0x00010010);
+        Assert.All(classes, c => Assert.Equal("htb", c.Kind));
+        Assert.Equal(0xFFFFFFFFu, root.Parent);
+        Assert.Equal(0x00010001u, leaf.Parent);
+        Assert.Contains("class htb 1:1 root rate 100Mbit ceil 100Mbit", text, StringComparison.Ordinal);
+        Assert.Equal(12_500_000ul, root.Htb!.RateBytesPerSecond);
+        Assert.Equal(12_500_000ul, root.Htb.CeilBytesPerSecond);
+        Assert.Equal(7u, root.Htb.Level); // sch_htb.c: a top inner class is TC_HTB_MAXDEPTH - 1
+        // tc prints the burst it computes back from the same buffer ticks ("burst 20462b").
+        ulong tcBurst = ulong.Parse(System.Text.RegularExpressions.Regex.Match(text, @"1:1 root .* burst (\d+)b").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange((double)root.Htb.BurstBytes, tcBurst * 0.99, tcBurst * 1.01);
+        Assert.Contains("class htb 1:10 parent 1:1 prio 2 rate 10Mbit ceil 50Gbit", text, StringComparison.Ordinal);
+        Assert.Equal(1_250_000ul, leaf.Htb!.RateBytesPerSecond);
+        Assert.Equal(6_250_000_000ul, leaf.Htb.CeilBytesPerSecond);
+        Assert.Equal(2u, leaf.Htb.Priority);
+        Assert.Equal(3000u, leaf.Htb.Quantum);
+        Assert.Equal(0u, leaf.Htb.Level);
+
+        await client.DeleteTcClassAsync(idx, 0x00010010);
+        Assert.DoesNotContain("1:10", ns.Exec("tc class show dev c0"), StringComparison.Ordinal);
+        Assert.Single(await client.GetTcClassesAsync(idx).ToListAsync());
+    }
+
+    [LinuxFact(Netns = true, Tools = ["tc"])]
+    public async Task Htb_ClassesMadeByUs_ReadBackTypedWithTheirOptions()
+    {
+        using var ns = TestNetns.Create("hd");
+        using var client = NetlinkClient.Open(ns.Name);
+        int idx = await client.CreateVethAsync("d0", "d1");
+        await client.AddHtbQdiscAsync(idx, 0x00010000, defaultClass: 0x10);
+        await client.AddHtbClassAsync(idx, new HtbClassOptions { Parent = 0x00010000, ClassId = 0x00010001, RateBytesPerSecond = 12_500_000, BurstBytes = 32 * 1024 });
+        await client.AddHtbClassAsync(idx, new HtbClassOptions { Parent = 0x00010001, ClassId = 0x00010020, RateBytesPerSecond = 5_000_000_000, CeilBytesPerSecond = 6_000_000_000, Priority = 3 });
+        Dictionary<uint, TcClass> byId = (await client.GetTcClassesAsync(idx).ToListAsync()).ToDictionary(c => c.ClassId);
+        Assert.Equal(2, byId.Count);
+        Assert.Equal(12_500_000ul, byId[0x00010001].Htb!.RateBytesPerSecond);
+        Assert.InRange(byId[0x00010001].Htb!.BurstBytes, 32 * 1024 - 64ul, 32 * 1024 + 64ul);
+        Assert.Equal(5_000_000_000ul, byId[0x00010020].Htb!.RateBytesPerSecond);
+        Assert.Equal(6_000_000_000ul, byId[0x00010020].Htb!.CeilBytesPerSecond);
+        Assert.Equal(3u, byId[0x00010020].Htb!.Priority);
+        Assert.Equal(0x00010001u, byId[0x00010020].Parent);
+        Assert.Contains("class htb 1:20 parent 1:1 prio 3 rate 40Gbit ceil 48Gbit", ns.Exec("tc class show dev d0"), StringComparison.Ordinal);
+    }
 }

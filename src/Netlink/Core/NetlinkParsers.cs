@@ -23,6 +23,7 @@ internal static class NetlinkParsers
                 Nl.RTM_NEWRULE or Nl.RTM_DELRULE => RuleCodec.TryParse(m, out Rule ru) ? ru : null,
                 Nl.RTM_NEWNEXTHOP or Nl.RTM_DELNEXTHOP => NextHopCodec.TryParse(m, out NextHopObject nh) ? nh : null,
                 Nl.RTM_NEWTFILTER => TcCodec.TryParseFilter(m, out TcFilter f) ? f : null,
+                HtbCodec.RTM_NEWTCLASS => HtbCodec.TryParseClass(m, out TcClass c) ? c : null,
                 _ => null,
             };
             if (o is not null)
