@@ -32,6 +32,15 @@ public sealed record BgpSpeakerOptions
     /// off, unless a peer sets <see cref="BgpPeerOptions.GracefulRestartTime"/>.
     /// </summary>
     public BgpGracefulRestartOptions? GracefulRestart { get; init; }
+
+    /// <summary>RIB and decision-process settings (see <see cref="BgpRibOptions"/>). Default: RIB on.</summary>
+    public BgpRibOptions Rib { get; init; } = new();
+
+    /// <summary>
+    /// Publish every received UPDATE to <see cref="BgpSpeaker.ReadUpdatesAsync"/> (default true). Turn it off
+    /// when only the RIB is used (e.g. a full table), so unread updates do not pile up in memory.
+    /// </summary>
+    public bool PublishReceivedUpdates { get; init; } = true;
 }
 
 /// <summary>Settings of one peer (neighbour). Change them at run time with <see cref="BgpSpeaker.UpdatePeerAsync"/>.</summary>
@@ -82,6 +91,13 @@ public sealed record BgpPeerOptions
     /// </summary>
     public TimeSpan? SendHoldTime { get; init; }
 
+    /// <summary>
+    /// DelayOpen (RFC 4271 8.1.1 optional attributes DelayOpen and DelayOpenTime): after the TCP connection
+    /// comes up, wait this long for the peer's OPEN before sending ours (an OPEN from the peer is answered
+    /// at once). Null (default) sends OPEN immediately.
+    /// </summary>
+    public TimeSpan? DelayOpenTime { get; init; }
+
     /// <summary>Address families to negotiate (RFC 4760). Default IPv4 and IPv6 unicast.</summary>
     public IReadOnlyList<BgpFamily> Families { get; init; } = [BgpFamily.IPv4Unicast, BgpFamily.IPv6Unicast];
 
@@ -126,6 +142,31 @@ public sealed record BgpPeerOptions
 
     /// <summary>A free-form description used in logs.</summary>
     public string? Description { get; init; }
+
+    /// <summary>
+    /// Import policy, run on each received route before it enters the Loc-RIB. Null (default): accept
+    /// all from internal peers, reject all from external peers (RFC 8212 default deny).
+    /// </summary>
+    public BgpPolicy? ImportPolicy { get; init; }
+
+    /// <summary>
+    /// Export policy, run on each best path before it is advertised to this peer. Null (default): accept
+    /// all to internal peers, advertise nothing to external peers (RFC 8212 default deny). Routes given to
+    /// <see cref="BgpPeer.AnnounceAsync(IEnumerable{BgpRoute}, CancellationToken)"/> bypass it.
+    /// </summary>
+    public BgpPolicy? ExportPolicy { get; init; }
+
+    /// <summary>The peer is a route reflector client (RFC 4456; internal peers only). Default false.</summary>
+    public bool RouteReflectorClient { get; init; }
+
+    /// <summary>Advertise routes to this peer with our own address as next hop, also on internal sessions. Default false.</summary>
+    public bool NextHopSelf { get; init; }
+
+    /// <summary>Maximum accepted prefixes per family, with the action above the limit. Default none.</summary>
+    public IReadOnlyDictionary<BgpFamily, BgpMaxPrefix>? MaxPrefixes { get; init; }
+
+    /// <summary>With ADD-PATH send negotiated (RFC 7911), the number of paths advertised per prefix (best first). Default 2.</summary>
+    public int AddPathSendCount { get; init; } = 2;
 
     internal void Validate()
     {

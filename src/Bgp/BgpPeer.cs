@@ -275,6 +275,7 @@ public sealed partial class BgpPeer : IConnectionOwner
         foreach (var c in _connections.ToArray())
         {
             if (c.IsClosing) continue;
+            TickDelayOpen(c, now); // RFC 4271 8.2.2 event 12
             // RFC 4271 8.2.2 event 10 HoldTimer_Expires: NOTIFICATION Hold Timer Expired, drop the connection.
             if (c.HoldMs > 0 && now - c.LastReceivedMs > c.HoldMs)
             {
@@ -420,7 +421,7 @@ public sealed partial class BgpPeer : IConnectionOwner
         var c = new BgpConnection(s, outbound, this, Statistics, RemoteAddress.ToString(), tap is null ? null : m => tap(this, m));
         _connections.Add(c);
         c.Start();
-        c.SendControl(BuildOpen().ToArray());
+        SendOpenOrDelay(c); // OPEN now, or after the RFC 4271 8.1.1 DelayOpenTimer
         return c;
     }
 
@@ -508,6 +509,7 @@ public sealed partial class BgpPeer : IConnectionOwner
         // RFC 4271 8.2.2: an OPEN outside OpenSent is an FSM error.
         if (c.State != ConnectionState.OpenSent)
             throw new BgpProtocolException(UnexpectedIn(c.State));
+        SendDelayedOpen(c); // RFC 4271 8.2.2 event 20: OPEN while the DelayOpenTimer runs
         var open = OpenMessage.Read(body);
         var o = Options;
         uint localAs = _speaker.Options.LocalAs;
@@ -646,6 +648,7 @@ public sealed partial class BgpPeer : IConnectionOwner
                 Log.Established(_log, Name, n.PeerAs, n.PeerRouterId, n.HoldTime.TotalSeconds, string.Join(",", n.Families));
                 Recompute("session established", null);
                 GrSessionUp(c);
+                RibSessionUp(c);
                 _ = Task.Run(() => DumpAsync(c, null, enhanced: false));
                 break;
             }
@@ -686,6 +689,7 @@ public sealed partial class BgpPeer : IConnectionOwner
         UpdateAction action;
         string? reason;
         BgpNotification? error;
+        BgpFamily? eorOnly = null;
         lock (_parseLock)
         {
             UpdateCodec.Decode(body, c.Codec, _parse);
@@ -693,7 +697,18 @@ public sealed partial class BgpPeer : IConnectionOwner
             reason = _parse.Reason;
             error = _parse.Error;
             if (_parse.Discarded.Count > 0) Statistics.Discarded(_parse.Discarded.Count);
-            update = action == UpdateAction.SessionReset ? null : ToPublic(_parse, c);
+            if (action != UpdateAction.SessionReset)
+            {
+                _speaker.Rib?.EnqueueUpdate(this, _parse);
+                if (!_speaker.Options.PublishReceivedUpdates)
+                {
+                    Statistics.Prefixes(_parse.Attributes is null ? 0 : _parse.Announced.Count, _parse.Withdrawn.Count);
+                    if (_parse.Attributes is not null && _parse.Announced.Count > 0)
+                        BgpMetrics.PrefixesReceived.Add(_parse.Announced.Count, new KeyValuePair<string, object?>("peer", RemoteAddress.ToString()));
+                    eorOnly = _parse.EndOfRib;
+                }
+            }
+            update = action == UpdateAction.SessionReset || !_speaker.Options.PublishReceivedUpdates ? null : ToPublic(_parse, c);
         }
         if (action != UpdateAction.None)
         {
@@ -715,6 +730,10 @@ public sealed partial class BgpPeer : IConnectionOwner
             _speaker.Publish(update);
             if (update.EndOfRib is { } eor)
                 GrEndOfRib(c, eor);
+        }
+        else if (eorOnly is { } eorUnpublished)
+        {
+            GrEndOfRib(c, eorUnpublished); // updates not published (PublishReceivedUpdates = false)
         }
     }
 
@@ -778,6 +797,7 @@ public sealed partial class BgpPeer : IConnectionOwner
         {
             GrSessionDown(c, sent && n is not null ? GrOutgoing(c, n) : n);
             _established = null;
+            RibSessionDown();
             Statistics.Down();
             Statistics.LastDownReason = reason;
             // RFC 4271 8.2.2: after an error the FSM returns to Idle; with automatic restart the
@@ -857,6 +877,7 @@ public sealed partial class BgpPeer : IConnectionOwner
                         c.SendControl(tmp.AsSpan(0, RouteRefreshMessage.Size));
                     }
                     await SendRoutesAsync(c, routes.Where(r => Family(r.Prefix) == fam).ToList(), [], _life.Token).ConfigureAwait(false);
+                    await RibDumpAsync(c, family is null ? null : fam).ConfigureAwait(false);
                     if (enhanced)
                     {
                         await FlushMarkerAsync(c, RouteRefreshSubtype.EndOfRefresh, fam).ConfigureAwait(false);

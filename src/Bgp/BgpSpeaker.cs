@@ -23,7 +23,7 @@ namespace Netcore.Bgp;
 /// await peer.AnnounceAsync(BgpPrefix.Parse("198.51.100.7/32"), new BgpPathAttributes());
 /// </code>
 /// </example>
-public sealed class BgpSpeaker : IAsyncDisposable
+public sealed partial class BgpSpeaker : IAsyncDisposable
 {
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _log;
@@ -48,6 +48,11 @@ public sealed class BgpSpeaker : IAsyncDisposable
         _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _log = _loggerFactory.CreateLogger("Netcore.Bgp.BgpSpeaker");
         GracefulRestart = new GracefulRestartCoordinator(this, options.GracefulRestart, _log);
+        if (options.Rib.Enabled)
+        {
+            Rib = new Rib.BgpRib(options.Rib, options.LocalAs, options.RouterId, _loggerFactory.CreateLogger("Netcore.Bgp.Rib"));
+            GracefulRestart.Store = Rib; // RFC 4724 4.2 helper: stale marking and sweeping act on the RIB
+        }
     }
 
     /// <summary>Graceful restart state (RFC 4724): restarting side and the helpers' stale-route store.</summary>
@@ -182,6 +187,7 @@ public sealed class BgpSpeaker : IAsyncDisposable
         if (!_peers.TryRemove(Normalize(address), out var peer))
             return false;
         await peer.DisposeAsync(new BgpNotification(BgpErrorCode.Cease, (byte)BgpCeaseError.PeerDeconfigured)).WaitAsync(cancellationToken).ConfigureAwait(false);
+        Rib?.RemovePeer(peer);
         if (peer.Options.Md5Password is not null)
             ForEachListener(s => ApplyListenerKey(s, address, null, null, clear: true));
         return true;
@@ -203,7 +209,10 @@ public sealed class BgpSpeaker : IAsyncDisposable
     internal void RemoveDynamic(BgpPeer peer)
     {
         if (_peers.TryGetValue(Normalize(peer.RemoteAddress), out var p) && p == peer && _peers.TryRemove(Normalize(peer.RemoteAddress), out _))
+        {
             _ = peer.DisposeAsync(new BgpNotification(BgpErrorCode.Cease, (byte)BgpCeaseError.PeerDeconfigured));
+            Rib?.RemovePeer(peer);
+        }
     }
 
     private async Task AcceptLoopAsync(Socket listener)
@@ -281,6 +290,8 @@ public sealed class BgpSpeaker : IAsyncDisposable
         _peers.Clear();
         GracefulRestart.CleanShutdown();
         _updates.Writer.TryComplete();
+        if (Rib is not null)
+            await Rib.DisposeAsync().ConfigureAwait(false);
         try
         {
             await Task.WhenAll(_acceptLoops).ConfigureAwait(false);

@@ -1,0 +1,1027 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Netcore.Bgp.Capabilities;
+using Netcore.Bgp.Messages;
+using Netcore.Bgp.Session;
+
+namespace Netcore.Bgp.Rib;
+
+/// <summary>
+/// The speaker's RIB: Adj-RIB-In (per peer, post-policy always, pre-policy optionally), Loc-RIB with the
+/// RFC 4271 9.1 decision process, and the per-peer export into each peer's pending Adj-RIB-Out.
+/// All state is owned by one RIB thread fed by a queue of commands (one per received UPDATE, session
+/// event or API call), so nothing is locked per prefix; sessions only enqueue.
+/// </summary>
+internal sealed class BgpRib : IStaleRouteStore
+{
+    private enum Kind
+    {
+        Update, PeerUp, PeerDown, MarkStale, SweepStale, RemovePeer, Originate, WithdrawOriginated,
+        Refresh, Subscribe, Unsubscribe, Snapshot, Barrier,
+    }
+
+    private sealed class Command
+    {
+        public Kind Kind;
+        public BgpPeer? Peer;
+        public BgpPathAttributes? Attrs;
+        public Nlri[]? Announced;
+        public int AnnouncedCount;
+        public Nlri[]? Withdrawn;
+        public int WithdrawnCount;
+        public BgpFamily? Family;
+        public RibOut? Out;
+        public BgpNegotiatedSession? Session;
+        public BgpPrefix Prefix;
+        public bool BestOnly;
+        public ChangeSubscriber? Subscriber;
+        public TaskCompletionSource? Done;
+        public TaskCompletionSource<List<BgpRibRoute>>? SnapshotDone;
+    }
+
+    private struct TopItem
+    {
+        public uint LocalId;
+        public int AttrId;
+        public BgpPathAttributes Attrs;
+        public int Source;
+        public uint RemoteId;
+    }
+
+    private static readonly ConcurrentDictionary<BgpRib, byte> s_live = new();
+    private static readonly ObservableGauge<long> s_prefixGauge = BgpMetrics.Meter.CreateObservableGauge("bgp.rib.prefixes", ObservePrefixes, "{prefix}", "Prefixes in the Loc-RIB");
+    private static readonly ObservableGauge<long> s_pathGauge = BgpMetrics.Meter.CreateObservableGauge("bgp.rib.paths", ObservePaths, "{path}", "Paths in the RIB (all peers)");
+    private static readonly ObservableGauge<long> s_attrGauge = BgpMetrics.Meter.CreateObservableGauge("bgp.rib.attribute_sets", ObserveAttrs, "{set}", "Interned attribute sets");
+
+    private readonly BgpRibOptions _o;
+    private readonly ILogger _log;
+    private readonly uint _localAs;
+    private readonly uint _routerId;
+    private readonly IPAddress _clusterId;
+    private readonly Channel<Command> _queue = Channel.CreateUnbounded<Command>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Task _worker;
+
+    // ---- RIB-thread state
+    private readonly Dictionary<BgpPrefix, int> _prefixes = [];   // prefix -> head path slot + 1
+    private readonly RibPathStore _paths = new();
+    private readonly RibAttributeStore _attrs = new();
+    private readonly Dictionary<BgpPeer, RibSource> _byPeer = [];
+    private readonly List<RibSource?> _sources = [];
+    private readonly RibSource _local;
+    private readonly List<RibSource> _targets = [];
+    private readonly List<ChangeSubscriber> _subs = [];
+    private readonly List<BgpBestPathChange> _changes = [];
+    private readonly List<TaskCompletionSource> _completions = [];
+    private readonly List<int> _deferredRelease = [];
+    private readonly Dictionary<BgpPathAttributes, BgpPathAttributes> _outIntern = [];
+    private TopItem[] _old = new TopItem[4];
+    private TopItem[] _new = new TopItem[4];
+    private PathCandidate[] _cand = new PathCandidate[16];
+    private int[] _ineligible = new int[16];
+    private int _topK = 1;
+    private int _epoch;
+    private uint _nextLocalId = 1;
+    private uint _seq;
+    private long _prefixCount;
+    private long _pathCount;
+
+    public BgpRib(BgpRibOptions options, uint localAs, IPAddress routerId, ILogger logger)
+    {
+        _o = options;
+        _log = logger;
+        _localAs = localAs;
+        _routerId = BgpPeer.RouterIdValue(routerId);
+        _clusterId = options.ClusterId ?? routerId;
+        _local = new RibSource(0, null, null, localAs, _routerId, isEbgp: true);
+        _sources.Add(_local);
+        _topK = Math.Max(1, options.MaxPaths);
+        EnsureTop(_topK);
+        s_live[this] = 0;
+        _worker = Task.Run(WorkerAsync);
+    }
+
+    public BgpRibOptions Options => _o;
+
+    /// <summary>Prefixes in the Loc-RIB (updated by the RIB thread).</summary>
+    public long PrefixCount => Interlocked.Read(ref _prefixCount);
+
+    /// <summary>Paths held (all peers, including stale and rejected-but-kept).</summary>
+    public long PathCount => Interlocked.Read(ref _pathCount);
+
+    internal int AttributeSetCount => _attrs.Count;
+
+    /// <summary>References held on an attribute set equal to <paramref name="a"/> (0 when not interned). RIB-thread state: call after <see cref="FlushAsync"/>.</summary>
+    internal int AttributeRefCount(BgpPathAttributes a)
+    {
+        // tests only: scanning is fine
+        int id = -1;
+        foreach (var (_, head) in _prefixes)
+            for (int i = head - 1; i >= 0; i = _paths[i].Next)
+                if (_paths[i].Attr >= 0 && _attrs.Get(_paths[i].Attr).Equals(a)) id = _paths[i].Attr;
+        return id < 0 ? 0 : _attrs.RefCount(id);
+    }
+
+    private static IEnumerable<Measurement<long>> ObservePrefixes() => s_live.Keys.Select(r => new Measurement<long>(r.PrefixCount));
+
+    private static IEnumerable<Measurement<long>> ObservePaths() => s_live.Keys.Select(r => new Measurement<long>(r.PathCount));
+
+    private static IEnumerable<Measurement<long>> ObserveAttrs() => s_live.Keys.Select(r => new Measurement<long>(r.AttributeSetCount));
+
+    // ================================================================== thread-safe entry points
+
+    /// <summary>Queues the routes of one decoded UPDATE (called by the session reader under its parse lock).</summary>
+    public void EnqueueUpdate(BgpPeer peer, UpdateParseResult r)
+    {
+        var cmd = new Command { Kind = Kind.Update, Peer = peer, Attrs = r.Attributes };
+        if (r.Announced.Count > 0 && r.Attributes is not null)
+        {
+            cmd.Announced = ArrayPool<Nlri>.Shared.Rent(r.Announced.Count);
+            r.Announced.CopyTo(cmd.Announced);
+            cmd.AnnouncedCount = r.Announced.Count;
+        }
+        if (r.Withdrawn.Count > 0)
+        {
+            cmd.Withdrawn = ArrayPool<Nlri>.Shared.Rent(r.Withdrawn.Count);
+            r.Withdrawn.CopyTo(cmd.Withdrawn);
+            cmd.WithdrawnCount = r.Withdrawn.Count;
+        }
+        if (cmd.AnnouncedCount > 0 || cmd.WithdrawnCount > 0)
+            _queue.Writer.TryWrite(cmd);
+    }
+
+    /// <summary>The session came up: export the Loc-RIB to it. The task completes when the routes are in <paramref name="out"/>.</summary>
+    public Task PeerUpAsync(BgpPeer peer, BgpNegotiatedSession session, RibOut @out) =>
+        Post(new Command { Kind = Kind.PeerUp, Peer = peer, Session = session, Out = @out });
+
+    /// <summary>
+    /// The session went down: exports to it stop. Its paths stay until the graceful restart logic
+    /// (<see cref="GracefulRestartHelper"/>) removes them (<see cref="RemovePeer"/>) or marks them stale.
+    /// </summary>
+    public void PeerDown(BgpPeer peer) =>
+        _queue.Writer.TryWrite(new Command { Kind = Kind.PeerDown, Peer = peer });
+
+    /// <summary>RFC 4724 4.2: marks the peer's paths of <paramref name="family"/> stale (kept and used until replaced or swept).</summary>
+    public void MarkStale(BgpPeer peer, BgpFamily family) =>
+        _queue.Writer.TryWrite(new Command { Kind = Kind.MarkStale, Peer = peer, Family = family });
+
+    /// <summary>RFC 4724 4.2: removes the peer's paths of <paramref name="family"/> still stale (End-of-RIB or stale timer).</summary>
+    public void SweepStale(BgpPeer peer, BgpFamily family) =>
+        _queue.Writer.TryWrite(new Command { Kind = Kind.SweepStale, Peer = peer, Family = family });
+
+    /// <summary>Removes every path of the peer and forgets it (session down without graceful restart, or peer removed).</summary>
+    public void RemovePeer(BgpPeer peer) =>
+        _queue.Writer.TryWrite(new Command { Kind = Kind.RemovePeer, Peer = peer });
+
+    public Task OriginateAsync(BgpPrefix prefix, BgpPathAttributes attrs) =>
+        Post(new Command { Kind = Kind.Originate, Prefix = prefix, Attrs = attrs });
+
+    public Task WithdrawOriginatedAsync(BgpPrefix prefix) =>
+        Post(new Command { Kind = Kind.WithdrawOriginated, Prefix = prefix });
+
+    /// <summary>Queues the whole export of <paramref name="family"/> to the peer again (route refresh).</summary>
+    public Task RefreshAsync(BgpPeer peer, BgpFamily family) =>
+        Post(new Command { Kind = Kind.Refresh, Peer = peer, Family = family });
+
+    /// <summary>Completes when every command queued before it was processed.</summary>
+    public Task FlushAsync() => Post(new Command { Kind = Kind.Barrier });
+
+    public Task<List<BgpRibRoute>> SnapshotAsync(bool bestOnly)
+    {
+        var tcs = new TaskCompletionSource<List<BgpRibRoute>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _queue.Writer.TryWrite(new Command { Kind = Kind.Snapshot, BestOnly = bestOnly, SnapshotDone = tcs });
+        return tcs.Task;
+    }
+
+    public ChangeSubscriber Subscribe()
+    {
+        var s = new ChangeSubscriber(this);
+        _queue.Writer.TryWrite(new Command { Kind = Kind.Subscribe, Subscriber = s });
+        return s;
+    }
+
+    internal void Unsubscribe(ChangeSubscriber s) => _queue.Writer.TryWrite(new Command { Kind = Kind.Unsubscribe, Subscriber = s });
+
+    private Task Post(Command c)
+    {
+        c.Done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_queue.Writer.TryWrite(c))
+            c.Done.TrySetException(new ObjectDisposedException(nameof(BgpSpeaker)));
+        return c.Done.Task;
+    }
+
+    public async Task DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        await _worker.ConfigureAwait(false);
+        s_live.TryRemove(this, out _);
+    }
+
+    // ================================================================== RIB thread
+
+    private async Task WorkerAsync()
+    {
+        var reader = _queue.Reader;
+        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            int n = 0;
+            while (n++ < 256 && reader.TryRead(out var cmd))
+            {
+                try
+                {
+                    Process(cmd);
+                }
+#pragma warning disable CA1031 // one bad command (e.g. a throwing user policy) must not stop the RIB
+                catch (Exception e)
+#pragma warning restore CA1031
+                {
+                    RibLog.CommandFailed(_log, cmd.Kind.ToString(), e);
+                    cmd.Done?.TrySetException(e);
+                    cmd.SnapshotDone?.TrySetException(e);
+                }
+                finally
+                {
+                    if (cmd.Announced is not null) ArrayPool<Nlri>.Shared.Return(cmd.Announced);
+                    if (cmd.Withdrawn is not null) ArrayPool<Nlri>.Shared.Return(cmd.Withdrawn);
+                }
+                if (cmd.Done is not null) _completions.Add(cmd.Done);
+            }
+            FlushOutputs();
+            Interlocked.Exchange(ref _prefixCount, _prefixes.Count);
+            Interlocked.Exchange(ref _pathCount, _paths.Count);
+            foreach (var t in _completions) t.TrySetResult();
+            _completions.Clear();
+        }
+        foreach (var s in _subs) s.Complete();
+    }
+
+    private void Process(Command c)
+    {
+        switch (c.Kind)
+        {
+            case Kind.Update: ProcessUpdate(c); break;
+            case Kind.PeerUp: PeerUp(c.Peer!, c.Session!, c.Out!); break;
+            case Kind.PeerDown:
+                if (_byPeer.TryGetValue(c.Peer!, out var pd))
+                {
+                    SetDown(pd);
+                    pd.LastIn = null;
+                    pd.LastImported = null;
+                }
+                break;
+            case Kind.MarkStale:
+                if (_byPeer.TryGetValue(c.Peer!, out var ms)) MarkStale(ms, c.Family);
+                break;
+            case Kind.SweepStale:
+                if (_byPeer.TryGetValue(c.Peer!, out var ss)) Sweep(ss, c.Family);
+                break;
+            case Kind.RemovePeer:
+                if (_byPeer.Remove(c.Peer!, out var rs))
+                {
+                    SetDown(rs);
+                    RemoveAll(rs);
+                    _sources[rs.Id] = null;
+                }
+                break;
+            case Kind.Originate:
+            {
+                var a = c.Attrs!;
+                Change(c.Prefix, _local, 0, a, null, withdraw: false);
+                break;
+            }
+            case Kind.WithdrawOriginated: Change(c.Prefix, _local, 0, null, null, withdraw: true); break;
+            case Kind.Refresh:
+                if (_byPeer.TryGetValue(c.Peer!, out var rf) && rf.Up)
+                    ExportAll(rf, c.Family);
+                break;
+            case Kind.Subscribe:
+                foreach (var (prefix, head) in _prefixes)
+                {
+                    int n = CaptureTop(head - 1, ref _new);
+                    if (n > 0) c.Subscriber!.Add(MakeChange(prefix, _new, n));
+                }
+                c.Subscriber!.Signal();
+                _subs.Add(c.Subscriber);
+                break;
+            case Kind.Unsubscribe:
+                _subs.Remove(c.Subscriber!);
+                c.Subscriber!.Complete();
+                break;
+            case Kind.Snapshot: c.SnapshotDone!.TrySetResult(Snapshot(c.BestOnly)); break;
+            case Kind.Barrier: break;
+        }
+    }
+
+    private RibSource SourceFor(BgpPeer peer)
+    {
+        if (_byPeer.TryGetValue(peer, out var s)) return s;
+        var n = peer.Negotiated;
+        s = new RibSource(_sources.Count, peer, peer.RemoteAddress, n?.PeerAs ?? peer.Options.RemoteAs,
+            n is null ? 0 : BgpPeer.RouterIdValue(n.PeerRouterId), isEbgp: n is null ? peer.Options.RemoteAs != _localAs : !n.IsInternal);
+        _sources.Add(s);
+        _byPeer[peer] = s;
+        ApplyOptions(s, peer.Options);
+        return s;
+    }
+
+    private void ApplyOptions(RibSource s, BgpPeerOptions o)
+    {
+        // RFC 8212: without an explicit policy, nothing is imported from or exported to an external peer.
+        s.Import = o.ImportPolicy ?? (s.IsEbgp ? BgpPolicy.RejectAll : BgpPolicy.AcceptAll);
+        s.Export = o.ExportPolicy ?? (s.IsEbgp ? BgpPolicy.RejectAll : BgpPolicy.AcceptAll);
+        s.IsRrClient = o.RouteReflectorClient && !s.IsEbgp;
+        s.NextHopSelf = o.NextHopSelf;
+        s.AddPathCount = Math.Max(1, o.AddPathSendCount);
+        s.MaxPrefixes = o.MaxPrefixes;
+        // RFC 9234 5: the OTC rules use the role the neighbour has towards us, which follows from ours.
+        s.NeighbourRole = o.Role switch
+        {
+            BgpRole.Provider => BgpRole.Customer,
+            BgpRole.Customer => BgpRole.Provider,
+            BgpRole.RouteServer => BgpRole.RouteServerClient,
+            BgpRole.RouteServerClient => BgpRole.RouteServer,
+            BgpRole.Peer => BgpRole.Peer,
+            _ => null,
+        };
+    }
+
+    // ------------------------------------------------------------------ import
+
+    private void ProcessUpdate(Command c)
+    {
+        var s = SourceFor(c.Peer!);
+        if (s.LimitHit && s.MaxPrefixes is not null && s.MaxPrefixes.Values.Any(m => m.Action != BgpMaxPrefixAction.Warn))
+            return; // the session is being closed for max-prefix
+        var opts = c.Peer!.Options;
+        var ctx = new BgpPolicyContext(s.Address!, s.PeerAs, _localAs, BgpPolicyDirection.Import);
+        var wd = c.Withdrawn.AsSpan(0, c.WithdrawnCount);
+        foreach (ref readonly var n in wd)
+            Change(n.Prefix, s, n.PathId, null, null, withdraw: true);
+        if (c.AnnouncedCount == 0) return;
+        var received = c.Attrs!;
+        BgpPathAttributes? imported;
+        if (ReferenceEquals(received, s.LastIn))
+        {
+            imported = s.LastImported;
+        }
+        else
+        {
+            imported = ImportTransform(s, received);
+            s.LastIn = received;
+            s.LastImported = imported;
+        }
+        bool keepPre = _o.KeepPrePolicy;
+        var policy = s.Import;
+        bool acceptAll = ReferenceEquals(policy, BgpPolicy.AcceptAll);
+        foreach (ref readonly var n in c.Announced.AsSpan(0, c.AnnouncedCount))
+        {
+            BgpPathAttributes? post = imported is null ? null : acceptAll ? imported : policy.Apply(n.Prefix, imported, ctx);
+            if (post is null && !keepPre)
+                Change(n.Prefix, s, n.PathId, null, null, withdraw: true); // rejected: an implicit withdraw of any earlier path
+            else
+                Change(n.Prefix, s, n.PathId, post, keepPre ? received : null, withdraw: false);
+        }
+        CheckMaxPrefix(s, opts);
+    }
+
+    /// <summary>Per-session checks and changes on a received attribute set, before the import policy.</summary>
+    private BgpPathAttributes? ImportTransform(RibSource s, BgpPathAttributes a)
+    {
+        if (s.IsEbgp)
+        {
+            // RFC 4271 9.1.2 / 9.1.2.1: a route whose AS_PATH contains our own AS is a loop: not used.
+            if (a.AsPath.Contains(_localAs)) return null;
+            // RFC 9234 5 (ingress): OTC from a customer or RS client is a leak; from a lateral peer only
+            // with that peer's AS; routes from providers, peers and route servers get OTC = their AS.
+            if (s.NeighbourRole is { } role)
+            {
+                if (a.OnlyToCustomer is { } otc)
+                {
+                    if (role is BgpRole.Customer or BgpRole.RouteServerClient) return null;
+                    if (role is BgpRole.Peer && otc != s.PeerAs) return null;
+                }
+                else if (role is BgpRole.Provider or BgpRole.Peer or BgpRole.RouteServer)
+                {
+                    a = a with { OnlyToCustomer = s.PeerAs };
+                }
+            }
+            // RFC 4271 5.1.5: a LOCAL_PREF received from an external peer is ignored.
+            if (a.LocalPreference is not null) a = a with { LocalPreference = null };
+        }
+        else
+        {
+            // RFC 4456 8: our own ORIGINATOR_ID or CLUSTER_ID in the CLUSTER_LIST means a reflection loop.
+            if (a.OriginatorId is { } oid && BgpPeer.RouterIdValue(oid) == _routerId) return null;
+            foreach (var id in a.ClusterList)
+                if (id.Equals(_clusterId)) return null;
+        }
+        return a;
+    }
+
+    private void CheckMaxPrefix(RibSource s, BgpPeerOptions opts)
+    {
+        if (s.MaxPrefixes is not { Count: > 0 } limits || s.LimitHit) return;
+        foreach (var (fam, limit) in limits)
+        {
+            int count = s.Accepted[fam.Afi == BgpAfi.IPv6 ? 1 : 0];
+            if (count <= limit.Limit) continue;
+            s.LimitHit = true;
+            var peer = s.Peer!;
+            RibLog.MaxPrefix(_log, peer.ToString(), count, fam, limit.Limit, limit.Action);
+            if (limit.Action == BgpMaxPrefixAction.Warn) return;
+            // RFC 4486 4: Cease / Maximum Number of Prefixes Reached, data AFI (2), SAFI (1), upper bound (4).
+            byte[] data = [(byte)((ushort)fam.Afi >> 8), (byte)fam.Afi, (byte)fam.Safi,
+                (byte)(limit.Limit >> 24), (byte)(limit.Limit >> 16), (byte)(limit.Limit >> 8), (byte)limit.Limit];
+            var n = new BgpNotification(BgpErrorCode.Cease, (byte)BgpCeaseError.MaximumPrefixesReached, data);
+            var after = limit.RestartAfter;
+            bool restart = limit.Action == BgpMaxPrefixAction.Restart;
+            _ = Task.Run(async () =>
+            {
+                await peer.StopAsync(n, restart: false, CancellationToken.None).ConfigureAwait(false);
+                if (!restart) return;
+                await Task.Delay(after).ConfigureAwait(false);
+                await peer.StartAsync().ConfigureAwait(false);
+            });
+            _ = opts;
+            return;
+        }
+    }
+
+    // ------------------------------------------------------------------ the Loc-RIB
+
+    private void EnsureTop(int k)
+    {
+        if (_old.Length < k)
+        {
+            _old = new TopItem[k];
+            _new = new TopItem[k];
+        }
+    }
+
+    /// <summary>Adds, replaces or removes the path of (<paramref name="s"/>, <paramref name="remoteId"/>) for a prefix, reruns the decision process and exports the difference.</summary>
+    private void Change(BgpPrefix prefix, RibSource s, uint remoteId, BgpPathAttributes? post, BgpPathAttributes? pre, bool withdraw)
+    {
+        ref int headRef = ref CollectionsMarshal.GetValueRefOrNullRef(_prefixes, prefix);
+        bool exists = !Unsafe.IsNullRef(ref headRef);
+        if (withdraw && !exists) return;
+        int head = exists ? headRef - 1 : -1;
+        int found = -1, prev = -1;
+        for (int i = head, pv = -1; i >= 0; pv = i, i = _paths[i].Next)
+        {
+            if (_paths[i].Source == s.Id && _paths[i].RemoteId == remoteId)
+            {
+                found = i;
+                prev = pv;
+                break;
+            }
+        }
+        if (withdraw && found < 0) return;
+        int fam = prefix.IsIPv6 ? 1 : 0;
+        if (!withdraw && found >= 0)
+        {
+            ref var pe = ref _paths[found];
+            bool samePost = post is null ? pe.Attr < 0 : pe.Attr >= 0 && ReferenceEquals(_attrs.Get(pe.Attr), post);
+            bool samePre = pre is null ? pe.PreAttr < 0 : pe.PreAttr >= 0 && ReferenceEquals(_attrs.Get(pe.PreAttr), pre);
+            if (samePost && samePre)
+            {
+                // the same route again (e.g. re-announced after a graceful restart): just not stale any more
+                if ((pe.Flags & PathEntry.Stale) != 0)
+                {
+                    pe.Flags &= unchecked((byte)~PathEntry.Stale);
+                    s.StaleCount--;
+                }
+                return;
+            }
+        }
+        int oldN = CaptureTop(head, ref _old);
+        if (withdraw)
+        {
+            ref var pe = ref _paths[found];
+            if (prev < 0) head = pe.Next;
+            else _paths[prev].Next = pe.Next;
+            if (pe.Attr >= 0) { _deferredRelease.Add(pe.Attr); s.Accepted[fam]--; }
+            if (pe.PreAttr >= 0) _deferredRelease.Add(pe.PreAttr);
+            if ((pe.Flags & PathEntry.Stale) != 0) s.StaleCount--;
+            s.PathCount--;
+            _paths.Free(found);
+        }
+        else if (found >= 0)
+        {
+            ref var pe = ref _paths[found];
+            if (pe.Attr >= 0) { _deferredRelease.Add(pe.Attr); s.Accepted[fam]--; }
+            if (pe.PreAttr >= 0) _deferredRelease.Add(pe.PreAttr);
+            if ((pe.Flags & PathEntry.Stale) != 0) s.StaleCount--;
+            pe.Attr = post is null ? -1 : _attrs.Acquire(post);
+            pe.PreAttr = pre is null ? -1 : _attrs.Acquire(pre);
+            if (post is not null) s.Accepted[fam]++;
+            pe.Flags = 0;
+            pe.Seq = ++_seq; // an implicit withdraw and a new arrival
+        }
+        else
+        {
+            int i = _paths.Allocate();
+            ref var pe = ref _paths[i];
+            pe.Next = head;
+            pe.Attr = post is null ? -1 : _attrs.Acquire(post);
+            pe.PreAttr = pre is null ? -1 : _attrs.Acquire(pre);
+            pe.Source = s.Id;
+            pe.RemoteId = remoteId;
+            pe.LocalId = _nextLocalId++;
+            if (_nextLocalId == 0) _nextLocalId = 1;
+            pe.Seq = ++_seq;
+            pe.Flags = 0;
+            head = i;
+            s.PathCount++;
+            if (post is not null) s.Accepted[fam]++;
+        }
+        head = Rerank(head);
+        if (head < 0)
+            _prefixes.Remove(prefix);
+        else if (exists)
+            headRef = head + 1;
+        else
+            _prefixes.Add(prefix, head + 1);
+        int newN = CaptureTop(head, ref _new);
+        Emit(prefix, oldN, newN, null);
+        foreach (int id in _deferredRelease) _attrs.Release(id);
+        _deferredRelease.Clear();
+    }
+
+    /// <summary>Reruns the decision process over a prefix's paths and relinks them best first; returns the new head.</summary>
+    private int Rerank(int head)
+    {
+        if (head < 0) return -1;
+        ref var first = ref _paths[head];
+        if (first.Next < 0)
+        {
+            // one path: only its eligibility matters
+            if (Eligible(ref first, out _)) first.Flags |= PathEntry.Eligible;
+            else first.Flags &= unchecked((byte)~PathEntry.Eligible);
+            return head;
+        }
+        int nc = 0, ni = 0;
+        for (int i = head; i >= 0; i = _paths[i].Next)
+        {
+            ref var pe = ref _paths[i];
+            if (Eligible(ref pe, out uint cost))
+            {
+                pe.Flags |= PathEntry.Eligible;
+                if (nc == _cand.Length) Array.Resize(ref _cand, nc * 2);
+                _cand[nc++] = new PathCandidate(_attrs.Get(pe.Attr), _sources[pe.Source]!, cost, pe.RemoteId, i);
+            }
+            else
+            {
+                pe.Flags &= unchecked((byte)~PathEntry.Eligible);
+                if (ni == _ineligible.Length) Array.Resize(ref _ineligible, ni * 2);
+                _ineligible[ni++] = i;
+            }
+        }
+        var cands = _cand.AsSpan(0, nc);
+        if (!_o.DeterministicMed && nc > 1)
+            cands.Sort((x, y) => _paths[x.Index].Seq.CompareTo(_paths[y.Index].Seq)); // arrival order
+        BestPath.Rank(cands, _o);
+        int newHead = -1, tail = -1;
+        void Append(int i)
+        {
+            if (tail < 0) newHead = i;
+            else _paths[tail].Next = i;
+            tail = i;
+        }
+        foreach (ref readonly var c in cands) Append(c.Index);
+        for (int k = 0; k < ni; k++) Append(_ineligible[k]);
+        _paths[tail].Next = -1;
+        Array.Clear(_cand, 0, nc);
+        return newHead;
+    }
+
+    /// <summary>RFC 4271 9.1.2.1: a path is usable when accepted and its next hop resolves (IGP cost hook).</summary>
+    private bool Eligible(ref PathEntry pe, out uint cost)
+    {
+        cost = 0;
+        if (pe.Attr < 0) return false;
+        if (_o.NextHopCost is { } hook && _attrs.Get(pe.Attr).NextHop is { } nh)
+        {
+            if (hook(nh) is not { } c) return false;
+            cost = c;
+        }
+        return true;
+    }
+
+    private int CaptureTop(int head, ref TopItem[] into)
+    {
+        int n = 0;
+        for (int i = head; i >= 0 && n < _topK; i = _paths[i].Next)
+        {
+            ref var pe = ref _paths[i];
+            if ((pe.Flags & PathEntry.Eligible) == 0) break;
+            into[n++] = new TopItem { LocalId = pe.LocalId, AttrId = pe.Attr, Attrs = _attrs.Get(pe.Attr), Source = pe.Source, RemoteId = pe.RemoteId };
+        }
+        return n;
+    }
+
+    // ------------------------------------------------------------------ export
+
+    /// <summary>Queues, for every established peer (or only <paramref name="only"/>), what changed between the old and new top paths.</summary>
+    private void Emit(BgpPrefix prefix, int oldN, int newN, RibSource? only)
+    {
+        if (only is null && oldN == newN)
+        {
+            bool same = true;
+            for (int i = 0; i < newN && same; i++)
+                same = _old[i].LocalId == _new[i].LocalId && ReferenceEquals(_old[i].Attrs, _new[i].Attrs);
+            if (same) return;
+        }
+        bool v6 = prefix.IsIPv6;
+        if (only is not null)
+        {
+            EmitTo(only, prefix, v6, oldN, newN);
+            return;
+        }
+        foreach (var t in _targets)
+            EmitTo(t, prefix, v6, oldN, newN);
+        if (_subs.Count > 0)
+        {
+            bool bestChanged = oldN == 0 || newN == 0 || _old[0].LocalId != _new[0].LocalId || !ReferenceEquals(_old[0].Attrs, _new[0].Attrs);
+            if (bestChanged || _o.MaxPaths > 1)
+                _changes.Add(MakeChange(prefix, _new, newN));
+        }
+    }
+
+    private void EmitTo(RibSource t, BgpPrefix prefix, bool v6, int oldN, int newN)
+    {
+        if (!t.Family(v6)) return;
+        if (t.AddPath(v6))
+        {
+            // RFC 7911: up to N paths, each under our stable path id; ids that left the top N are withdrawn.
+            int k = Math.Min(t.AddPathCount, _topK);
+            int on = Math.Min(oldN, k), nn = Math.Min(newN, k);
+            for (int i = 0; i < nn; i++)
+            {
+                var ne = Export(t, prefix, _new[i]);
+                BgpPathAttributes? oe = null;
+                for (int j = 0; j < on; j++)
+                    if (_old[j].LocalId == _new[i].LocalId) { oe = Export(t, prefix, _old[j]); break; }
+                if (!ReferenceEquals(ne, oe)) t.Batch.Add((prefix, _new[i].LocalId, ne));
+            }
+            for (int j = 0; j < on; j++)
+            {
+                bool still = false;
+                for (int i = 0; i < nn && !still; i++) still = _new[i].LocalId == _old[j].LocalId;
+                if (!still && Export(t, prefix, _old[j]) is not null)
+                    t.Batch.Add((prefix, _old[j].LocalId, null));
+            }
+            return;
+        }
+        var o = oldN > 0 ? Export(t, prefix, _old[0]) : null;
+        var n = newN > 0 ? Export(t, prefix, _new[0]) : null;
+        if (!ReferenceEquals(o, n))
+            t.Batch.Add((prefix, 0, n));
+    }
+
+    /// <summary>The attributes to advertise to <paramref name="t"/> for a path, or null when it is not advertised.</summary>
+    private BgpPathAttributes? Export(RibSource t, BgpPrefix prefix, in TopItem p)
+    {
+        var s = _sources[p.Source];
+        if (s is null || ReferenceEquals(s, t)) return null; // never back to the peer it came from
+        BgpPathAttributes? pre;
+        ref var e = ref _attrs.At(p.AttrId);
+        if (ReferenceEquals(e.Value, p.Attrs))
+        {
+            pre = null;
+            bool hit = false;
+            for (int i = 0; i < e.MemoCount; i++)
+            {
+                ref var m = ref e.Memo![i];
+                if (m.Target == t.Id && m.Source == s.Id)
+                {
+                    if (m.Epoch != _epoch)
+                    {
+                        m.Result = ExportTransform(t, s, p.Attrs);
+                        m.Epoch = _epoch;
+                    }
+                    pre = m.Result;
+                    hit = true;
+                    break;
+                }
+            }
+            if (!hit)
+            {
+                pre = ExportTransform(t, s, p.Attrs);
+                if (e.Memo is null) e.Memo = new RibAttributeStore.ExportMemo[2];
+                else if (e.MemoCount == e.Memo.Length) Array.Resize(ref e.Memo, e.MemoCount * 2);
+                e.Memo[e.MemoCount++] = new RibAttributeStore.ExportMemo { Target = t.Id, Source = s.Id, Epoch = _epoch, Result = pre };
+            }
+        }
+        else
+        {
+            pre = ExportTransform(t, s, p.Attrs);
+        }
+        if (pre is null) return null;
+        var policy = t.Export;
+        if (ReferenceEquals(policy, BgpPolicy.AcceptAll)) return pre;
+        var r = policy.Apply(prefix, pre, new BgpPolicyContext(t.Address!, t.PeerAs, _localAs, BgpPolicyDirection.Export));
+        if (r is null || ReferenceEquals(r, pre)) return r;
+        // A policy that builds a new set per prefix: share equal ones so they still pack into one UPDATE.
+        if (_outIntern.Count > 1 << 20) _outIntern.Clear();
+        ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_outIntern, r, out bool had);
+        if (!had) slot = r;
+        return slot;
+    }
+
+    /// <summary>The prefix-independent export rules for a path from <paramref name="s"/> to <paramref name="t"/>.</summary>
+    private BgpPathAttributes? ExportTransform(RibSource t, RibSource s, BgpPathAttributes a)
+    {
+        // RFC 1997: NO_ADVERTISE goes to nobody; NO_EXPORT and NO_EXPORT_SUBCONFED stay inside the AS.
+        foreach (var c in a.Communities)
+        {
+            if (c == BgpCommunity.NoAdvertise) return null;
+            if (t.IsEbgp && (c == BgpCommunity.NoExport || c == BgpCommunity.NoExportSubconfed)) return null;
+        }
+        bool fromIbgp = s.Peer is not null && !s.IsEbgp;
+        bool reflect = false;
+        if (fromIbgp && !t.IsEbgp)
+        {
+            // RFC 4271 9.2: iBGP-learned routes are not sent to internal peers, unless reflected
+            // (RFC 4456 6): from a client to everyone, from a non-client to clients only.
+            if (!s.IsRrClient && !t.IsRrClient) return null;
+            // RFC 4456 8: not back to the originator.
+            if (a.OriginatorId is { } oid && BgpPeer.RouterIdValue(oid) == t.RouterId) return null;
+            reflect = true;
+        }
+        if (t.IsEbgp && t.NeighbourRole is { } role)
+        {
+            // RFC 9234 5 (egress): routes with OTC are not sent to providers, peers or route servers;
+            // to customers, peers and RS clients OTC is added with our AS when absent.
+            if (a.OnlyToCustomer is not null && role is BgpRole.Provider or BgpRole.Peer or BgpRole.RouteServer) return null;
+            if (a.OnlyToCustomer is null && role is BgpRole.Customer or BgpRole.Peer or BgpRole.RouteServerClient)
+                a = a with { OnlyToCustomer = _localAs };
+        }
+        if (t.IsEbgp)
+        {
+            // RFC 4271 5.1.3: our address as next hop (the session fills it in); 5.1.4: a MED learned
+            // from another AS is not passed on; 5.1.5: no LOCAL_PREF; RFC 4456 8: no ORIGINATOR_ID/CLUSTER_LIST.
+            bool keepMed = s.Peer is null;
+            if (a.NextHop is not null || a.LinkLocalNextHop is not null || (!keepMed && a.Med is not null) || a.LocalPreference is not null
+                || a.OriginatorId is not null || a.ClusterList.Length > 0)
+                a = a with
+                {
+                    NextHop = null, LinkLocalNextHop = null, Med = keepMed ? a.Med : null, LocalPreference = null,
+                    OriginatorId = null, ClusterList = [],
+                };
+            return a;
+        }
+        if (reflect)
+        {
+            // RFC 4456 8: ORIGINATOR_ID set to the originating peer's id if absent; our CLUSTER_ID prepended.
+            a = a with
+            {
+                OriginatorId = a.OriginatorId ?? s.RouterIdAddress,
+                ClusterList = a.ClusterList.Insert(0, _clusterId),
+            };
+        }
+        if (t.NextHopSelf && (a.NextHop is not null || a.LinkLocalNextHop is not null))
+            a = a with { NextHop = null, LinkLocalNextHop = null };
+        if (a.LocalPreference is null)
+            a = a with { LocalPreference = _o.DefaultLocalPreference };
+        return a;
+    }
+
+    private void FlushOutputs()
+    {
+        foreach (var t in _targets)
+        {
+            if (t.Batch.Count == 0) continue;
+            var o = t.Out!;
+            lock (o.Lock)
+            {
+                var p = o.Pending;
+                foreach (var (prefix, id, attrs) in t.Batch)
+                    p[(prefix, id)] = attrs;
+            }
+            t.Batch.Clear();
+            o.Signal();
+        }
+        if (_changes.Count > 0)
+        {
+            foreach (var s in _subs)
+            {
+                foreach (var c in _changes) s.Add(c);
+                s.Signal();
+            }
+            _changes.Clear();
+        }
+    }
+
+    private void ExportAll(RibSource t, BgpFamily? family)
+    {
+        int count = 0;
+        foreach (var (prefix, head) in _prefixes)
+        {
+            if (family is { } f && (f.Afi == BgpAfi.IPv6) != prefix.IsIPv6) continue;
+            int n = CaptureTop(head - 1, ref _new);
+            if (n == 0) continue;
+            EmitTo(t, prefix, prefix.IsIPv6, 0, n);
+            count++;
+        }
+        RibLog.PeerExported(_log, t.ToString(), count);
+    }
+
+    // ------------------------------------------------------------------ sessions
+
+    private void PeerUp(BgpPeer peer, BgpNegotiatedSession n, RibOut @out)
+    {
+        var s = SourceFor(peer);
+        s.PeerAs = n.PeerAs;
+        s.SetRouterId(BgpPeer.RouterIdValue(n.PeerRouterId));
+        s.IsEbgp = !n.IsInternal;
+        s.SetAddress(peer.RemoteAddress);
+        ApplyOptions(s, peer.Options);
+        s.FamilyV4 = n.Families.Contains(BgpFamily.IPv4Unicast);
+        s.FamilyV6 = n.Families.Contains(BgpFamily.IPv6Unicast);
+        s.AddPathV4 = n.AddPath.GetValueOrDefault(BgpFamily.IPv4Unicast).HasFlag(BgpAddPathMode.Send);
+        s.AddPathV6 = n.AddPath.GetValueOrDefault(BgpFamily.IPv6Unicast).HasFlag(BgpAddPathMode.Send);
+        s.LimitHit = false;
+        s.LastIn = null;
+        s.LastImported = null;
+        s.Out = @out;
+        if (!s.Up) _targets.Add(s);
+        s.Up = true;
+        _epoch++;
+        _topK = Math.Max(1, _o.MaxPaths);
+        foreach (var t in _targets)
+            if (t.AddPathV4 || t.AddPathV6) _topK = Math.Max(_topK, t.AddPathCount);
+        EnsureTop(_topK);
+        ExportAll(s, null);
+    }
+
+    private void SetDown(RibSource s)
+    {
+        if (!s.Up) return;
+        s.Up = false;
+        _targets.Remove(s);
+        s.Batch.Clear();
+        s.Out?.Clear();
+        s.Out = null;
+    }
+
+    private void MarkStale(RibSource s, BgpFamily? family)
+    {
+        if (s.PathCount == 0) return;
+        foreach (var (prefix, head) in _prefixes)
+        {
+            if (family is { } f && (f.Afi == BgpAfi.IPv6) != prefix.IsIPv6) continue;
+            for (int i = head - 1; i >= 0; i = _paths[i].Next)
+            {
+                ref var pe = ref _paths[i];
+                if (pe.Source == s.Id && (pe.Flags & PathEntry.Stale) == 0)
+                {
+                    pe.Flags |= PathEntry.Stale;
+                    s.StaleCount++;
+                }
+            }
+        }
+    }
+
+    private void Sweep(RibSource s, BgpFamily? family)
+    {
+        var doomed = Collect(s, family, staleOnly: true);
+        foreach (var (prefix, id) in doomed)
+            Change(prefix, s, id, null, null, withdraw: true);
+        if (doomed.Count > 0)
+            RibLog.SweptStale(_log, s.ToString(), doomed.Count, family?.ToString() ?? "all families");
+    }
+
+    private void RemoveAll(RibSource s)
+    {
+        var doomed = Collect(s, null, staleOnly: false);
+        foreach (var (prefix, id) in doomed)
+            Change(prefix, s, id, null, null, withdraw: true);
+        RibLog.PeerRemoved(_log, s.ToString(), doomed.Count);
+    }
+
+    private List<(BgpPrefix, uint)> Collect(RibSource s, BgpFamily? family, bool staleOnly)
+    {
+        var list = new List<(BgpPrefix, uint)>();
+        if (s.PathCount == 0) return list;
+        foreach (var (prefix, head) in _prefixes)
+        {
+            if (family is { } f && (f.Afi == BgpAfi.IPv6) != prefix.IsIPv6) continue;
+            for (int i = head - 1; i >= 0; i = _paths[i].Next)
+            {
+                ref var pe = ref _paths[i];
+                if (pe.Source == s.Id && (!staleOnly || (pe.Flags & PathEntry.Stale) != 0))
+                    list.Add((prefix, pe.RemoteId));
+            }
+        }
+        return list;
+    }
+
+    // ------------------------------------------------------------------ read side
+
+    private BgpRibRoute Route(BgpPrefix prefix, BgpPathAttributes attrs, int source, uint remoteId, bool best)
+    {
+        var s = _sources[source] ?? _local;
+        return new BgpRibRoute(prefix, attrs, s.Address, s.PeerAs, s.RouterIdAddress, remoteId, best);
+    }
+
+    private BgpBestPathChange MakeChange(BgpPrefix prefix, TopItem[] top, int n)
+    {
+        if (n == 0) return new BgpBestPathChange(prefix, null, []);
+        var best = Route(prefix, top[0].Attrs, top[0].Source, top[0].RemoteId, true);
+        if (_o.MaxPaths <= 1 || n == 1) return new BgpBestPathChange(prefix, best, [best]);
+        var bestCand = Candidate(top[0]);
+        var multi = new List<BgpRibRoute> { best };
+        for (int i = 1; i < n && multi.Count < _o.MaxPaths; i++)
+            if (BestPath.IsMultipathEqual(bestCand, Candidate(top[i]), _o))
+                multi.Add(Route(prefix, top[i].Attrs, top[i].Source, top[i].RemoteId, false));
+        return new BgpBestPathChange(prefix, best, multi);
+    }
+
+    private PathCandidate Candidate(in TopItem t)
+    {
+        uint cost = 0;
+        if (_o.NextHopCost is { } hook && t.Attrs.NextHop is { } nh) cost = hook(nh) ?? 0;
+        return new PathCandidate(t.Attrs, _sources[t.Source] ?? _local, cost, t.RemoteId, 0);
+    }
+
+    private List<BgpRibRoute> Snapshot(bool bestOnly)
+    {
+        var list = new List<BgpRibRoute>(_prefixes.Count);
+        foreach (var (prefix, head) in _prefixes)
+        {
+            for (int i = head - 1; i >= 0; i = _paths[i].Next)
+            {
+                ref var pe = ref _paths[i];
+                bool best = i == head - 1 && (pe.Flags & PathEntry.Eligible) != 0;
+                if (pe.Attr < 0 || (bestOnly && !best)) continue;
+                list.Add(Route(prefix, _attrs.Get(pe.Attr), pe.Source, pe.RemoteId, best));
+                if (bestOnly) break;
+            }
+        }
+        return list;
+    }
+}
+
+/// <summary>A reader of Loc-RIB best-path changes: pending changes are coalesced per prefix, so a slow reader costs at most one entry per prefix and never blocks the RIB.</summary>
+internal sealed class ChangeSubscriber
+{
+    private readonly object _lock = new();
+    private readonly SemaphoreSlim _signal = new(0, int.MaxValue);
+    private Dictionary<BgpPrefix, BgpBestPathChange> _pending = [];
+    private Dictionary<BgpPrefix, BgpBestPathChange> _spare = [];
+    private int _signalled;
+    private volatile bool _completed;
+
+    public ChangeSubscriber(BgpRib rib) => Rib = rib;
+
+    public BgpRib Rib { get; }
+
+    public void Add(BgpBestPathChange c)
+    {
+        lock (_lock) _pending[c.Prefix] = c;
+    }
+
+    public void Signal()
+    {
+        if (Interlocked.Exchange(ref _signalled, 1) == 0) _signal.Release();
+    }
+
+    public void Complete()
+    {
+        _completed = true;
+        _signal.Release();
+    }
+
+    public async IAsyncEnumerable<BgpBestPathChange> ReadAsync([EnumeratorCancellation] CancellationToken ct)
+    {
+        try
+        {
+            while (true)
+            {
+                await _signal.WaitAsync(ct).ConfigureAwait(false);
+                Volatile.Write(ref _signalled, 0);
+                Dictionary<BgpPrefix, BgpBestPathChange> batch;
+                lock (_lock)
+                {
+                    batch = _pending;
+                    _pending = _spare;
+                }
+                foreach (var c in batch.Values)
+                    yield return c;
+                batch.Clear();
+                _spare = batch;
+                if (_completed) yield break;
+            }
+        }
+        finally
+        {
+            Rib.Unsubscribe(this);
+        }
+    }
+}

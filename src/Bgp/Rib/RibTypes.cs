@@ -1,0 +1,66 @@
+using System.Net;
+
+namespace Netcore.Bgp;
+
+/// <summary>A path in the Loc-RIB with where it came from (for snapshots, MRT dumps and FIB installers).</summary>
+/// <param name="Prefix">The destination.</param>
+/// <param name="Attributes">The path attributes after import policy (shared between paths that have the same).</param>
+/// <param name="PeerAddress">The peer it was learned from; null for a route originated with <see cref="BgpSpeaker.OriginateAsync"/>.</param>
+/// <param name="PeerAs">The peer's AS (the local AS for originated routes).</param>
+/// <param name="PeerRouterId">The peer's BGP identifier (ours for originated routes).</param>
+/// <param name="PathId">The ADD-PATH path id the peer sent it with (RFC 7911), 0 without ADD-PATH.</param>
+/// <param name="IsBest">True for the path the decision process selected.</param>
+public sealed record BgpRibRoute(BgpPrefix Prefix, BgpPathAttributes Attributes, IPAddress? PeerAddress, uint PeerAs, IPAddress PeerRouterId, uint PathId, bool IsBest);
+
+/// <summary>The best path of a prefix changed (or the prefix went away).</summary>
+public sealed class BgpBestPathChange
+{
+    internal BgpBestPathChange(BgpPrefix prefix, BgpRibRoute? best, IReadOnlyList<BgpRibRoute> multipath)
+    {
+        Prefix = prefix;
+        Best = best;
+        Multipath = multipath;
+    }
+
+    /// <summary>The destination.</summary>
+    public BgpPrefix Prefix { get; }
+
+    /// <summary>The new best path, or null when the prefix has no usable path any more (remove it from the FIB).</summary>
+    public BgpRibRoute? Best { get; }
+
+    /// <summary>
+    /// The equal-cost paths to install (best first; at most <see cref="BgpRibOptions.MaxPaths"/>); just the
+    /// best when multipath is off, empty when withdrawn.
+    /// </summary>
+    public IReadOnlyList<BgpRibRoute> Multipath { get; }
+
+    /// <inheritdoc />
+    public override string ToString() => Best is null ? $"- {Prefix}" : $"+ {Prefix} via {Best.Attributes.NextHop} ({Multipath.Count} path(s))";
+}
+
+/// <summary>The step of the RFC 4271 9.1.2.2 decision process that told two paths apart.</summary>
+internal enum BgpDecisionStep
+{
+    /// <summary>The paths are equal on every step.</summary>
+    Equal,
+    /// <summary>Higher degree of preference (LOCAL_PREF; RFC 4271 9.1.1).</summary>
+    LocalPreference,
+    /// <summary>Shorter AS path (9.1.2.2 a).</summary>
+    AsPathLength,
+    /// <summary>Lower ORIGIN (9.1.2.2 b).</summary>
+    Origin,
+    /// <summary>Lower MED (9.1.2.2 c).</summary>
+    Med,
+    /// <summary>eBGP-learned over iBGP-learned (9.1.2.2 d).</summary>
+    ExternalOverInternal,
+    /// <summary>Lower interior cost to the next hop (9.1.2.2 e).</summary>
+    IgpCost,
+    /// <summary>Lower BGP identifier, ORIGINATOR_ID when present (9.1.2.2 f, RFC 4456 9).</summary>
+    RouterId,
+    /// <summary>Shorter CLUSTER_LIST (RFC 4456 9).</summary>
+    ClusterListLength,
+    /// <summary>Lower peer address (9.1.2.2 g).</summary>
+    PeerAddress,
+    /// <summary>Lower received ADD-PATH id (only between paths of one peer).</summary>
+    PathId,
+}
