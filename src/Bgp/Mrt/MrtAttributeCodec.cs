@@ -102,7 +102,9 @@ internal sealed class MrtAttributeCodec
                     (b.Unknown ??= []).Add(new BgpRawAttribute(flags, code, value.ToArray()));
                 continue;
             }
-            bool ok = (flags & (AttributeFlags.Optional | AttributeFlags.Transitive)) == desc.Flags && desc.Decode(value, ref b, Rib, r);
+            // The optional/transitive flags are not checked (RFC 7606 3.c is a session rule): in its dumps
+            // BIRD 2 writes NEXT_HOP, LOCAL_PREF and attributes set by its filters with flags 0.
+            bool ok = desc.Decode(value, ref b, Rib, r);
             if (!ok)
             {
                 // RFC 7606: "attribute discard" errors drop the attribute; anything worse makes the entry unusable.
@@ -170,32 +172,50 @@ internal sealed class MrtAttributeCodec
     }
 
     /// <summary>Size of the encoded attribute block of one RIB entry.</summary>
-    public static int Measure(BgpPathAttributes a, bool v6Prefix) => Write([], a, v6Prefix, measure: true);
+    public static int Measure(BgpPathAttributes a, BgpPrefix prefix, bool fullMpReach) => Write([], a, prefix, fullMpReach, measure: true);
 
     /// <summary>
     /// Writes the attribute block of one RIB entry: NEXT_HOP for IPv4 routes with an IPv4 next hop,
-    /// otherwise the abbreviated MP_REACH_NLRI (RFC 6396 4.3.4), and every other attribute as a
-    /// session with 4-octet AS would encode it; LOCAL_PREF only when the route has one.
+    /// otherwise MP_REACH_NLRI, abbreviated to next hop length and next hop (RFC 6396 4.3.4) or, with
+    /// <paramref name="fullMpReach"/>, in the RFC 4760 form carrying AFI, SAFI and the prefix (what
+    /// GoBGP's reader expects); then every other attribute as a session with 4-octet AS would encode
+    /// it, LOCAL_PREF only when the route has one.
     /// </summary>
-    public static int Write(Span<byte> d, BgpPathAttributes a, bool v6Prefix, bool measure = false)
+    public static int Write(Span<byte> d, BgpPathAttributes a, BgpPrefix prefix, bool fullMpReach, bool measure = false)
     {
         var nh = a.NextHop;
+        bool v6Prefix = prefix.IsIPv6;
         bool classic = !v6Prefix && nh is { AddressFamily: AddressFamily.InterNetwork };
         int p = 0;
         if (!classic && nh is not null)
         {
             var ll = a.LinkLocalNextHop;
             int nhLen = nh.AddressFamily == AddressFamily.InterNetworkV6 ? (ll is null ? 16 : 32) : 4;
+            int head = fullMpReach ? 4 : 1;                                 // AFI SAFI len | len
+            int tail = fullMpReach ? 1 + 1 + prefix.WireBytes : 0;         // reserved, NLRI
+            int vlen = head + nhLen + tail;
             if (!measure)
             {
                 d[0] = AttributeFlags.Optional;
                 d[1] = AttributeCode.MpReach;
-                d[2] = (byte)(1 + nhLen);
-                d[3] = (byte)nhLen;
-                nh.TryWriteBytes(d[4..], out _);
-                if (nhLen == 32) ll!.TryWriteBytes(d[20..], out _);
+                d[2] = (byte)vlen;
+                var v = d.Slice(3, vlen);
+                if (fullMpReach)
+                {
+                    BinaryPrimitives.WriteUInt16BigEndian(v, (ushort)prefix.Afi);
+                    v[2] = (byte)BgpSafi.Unicast;
+                }
+                v[head - 1] = (byte)nhLen;
+                nh.TryWriteBytes(v[head..], out _);
+                if (nhLen == 32) ll!.TryWriteBytes(v[(head + 16)..], out _);
+                if (fullMpReach)
+                {
+                    v[head + nhLen] = 0;
+                    v[head + nhLen + 1] = (byte)prefix.Length;
+                    prefix.WriteWire(v[(head + nhLen + 2)..]);
+                }
             }
-            p = 4 + nhLen;
+            p = 3 + vlen;
         }
         var ctx = a.LocalPreference is null ? RibNoLocalPref : Rib;
         p += measure

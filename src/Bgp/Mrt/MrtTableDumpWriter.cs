@@ -11,7 +11,7 @@ namespace Netcore.Bgp;
 /// routes name, then one RIB_IPV4_UNICAST / RIB_IPV6_UNICAST record per prefix in prefix order, with
 /// one RIB entry per route. A prefix whose routes carry ADD-PATH identifiers is written with the
 /// RFC 8050 _ADDPATH subtype. Attributes use 4-octet AS numbers and the abbreviated MP_REACH_NLRI
-/// of RFC 6396 4.3.4.
+/// of RFC 6396 4.3.4 (or the full form, see <see cref="MrtDumpOptions.FullMpReach"/>).
 /// </summary>
 public static class MrtTableDumpWriter
 {
@@ -101,7 +101,7 @@ public static class MrtTableDumpWriter
             BinaryPrimitives.WriteUInt16BigEndian(s[(5 + prefix.WireBytes)..], (ushort)list.Count);
             foreach (var r in list)
             {
-                int alen = MrtAttributeCodec.Measure(r.Attributes, v6);
+                int alen = MrtAttributeCodec.Measure(r.Attributes, prefix, options.FullMpReach);
                 if (alen > ushort.MaxValue)
                     throw new ArgumentException($"attributes of {prefix} take {alen} octets, more than an entry holds", nameof(routes));
                 int fixedLen = addPath ? 12 : 8;
@@ -112,7 +112,7 @@ public static class MrtTableDumpWriter
                 if (addPath)
                     BinaryPrimitives.WriteUInt32BigEndian(e[6..], r.PathId);
                 BinaryPrimitives.WriteUInt16BigEndian(e[(fixedLen - 2)..], (ushort)alen);
-                MrtAttributeCodec.Write(e[fixedLen..], r.Attributes, v6);
+                MrtAttributeCodec.Write(e[fixedLen..], r.Attributes, prefix, options.FullMpReach);
             }
             WriteHeader(buf.At(h, MrtCode.HeaderSize), ts, subtype, buf.Length - MrtCode.HeaderSize);
             yield return buf.Written;

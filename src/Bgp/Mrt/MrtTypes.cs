@@ -59,6 +59,13 @@ public sealed record MrtDumpOptions
 
     /// <summary>The MRT header timestamp of every record; default the time of the call.</summary>
     public DateTimeOffset? Timestamp { get; init; }
+
+    /// <summary>
+    /// Write MP_REACH_NLRI in the full RFC 4760 form (AFI, SAFI, next hop, reserved, the prefix as
+    /// NLRI) instead of the abbreviated next-hop-only form RFC 6396 4.3.4 specifies. GoBGP's MRT
+    /// reader (`gobgp mrt inject`) only understands the full form. Default false (the RFC form).
+    /// </summary>
+    public bool FullMpReach { get; init; }
 }
 
 /// <summary>MRT type and subtype codes (RFC 6396 4, 4.3; RFC 8050 4).</summary>
