@@ -1,0 +1,208 @@
+using System.Buffers.Binary;
+using System.Net;
+
+namespace Netcore.Bgp.Tests.Rib;
+
+/// <summary>The RIB between real sessions of our own speakers over loopback (127.0.0.x).</summary>
+public class RibSessionTests(ITestOutputHelper output)
+{
+    private sealed class Node : IAsyncDisposable
+    {
+        public required BgpSpeaker Speaker { get; init; }
+        public required string Address { get; init; }
+        public required int Port { get; init; }
+        public List<byte[]> Received { get; } = [];
+
+        public ValueTask DisposeAsync() => Speaker.DisposeAsync();
+    }
+
+    private async Task<Node> NodeAsync(int n, uint asn, BgpRibOptions? rib = null)
+    {
+        string addr = $"127.0.0.{n}";
+        int port = SessionTests.NextPort();
+        var s = new BgpSpeaker(new BgpSpeakerOptions
+        {
+            RouterId = IPAddress.Parse($"10.255.0.{n}"),
+            LocalAs = asn,
+            ListenEndpoints = [new IPEndPoint(IPAddress.Parse(addr), port)],
+            Rib = rib ?? new BgpRibOptions(),
+        }, new TestLoggerFactory(output));
+        var node = new Node { Speaker = s, Address = addr, Port = port };
+        s.MessageTap = (_, m) => { lock (node.Received) node.Received.Add(m); };
+        await s.StartAsync();
+        return node;
+    }
+
+    private static BgpPeer Connect(Node from, Node to, uint toAs, Func<BgpPeerOptions, BgpPeerOptions>? tweak = null)
+    {
+        var o = new BgpPeerOptions
+        {
+            RemoteAddress = IPAddress.Parse(to.Address),
+            RemoteAs = toAs,
+            RemotePort = to.Port,
+            LocalAddress = IPAddress.Parse(from.Address),
+            HoldTime = TimeSpan.FromSeconds(9),
+            ConnectRetryTime = TimeSpan.FromMilliseconds(300),
+            MaxConnectRetryTime = TimeSpan.FromSeconds(1),
+            NextHopIPv6 = IPAddress.Parse("2001:db8::" + from.Address[^1]),
+            ImportPolicy = BgpPolicy.AcceptAll,
+            ExportPolicy = BgpPolicy.AcceptAll,
+        };
+        return from.Speaker.AddPeer(tweak is null ? o : tweak(o));
+    }
+
+    private static byte[][] Updates(Node n)
+    {
+        lock (n.Received) return n.Received.Where(m => m[18] == 2).ToArray();
+    }
+
+    /// <summary>Counts IPv4 NLRI of a classic UPDATE (no ADD-PATH).</summary>
+    private static int Nlri4(byte[] m)
+    {
+        int wl = BinaryPrimitives.ReadUInt16BigEndian(m.AsSpan(19));
+        int al = BinaryPrimitives.ReadUInt16BigEndian(m.AsSpan(21 + wl));
+        int p = 23 + wl + al, n = 0;
+        while (p < m.Length)
+        {
+            p += 1 + (m[p] + 7) / 8;
+            n++;
+        }
+        return n;
+    }
+
+    [Theory]
+    [InlineData(false, 3000)]
+    [InlineData(true, 30000)]
+    public async Task Originated_prefixes_sharing_attributes_are_packed_into_full_updates(bool extendedMessage, int count)
+    {
+        await using var a = await NodeAsync(1, 65001);
+        await using var b = await NodeAsync(2, 65002, new BgpRibOptions { Enabled = false });
+        var attrs = new BgpPathAttributes { Communities = [new BgpCommunity(65001, 1)] };
+        for (int i = 0; i < count; i++)
+            await a.Speaker.OriginateAsync(new BgpPrefix(new IPAddress([100, (byte)(i >> 16), (byte)(i >> 8), (byte)i]), 32), attrs);
+        var pa = Connect(a, b, 65002, o => o with { ExtendedMessage = extendedMessage });
+        Connect(b, a, 65001, o => o with { ExtendedMessage = extendedMessage });
+        await SessionTests.Within(pa.WaitForStateAsync(BgpPeerState.Established));
+        await InteropLab.Eventually(() => Updates(b).Sum(Nlri4) >= count, 30, "all prefixes at the peer");
+        await Task.Delay(300);
+        var ups = Updates(b).Where(m => Nlri4(m) > 0).ToArray();
+        int max = extendedMessage ? 65535 : 4096;
+        Assert.Equal(count, ups.Sum(Nlri4));
+        Assert.All(ups, m => Assert.True(m.Length <= max, $"{m.Length} > {max}"));
+        // every UPDATE but the last is full (no room for one more /32: 5 octets), so there are ceil(N / fit) of them
+        int fit = Nlri4(ups[0]);
+        Assert.All(ups[..^1], m => Assert.True(m.Length + 5 > max, $"UPDATE of {m.Length} octets is not full"));
+        Assert.Equal((count + fit - 1) / fit, ups.Length);
+        output.WriteLine($"{ups.Length} UPDATEs, {fit} prefixes per full UPDATE (max {max})");
+    }
+
+    [Fact]
+    public async Task Routes_transit_the_rib_from_one_peer_to_another_and_withdraws_follow()
+    {
+        await using var a = await NodeAsync(1, 65001, new BgpRibOptions { Enabled = false });
+        await using var us = await NodeAsync(2, 65002);
+        await using var c = await NodeAsync(3, 65003, new BgpRibOptions { Enabled = false });
+        var aToUs = Connect(a, us, 65002);
+        Connect(us, a, 65001);
+        Connect(us, c, 65003);
+        var cToUs = Connect(c, us, 65002);
+        await SessionTests.Within(aToUs.WaitForStateAsync(BgpPeerState.Established));
+        await SessionTests.Within(cToUs.WaitForStateAsync(BgpPeerState.Established));
+        var changes = new List<BgpBestPathChange>();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var reader = Task.Run(async () =>
+        {
+            await foreach (var ch in us.Speaker.ReadBestPathChangesAsync(cts.Token))
+            {
+                lock (changes) changes.Add(ch);
+                if (ch.Best is null) return;
+            }
+        });
+        var prefix = BgpPrefix.Parse("198.51.100.0/24");
+        await aToUs.AnnounceAsync(prefix, new BgpPathAttributes { Med = 5, Communities = [new BgpCommunity(65001, 7)] });
+        var got = new List<BgpRoute>();
+        await foreach (var u in c.Speaker.ReadUpdatesAsync(cts.Token))
+        {
+            got.AddRange(u.Announced);
+            if (got.Count > 0) break;
+        }
+        var r = Assert.Single(got);
+        Assert.Equal("65002 65001", r.Attributes.AsPath.ToString());
+        Assert.Equal(IPAddress.Parse("127.0.0.2"), r.Attributes.NextHop);
+        Assert.Null(r.Attributes.Med); // RFC 4271 5.1.4: not passed on to another AS
+        Assert.Equal([new BgpCommunity(65001, 7)], r.Attributes.Communities.ToArray());
+        Assert.Equal(1, us.Speaker.RibPrefixCount);
+        var snap = await us.Speaker.GetRoutesAsync();
+        Assert.Equal(IPAddress.Parse("127.0.0.1"), Assert.Single(snap).PeerAddress);
+
+        await aToUs.WithdrawAsync(prefix);
+        await foreach (var u in c.Speaker.ReadUpdatesAsync(cts.Token))
+            if (u.Withdrawn.Contains(prefix)) break;
+        await reader.WaitAsync(cts.Token);
+        Assert.Equal(prefix, changes[0].Prefix);
+        Assert.NotNull(changes[0].Best);
+        Assert.Null(changes[^1].Best);
+    }
+
+    [Fact]
+    public async Task Without_policies_an_ebgp_peer_is_default_deny_but_read_updates_still_sees_its_routes()
+    {
+        await using var a = await NodeAsync(1, 65001, new BgpRibOptions { Enabled = false });
+        await using var us = await NodeAsync(2, 65002);
+        var aToUs = Connect(a, us, 65002);
+        us.Speaker.AddPeer(new BgpPeerOptions
+        {
+            RemoteAddress = IPAddress.Parse(a.Address), RemoteAs = 65001, RemotePort = a.Port, LocalAddress = IPAddress.Parse(us.Address),
+            ConnectRetryTime = TimeSpan.FromMilliseconds(300), MaxConnectRetryTime = TimeSpan.FromSeconds(1),
+        });
+        await SessionTests.Within(aToUs.WaitForStateAsync(BgpPeerState.Established));
+        await us.Speaker.OriginateAsync(BgpPrefix.Parse("192.0.2.0/24"), new BgpPathAttributes());
+        await aToUs.AnnounceAsync(BgpPrefix.Parse("198.51.100.0/24"), new BgpPathAttributes());
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await foreach (var u in us.Speaker.ReadUpdatesAsync(cts.Token))
+            if (u.Announced.Count > 0) break;
+        await us.Speaker.WaitForRibAsync();
+        Assert.Equal(1, us.Speaker.RibPrefixCount); // only our own route
+        await Task.Delay(500);
+        Assert.DoesNotContain(Updates(a), m => Nlri4(m) > 0); // nothing exported to the eBGP peer
+    }
+
+    [Fact]
+    public async Task Max_prefix_teardown_sends_cease_maximum_prefixes_with_afi_safi_and_limit()
+    {
+        await using var a = await NodeAsync(1, 65001, new BgpRibOptions { Enabled = false });
+        await using var us = await NodeAsync(2, 65002);
+        var aToUs = Connect(a, us, 65002);
+        var usToA = Connect(us, a, 65001, o => o with
+        {
+            MaxPrefixes = new Dictionary<BgpFamily, BgpMaxPrefix> { [BgpFamily.IPv4Unicast] = new(5, BgpMaxPrefixAction.Teardown) },
+        });
+        await SessionTests.Within(aToUs.WaitForStateAsync(BgpPeerState.Established));
+        await aToUs.AnnounceAsync(Enumerable.Range(0, 10).Select(i => new BgpRoute(BgpPrefix.Parse($"198.51.{i}.0/24"), new BgpPathAttributes())));
+        await InteropLab.Eventually(() => aToUs.Statistics.LastError is { Code: BgpErrorCode.Cease }, 20, "NOTIFICATION at the peer");
+        var n = aToUs.Statistics.LastError!;
+        Assert.Equal((byte)BgpCeaseError.MaximumPrefixesReached, n.Subcode);
+        Assert.Equal(new byte[] { 0, 1, 1, 0, 0, 0, 5 }, n.Data.ToArray()); // RFC 4486 4: AFI 1, SAFI 1, limit 5
+        Assert.False(aToUs.Statistics.LastErrorSent);
+        await SessionTests.Within(usToA.WaitForStateAsync(BgpPeerState.Idle));
+        await us.Speaker.WaitForRibAsync();
+        Assert.Equal(0, us.Speaker.RibPrefixCount);
+    }
+
+    [Fact]
+    public async Task Max_prefix_warning_keeps_the_session_and_the_routes()
+    {
+        await using var a = await NodeAsync(1, 65001, new BgpRibOptions { Enabled = false });
+        await using var us = await NodeAsync(2, 65002);
+        var aToUs = Connect(a, us, 65002);
+        var usToA = Connect(us, a, 65001, o => o with
+        {
+            MaxPrefixes = new Dictionary<BgpFamily, BgpMaxPrefix> { [BgpFamily.IPv4Unicast] = new(5, BgpMaxPrefixAction.Warn) },
+        });
+        await SessionTests.Within(aToUs.WaitForStateAsync(BgpPeerState.Established));
+        await aToUs.AnnounceAsync(Enumerable.Range(0, 10).Select(i => new BgpRoute(BgpPrefix.Parse($"198.51.{i}.0/24"), new BgpPathAttributes())));
+        await InteropLab.Eventually(() => us.Speaker.RibPrefixCount == 10, 20, "10 prefixes in the RIB");
+        await Task.Delay(300);
+        Assert.Equal(BgpPeerState.Established, usToA.State);
+    }
+}
