@@ -101,6 +101,18 @@ public sealed class AsPath : IEquatable<AsPath>
     /// <summary>The segments.</summary>
     public IReadOnlyList<AsPathSegment> Segments => _segments;
 
+    /// <summary>True when a confederation segment (RFC 5065 3) is present.</summary>
+    internal bool HasConfederationSegment
+    {
+        get
+        {
+            foreach (var s in _segments)
+                if (s.Type is AsPathSegmentType.ConfedSequence or AsPathSegmentType.ConfedSet)
+                    return true;
+            return false;
+        }
+    }
+
     /// <summary>
     /// Path length for best-path selection (RFC 4271 9.1.2.2 a): an AS_SET counts as 1,
     /// confederation segments count 0 (RFC 5065 5.3).

@@ -115,12 +115,25 @@ internal static class AttributeTable
 
     private static bool DecodeAsPath(ReadOnlySpan<byte> v, ref AttributeBuilder b, CodecContext ctx, UpdateParseResult r)
     {
-        var path = ReadAsPath(v, ctx.FourOctetAs ? 4 : 2, allowConfed: true);
+        // Equal AS_PATH bytes decode to one shared AsPath per session (no allocation on a repeat).
+        var caches = ctx.Caches;
+        int asSize = ctx.FourOctetAs ? 4 : 2;
+        if (caches.AsSize != asSize)
+        {
+            caches.AsPaths.Clear();
+            caches.AsSize = asSize;
+        }
+        var path = caches.AsPaths.Find(v, out int slot);
         if (path is null)
-            return false;
+        {
+            path = ReadAsPath(v, asSize, allowConfed: true);
+            if (path is null)
+                return false;
+            caches.AsPaths.Store(slot, v, path);
+        }
         // RFC 7606 7.2 / RFC 5065 5: an external peer (outside any confederation) must not send
         // confederation segments: treat-as-withdraw.
-        if (!ctx.IsInternal && path.Segments.Any(s => s.Type is AsPathSegmentType.ConfedSequence or AsPathSegmentType.ConfedSet))
+        if (!ctx.IsInternal && path.HasConfederationSegment)
             return false;
         b.AsPath = path;
         b.HasAsPath = true;
@@ -162,7 +175,7 @@ internal static class AttributeTable
     {
         if (v.Length != 4)
             return false;
-        b.NextHop = new IPAddress(v);
+        b.NextHop = CachedAddress(ctx, v);
         b.HasNextHop = true;
         return true;
     }
@@ -207,8 +220,14 @@ internal static class AttributeTable
     private static bool DecodeCommunities(ReadOnlySpan<byte> v, ref AttributeBuilder b, CodecContext ctx, UpdateParseResult r)
     {
         if (v.Length == 0 || v.Length % 4 != 0) return false;
-        var a = new BgpCommunity[v.Length / 4];
-        for (int i = 0; i < a.Length; i++) a[i] = new BgpCommunity(BinaryPrimitives.ReadUInt32BigEndian(v[(4 * i)..]));
+        var cache = ctx.Caches.Communities;
+        var a = cache.Find(v, out int slot);
+        if (a is null)
+        {
+            a = new BgpCommunity[v.Length / 4];
+            for (int i = 0; i < a.Length; i++) a[i] = new BgpCommunity(BinaryPrimitives.ReadUInt32BigEndian(v[(4 * i)..]));
+            cache.Store(slot, v, a);
+        }
         b.Communities = ImmutableCollectionsMarshal(a);
         return true;
     }
@@ -216,7 +235,7 @@ internal static class AttributeTable
     private static bool DecodeOriginatorId(ReadOnlySpan<byte> v, ref AttributeBuilder b, CodecContext ctx, UpdateParseResult r)
     {
         if (v.Length != 4) return false;
-        b.OriginatorId = new IPAddress(v);
+        b.OriginatorId = CachedAddress(ctx, v);
         return true;
     }
 
@@ -232,8 +251,14 @@ internal static class AttributeTable
     private static bool DecodeExtended(ReadOnlySpan<byte> v, ref AttributeBuilder b, CodecContext ctx, UpdateParseResult r)
     {
         if (v.Length == 0 || v.Length % 8 != 0) return false;
-        var a = new BgpExtendedCommunity[v.Length / 8];
-        for (int i = 0; i < a.Length; i++) a[i] = new BgpExtendedCommunity(BinaryPrimitives.ReadUInt64BigEndian(v[(8 * i)..]));
+        var cache = ctx.Caches.ExtendedCommunities;
+        var a = cache.Find(v, out int slot);
+        if (a is null)
+        {
+            a = new BgpExtendedCommunity[v.Length / 8];
+            for (int i = 0; i < a.Length; i++) a[i] = new BgpExtendedCommunity(BinaryPrimitives.ReadUInt64BigEndian(v[(8 * i)..]));
+            cache.Store(slot, v, a);
+        }
         b.Extended = ImmutableCollectionsMarshal(a);
         return true;
     }
@@ -241,9 +266,15 @@ internal static class AttributeTable
     private static bool DecodeLarge(ReadOnlySpan<byte> v, ref AttributeBuilder b, CodecContext ctx, UpdateParseResult r)
     {
         if (v.Length == 0 || v.Length % 12 != 0) return false;
-        var a = new BgpLargeCommunity[v.Length / 12];
-        for (int i = 0; i < a.Length; i++)
-            a[i] = new BgpLargeCommunity(BinaryPrimitives.ReadUInt32BigEndian(v[(12 * i)..]), BinaryPrimitives.ReadUInt32BigEndian(v[(12 * i + 4)..]), BinaryPrimitives.ReadUInt32BigEndian(v[(12 * i + 8)..]));
+        var cache = ctx.Caches.LargeCommunities;
+        var a = cache.Find(v, out int slot);
+        if (a is null)
+        {
+            a = new BgpLargeCommunity[v.Length / 12];
+            for (int i = 0; i < a.Length; i++)
+                a[i] = new BgpLargeCommunity(BinaryPrimitives.ReadUInt32BigEndian(v[(12 * i)..]), BinaryPrimitives.ReadUInt32BigEndian(v[(12 * i + 4)..]), BinaryPrimitives.ReadUInt32BigEndian(v[(12 * i + 8)..]));
+            cache.Store(slot, v, a);
+        }
         b.Large = ImmutableCollectionsMarshal(a);
         return true;
     }
@@ -303,16 +334,16 @@ internal static class AttributeTable
         switch (nhLen)
         {
             case 4 when !v6:
-                b.MpNextHop = new IPAddress(nh);
+                b.MpNextHop = CachedAddress(ctx, nh);
                 break;
             case 16:
                 // RFC 2545 3 (IPv6), RFC 8950 3 (IPv6 next hop for IPv4 NLRI).
-                b.MpNextHop = new IPAddress(nh);
+                b.MpNextHop = CachedAddress(ctx, nh);
                 break;
             case 32:
                 // RFC 2545 3: global then link-local.
-                b.MpNextHop = new IPAddress(nh[..16]);
-                b.MpLinkLocal = new IPAddress(nh[16..]);
+                b.MpNextHop = CachedAddress(ctx, nh[..16]);
+                b.MpLinkLocal = CachedAddress(ctx, nh[16..]);
                 break;
             default:
                 // RFC 7606 7.11: next hop length inconsistent with the AFI -> malformed.
@@ -336,6 +367,19 @@ internal static class AttributeTable
         }
         bool v6 = afi == BgpAfi.IPv6;
         return UpdateCodec.ReadPrefixes(v[3..], v6, ctx.AddPathReceive(v6), r.Withdrawn);
+    }
+
+    /// <summary>The session's shared instance for these address bytes (4 or 16 octets).</summary>
+    private static IPAddress CachedAddress(CodecContext ctx, ReadOnlySpan<byte> bytes)
+    {
+        var cache = ctx.Caches.Addresses;
+        var a = cache.Find(bytes, out int slot);
+        if (a is null)
+        {
+            a = new IPAddress(bytes);
+            cache.Store(slot, bytes, a);
+        }
+        return a;
     }
 
     internal static bool IsSupported(BgpAfi afi, BgpSafi safi) => afi is BgpAfi.IPv4 or BgpAfi.IPv6 && safi is BgpSafi.Unicast or BgpSafi.Multicast;

@@ -57,4 +57,9 @@ internal sealed class CodecContext
     internal byte[] LastAttributeBytes = new byte[256];
     internal int LastAttributeLength = -1;
     internal BgpPathAttributes? LastAttributes;
+
+    private Attributes.DecodeCaches? _caches;
+
+    /// <summary>Per-session caches that let repeated AS paths, community lists and next hops decode to shared instances.</summary>
+    internal Attributes.DecodeCaches Caches => _caches ??= new();
 }
