@@ -94,6 +94,12 @@ internal sealed class BgpConnection
     /// </summary>
     public bool InitialDumpDone { get; set; }
 
+    /// <summary>Our OPEN has been queued (false while the RFC 4271 8.1.1 DelayOpenTimer runs).</summary>
+    public bool OpenWasSent { get; set; }
+
+    /// <summary>When the DelayOpenTimer expires (ms), 0 when it is not running (RFC 4271 8.1.1).</summary>
+    public long DelayOpenDueMs { get; set; }
+
     /// <summary>Families whose End-of-RIB marker the peer has sent on this session (RFC 4724 2).</summary>
     public HashSet<BgpFamily> EndOfRibReceived { get; } = [];
 
