@@ -60,26 +60,17 @@ public static partial class Program
         var speaker = new BgpSpeaker(cfg.ToSpeakerOptions(), loggerFactory);
         try
         {
-            var announced = new HashSet<BgpPeer>();
-            // Dynamic peers exist only once they connect: give them the routes when they appear.
-            speaker.PeerStateChanged += (_, e) =>
-            {
-                if (!e.Peer.IsDynamic) return;
-                lock (announced)
-                    if (!announced.Add(e.Peer)) return;
-                _ = e.Peer.AnnounceAsync(routes, stop.Token).AsTask();
-            };
+            // Originated routes enter the Loc-RIB and reach every peer (dynamic ones too) through its
+            // export policy; after a graceful restart they go out once the selection deferral ended.
+            foreach (var r in routes)
+                await speaker.OriginateAsync(r.Prefix, r.Attributes, stop.Token).ConfigureAwait(false);
             await speaker.StartAsync(stop.Token).ConfigureAwait(false);
             foreach (var pc in cfg.Peers)
             {
-                var opts = pc.ToOptions();
                 if (pc.IsDynamic)
-                {
-                    speaker.AddDynamicPeers(opts);
-                    continue;
-                }
-                var peer = speaker.AddPeer(opts);
-                await peer.AnnounceAsync(routes, stop.Token).ConfigureAwait(false);
+                    speaker.AddDynamicPeers(pc.ToOptions());
+                else
+                    speaker.AddPeer(pc.ToOptions());
             }
             Log.Ready(log, cfg.RouterId, cfg.LocalAs, cfg.Peers.Count, routes.Count, cfg.GracefulRestart is not null);
 
