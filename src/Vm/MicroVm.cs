@@ -1,10 +1,29 @@
 using Netcore.Vm.Boot;
 using Netcore.Vm.Devices;
+using Netcore.Vm.Devices.Pci;
 using Netcore.Vm.Devices.Virtio;
 using Netcore.Vm.Kvm;
 using Netcore.Vm.Memory;
 
 namespace Netcore.Vm;
+
+/// <summary>How a <see cref="MicroVm"/> exposes its virtio devices to the guest.</summary>
+public enum VirtioTransport
+{
+    /// <summary>
+    /// virtio-mmio windows announced on the command line (virtio_mmio.device=...): needs a kernel with
+    /// CONFIG_VIRTIO_MMIO and CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES (Firecracker-style guest configs).
+    /// </summary>
+    Mmio,
+
+    /// <summary>
+    /// Legacy (transitional) virtio-pci functions on PCI bus 0, found through configuration
+    /// mechanism #1 at 0xCF8/0xCFC with I/O BARs, INTA# routed to IOAPIC pins 16-23 by the MP
+    /// table: what a stock distribution kernel (virtio_pci, virtio_blk, virtio_net as modules, no
+    /// ACPI) enumerates without command-line help. At most 8 devices (one IOAPIC pin each).
+    /// </summary>
+    LegacyPci,
+}
 
 /// <summary>What a <see cref="MicroVm"/> boots and with which devices.</summary>
 public sealed record MicroVmOptions
@@ -15,7 +34,11 @@ public sealed record MicroVmOptions
     /// <summary>initramfs contents, or null.</summary>
     public byte[]? Initrd { get; init; }
 
-    /// <summary>Kernel command line; virtio-mmio devices are appended automatically.</summary>
+    /// <summary>
+    /// Kernel command line; virtio-mmio devices are appended automatically. With
+    /// <see cref="VirtioTransport.LegacyPci"/> a <c>pci=off</c> option is removed and <c>pci=conf1</c>
+    /// added when no other <c>pci=</c> option is given.
+    /// </summary>
     public string CommandLine { get; init; } = new LinuxBootOptions().CommandLine;
 
     /// <summary>Guest RAM in bytes. Default 256 MiB.</summary>
@@ -32,12 +55,16 @@ public sealed record MicroVmOptions
 
     /// <summary>Network devices: a tap (from Netcore.Netlink) and the guest MAC.</summary>
     public IReadOnlyList<(Netlink.TapDevice Tap, byte[] Mac)> Nics { get; init; } = [];
+
+    /// <summary>How the disks and NICs are exposed. Default <see cref="VirtioTransport.Mmio"/>.</summary>
+    public VirtioTransport VirtioTransport { get; init; } = VirtioTransport.Mmio;
 }
 
 /// <summary>
 /// A Firecracker-style microVM for hosts with hardware virtualization: a bzImage booted directly at
 /// its 64-bit entry, in-kernel irqchip and PIT, a 16550 console on ttyS0 (IRQ 4 through an irqfd),
-/// isa-debug-exit at 0xF4, i8042 reset, and virtio-mmio block and network devices.
+/// isa-debug-exit at 0xF4, i8042 reset, and virtio block and network devices over virtio-mmio or
+/// legacy virtio-pci (<see cref="MicroVmOptions.VirtioTransport"/>).
 /// </summary>
 public sealed class MicroVm : IAsyncDisposable
 {
@@ -46,6 +73,9 @@ public sealed class MicroVm : IAsyncDisposable
 
     /// <summary>GSI of the first virtio-mmio device.</summary>
     public const uint VirtioFirstIrq = 5;
+
+    /// <summary>Most virtio devices on the legacy PCI transport (one IOAPIC pin each, 16-23).</summary>
+    public const int MaxPciDevices = MpTable.IoApicPins - MpTable.FirstPciPin;
 
     private readonly KvmSystem _kvm;
     private readonly VirtualMachine _vm;
@@ -78,7 +108,17 @@ public sealed class MicroVm : IAsyncDisposable
             _vm.IoBus.Register(DebugExitDevice.Port, 1, DebugExit);
             _vm.IoBus.Register(I8042Device.DataPort, 5, new I8042Device(_vm));
 
-            var cmdline = new System.Text.StringBuilder(options.CommandLine);
+            bool pci = options.VirtioTransport == VirtioTransport.LegacyPci;
+            if (pci && options.Disks.Count + options.Nics.Count > MaxPciDevices)
+                throw new ArgumentException($"at most {MaxPciDevices} virtio devices on the legacy PCI transport (one IOAPIC pin each)", nameof(options));
+            var cmdline = new System.Text.StringBuilder(pci ? PciCommandLine(options.CommandLine) : options.CommandLine);
+            var pciInterrupts = new List<MpPciInterrupt>();
+            if (pci)
+            {
+                Pci = new PciHostBridge();
+                _vm.IoBus.Register(PciHostBridge.ConfigAddressPort, PciHostBridge.ConfigPortCount, Pci);
+                _vm.IoBus.Register(PciHostBridge.IoWindowBase, PciHostBridge.IoWindowSize, Pci.IoWindow);
+            }
             uint irq = VirtioFirstIrq;
             ulong mmio = VirtioMmioBase;
             IEnumerable<IVirtioDevice> devices = options.Disks.Select(d => (IVirtioDevice)new VirtioBlock(d))
@@ -89,6 +129,15 @@ public sealed class MicroVm : IAsyncDisposable
                     _owned.Add(disposable);
                 var ev = new EventFd();
                 _owned.Add(ev);
+                if (pci)
+                {
+                    int slot = Pci!.FreeSlot;
+                    byte pin = (byte)(MpTable.FirstPciPin + pciInterrupts.Count);
+                    _vm.RegisterIrqfd(ev, pin);
+                    Pci.Attach(new VirtioPciLegacyDevice(_memory, dev, () => ev.Signal(), pin, PciHostBridge.PreassignedIoBase(slot)));
+                    pciInterrupts.Add(new MpPciInterrupt(slot, pin));
+                    continue;
+                }
                 _vm.RegisterIrqfd(ev, irq);
                 _vm.MmioBus.Register(mmio, VirtioMmioTransport.WindowSize, new VirtioMmioTransport(_memory, dev, () => ev.Signal()));
                 // Documentation/admin-guide/kernel-parameters.txt: virtio_mmio.device=<size>@<baseaddr>:<irq>
@@ -96,9 +145,16 @@ public sealed class MicroVm : IAsyncDisposable
                 irq++;
                 mmio += 0x1000;
             }
+            PciInterrupts = pciInterrupts;
 
             BzImage image = BzImage.Load(options.KernelPath);
-            Layout = LinuxBoot.Load(_memory, image, new LinuxBootOptions { CommandLine = cmdline.ToString(), Initrd = options.Initrd, VcpuCount = options.VcpuCount });
+            Layout = LinuxBoot.Load(_memory, image, new LinuxBootOptions
+            {
+                CommandLine = cmdline.ToString(),
+                Initrd = options.Initrd,
+                VcpuCount = options.VcpuCount,
+                PciInterrupts = pciInterrupts,
+            });
             for (int i = 0; i < options.VcpuCount; i++)
             {
                 Vcpu cpu = _vm.CreateVcpu(i);
@@ -128,6 +184,25 @@ public sealed class MicroVm : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         return new MicroVm(options);
     }
+
+    /// <summary>
+    /// The command line for the PCI transport: without <c>pci=off</c>, and with <c>pci=conf1</c>
+    /// (arch/x86/pci: use configuration mechanism #1 directly, no BIOS/ACPI probing) unless another
+    /// <c>pci=</c> option is there.
+    /// </summary>
+    internal static string PciCommandLine(string commandLine)
+    {
+        List<string> words = [.. commandLine.Split(' ', StringSplitOptions.RemoveEmptyEntries).Where(w => w != "pci=off")];
+        if (!words.Any(w => w.StartsWith("pci=", StringComparison.Ordinal)))
+            words.Add("pci=conf1");
+        return string.Join(' ', words);
+    }
+
+    /// <summary>The PCI bus with the virtio functions when <see cref="MicroVmOptions.VirtioTransport"/> is <see cref="VirtioTransport.LegacyPci"/>, else null.</summary>
+    public PciHostBridge? Pci { get; }
+
+    /// <summary>The PCI devices and the IOAPIC pin of their INTA#, as described in the MP table (empty for virtio-mmio).</summary>
+    public IReadOnlyList<MpPciInterrupt> PciInterrupts { get; } = [];
 
     /// <summary>Where the kernel, zero page and initrd went.</summary>
     public LinuxBootLayout Layout { get; }

@@ -29,7 +29,18 @@ public sealed record LinuxBootOptions
 
     /// <summary>Number of vCPUs described in the MP table. Default 1.</summary>
     public int VcpuCount { get; init; } = 1;
+
+    /// <summary>
+    /// PCI devices on bus 0 whose INTA# the MP table routes to an IOAPIC pin (empty: the table
+    /// describes an ISA bus only, as before). See <see cref="MpTable"/>.
+    /// </summary>
+    public IReadOnlyList<MpPciInterrupt> PciInterrupts { get; init; } = [];
 }
+
+/// <summary>INTA# of PCI device <paramref name="Device"/> on bus 0 wired to IOAPIC input <paramref name="IoApicPin"/>.</summary>
+/// <param name="Device">PCI device (slot) number, 1-31.</param>
+/// <param name="IoApicPin">IOAPIC input (GSI), 16-23: the pins above the ISA IRQs of KVM's 24-pin IOAPIC.</param>
+public readonly record struct MpPciInterrupt(int Device, byte IoApicPin);
 
 /// <summary>Where things went in guest memory.</summary>
 /// <param name="Entry">64-bit entry point (load address + 0x200).</param>
@@ -159,7 +170,7 @@ public static class LinuxBoot
             BinaryPrimitives.WriteUInt32LittleEndian(e[16..], e820[i].Type);
         }
 
-        MpTable.Write(memory, EbdaStart, options.VcpuCount);
+        MpTable.Write(memory, EbdaStart, options.VcpuCount, options.PciInterrupts);
         return new LinuxBootLayout(KernelAddress + 0x200, BootParamsAddress, CommandLineAddress, initrdAddr, kernelEnd, e820);
     }
 
@@ -252,6 +263,15 @@ public static class Cpuid
 /// An Intel MultiProcessor Specification 1.4 table (floating pointer "_MP_" and configuration
 /// table "PCMP"): one processor entry per vCPU, an ISA bus, the IOAPIC, 16 ISA interrupts routed
 /// to it, and LINT0/LINT1 entries. Linux reads it when there is no ACPI.
+/// With PCI interrupts, bus 0 is a "PCI" bus and the ISA bus becomes bus 1 (the numbering
+/// SeaBIOS uses: PCI buses first); each device's INTA# gets an I/O interrupt entry with source bus
+/// irq (device &lt;&lt; 2) | 0 (MP spec D.3: bits 6:2 device, 1:0 pin, INTA = 0), which is how
+/// Linux resolves a PCI device's IRQ without ACPI (arch/x86/kernel/apic/io_apic.c
+/// IO_APIC_get_PCI_irq_vector). Those entries are declared edge-triggered and active-high
+/// (flags 0x5) rather than PCI's default level/low: the devices raise INTx through an irqfd pulse,
+/// and on a level-triggered pin a pulse arriving while the previous interrupt awaits its EOI
+/// (remote IRR set) would be dropped. Linux honours explicit MP trigger and polarity flags
+/// (io_apic.c irq_trigger/irq_polarity). Every PCI device gets its own pin, so nothing is shared.
 /// </summary>
 public static class MpTable
 {
@@ -260,12 +280,37 @@ public static class MpTable
     /// <summary>LAPIC MMIO address.</summary>
     public const uint LapicAddress = 0xFEE0_0000;
 
+    /// <summary>First IOAPIC input used for PCI INTx (above the 16 ISA IRQs).</summary>
+    public const byte FirstPciPin = 16;
+
+    /// <summary>Inputs of KVM's in-kernel IOAPIC (KVM_IOAPIC_NUM_PINS).</summary>
+    public const int IoApicPins = 24;
+
+    /// <summary>MP I/O interrupt flags of the PCI entries: active high (bits 1:0 = 01), edge-triggered (bits 3:2 = 01).</summary>
+    public const ushort PciInterruptFlags = 0x0005;
+
     /// <summary>Writes the table at <paramref name="address"/> and returns its size.</summary>
-    public static int Write(GuestMemory memory, ulong address, int vcpus)
+    /// <param name="memory">Guest memory.</param>
+    /// <param name="address">Where the floating pointer goes (16-byte aligned; the configuration table follows it).</param>
+    /// <param name="vcpus">Processors to describe.</param>
+    /// <param name="pciInterrupts">PCI devices on bus 0 and the IOAPIC pin of their INTA#; null or empty for an ISA-only table.</param>
+    public static int Write(GuestMemory memory, ulong address, int vcpus, IReadOnlyList<MpPciInterrupt>? pciInterrupts = null)
     {
         ArgumentNullException.ThrowIfNull(memory);
         if (vcpus is < 1 or > 254)
             throw new ArgumentOutOfRangeException(nameof(vcpus), "the MP table describes 1 to 254 processors");
+        pciInterrupts ??= [];
+        foreach (MpPciInterrupt p in pciInterrupts)
+        {
+            if (p.Device is < 1 or > 31)
+                throw new ArgumentOutOfRangeException(nameof(pciInterrupts), p.Device, "a PCI device number on bus 0 is 1-31 (0 is the host bridge)");
+            if (p.IoApicPin is < FirstPciPin or >= IoApicPins)
+                throw new ArgumentOutOfRangeException(nameof(pciInterrupts), p.IoApicPin, $"PCI INTx goes to IOAPIC pins {FirstPciPin}-{IoApicPins - 1}");
+        }
+        if (pciInterrupts.Select(p => p.Device).Distinct().Count() != pciInterrupts.Count)
+            throw new ArgumentException("each PCI device appears once", nameof(pciInterrupts));
+        bool pci = pciInterrupts.Count > 0;
+        byte isaBus = pci ? (byte)1 : (byte)0;
         var entries = new List<byte[]>();
         for (int i = 0; i < vcpus; i++)
         {
@@ -280,12 +325,16 @@ public static class MpTable
             entries.Add(p);
         }
         byte ioapicId = (byte)(vcpus + 1);
-        entries.Add([1, 0, (byte)'I', (byte)'S', (byte)'A', (byte)' ', (byte)' ', (byte)' ']); // bus entry (4.3.2)
+        if (pci)
+            entries.Add([1, 0, (byte)'P', (byte)'C', (byte)'I', (byte)' ', (byte)' ', (byte)' ']); // bus entry (4.3.2): bus 0 is PCI
+        entries.Add([1, isaBus, (byte)'I', (byte)'S', (byte)'A', (byte)' ', (byte)' ', (byte)' ']); // bus entry (4.3.2)
         byte[] ioapic = [2, ioapicId, 0x11, 1, 0, 0, 0, 0]; // IOAPIC entry (4.3.3): id, version, enabled, address
         BinaryPrimitives.WriteUInt32LittleEndian(ioapic.AsSpan(4), IoApicAddress);
         entries.Add(ioapic);
         for (byte irq = 0; irq < 16; irq++)
-            entries.Add([3, 0, 0, 0, 0, irq, ioapicId, irq]); // I/O interrupt (4.3.4): INT, bus 0, source irq -> ioapic pin
+            entries.Add([3, 0, 0, 0, isaBus, irq, ioapicId, irq]); // I/O interrupt (4.3.4): INT, flags 0 (conforms to ISA), ISA bus, source irq -> ioapic pin
+        foreach (MpPciInterrupt p in pciInterrupts)
+            entries.Add([3, 0, (byte)PciInterruptFlags, 0, 0, (byte)(p.Device << 2), ioapicId, p.IoApicPin]); // PCI bus 0, INTA# of the device
         entries.Add([4, 3, 0, 0, 0, 0, 0, 0]); // local interrupt (4.3.5): ExtINT -> all LAPICs LINT0
         entries.Add([4, 1, 0, 0, 0, 0, 0xFF, 1]); // NMI -> all LAPICs LINT1
 
