@@ -5,21 +5,22 @@ using Netcore.LoadBalancer.Maglev;
 namespace Netcore.LoadBalancer;
 
 /// <summary>
-/// Command line of the sample. Today it offers the Maglev builder on its own:
+/// Command line of the sample: <c>serve</c> runs the daemon (see README.md);
 /// <c>maglev NAME=WEIGHT...</c> prints the shares of a table and <c>maglev-bench</c> times builds
-/// (used by benchmarks/compare/lb-xdp.sh). The daemon (REST API, health checks, BGP, lab) is
-/// described in README.md and is not built yet.
+/// (used by benchmarks/compare/lb-xdp.sh).
 /// </summary>
 public static class Program
 {
     /// <summary>Runs a command; returns the process exit code.</summary>
-    public static int Main(string[] args)
+    public static async Task<int> Main(string[] args)
     {
         ArgumentNullException.ThrowIfNull(args);
         try
         {
             return args.FirstOrDefault() switch
             {
+                "serve" => await Daemon.ServeCommand.RunAsync(args[1..], CancellationToken.None).ConfigureAwait(false),
+                "lab" => await Lab.LabCommand.RunAsync(args[1..], CancellationToken.None).ConfigureAwait(false),
                 "maglev" => Shares(args[1..]),
                 "maglev-bench" => Bench(args[1..]),
                 _ => Usage(),
@@ -35,7 +36,9 @@ public static class Program
     private static int Usage()
     {
         Console.Error.WriteLine("""
-            usage: Netcore.LoadBalancer maglev [--size M] NAME=WEIGHT...
+            usage: Netcore.LoadBalancer serve --interface IF --api 127.0.0.1:PORT --db PATH [options]
+                     the load-balancer daemon (README.md lists the options)
+                   Netcore.LoadBalancer maglev [--size M] NAME=WEIGHT...
                      print the entries and share each backend gets in a Maglev table
                    Netcore.LoadBalancer maglev-bench [--backends N] [--size M] [--runs R]
                      time table builds (N backends of weight 1); prints wall-clock

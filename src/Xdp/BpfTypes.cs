@@ -147,6 +147,8 @@ public enum BpfMapFlags : uint
     WriteOnlyProgram = 256,
     /// <summary>BPF_F_MMAPABLE: the array can be memory-mapped.</summary>
     Mmapable = 1024,
+    /// <summary>BPF_F_INNER_MAP: an inner map of a map-in-map whose max_entries may differ from the template's (5.10+).</summary>
+    InnerMap = 4096,
 }
 
 /// <summary>Flags for map update (BPF_ANY, BPF_NOEXIST, BPF_EXIST, BPF_F_LOCK).</summary>

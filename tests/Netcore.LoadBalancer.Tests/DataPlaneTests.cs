@@ -9,7 +9,7 @@ using static Netcore.LoadBalancer.Tests.Packets;
 namespace Netcore.LoadBalancer.Tests;
 
 /// <summary>
-/// bpf/lb.c under BPF_PROG_TEST_RUN (through bpftool): crafted frames in, exact frames out.
+/// bpf/lb.c under BPF_PROG_TEST_RUN (loaded through Netcore.Xdp): crafted frames in, exact frames out.
 /// XDP actions: 1 = XDP_DROP, 2 = XDP_PASS, 3 = XDP_TX.
 /// </summary>
 public class DataPlaneTests
@@ -81,7 +81,7 @@ public class DataPlaneTests
         _ => throw new ArgumentException(name),
     };
 
-    [LinuxTheory(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
     [InlineData("v4-tcp-ipip")]
     [InlineData("v4-tcp-ack")]
     [InlineData("v4-udp-gue")]
@@ -100,7 +100,7 @@ public class DataPlaneTests
         Assert.Equal(LbBpf.Hex(Expected(frame, service)), LbBpf.Hex(output));
     }
 
-    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void Ipip_OuterIpv4Header_FieldByField()
     {
         // Literal checks of the RFC 2003 3.1 outer header, independent of the model.
@@ -119,7 +119,7 @@ public class DataPlaneTests
         Assert.Equal(frame[14..], o[34..]);                                       // inner packet untouched
     }
 
-    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void Gue_OuterIpv6AndUdpHeaders_FieldByField()
     {
         using var lb = Setup();
@@ -200,7 +200,7 @@ public class DataPlaneTests
         return c;
     }
 
-    [LinuxTheory(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
     [MemberData(nameof(PassCases))]
     public void NotOurs_IsPassedUnchanged_AndCountedWithItsReason(string name, int counter)
     {
@@ -214,7 +214,7 @@ public class DataPlaneTests
             Assert.Equal(0UL, lb.ServiceStats(s.Id).packets + lb.ServiceStats(s.Id).drops);
     }
 
-    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void Counters_CountPacketsAndBytesPerServiceAndBackend()
     {
         using var lb = Setup();
@@ -233,7 +233,7 @@ public class DataPlaneTests
         Assert.Equal(0UL, lb.BackendStats(Be6Id).packets);
     }
 
-    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void MatchedButTruncatedPayload_IsDropped_AndCounted()
     {
         // The IP total length runs past the frame: the packet cannot be carried whole.
@@ -251,7 +251,7 @@ public class DataPlaneTests
         Assert.Equal(0UL, lb.ServiceStats(1).packets);
     }
 
-    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void NoTable_NoBackend_OrEmptyBackendSlot_Drops()
     {
         using var lb = Setup(rings: false);
@@ -269,7 +269,7 @@ public class DataPlaneTests
         Assert.Equal(Tx, lb.Run(frame).Action);
     }
 
-    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void AboveMtu_IsAnEncapError()
     {
         using var lb = Setup(mtu: 200);
@@ -282,7 +282,7 @@ public class DataPlaneTests
         Assert.Equal(1UL, lb.ServiceStats(1).packets);
     }
 
-    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void NoGatewayMac_SendsBackToTheFramesSource()
     {
         byte[] none = new byte[6];
@@ -294,7 +294,7 @@ public class DataPlaneTests
         Assert.Equal(LbBpf.Hex(Expected(frame, service, none)), LbBpf.Hex(output));
     }
 
-    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void MaglevRing_PicksTheBackendOfTheFlowHash_AndSwapsAtomically()
     {
         // The composition the daemon will do: Maglev table -> ring of backend ids -> one map update.
@@ -323,21 +323,39 @@ public class DataPlaneTests
         }
         Assert.Equal(3, chosen.Values.Distinct().Count());
 
-        // Drain 10.0.1.2 (weight 0): a new ring is swapped in; flows of the other backends stay put
-        // unless Maglev moved their entry, which the builder's disruption bound keeps rare.
+        // Drain 10.0.1.2 (weight 0): a new ring without it is swapped in. Flows it already had are
+        // remembered (lb_flows) and continue to it; new flows follow the new ring and never get it.
         backends[1] = backends[1] with { Weight = 0 };
         using var drained = builder.Build(backends);
         lb.SwapRing(9, LbMaps.RingValues(drained, ids));
         for (int i = 0; i < flows.Length; i++)
         {
             var (_, output) = lb.Run(flows[i]);
-            int entry = drained.Entries[(int)(LbModel.FlowHash(flows[i], Seed) % size)];
+            Assert.Equal(chosen[i][..^3], new IPAddress(output.AsSpan(30, 4)).ToString());
+        }
+        var fresh = Enumerable.Range(0, 60).Select(i => Eth(EthIPv4, Ipv4("198.51.100." + (i % 7 + 1), "192.0.2.30", Tcp, TcpSeg((ushort)(50000 + 13 * i), 8080)))).ToArray();
+        foreach (var f in fresh)
+        {
+            var (_, output) = lb.Run(f);
+            int entry = drained.Entries[(int)(LbModel.FlowHash(f, Seed) % size)];
             Assert.NotEqual(1, entry);
             Assert.Equal(names[entry][..^3], new IPAddress(output.AsSpan(30, 4)).ToString());
         }
+
+        // The drained backend then fails its health check (LB_BE_F_DOWN): its remembered flows are
+        // re-hashed on the current ring; the other backends' flows stay where they were.
+        lb.SetBackend(101, IPAddress.Parse("10.0.1.2"), down: true);
+        for (int i = 0; i < flows.Length; i++)
+        {
+            var (_, output) = lb.Run(flows[i]);
+            uint hash = LbModel.FlowHash(flows[i], Seed);
+            string expected = chosen[i] == names[1] ? names[drained.Entries[(int)(hash % size)]] : chosen[i];
+            Assert.Equal(expected[..^3], new IPAddress(output.AsSpan(30, 4)).ToString());
+            Assert.NotEqual(101u, lb.RememberedBackend(9, hash));
+        }
     }
 
-    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void RingSwaps_WhilePacketsFlow_LoseNoPacket()
     {
         // lb_bench.o (frame restored after each run) processes one flow millions of times while
@@ -352,9 +370,15 @@ public class DataPlaneTests
         lb.SwapRing(1, Be4Id);
         const int repeat = 5_000_000;
         var run = Task.Run(() => lb.Run(Case("v4-tcp-ipip").Frame, repeat));
+        // The flow memory would keep this one flow on its first backend; forgetting it after each
+        // swap makes the packets consult the ring again, which is what this test is about.
+        uint hash = LbModel.FlowHash(Case("v4-tcp-ipip").Frame, Seed);
         int swaps = 0;
         while (!run.IsCompleted)
+        {
             lb.SwapRing(1, swaps++ % 2 == 0 ? 9u : Be4Id);
+            lb.ForgetFlow(1, hash);
+        }
         Assert.Equal(Tx, run.Result.Action);
         var s = lb.ServiceStats(1);
         Assert.Equal((ulong)repeat, s.packets);
@@ -364,7 +388,7 @@ public class DataPlaneTests
         Assert.True(swaps < 2 || (to7 > 0 && to9 > 0), $"{swaps} swaps, {to7} to backend 7, {to9} to backend 9");
     }
 
-    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void DefaultSizeRing_OfHundredBackends_Works()
     {
         using var lb = Setup(rings: false);
@@ -385,7 +409,7 @@ public class DataPlaneTests
         }
     }
 
-    [LinuxFact(Bpf = true, Tools = ["bpftool", "clang-14"])]
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void Property_MutatedFrames_PassUnchanged_OrCarryTheInnerPacketWhole()
     {
         using var lb = Setup();

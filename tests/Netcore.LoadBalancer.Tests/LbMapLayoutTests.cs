@@ -16,7 +16,8 @@ public class LbMapLayoutTests
         [
             new StructLayoutSpec("struct lb_service_key", typeof(LbServiceKey), ("addr", "addr"), ("port", "port"), ("proto", "proto"), ("family", "family")),
             new StructLayoutSpec("struct lb_service", typeof(LbService), ("id", "id"), ("table_size", "table_size"), ("encap", "encap"), ("flags", "flags"), ("gue_port", "gue_port")),
-            new StructLayoutSpec("struct lb_backend", typeof(LbBackend), ("addr", "addr"), ("family", "family"), ("pad", "pad")),
+            new StructLayoutSpec("struct lb_backend", typeof(LbBackend), ("addr", "addr"), ("family", "family"), ("flags", "flags"), ("pad", "pad")),
+            new StructLayoutSpec("struct lb_flow_key", typeof(LbFlowKey), ("service", "service"), ("hash", "hash")),
             new StructLayoutSpec("struct lb_config", typeof(LbConfig), ("gw_mac", "gw_mac"), ("mtu", "mtu"), ("src_v4", "src_v4"), ("src_v6", "src_v6"), ("hash_seed", "hash_seed")),
             new StructLayoutSpec("struct lb_stats", typeof(LbStats), ("packets", "packets"), ("bytes", "bytes"), ("drops", "drops"), ("encap_errors", "encap_errors")),
         ], $"-I{HeaderDir}");
@@ -29,7 +30,7 @@ public class LbMapLayoutTests
         var v = CHeaderProbe.Evaluate(["lb.h"],
         [
             "LB_MAX_SERVICES", "LB_MAX_BACKENDS", "LB_NO_BACKEND", "LB_ENCAP_IPIP", "LB_ENCAP_GUE", "LB_FAMILY_V4", "LB_FAMILY_V6",
-            "LB_G_PASS", "LB_G_FRAGMENT", "LB_G_MALFORMED", "LB_G_EXTHDR", "LB_DEFAULT_TABLE_SIZE",
+            "LB_G_PASS", "LB_G_FRAGMENT", "LB_G_MALFORMED", "LB_G_EXTHDR", "LB_DEFAULT_TABLE_SIZE", "LB_BE_F_DOWN", "LB_MAX_FLOWS",
         ], $"-I{HeaderDir}");
         Assert.Equal(LbMaps.MaxServices, v["LB_MAX_SERVICES"]);
         Assert.Equal(LbMaps.MaxBackends, v["LB_MAX_BACKENDS"]);
@@ -43,6 +44,8 @@ public class LbMapLayoutTests
         Assert.Equal((long)LbGlobalCounter.Malformed, v["LB_G_MALFORMED"]);
         Assert.Equal((long)LbGlobalCounter.ExtensionHeader, v["LB_G_EXTHDR"]);
         Assert.Equal(MaglevTableBuilder.DefaultSize, v["LB_DEFAULT_TABLE_SIZE"]);
+        Assert.Equal(LbMaps.BackendDown, v["LB_BE_F_DOWN"]);
+        Assert.Equal(LbMaps.MaxFlows, v["LB_MAX_FLOWS"]);
     }
 
     [Fact]

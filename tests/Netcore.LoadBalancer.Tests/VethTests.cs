@@ -13,7 +13,7 @@ namespace Netcore.LoadBalancer.Tests;
 /// </summary>
 public class VethTests(ITestOutputHelper output)
 {
-    [LinuxFact(Netns = true, Bpf = true, Tools = ["bpftool", "clang-14", "tcpdump", "nsenter", "python3", "ping"])]
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["clang-14", "tcpdump", "python3", "ping"])]
     public void SynFromAClient_ReachesTheBackendEncapsulated_OnNativeXdp()
     {
         using var sw = TestNetns.Create("lbsw");
@@ -37,19 +37,12 @@ public class VethTests(ITestOutputHelper output)
 
         // XDP_TX on a veth hands the frame to its peer's NAPI, which exists only while the peer has
         // an XDP program (or GRO): give the bridge-side end a program that passes everything.
-        string pass = Path.Combine(Directory.CreateTempSubdirectory("nclb-pass-").FullName, "pass.c");
-        File.WriteAllText(pass, """
-            #include <linux/bpf.h>
-            #include <bpf/bpf_helpers.h>
-            SEC("xdp") int xdp_pass(struct xdp_md *ctx) { return XDP_PASS; }
-            char _license[] SEC("license") = "Dual MIT/GPL";
-            """);
-        Shell.ShOk($"clang-14 -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -c {pass} -o {pass}.o");
-        LbBpf.Bpftool($"prog load {pass}.o {lb.Dir}/pass type xdp");
-        Directory.Delete(Path.GetDirectoryName(pass)!, recursive: true);
-        // nsenter switches only the network namespace, so the pinned paths under /sys/fs/bpf stay visible.
-        Shell.ShOk($"nsenter --net={lbNs.Path} bpftool net attach xdpdrv pinned {lb.Dir}/prog dev e0");
-        Shell.ShOk($"nsenter --net={sw.Path} bpftool net attach xdpdrv pinned {lb.Dir}/pass dev s-lb");
+        // Both attach through Netcore.Xdp bpf_links (native mode), each made inside its namespace.
+        using var pass = PassProgram.Load();
+        int lbIf = lbNs.IpJson("link show e0")[0].GetProperty("ifindex").GetInt32();
+        int swIf = sw.IpJson("link show s-lb")[0].GetProperty("ifindex").GetInt32();
+        using var lbLink = lb.DataPlane.Program.AttachXdp(lbIf, Netcore.Xdp.XdpMode.Native, lbNs.Path);
+        using var passLink = pass.Program("xdp_pass").AttachXdp(swIf, Netcore.Xdp.XdpMode.Native, sw.Path);
         Assert.Contains("xdp", lbNs.Exec("ip link show e0"), StringComparison.Ordinal);
 
         // The node's own traffic is not a service: ARP and ICMP pass to its stack.

@@ -29,6 +29,13 @@ internal static class LbMaps
     public const string ServiceStats = "lb_svc_stats";
     public const string BackendStats = "lb_be_stats";
     public const string Global = "lb_global";
+    public const string Flows = "lb_flows";
+
+    /// <summary>LB_MAX_FLOWS: entries of the flow memory (LRU).</summary>
+    public const int MaxFlows = 65536;
+
+    /// <summary>LB_BE_F_DOWN: the backend failed its health check; remembered flows are re-hashed.</summary>
+    public const byte BackendDown = 1;
 
     /// <summary>LB_MAX_SERVICES: service ids are below this.</summary>
     public const int MaxServices = 512;
@@ -124,14 +131,24 @@ internal unsafe struct LbBackend
 {
     public fixed byte addr[16];
     public byte family;
-    public fixed byte pad[3];
+    public byte flags;
+    public fixed byte pad[2];
 
-    public static LbBackend Create(IPAddress address)
+    public static LbBackend Create(IPAddress address, bool down = false)
     {
         var b = default(LbBackend);
         LbMaps.WriteAddress(address, new Span<byte>(b.addr, 16), out b.family);
+        b.flags = down ? LbMaps.BackendDown : (byte)0;
         return b;
     }
+}
+
+/// <summary>struct lb_flow_key (key of lb_flows).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct LbFlowKey
+{
+    public uint service;
+    public uint hash;
 }
 
 /// <summary>struct lb_config.</summary>

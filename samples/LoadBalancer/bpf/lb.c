@@ -33,6 +33,14 @@
 
 #include "lb.h"
 
+/* Every map is pinned by name (LIBBPF_PIN_BY_NAME) in the loader's pin directory, so a restarted
+ * daemon reuses the maps, their counters and the remembered flows (see README.md, restart). */
+#ifndef LB_BENCH
+#define LB_PIN __uint(pinning, 1)
+#else
+#define LB_PIN /* the benchmark object (loaded by bpftool) pins nothing */
+#endif
+
 #define IP_DF 0x4000
 #define IP_MF_OFFSET 0x3fff /* RFC 791 3.1: MF flag and 13-bit fragment offset */
 #define NEXTHDR_FRAGMENT 44 /* RFC 8200 4.5 */
@@ -42,6 +50,7 @@
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, LB_MAX_SERVICES);
+    LB_PIN;
     __type(key, struct lb_service_key);
     __type(value, struct lb_service);
 } lb_services SEC(".maps");
@@ -49,6 +58,7 @@ struct {
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, LB_MAX_BACKENDS);
+    LB_PIN;
     __type(key, __u32);
     __type(value, struct lb_backend);
 } lb_backends SEC(".maps");
@@ -64,6 +74,7 @@ struct lb_ring {
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
     __uint(max_entries, LB_MAX_SERVICES);
+    LB_PIN;
     __type(key, __u32);
     __array(values, struct lb_ring);
 } lb_maglev SEC(".maps");
@@ -71,13 +82,23 @@ struct {
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, 1);
+    LB_PIN;
     __type(key, __u32);
     __type(value, struct lb_config);
 } lb_config SEC(".maps");
 
 struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, LB_MAX_FLOWS);
+    LB_PIN;
+    __type(key, struct lb_flow_key);
+    __type(value, __u32);
+} lb_flows SEC(".maps");
+
+struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, LB_MAX_SERVICES);
+    LB_PIN;
     __type(key, __u32);
     __type(value, struct lb_stats);
 } lb_svc_stats SEC(".maps");
@@ -85,6 +106,7 @@ struct {
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, LB_MAX_BACKENDS);
+    LB_PIN;
     __type(key, __u32);
     __type(value, struct lb_stats);
 } lb_be_stats SEC(".maps");
@@ -92,6 +114,7 @@ struct {
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, LB_G_COUNT);
+    LB_PIN;
     __type(key, __u32);
     __type(value, __u64);
 } lb_global SEC(".maps");
@@ -308,15 +331,31 @@ int lb_xdp(struct xdp_md *ctx)
     if (f.l3_len == 0 || f.l3_len + sizeof(struct ethhdr) > frame_len)
         return drop_svc(ss, 0, 0);
 
-    void *ring = bpf_map_lookup_elem(&lb_maglev, &sid);
-    if (!ring || svc->table_size == 0)
-        return drop_svc(ss, 0, 0);
-    __u32 slot = f.hash % svc->table_size;
-    __u32 *bidp = bpf_map_lookup_elem(ring, &slot);
-    if (!bidp || *bidp == LB_NO_BACKEND)
-        return drop_svc(ss, 0, 0);
-    __u32 bid = *bidp;
-    struct lb_backend *be = bpf_map_lookup_elem(&lb_backends, &bid);
+    /* A flow seen before keeps its backend while that backend is in use and not down, even when
+     * the ring no longer names it (drain: weight 0 for new flows, open ones continue). */
+    struct lb_flow_key fk = { .service = sid, .hash = f.hash };
+    struct lb_backend *be = 0;
+    __u32 bid = 0;
+    __u32 *known = bpf_map_lookup_elem(&lb_flows, &fk);
+    if (known) {
+        bid = *known;
+        be = bpf_map_lookup_elem(&lb_backends, &bid);
+        if (be && (be->family == 0 || (be->flags & LB_BE_F_DOWN)))
+            be = 0;
+    }
+    if (!be) {
+        void *ring = bpf_map_lookup_elem(&lb_maglev, &sid);
+        if (!ring || svc->table_size == 0)
+            return drop_svc(ss, 0, 0);
+        __u32 slot = f.hash % svc->table_size;
+        __u32 *bidp = bpf_map_lookup_elem(ring, &slot);
+        if (!bidp || *bidp == LB_NO_BACKEND)
+            return drop_svc(ss, 0, 0);
+        bid = *bidp;
+        be = bpf_map_lookup_elem(&lb_backends, &bid);
+        if (be && (be->family == LB_FAMILY_V4 || be->family == LB_FAMILY_V6))
+            bpf_map_update_elem(&lb_flows, &fk, &bid, BPF_ANY);
+    }
     struct lb_stats *bs = bpf_map_lookup_elem(&lb_be_stats, &bid);
     if (!be || (be->family != LB_FAMILY_V4 && be->family != LB_FAMILY_V6))
         return drop_svc(ss, bs, 0);

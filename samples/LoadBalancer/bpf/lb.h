@@ -43,8 +43,24 @@ struct lb_service {
 struct lb_backend {
     __u8 addr[16];
     __u8 family; /* LB_FAMILY_V4 or LB_FAMILY_V6; 0 = unused slot (flows are dropped) */
-    __u8 pad[3];
+    __u8 flags;  /* LB_BE_F_* */
+    __u8 pad[2];
 };
+
+/* lb_backend.flags: the backend failed its health check. Flows remembered in lb_flows for it are
+ * not honoured (they are re-hashed on the current ring); a drained backend keeps this clear, so
+ * its remembered flows continue while the ring no longer sends it new ones. */
+#define LB_BE_F_DOWN 1
+
+/* Key of lb_flows, the per-flow memory (LRU): the service and the 32-bit flow hash. Two flows
+ * with equal hashes already share a ring slot, so keying by the hash instead of the 5-tuple
+ * changes nothing for a stable ring; value: the backend id chosen for the flow. */
+struct lb_flow_key {
+    __u32 service;
+    __u32 hash;
+};
+
+#define LB_MAX_FLOWS 65536
 
 /* Single entry of lb_config. */
 struct lb_config {

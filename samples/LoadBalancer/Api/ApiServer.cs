@@ -1,0 +1,174 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Netcore.LoadBalancer.Control;
+
+namespace Netcore.LoadBalancer.Api;
+
+/// <summary>What the API serves besides the controller's configuration.</summary>
+internal sealed record ApiHooks
+{
+    /// <summary>The body of GET /api/v1/state.</summary>
+    public required Func<object> State { get; init; }
+
+    /// <summary>The body of GET /metrics (Prometheus text format 0.0.4).</summary>
+    public required Func<string> Metrics { get; init; }
+
+    /// <summary>True when the daemon is ready (GET /readyz answers 200, otherwise 503).</summary>
+    public required Func<bool> Ready { get; init; }
+}
+
+/// <summary>
+/// The REST API (ASP.NET Core minimal APIs on Kestrel) on one address, 127.0.0.1 by default.
+/// With a token, /api/* and /metrics need <c>Authorization: Bearer TOKEN</c> (RFC 6750 2.1; 401 with
+/// <c>WWW-Authenticate: Bearer</c> otherwise, RFC 6750 3); /healthz and /readyz never do, so
+/// supervisors can probe them. Errors are JSON <c>{"error": "...", "field": "..."}</c>.
+/// </summary>
+internal sealed class ApiServer : IAsyncDisposable
+{
+    internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    private readonly WebApplication _app;
+
+    private ApiServer(WebApplication app, Uri address)
+    {
+        _app = app;
+        Address = address;
+    }
+
+    /// <summary>The bound address (the real port when 0 was asked for).</summary>
+    public Uri Address { get; }
+
+    /// <summary>Starts listening.</summary>
+    public static async Task<ApiServer> StartAsync(IPEndPoint endpoint, string? token, LbController controller, ApiHooks hooks,
+        Action<ILoggingBuilder>? logging, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        ArgumentNullException.ThrowIfNull(controller);
+        ArgumentNullException.ThrowIfNull(hooks);
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseKestrel(o => o.Listen(endpoint));
+        builder.Logging.ClearProviders();
+        logging?.Invoke(builder.Logging);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
+        var app = builder.Build();
+        byte[]? expected = token is null ? null : Encoding.UTF8.GetBytes("Bearer " + token);
+        app.Use(async (ctx, next) =>
+        {
+            var path = ctx.Request.Path;
+            if (expected is not null && (path.StartsWithSegments("/api", StringComparison.Ordinal) || path.StartsWithSegments("/metrics", StringComparison.Ordinal)))
+            {
+                byte[] got = Encoding.UTF8.GetBytes(ctx.Request.Headers.Authorization.ToString());
+                if (!CryptographicOperations.FixedTimeEquals(got, expected))
+                {
+                    ctx.Response.Headers.WWWAuthenticate = "Bearer realm=\"netcore-lb\"";
+                    await Error(StatusCodes.Status401Unauthorized, "authorization", "authorization: a valid 'Authorization: Bearer <token>' header is required").ExecuteAsync(ctx).ConfigureAwait(false);
+                    return;
+                }
+            }
+            await next(ctx).ConfigureAwait(false);
+        });
+
+        app.MapGet("/healthz", () => Results.Text("ok\n"));
+        app.MapGet("/readyz", () => hooks.Ready() ? Results.Text("ready\n") : Results.Text("not ready\n", statusCode: StatusCodes.Status503ServiceUnavailable));
+        app.MapGet("/metrics", () => Results.Text(hooks.Metrics(), "text/plain; version=0.0.4; charset=utf-8"));
+        app.MapGet("/api/v1/state", () => Results.Json(hooks.State(), Json));
+        app.MapGet("/api/v1/services", () => Results.Json(controller.Services(), Json));
+        app.MapGet("/api/v1/services/{name}", (string name) => Handle(() => Results.Json(controller.GetService(name), Json)));
+        app.MapPut("/api/v1/services/{name}", async (string name, HttpRequest req) =>
+        {
+            var (body, err) = await ReadBodyAsync(req, required: true).ConfigureAwait(false);
+            return err ?? Handle(() =>
+            {
+                var spec = Validation.Service(name, body);
+                var (view, created) = controller.PutService(spec);
+                return Results.Json(view, Json, statusCode: created ? StatusCodes.Status201Created : StatusCodes.Status200OK);
+            });
+        });
+        app.MapDelete("/api/v1/services/{name}", (string name) => Handle(() =>
+        {
+            controller.DeleteService(name);
+            return Results.NoContent();
+        }));
+        app.MapPut("/api/v1/services/{name}/backends/{address}", async (string name, string address, HttpRequest req) =>
+        {
+            var (body, err) = await ReadBodyAsync(req, required: false).ConfigureAwait(false);
+            return err ?? Handle(() =>
+            {
+                Validation.ServiceName(name);
+                var ip = Validation.BackendAddress(address);
+                int weight = Validation.BackendWeight(body);
+                var (view, created) = controller.PutBackend(name, ip, weight);
+                return Results.Json(view, Json, statusCode: created ? StatusCodes.Status201Created : StatusCodes.Status200OK);
+            });
+        });
+        app.MapDelete("/api/v1/services/{name}/backends/{address}", (string name, string address) => Handle(() =>
+        {
+            Validation.ServiceName(name);
+            controller.DeleteBackend(name, Validation.BackendAddress(address));
+            return Results.NoContent();
+        }));
+        app.MapPost("/api/v1/services/{name}/backends/{address}/drain", (string name, string address) => Handle(() =>
+        {
+            Validation.ServiceName(name);
+            return Results.Json(controller.Drain(name, Validation.BackendAddress(address)), Json);
+        }));
+
+        await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new ApiServer(app, new Uri(bound));
+    }
+
+    private static IResult Handle(Func<IResult> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (ConfigException e)
+        {
+            int status = e.Kind switch
+            {
+                ConfigErrorKind.NotFound => StatusCodes.Status404NotFound,
+                ConfigErrorKind.Conflict => StatusCodes.Status409Conflict,
+                _ => StatusCodes.Status400BadRequest,
+            };
+            return Error(status, e.Field, e.Message);
+        }
+    }
+
+    private static async Task<(JsonElement Body, IResult? Error)> ReadBodyAsync(HttpRequest req, bool required)
+    {
+        if (req.ContentLength is 0 || (req.ContentLength is null && !req.Headers.TransferEncoding.Any()))
+            return required ? (default, Error(StatusCodes.Status400BadRequest, "body", "body: a JSON object is required")) : (default, null);
+        if (req.ContentType is { } ct && !ct.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
+            return (default, Error(StatusCodes.Status415UnsupportedMediaType, "body", $"body: content type must be application/json, not {ct}"));
+        try
+        {
+            using var doc = await JsonDocument.ParseAsync(req.Body, default, req.HttpContext.RequestAborted).ConfigureAwait(false);
+            return (doc.RootElement.Clone(), null);
+        }
+        catch (JsonException e)
+        {
+            return (default, Error(StatusCodes.Status400BadRequest, "body", $"body: not valid JSON ({e.Message})"));
+        }
+    }
+
+    private static IResult Error(int status, string field, string message) =>
+        Results.Json(new { error = message, field }, Json, statusCode: status);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync().ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+}

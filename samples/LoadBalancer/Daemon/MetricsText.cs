@@ -1,0 +1,101 @@
+using System.Globalization;
+using System.Text;
+using Netcore.LoadBalancer.Control;
+using Netcore.LoadBalancer.DataPlane;
+using Netcore.LoadBalancer.Routing;
+
+namespace Netcore.LoadBalancer.Daemon;
+
+/// <summary>
+/// GET /metrics in the Prometheus text exposition format 0.0.4: the data plane's per-CPU counters
+/// summed over CPUs, backend weights and health, table generations, BGP and node state.
+/// </summary>
+internal static class MetricsText
+{
+    public static string Render(LbController controller, IDataPlane dataPlane, VipAnnouncer? bgp)
+    {
+        ArgumentNullException.ThrowIfNull(controller);
+        ArgumentNullException.ThrowIfNull(dataPlane);
+        var sb = new StringBuilder(4096);
+        var services = controller.Services();
+        var stats = services.ToDictionary(s => s.Name, s => controller.Stats(s.Name));
+
+        void Family(string name, string type, string help)
+        {
+            sb.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
+            sb.Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
+        }
+        void Sample(string name, string labels, double value) =>
+            sb.Append(name).Append('{').Append(labels).Append("} ").Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
+
+        static string Svc(ServiceView s) => $"service=\"{s.Name}\",vip=\"{s.Vip}\",port=\"{s.Port}\",protocol=\"{s.Protocol}\"";
+        static string Be(ServiceView s, BackendView b) => $"service=\"{s.Name}\",backend=\"{b.Address}\"";
+
+        (string Name, string Help, Func<LbStats, ulong> Get)[] fields =
+        [
+            ("packets_total", "packets encapsulated and transmitted", s => s.packets),
+            ("bytes_total", "bytes of those packets as received", s => s.bytes),
+            ("drops_total", "packets dropped: no table, no backend or IP length beyond the frame", s => s.drops),
+            ("encap_errors_total", "packets dropped: no headroom or outer packet above the MTU", s => s.encap_errors),
+        ];
+        foreach (var (name, help, get) in fields)
+        {
+            Family("lb_service_" + name, "counter", "Per service: " + help + ".");
+            foreach (var s in services)
+                if (stats[s.Name] is { } st)
+                    Sample("lb_service_" + name, Svc(s), get(st.Service));
+        }
+        foreach (var (name, help, get) in fields)
+        {
+            Family("lb_backend_" + name, "counter", "Per backend: " + help + ".");
+            foreach (var s in services)
+                if (stats[s.Name] is { } st)
+                    foreach (var (addr, bs) in st.Backends)
+                        Sample("lb_backend_" + name, $"service=\"{s.Name}\",backend=\"{addr}\"", get(bs));
+        }
+        Family("lb_passed_total", "counter", "Packets passed to the stack, by reason.");
+        foreach (var (c, reason) in new[] { (LbGlobalCounter.Pass, "not_ours"), (LbGlobalCounter.Fragment, "fragment"), (LbGlobalCounter.Malformed, "malformed"), (LbGlobalCounter.ExtensionHeader, "ipv6_extension_header") })
+            Sample("lb_passed_total", $"reason=\"{reason}\"", dataPlane.Global(c));
+
+        Family("lb_backend_weight", "gauge", "Configured weight.");
+        foreach (var s in services)
+            foreach (var b in s.Backends)
+                Sample("lb_backend_weight", Be(s, b), b.Weight);
+        Family("lb_backend_effective_weight", "gauge", "Weight used in the table (0 when drained or down).");
+        foreach (var s in services)
+            foreach (var b in s.Backends)
+                Sample("lb_backend_effective_weight", Be(s, b), b.EffectiveWeight);
+        Family("lb_backend_up", "gauge", "1 when the backend passes its health check (or has none).");
+        foreach (var s in services)
+            foreach (var b in s.Backends)
+                Sample("lb_backend_up", Be(s, b), b.Health == "down" ? 0 : 1);
+        Family("lb_backend_drained", "gauge", "1 when the backend is drained.");
+        foreach (var s in services)
+            foreach (var b in s.Backends)
+                Sample("lb_backend_drained", Be(s, b), b.Drained ? 1 : 0);
+        Family("lb_backend_table_entries", "gauge", "Entries of the service's Maglev table that name the backend.");
+        foreach (var s in services)
+            foreach (var b in s.Backends)
+                Sample("lb_backend_table_entries", Be(s, b), b.TableEntries);
+        Family("lb_table_generation", "counter", "Tables swapped in for the service since the daemon started.");
+        foreach (var s in services)
+            Sample("lb_table_generation", $"service=\"{s.Name}\"", s.TableGeneration);
+
+        if (bgp is not null)
+        {
+            Family("lb_node_healthy", "gauge", "1 when the node's own check passes (VIPs announced).");
+            sb.Append("lb_node_healthy ").Append(bgp.NodeHealthy ? 1 : 0).Append('\n');
+            var peers = bgp.Peers();
+            Family("lb_bgp_peer_established", "gauge", "1 when the BGP session is Established.");
+            foreach (var p in peers)
+                Sample("lb_bgp_peer_established", $"peer=\"{p.Address}\",state=\"{p.State}\"", p.State == "Established" ? 1 : 0);
+            Family("lb_bfd_session_up", "gauge", "1 when the BFD session to the router is Up.");
+            foreach (var p in peers.Where(p => p.Bfd is not null))
+                Sample("lb_bfd_session_up", $"peer=\"{p.Address}\",state=\"{p.Bfd}\"", p.Bfd == "Up" ? 1 : 0);
+            Family("lb_vip_announced", "gauge", "1 for each VIP announced over BGP.");
+            foreach (string v in bgp.Announced)
+                Sample("lb_vip_announced", $"vip=\"{v}\"", 1);
+        }
+        return sb.ToString();
+    }
+}

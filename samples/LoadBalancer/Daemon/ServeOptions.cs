@@ -1,0 +1,176 @@
+using System.Globalization;
+using System.Net;
+using System.Net.NetworkInformation;
+using Netcore.Xdp;
+
+namespace Netcore.LoadBalancer.Daemon;
+
+/// <summary>Options of <c>serve</c> (see <see cref="Usage"/>).</summary>
+internal sealed record ServeOptions
+{
+    public const string Usage = """
+        usage: Netcore.LoadBalancer serve --interface IF --api 127.0.0.1:PORT --db PATH
+                 [--netns NAME] [--token T] [--pin-dir DIR] [--node-name NAME]
+                 [--bgp-router-id IP --bgp-local-as N --bgp-peer IP:AS ...] [--bgp-next-hop IP] [--bfd]
+                 [--node-check tcp:IP:PORT|http://...] [--xdp-mode native|generic] [--log-format text|json]
+                 [--detach-on-exit] [--gateway-mac MAC] [--source-v4 IP] [--source-v6 IP]
+                 [--hash-seed N] [--table-size PRIME] [--mtu N]
+        """;
+
+    /// <summary>The same on every node, so every node maps a flow to the same backend.</summary>
+    public const uint DefaultHashSeed = 0x4E434C42; // "NCLB"
+
+    public required string Interface { get; init; }
+    public required IPEndPoint Api { get; init; }
+    public required string Db { get; init; }
+    public string? Token { get; init; }
+    public required string NodeName { get; init; }
+    public required string PinDirectory { get; init; }
+    public IPAddress? BgpRouterId { get; init; }
+    public uint BgpLocalAs { get; init; }
+    public IReadOnlyList<(IPAddress Address, uint As)> BgpPeers { get; init; } = [];
+    public IPAddress? BgpNextHop { get; init; }
+    public bool Bfd { get; init; }
+    public string? NodeCheck { get; init; }
+    public XdpMode XdpMode { get; init; } = XdpMode.Native;
+    public bool JsonLogs { get; init; }
+    public bool DetachOnExit { get; init; }
+    public byte[] GatewayMac { get; init; } = new byte[6];
+    public IPAddress? SourceV4 { get; init; }
+    public IPAddress? SourceV6 { get; init; }
+    public uint HashSeed { get; init; } = DefaultHashSeed;
+    public int TableSize { get; init; } = Maglev.MaglevTableBuilder.DefaultSize;
+    public int? Mtu { get; init; }
+
+    /// <summary>True when BGP is configured.</summary>
+    public bool BgpEnabled => BgpPeers.Count > 0;
+
+    /// <summary>Parses the arguments after <c>serve</c>.</summary>
+    /// <exception cref="ArgumentException">An option is missing or invalid (the message names it).</exception>
+    public static ServeOptions Parse(string[] args)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        string? iface = null, db = null, token = null, node = null, pin = null, nodeCheck = null;
+        IPEndPoint? api = null;
+        IPAddress? routerId = null, nextHop = null, src4 = null, src6 = null;
+        uint localAs = 0, seed = DefaultHashSeed;
+        int table = Maglev.MaglevTableBuilder.DefaultSize;
+        int? mtu = null;
+        var peers = new List<(IPAddress, uint)>();
+        bool bfd = false, json = false, detach = false;
+        var mode = XdpMode.Native;
+        byte[] gw = new byte[6];
+        for (int i = 0; i < args.Length; i++)
+        {
+            string a = args[i];
+            string V() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{a} needs a value");
+            switch (a)
+            {
+                case "--interface": iface = V(); break;
+                case "--netns": V(); break; // handled before parsing (NetnsExec)
+                case "--api": api = IPEndPoint.TryParse(V(), out var ep) ? ep : throw new ArgumentException($"--api: '{args[i]}' is not IP:PORT"); break;
+                case "--db": db = V(); break;
+                case "--token": token = V(); break;
+                case "--pin-dir": pin = V(); break;
+                case "--node-name": node = V(); break;
+                case "--bgp-router-id": routerId = Ip(V(), a); break;
+                case "--bgp-local-as": localAs = UInt(V(), a); break;
+                case "--bgp-peer": peers.Add(Peer(V())); break;
+                case "--bgp-next-hop": nextHop = Ip(V(), a); break;
+                case "--bfd": bfd = true; break;
+                case "--node-check": nodeCheck = V(); break;
+                case "--xdp-mode":
+                    mode = V() switch
+                    {
+                        "native" => XdpMode.Native,
+                        "generic" => XdpMode.Generic,
+                        var m => throw new ArgumentException($"--xdp-mode: '{m}' is not native or generic"),
+                    };
+                    break;
+                case "--log-format":
+                    json = V() switch
+                    {
+                        "text" => false,
+                        "json" => true,
+                        var f => throw new ArgumentException($"--log-format: '{f}' is not text or json"),
+                    };
+                    break;
+                case "--detach-on-exit": detach = true; break;
+                case "--gateway-mac":
+                    try
+                    {
+                        gw = PhysicalAddress.Parse(V()).GetAddressBytes();
+                    }
+                    catch (FormatException)
+                    {
+                        throw new ArgumentException($"--gateway-mac: '{args[i]}' is not a MAC address");
+                    }
+                    if (gw.Length != 6)
+                        throw new ArgumentException("--gateway-mac: a MAC address has 6 bytes");
+                    break;
+                case "--source-v4": src4 = Ip(V(), a); break;
+                case "--source-v6": src6 = Ip(V(), a); break;
+                case "--hash-seed": seed = UInt(V(), a); break;
+                case "--table-size": table = (int)UInt(V(), a); break;
+                case "--mtu": mtu = (int)UInt(V(), a); break;
+                default: throw new ArgumentException($"unknown option {a}");
+            }
+        }
+        if (iface is null)
+            throw new ArgumentException("--interface is required");
+        if (api is null)
+            throw new ArgumentException("--api is required");
+        if (db is null)
+            throw new ArgumentException("--db is required");
+        if (peers.Count > 0 && (routerId is null || localAs == 0))
+            throw new ArgumentException("--bgp-peer needs --bgp-router-id and --bgp-local-as");
+        node ??= DefaultNodeName();
+        if (node.Length == 0 || node.Contains('/', StringComparison.Ordinal) || node is "." or "..")
+            throw new ArgumentException($"--node-name: '{node}' cannot name a directory");
+        return new ServeOptions
+        {
+            Interface = iface, Api = api, Db = db, Token = token, NodeName = node,
+            PinDirectory = pin ?? Path.Combine("/sys/fs/bpf/netcore-lb", node),
+            BgpRouterId = routerId, BgpLocalAs = localAs, BgpPeers = peers, BgpNextHop = nextHop, Bfd = bfd,
+            NodeCheck = nodeCheck, XdpMode = mode, JsonLogs = json, DetachOnExit = detach, GatewayMac = gw,
+            SourceV4 = src4, SourceV6 = src6, HashSeed = seed, TableSize = table, Mtu = mtu,
+        };
+    }
+
+    /// <summary>Host name plus the network namespace's inode: distinct for daemons in different
+    /// namespaces of one host, stable across restarts in the same one.</summary>
+    private static string DefaultNodeName()
+    {
+        string ns = "";
+        try
+        {
+            string link = new FileInfo("/proc/self/ns/net").LinkTarget ?? "";
+            int open = link.IndexOf('['), close = link.IndexOf(']');
+            if (open >= 0 && close > open)
+                ns = "-ns" + link[(open + 1)..close];
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        return Environment.MachineName + ns;
+    }
+
+    private static IPAddress Ip(string s, string what) =>
+        IPAddress.TryParse(s, out var a) ? a : throw new ArgumentException($"{what}: '{s}' is not an IP address");
+
+    private static uint UInt(string s, string what) =>
+        uint.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out uint v) ? v : throw new ArgumentException($"{what}: '{s}' is not a non-negative integer");
+
+    /// <summary>IP:AS, with an IPv6 address in brackets ([2001:db8::1]:65000).</summary>
+    private static (IPAddress, uint) Peer(string s)
+    {
+        int colon = s.LastIndexOf(':');
+        if (colon <= 0)
+            throw new ArgumentException($"--bgp-peer: '{s}' is not IP:AS");
+        string ip = s[..colon].Trim('[', ']');
+        return (Ip(ip, "--bgp-peer"), UInt(s[(colon + 1)..], "--bgp-peer"));
+    }
+}

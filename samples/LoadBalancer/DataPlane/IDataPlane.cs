@@ -1,0 +1,50 @@
+namespace Netcore.LoadBalancer.DataPlane;
+
+/// <summary>
+/// What the control plane does to the XDP program's maps. <see cref="XdpDataPlane"/> is the real
+/// one (Netcore.Xdp); tests of the control plane use an in-memory one.
+/// </summary>
+internal interface IDataPlane : IDisposable
+{
+    /// <summary>True when the maps and the XDP link were found pinned and adopted.</summary>
+    bool Adopted { get; }
+
+    /// <summary>Writes lb_config.</summary>
+    void SetConfig(in LbConfig config);
+
+    /// <summary>Creates or replaces an lb_services element (one atomic hash-map update).</summary>
+    void SetService(in LbServiceKey key, in LbService value);
+
+    /// <summary>Removes an lb_services element (packets to it go to the stack again).</summary>
+    void RemoveService(in LbServiceKey key);
+
+    /// <summary>Removes a service id's ring from lb_maglev.</summary>
+    void RemoveRing(uint serviceId);
+
+    /// <summary>The keys in lb_services now (after an adoption they may include stale ones).</summary>
+    IReadOnlyList<LbServiceKey> ServiceKeys();
+
+    /// <summary>Writes lb_backends[id].</summary>
+    void SetBackend(uint id, in LbBackend backend);
+
+    /// <summary>Clears lb_backends[id] (family 0: flows remembered for it are re-hashed, the ring must not name it).</summary>
+    void ClearBackend(uint id);
+
+    /// <summary>
+    /// Replaces a service's Maglev ring atomically: a new inner map is created and filled
+    /// completely, then the service's lb_maglev slot is pointed at it with one update.
+    /// </summary>
+    void SwapRing(uint serviceId, ReadOnlySpan<uint> values);
+
+    /// <summary>Per-CPU service counters summed over CPUs.</summary>
+    LbStats ServiceStats(uint serviceId);
+
+    /// <summary>Per-CPU backend counters summed over CPUs.</summary>
+    LbStats BackendStats(uint backendId);
+
+    /// <summary>An lb_global counter summed over CPUs.</summary>
+    ulong Global(LbGlobalCounter counter);
+
+    /// <summary>Zeroes a backend's or a service's counters (a freed id reused later starts from 0).</summary>
+    void ResetStats(uint? serviceId, uint? backendId);
+}

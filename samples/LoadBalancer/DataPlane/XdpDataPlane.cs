@@ -1,0 +1,274 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Netcore.Xdp;
+
+namespace Netcore.LoadBalancer.DataPlane;
+
+/// <summary>Where and how <see cref="XdpDataPlane"/> loads bpf/lb.o.</summary>
+internal sealed record XdpDataPlaneOptions
+{
+    /// <summary>The object file (bpf/lb.o next to the assembly by default).</summary>
+    public string ObjectPath { get; init; } = Path.Combine(AppContext.BaseDirectory, "bpf", "lb.o");
+
+    /// <summary>bpffs directory holding the maps (pinned by name) and the XDP link ("link").</summary>
+    public required string PinDirectory { get; init; }
+
+    /// <summary>Interface to attach to; null loads without attaching (tests run packets with BPF_PROG_TEST_RUN).</summary>
+    public int? Ifindex { get; init; }
+
+    /// <summary>XDP attach mode of a new link.</summary>
+    public XdpMode Mode { get; init; } = XdpMode.Native;
+
+    /// <summary>Logger for load events.</summary>
+    public ILogger? Logger { get; init; }
+}
+
+/// <summary>
+/// The XDP program and its maps, loaded through Netcore.Xdp. Maps are pinned by name under the
+/// pin directory (lb.c declares them LIBBPF_PIN_BY_NAME), so a second load reuses them with their
+/// contents and counters; the XDP link is pinned as "link". When the link is already pinned for
+/// the interface, the freshly loaded program replaces the attached one with BPF_LINK_UPDATE (an
+/// atomic swap: the interface is never without a program), which is how a restarted daemon adopts
+/// the data plane without a gap.
+/// </summary>
+internal sealed partial class XdpDataPlane : IDataPlane
+{
+    public const string ProgramName = "lb_xdp";
+    public const string LinkPinName = "link";
+
+    private readonly BpfObject _obj;
+    private readonly BpfMap _services, _backends, _maglev, _config, _flows;
+    private readonly PerCpuMap<uint, LbStats> _svcStats, _beStats;
+    private readonly PerCpuMap<uint, ulong> _global;
+    private BpfLink? _link;
+
+    private XdpDataPlane(BpfObject obj, string pinDirectory)
+    {
+        _obj = obj;
+        PinDirectory = pinDirectory;
+        _services = obj.Map(LbMaps.Services);
+        _backends = obj.Map(LbMaps.Backends);
+        _maglev = obj.Map(LbMaps.Maglev);
+        _config = obj.Map(LbMaps.Config);
+        _flows = obj.Map(LbMaps.Flows);
+        _svcStats = obj.Map(LbMaps.ServiceStats).AsPerCpu<uint, LbStats>();
+        _beStats = obj.Map(LbMaps.BackendStats).AsPerCpu<uint, LbStats>();
+        _global = obj.Map(LbMaps.Global).AsPerCpu<uint, ulong>();
+    }
+
+    /// <summary>The bpffs directory of the pins.</summary>
+    public string PinDirectory { get; }
+
+    /// <inheritdoc />
+    public bool Adopted { get; private set; }
+
+    /// <summary>True when the maps existed before this load (their contents and counters were kept).</summary>
+    public bool MapsReused { get; private set; }
+
+    /// <summary>The loaded program (for BPF_PROG_TEST_RUN).</summary>
+    public BpfProgram Program => _obj.Program(ProgramName);
+
+    /// <summary>The XDP link, when attached.</summary>
+    public BpfLink? Link => _link;
+
+    /// <summary>The flow memory (lb_flows).</summary>
+    public BpfMap Flows => _flows;
+
+    /// <summary>
+    /// The file system type of the mount holding <paramref name="path"/> in this mount namespace
+    /// (from /proc/self/mountinfo, longest mount-point prefix), e.g. "bpf"; null when unknown.
+    /// `ip netns exec` remounts /sys in a private mount namespace, which hides the host's bpffs at
+    /// /sys/fs/bpf: pins made there would vanish with the process, so the daemon refuses to run so.
+    /// </summary>
+    public static string? FileSystemOf(string path)
+    {
+        string full = Path.GetFullPath(path);
+        string? best = null, type = null;
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/self/mountinfo"))
+            {
+                // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw" (proc(5))
+                string[] f = line.Split(' ');
+                int dash = Array.IndexOf(f, "-");
+                if (f.Length < 5 || dash < 0 || dash + 1 >= f.Length)
+                    continue;
+                string mount = f[4].Replace("\\040", " ", StringComparison.Ordinal);
+                bool under = full == mount || full.StartsWith(mount.EndsWith('/') ? mount : mount + "/", StringComparison.Ordinal);
+                if (under && (best is null || mount.Length >= best.Length))
+                {
+                    best = mount;
+                    type = f[dash + 1];
+                }
+            }
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        return type;
+    }
+
+    /// <summary>Loads (or adopts) the data plane.</summary>
+    public static XdpDataPlane Open(XdpDataPlaneOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var log = options.Logger ?? NullLogger.Instance;
+        Directory.CreateDirectory(options.PinDirectory);
+        bool mapsExisted = File.Exists(Path.Combine(options.PinDirectory, LbMaps.Services));
+        var obj = BpfObject.Load(options.ObjectPath, new BpfObjectOptions { PinDirectory = options.PinDirectory, Logger = options.Logger });
+        var dp = new XdpDataPlane(obj, options.PinDirectory) { MapsReused = mapsExisted };
+        try
+        {
+            if (options.Ifindex is int ifindex)
+                dp.Attach(ifindex, options.Mode, log);
+            return dp;
+        }
+        catch
+        {
+            dp.Dispose();
+            throw;
+        }
+    }
+
+    private void Attach(int ifindex, XdpMode mode, ILogger log)
+    {
+        string linkPin = Path.Combine(PinDirectory, LinkPinName);
+        if (File.Exists(linkPin))
+        {
+            var link = BpfLink.FromPin(linkPin);
+            var info = link.GetInfo();
+            if (info.Ifindex == ifindex)
+            {
+                uint oldProgram = info.ProgramId;
+                link.Update(Program);
+                _link = link;
+                Adopted = true;
+                LogAdopted(log, info.Id, ifindex, oldProgram, Program.GetInfo().Id);
+                return;
+            }
+            // The interface went away (a detached link reports ifindex 0) or this is another one.
+            LogStaleLink(log, linkPin, info.Ifindex, ifindex);
+            link.Dispose();
+            File.Delete(linkPin);
+        }
+        _link = Program.AttachXdp(ifindex, mode);
+        _link.Pin(linkPin);
+        LogAttached(log, _link.GetInfo().Id, ifindex, mode);
+    }
+
+    /// <summary>Detaches the program and removes every pin (the maps go when the last fd closes).</summary>
+    public void DetachAndUnpin()
+    {
+        _link?.Detach();
+        foreach (string f in Directory.EnumerateFiles(PinDirectory))
+            File.Delete(f);
+        Directory.Delete(PinDirectory);
+    }
+
+    /// <inheritdoc />
+    public void SetConfig(in LbConfig config) => _config.AsMap<uint, LbConfig>().Update(0, config);
+
+    /// <inheritdoc />
+    public void SetService(in LbServiceKey key, in LbService value) => _services.AsMap<LbServiceKey, LbService>().Update(key, value);
+
+    /// <inheritdoc />
+    public void RemoveService(in LbServiceKey key) => _services.AsMap<LbServiceKey, LbService>().Delete(key);
+
+    /// <inheritdoc />
+    public void RemoveRing(uint serviceId) => _maglev.AsMap<uint, uint>().Delete(serviceId);
+
+    /// <inheritdoc />
+    public IReadOnlyList<LbServiceKey> ServiceKeys()
+    {
+        var list = new List<LbServiceKey>();
+        foreach (var k in _services.AsMap<LbServiceKey, LbService>().Keys)
+            list.Add(k);
+        return list;
+    }
+
+    /// <inheritdoc />
+    public void SetBackend(uint id, in LbBackend backend) => _backends.AsMap<uint, LbBackend>().Update(id, backend);
+
+    /// <inheritdoc />
+    public void ClearBackend(uint id) => _backends.AsMap<uint, LbBackend>().Update(id, default);
+
+    /// <inheritdoc />
+    public void SwapRing(uint serviceId, ReadOnlySpan<uint> values)
+    {
+        using var ring = BpfMap.Create(new BpfMapSpec
+        {
+            Type = BpfMapType.Array, KeySize = 4, ValueSize = 4, MaxEntries = (uint)values.Length,
+            Flags = BpfMapFlags.InnerMap, Name = "lb_ring",
+        });
+        uint[] keys = new uint[values.Length];
+        for (uint i = 0; i < keys.Length; i++)
+            keys[i] = i;
+        var typed = ring.AsMap<uint, uint>();
+        int done = 0;
+        while (done < keys.Length)
+            done += typed.UpdateBatch(keys.AsSpan(done), values[done..]);
+        // The ring is complete before any packet can see it; this one update is the swap.
+        _maglev.UpdateFd(serviceId, ring.Fd);
+    }
+
+    /// <inheritdoc />
+    public LbStats ServiceStats(uint serviceId) => Sum(_svcStats, serviceId);
+
+    /// <inheritdoc />
+    public LbStats BackendStats(uint backendId) => Sum(_beStats, backendId);
+
+    /// <inheritdoc />
+    public ulong Global(LbGlobalCounter counter)
+    {
+        Span<ulong> v = stackalloc ulong[_global.CpuCount];
+        ulong s = 0;
+        if (_global.TryLookup((uint)counter, v))
+            foreach (ulong x in v)
+                s += x;
+        return s;
+    }
+
+    /// <inheritdoc />
+    public void ResetStats(uint? serviceId, uint? backendId)
+    {
+        var zero = new LbStats[_svcStats.CpuCount];
+        if (serviceId is uint s)
+            _svcStats.Update(s, zero);
+        if (backendId is uint b)
+            _beStats.Update(b, zero);
+    }
+
+    private static LbStats Sum(PerCpuMap<uint, LbStats> map, uint key)
+    {
+        var v = new LbStats[map.CpuCount];
+        var s = default(LbStats);
+        if (map.TryLookup(key, v))
+        {
+            foreach (var x in v)
+            {
+                s.packets += x.packets;
+                s.bytes += x.bytes;
+                s.drops += x.drops;
+                s.encap_errors += x.encap_errors;
+            }
+        }
+        return s;
+    }
+
+    /// <summary>Closes the fds; the pinned link keeps the program attached.</summary>
+    public void Dispose()
+    {
+        _link?.Dispose();
+        _obj.Dispose();
+    }
+
+    [LoggerMessage(EventId = 51, Level = LogLevel.Information, Message = "Adopted the pinned XDP link {LinkId} on ifindex {Ifindex}: program {OldProgram} replaced atomically by {NewProgram}; maps kept")]
+    private static partial void LogAdopted(ILogger logger, uint linkId, int ifindex, uint oldProgram, uint newProgram);
+
+    [LoggerMessage(EventId = 52, Level = LogLevel.Warning, Message = "Pinned link {Path} is on ifindex {Old}, not {New}; attaching a new link")]
+    private static partial void LogStaleLink(ILogger logger, string path, int old, int @new);
+
+    [LoggerMessage(EventId = 53, Level = LogLevel.Information, Message = "Attached XDP link {LinkId} on ifindex {Ifindex} ({Mode})")]
+    private static partial void LogAttached(ILogger logger, uint linkId, int ifindex, XdpMode mode);
+}

@@ -1,0 +1,186 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
+using Netcore.LoadBalancer.Control;
+using Netcore.LoadBalancer.DataPlane;
+
+namespace Netcore.LoadBalancer.Tests;
+
+/// <summary>The controller over an in-memory data plane and a real SQLite file.</summary>
+public sealed class ControlPlaneTests : IDisposable
+{
+    private const int Size = 65537;
+    private readonly string _dir = Directory.CreateTempSubdirectory("nclb-cp-").FullName;
+
+    private string Db => Path.Combine(_dir, "lb.db");
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static ServiceSpec Web(string vip = "10.100.0.1", HealthCheckSpec? hc = null) =>
+        new("web", IPAddress.Parse(vip), 80, ProtocolType.Tcp, Encapsulation.Gue, 6080, hc);
+
+    private static readonly HealthCheckSpec Hc = new(HealthCheckKind.Http, 80, "/", 1000, 500, 2, 2);
+
+    private (LbController Ctl, FakeDataPlane Dp, ConfigStore Store) Open()
+    {
+        var dp = new FakeDataPlane();
+        var store = new ConfigStore(Db);
+        return (new LbController(dp, store, NullLogger.Instance, Size, runHealthChecks: false), dp, store);
+    }
+
+    [Fact]
+    public void NewService_GetsItsRingBeforeItsKey_AndWeightedShares()
+    {
+        var (ctl, dp, store) = Open();
+        using var _s = store;
+        using var _c = ctl;
+        var (view, created) = ctl.PutService(Web());
+        Assert.True(created);
+        Assert.Equal(["ring 0", "service 0"], dp.Ops);
+        Assert.All(dp.Rings[0], v => Assert.Equal(LbMaps.NoBackend, v));   // no backend yet: flows dropped
+
+        var a = ctl.PutBackend("web", IPAddress.Parse("10.0.0.1"), 100).View;
+        var b = ctl.PutBackend("web", IPAddress.Parse("10.0.0.2"), 300).View;
+        var counts = dp.Counts(view.Id);
+        Assert.Equal(Size, counts.Values.Sum());
+        Assert.InRange(counts[a.Id], Size / 4 - 2, Size / 4 + 2);
+        Assert.InRange(counts[b.Id], 3 * Size / 4 - 2, 3 * Size / 4 + 2);
+        Assert.Equal(3, ctl.GetService("web").TableGeneration);
+        Assert.Equal(counts[b.Id], ctl.GetService("web").Backends.Single(x => x.Address == "10.0.0.2").TableEntries);
+    }
+
+    [Fact]
+    public void Drain_TakesTheBackendOutOfTheTable_WithoutMarkingItDown()
+    {
+        var (ctl, dp, store) = Open();
+        using var _s = store;
+        using var _c = ctl;
+        ctl.PutService(Web());
+        var a = ctl.PutBackend("web", IPAddress.Parse("10.0.0.1"), 100).View;
+        ctl.PutBackend("web", IPAddress.Parse("10.0.0.2"), 100);
+        var drained = ctl.Drain("web", IPAddress.Parse("10.0.0.1"));
+        Assert.True(drained.Drained);
+        Assert.Equal(0, drained.EffectiveWeight);
+        Assert.Equal(100, drained.Weight);
+        Assert.DoesNotContain(a.Id, dp.Rings[0]);
+        Assert.Equal(0, dp.Backends[a.Id].flags);            // remembered flows continue
+        Assert.NotEqual(0, dp.Backends[a.Id].family);
+        // PUT with a weight undrains.
+        var back = ctl.PutBackend("web", IPAddress.Parse("10.0.0.1"), 100).View;
+        Assert.False(back.Drained);
+        Assert.Contains(a.Id, dp.Rings[0]);
+    }
+
+    [Fact]
+    public void HealthDown_RebuildsFirstThenMarksDown_AndUpRestores()
+    {
+        var (ctl, dp, store) = Open();
+        using var _s = store;
+        using var _c = ctl;
+        ctl.PutService(Web(hc: Hc));
+        var a = ctl.PutBackend("web", IPAddress.Parse("10.0.0.1"), 100).View;
+        ctl.PutBackend("web", IPAddress.Parse("10.0.0.2"), 100);
+        Assert.Equal("up", a.Health);
+        dp.Ops.Clear();
+        ctl.SetHealth("web", IPAddress.Parse("10.0.0.1"), up: false);
+        Assert.Equal(["ring 0", $"backend {a.Id} flags 1"], dp.Ops);
+        Assert.DoesNotContain(a.Id, dp.Rings[0]);
+        var view = ctl.GetService("web").Backends.Single(b => b.Address == "10.0.0.1");
+        Assert.Equal(("down", 0), (view.Health, view.EffectiveWeight));
+        dp.Ops.Clear();
+        ctl.SetHealth("web", IPAddress.Parse("10.0.0.1"), up: true);
+        Assert.Equal([$"backend {a.Id} flags 0", "ring 0"], dp.Ops);
+        Assert.Contains(a.Id, dp.Rings[0]);
+    }
+
+    [Fact]
+    public void RemovingOneOfTen_MovesAboutATenthOfTheEntries_AndClearsTheSlotAfterTheSwap()
+    {
+        var (ctl, dp, store) = Open();
+        using var _s = store;
+        using var _c = ctl;
+        ctl.PutService(Web());
+        var ids = Enumerable.Range(1, 10).Select(i => ctl.PutBackend("web", IPAddress.Parse($"10.0.0.{i}"), 100).View.Id).ToArray();
+        uint[] before = dp.Rings[0];
+        dp.Ops.Clear();
+        ctl.DeleteBackend("web", IPAddress.Parse("10.0.0.4"));
+        Assert.Equal(["ring 0", $"clear {ids[3]}"], dp.Ops);
+        uint[] after = dp.Rings[0];
+        int moved = before.Zip(after).Count(p => p.First != p.Second);
+        int ownedByRemoved = before.Count(v => v == ids[3]);
+        Assert.InRange(moved, ownedByRemoved, ownedByRemoved + Size / 100);   // its 1/10, plus under 1% churn
+        Assert.InRange(ownedByRemoved, Size / 10 - 10, Size / 10 + 10);
+    }
+
+    [Fact]
+    public void SameVipPortProtocol_IsAConflict_NotFoundIsNotFound()
+    {
+        var (ctl, _, store) = Open();
+        using var _s = store;
+        using var _c = ctl;
+        ctl.PutService(Web());
+        var e = Assert.Throws<ConfigException>(() => ctl.PutService(Web() with { Name = "web2" }));
+        Assert.Equal(ConfigErrorKind.Conflict, e.Kind);
+        ctl.PutService(Web() with { Name = "dns", Protocol = ProtocolType.Udp });   // other protocol: fine
+        Assert.Equal(ConfigErrorKind.NotFound, Assert.Throws<ConfigException>(() => ctl.GetService("nope")).Kind);
+        Assert.Equal(ConfigErrorKind.NotFound, Assert.Throws<ConfigException>(() => ctl.PutBackend("nope", IPAddress.Loopback, 1)).Kind);
+        Assert.Equal(ConfigErrorKind.NotFound, Assert.Throws<ConfigException>(() => ctl.Drain("web", IPAddress.Parse("10.9.9.9"))).Kind);
+    }
+
+    [Fact]
+    public void Sqlite_RoundTrip_RestoresTheSameIdsAndTheSameRings()
+    {
+        uint[] ring;
+        Dictionary<string, uint> ids;
+        {
+            var (ctl, dp, store) = Open();
+            using var _s = store;
+            using var _c = ctl;
+            ctl.PutService(Web(hc: Hc));
+            ctl.PutService(new ServiceSpec("dns", IPAddress.Parse("2001:db8::53"), 53, ProtocolType.Udp, Encapsulation.Ipip, 6080, null));
+            ctl.PutBackend("web", IPAddress.Parse("10.0.0.1"), 100);
+            ctl.PutBackend("web", IPAddress.Parse("10.0.0.2"), 50);
+            ctl.PutBackend("web", IPAddress.Parse("10.0.0.3"), 100);
+            ctl.PutBackend("dns", IPAddress.Parse("2001:db8::1"), 7);
+            ctl.Drain("web", IPAddress.Parse("10.0.0.3"));
+            ctl.DeleteBackend("web", IPAddress.Parse("10.0.0.1"));
+            ring = dp.Rings[0];
+            ids = ctl.Services().SelectMany(s => s.Backends.Select(b => ($"{s.Name}/{b.Address}", b.Id))).ToDictionary();
+        }
+        {
+            var (ctl, dp, store) = Open();
+            using var _s = store;
+            using var _c = ctl;
+            ctl.Restore();
+            var services = ctl.Services();
+            Assert.Equal(["dns", "web"], services.Select(s => s.Name));
+            var web = services.Single(s => s.Name == "web");
+            Assert.Equal(("10.100.0.1", 80, "tcp", "gue"), (web.Vip, web.Port, web.Protocol, web.Encap));
+            Assert.Equal(new HealthCheckView("http", 80, "/", 1000, 500, 2, 2), web.HealthCheck);
+            Assert.Equal(["10.0.0.2", "10.0.0.3"], web.Backends.Select(b => b.Address));
+            Assert.True(web.Backends[1].Drained);
+            Assert.Equal(50, web.Backends[0].Weight);
+            var dns = services.Single(s => s.Name == "dns");
+            Assert.Equal(("2001:db8::53", "udp", "ipip", 7), (dns.Vip, dns.Protocol, dns.Encap, dns.Backends[0].Weight));
+            Assert.Equal(ids, services.SelectMany(s => s.Backends.Select(b => ($"{s.Name}/{b.Address}", b.Id))).ToDictionary());
+            Assert.Equal(ring, dp.Rings[web.Id]);
+            // A new backend after the restart does not reuse the freed id of 10.0.0.1.
+            var fresh = ctl.PutBackend("web", IPAddress.Parse("10.0.0.9"), 1).View;
+            Assert.DoesNotContain(fresh.Id, ids.Values);
+            Assert.True(fresh.Id > ids.Values.Max());
+        }
+    }
+
+    [Fact]
+    public void Restore_RemovesServicesTheAdoptedMapsHoldButTheStoreDoesNot()
+    {
+        var (ctl, dp, store) = Open();
+        using var _s = store;
+        using var _c = ctl;
+        var stale = LbServiceKey.Create(IPAddress.Parse("10.1.1.1"), 80, ProtocolType.Tcp);
+        dp.Rings[77] = [LbMaps.NoBackend];
+        dp.SetService(stale, LbService.Create(77, 1, Encapsulation.Ipip));
+        ctl.Restore();
+        Assert.Empty(dp.Services);
+    }
+}

@@ -1,0 +1,89 @@
+using Netcore.LoadBalancer.DataPlane;
+
+namespace Netcore.LoadBalancer.Tests;
+
+/// <summary>
+/// An in-memory data plane that records what the control plane does, in order, and checks the
+/// invariants the XDP program relies on: a ring is swapped in whole (never written in place), a
+/// service's key is only added once its ring exists, and a live ring never names a cleared backend.
+/// </summary>
+internal sealed class FakeDataPlane : IDataPlane
+{
+    public Dictionary<string, (LbServiceKey Key, LbService Value)> Services { get; } = [];
+    public Dictionary<uint, uint[]> Rings { get; } = [];
+    public Dictionary<uint, LbBackend> Backends { get; } = [];
+    public List<string> Ops { get; } = [];
+    public Dictionary<uint, LbStats> Stats { get; } = [];
+
+    public bool Adopted { get; set; }
+
+    private static string K(in LbServiceKey key) => Convert.ToHexString(LbMaps.Bytes(key));
+
+    public void SetConfig(in LbConfig config) => Ops.Add("config");
+
+    public void SetService(in LbServiceKey key, in LbService value)
+    {
+        Assert.True(Rings.ContainsKey(value.id), $"service {value.id} added before its ring");
+        Services[K(key)] = (key, value);
+        Ops.Add($"service {value.id}");
+    }
+
+    public void RemoveService(in LbServiceKey key)
+    {
+        Services.Remove(K(key));
+        Ops.Add("remove-service");
+    }
+
+    public void RemoveRing(uint serviceId)
+    {
+        Rings.Remove(serviceId);
+        Ops.Add($"remove-ring {serviceId}");
+    }
+
+    public IReadOnlyList<LbServiceKey> ServiceKeys() => [.. Services.Values.Select(v => v.Key)];
+
+    public void SetBackend(uint id, in LbBackend backend)
+    {
+        Backends[id] = backend;
+        Ops.Add($"backend {id} flags {backend.flags}");
+    }
+
+    public void ClearBackend(uint id)
+    {
+        foreach (var (sid, ring) in Rings)
+            Assert.DoesNotContain(id, ring);
+        Backends[id] = default;
+        Ops.Add($"clear {id}");
+    }
+
+    public void SwapRing(uint serviceId, ReadOnlySpan<uint> values)
+    {
+        uint[] copy = values.ToArray(); // a new ring every time: the old array is never touched
+        foreach (uint v in copy)
+            Assert.True(v == LbMaps.NoBackend || (Backends.TryGetValue(v, out var b) && b.family != 0), $"ring names backend {v}, which has no slot");
+        Rings[serviceId] = copy;
+        Ops.Add($"ring {serviceId}");
+    }
+
+    public LbStats ServiceStats(uint serviceId) => Stats.GetValueOrDefault(serviceId);
+
+    public LbStats BackendStats(uint backendId) => Stats.GetValueOrDefault(10_000 + backendId);
+
+    public ulong Global(LbGlobalCounter counter) => 0;
+
+    public void ResetStats(uint? serviceId, uint? backendId)
+    {
+        if (serviceId is uint s)
+            Stats.Remove(s);
+        if (backendId is uint b)
+            Stats.Remove(10_000 + b);
+    }
+
+    /// <summary>Entries per backend id of a service's ring.</summary>
+    public Dictionary<uint, int> Counts(uint serviceId) =>
+        Rings[serviceId].Where(v => v != LbMaps.NoBackend).GroupBy(v => v).ToDictionary(g => g.Key, g => g.Count());
+
+    public void Dispose()
+    {
+    }
+}
