@@ -98,6 +98,13 @@ public sealed record BgpPeerOptions
     /// </summary>
     public TimeSpan? DelayOpenTime { get; init; }
 
+    /// <summary>
+    /// "AFI/SAFI disable" (RFC 4760 7, RFC 7606 7.11/7.12): a malformed MP_REACH_NLRI or MP_UNREACH_NLRI
+    /// whose AFI/SAFI is readable deletes the peer's routes of that family and ignores the family for the
+    /// rest of the session, instead of resetting the session. Default false (session reset).
+    /// </summary>
+    public bool AfiSafiDisable { get; init; }
+
     /// <summary>Address families to negotiate (RFC 4760). Default IPv4 and IPv6 unicast.</summary>
     public IReadOnlyList<BgpFamily> Families { get; init; } = [BgpFamily.IPv4Unicast, BgpFamily.IPv6Unicast];
 

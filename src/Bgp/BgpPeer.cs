@@ -693,6 +693,7 @@ public sealed partial class BgpPeer : IConnectionOwner
         lock (_parseLock)
         {
             UpdateCodec.Decode(body, c.Codec, _parse);
+            ApplyAfiSafiDisable(c, body, _parse); // RFC 4760 7 option: malformed MP attribute disables the family
             action = _parse.Action;
             reason = _parse.Reason;
             error = _parse.Error;

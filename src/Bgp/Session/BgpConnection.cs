@@ -100,6 +100,9 @@ internal sealed class BgpConnection
     /// <summary>When the DelayOpenTimer expires (ms), 0 when it is not running (RFC 4271 8.1.1).</summary>
     public long DelayOpenDueMs { get; set; }
 
+    /// <summary>Families disabled on this session after a malformed MP attribute (RFC 4760 7 "AFI/SAFI disable").</summary>
+    public HashSet<BgpFamily> DisabledFamilies { get; } = [];
+
     /// <summary>Families whose End-of-RIB marker the peer has sent on this session (RFC 4724 2).</summary>
     public HashSet<BgpFamily> EndOfRibReceived { get; } = [];
 

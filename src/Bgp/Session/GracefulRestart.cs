@@ -346,5 +346,8 @@ namespace Netcore.Bgp.Session
 
         [LoggerMessage(43, LogLevel.Information, "BGP peer {Peer}: stale routes of {Family} removed ({Why})")]
         public static partial void HelperSweep(ILogger logger, string peer, BgpFamily family, string why);
+
+        [LoggerMessage(44, LogLevel.Warning, "BGP peer {Peer}: {Family} disabled for this session (RFC 4760 7 AFI/SAFI disable) after: {Reason}")]
+        public static partial void AfiSafiDisabled(ILogger logger, string peer, BgpFamily family, string reason);
     }
 }
