@@ -1,0 +1,193 @@
+using System.Globalization;
+using System.Net;
+using Netcore.Netlink;
+using Netcore.Threading;
+
+namespace Netcore.LoadBalancer.Lab;
+
+/// <summary>
+/// The lab's network: one namespace per host, joined by veth pairs to a router namespace.
+/// <code>
+///   client 10.0.1.2 ── r-c 10.0.1.1 ┐
+///   lb1    10.0.2.2 ── r-lb1 10.0.2.1 ├ router (BIRD, ECMP over lb1/lb2 for the VIP)
+///   lb2    10.0.3.2 ── r-lb2 10.0.3.1 │
+///   beN    10.0.1N.2 ── r-beN 10.0.1N.1 ┘ (N = 1..3; the VIP on lo, decap.o on e0)
+/// </code>
+/// Every namespace is named <see cref="Prefix"/> + role, so several labs (and the tests) run side
+/// by side; addresses repeat across labs because each lab's hosts live in their own namespaces.
+/// Transmit checksum offload is turned off on every veth: XDP (on the LB nodes, the router's
+/// LB-facing ends and the backends) sees raw frames, and a CHECKSUM_PARTIAL packet would reach
+/// the next stack with its checksum unfinished (seen in VethTests).
+/// </summary>
+internal sealed class LabTopology : IDisposable
+{
+    /// <summary>Prefix shared by every lab's names: "lb-" PID "-" sequence "-".</summary>
+    public const string NamePrefix = "lb-";
+
+    /// <summary>Interface name of each host's link to the router.</summary>
+    public const string HostLink = "e0";
+
+    /// <summary>MTU of the client's link: the encapsulation (at most 28 bytes for GUE) must fit the 1500-byte links behind it.</summary>
+    public const int ClientMtu = 1400;
+
+    public static readonly IPAddress Vip = IPAddress.Parse("192.0.2.10");
+    public static readonly IPAddress ClientAddress = IPAddress.Parse("10.0.1.2");
+    public static readonly IPAddress RouterId = IPAddress.Parse("10.0.0.1");
+    public const int RouterAs = 65000;
+    public const int LbAs = 65001;
+
+    private static int s_sequence;
+    private readonly List<string> _namespaces = [];
+
+    private LabTopology(string prefix, int backends)
+    {
+        Prefix = prefix;
+        BackendCount = backends;
+    }
+
+    /// <summary>Names start with this (unique per process and lab).</summary>
+    public string Prefix { get; }
+
+    /// <summary>Number of backends (1..9).</summary>
+    public int BackendCount { get; }
+
+    /// <summary>Namespace of the HTTP client.</summary>
+    public string Client => Prefix + "client";
+
+    /// <summary>Namespace of the router (BIRD).</summary>
+    public string Router => Prefix + "router";
+
+    /// <summary>Namespace of load-balancer node <paramref name="i"/> (1 or 2).</summary>
+    public string LbNode(int i) => Prefix + "lb" + i.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Namespace of backend <paramref name="i"/> (1-based).</summary>
+    public string Backend(int i) => Prefix + "be" + i.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Address of LB node <paramref name="i"/> on its link to the router.</summary>
+    public static IPAddress LbNodeAddress(int i) => IPAddress.Parse($"10.0.{1 + i}.2");
+
+    /// <summary>The router's address on its link to LB node <paramref name="i"/>.</summary>
+    public static IPAddress RouterLbAddress(int i) => IPAddress.Parse($"10.0.{1 + i}.1");
+
+    /// <summary>Address of backend <paramref name="i"/> (its real address; the VIP is on its lo).</summary>
+    public static IPAddress BackendAddress(int i) => IPAddress.Parse($"10.0.{10 + i}.2");
+
+    /// <summary>The router's interface toward LB node <paramref name="i"/>.</summary>
+    public static string RouterLbLink(int i) => "r-lb" + i.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>A new prefix for this process: lb-PID-N-.</summary>
+    public static string NewPrefix() =>
+        string.Create(CultureInfo.InvariantCulture, $"{NamePrefix}{Environment.ProcessId}-{Interlocked.Increment(ref s_sequence)}-");
+
+    /// <summary>Every namespace of this lab.</summary>
+    public IReadOnlyList<string> Namespaces => _namespaces;
+
+    /// <summary>Path of a named namespace (/run/netns/NAME).</summary>
+    public static string NsPath(string name) => NetnsThread.ResolvePath(name);
+
+    /// <summary>Creates the namespaces, links, addresses, routes and sysctls. On failure everything made is removed.</summary>
+    public static async Task<LabTopology> CreateAsync(string prefix, int backends, TextWriter log, CancellationToken ct)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(backends, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(backends, 9);
+        var t = new LabTopology(prefix, backends);
+        try
+        {
+            await t.BuildAsync(log, ct).ConfigureAwait(false);
+            return t;
+        }
+        catch
+        {
+            t.Dispose();
+            throw;
+        }
+    }
+
+    private async Task BuildAsync(TextWriter log, CancellationToken ct)
+    {
+        var hosts = new List<(string Ns, string RouterEnd, IPAddress HostAddr, IPAddress RouterAddr, int Mtu)>
+        {
+            (Client, "r-c", ClientAddress, IPAddress.Parse("10.0.1.1"), ClientMtu),
+        };
+        for (int i = 1; i <= 2; i++)
+            hosts.Add((LbNode(i), RouterLbLink(i), LbNodeAddress(i), RouterLbAddress(i), 1500));
+        for (int i = 1; i <= BackendCount; i++)
+            hosts.Add((Backend(i), "r-be" + i.ToString(CultureInfo.InvariantCulture), BackendAddress(i), IPAddress.Parse($"10.0.{10 + i}.1"), 1500));
+
+        NewNamespace(Router);
+        using var routerNs = NetworkNamespace.Open(Router);
+        using var router = NetlinkClient.Open(routerNs);
+        await router.SetLinkUpAsync(await router.GetLinkIndexAsync("lo", ct).ConfigureAwait(false), ct).ConfigureAwait(false);
+        WriteSysctl(Router, "net/ipv4/ip_forward", "1");
+        // Hash flows by L4 5-tuple across the ECMP next hops (ip-sysctl.rst fib_multipath_hash_policy).
+        WriteSysctl(Router, "net/ipv4/fib_multipath_hash_policy", "1");
+
+        foreach (var (ns, routerEnd, hostAddr, routerAddr, mtu) in hosts)
+        {
+            NewNamespace(ns);
+            using var hostNs = NetworkNamespace.Open(ns);
+            using var host = NetlinkClient.Open(hostNs);
+            await router.CreateLinkAsync(new VethSpec(routerEnd, HostLink) { PeerNamespace = hostNs, Mtu = mtu, PeerMtu = mtu }, ct).ConfigureAwait(false);
+            int r = await router.GetLinkIndexAsync(routerEnd, ct).ConfigureAwait(false);
+            int h = await host.GetLinkIndexAsync(HostLink, ct).ConfigureAwait(false);
+            await router.AddAddressAsync(r, routerAddr, 24, cancellationToken: ct).ConfigureAwait(false);
+            await host.AddAddressAsync(h, hostAddr, 24, cancellationToken: ct).ConfigureAwait(false);
+            await router.SetLinkUpAsync(r, ct).ConfigureAwait(false);
+            await host.SetLinkUpAsync(h, ct).ConfigureAwait(false);
+            int lo = await host.GetLinkIndexAsync("lo", ct).ConfigureAwait(false);
+            await host.SetLinkUpAsync(lo, ct).ConfigureAwait(false);
+            await host.AddRouteAsync(new Route { Destination = IPNetwork.Parse("0.0.0.0/0"), Gateway = routerAddr, OutputIndex = h }, cancellationToken: ct).ConfigureAwait(false);
+            await LabProcess.RunAsync(["ip", "netns", "exec", Router, "ethtool", "-K", routerEnd, "tx", "off"], ct).ConfigureAwait(false);
+            await LabProcess.RunAsync(["ip", "netns", "exec", ns, "ethtool", "-K", HostLink, "tx", "off"], ct).ConfigureAwait(false);
+        }
+
+        for (int i = 1; i <= BackendCount; i++)
+        {
+            // DSR: the backend owns the VIP (on lo, so it never answers ARP for it on e0) and
+            // replies from it straight to the client through its default route.
+            using var beNs = NetworkNamespace.Open(Backend(i));
+            using var be = NetlinkClient.Open(beNs);
+            await be.AddAddressAsync(await be.GetLinkIndexAsync("lo", ct).ConfigureAwait(false), Vip, 32, cancellationToken: ct).ConfigureAwait(false);
+        }
+        log.WriteLine($"lab: namespaces {string.Join(' ', _namespaces)}");
+    }
+
+    /// <summary>
+    /// Sets a host's link to the router up or down. Taking a link down flushes the routes through
+    /// it, so bringing it up restores the default route via <paramref name="gateway"/>.
+    /// </summary>
+    public async Task SetHostLinkAsync(string ns, IPAddress gateway, bool up, CancellationToken ct)
+    {
+        using var nl = NetlinkClient.Open(ns);
+        int e0 = await nl.GetLinkIndexAsync(HostLink, ct).ConfigureAwait(false);
+        if (!up)
+        {
+            await nl.SetLinkDownAsync(e0, ct).ConfigureAwait(false);
+            return;
+        }
+        await nl.SetLinkUpAsync(e0, ct).ConfigureAwait(false);
+        await nl.AddRouteAsync(new Route { Destination = IPNetwork.Parse("0.0.0.0/0"), Gateway = gateway, OutputIndex = e0 }, RouteWriteMode.Replace, ct).ConfigureAwait(false);
+    }
+
+    private void NewNamespace(string name)
+    {
+        NetworkNamespace.Create(name).Dispose();
+        _namespaces.Add(name);
+    }
+
+    /// <summary>Writes a sysctl of a namespace (/proc/sys/net is per network namespace of the writing thread).</summary>
+    public static void WriteSysctl(string ns, string key, string value) =>
+        NetnsThread.Run(NsPath(ns), () =>
+        {
+            File.WriteAllText("/proc/sys/" + key, value);
+            return 0;
+        });
+
+    /// <summary>Kills what still runs inside this lab's namespaces and deletes them.</summary>
+    public void Dispose()
+    {
+        foreach (string ns in _namespaces.AsEnumerable().Reverse())
+            LabCleanup.RemoveNamespace(ns);
+        _namespaces.Clear();
+    }
+}

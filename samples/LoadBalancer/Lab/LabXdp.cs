@@ -1,0 +1,90 @@
+using Netcore.Netlink;
+using Netcore.Xdp;
+
+namespace Netcore.LoadBalancer.Lab;
+
+/// <summary>
+/// The lab's own XDP programs (bpf/decap.o), loaded through Netcore.Xdp and attached with
+/// IFLA_XDP in native mode: <c>decap_xdp</c> on each backend's e0 (one load per backend, with
+/// <c>decap_local_v4</c> set to the backend's address) and <c>pass_xdp</c> on the router's ends
+/// of the LB nodes' links (XDP_TX on a veth is delivered to the peer's NAPI, which exists only
+/// while the peer has an XDP program). The attachments live as long as the interfaces, that is
+/// until the lab deletes its namespaces.
+/// </summary>
+internal sealed class LabXdp : IDisposable
+{
+    /// <summary>decap_stats indices (bpf/decap.c DECAP_*).</summary>
+    public enum DecapCounter : uint
+    {
+        Ipip = 0,
+        Gue = 1,
+        Pass = 2,
+        Malformed = 3,
+    }
+
+    private readonly List<BpfObject> _objects = [];
+    private readonly Dictionary<int, BpfObject> _decap = [];
+
+    /// <summary>Path of decap.o next to the assembly.</summary>
+    public static string ObjectPath => Path.Combine(AppContext.BaseDirectory, "bpf", "decap.o");
+
+    /// <summary>Loads and attaches every program of the lab.</summary>
+    public static async Task<LabXdp> AttachAsync(LabTopology t, TextWriter log, CancellationToken ct)
+    {
+        var x = new LabXdp();
+        try
+        {
+            var pass = BpfObject.Load(ObjectPath);
+            x._objects.Add(pass);
+            using (var router = NetlinkClient.Open(t.Router))
+            {
+                for (int i = 1; i <= 2; i++)
+                {
+                    int ifindex = await router.GetLinkIndexAsync(LabTopology.RouterLbLink(i), ct).ConfigureAwait(false);
+                    await XdpNetlinkAttachment.AttachAsync(router, ifindex, pass.Program("pass_xdp"), XdpMode.Native, cancellationToken: ct).ConfigureAwait(false);
+                }
+            }
+            for (int i = 1; i <= t.BackendCount; i++)
+            {
+                var obj = BpfObject.Load(ObjectPath, new BpfObjectOptions
+                {
+                    Constants = new Dictionary<string, byte[]> { ["decap_local_v4"] = LabTopology.BackendAddress(i).GetAddressBytes() },
+                });
+                x._objects.Add(obj);
+                x._decap[i] = obj;
+                using var be = NetlinkClient.Open(t.Backend(i));
+                int ifindex = await be.GetLinkIndexAsync(LabTopology.HostLink, ct).ConfigureAwait(false);
+                var a = await XdpNetlinkAttachment.AttachAsync(be, ifindex, obj.Program("decap_xdp"), XdpMode.Native, cancellationToken: ct).ConfigureAwait(false);
+                log.WriteLine($"lab: {t.Backend(i)}: decap_xdp attached to {LabTopology.HostLink} ({a.EffectiveMode}, program {a.ProgramId})");
+            }
+            return x;
+        }
+        catch
+        {
+            x.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A decap_stats counter of backend <paramref name="backend"/>, summed over CPUs.</summary>
+    public ulong DecapCount(int backend, DecapCounter counter)
+    {
+        var map = _decap[backend].Map("decap_stats").AsPerCpu<uint, ulong>();
+        Span<ulong> perCpu = stackalloc ulong[map.CpuCount];
+        if (!map.TryLookup((uint)counter, perCpu))
+            return 0;
+        ulong sum = 0;
+        foreach (ulong v in perCpu)
+            sum += v;
+        return sum;
+    }
+
+    /// <summary>Closes the objects' descriptors (the attached programs stay with their interfaces).</summary>
+    public void Dispose()
+    {
+        foreach (BpfObject o in _objects)
+            o.Dispose();
+        _objects.Clear();
+        _decap.Clear();
+    }
+}

@@ -1,0 +1,316 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Netcore.LoadBalancer.Lab;
+using Netcore.Netlink;
+using Netcore.Xdp;
+
+namespace Netcore.LoadBalancer.Tests.EndToEnd;
+
+/// <summary>
+/// The issue's end-to-end checks, run on the lab itself (<see cref="LabEnvironment"/>: the same
+/// namespaces, BIRD router with ECMP, two daemons started with <c>serve</c>, XDP-decapsulating
+/// backends that answer the client directly). Each test builds its own lab under a unique
+/// lb-PID-N- prefix and removes it, also when it fails.
+/// </summary>
+public sealed partial class LabEndToEndTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan Converge = TimeSpan.FromSeconds(45);
+    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Chi-square with 2 degrees of freedom exceeds 27.63 with probability 1e-6 (survival function
+    /// e^(-x/2)): a correct load balancer fails this bound about once in a million runs. A backend
+    /// with a quarter of the weight would have to get fewer than 48 or more than 152 of 400 answers
+    /// (expected 100) to fail it on its own.
+    /// </summary>
+    private const double ChiSquareBound2Dof = 27.63;
+
+    private static CancellationToken Timeout(int seconds) => new CancellationTokenSource(TimeSpan.FromSeconds(seconds)).Token;
+
+    private async Task<LabEnvironment> StartLabAsync(IReadOnlyList<int> weights, CancellationToken ct)
+    {
+        var log = new OutputWriter(output);
+        LabEnvironment lab = await LabEnvironment.StartAsync(new LabOptions { Weights = weights }, log, ct);
+        try
+        {
+            await lab.WaitForVipFromAsync([1, 2], Converge, ct);
+            return lab;
+        }
+        catch
+        {
+            await DumpAndDisposeAsync(lab);
+            throw;
+        }
+    }
+
+    private async Task DumpAndDisposeAsync(LabEnvironment lab)
+    {
+        foreach (var n in lab.Nodes)
+            output.WriteLine($"--- {n.Namespace}:\n{n.Output}");
+        output.WriteLine($"--- bird:\n{lab.Router.Output}");
+        await lab.DisposeAsync();
+    }
+
+    /// <summary>Runs <paramref name="body"/> on a fresh lab; on failure the daemons' and BIRD's output go to the test log.</summary>
+    private async Task WithLabAsync(IReadOnlyList<int> weights, int seconds, Func<LabEnvironment, CancellationToken, Task> body)
+    {
+        CancellationToken ct = Timeout(seconds);
+        LabEnvironment lab = await StartLabAsync(weights, ct);
+        bool ok = false;
+        try
+        {
+            await body(lab, ct);
+            ok = true;
+        }
+        finally
+        {
+            if (ok)
+                await lab.DisposeAsync();
+            else
+                await DumpAndDisposeAsync(lab);
+            Assert.DoesNotContain(NetworkNamespace.ListNamed(), n => n.StartsWith(lab.Topology.Prefix, StringComparison.Ordinal));
+        }
+    }
+
+    [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
+    public Task WeightedRequests_ReachEveryBackendInProportion_AndTheVipIsWithdrawnFromAStoppedNode() =>
+        WithLabAsync([100, 200, 100], 90, async (lab, ct) =>
+        {
+            // The router learned the VIP from both nodes (StartLabAsync waited for it) and installed both next hops.
+            Assert.Equal(["lb1", "lb2"], await lab.Router.BgpSourcesAsync(LabEnvironment.VipPrefix, ct));
+            var hops = await lab.Router.KernelNextHopsAsync(IPNetwork.Parse(LabEnvironment.VipPrefix), ct);
+            Assert.Equal(["10.0.2.2", "10.0.3.2"], hops.Select(h => h.ToString()).Order(StringComparer.Ordinal));
+
+            RequestTally tally = await lab.SendRequestsAsync(400, ct);
+            double chi = tally.ChiSquare(lab.BackendNames, lab.Options.Weights);
+            output.WriteLine(Describe(tally) + string.Create(CultureInfo.InvariantCulture, $"; chi-square {chi:F2}"));
+            Assert.Equal(0, tally.Failed);
+            Assert.All(lab.BackendNames, name => Assert.True(tally.ByBackend.GetValueOrDefault(name) > 0, $"{name} answered nothing"));
+            Assert.True(chi < ChiSquareBound2Dof, $"answers {Describe(tally)} are not proportional to the weights 1:2:1 (chi-square {chi:F2})");
+            // The backends answered directly: every client connection they saw came through the VIP.
+            Assert.Equal(400, lab.Servers.Sum(s => s.ClientConnections));
+            // ECMP: both nodes carried part of the 400 flows.
+            foreach (var n in lab.Nodes)
+                Assert.True(await ServicePacketsAsync(n, ct) > 0, $"{n.Namespace} forwarded nothing");
+
+            // A node whose daemon stops (SIGTERM) withdraws the VIP; the other keeps serving it.
+            await lab.Nodes[1].StopAsync();
+            await lab.WaitForVipFromAsync([1], TimeSpan.FromSeconds(20), ct);
+            Assert.Equal(["10.0.2.2"], (await lab.Router.KernelNextHopsAsync(IPNetwork.Parse(LabEnvironment.VipPrefix), ct)).Select(h => h.ToString()));
+            RequestTally after = await lab.SendRequestsAsync(60, ct);
+            Assert.Equal(0, after.Failed);
+        });
+
+    [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
+    public Task LongLivedConnections_SurviveANodeDying_AndADaemonRestart() =>
+        WithLabAsync([100, 100, 100], 100, async (lab, ct) =>
+        {
+            ulong[] before = [await ServicePacketsAsync(lab.Nodes[0], ct), await ServicePacketsAsync(lab.Nodes[1], ct)];
+            var conns = await OpenAsync(lab, 24, ct);
+            try
+            {
+                string[] names = await RequestAllAsync(conns, ct);
+                // Both nodes carry some of these flows, so losing one moves live connections.
+                Assert.True(await ServicePacketsAsync(lab.Nodes[0], ct) > before[0], "lb1 carried none of the connections");
+                Assert.True(await ServicePacketsAsync(lab.Nodes[1], ct) > before[1], "lb2 carried none of the connections");
+
+                // lb1 dies: daemon killed without a word and its link down (its XDP program would otherwise keep forwarding).
+                await lab.FailNodeAsync(1, ct);
+                await lab.WaitForVipFromAsync([2], TimeSpan.FromSeconds(20), ct);
+                Assert.Equal(names, await RequestAllAsync(conns, ct));
+
+                // lb1 comes back (the restarted daemon reads its configuration from SQLite and adopts the pinned program).
+                await lab.RecoverNodeAsync(1, ct);
+                await lab.WaitForVipFromAsync([1, 2], Converge, ct);
+                Assert.Equal(names, await RequestAllAsync(conns, ct));
+
+                // Graceful restart of lb2's daemon: withdraw, stop, start, announce again.
+                await lab.Nodes[1].StopAsync();
+                await lab.WaitForVipFromAsync([1], TimeSpan.FromSeconds(20), ct);
+                Assert.Equal(names, await RequestAllAsync(conns, ct));
+                await lab.Nodes[1].StartAsync(ct);
+                await lab.WaitForVipFromAsync([1, 2], Converge, ct);
+                Assert.Equal(names, await RequestAllAsync(conns, ct));
+                Assert.Equal(0, (await lab.SendRequestsAsync(40, ct)).Failed);
+            }
+            finally
+            {
+                foreach (var c in conns)
+                    c.Dispose();
+            }
+        });
+
+    [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
+    public Task RemovingOneOfThreeBackends_MovesAboutAThirdOfTheTable_AndBreaksNoOtherConnection() =>
+        WithLabAsync([100, 100, 100], 90, async (lab, ct) =>
+        {
+            var conns = await OpenAsync(lab, 30, ct);
+            try
+            {
+                string[] names = await RequestAllAsync(conns, ct);
+                string[] ring1 = await ReadRingAsync(lab.Nodes[0], ct);
+                string[] ring2 = await ReadRingAsync(lab.Nodes[1], ct);
+                // Both nodes computed the same table (that is what lets ECMP move flows between them).
+                Assert.True(ring1.AsEnumerable().SequenceEqual(ring2), "the two nodes' Maglev tables differ");
+
+                IPAddress removed = LabTopology.BackendAddress(3);
+                foreach (var n in lab.Nodes)
+                    await n.DeleteBackendAsync(LabEnvironment.ServiceName, removed, ct);
+                string[] after = await ReadRingAsync(lab.Nodes[0], ct);
+                string[] after2 = await ReadRingAsync(lab.Nodes[1], ct);
+                Assert.True(after.AsEnumerable().SequenceEqual(after2), "the two nodes' tables differ after the removal");
+                Assert.DoesNotContain(removed.ToString(), after);
+
+                int m = ring1.Length, owned = ring1.Count(a => a == removed.ToString());
+                int moved = Enumerable.Range(0, m).Count(i => ring1[i] != after[i]);
+                output.WriteLine($"table {m} entries: the removed backend owned {owned}; {moved} changed ({100.0 * moved / m:F2}%; 1/N = 33.33%)");
+                // About 1/N: every entry of the removed backend, and (Maglev's minimal disruption)
+                // at most 2% of the table besides.
+                Assert.InRange(owned, m / 3 - 1, m / 3 + 1);
+                Assert.InRange(moved, owned, owned + m / 50);
+
+                // No connection to a remaining backend breaks or changes backend.
+                for (int i = 0; i < conns.Count; i++)
+                {
+                    if (names[i] != LabEnvironment.BackendName(3))
+                        Assert.Equal(names[i], await conns[i].GetAsync("/", close: false, RequestTimeout, ct));
+                }
+                RequestTally tally = await lab.SendRequestsAsync(60, ct);
+                Assert.Equal(0, tally.Failed);
+                Assert.Equal(0, tally.ByBackend.GetValueOrDefault(LabEnvironment.BackendName(3)));
+            }
+            finally
+            {
+                foreach (var c in conns)
+                    c.Dispose();
+            }
+        });
+
+    [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
+    public Task DrainedBackend_GetsNoNewConnections_WhileItsOpenOnesContinue() =>
+        WithLabAsync([100, 100, 100], 90, async (lab, ct) =>
+        {
+            var conns = await OpenAsync(lab, 30, ct);
+            try
+            {
+                string[] names = await RequestAllAsync(conns, ct);
+                string drained = LabEnvironment.BackendName(2);
+                // P(none of 30 flows on a third of the table) = (2/3)^30, about 5e-6.
+                Assert.Contains(drained, names);
+
+                foreach (var n in lab.Nodes)
+                    await n.DrainBackendAsync(LabEnvironment.ServiceName, LabTopology.BackendAddress(2), ct);
+                foreach (var n in lab.Nodes)
+                {
+                    string[] ring = await ReadRingAsync(n, ct);
+                    Assert.DoesNotContain(LabTopology.BackendAddress(2).ToString(), ring);
+                }
+
+                RequestTally tally = await lab.SendRequestsAsync(90, ct);
+                output.WriteLine("after the drain: " + Describe(tally));
+                Assert.Equal(0, tally.Failed);
+                Assert.Equal(0, tally.ByBackend.GetValueOrDefault(drained));
+                // Open connections, the drained backend's included, continue where they were.
+                Assert.Equal(names, await RequestAllAsync(conns, ct));
+            }
+            finally
+            {
+                foreach (var c in conns)
+                    c.Dispose();
+            }
+        });
+
+    private static async Task<List<LabHttpConnection>> OpenAsync(LabEnvironment lab, int count, CancellationToken ct)
+    {
+        var list = new List<LabHttpConnection>();
+        try
+        {
+            for (int i = 0; i < count; i++)
+                list.Add(await lab.OpenConnectionAsync(ct));
+            return list;
+        }
+        catch
+        {
+            foreach (var c in list)
+                c.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>One request on every connection; the answering backends in connection order.</summary>
+    private static async Task<string[]> RequestAllAsync(IReadOnlyList<LabHttpConnection> conns, CancellationToken ct)
+    {
+        var names = new string[conns.Count];
+        for (int i = 0; i < conns.Count; i++)
+            names[i] = await conns[i].GetAsync("/", close: false, RequestTimeout, ct);
+        return names;
+    }
+
+    /// <summary>lb_service_packets_total of the lab's service from the node's /metrics.</summary>
+    private static async Task<ulong> ServicePacketsAsync(LabNode node, CancellationToken ct)
+    {
+        string metrics = await node.MetricsAsync(ct);
+        Match m = ServicePackets().Match(metrics);
+        Assert.True(m.Success, "no lb_service_packets_total for the service in /metrics:\n" + metrics);
+        return ulong.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>
+    /// The service's Maglev table as the XDP program sees it: the ring map the node's pinned
+    /// lb_maglev points to, each entry turned into its backend's address (via /api/v1/state's ids).
+    /// </summary>
+    private static async Task<string[]> ReadRingAsync(LabNode node, CancellationToken ct)
+    {
+        JsonNode state = await node.StateAsync(ct) ?? throw new InvalidOperationException("no state");
+        JsonNode svc = state["services"]!.AsArray().Single(s => (string?)s!["name"] == LabEnvironment.ServiceName)!;
+        uint sid = (uint)svc["id"]!;
+        var addresses = svc["backends"]!.AsArray().ToDictionary(b => (uint)b!["id"]!, b => (string)b!["address"]!);
+        using BpfMap outer = BpfMap.FromPin(Path.Combine(node.PinDir, "lb_maglev"));
+        Assert.True(outer.AsMap<uint, uint>().TryLookup(sid, out uint ringId), "no ring for the service");
+        using BpfMap ring = BpfMap.FromId(ringId);
+        var ringMap = ring.AsMap<uint, uint>();
+        var result = new string[ring.MaxEntries];
+        var keys = new uint[4096];
+        var values = new uint[4096];
+        var cursor = new MapBatchCursor(ring);
+        while (!cursor.Done)
+        {
+            int n = ringMap.LookupBatch(cursor, keys, values);
+            for (int i = 0; i < n; i++)
+                result[keys[i]] = addresses.TryGetValue(values[i], out string? a) ? a : "none";
+        }
+        return result;
+    }
+
+    private static string Describe(RequestTally t) =>
+        string.Join(", ", t.ByBackend.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value}")) + $", failed {t.Failed}";
+
+    [GeneratedRegex("""lb_service_packets_total\{service="web"[^}]*\} (\d+)""")]
+    private static partial Regex ServicePackets();
+
+    /// <summary>Lab progress lines into the test output.</summary>
+    private sealed class OutputWriter(ITestOutputHelper output) : TextWriter
+    {
+        private readonly StringBuilder _line = new();
+
+        public override Encoding Encoding => Encoding.UTF8;
+
+        public override void Write(char value)
+        {
+            if (value == '\n')
+            {
+                output.WriteLine(_line.ToString());
+                _line.Clear();
+            }
+            else
+            {
+                _line.Append(value);
+            }
+        }
+
+        public override void WriteLine(string? value) => output.WriteLine(value ?? "");
+    }
+}
