@@ -94,6 +94,29 @@ public sealed class ControlPlaneTests : IDisposable
     }
 
     [Fact]
+    public void AllBackendsDown_IsPanic_HealthIgnored_DrainStillHonoured()
+    {
+        var (ctl, dp, store) = Open();
+        using var _s = store;
+        using var _c = ctl;
+        ctl.PutService(Web(hc: Hc));
+        var a = ctl.PutBackend("web", IPAddress.Parse("10.0.0.1"), 100).View;
+        var b = ctl.PutBackend("web", IPAddress.Parse("10.0.0.2"), 100).View;
+        var c = ctl.PutBackend("web", IPAddress.Parse("10.0.0.3"), 100).View;
+        ctl.Drain("web", IPAddress.Parse("10.0.0.3"));
+        ctl.SetHealth("web", IPAddress.Parse("10.0.0.1"), up: false);
+        Assert.False(ctl.GetService("web").Panic);
+        Assert.Equal([b.Id], dp.Counts(0).Keys);
+        ctl.SetHealth("web", IPAddress.Parse("10.0.0.2"), up: false);
+        Assert.True(ctl.GetService("web").Panic);
+        Assert.Equal([a.Id, b.Id], dp.Counts(0).Keys.Order());          // health ignored, the drained one still out
+        Assert.DoesNotContain(c.Id, dp.Rings[0]);
+        ctl.SetHealth("web", IPAddress.Parse("10.0.0.2"), up: true);
+        Assert.False(ctl.GetService("web").Panic);
+        Assert.Equal([b.Id], dp.Counts(0).Keys);
+    }
+
+    [Fact]
     public void RemovingOneOfTen_MovesAboutATenthOfTheEntries_AndClearsTheSlotAfterTheSwap()
     {
         var (ctl, dp, store) = Open();

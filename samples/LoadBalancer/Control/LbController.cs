@@ -15,13 +15,14 @@ internal sealed record HealthCheckView(string Type, int Port, string Path, int I
 
 /// <summary>A service as the API shows it.</summary>
 internal sealed record ServiceView(string Name, string Vip, int Port, string Protocol, string Encap, int GuePort, HealthCheckView? HealthCheck,
-    uint Id, int TableSize, long TableGeneration, IReadOnlyList<BackendView> Backends);
+    uint Id, int TableSize, long TableGeneration, bool Panic, IReadOnlyList<BackendView> Backends);
 
 /// <summary>
 /// The control plane: services and backends (persisted in <see cref="ConfigStore"/>), their health,
 /// and the data plane they are written to. Every change that affects who gets new flows rebuilds
 /// the service's weighted Maglev table and swaps it in atomically (<see cref="IDataPlane.SwapRing"/>).
-/// Effective weight = 0 when the backend is drained or down, otherwise its weight.
+/// Effective weight = 0 when the backend is drained or down, otherwise its weight; when every
+/// undrained backend is down the service is in panic mode and health is ignored.
 /// </summary>
 internal sealed partial class LbController : IDisposable
 {
@@ -48,6 +49,7 @@ internal sealed partial class LbController : IDisposable
         public ServiceSpec Spec { get; set; } = spec;
         public uint Id { get; } = id;
         public long Generation { get; set; }
+        public bool Panic { get; set; }
         public SortedDictionary<string, Be> Backends { get; } = new(StringComparer.Ordinal);
     }
 
@@ -349,7 +351,11 @@ internal sealed partial class LbController : IDisposable
     private void Rebuild(Svc svc)
     {
         var list = svc.Backends.Values.ToList();
-        var input = list.Select(b => new MaglevBackend(b.Name, b.Effective)).ToArray();
+        // Panic mode (as Envoy's panic threshold): when every backend that is not drained has failed
+        // its check, the checks are more likely wrong (the node lost its route, say) than every
+        // backend dead, so the table ignores health rather than drop all of the service's traffic.
+        svc.Panic = list.Any(b => b.Health == BackendHealth.Down && !b.Drained && b.Weight > 0) && list.All(b => b.Effective == 0);
+        var input = list.Select(b => new MaglevBackend(b.Name, svc.Panic && !b.Drained ? b.Weight : b.Effective)).ToArray();
         using var table = _builder.Build(input);
         uint[] ids = [.. list.Select(b => b.Id)];
         uint[] ring = LbMaps.RingValues(table, ids);
@@ -360,7 +366,7 @@ internal sealed partial class LbController : IDisposable
         svc.Generation++;
         Interlocked.Increment(ref _generation);
         RebuildCounter.Add(1);
-        LogRebuilt(_log, svc.Spec.Name, svc.Generation, string.Join(' ', list.Select(b => $"{b.Name}={b.Entries}")));
+        LogRebuilt(_log, svc.Spec.Name, svc.Generation, string.Join(' ', list.Select(b => $"{b.Name}={b.Entries}")) + (svc.Panic ? " (panic: every backend failed its check; health ignored)" : ""));
     }
 
     private void StartChecks(Svc svc)
@@ -399,7 +405,7 @@ internal sealed partial class LbController : IDisposable
         var hc = s.Spec.HealthCheck;
         return new ServiceView(s.Spec.Name, s.Spec.Vip.ToString(), s.Spec.Port, s.Spec.ProtocolName, s.Spec.EncapName, s.Spec.GuePort,
             hc is null ? null : new HealthCheckView(hc.Kind == HealthCheckKind.Http ? "http" : "tcp", hc.Port, hc.Path, hc.IntervalMs, hc.TimeoutMs, hc.Rise, hc.Fall),
-            s.Id, TableSize, s.Generation, [.. s.Backends.Values.Select(BackendViewOf)]);
+            s.Id, TableSize, s.Generation, s.Panic, [.. s.Backends.Values.Select(BackendViewOf)]);
     }
 
     private static BackendView BackendViewOf(Be b) =>

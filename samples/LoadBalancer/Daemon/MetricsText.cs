@@ -77,6 +77,9 @@ internal static class MetricsText
         foreach (var s in services)
             foreach (var b in s.Backends)
                 Sample("lb_backend_table_entries", Be(s, b), b.TableEntries);
+        Family("lb_service_panic", "gauge", "1 when every undrained backend failed its check and the table ignores health.");
+        foreach (var s in services)
+            Sample("lb_service_panic", $"service=\"{s.Name}\"", s.Panic ? 1 : 0);
         Family("lb_table_generation", "counter", "Tables swapped in for the service since the daemon started.");
         foreach (var s in services)
             Sample("lb_table_generation", $"service=\"{s.Name}\"", s.TableGeneration);
