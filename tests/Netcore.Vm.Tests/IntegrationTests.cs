@@ -69,6 +69,65 @@ public sealed class IntegrationTests(ITestOutputHelper output)
         Assert.Equal(1, status);
     }
 
+    /// <summary>
+    /// The stock Debian kernel (virtio_pci and virtio_blk are modules, no virtio-mmio command-line
+    /// devices) finds a virtio-blk disk on legacy PCI by itself: the modules are loaded from the
+    /// host's /lib/modules, and init reports the PCI ids, the IRQ the kernel took from the MP table
+    /// and the disk's first bytes. Needs VT-x/AMD-V (on PVM the kernel's CPL0 code is emulated).
+    /// </summary>
+    [LinuxFact(HardwareVirtualization = true, Tools = ["busybox"])]
+    public async Task DebianKernelFindsALegacyPciVirtioDiskWithoutCommandLineHelp()
+    {
+        string kernel = BootTests.KernelPath() ?? throw new InvalidOperationException("no /boot/vmlinuz-*");
+        string version = Path.GetFileName(kernel)["vmlinuz-".Length..];
+        string modules = $"/lib/modules/{version}/kernel/drivers";
+        string[] order = ["virtio/virtio", "virtio/virtio_ring", "virtio/virtio_pci_legacy_dev", "virtio/virtio_pci_modern_dev", "virtio/virtio_pci", "block/virtio_blk"];
+        var cpio = new Cpio();
+        foreach (string dir in new[] { "bin", "dev", "sys", "lib" })
+            cpio.Add(dir, [], 0x41ED);
+        cpio.Add("bin/busybox", File.ReadAllBytes(Shell.Which("busybox")!), 0x81ED);
+        foreach (string m in order)
+            cpio.Add($"lib/{Path.GetFileName(m)}.ko", File.ReadAllBytes($"{modules}/{m}.ko"), 0x81A4);
+        cpio.Add("init", Encoding.ASCII.GetBytes(
+            "#!/bin/busybox sh\n" +
+            "/bin/busybox mount -t devtmpfs dev /dev\n" +
+            "/bin/busybox mount -t sysfs sys /sys\n" +
+            string.Concat(order.Select(m => $"/bin/busybox insmod /lib/{Path.GetFileName(m)}.ko\n")) +
+            "/bin/busybox sleep 1\n" +
+            "d=/sys/bus/pci/devices/0000:00:01.0\n" +
+            "echo PCI $(/bin/busybox cat $d/vendor $d/device) IRQ $(/bin/busybox cat $d/irq) > /dev/ttyS0\n" +
+            "echo DISK $(/bin/busybox dd if=/dev/vda bs=16 count=1 2>/dev/null) > /dev/ttyS0\n" +
+            "/bin/busybox printf '\\000' | /bin/busybox dd of=/dev/port bs=1 seek=244 count=1\n" +
+            "/bin/busybox sleep 5\n"), 0x81ED);
+        string disk = Path.Combine(Path.GetTempPath(), $"nc-pcidisk-{Guid.NewGuid():N}.img");
+        File.WriteAllBytes(disk, [.. "NETCORE-PCI-DISK"u8, .. new byte[1 << 20]]);
+        try
+        {
+            var console = new MemoryStream();
+            await using var vm = MicroVm.Create(new MicroVmOptions
+            {
+                KernelPath = kernel,
+                Initrd = cpio.Finish(),
+                CommandLine = "console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd rdinit=/init",
+                MemorySize = 512UL << 20,
+                Console = console,
+                VirtioTransport = VirtioTransport.LegacyPci,
+                Disks = [disk],
+            });
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+            int? status = await vm.RunAsync(cts.Token);
+            string text = Encoding.ASCII.GetString(console.ToArray());
+            output.WriteLine(text);
+            Assert.Contains("PCI 0x1af4 0x1001 IRQ 16", text, StringComparison.Ordinal);
+            Assert.Contains("DISK NETCORE-PCI-DISK", text, StringComparison.Ordinal);
+            Assert.Equal(1, status);
+        }
+        finally
+        {
+            File.Delete(disk);
+        }
+    }
+
     [LinuxFact(Netns = true)]
     public async Task VirtioNetCarriesAnArpExchangeWithTheKernelThroughATap()
     {
