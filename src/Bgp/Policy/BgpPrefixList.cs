@@ -145,6 +145,8 @@ public sealed class BgpPrefixList
     /// <summary>The entries, in order.</summary>
     public IReadOnlyList<BgpPrefixListEntry> Entries => _entries;
 
+    internal PrefixTrie Trie => _trie;
+
     /// <summary>True when the first entry covering <paramref name="route"/> is a permit.</summary>
     public bool Matches(BgpPrefix route)
     {

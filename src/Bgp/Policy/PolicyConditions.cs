@@ -94,10 +94,39 @@ internal sealed class AsPathRegexCondition : PolicyCondition
     public AsPathRegexCondition(string pattern)
     {
         ArgumentNullException.ThrowIfNull(pattern);
-        var sb = new StringBuilder(pattern.Length + 16);
-        foreach (char c in pattern)
-            sb.Append(c == '_' ? @"(?:^|$|[ {}()\[\]])" : c.ToString());
-        _regex = new Regex(sb.ToString(), RegexOptions.CultureInvariant | RegexOptions.Compiled, TimeSpan.FromSeconds(1));
+        _regex = new Regex(Translate(pattern), RegexOptions.CultureInvariant | RegexOptions.Compiled, TimeSpan.FromSeconds(1));
+    }
+
+    private const string Delimiter = @"[ {}()\[\]]";
+    private const string NotDelimiter = @"[^ {}()\[\]]";
+
+    /// <summary>
+    /// Rewrites Cisco's '_' into .NET syntax. At the start of the pattern or of an alternative it becomes
+    /// a look-behind ("start or after a delimiter"), at the end a look-ahead: zero-width, so the regex
+    /// keeps a literal prefix to search for (several times faster than a leading alternation). Between
+    /// two tokens it consumes the delimiter.
+    /// </summary>
+    internal static string Translate(string pattern)
+    {
+        var sb = new StringBuilder(pattern.Length + 32);
+        for (int i = 0; i < pattern.Length; i++)
+        {
+            char c = pattern[i];
+            if (c != '_')
+            {
+                sb.Append(c);
+                continue;
+            }
+            bool atStart = i == 0 || pattern[i - 1] is '|' or '(';
+            bool atEnd = i == pattern.Length - 1 || pattern[i + 1] is '|' or ')';
+            if (atStart && !atEnd)
+                sb.Append("(?<!" + NotDelimiter + ")");
+            else if (atEnd && !atStart)
+                sb.Append("(?!" + NotDelimiter + ")");
+            else
+                sb.Append("(?:^|$|" + Delimiter + ")");
+        }
+        return sb.ToString();
     }
 
     internal static string TextOf(AsPath path) => Texts.GetValue(path, static p => p.ToString());

@@ -62,6 +62,36 @@ public class PolicyPropertyTests
     }
 
     [Fact]
+    public void Large_prefix_list_with_jump_tables_agrees_with_a_linear_scan()
+    {
+        // Enough entries for the trie to build its 16-bit jump tables, with some short entries above depth 16.
+        var rnd = new Random(11);
+        var entries = Enumerable.Range(0, 4000).Select(i =>
+        {
+            bool v6 = i % 4 == 0;
+            byte[] b = new byte[v6 ? 16 : 4];
+            rnd.NextBytes(b);
+            b[0] = (byte)(v6 ? 0x20 : rnd.Next(0, 4));
+            int len = i % 50 == 0 ? rnd.Next(4, 16) : v6 ? rnd.Next(16, 64) : rnd.Next(16, 25);
+            var p = new BgpPrefix(new IPAddress(b), len);
+            int ge = rnd.Next(len, len + 3);
+            return new BgpPrefixListEntry(p, ge, Math.Min(v6 ? 128 : 32, ge + rnd.Next(0, 8)), permit: rnd.Next(4) != 0);
+        }).ToList();
+        var list = new BgpPrefixList(entries);
+        Assert.True(list.Trie.HasJumpTables);
+        var routes = entries.Select(e => e.Prefix).Concat(Enumerable.Range(0, 1500).Select(_ =>
+        {
+            bool v6 = rnd.Next(4) == 0;
+            byte[] b = new byte[v6 ? 16 : 4];
+            rnd.NextBytes(b);
+            b[0] = (byte)(v6 ? 0x20 : rnd.Next(0, 4));
+            return new BgpPrefix(new IPAddress(b), v6 ? rnd.Next(0, 65) : rnd.Next(0, 33));
+        })).ToList();
+        foreach (var r in routes)
+            Assert.True(list.Matches(r) == Naive(entries, r), r.ToString());
+    }
+
+    [Fact]
     public void Roa_table_agrees_with_a_linear_scan()
     {
         var gen = Gen.Choose(0, int.MaxValue).Select(seed =>

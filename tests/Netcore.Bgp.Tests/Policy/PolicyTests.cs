@@ -132,10 +132,20 @@ public class PolicyTests
     [InlineData("_65002_", true)]
     [InlineData("^65001 65002 65003$", true)]
     [InlineData("^$", false)]
-    public void As_path_regex_uses_cisco_delimiters(string regex, bool expected)
+    [InlineData("_65002_65003_", true)]
+    [InlineData("_65001_65003_", false)]
+    [InlineData("^65009_|_65003$", true)]
+    [InlineData("(_65002_)", true)]
+    [InlineData("_5002_", false)]
+    [InlineData("_{65010", true, "65001 {65010 65011}")]
+    [InlineData("_65011}$", true, "65001 {65010 65011}")]
+    [InlineData("_65011$", false, "65001 {65010 65011}")]
+    [InlineData("^$", true, "")]
+    public void As_path_regex_uses_cisco_delimiters(string regex, bool expected, string path = "65001 65002 65003")
     {
+        var attrs = Attrs with { AsPath = AsPath.Parse(path) };
         var policy = BgpPolicy.Build("re", p => p.Term("t", t => t.Match(m => m.AsPathRegex(regex)).Accept()));
-        Assert.Equal(expected, policy.Apply(P("10.0.0.0/8"), Attrs, Ebgp) is not null);
+        Assert.Equal(expected, policy.Apply(P("10.0.0.0/8"), attrs, Ebgp) is not null);
     }
 
     [Fact]
