@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
 using Netcore.Netlink;
 
 namespace Netcore.LoadBalancer.Lab;
@@ -8,7 +9,7 @@ namespace Netcore.LoadBalancer.Lab;
 /// pin folders and temporary folders, all named <c>lb-PID-N-...</c>. <see cref="RemoveLeftovers"/>
 /// only touches names whose PID no longer runs, so it is safe next to labs that are running.
 /// </summary>
-internal static class LabCleanup
+internal static partial class LabCleanup
 {
     /// <summary>Where the daemons pin their maps and XDP links.</summary>
     public const string PinRoot = "/sys/fs/bpf";
@@ -33,7 +34,7 @@ internal static class LabCleanup
         string path = Path.Combine(NetworkNamespace.NamedDirectory, ns);
         if (!File.Exists(path))
             return;
-        string? target = NsId(path);
+        var target = NsId(path);
         if (target is null)
             return;
         for (int round = 0; round < 3; round++)
@@ -43,8 +44,7 @@ internal static class LabCleanup
             {
                 if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out int pid) || pid == Environment.ProcessId)
                     continue;
-                string? link = ReadLink(Path.Combine(dir, "ns", "net"));
-                if (link is not null && link == target)
+                if (NsId(Path.Combine(dir, "ns", "net")) == target)
                 {
                     LabProcess.Signal(pid, LabProcess.SIGKILL);
                     any = true;
@@ -56,43 +56,28 @@ internal static class LabCleanup
         }
     }
 
-    /// <summary>"net:[inode]" for a namespace file, as /proc/PID/ns/net reads.</summary>
-    private static string? NsId(string nsFile)
+    /// <summary>
+    /// The namespace's identity for comparison with /proc/PID/ns/net: stat(2) follows both the
+    /// bind-mounted /run/netns/NAME and the magic link to the nsfs inode, so equal (st_dev, st_ino)
+    /// means the same namespace (what `ip netns pids` compares).
+    /// </summary>
+    private static (ulong Dev, ulong Ino)? NsId(string path)
     {
-        // The bind-mounted file's inode is the namespace's inode (nsfs).
-        try
+        Span<byte> st = stackalloc byte[256]; // struct stat is 144 bytes on x86_64 and 128 on arm64
+        unsafe
         {
-            var info = new FileInfo(nsFile);
-            return info.Exists ? "net:[" + Inode(nsFile).ToString(CultureInfo.InvariantCulture) + "]" : null;
+            fixed (byte* p = st)
+            {
+                if (stat(path, p) != 0)
+                    return null;
+            }
         }
-        catch (IOException)
-        {
-            return null;
-        }
+        // asm-generic and x86_64 struct stat both begin with st_dev (8 bytes) then st_ino (8 bytes).
+        return (BitConverter.ToUInt64(st), BitConverter.ToUInt64(st[8..]));
     }
 
-    private static ulong Inode(string path)
-    {
-        // /proc/self/fdinfo is not needed: stat(1)'s %i gives the inode; use the managed stat through a
-        // symlink read of a file descriptor opened on it (/proc/self/fd/N -> "net:[inode]").
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read);
-        string? link = ReadLink($"/proc/self/fd/{fs.SafeFileHandle.DangerousGetHandle()}");
-        if (link is not null && link.StartsWith("net:[", StringComparison.Ordinal))
-            return ulong.Parse(link.AsSpan(5, link.Length - 6), CultureInfo.InvariantCulture);
-        throw new IOException($"{path} is not a network namespace");
-    }
-
-    private static string? ReadLink(string path)
-    {
-        try
-        {
-            return new FileInfo(path).LinkTarget;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
+    [LibraryImport("libc", EntryPoint = "stat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static unsafe partial int stat(string path, byte* buf);
 
     /// <summary>The PID inside a lab name (lb-PID-N-...), or null.</summary>
     public static int? OwnerPid(string name)

@@ -11,7 +11,7 @@ namespace Netcore.LoadBalancer.Lab;
 
 /// <summary>
 /// One load-balancer node of the lab: the daemon (<c>serve</c>) run as a child process inside the
-/// node's namespace with <c>ip netns exec</c>, and a REST client for its API on 127.0.0.1 of that
+/// node's namespace (<c>nsenter --net</c>), and a REST client for its API on 127.0.0.1 of that
 /// namespace (the client's sockets are created inside it). Stopping sends SIGTERM (the daemon
 /// withdraws the VIP and leaves its XDP program pinned); killing sends SIGKILL.
 /// </summary>
@@ -81,7 +81,7 @@ internal sealed class LabNode : IAsyncDisposable
     /// <summary>The daemon's recent output.</summary>
     public string Output => _output.ToString();
 
-    /// <summary>The command line of the daemon (after <c>ip netns exec NS</c>).</summary>
+    /// <summary>The daemon's arguments (after <c>nsenter --net=NS dotnet Netcore.LoadBalancer.dll</c>).</summary>
     public IReadOnlyList<string> DaemonArguments()
     {
         IPAddress self = LabTopology.LbNodeAddress(Index);
