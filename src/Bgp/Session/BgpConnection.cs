@@ -69,7 +69,9 @@ internal sealed class BgpConnection
         LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
         RemoteEndPoint = (IPEndPoint)socket.RemoteEndPoint!;
         _stream = new NetworkStream(socket, ownsSocket: true);
-        _reader = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: 65536, minimumReadSize: 4096));
+        // leaveOpen: completing the reader after a protocol error must not close the socket before the
+        // NOTIFICATION is written (CloseAsync/LingerThenDisposeAsync own the socket's end).
+        _reader = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: 65536, minimumReadSize: 4096, leaveOpen: true));
         _writer = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: 65536));
         _bulk = Channel.CreateBounded<Outgoing>(new BoundedChannelOptions(bulkQueue) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
         LastReceivedMs = Environment.TickCount64;
@@ -187,6 +189,7 @@ internal sealed class BgpConnection
         // The reader keeps draining (and discarding) input until the peer closes, for at most 2 s.
         await Task.WhenAny(_readTask, Task.Delay(2000)).ConfigureAwait(false);
         await _cts.CancelAsync().ConfigureAwait(false);
+        await _stream.DisposeAsync().ConfigureAwait(false);
         _socket.Dispose();
         while (_bulk.Reader.TryRead(out var o))
             if (o.Pooled) ArrayPool<byte>.Shared.Return(o.Buffer);
