@@ -30,10 +30,10 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
 
     private static CancellationToken Timeout(int seconds) => new CancellationTokenSource(TimeSpan.FromSeconds(seconds)).Token;
 
-    private async Task<LabEnvironment> StartLabAsync(IReadOnlyList<int> weights, CancellationToken ct)
+    private async Task<LabEnvironment> StartLabAsync(IReadOnlyList<int> weights, string encap, CancellationToken ct)
     {
         var log = new OutputWriter(output);
-        LabEnvironment lab = await LabEnvironment.StartAsync(new LabOptions { Weights = weights }, log, ct);
+        LabEnvironment lab = await LabEnvironment.StartAsync(new LabOptions { Weights = weights, Encap = encap }, log, ct);
         try
         {
             await lab.WaitForVipFromAsync([1, 2], Converge, ct);
@@ -55,10 +55,10 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
     }
 
     /// <summary>Runs <paramref name="body"/> on a fresh lab; on failure the daemons' and BIRD's output go to the test log.</summary>
-    private async Task WithLabAsync(IReadOnlyList<int> weights, int seconds, Func<LabEnvironment, CancellationToken, Task> body)
+    private async Task WithLabAsync(IReadOnlyList<int> weights, int seconds, Func<LabEnvironment, CancellationToken, Task> body, string encap = "gue")
     {
         CancellationToken ct = Timeout(seconds);
-        LabEnvironment lab = await StartLabAsync(weights, ct);
+        LabEnvironment lab = await StartLabAsync(weights, encap, ct);
         bool ok = false;
         try
         {
@@ -92,6 +92,9 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
             Assert.True(chi < ChiSquareBound2Dof, $"answers {Describe(tally)} are not proportional to the weights 1:2:1 (chi-square {chi:F2})");
             // The backends answered directly: every client connection they saw came through the VIP.
             Assert.Equal(400, lab.Servers.Sum(s => s.ClientConnections));
+            // ...after decap.o took the GUE encapsulation off (the service's default encapsulation here).
+            for (int i = 1; i <= 3; i++)
+                Assert.True(lab.Xdp.DecapCount(i, LabXdp.DecapCounter.Gue) > 0, $"backend {i} decapsulated no GUE packet");
             // ECMP: both nodes carried part of the 400 flows.
             foreach (var n in lab.Nodes)
                 Assert.True(await ServicePacketsAsync(n, ct) > 0, $"{n.Namespace} forwarded nothing");
@@ -215,13 +218,16 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
                 Assert.Equal(0, tally.ByBackend.GetValueOrDefault(drained));
                 // Open connections, the drained backend's included, continue where they were.
                 Assert.Equal(names, await RequestAllAsync(conns, ct));
+                // This lab carries the service over IPIP (the others over GUE): the backends decapsulated IPIP only.
+                Assert.True(lab.Xdp.DecapCount(1, LabXdp.DecapCounter.Ipip) > 0);
+                Assert.Equal(0ul, lab.Xdp.DecapCount(1, LabXdp.DecapCounter.Gue));
             }
             finally
             {
                 foreach (var c in conns)
                     c.Dispose();
             }
-        });
+        }, encap: "ipip");
 
     private static async Task<List<LabHttpConnection>> OpenAsync(LabEnvironment lab, int count, CancellationToken ct)
     {
