@@ -49,6 +49,33 @@ public static class MrtTableDumpWriter
         }
     }
 
+    /// <summary>
+    /// Dumps the speaker's RIB (every accepted path, or only the best ones) as TABLE_DUMP_V2: each path
+    /// under the peer it was learned from; routes we originate appear under a peer with address
+    /// 0.0.0.0, our router id and our AS. The originated time of every entry is the dump time (the
+    /// RIB does not keep arrival times).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The speaker's RIB is disabled.</exception>
+    public static async Task DumpRibAsync(Stream stream, BgpSpeaker speaker, bool bestOnly = false, MrtDumpOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(speaker);
+        var routes = await speaker.GetRoutesAsync(bestOnly, cancellationToken).ConfigureAwait(false);
+        options ??= new MrtDumpOptions { CollectorId = speaker.Options.RouterId };
+        var now = options.Timestamp ?? DateTimeOffset.UtcNow;
+        options = options with { Timestamp = now };
+        var peers = new Dictionary<(IPAddress?, uint, IPAddress), MrtPeer>();
+        var list = new List<MrtRoute>(routes.Count);
+        foreach (var r in routes)
+        {
+            var key = (r.PeerAddress, r.PeerAs, r.PeerRouterId);
+            if (!peers.TryGetValue(key, out var peer))
+                peers.Add(key, peer = new MrtPeer(r.PeerRouterId, r.PeerAddress ?? IPAddress.Any, r.PeerAs));
+            list.Add(new MrtRoute(r.Prefix, peer, now, r.Attributes, r.PathId));
+        }
+        await WriteAsync(stream, list, options, cancellationToken).ConfigureAwait(false);
+    }
+
     private static IEnumerable<ReadOnlyMemory<byte>> Records(IEnumerable<MrtRoute> routes, MrtDumpOptions options)
     {
         ArgumentNullException.ThrowIfNull(routes);

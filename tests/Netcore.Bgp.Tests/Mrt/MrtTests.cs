@@ -329,6 +329,28 @@ public class MrtTests
         }, maxTest: 2000);
     }
 
+    [Fact]
+    public async Task Rib_dump_lists_originated_routes_under_our_own_peer_entry()
+    {
+        await using var speaker = new BgpSpeaker(new BgpSpeakerOptions { RouterId = IPAddress.Parse("192.0.2.10"), LocalAs = 4200000010 });
+        await speaker.StartAsync();
+        var a = new BgpPathAttributes { NextHop = IPAddress.Parse("192.0.2.10"), Communities = [new BgpCommunity(65000, 1)] };
+        await speaker.OriginateAsync(BgpPrefix.Parse("198.51.100.0/24"), a);
+        await speaker.OriginateAsync(BgpPrefix.Parse("2001:db8:1::/48"), a with { NextHop = IPAddress.Parse("2001:db8::10") });
+        using var ms = new MemoryStream();
+        await MrtTableDumpWriter.DumpRibAsync(ms, speaker, options: new MrtDumpOptions { CollectorId = IPAddress.Parse("192.0.2.10"), Timestamp = T0 });
+        using var reader = new MrtTableDumpReader(new MemoryStream(ms.ToArray()));
+        var routes = reader.ReadRoutes().ToList();
+        var us = new MrtPeer(IPAddress.Parse("192.0.2.10"), IPAddress.Any, 4200000010);
+        Assert.Equal([us], reader.Peers);
+        Assert.Equal(2, routes.Count);
+        Assert.All(routes, r => Assert.Equal(us, r.Peer));
+        Assert.Equal(BgpPrefix.Parse("198.51.100.0/24"), routes[0].Prefix);
+        Assert.Equal([new BgpCommunity(65000, 1)], routes[0].Attributes.Communities.ToArray());
+        Assert.Equal(IPAddress.Parse("2001:db8::10"), routes[1].Attributes.NextHop);
+        Assert.Equal(T0, routes[1].Originated);
+    }
+
     /// <summary>Routes in a comparable order (the writer sorts by prefix).</summary>
     private static List<string> Canonical(IEnumerable<MrtRoute> routes) =>
         [.. routes.Select(r => $"{r.Prefix} {r.Peer} {r.Originated.ToUnixTimeSeconds()} {r.PathId} {r.Attributes}").Order(StringComparer.Ordinal)];
