@@ -40,6 +40,12 @@ internal sealed class BackendServer : IAsyncDisposable
     /// <summary>Requests answered.</summary>
     public long Requests => Interlocked.Read(ref _requests);
 
+    /// <summary>
+    /// What GET /healthz answers: 200 while true, 503 while false (to fail the nodes' HTTP health
+    /// checks without touching the data path). Other paths always answer 200 with the name.
+    /// </summary>
+    public bool Healthy { get; set; } = true;
+
     /// <summary>Starts listening on <paramref name="port"/> inside namespace <paramref name="ns"/>.</summary>
     public static BackendServer Start(string ns, string name, int port, IPAddress clientAddress)
     {
@@ -95,8 +101,10 @@ internal sealed class BackendServer : IAsyncDisposable
             while (await reader.ReadHeadAsync(_stop.Token).ConfigureAwait(false) is { } head)
             {
                 bool close = head.Contains("connection: close", StringComparison.OrdinalIgnoreCase);
+                bool health = head.StartsWith("GET /healthz ", StringComparison.Ordinal);
+                string status = health && !Healthy ? "503 Service Unavailable" : "200 OK";
                 string response = string.Create(CultureInfo.InvariantCulture,
-                    $"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {body.Length}\r\nConnection: {(close ? "close" : "keep-alive")}\r\n\r\n");
+                    $"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {body.Length}\r\nConnection: {(close ? "close" : "keep-alive")}\r\n\r\n");
                 Interlocked.Increment(ref _requests);
                 await stream.WriteAsync(Encoding.ASCII.GetBytes(response), _stop.Token).ConfigureAwait(false);
                 await stream.WriteAsync(body, _stop.Token).ConfigureAwait(false);

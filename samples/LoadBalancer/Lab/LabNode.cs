@@ -184,6 +184,15 @@ internal sealed class LabNode : IAsyncDisposable
     public async Task<JsonNode?> StateAsync(CancellationToken ct) =>
         JsonNode.Parse(await _http.GetStringAsync(new Uri("api/v1/state", UriKind.Relative), ct).ConfigureAwait(false));
 
+    /// <summary>A backend's "health" in /api/v1/state ("up", "down", ...), or null when the node does not list it.</summary>
+    public async Task<string?> BackendHealthAsync(string service, IPAddress backend, CancellationToken ct)
+    {
+        JsonNode? state = await StateAsync(ct).ConfigureAwait(false);
+        JsonNode? svc = state?["services"]?.AsArray().FirstOrDefault(s => (string?)s?["name"] == service);
+        JsonNode? be = svc?["backends"]?.AsArray().FirstOrDefault(b => (string?)b?["address"] == backend.ToString());
+        return (string?)be?["health"];
+    }
+
     /// <summary>GET /metrics (Prometheus text).</summary>
     public Task<string> MetricsAsync(CancellationToken ct) => _http.GetStringAsync(new Uri("metrics", UriKind.Relative), ct);
 

@@ -229,6 +229,41 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
             }
         }, encap: "ipip");
 
+    [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
+    public Task FailingHealthCheck_TakesABackendOutOfNewFlows_UntilItRecovers() =>
+        WithLabAsync([100, 100, 100], 90, async (lab, ct) =>
+        {
+            IPAddress be1 = LabTopology.BackendAddress(1);
+            lab.Servers[0].Healthy = false; // /healthz answers 503; the data path is untouched
+            await WaitForHealthAsync(lab, be1, "down", ct);
+            RequestTally down = await lab.SendRequestsAsync(60, ct);
+            output.WriteLine("be1 unhealthy: " + Describe(down));
+            Assert.Equal(0, down.Failed);
+            Assert.Equal(0, down.ByBackend.GetValueOrDefault(LabEnvironment.BackendName(1)));
+
+            lab.Servers[0].Healthy = true;
+            await WaitForHealthAsync(lab, be1, "up", ct);
+            RequestTally up = await lab.SendRequestsAsync(90, ct);
+            output.WriteLine("be1 healthy again: " + Describe(up));
+            Assert.Equal(0, up.Failed);
+            // P(no flow of 90 on a third of the table) = (2/3)^90, about 1e-16.
+            Assert.True(up.ByBackend.GetValueOrDefault(LabEnvironment.BackendName(1)) > 0, "be1 got no new flow after recovering");
+        });
+
+    /// <summary>Waits until every node reports <paramref name="backend"/>'s health as <paramref name="health"/>.</summary>
+    private static async Task WaitForHealthAsync(LabEnvironment lab, IPAddress backend, string health, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (true)
+        {
+            string?[] states = await Task.WhenAll(lab.Nodes.Select(n => n.BackendHealthAsync(LabEnvironment.ServiceName, backend, ct)));
+            if (states.All(s => s == health))
+                return;
+            Assert.True(DateTime.UtcNow < deadline, $"{backend} is [{string.Join(", ", states)}] on the nodes, not {health}");
+            await Task.Delay(200, ct);
+        }
+    }
+
     private static async Task<List<LabHttpConnection>> OpenAsync(LabEnvironment lab, int count, CancellationToken ct)
     {
         var list = new List<LabHttpConnection>();
