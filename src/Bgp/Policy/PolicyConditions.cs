@@ -101,24 +101,32 @@ internal sealed class AsPathRegexCondition : PolicyCondition
     private const string NotDelimiter = @"[^ {}()\[\]]";
 
     /// <summary>
-    /// Rewrites Cisco's '_' into .NET syntax. At the start of the pattern or of an alternative it becomes
-    /// a look-behind ("start or after a delimiter"), at the end a look-ahead: zero-width, so the regex
-    /// keeps a literal prefix to search for (several times faster than a leading alternation). Between
-    /// two tokens it consumes the delimiter.
+    /// Rewrites Cisco's '_' into .NET syntax. At the start of a top-level alternative it becomes a
+    /// look-behind ("start or after a delimiter"), at the end of one a look-ahead: zero-width, so the
+    /// regex keeps a literal prefix to search for (several times faster than a leading alternation).
+    /// Anywhere else (between tokens, inside a group) it consumes the delimiter as Cisco's does.
     /// </summary>
     internal static string Translate(string pattern)
     {
         var sb = new StringBuilder(pattern.Length + 32);
+        int depth = 0;
         for (int i = 0; i < pattern.Length; i++)
         {
             char c = pattern[i];
+            if (c == '\\' && i + 1 < pattern.Length)
+            {
+                sb.Append(c).Append(pattern[++i]);
+                continue;
+            }
+            if (c == '(') depth++;
+            else if (c == ')') depth--;
             if (c != '_')
             {
                 sb.Append(c);
                 continue;
             }
-            bool atStart = i == 0 || pattern[i - 1] is '|' or '(';
-            bool atEnd = i == pattern.Length - 1 || pattern[i + 1] is '|' or ')';
+            bool atStart = OnlyOpenParens(pattern.AsSpan(0, i)) || (depth == 0 && pattern[i - 1] == '|');
+            bool atEnd = OnlyCloseParens(pattern.AsSpan(i + 1)) || (depth == 0 && i + 1 < pattern.Length && pattern[i + 1] == '|');
             if (atStart && !atEnd)
                 sb.Append("(?<!" + NotDelimiter + ")");
             else if (atEnd && !atStart)
@@ -128,6 +136,10 @@ internal sealed class AsPathRegexCondition : PolicyCondition
         }
         return sb.ToString();
     }
+
+    private static bool OnlyOpenParens(ReadOnlySpan<char> s) => !s.ContainsAnyExcept('(');
+
+    private static bool OnlyCloseParens(ReadOnlySpan<char> s) => !s.ContainsAnyExcept(')');
 
     internal static string TextOf(AsPath path) => Texts.GetValue(path, static p => p.ToString());
 

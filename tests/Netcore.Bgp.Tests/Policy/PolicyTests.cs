@@ -141,6 +141,10 @@ public class PolicyTests
     [InlineData("_65011}$", true, "65001 {65010 65011}")]
     [InlineData("_65011$", false, "65001 {65010 65011}")]
     [InlineData("^$", true, "")]
+    [InlineData("^64500(_64500)*$", true, "64500 64500 64500")]
+    [InlineData("^64500(_64500)*$", false, "64500 64500 64501")]
+    [InlineData("^65001(_65002|_65003)_", true)]
+    [InlineData("(^|_)65002_", true)]
     public void As_path_regex_uses_cisco_delimiters(string regex, bool expected, string path = "65001 65002 65003")
     {
         var attrs = Attrs with { AsPath = AsPath.Parse(path) };
