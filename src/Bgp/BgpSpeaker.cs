@@ -201,10 +201,19 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
     {
         while (await _updates.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
             while (_updates.Reader.TryRead(out var u))
+            {
+                _backlog.Read(_updates.Reader.Count);
                 yield return u;
+            }
     }
 
-    internal void Publish(BgpRouteUpdate update) => _updates.Writer.TryWrite(update);
+    private readonly UpdateBacklog _backlog = new(); // backlog metric and high-water warning of the stream above
+
+    internal void Publish(BgpRouteUpdate update)
+    {
+        if (_updates.Writer.TryWrite(update))
+            _backlog.Published(_updates.Reader.Count, _log);
+    }
 
     internal void RemoveDynamic(BgpPeer peer)
     {
