@@ -12,8 +12,9 @@ public sealed partial class BgpPeer
     private readonly RibOut _ribOut = new();
     private readonly Dictionary<BgpPathAttributes, int> _groups4 = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<BgpPathAttributes, int> _groups6 = new(ReferenceEqualityComparer.Instance);
-    private readonly List<List<Nlri>> _groupLists = [];
-    private readonly List<(BgpPathAttributes Attrs, bool V6)> _groupKeys = [];
+    private readonly List<(BgpPathAttributes Attrs, bool V6, int Head, int Tail, int Count)> _groupKeys = [];
+    private Nlri[] _items = new Nlri[256];   // announced routes, chained per group through _next
+    private int[] _next = new int[256];
     private readonly List<Nlri> _withdraw4 = [], _withdraw6 = [];
     private Dictionary<(BgpPrefix Prefix, uint PathId), BgpPathAttributes?> _ribSpare = [];
     private Task _ribUp = Task.CompletedTask;
@@ -81,10 +82,16 @@ public sealed partial class BgpPeer
     private async Task FlushRibAsync(BgpConnection c, CancellationToken ct)
     {
         var batch = _ribOut.Take(_ribSpare);
-        int groups = 0;
+        int taken = batch.Count;
         try
         {
-            if (batch.Count == 0 || c.IsClosing) return;
+            if (taken == 0 || c.IsClosing) return;
+            if (_items.Length < taken)
+            {
+                _items = new Nlri[taken];
+                _next = new int[taken];
+            }
+            int n = 0;
             foreach (var ((prefix, id), attrs) in batch)
             {
                 bool v6 = prefix.IsIPv6;
@@ -93,53 +100,83 @@ public sealed partial class BgpPeer
                     (v6 ? _withdraw6 : _withdraw4).Add(new Nlri(prefix, id));
                     continue;
                 }
+                _items[n] = new Nlri(prefix, id);
+                _next[n] = -1;
                 ref int gi = ref CollectionsMarshal.GetValueRefOrAddDefault(v6 ? _groups6 : _groups4, attrs, out bool exists);
                 if (!exists)
                 {
-                    gi = groups++;
-                    if (_groupLists.Count < groups) _groupLists.Add([]);
-                    if (_groupKeys.Count < groups) _groupKeys.Add((attrs, v6));
-                    else _groupKeys[gi] = (attrs, v6);
+                    gi = _groupKeys.Count;
+                    _groupKeys.Add((attrs, v6, n, n, 1));
                 }
-                _groupLists[gi].Add(new Nlri(prefix, id));
+                else
+                {
+                    var g = _groupKeys[gi];
+                    _next[g.Tail] = n;
+                    _groupKeys[gi] = g with { Tail = n, Count = g.Count + 1 };
+                }
+                n++;
             }
             await SendWithdrawalsAsync(c, _withdraw4, ct).ConfigureAwait(false);
             await SendWithdrawalsAsync(c, _withdraw6, ct).ConfigureAwait(false);
             var ctx = c.Codec;
             int max = ctx.MaxMessageSize;
-            for (int g = 0; g < groups; g++)
+            Nlri[] scratch = ArrayPool<Nlri>.Shared.Rent(256);
+            try
             {
-                var (attrs, v6) = _groupKeys[g];
-                var exported = ExportAttributes(attrs, v6, c);
-                if (exported is null) continue;
-                var list = _groupLists[g];
-                int done = 0;
-                while (done < list.Count)
+                foreach (var (attrs, v6, head, _, count) in _groupKeys)
                 {
-                    byte[] buf = ArrayPool<byte>.Shared.Rent(max);
-                    int len = UpdateCodec.WriteAnnounce(buf.AsSpan(0, max), exported, CollectionsMarshal.AsSpan(list)[done..], ctx, out int consumed);
-                    if (consumed == 0)
+                    var exported = ExportAttributes(attrs, v6, c);
+                    if (exported is null) continue;
+                    if (scratch.Length < count)
                     {
-                        ArrayPool<byte>.Shared.Return(buf);
-                        break; // the attributes alone exceed the message size
+                        ArrayPool<Nlri>.Shared.Return(scratch);
+                        scratch = ArrayPool<Nlri>.Shared.Rent(count);
                     }
-                    done += consumed;
-                    await c.SendBulkAsync(buf, len, ct).ConfigureAwait(false);
+                    int k = 0;
+                    for (int i = head; i >= 0; i = _next[i]) scratch[k++] = _items[i];
+                    int done = 0;
+                    while (done < count)
+                    {
+                        byte[] buf = ArrayPool<byte>.Shared.Rent(max);
+                        int len = UpdateCodec.WriteAnnounce(buf.AsSpan(0, max), exported, scratch.AsSpan(done, count - done), ctx, out int consumed);
+                        if (consumed == 0)
+                        {
+                            ArrayPool<byte>.Shared.Return(buf);
+                            break; // the attributes alone exceed the message size
+                        }
+                        done += consumed;
+                        await c.SendBulkAsync(buf, len, ct).ConfigureAwait(false);
+                    }
                 }
+            }
+            finally
+            {
+                ArrayPool<Nlri>.Shared.Return(scratch);
             }
         }
         finally
         {
             batch.Clear();
-            _ribSpare = batch;
+            // After a large batch (a full table) let the big buffers go instead of keeping them for ever.
+            const int Keep = 65536;
+            _ribSpare = taken > Keep ? [] : batch;
+            if (_items.Length > Keep)
+            {
+                _items = new Nlri[256];
+                _next = new int[256];
+            }
             _withdraw4.Clear();
             _withdraw6.Clear();
             _groups4.Clear();
             _groups6.Clear();
-            for (int g = 0; g < groups; g++)
+            _groupKeys.Clear();
+            if (taken > Keep)
             {
-                _groupLists[g].Clear();
-                _groupKeys[g] = default;
+                _withdraw4.Capacity = 0;
+                _withdraw6.Capacity = 0;
+                _groups4.TrimExcess();
+                _groups6.TrimExcess();
+                _groupKeys.Capacity = 0;
             }
         }
     }

@@ -713,7 +713,7 @@ internal sealed class BgpRib : IStaleRouteStore
             if (!hit)
             {
                 pre = ExportTransform(t, s, p.Attrs);
-                if (e.Memo is null) e.Memo = new RibAttributeStore.ExportMemo[2];
+                if (e.Memo is null) e.Memo = new RibAttributeStore.ExportMemo[1];
                 else if (e.MemoCount == e.Memo.Length) Array.Resize(ref e.Memo, e.MemoCount * 2);
                 e.Memo[e.MemoCount++] = new RibAttributeStore.ExportMemo { Target = t.Id, Source = s.Id, Epoch = _epoch, Result = pre };
             }
@@ -805,6 +805,7 @@ internal sealed class BgpRib : IStaleRouteStore
                     p[(prefix, id)] = attrs;
             }
             t.Batch.Clear();
+            if (t.Batch.Capacity > 65536) t.Batch.Capacity = 0; // after a full-table export
             o.Signal();
         }
         if (_changes.Count > 0)
