@@ -15,12 +15,13 @@ public static class LabCommand
     /// <summary>The usage text.</summary>
     public const string Usage = """
         usage: Netcore.LoadBalancer lab [--requests N] [--weights W1,W2,W3] [--encap gue|ipip]
-                                        [--xdp-mode native|generic] [--parallel P] [--hold]
+                                        [--xdp-mode native|generic] [--parallel P] [--bfd] [--hold]
                Netcore.LoadBalancer lab --cleanup [--all]
           builds the lab (needs root, bird, birdc, ethtool, clang-built bpf/decap.o), sends N
           requests (default 400) to the VIP on new connections, prints which backend answered
           against the weights (default 100,200,100), the BGP state and the LB counters, and
-          removes everything on exit (Ctrl-C included). --hold keeps the lab up until Ctrl-C.
+          removes everything on exit (Ctrl-C included). --bfd runs BFD on the router sessions.
+          --hold keeps the lab up until Ctrl-C.
           --cleanup removes namespaces, bpffs folders and temporary folders named lb-PID-*
           whose PID is gone (--all: of every other process too).
         """;
@@ -56,6 +57,7 @@ public static class LabCommand
                             throw new ArgumentException("--xdp-mode: native or generic");
                         break;
                     case "--hold": hold = true; break;
+                    case "--bfd": options = options with { Bfd = true }; break;
                     case "--cleanup": cleanup = true; break;
                     case "--all": all = true; break;
                     default: throw new ArgumentException($"unknown option {args[i]}");
@@ -158,6 +160,11 @@ public static class LabCommand
         Console.Write(await lab.Router.BirdcAsync("show protocols", ct).ConfigureAwait(false));
         Console.WriteLine($"--- router: birdc show route for {LabEnvironment.VipPrefix} all");
         Console.Write(await lab.Router.BirdcAsync($"show route for {LabEnvironment.VipPrefix} all", ct).ConfigureAwait(false));
+        if (lab.Options.Bfd)
+        {
+            Console.WriteLine("--- router: birdc show bfd sessions");
+            Console.Write(await lab.Router.BirdcAsync("show bfd sessions", ct).ConfigureAwait(false));
+        }
         var hops = await lab.Router.KernelNextHopsAsync(System.Net.IPNetwork.Parse(LabEnvironment.VipPrefix), ct).ConfigureAwait(false);
         Console.WriteLine($"--- router kernel: {LabEnvironment.VipPrefix} via {string.Join(", ", hops)}");
     }

@@ -25,6 +25,9 @@ public sealed record LabOptions
     /// <summary>Start the daemons (false: topology, router, backends and decapsulation only). Default true.</summary>
     public bool StartDaemons { get; init; } = true;
 
+    /// <summary>BFD on the router sessions (the daemons' --bfd, BIRD's bfd protocol). Default false.</summary>
+    public bool Bfd { get; init; }
+
     /// <summary>Name prefix of everything the lab creates; default lb-PID-N-.</summary>
     public string? Prefix { get; init; }
 }
@@ -109,9 +112,9 @@ public sealed class LabEnvironment : IAsyncDisposable
         _xdp = await LabXdp.AttachAsync(_topology, _log, ct).ConfigureAwait(false);
         for (int i = 1; i <= Options.Weights.Count; i++)
             _servers.Add(BackendServer.Start(_topology.Backend(i), BackendName(i), ServicePort, LabTopology.ClientAddress));
-        _router = await LabRouter.StartAsync(_topology, _stateDir, ct).ConfigureAwait(false);
+        _router = await LabRouter.StartAsync(_topology, _stateDir, Options.Bfd, ct).ConfigureAwait(false);
         for (int i = 1; i <= 2; i++)
-            _nodes.Add(new LabNode(_topology, i, _stateDir, Options.XdpMode));
+            _nodes.Add(new LabNode(_topology, i, _stateDir, Options.XdpMode, Options.Bfd));
         if (Options.StartDaemons)
         {
             await Task.WhenAll(_nodes.Select(n => n.StartAsync(ct))).ConfigureAwait(false);

@@ -24,8 +24,9 @@ internal sealed class LabNode : IAsyncDisposable
     private readonly HttpClient _http;
     private Process? _daemon;
 
-    public LabNode(LabTopology topology, int index, string stateDir, string xdpMode)
+    public LabNode(LabTopology topology, int index, string stateDir, string xdpMode, bool bfd = false)
     {
+        Bfd = bfd;
         Index = index;
         Namespace = topology.LbNode(index);
         StateDir = stateDir;
@@ -69,6 +70,9 @@ internal sealed class LabNode : IAsyncDisposable
     /// <summary>The daemon's bpffs folder (maps and the XDP link pinned there).</summary>
     public string PinDir { get; }
 
+    /// <summary>True when the daemon runs BFD on its router session.</summary>
+    public bool Bfd { get; }
+
     /// <summary>native or generic.</summary>
     public string XdpMode { get; }
 
@@ -98,6 +102,7 @@ internal sealed class LabNode : IAsyncDisposable
             "--bgp-peer", $"{LabTopology.RouterLbAddress(Index)}:{LabTopology.RouterAs}",
             "--bgp-next-hop", self.ToString(),
             "--xdp-mode", XdpMode,
+            .. (Bfd ? new[] { "--bfd" } : []),
         ];
     }
 
@@ -138,6 +143,13 @@ internal sealed class LabNode : IAsyncDisposable
     {
         if (_daemon is { } d)
             await LabProcess.StopAsync(d, TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+    }
+
+    /// <summary>SIGSTOP or SIGCONT: the daemon freezes (its TCP and BFD go silent, its sockets stay open) or resumes.</summary>
+    public void Freeze(bool frozen)
+    {
+        if (_daemon is { HasExited: false } d)
+            LabProcess.Signal(d.Id, frozen ? LabProcess.SIGSTOP : LabProcess.SIGCONT);
     }
 
     /// <summary>SIGKILL: the node dies without a word.</summary>

@@ -14,6 +14,8 @@ internal static partial class LabProcess
 {
     public const int SIGKILL = 9;
     public const int SIGTERM = 15;
+    public const int SIGCONT = 18;
+    public const int SIGSTOP = 19;
 
     /// <summary>Runs a command to completion; returns stdout, throws <see cref="LabCommandException"/> on a non-zero exit.</summary>
     public static async Task<string> RunAsync(IReadOnlyList<string> argv, CancellationToken ct, bool check = true)

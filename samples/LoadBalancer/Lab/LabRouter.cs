@@ -32,8 +32,8 @@ internal sealed partial class LabRouter : IAsyncDisposable
     /// <summary>BIRD's recent output (log lines).</summary>
     public string Output => _output.ToString();
 
-    /// <summary>The configuration the lab gives BIRD.</summary>
-    public static string Config(int nodes)
+    /// <summary>The configuration the lab gives BIRD (with <paramref name="bfd"/>, single-hop BFD on the nodes' sessions: 100 ms x 3).</summary>
+    public static string Config(int nodes, bool bfd)
     {
         var sb = new StringBuilder();
         sb.Append(CultureInfo.InvariantCulture, $$"""
@@ -46,6 +46,15 @@ internal sealed partial class LabRouter : IAsyncDisposable
             }
 
             """);
+        if (bfd)
+        {
+            sb.Append("""
+                protocol bfd {
+                  interface "r-lb*" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
+                }
+
+                """);
+        }
         for (int i = 1; i <= nodes; i++)
         {
             sb.Append(CultureInfo.InvariantCulture, $$"""
@@ -56,6 +65,7 @@ internal sealed partial class LabRouter : IAsyncDisposable
                   keepalive time 1;
                   connect retry time 1;
                   error wait time 1, 2;
+                  bfd {{(bfd ? "on" : "off")}};
                   ipv4 { import all; export none; };
                 }
 
@@ -65,10 +75,10 @@ internal sealed partial class LabRouter : IAsyncDisposable
     }
 
     /// <summary>Writes the configuration into <paramref name="dir"/> and starts BIRD in the foreground inside the router namespace.</summary>
-    public static async Task<LabRouter> StartAsync(LabTopology t, string dir, CancellationToken ct)
+    public static async Task<LabRouter> StartAsync(LabTopology t, string dir, bool bfd, CancellationToken ct)
     {
         string conf = Path.Combine(dir, "bird.conf");
-        await File.WriteAllTextAsync(conf, Config(2), ct).ConfigureAwait(false);
+        await File.WriteAllTextAsync(conf, Config(2, bfd), ct).ConfigureAwait(false);
         string sock = Path.Combine(dir, "bird.ctl");
         var output = new LabProcess.OutputTail();
         Process p = LabProcess.Start(["ip", "netns", "exec", t.Router, "bird", "-f", "-c", conf, "-s", sock, "-P", Path.Combine(dir, "bird.pid")], output.Add);

@@ -30,10 +30,10 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
 
     private static CancellationToken Timeout(int seconds) => new CancellationTokenSource(TimeSpan.FromSeconds(seconds)).Token;
 
-    private async Task<LabEnvironment> StartLabAsync(IReadOnlyList<int> weights, string encap, CancellationToken ct)
+    private async Task<LabEnvironment> StartLabAsync(LabOptions options, CancellationToken ct)
     {
         var log = new OutputWriter(output);
-        LabEnvironment lab = await LabEnvironment.StartAsync(new LabOptions { Weights = weights, Encap = encap }, log, ct);
+        LabEnvironment lab = await LabEnvironment.StartAsync(options, log, ct);
         try
         {
             await lab.WaitForVipFromAsync([1, 2], Converge, ct);
@@ -55,10 +55,10 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
     }
 
     /// <summary>Runs <paramref name="body"/> on a fresh lab; on failure the daemons' and BIRD's output go to the test log.</summary>
-    private async Task WithLabAsync(IReadOnlyList<int> weights, int seconds, Func<LabEnvironment, CancellationToken, Task> body, string encap = "gue")
+    private async Task WithLabAsync(IReadOnlyList<int> weights, int seconds, Func<LabEnvironment, CancellationToken, Task> body, string encap = "gue", bool bfd = false)
     {
         CancellationToken ct = Timeout(seconds);
-        LabEnvironment lab = await StartLabAsync(weights, encap, ct);
+        LabEnvironment lab = await StartLabAsync(new LabOptions { Weights = weights, Encap = encap, Bfd = bfd }, ct);
         bool ok = false;
         try
         {
@@ -250,6 +250,33 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
             Assert.True(up.ByBackend.GetValueOrDefault(LabEnvironment.BackendName(1)) > 0, "be1 got no new flow after recovering");
         });
 
+    [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
+    public Task Bfd_DetectsAFrozenNode_AndTheRouterWithdrawsItsVip() =>
+        WithLabAsync([100, 100, 100], 90, async (lab, ct) =>
+        {
+            string sessions = await lab.Router.BirdcAsync("show bfd sessions", ct);
+            output.WriteLine(sessions);
+            Assert.Equal(2, BfdUp().Matches(sessions).Count);
+            try
+            {
+                // SIGSTOP: the daemon's sockets stay open (no FIN, no link change), so only BFD or,
+                // much later, the BGP hold timer can notice. The router's BGP session must go down
+                // because of BFD.
+                lab.Nodes[0].Freeze(true);
+                await lab.WaitForVipFromAsync([2], TimeSpan.FromSeconds(20), ct);
+                string lb1 = await lab.Router.BirdcAsync("show protocols all lb1", ct);
+                output.WriteLine(lb1);
+                Assert.Contains("BFD session down", lb1, StringComparison.Ordinal);
+                Assert.Equal(0, (await lab.SendRequestsAsync(40, ct)).Failed);
+            }
+            finally
+            {
+                lab.Nodes[0].Freeze(false);
+            }
+            await lab.WaitForVipFromAsync([1, 2], Converge, ct);
+            Assert.Equal(0, (await lab.SendRequestsAsync(40, ct)).Failed);
+        }, bfd: true);
+
     /// <summary>Waits until every node reports <paramref name="backend"/>'s health as <paramref name="health"/>.</summary>
     private static async Task WaitForHealthAsync(LabEnvironment lab, IPAddress backend, string health, CancellationToken ct)
     {
@@ -328,6 +355,9 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
 
     private static string Describe(RequestTally t) =>
         string.Join(", ", t.ByBackend.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {kv.Value}")) + $", failed {t.Failed}";
+
+    [GeneratedRegex(@"^10\.0\.[23]\.2\s+r-lb\d\s+Up\s", RegexOptions.Multiline)]
+    private static partial Regex BfdUp();
 
     [GeneratedRegex("""lb_service_packets_total\{service="web"[^}]*\} (\d+)""")]
     private static partial Regex ServicePackets();
