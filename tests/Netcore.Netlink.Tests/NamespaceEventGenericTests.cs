@@ -131,4 +131,27 @@ public sealed class NamespaceEventGenericTests
         var err = await Assert.ThrowsAsync<NetlinkException>(async () => await genl.GetChannelsAsync("nosuchdev"));
         Assert.Equal("ENODEV", err.ErrnoName);
     }
+
+    [LinuxFact(Netns = true, Tools = ["ethtool"])]
+    public async Task Ethtool_LinkModesMatchTheEthtoolTool()
+    {
+        using var ns = TestNetns.Create("lm");
+        using var client = NetlinkClient.Open(ns.Name);
+        int e0 = await client.CreateVethAsync("m0", "m1");
+        await client.SetLinkUpAsync(e0);
+        await client.SetLinkUpAsync(await client.GetLinkIndexAsync("m1"));
+        using var nsHandle = NetworkNamespace.Open(ns.Name);
+        using var genl = GenericNetlinkClient.Open(nsHandle);
+        EthtoolLinkModes m = await genl.GetLinkModesAsync("m0");
+        string text = ns.Exec("ethtool m0");
+        // ethtool prints "Speed: 10000Mb/s", "Duplex: Full", "Auto-negotiation: off" from the same reply.
+        var speed = System.Text.RegularExpressions.Regex.Match(text, @"Speed: (\d+)Mb/s");
+        Assert.Equal(speed.Success ? uint.Parse(speed.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) : null, m.SpeedMbps);
+        Assert.Contains($"Duplex: {(m.Duplex == EthtoolDuplex.Unknown ? "Unknown" : m.Duplex.ToString())}", text, StringComparison.Ordinal);
+        Assert.Contains($"Auto-negotiation: {(m.Autonegotiation == true ? "on" : "off")}", text, StringComparison.Ordinal);
+        Assert.Equal(10000u, m.SpeedMbps); // veth reports 10 Gb/s full duplex (drivers/net/veth.c veth_get_link_ksettings)
+        Assert.Equal(EthtoolDuplex.Full, m.Duplex);
+        var err = await Assert.ThrowsAsync<NetlinkException>(async () => await genl.GetLinkModesAsync("nosuchdev"));
+        Assert.Equal("ENODEV", err.ErrnoName);
+    }
 }

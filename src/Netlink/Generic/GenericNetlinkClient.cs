@@ -22,12 +22,33 @@ public sealed record GenericFamily(string Name, ushort Id, uint Version, uint Ma
 /// <param name="Combined">ETHTOOL_A_CHANNELS_COMBINED_COUNT.</param>
 public sealed record EthtoolChannels(uint RxMax, uint TxMax, uint CombinedMax, uint Rx, uint Tx, uint Combined);
 
+/// <summary>Duplex of a link (linux/ethtool.h DUPLEX_*).</summary>
+public enum EthtoolDuplex
+{
+    /// <summary>DUPLEX_HALF.</summary>
+    Half = 0,
+    /// <summary>DUPLEX_FULL.</summary>
+    Full = 1,
+    /// <summary>DUPLEX_UNKNOWN (0xff), or not reported.</summary>
+    Unknown = 0xFF,
+}
+
+/// <summary>Speed, duplex and autonegotiation of a link (ETHTOOL_MSG_LINKMODES_GET, `ethtool DEV`).</summary>
+/// <param name="SpeedMbps">ETHTOOL_A_LINKMODES_SPEED in Mb/s; null for SPEED_UNKNOWN or when not reported.</param>
+/// <param name="Duplex">ETHTOOL_A_LINKMODES_DUPLEX.</param>
+/// <param name="Autonegotiation">ETHTOOL_A_LINKMODES_AUTONEG (AUTONEG_ENABLE = 1); null when not reported.</param>
+/// <param name="Lanes">ETHTOOL_A_LINKMODES_LANES; null when the driver does not report lanes.</param>
+public sealed record EthtoolLinkModes(uint? SpeedMbps, EthtoolDuplex Duplex, bool? Autonegotiation, uint? Lanes);
+
 /// <summary>
 /// A generic netlink (NETLINK_GENERIC) client bound to a namespace: family and multicast group
 /// resolution with a cache, and the ethtool family (link state, channels). Thread-safe.
 /// </summary>
 public sealed class GenericNetlinkClient : IDisposable
 {
+    private const byte ETHTOOL_MSG_LINKMODES_GET = 4;
+    private const ushort ETHTOOL_A_LINKMODES_HEADER = 1, ETHTOOL_A_LINKMODES_AUTONEG = 2, ETHTOOL_A_LINKMODES_SPEED = 5, ETHTOOL_A_LINKMODES_DUPLEX = 6, ETHTOOL_A_LINKMODES_LANES = 9;
+    private const uint SPEED_UNKNOWN = 0xFFFF_FFFF;
     private const byte ETHTOOL_MSG_LINKSTATE_GET = 6, ETHTOOL_MSG_CHANNELS_GET = 17, ETHTOOL_MSG_CHANNELS_SET = 18;
     private const ushort ETHTOOL_A_HEADER_DEV_INDEX = 1, ETHTOOL_A_HEADER_DEV_NAME = 2;
     private const ushort ETHTOOL_A_LINKSTATE_HEADER = 1, ETHTOOL_A_LINKSTATE_LINK = 2;
@@ -78,6 +99,35 @@ public sealed class GenericNetlinkClient : IDisposable
                     if (t == ETHTOOL_A_LINKSTATE_LINK) link = Attr.U8(x) != 0;
                 return link;
             });
+    }
+
+    /// <summary>Speed, duplex, autonegotiation and lanes of a link (ETHTOOL_MSG_LINKMODES_GET; what `ethtool DEV` prints).</summary>
+    public async ValueTask<EthtoolLinkModes> GetLinkModesAsync(string ifname, CancellationToken cancellationToken = default)
+    {
+        GenericFamily f = await GetFamilyAsync("ethtool", cancellationToken).ConfigureAwait(false);
+        return Request(f.Id, ETHTOOL_MSG_LINKMODES_GET, (byte)f.Version, $"ETHTOOL_MSG_LINKMODES_GET {ifname}",
+            w => WriteHeader(w, ETHTOOL_A_LINKMODES_HEADER, ifname), ParseLinkModes);
+    }
+
+    internal static EthtoolLinkModes ParseLinkModes(ReadOnlySpan<byte> attrs)
+    {
+        uint? speed = null, lanes = null;
+        bool? autoneg = null;
+        EthtoolDuplex duplex = EthtoolDuplex.Unknown;
+        var a = new AttributeReader(attrs);
+        while (a.TryRead(out ushort t, out ReadOnlySpan<byte> v))
+        {
+            switch (t)
+            {
+                // linux/ethtool.h: SPEED_UNKNOWN is (u32)-1; DUPLEX_UNKNOWN 0xff; other duplex values are not defined.
+                case ETHTOOL_A_LINKMODES_SPEED: speed = Attr.U32(v) is var sp && sp != SPEED_UNKNOWN ? sp : null; break;
+                case ETHTOOL_A_LINKMODES_DUPLEX: duplex = Attr.U8(v) switch { 0 => EthtoolDuplex.Half, 1 => EthtoolDuplex.Full, _ => EthtoolDuplex.Unknown }; break;
+                case ETHTOOL_A_LINKMODES_AUTONEG: autoneg = Attr.U8(v) != 0; break;
+                case ETHTOOL_A_LINKMODES_LANES: lanes = Attr.U32(v); break;
+                default: break; // bitsets of supported/advertised modes, master-slave: kept out of this summary
+            }
+        }
+        return new EthtoolLinkModes(speed, duplex, autoneg, lanes);
     }
 
     /// <summary>Channel counts of a link (`ethtool -l`).</summary>
