@@ -1,0 +1,200 @@
+using System.Globalization;
+using System.Net;
+using System.Text.RegularExpressions;
+using Netcore.LoadBalancer.DataPlane;
+using Netcore.Xdp;
+using static Netcore.LoadBalancer.Tests.Packets;
+
+namespace Netcore.LoadBalancer.Tests;
+
+/// <summary>
+/// The daemon as a process (<c>serve --netns</c>) on a veth in a fresh namespace, configured over
+/// its REST API (curl inside the namespace), its attached program exercised with
+/// BPF_PROG_TEST_RUN; restart adoption; BGP announcement and withdrawal seen by BIRD.
+/// </summary>
+public partial class DaemonTests(ITestOutputHelper output)
+{
+    private static string Dll => Path.Combine(AppContext.BaseDirectory, "Netcore.LoadBalancer.dll");
+
+    private sealed class Node : IDisposable
+    {
+        public required TestNetns Ns { get; init; }
+        public required string PinDir { get; init; }
+        public required string StateDir { get; init; }
+        public ExternalDaemon? Daemon { get; set; }
+
+        public void Dispose()
+        {
+            Daemon?.Dispose();
+            // Detach what the daemon left attached (that is the point of it), then drop the pins.
+            string link = Path.Combine(PinDir, "link");
+            if (File.Exists(link))
+            {
+                using var l = BpfLink.FromPin(link);
+                l.Detach();
+            }
+            if (Directory.Exists(PinDir))
+            {
+                foreach (string f in Directory.EnumerateFiles(PinDir))
+                    File.Delete(f);
+                Directory.Delete(PinDir);
+            }
+            Directory.Delete(StateDir, recursive: true);
+            Ns.Dispose();
+        }
+    }
+
+    private static Node CreateNode(string hint, TestNetns peer)
+    {
+        var ns = TestNetns.Create(hint);
+        try
+        {
+            ns.Exec("ip link set lo up");
+            ns.Veth("e0", peer, "p-" + hint, localAddress: "10.61.0.2/24", remoteAddress: "10.61.0.1/24");
+            return new Node
+            {
+                Ns = ns,
+                PinDir = "/sys/fs/bpf/nclb-d-" + Guid.NewGuid().ToString("N")[..10],
+                StateDir = Directory.CreateTempSubdirectory("nclb-d-").FullName,
+            };
+        }
+        catch
+        {
+            ns.Dispose();
+            throw;
+        }
+    }
+
+    private async Task<ExternalDaemon> StartAsync(Node n, params string[] extra)
+    {
+        var d = ExternalDaemon.Start(null, "dotnet",
+            [Dll, "serve", "--netns", n.Ns.Name, "--interface", "e0", "--api", "127.0.0.1:18181", "--db", Path.Combine(n.StateDir, "lb.db"),
+             "--pin-dir", n.PinDir, "--token", "t0k", "--xdp-mode", "generic", .. extra], output);
+        n.Daemon = d;
+        await d.WaitForOutputAsync("listening on http://127.0.0.1:18181", TimeSpan.FromSeconds(60));
+        return d;
+    }
+
+    private static string Curl(Node n, string method, string path, string? json = null)
+    {
+        string body = json is null ? "" : $"-H 'Content-Type: application/json' -d '{json}'";
+        return n.Ns.Exec($"curl -sS -X {method} -H 'Authorization: Bearer t0k' {body} -w '\\n%{{http_code}}' http://127.0.0.1:18181{path}", TimeSpan.FromSeconds(20)).TrimEnd();
+    }
+
+    private static ulong Metric(string metrics, string name, string labels)
+    {
+        var m = Regex.Match(metrics, "^" + Regex.Escape(name + "{" + labels + "}") + @" (\d+)$", RegexOptions.Multiline);
+        Assert.True(m.Success, $"{name}{{{labels}}} not in /metrics:\n{metrics}");
+        return ulong.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
+    }
+
+    [LinuxFact(Root = true, Netns = true, Bpf = true, Tools = ["clang-14", "curl"])]
+    public async Task Serve_ConfiguredOverRest_EncapsulatesToTheBackend_AndARestartAdoptsWithoutDetaching()
+    {
+        using var peer = TestNetns.Create("lbdp");
+        using var n = CreateNode("lbd", peer);
+        await StartAsync(n);
+
+        Assert.EndsWith("201", Curl(n, "PUT", "/api/v1/services/web", """{"vip":"192.0.2.10","port":80,"protocol":"tcp","encap":"gue"}"""), StringComparison.Ordinal);
+        Assert.EndsWith("201", Curl(n, "PUT", "/api/v1/services/web/backends/10.61.0.7", """{"weight":100}"""), StringComparison.Ordinal);
+        Assert.EndsWith("400", Curl(n, "PUT", "/api/v1/services/web/backends/10.61.0.8", """{"weight":"x"}"""), StringComparison.Ordinal);
+
+        // The attached program, found through the pinned link, runs a crafted SYN: GUE to 10.61.0.7,
+        // the exact bytes of the model (outer source = the interface address, MAC back to the sender).
+        using var link = BpfLink.FromPin(Path.Combine(n.PinDir, "link"));
+        var info = link.GetInfo();
+        Assert.Equal(n.Ns.IpJson("link show e0")[0].GetProperty("ifindex").GetInt32(), info.Ifindex);
+        Assert.Contains($"prog/xdp id {info.ProgramId}", n.Ns.Exec("ip -d link show e0"), StringComparison.Ordinal);
+        using (var prog = BpfProgram.FromId(info.ProgramId))
+        {
+            byte[] frame = Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Tcp, TcpSeg(40000, 80, payload: 100)));
+            byte[] outBuf = new byte[frame.Length + 256];
+            var r = prog.TestRun(frame, outBuf);
+            Assert.Equal(3u, r.ReturnValue); // XDP_TX
+            byte[] expected = LbModel.Encapsulate(frame, IPAddress.Parse("10.61.0.7"), Encapsulation.Gue, 6080, new byte[6],
+                IPAddress.Parse("10.61.0.2"), IPAddress.IPv6Any, Daemon.ServeOptions.DefaultHashSeed);
+            Assert.Equal(LbBpf.Hex(expected), LbBpf.Hex(outBuf.AsSpan(0, r.DataOutLength)));
+        }
+        string metrics = Curl(n, "GET", "/metrics");
+        Assert.Equal(1UL, Metric(metrics, "lb_service_packets_total", "service=\"web\",vip=\"192.0.2.10\",port=\"80\",protocol=\"tcp\""));
+        Assert.Equal(1UL, Metric(metrics, "lb_backend_packets_total", "service=\"web\",backend=\"10.61.0.7\""));
+
+        // Killed without a word: the program stays attached (the pinned link holds it).
+        n.Daemon!.Signal(9);
+        Assert.True(n.Daemon.WaitForExit(TimeSpan.FromSeconds(10)));
+        Assert.Contains($"prog/xdp id {info.ProgramId}", n.Ns.Exec("ip -d link show e0"), StringComparison.Ordinal);
+
+        // Restarted: it adopts the link (same link id, program replaced atomically), keeps the
+        // counters, and restores the configuration from SQLite.
+        n.Daemon.Dispose();
+        var d2 = await StartAsync(n);
+        Assert.Contains($"Adopted the pinned XDP link {info.Id}", d2.Log, StringComparison.Ordinal);
+        var info2 = link.GetInfo();
+        Assert.Equal(info.Id, info2.Id);
+        Assert.NotEqual(info.ProgramId, info2.ProgramId);
+        metrics = Curl(n, "GET", "/metrics");
+        Assert.Equal(1UL, Metric(metrics, "lb_service_packets_total", "service=\"web\",vip=\"192.0.2.10\",port=\"80\",protocol=\"tcp\""));
+        Assert.Contains("\"address\":\"10.61.0.7\"", Curl(n, "GET", "/api/v1/services/web"), StringComparison.Ordinal);
+
+        // SIGTERM without --detach-on-exit: still attached; with it: detached and unpinned.
+        d2.Signal(15);
+        Assert.True(d2.WaitForExit(TimeSpan.FromSeconds(15)));
+        Assert.Contains("prog/xdp", n.Ns.Exec("ip -d link show e0"), StringComparison.Ordinal);
+        d2.Dispose();
+        var d3 = await StartAsync(n, "--detach-on-exit");
+        d3.Signal(15);
+        Assert.True(d3.WaitForExit(TimeSpan.FromSeconds(15)));
+        Assert.DoesNotContain("prog/xdp", n.Ns.Exec("ip -d link show e0"), StringComparison.Ordinal);
+        Assert.False(Directory.Exists(n.PinDir));
+    }
+
+    [LinuxFact(Root = true, Netns = true, Bpf = true, Tools = ["clang-14", "curl", "bird", "birdc"])]
+    public async Task Serve_AnnouncesTheVipToBird_AndWithdrawsItOnSigterm()
+    {
+        using var router = TestNetns.Create("lbr");
+        using var n = CreateNode("lbb", router);
+        string dir = n.StateDir;
+        File.WriteAllText(Path.Combine(dir, "bird.conf"), """
+            router id 10.61.0.1;
+            log stderr all;
+            protocol device { scan time 1; }
+            protocol bgp lb {
+              local 10.61.0.1 as 65000; neighbor 10.61.0.2 as 65001;
+              hold time 6; keepalive time 2; connect retry time 1; connect delay time 1; error wait time 1, 2;
+              ipv4 { import all; export none; };
+            }
+            """);
+        using var bird = ExternalDaemon.Start(router, "bird", ["-f", "-c", Path.Combine(dir, "bird.conf"), "-s", Path.Combine(dir, "bird.ctl")], output);
+        string Birdc(string cmd) => router.TryExec($"birdc -s {dir}/bird.ctl {cmd}").StdOut;
+
+        var d = await StartAsync(n, "--bgp-router-id", "10.61.0.2", "--bgp-local-as", "65001", "--bgp-peer", "10.61.0.1:65000", "--bgp-next-hop", "10.61.0.2");
+        Assert.EndsWith("201", Curl(n, "PUT", "/api/v1/services/web", """{"vip":"192.0.2.10","port":80,"protocol":"tcp","encap":"ipip"}"""), StringComparison.Ordinal);
+        string show = "";
+        await Eventually(() => (show = Birdc("show route 192.0.2.10/32")).Contains("10.61.0.2", StringComparison.Ordinal), 30, "VIP in BIRD");
+        output.WriteLine(show);
+        Assert.Contains("via 10.61.0.2", show, StringComparison.Ordinal);
+        string state = Curl(n, "GET", "/api/v1/state");
+        Assert.Contains("\"state\":\"Established\"", state, StringComparison.Ordinal);
+        Assert.Contains("\"announced\":[\"192.0.2.10/32\"]", state, StringComparison.Ordinal);
+        Assert.Equal(1UL, Metric(Curl(n, "GET", "/metrics"), "lb_vip_announced", "vip=\"192.0.2.10/32\""));
+
+        long t0 = Environment.TickCount64;
+        d.Signal(15);
+        await Eventually(() => !Birdc("show route 192.0.2.10/32").Contains("192.0.2.10", StringComparison.Ordinal), 20, "VIP withdrawn in BIRD");
+        output.WriteLine($"withdrawn {Environment.TickCount64 - t0} ms after SIGTERM");
+        Assert.True(d.WaitForExit(TimeSpan.FromSeconds(15)));
+        Assert.Contains("VIP 192.0.2.10/32 withdrawn", d.Log, StringComparison.Ordinal);
+    }
+
+    private static async Task Eventually(Func<bool> condition, int seconds, string what)
+    {
+        long end = Environment.TickCount64 + seconds * 1000L;
+        while (Environment.TickCount64 < end)
+        {
+            if (condition())
+                return;
+            await Task.Delay(250);
+        }
+        Assert.Fail($"{what}: not within {seconds} s");
+    }
+}
