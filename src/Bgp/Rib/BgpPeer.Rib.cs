@@ -33,6 +33,28 @@ public sealed partial class BgpPeer
     private void RibSessionDown() => _speaker.Rib?.PeerDown(this);
 
     /// <summary>
+    /// Settings changed without a new session: export changes are applied at once (a soft reset out:
+    /// the whole export to this peer is recomputed and the difference sent); an import policy change
+    /// re-runs the policy on the kept pre-policy routes, or asks the peer for its routes again
+    /// (ROUTE-REFRESH, RFC 2918) when they are not kept.
+    /// </summary>
+    private void RibOptionsChanged(BgpPeerOptions old, BgpPeerOptions now)
+    {
+        var rib = _speaker.Rib;
+        if (rib is null) return;
+        bool export = !ReferenceEquals(old.ExportPolicy, now.ExportPolicy) || old.RouteReflectorClient != now.RouteReflectorClient
+            || old.NextHopSelf != now.NextHopSelf || old.AddPathSendCount != now.AddPathSendCount;
+        bool import = !ReferenceEquals(old.ImportPolicy, now.ImportPolicy) || !Equals(old.MaxPrefixes, now.MaxPrefixes);
+        if (!export && !import) return;
+        rib.OptionsChanged(this, reExport: export, reImport: import);
+        if (import && !rib.Options.KeepPrePolicy && _established is { } c && c.Negotiated is { } n)
+        {
+            foreach (var f in n.Families)
+                _ = RequestRouteRefreshAsync(f);
+        }
+    }
+
+    /// <summary>
     /// Part of the initial dump (before End-of-RIB) and of a route refresh (before EoRR): sends what the RIB
     /// exports to this peer. Called with the export lock held.
     /// </summary>
@@ -60,7 +82,8 @@ public sealed partial class BgpPeer
                 await _export.WaitAsync(_life.Token).ConfigureAwait(false);
                 try
                 {
-                    if (c.IsClosing) continue;
+                    // Until the initial dump ran (after any graceful-restart deferral), it sends what is pending.
+                    if (c.IsClosing || !c.InitialDumpDone) continue;
                     await FlushRibAsync(c, _life.Token).ConfigureAwait(false);
                 }
                 finally

@@ -24,7 +24,7 @@ internal sealed class BgpRib : IStaleRouteStore
     private enum Kind
     {
         Update, PeerUp, PeerDown, MarkStale, SweepStale, RemovePeer, Originate, WithdrawOriginated,
-        Refresh, Subscribe, Unsubscribe, Snapshot, Barrier,
+        Refresh, Subscribe, Unsubscribe, Snapshot, Barrier, OptionsChanged,
     }
 
     private sealed class Command
@@ -41,6 +41,8 @@ internal sealed class BgpRib : IStaleRouteStore
         public BgpNegotiatedSession? Session;
         public BgpPrefix Prefix;
         public bool BestOnly;
+        public bool ReExport;
+        public bool ReImport;
         public ChangeSubscriber? Subscriber;
         public TaskCompletionSource? Done;
         public TaskCompletionSource<List<BgpRibRoute>>? SnapshotDone;
@@ -189,6 +191,10 @@ internal sealed class BgpRib : IStaleRouteStore
     public Task RefreshAsync(BgpPeer peer, BgpFamily family) =>
         Post(new Command { Kind = Kind.Refresh, Peer = peer, Family = family });
 
+    /// <summary>The peer's options changed: apply them (re-exporting and/or re-importing as asked).</summary>
+    public Task OptionsChanged(BgpPeer peer, bool reExport, bool reImport) =>
+        Post(new Command { Kind = Kind.OptionsChanged, Peer = peer, ReExport = reExport, ReImport = reImport });
+
     /// <summary>Completes when every command queued before it was processed.</summary>
     public Task FlushAsync() => Post(new Command { Kind = Kind.Barrier });
 
@@ -315,6 +321,9 @@ internal sealed class BgpRib : IStaleRouteStore
                 break;
             case Kind.Snapshot: c.SnapshotDone!.TrySetResult(Snapshot(c.BestOnly)); break;
             case Kind.Barrier: break;
+            case Kind.OptionsChanged:
+                if (_byPeer.TryGetValue(c.Peer!, out var oc)) ApplyChangedOptions(oc, c.ReExport, c.ReImport);
+                break;
         }
     }
 
@@ -831,6 +840,55 @@ internal sealed class BgpRib : IStaleRouteStore
             count++;
         }
         RibLog.PeerExported(_log, t.ToString(), count);
+    }
+
+    // ------------------------------------------------------------------ run-time option changes
+
+    private void ApplyChangedOptions(RibSource s, bool reExport, bool reImport)
+    {
+        FlushOutputs(); // s.Batch is used as scratch below
+        HashSet<(BgpPrefix, uint)>? before = null;
+        if (reExport && s.Up)
+        {
+            // what is advertised now (with the old settings)
+            before = [];
+            foreach (var (prefix, head) in _prefixes)
+            {
+                if (!s.Family(prefix.IsIPv6)) continue;
+                int n = CaptureTop(head - 1, ref _new);
+                EmitTo(s, prefix, prefix.IsIPv6, 0, n);
+                foreach (var (p, id, attrs) in s.Batch)
+                    if (attrs is not null) before.Add((p, id));
+                s.Batch.Clear();
+            }
+        }
+        ApplyOptions(s, s.Peer!.Options);
+        _epoch++;
+        if (before is not null)
+        {
+            // soft reset out: everything advertised again with the new settings, the rest withdrawn
+            ExportAll(s, null);
+            foreach (var (p, id, attrs) in s.Batch)
+                if (attrs is not null) before.Remove((p, id));
+            foreach (var (p, id) in before)
+                s.Batch.Add((p, id, null));
+        }
+        if (reImport && _o.KeepPrePolicy)
+        {
+            // soft reconfiguration in: run the new import policy on the routes as received
+            var redo = new List<(BgpPrefix Prefix, uint Id, BgpPathAttributes Pre)>();
+            foreach (var (prefix, head) in _prefixes)
+                for (int i = head - 1; i >= 0; i = _paths[i].Next)
+                    if (_paths[i].Source == s.Id && _paths[i].PreAttr >= 0)
+                        redo.Add((prefix, _paths[i].RemoteId, _attrs.Get(_paths[i].PreAttr)));
+            var ctx = new BgpPolicyContext(s.Address!, s.PeerAs, _localAs, BgpPolicyDirection.Import);
+            foreach (var (prefix, id, pre) in redo)
+            {
+                var imported = ImportTransform(s, pre);
+                var post = imported is null ? null : s.Import.Apply(prefix, imported, ctx);
+                Change(prefix, s, id, post, pre, withdraw: false);
+            }
+        }
     }
 
     // ------------------------------------------------------------------ sessions

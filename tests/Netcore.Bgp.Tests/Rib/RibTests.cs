@@ -279,4 +279,33 @@ public class RibTests
         Assert.Empty(await h.Rib.SnapshotAsync(true));
         Assert.Equal(1, h.Rib.PathCount); // kept pre-policy only
     }
+
+    [Fact]
+    public async Task Changing_the_export_policy_re_exports_and_withdraws_what_it_now_rejects()
+    {
+        await using var h = new RibHarness();
+        var a = await h.PeerAsync("192.0.2.1", 65001, "10.0.0.1", Open);
+        var b = await h.PeerAsync("192.0.2.2", 65002, "10.0.0.2", Open);
+        await h.AnnounceAsync(a, Attrs("65001"), "198.51.100.0/24", "198.51.101.0/24");
+        Assert.Equal(2, Sent(b).Count);
+        var only100 = new BgpPolicy((p, x, _) => p == BgpPrefix.Parse("198.51.100.0/24") ? x with { Med = 9 } : null, "only-100");
+        await b.Peer.ChangeOptionsAsync(b.Peer.Options with { ExportPolicy = only100 }, default);
+        await h.Rib.OptionsChanged(b.Peer, reExport: true, reImport: false);
+        var sent = Sent(b);
+        Assert.Equal(2, sent.Count);
+        Assert.Equal(9u, sent[(BgpPrefix.Parse("198.51.100.0/24"), 0)]!.Med);
+        Assert.Null(sent[(BgpPrefix.Parse("198.51.101.0/24"), 0)]);
+    }
+
+    [Fact]
+    public async Task Changing_the_import_policy_reapplies_it_to_the_kept_pre_policy_routes()
+    {
+        await using var h = new RibHarness(new BgpRibOptions { KeepPrePolicy = true });
+        var a = await h.PeerAsync("192.0.2.1", 65001, "10.0.0.1", o => o with { ImportPolicy = BgpPolicy.RejectAll });
+        await h.AnnounceAsync(a, Attrs("65001"), "198.51.100.0/24");
+        Assert.Empty(await h.Rib.SnapshotAsync(true));
+        await a.Peer.ChangeOptionsAsync(a.Peer.Options with { ImportPolicy = BgpPolicy.AcceptAll }, default);
+        await h.Rib.OptionsChanged(a.Peer, reExport: false, reImport: true);
+        Assert.Single(await h.Rib.SnapshotAsync(true));
+    }
 }
