@@ -243,10 +243,7 @@ public sealed partial class BgpPeer : IConnectionOwner
             || old.Passive != options.Passive || old.RemotePort != options.RemotePort || !Equals(old.LocalAddress, options.LocalAddress)
             || old.TtlSecurityHops != options.TtlSecurityHops || old.Role != options.Role;
         if (!sessionAffecting)
-        {
-            RibOptionsChanged(old, options);
             return false;
-        }
         // RFC 4486 4: a configuration change that needs a new session uses Cease / Other Configuration Change.
         await StopAsync(new BgpNotification(BgpErrorCode.Cease, (byte)BgpCeaseError.OtherConfigurationChange), restart: options.AutoStart, ct).ConfigureAwait(false);
         return true;
@@ -651,7 +648,7 @@ public sealed partial class BgpPeer : IConnectionOwner
                 Log.Established(_log, Name, n.PeerAs, n.PeerRouterId, n.HoldTime.TotalSeconds, string.Join(",", n.Families));
                 Recompute("session established", null);
                 GrSessionUp(c);
-                RibSessionUp(c);
+                GrRibSessionUp(c); // the RIB export starts now, or after the RFC 4724 4.1 deferral
                 _ = Task.Run(() => DumpAsync(c, null, enhanced: false));
                 break;
             }
@@ -861,7 +858,7 @@ public sealed partial class BgpPeer : IConnectionOwner
         {
             // RFC 4724 4.1: a restarting speaker advertises only once its selection deferral ended.
             if (family is null)
-                await _speaker.GracefulRestart.DeferralDone.WaitAsync(_life.Token).ConfigureAwait(false);
+                await GrAwaitDeferralAsync(c).ConfigureAwait(false);
             await _export.WaitAsync(_life.Token).ConfigureAwait(false);
             try
             {

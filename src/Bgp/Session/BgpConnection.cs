@@ -96,6 +96,9 @@ internal sealed class BgpConnection
     /// </summary>
     public bool InitialDumpDone { get; set; }
 
+    /// <summary>The RIB's export to this session waits for the end of our graceful restart's selection deferral (RFC 4724 4.1).</summary>
+    public bool RibUpDeferred { get; set; }
+
     /// <summary>Our OPEN has been queued (false while the RFC 4271 8.1.1 DelayOpenTimer runs).</summary>
     public bool OpenWasSent { get; set; }
 

@@ -65,6 +65,41 @@ public sealed partial class BgpPeer
     }
 
     /// <summary>
+    /// RFC 4724 4.1 with the RIB: while the speaker is restarting, the RIB's export to a new session
+    /// (<c>RibSessionUp</c>) starts only once the selection deferral ended, so no route leaves before it.
+    /// </summary>
+    private void GrRibSessionUp(BgpConnection c)
+    {
+        if (_speaker.GracefulRestart.Restarting)
+        {
+            c.RibUpDeferred = true;
+            return;
+        }
+        RibSessionUp(c);
+    }
+
+    /// <summary>Waits for the selection deferral (RFC 4724 4.1), then starts a deferred RIB export under the FSM gate.</summary>
+    private async Task GrAwaitDeferralAsync(BgpConnection c)
+    {
+        await _speaker.GracefulRestart.DeferralDone.WaitAsync(_life.Token).ConfigureAwait(false);
+        if (!c.RibUpDeferred)
+            return;
+        await _gate.WaitAsync(_life.Token).ConfigureAwait(false);
+        try
+        {
+            if (c.RibUpDeferred && !c.IsClosing && _established == c)
+            {
+                c.RibUpDeferred = false;
+                RibSessionUp(c);
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>
     /// RFC 4724 4.1: a restarting speaker waits for End-of-RIB from every peer, except peers that
     /// did not advertise graceful restart on the new session and peers restarting themselves.
     /// </summary>
