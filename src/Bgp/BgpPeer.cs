@@ -243,7 +243,10 @@ public sealed partial class BgpPeer : IConnectionOwner
             || old.Passive != options.Passive || old.RemotePort != options.RemotePort || !Equals(old.LocalAddress, options.LocalAddress)
             || old.TtlSecurityHops != options.TtlSecurityHops || old.Role != options.Role;
         if (!sessionAffecting)
+        {
+            RibOptionsChanged(old, options);
             return false;
+        }
         // RFC 4486 4: a configuration change that needs a new session uses Cease / Other Configuration Change.
         await StopAsync(new BgpNotification(BgpErrorCode.Cease, (byte)BgpCeaseError.OtherConfigurationChange), restart: options.AutoStart, ct).ConfigureAwait(false);
         return true;
