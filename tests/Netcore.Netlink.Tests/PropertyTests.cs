@@ -288,7 +288,33 @@ public sealed class PropertyTests
         Assert.Equal(IPNetwork.Parse("10.0.0.0/8"), r.Destination);
     }
 
-    private static readonly byte[][] Seeds = [.. Encoders.All.Values.Select(f => f()), ErrorWithExtAck()];
+    private static readonly byte[][] Seeds = [.. Encoders.All.Values.Select(f => f()), ErrorWithExtAck(), EthtoolLinkModesReply()];
+
+    // ETHTOOL_MSG_LINKMODES_GET_REPLY as a veth sends it (family id 0x14 here is arbitrary).
+    private static byte[] EthtoolLinkModesReply()
+    {
+        using var w = new NetlinkWriter();
+        w.BeginMessage(0x14, 0, 1);
+        w.Struct(new genlmsghdr { cmd = 4, version = 1 });
+        int h = w.BeginNested(1);
+        w.U32(1, 2);
+        w.String(2, "m0");
+        w.EndNested(h);
+        w.U8(2, 0);
+        w.U32(5, 10000);
+        w.U8(6, 1);
+        w.EndMessage();
+        return w.WrittenSpan.ToArray();
+    }
+
+    [Fact]
+    public void EthtoolLinkModesReplyParses()
+    {
+        var reader = new NetlinkMessageReader(EthtoolLinkModesReply());
+        Assert.True(reader.TryRead(out NetlinkMessage m));
+        EthtoolLinkModes lm = GenericNetlinkClient.ParseLinkModes(m.Attributes(4).Rest());
+        Assert.Equal(new EthtoolLinkModes(10000, EthtoolDuplex.Full, false, null), lm);
+    }
 
     private static byte[] ErrorWithExtAck()
     {

@@ -46,6 +46,12 @@ internal static class NetlinkParsers
                 _ = GenericNetlinkClient.ParseFamily(m.Attributes(4).Rest());
                 n++;
             }
+            else if (m.Type > Nl.GENL_ID_CTRL)
+            {
+                // A dynamically numbered family: parsed as the ethtool link-modes reply.
+                _ = GenericNetlinkClient.ParseLinkModes(m.Attributes(4).Rest());
+                n++;
+            }
         }
         return n;
     }
