@@ -101,6 +101,9 @@ public sealed class AsPath : IEquatable<AsPath>
     /// <summary>The segments.</summary>
     public IReadOnlyList<AsPathSegment> Segments => _segments;
 
+    /// <summary>The segments as the backing array (no enumerator allocation in hot loops); do not modify.</summary>
+    internal AsPathSegment[] SegmentArray => _segments;
+
     /// <summary>True when a confederation segment (RFC 5065 3) is present.</summary>
     internal bool HasConfederationSegment
     {
@@ -138,24 +141,25 @@ public sealed class AsPath : IEquatable<AsPath>
     public AsPath Prepend(uint asn, int count = 1)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
-        var segs = new List<AsPathSegment>(_segments.Length + 1);
         // RFC 4271 5.1.2: prepend to a leading AS_SEQUENCE if it has room (255 per segment), else add one.
+        AsPathSegment[] segs;
         if (_segments.Length > 0 && _segments[0].Type == AsPathSegmentType.Sequence && _segments[0].Count + count <= 255)
         {
             var merged = new uint[_segments[0].Count + count];
             merged.AsSpan(0, count).Fill(asn);
             _segments[0].Asns.CopyTo(merged.AsSpan(count));
-            segs.Add(new AsPathSegment(AsPathSegmentType.Sequence, merged, true));
-            segs.AddRange(_segments.Skip(1));
+            segs = (AsPathSegment[])_segments.Clone();
+            segs[0] = new AsPathSegment(AsPathSegmentType.Sequence, merged, true);
         }
         else
         {
             var fresh = new uint[count];
             fresh.AsSpan().Fill(asn);
-            segs.Add(new AsPathSegment(AsPathSegmentType.Sequence, fresh, true));
-            segs.AddRange(_segments);
+            segs = new AsPathSegment[_segments.Length + 1];
+            segs[0] = new AsPathSegment(AsPathSegmentType.Sequence, fresh, true);
+            _segments.CopyTo(segs, 1);
         }
-        return new AsPath(segs.ToArray(), true);
+        return new AsPath(segs, true);
     }
 
     /// <summary>True when <paramref name="asn"/> appears anywhere in the path.</summary>

@@ -487,7 +487,7 @@ internal static class UpdateCodec
         // AS_PATH (RFC 6793 4.2.2: on a 2-octet session, 4-octet ASes become AS_TRANS and AS4_PATH carries the truth)
         bool needAs4 = false;
         int pathLen = 0;
-        foreach (var seg in a.AsPath.Segments)
+        foreach (var seg in a.AsPath.SegmentArray)
         {
             // RFC 4271 4.3: a segment holds at most 255 ASes; longer ones are split.
             int n = seg.Count;
@@ -554,7 +554,7 @@ internal static class UpdateCodec
         if (needAs4)
         {
             int len4 = 0;
-            foreach (var seg in a.AsPath.Segments)
+            foreach (var seg in a.AsPath.SegmentArray)
                 if (seg.Type is AsPathSegmentType.Sequence or AsPathSegmentType.Set)
                     len4 += ((seg.Count + 254) / 255) * 2 + seg.Count * 4;
             v = Attr(d, ref p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.As4Path, len4, measure);
@@ -618,7 +618,7 @@ internal static class UpdateCodec
     private static void WritePath(Span<byte> s, AsPath path, int asSize, bool skipConfed)
     {
         int p = 0;
-        foreach (var seg in path.Segments)
+        foreach (var seg in path.SegmentArray)
         {
             if (skipConfed && seg.Type is AsPathSegmentType.ConfedSequence or AsPathSegmentType.ConfedSet)
                 continue;
@@ -674,7 +674,7 @@ internal static class As4
         // Keep the leading (n2 - n4) ASes of AS_PATH (segments cut where needed), then AS4_PATH.
         int keep = n2 - n4;
         var segs = new List<AsPathSegment>();
-        foreach (var s in asPath.Segments)
+        foreach (var s in asPath.SegmentArray)
         {
             if (keep == 0 && s.Type is AsPathSegmentType.Sequence or AsPathSegmentType.Set)
                 break;
@@ -693,7 +693,7 @@ internal static class As4
             segs.Add(new AsPathSegment(AsPathSegmentType.Sequence, s.AsnArray[..take], true));
             keep -= take;
         }
-        segs.AddRange(as4Path.Segments);
+        segs.AddRange(as4Path.SegmentArray);
         return (AsPath.FromOwned([.. segs]), aggregator);
     }
 
