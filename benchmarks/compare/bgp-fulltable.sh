@@ -116,7 +116,7 @@ start_speaker() { # $1 = speaker name; sets SPK_PID (the speaker process itself:
     netcore)
       # shellcheck disable=SC2086
       env $DOTNET_ENV ip netns exec $NS_S dotnet "$DLL" bgp-fulltable-speaker --listen 10.0.0.2 --as 65002 \
-        --peer 10.0.0.1:65001 --peer 10.0.0.3:65003 --hold 9 > "$WORK/speaker.log" 2>&1 &
+        --peer 10.0.0.1:65001 --peer 10.0.0.3:65003 --hold 9 --next-hop6 fd00::2 > "$WORK/speaker.log" 2>&1 &
       SPK_PID=$! ;;
     bird)
       ip netns exec $NS_S bird -f -c "$CONF/bird.conf" -s "$WORK/bird.ctl" > "$WORK/speaker.log" 2>&1 &

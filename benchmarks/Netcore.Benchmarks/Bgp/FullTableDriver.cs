@@ -72,7 +72,13 @@ internal static class FullTableDriver
         feeder.SendAll(EndOfRib(false));
         feeder.SendAll(EndOfRib(true));
 
-        bool complete = sink.Complete.Wait(TimeSpan.FromSeconds(timeout));
+        bool complete = false;
+        for (double waited = 0; !complete && waited < timeout; waited += 10)
+        {
+            complete = sink.Complete.Wait(TimeSpan.FromSeconds(Math.Min(10, timeout - waited)));
+            if (!complete)
+                Console.Error.WriteLine($"  ... {waited + 10:F0} s: sink has {sink.V4} IPv4 + {sink.V6} IPv6 prefixes");
+        }
         long tLast = complete ? sink.LastPrefixAt : Stopwatch.GetTimestamp();
         long cpu1 = CpuTicks(pid);
         // Keep both sessions open for at least one more keepalive interval, so keepalives are seen
@@ -101,7 +107,7 @@ internal static class FullTableDriver
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"RESULT time={secs(t0, tLast):F3} cpu={(cpu1 - cpu0) / clk:F2} hwm_kb={hwm} v4={sink.V4} v6={sink.V6} sent={secs(t0, tSent):F3} " +
             $"first_at_sink={(sink.FirstPrefixAt == 0 ? -1 : secs(t0, sink.FirstPrefixAt)):F3} ka_feeder={kaF} ka_sink={kaS} maxgap_feeder={gapF:F1} maxgap_sink={gapS:F1} " +
-            $"ka_sent={feeder.KeepalivesSent + sink.KeepalivesSent} ok={(problems.Count == 0 ? 1 : 0)}"));
+            $"ka_sent={feeder.KeepalivesSent + sink.KeepalivesSent} sink_updates={sink.Updates} ok={(problems.Count == 0 ? 1 : 0)}"));
         foreach (var p in problems) Console.Error.WriteLine("bgp-fulltable-driver: FAIL: " + p);
         return problems.Count == 0 ? 0 : 1;
     }
@@ -179,7 +185,7 @@ internal static class FullTableDriver
 
         public string Name { get; }
         public int HoldSeconds { get; private set; }
-        public int V4, V6, Withdrawn, KeepalivesSent;
+        public int V4, V6, Withdrawn, KeepalivesSent, Updates;
         public long FirstPrefixAt, LastPrefixAt;
         public string? Notification;
         public string? Closed;
@@ -341,6 +347,7 @@ internal static class FullTableDriver
 
         private void Count(ReadOnlySpan<byte> body, long now)
         {
+            Updates++;
             int wlen = BinaryPrimitives.ReadUInt16BigEndian(body);
             Withdrawn += CountPrefixes(body.Slice(2, wlen));
             int alen = BinaryPrimitives.ReadUInt16BigEndian(body[(2 + wlen)..]);
