@@ -90,7 +90,7 @@ public sealed class BgpTermBuilder
         return this;
     }
 
-    internal PolicyTerm Build(string name) => new(name, _match.Build(), _actions.Edit.IsEmpty ? null : _actions.Edit, _actions.Verdict);
+    internal PolicyTerm Build(string name) => new(name, _match.Build(), _actions.Edit.IsEmpty ? null : _actions.Edit.Snapshot(), _actions.Verdict);
 }
 
 /// <summary>Match conditions of a term. Every call adds a condition; all must hold.</summary>

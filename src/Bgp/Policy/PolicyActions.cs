@@ -27,6 +27,9 @@ internal sealed class AttributeEdit
     public int PrependCount;
     public uint? PrependAs;        // null: the session's local AS
 
+    /// <summary>A copy for a compiled term, so that a builder kept by the caller cannot change a built policy.</summary>
+    public AttributeEdit Snapshot() => (AttributeEdit)MemberwiseClone();
+
     public bool IsEmpty =>
         LocalPreference is null && !SetMed && Origin is null && NextHop == NextHopEdit.None && !ClearCommunities && !ClearLarge && !ClearExtended
         && RemoveCommunities.Length == 0 && RemoveLarge.Length == 0 && RemoveExtended.Length == 0

@@ -300,6 +300,16 @@ public class PolicyTests
     }
 
     [Fact]
+    public void A_built_policy_does_not_change_when_a_captured_builder_is_used_again()
+    {
+        BgpActionBuilder? kept = null;
+        var policy = BgpPolicy.Build("x", p => p.Term("t", t => t.Then(a => { kept = a; a.SetLocalPreference(10).Accept(); })));
+        kept!.SetLocalPreference(99).Reject();
+        Assert.Equal(10u, policy.Apply(P("10.0.0.0/8"), Attrs, Ebgp)!.LocalPreference);
+        Assert.Contains("t", policy.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Evaluation_of_an_unchanged_route_does_not_allocate()
     {
         var list = new BgpPrefixList("10.0.0.0/8 le 24", "172.16.0.0/12 le 24", "2001:db8::/32 le 48");
