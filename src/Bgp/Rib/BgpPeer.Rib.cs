@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Netcore.Bgp.Messages;
 using Netcore.Bgp.Rib;
@@ -148,7 +150,7 @@ public sealed partial class BgpPeer
             {
                 foreach (var (attrs, v6, head, _, count) in _groupKeys)
                 {
-                    var exported = ExportAttributes(attrs, v6, c);
+                    var exported = RibExportAttributes(attrs, v6, c);
                     if (exported is null) continue;
                     if (scratch.Length < count)
                     {
@@ -202,6 +204,32 @@ public sealed partial class BgpPeer
                 _groupKeys.Capacity = 0;
             }
         }
+    }
+
+    /// <summary>
+    /// The session part of the export of a RIB route: towards eBGP (and with <see cref="BgpPeerOptions.NextHopSelf"/>)
+    /// the next hop is our address (RFC 4271 5.1.3) and our AS is prepended (5.1.2); towards iBGP the next
+    /// hop is kept (filled in only for originated routes without one) and LOCAL_PREF is always sent (5.1.5).
+    /// </summary>
+    private BgpPathAttributes? RibExportAttributes(BgpPathAttributes a, bool v6, BgpConnection c)
+    {
+        bool self = !c.Codec.IsInternal || Options.NextHopSelf;
+        IPAddress? nh = self ? null : a.NextHop;
+        IPAddress? ll = self ? null : a.LinkLocalNextHop;
+        if (nh is null)
+        {
+            var local = c.LocalEndPoint.Address.IsIPv4MappedToIPv6 ? c.LocalEndPoint.Address.MapToIPv4() : c.LocalEndPoint.Address;
+            nh = v6 ? Options.NextHopIPv6 : Options.NextHopIPv4;
+            if (nh is null && (local.AddressFamily == AddressFamily.InterNetworkV6) == v6)
+                nh = local;
+        }
+        if (nh is null)
+            return null; // no usable next hop for this family on this session
+        // RFC 8950: IPv4 routes with an IPv6 next hop need the extended next hop capability.
+        if (!v6 && nh.AddressFamily == AddressFamily.InterNetworkV6 && !c.Codec.ExtendedNextHopIPv4)
+            return null;
+        var path = c.Codec.IsInternal ? a.AsPath : a.AsPath.Prepend(_speaker.Options.LocalAs);
+        return a with { NextHop = nh, LinkLocalNextHop = ll, AsPath = path, LocalPreference = c.Codec.IsInternal ? a.LocalPreference ?? 100 : null };
     }
 
     private static async Task SendWithdrawalsAsync(BgpConnection c, List<Nlri> list, CancellationToken ct)

@@ -702,29 +702,46 @@ internal sealed class BgpRib : IStaleRouteStore
         ref var e = ref _attrs.At(p.AttrId);
         if (ReferenceEquals(e.Value, p.Attrs))
         {
-            pre = null;
-            bool hit = false;
-            for (int i = 0; i < e.MemoCount; i++)
+            ref var m = ref Unsafe.NullRef<RibAttributeStore.ExportMemo>();
+            if (e.HasFirst && e.First.Target == t.Id && e.First.Source == s.Id)
             {
-                ref var m = ref e.Memo![i];
-                if (m.Target == t.Id && m.Source == s.Id)
+                m = ref e.First;
+            }
+            else
+            {
+                for (int i = 0; i < e.MemoCount; i++)
                 {
-                    if (m.Epoch != _epoch)
+                    if (e.Memo![i].Target == t.Id && e.Memo[i].Source == s.Id)
                     {
-                        m.Result = ExportTransform(t, s, p.Attrs);
-                        m.Epoch = _epoch;
+                        m = ref e.Memo[i];
+                        break;
                     }
-                    pre = m.Result;
-                    hit = true;
-                    break;
                 }
             }
-            if (!hit)
+            if (!Unsafe.IsNullRef(ref m))
+            {
+                if (m.Epoch != _epoch)
+                {
+                    m.Result = ExportTransform(t, s, p.Attrs);
+                    m.Epoch = _epoch;
+                }
+                pre = m.Result;
+            }
+            else
             {
                 pre = ExportTransform(t, s, p.Attrs);
-                if (e.Memo is null) e.Memo = new RibAttributeStore.ExportMemo[1];
-                else if (e.MemoCount == e.Memo.Length) Array.Resize(ref e.Memo, e.MemoCount * 2);
-                e.Memo[e.MemoCount++] = new RibAttributeStore.ExportMemo { Target = t.Id, Source = s.Id, Epoch = _epoch, Result = pre };
+                var memo = new RibAttributeStore.ExportMemo { Target = t.Id, Source = s.Id, Epoch = _epoch, Result = pre };
+                if (!e.HasFirst)
+                {
+                    e.First = memo;
+                    e.HasFirst = true;
+                }
+                else
+                {
+                    if (e.Memo is null) e.Memo = new RibAttributeStore.ExportMemo[2];
+                    else if (e.MemoCount == e.Memo.Length) Array.Resize(ref e.Memo, e.MemoCount * 2);
+                    e.Memo[e.MemoCount++] = memo;
+                }
             }
         }
         else
@@ -773,16 +790,12 @@ internal sealed class BgpRib : IStaleRouteStore
         }
         if (t.IsEbgp)
         {
-            // RFC 4271 5.1.3: our address as next hop (the session fills it in); 5.1.4: a MED learned
-            // from another AS is not passed on; 5.1.5: no LOCAL_PREF; RFC 4456 8: no ORIGINATOR_ID/CLUSTER_LIST.
+            // RFC 4271 5.1.4: a MED learned from another AS is not passed on; 5.1.5: no LOCAL_PREF;
+            // RFC 4456 8: no ORIGINATOR_ID/CLUSTER_LIST. (5.1.3: the peer's sender puts our address as
+            // next hop.) Most sets need no change and are exported as the same instance.
             bool keepMed = s.Peer is null;
-            if (a.NextHop is not null || a.LinkLocalNextHop is not null || (!keepMed && a.Med is not null) || a.LocalPreference is not null
-                || a.OriginatorId is not null || a.ClusterList.Length > 0)
-                a = a with
-                {
-                    NextHop = null, LinkLocalNextHop = null, Med = keepMed ? a.Med : null, LocalPreference = null,
-                    OriginatorId = null, ClusterList = [],
-                };
+            if ((!keepMed && a.Med is not null) || a.LocalPreference is not null || a.OriginatorId is not null || a.ClusterList.Length > 0)
+                a = a with { Med = keepMed ? a.Med : null, LocalPreference = null, OriginatorId = null, ClusterList = [] };
             return a;
         }
         if (reflect)
@@ -794,8 +807,6 @@ internal sealed class BgpRib : IStaleRouteStore
                 ClusterList = a.ClusterList.Insert(0, _clusterId),
             };
         }
-        if (t.NextHopSelf && (a.NextHop is not null || a.LinkLocalNextHop is not null))
-            a = a with { NextHop = null, LinkLocalNextHop = null };
         if (a.LocalPreference is null)
             a = a with { LocalPreference = _o.DefaultLocalPreference };
         return a;

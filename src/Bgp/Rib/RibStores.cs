@@ -13,6 +13,10 @@ internal sealed class RibAttributeStore
         public BgpPathAttributes? Value;
         public int Refs;
         public int NextFree;
+        /// <summary>The first export result, inline (most sets are exported to one peer from one source).</summary>
+        public ExportMemo First;
+        public bool HasFirst;
+        /// <summary>Further export results (other target or source peers).</summary>
         public ExportMemo[]? Memo;
         public int MemoCount;
     }
