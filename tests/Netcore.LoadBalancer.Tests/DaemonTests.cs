@@ -158,16 +158,22 @@ public partial class DaemonTests(ITestOutputHelper output)
             router id 10.61.0.1;
             log stderr all;
             protocol device { scan time 1; }
+            protocol bfd { interface "*" { min rx interval 100 ms; min tx interval 100 ms; }; }
             protocol bgp lb {
               local 10.61.0.1 as 65000; neighbor 10.61.0.2 as 65001;
               hold time 6; keepalive time 2; connect retry time 1; connect delay time 1; error wait time 1, 2;
+              bfd on;
               ipv4 { import all; export none; };
             }
             """);
         using var bird = ExternalDaemon.Start(router, "bird", ["-f", "-c", Path.Combine(dir, "bird.conf"), "-s", Path.Combine(dir, "bird.ctl")], output);
         string Birdc(string cmd) => router.TryExec($"birdc -s {dir}/bird.ctl {cmd}").StdOut;
 
-        var d = await StartAsync(n, "--bgp-router-id", "10.61.0.2", "--bgp-local-as", "65001", "--bgp-peer", "10.61.0.1:65000", "--bgp-next-hop", "10.61.0.2");
+        // The node's own check: an HTTP server on the router side that the test stops and starts.
+        ExternalDaemon StartCheckTarget() => ExternalDaemon.Start(router, "python3", ["-m", "http.server", "--bind", "10.61.0.1", "18282", "--directory", dir], output);
+        var target = StartCheckTarget();
+        var d = await StartAsync(n, "--bgp-router-id", "10.61.0.2", "--bgp-local-as", "65001", "--bgp-peer", "10.61.0.1:65000", "--bgp-next-hop", "10.61.0.2",
+            "--bfd", "--node-check", "http://10.61.0.1:18282/");
         Assert.EndsWith("201", Curl(n, "PUT", "/api/v1/services/web", """{"vip":"192.0.2.10","port":80,"protocol":"tcp","encap":"ipip"}"""), StringComparison.Ordinal);
         string show = "";
         await Eventually(() => (show = Birdc("show route 192.0.2.10/32")).Contains("10.61.0.2", StringComparison.Ordinal), 30, "VIP in BIRD");
@@ -177,6 +183,17 @@ public partial class DaemonTests(ITestOutputHelper output)
         Assert.Contains("\"state\":\"Established\"", state, StringComparison.Ordinal);
         Assert.Contains("\"announced\":[\"192.0.2.10/32\"]", state, StringComparison.Ordinal);
         Assert.Equal(1UL, Metric(Curl(n, "GET", "/metrics"), "lb_vip_announced", "vip=\"192.0.2.10/32\""));
+
+        // BFD on the router session, Up on both sides.
+        await Eventually(() => Curl(n, "GET", "/api/v1/state").Contains("\"bfd\":\"Up\"", StringComparison.Ordinal), 30, "BFD Up in the daemon");
+        await Eventually(() => Birdc("show bfd sessions").Contains("Up", StringComparison.Ordinal), 30, "BFD Up in BIRD");
+
+        // The node's own check fails (fall 2 at 1 s): the VIP is withdrawn; it passes again (rise 2): announced again.
+        target.Dispose();
+        await Eventually(() => !Birdc("show route 192.0.2.10/32").Contains("192.0.2.10", StringComparison.Ordinal), 20, "VIP withdrawn on node check failure");
+        Assert.Contains("\nlb_node_healthy 0\n", Curl(n, "GET", "/metrics"), StringComparison.Ordinal);
+        using var target2 = StartCheckTarget();
+        await Eventually(() => Birdc("show route 192.0.2.10/32").Contains("10.61.0.2", StringComparison.Ordinal), 20, "VIP announced again");
 
         long t0 = Environment.TickCount64;
         d.Signal(15);
