@@ -203,31 +203,26 @@ internal readonly record struct LargeCommunityPattern(ValueRange Global, ValueRa
 /// <summary>Communities: any pattern present (match any), or every pattern present (match all).</summary>
 internal sealed class CommunityCondition(CommunityPattern[] patterns, bool all) : PolicyCondition
 {
-    public override bool Matches(BgpPrefix prefix, BgpPathAttributes attributes, in BgpPolicyContext context)
-    {
-        var have = attributes.Communities.AsSpan();
-        foreach (var p in patterns)
-        {
-            bool found = false;
-            foreach (var c in have)
-                if (p.Matches(c)) { found = true; break; }
-            if (found && !all) return true;
-            if (!found && all) return false;
-        }
-        return all;
-    }
+    public override bool Matches(BgpPrefix prefix, BgpPathAttributes attributes, in BgpPolicyContext context) =>
+        PatternSet.Matches(attributes.Communities.AsSpan(), patterns, static (p, c) => p.Matches(c), all);
 }
 
 internal sealed class LargeCommunityCondition(LargeCommunityPattern[] patterns, bool all) : PolicyCondition
 {
-    public override bool Matches(BgpPrefix prefix, BgpPathAttributes attributes, in BgpPolicyContext context)
+    public override bool Matches(BgpPrefix prefix, BgpPathAttributes attributes, in BgpPolicyContext context) =>
+        PatternSet.Matches(attributes.LargeCommunities.AsSpan(), patterns, static (p, c) => p.Matches(c), all);
+}
+
+internal static class PatternSet
+{
+    /// <summary>Any pattern matches one of <paramref name="have"/> (or, with <paramref name="all"/>, every pattern does).</summary>
+    public static bool Matches<T, TPattern>(ReadOnlySpan<T> have, TPattern[] patterns, Func<TPattern, T, bool> match, bool all)
     {
-        var have = attributes.LargeCommunities.AsSpan();
         foreach (var p in patterns)
         {
             bool found = false;
             foreach (var c in have)
-                if (p.Matches(c)) { found = true; break; }
+                if (match(p, c)) { found = true; break; }
             if (found && !all) return true;
             if (!found && all) return false;
         }
