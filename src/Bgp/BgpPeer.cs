@@ -824,7 +824,8 @@ public sealed partial class BgpPeer : IConnectionOwner
         BgpPeerState s;
         if (_established is not null) s = BgpPeerState.Established;
         else if (_connections.Any(c => c.State == ConnectionState.OpenConfirm)) s = BgpPeerState.OpenConfirm;
-        else if (_connections.Any(c => c.State == ConnectionState.OpenSent)) s = BgpPeerState.OpenSent;
+        else if (_connections.Any(c => c.State == ConnectionState.OpenSent && c.OpenWasSent)) s = BgpPeerState.OpenSent;
+        else if (_connections.Any(c => c.State == ConnectionState.OpenSent && c.Outbound)) s = BgpPeerState.Connect; // RFC 4271 8.2.2: DelayOpenTimer running
         else if (!_started) s = BgpPeerState.Idle;
         else if (_connecting) s = BgpPeerState.Connect;
         else s = BgpPeerState.Active;
