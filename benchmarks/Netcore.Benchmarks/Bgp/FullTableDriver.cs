@@ -56,11 +56,10 @@ internal static class FullTableDriver
         Console.WriteLine($"sessions established (hold {sink.HoldSeconds} s / {feeder.HoldSeconds} s)");
         sink.StartReader(counting: true, expectV4: v4, expectV6: v6);
         feeder.StartReader(counting: false, 0, 0);
-        using var keepalives = new Timer(_ =>
-        {
-            sink.SendKeepaliveIfDue();
-            feeder.SendKeepaliveIfDue();
-        }, null, 200, 200);
+        // One keepalive thread per session (not the thread pool: a feeder send blocked by TCP back-pressure
+        // must not hold up the sink's keepalives, and blocked pool threads would starve the timers).
+        sink.StartKeepalives();
+        feeder.StartKeepalives();
         Thread.Sleep(1000); // let the speaker finish what it does right after Established
 
         long cpu0 = CpuTicks(pid);
@@ -73,11 +72,11 @@ internal static class FullTableDriver
         feeder.SendAll(EndOfRib(true));
 
         bool complete = false;
-        for (double waited = 0; !complete && waited < timeout; waited += 10)
+        for (double waited = 0; !complete && waited < timeout && !sink.Failed && !feeder.Failed; waited += 1)
         {
-            complete = sink.Complete.Wait(TimeSpan.FromSeconds(Math.Min(10, timeout - waited)));
-            if (!complete)
-                Console.Error.WriteLine($"  ... {waited + 10:F0} s: sink has {sink.V4} IPv4 + {sink.V6} IPv6 prefixes");
+            complete = sink.Complete.Wait(TimeSpan.FromSeconds(Math.Min(1, timeout - waited)));
+            if (!complete && (int)waited % 10 == 9)
+                Console.Error.WriteLine($"  ... {waited + 1:F0} s: sink has {sink.V4} IPv4 + {sink.V6} IPv6 prefixes");
         }
         long tLast = complete ? sink.LastPrefixAt : Stopwatch.GetTimestamp();
         long cpu1 = CpuTicks(pid);
@@ -175,6 +174,7 @@ internal static class FullTableDriver
         private long _runStart;
         private int _expectV4, _expectV6;
         private byte[] _leftover = [];
+        private volatile bool _disposed;
 
         private Session(Socket s, string name, int hold)
         {
@@ -412,13 +412,19 @@ internal static class FullTableDriver
             }
         }
 
-        public void SendKeepaliveIfDue()
+        public void StartKeepalives()
         {
-            if (Environment.TickCount64 - Volatile.Read(ref _lastSentMs) >= HoldSeconds * 1000 / 3 && Closed is null)
+            var t = new Thread(() =>
             {
-                try { SendKeepalive(); }
-                catch (Exception e) when (e is SocketException or ObjectDisposedException) { Closed ??= "send failed: " + e.Message; }
-            }
+                while (Closed is null && !_disposed)
+                {
+                    Thread.Sleep(100);
+                    if (Environment.TickCount64 - Volatile.Read(ref _lastSentMs) < HoldSeconds * 1000 / 3) continue;
+                    try { SendKeepalive(); }
+                    catch (Exception e) when (e is SocketException or ObjectDisposedException) { Closed ??= "send failed: " + e.Message; }
+                }
+            }) { IsBackground = true, Name = Name + " keepalives" };
+            t.Start();
         }
 
         private void SendKeepalive()
@@ -465,6 +471,7 @@ internal static class FullTableDriver
 
         public void Dispose()
         {
+            _disposed = true;
             try { _socket.Shutdown(SocketShutdown.Both); }
             catch (SocketException) { }
             _socket.Dispose();
