@@ -24,6 +24,10 @@ public class RestartingSpeakerTests(ITestOutputHelper output)
         string frrNeighbor = lab.Vtysh("show bgp neighbors 10.0.2.1");
         Assert.Contains("Graceful Restart", frrNeighbor, StringComparison.Ordinal);
         Assert.Contains("advertised and received", frrNeighbor, StringComparison.Ordinal);
+        // FRR's view of our capability: RFC 8538 N bit and the Forwarding State bit, no Restart State bit yet.
+        Assert.Contains("R bit: False", frrNeighbor, StringComparison.Ordinal);
+        Assert.Contains("N bit: True", frrNeighbor, StringComparison.Ordinal);
+        Assert.Contains("F bit: True", frrNeighbor, StringComparison.Ordinal);
 
         // From here on, every 200 ms: both peers must have both routes, every time.
         using var stopWatching = new CancellationTokenSource();
@@ -65,6 +69,7 @@ public class RestartingSpeakerTests(ITestOutputHelper output)
         await bgpd2.WaitForOutputAsync("selection deferral ended \\(End-of-RIB received from every peer\\)", TimeSpan.FromSeconds(40));
         // Refreshed: stale marks cleared in FRR, BIRD's restart finished, routes still there.
         await Eventually(() => Ours.All(p => lab.FrrRoute(p) is { Stale: false }), 30, "FRR routes refreshed (stale cleared)");
+        Assert.Contains("R bit: True", lab.Vtysh("show bgp neighbors 10.0.2.1"), StringComparison.Ordinal); // the restarted process set R
         await Eventually(() => lab.Birdc("show protocols netcore").Contains("Established", StringComparison.Ordinal), 30, "BIRD session back");
         output.WriteLine("BIRD after the restart:\n" + lab.Birdc("show protocols all netcore") + lab.Birdc("show route all 198.51.100.7/32"));
         // BIRD does not print a stale flag per route; its restart state is in the protocol.
