@@ -127,7 +127,14 @@ internal sealed partial class LabRouter : IAsyncDisposable
     /// <summary>The BGP next hops BIRD holds for <paramref name="prefix"/> (birdc show route for ...all), one per session that announces it.</summary>
     public async Task<IReadOnlyList<string>> BgpSourcesAsync(string prefix, CancellationToken ct)
     {
-        string text = await BirdcAsync($"show route for {prefix} all", ct).ConfigureAwait(false);
+        // birdc exits with 1 and prints "Network not found" when BIRD has no route for the prefix.
+        var (code, text, stderr) = await LabProcess.TryRunAsync(["birdc", "-s", _socket, "show", "route", "for", prefix, "all"], ct).ConfigureAwait(false);
+        if (code != 0)
+        {
+            return text.Contains("Network not found", StringComparison.Ordinal)
+                ? []
+                : throw new LabCommandException($"birdc show route for {prefix} exited with {code}: {stderr.Trim()} {text.Trim()}");
+        }
         return [.. RouteFrom().Matches(text).Select(m => m.Groups["proto"].Value).Distinct().Order(StringComparer.Ordinal)];
     }
 

@@ -147,6 +147,58 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
         });
 
     [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
+    public Task KilledDaemon_LeavesItsPinnedProgramForwarding_AndTheRestartedOneAdoptsIt() =>
+        WithLabAsync([100, 100, 100], 100, async (lab, ct) =>
+        {
+            // Only lb2 is left, and the router keeps a static fallback route to it, so traffic still
+            // reaches lb2 while its daemon is dead and BGP has nothing: what forwards it then is the
+            // XDP program the daemon left pinned and attached.
+            await lab.FailNodeAsync(1, ct);
+            await lab.WaitForVipFromAsync([2], TimeSpan.FromSeconds(20), ct);
+            using var router = NetlinkClient.Open(lab.Topology.Router);
+            var fallback = new Route
+            {
+                Destination = IPNetwork.Parse(LabEnvironment.VipPrefix),
+                Gateway = LabTopology.LbNodeAddress(2),
+                OutputIndex = await router.GetLinkIndexAsync(LabTopology.RouterLbLink(2), ct),
+                Priority = 4000,
+            };
+            await router.AddRouteAsync(fallback, cancellationToken: ct);
+            uint program = await XdpProgramAsync(lab.Topology.LbNode(2), ct);
+            Assert.NotEqual(0u, program);
+            var conns = await OpenAsync(lab, 12, ct);
+            try
+            {
+                string[] names = await RequestAllAsync(conns, ct);
+
+                await lab.Nodes[1].KillAsync();
+                var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+                while ((await lab.Router.BgpSourcesAsync(LabEnvironment.VipPrefix, ct)).Count > 0)
+                {
+                    Assert.True(DateTime.UtcNow < deadline, "the router kept the VIP from the killed daemon");
+                    await Task.Delay(200, ct);
+                }
+                Assert.Equal(program, await XdpProgramAsync(lab.Topology.LbNode(2), ct));
+                RequestTally dead = await lab.SendRequestsAsync(60, ct);
+                output.WriteLine("daemon dead: " + Describe(dead));
+                Assert.Equal(0, dead.Failed);
+                Assert.All(lab.BackendNames, n => Assert.True(dead.ByBackend.GetValueOrDefault(n) > 0, $"{n} got nothing"));
+                Assert.Equal(names, await RequestAllAsync(conns, ct));
+
+                await lab.Nodes[1].StartAsync(ct);
+                await router.DeleteRouteAsync(fallback, ct);
+                await lab.WaitForVipFromAsync([2], Converge, ct);
+                Assert.Equal(names, await RequestAllAsync(conns, ct));
+                Assert.Equal(0, (await lab.SendRequestsAsync(40, ct)).Failed);
+            }
+            finally
+            {
+                foreach (var c in conns)
+                    c.Dispose();
+            }
+        });
+
+    [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
     public Task RemovingOneOfThreeBackends_MovesAboutAThirdOfTheTable_AndBreaksNoOtherConnection() =>
         WithLabAsync([100, 100, 100], 90, async (lab, ct) =>
         {
@@ -315,6 +367,13 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
         for (int i = 0; i < conns.Count; i++)
             names[i] = await conns[i].GetAsync("/", close: false, RequestTimeout, ct);
         return names;
+    }
+
+    /// <summary>The id of the XDP program on a host's e0 (0: none).</summary>
+    private static async Task<uint> XdpProgramAsync(string ns, CancellationToken ct)
+    {
+        using var nl = NetlinkClient.Open(ns);
+        return (await nl.GetXdpAsync(await nl.GetLinkIndexAsync(LabTopology.HostLink, ct), ct)).ProgramId;
     }
 
     /// <summary>lb_service_packets_total of the lab's service from the node's /metrics.</summary>
