@@ -38,7 +38,7 @@ internal static partial class ServeCommand
         {
             b.SetMinimumLevel(LogLevel.Information);
             if (o.JsonLogs)
-                b.AddJsonConsole(j => j.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ");
+                b.AddJsonConsole(j => { j.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ"; j.UseUtcTimestamp = true; });
             else
                 b.AddSimpleConsole(s => { s.SingleLine = true; s.TimestampFormat = "HH:mm:ss.fff "; s.UseUtcTimestamp = true; });
         }
@@ -154,7 +154,7 @@ internal static partial class ServeCommand
         {
             api = await ApiServer.StartAsync(o.Api, o.Token, controller, hooks, ConfigureLogging, stop.Token).ConfigureAwait(false);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or InvalidOperationException)
         {
             LogFatal(log, $"cannot listen on {o.Api}: {e.Message}");
             return 1;
