@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Diagnostics.Metrics;
@@ -71,7 +70,7 @@ internal sealed class BgpRib : IStaleRouteStore
     private readonly Task _worker;
 
     // ---- RIB-thread state
-    private readonly Dictionary<BgpPrefix, int> _prefixes = [];   // prefix -> head path slot + 1
+    private readonly PrefixTable _prefixes = new();   // prefix -> head path slot
     private readonly RibPathStore _paths = new();
     private readonly RibAttributeStore _attrs = new();
     private readonly Dictionary<BgpPeer, RibSource> _byPeer = [];
@@ -125,7 +124,7 @@ internal sealed class BgpRib : IStaleRouteStore
         // tests only: scanning is fine
         int id = -1;
         foreach (var (_, head) in _prefixes)
-            for (int i = head - 1; i >= 0; i = _paths[i].Next)
+            for (int i = head; i >= 0; i = _paths[i].Next)
                 if (_paths[i].Attr >= 0 && _attrs.Get(_paths[i].Attr).Equals(a)) id = _paths[i].Attr;
         return id < 0 ? 0 : _attrs.RefCount(id);
     }
@@ -144,13 +143,13 @@ internal sealed class BgpRib : IStaleRouteStore
         var cmd = new Command { Kind = Kind.Update, Peer = peer, Attrs = r.Attributes };
         if (r.Announced.Count > 0 && r.Attributes is not null)
         {
-            cmd.Announced = ArrayPool<Nlri>.Shared.Rent(r.Announced.Count);
+            cmd.Announced = new Nlri[r.Announced.Count]; // exact size: pooled arrays would be far bigger for 2-3 prefixes
             r.Announced.CopyTo(cmd.Announced);
             cmd.AnnouncedCount = r.Announced.Count;
         }
         if (r.Withdrawn.Count > 0)
         {
-            cmd.Withdrawn = ArrayPool<Nlri>.Shared.Rent(r.Withdrawn.Count);
+            cmd.Withdrawn = new Nlri[r.Withdrawn.Count];
             r.Withdrawn.CopyTo(cmd.Withdrawn);
             cmd.WithdrawnCount = r.Withdrawn.Count;
         }
@@ -251,11 +250,6 @@ internal sealed class BgpRib : IStaleRouteStore
                     cmd.Done?.TrySetException(e);
                     cmd.SnapshotDone?.TrySetException(e);
                 }
-                finally
-                {
-                    if (cmd.Announced is not null) ArrayPool<Nlri>.Shared.Return(cmd.Announced);
-                    if (cmd.Withdrawn is not null) ArrayPool<Nlri>.Shared.Return(cmd.Withdrawn);
-                }
                 if (cmd.Done is not null) _completions.Add(cmd.Done);
             }
             FlushOutputs();
@@ -309,7 +303,7 @@ internal sealed class BgpRib : IStaleRouteStore
             case Kind.Subscribe:
                 foreach (var (prefix, head) in _prefixes)
                 {
-                    int n = CaptureTop(head - 1, ref _new);
+                    int n = CaptureTop(head, ref _new);
                     if (n > 0) c.Subscriber!.Add(MakeChange(prefix, _new, n));
                 }
                 c.Subscriber!.Signal();
@@ -476,10 +470,10 @@ internal sealed class BgpRib : IStaleRouteStore
     /// <summary>Adds, replaces or removes the path of (<paramref name="s"/>, <paramref name="remoteId"/>) for a prefix, reruns the decision process and exports the difference.</summary>
     private void Change(BgpPrefix prefix, RibSource s, uint remoteId, BgpPathAttributes? post, BgpPathAttributes? pre, bool withdraw)
     {
-        ref int headRef = ref CollectionsMarshal.GetValueRefOrNullRef(_prefixes, prefix);
+        ref int headRef = ref _prefixes.Find(prefix);
         bool exists = !Unsafe.IsNullRef(ref headRef);
         if (withdraw && !exists) return;
-        int head = exists ? headRef - 1 : -1;
+        int head = exists ? headRef : -1;
         int found = -1, prev = -1;
         for (int i = head, pv = -1; i >= 0; pv = i, i = _paths[i].Next)
         {
@@ -553,9 +547,9 @@ internal sealed class BgpRib : IStaleRouteStore
         if (head < 0)
             _prefixes.Remove(prefix);
         else if (exists)
-            headRef = head + 1;
+            headRef = head;
         else
-            _prefixes.Add(prefix, head + 1);
+            _prefixes.Add(prefix, head);
         int newN = CaptureTop(head, ref _new);
         Emit(prefix, oldN, newN, null);
         foreach (int id in _deferredRelease) _attrs.Release(id);
@@ -845,7 +839,7 @@ internal sealed class BgpRib : IStaleRouteStore
         foreach (var (prefix, head) in _prefixes)
         {
             if (family is { } f && (f.Afi == BgpAfi.IPv6) != prefix.IsIPv6) continue;
-            int n = CaptureTop(head - 1, ref _new);
+            int n = CaptureTop(head, ref _new);
             if (n == 0) continue;
             EmitTo(t, prefix, prefix.IsIPv6, 0, n);
             count++;
@@ -866,7 +860,7 @@ internal sealed class BgpRib : IStaleRouteStore
             foreach (var (prefix, head) in _prefixes)
             {
                 if (!s.Family(prefix.IsIPv6)) continue;
-                int n = CaptureTop(head - 1, ref _new);
+                int n = CaptureTop(head, ref _new);
                 EmitTo(s, prefix, prefix.IsIPv6, 0, n);
                 foreach (var (p, id, attrs) in s.Batch)
                     if (attrs is not null) before.Add((p, id));
@@ -889,7 +883,7 @@ internal sealed class BgpRib : IStaleRouteStore
             // soft reconfiguration in: run the new import policy on the routes as received
             var redo = new List<(BgpPrefix Prefix, uint Id, BgpPathAttributes Pre)>();
             foreach (var (prefix, head) in _prefixes)
-                for (int i = head - 1; i >= 0; i = _paths[i].Next)
+                for (int i = head; i >= 0; i = _paths[i].Next)
                     if (_paths[i].Source == s.Id && _paths[i].PreAttr >= 0)
                         redo.Add((prefix, _paths[i].RemoteId, _attrs.Get(_paths[i].PreAttr)));
             var ctx = new BgpPolicyContext(s.Address!, s.PeerAs, _localAs, BgpPolicyDirection.Import);
@@ -946,7 +940,7 @@ internal sealed class BgpRib : IStaleRouteStore
         foreach (var (prefix, head) in _prefixes)
         {
             if (family is { } f && (f.Afi == BgpAfi.IPv6) != prefix.IsIPv6) continue;
-            for (int i = head - 1; i >= 0; i = _paths[i].Next)
+            for (int i = head; i >= 0; i = _paths[i].Next)
             {
                 ref var pe = ref _paths[i];
                 if (pe.Source == s.Id && (pe.Flags & PathEntry.Stale) == 0)
@@ -982,7 +976,7 @@ internal sealed class BgpRib : IStaleRouteStore
         foreach (var (prefix, head) in _prefixes)
         {
             if (family is { } f && (f.Afi == BgpAfi.IPv6) != prefix.IsIPv6) continue;
-            for (int i = head - 1; i >= 0; i = _paths[i].Next)
+            for (int i = head; i >= 0; i = _paths[i].Next)
             {
                 ref var pe = ref _paths[i];
                 if (pe.Source == s.Id && (!staleOnly || (pe.Flags & PathEntry.Stale) != 0))
@@ -1025,10 +1019,10 @@ internal sealed class BgpRib : IStaleRouteStore
         var list = new List<BgpRibRoute>(_prefixes.Count);
         foreach (var (prefix, head) in _prefixes)
         {
-            for (int i = head - 1; i >= 0; i = _paths[i].Next)
+            for (int i = head; i >= 0; i = _paths[i].Next)
             {
                 ref var pe = ref _paths[i];
-                bool best = i == head - 1 && (pe.Flags & PathEntry.Eligible) != 0;
+                bool best = i == head && (pe.Flags & PathEntry.Eligible) != 0;
                 if (pe.Attr < 0 || (bestOnly && !best)) continue;
                 list.Add(Route(prefix, _attrs.Get(pe.Attr), pe.Source, pe.RemoteId, best));
                 if (bestOnly) break;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Netcore.Bgp.Rib;
@@ -30,7 +31,8 @@ internal sealed class RibAttributeStore
     }
 
     private readonly Dictionary<BgpPathAttributes, int> _index = [];
-    private Entry[] _entries = new Entry[1024];
+    private const int ChunkBits = 12, ChunkMask = (1 << ChunkBits) - 1;
+    private Entry[][] _chunks = new Entry[16][];
     private int _used;
     private int _free = -1;
     private BgpPathAttributes? _lastRef;
@@ -39,18 +41,18 @@ internal sealed class RibAttributeStore
     /// <summary>Live attribute sets.</summary>
     public int Count => _index.Count;
 
-    public BgpPathAttributes Get(int id) => _entries[id].Value!;
+    public BgpPathAttributes Get(int id) => At(id).Value!;
 
-    public ref Entry At(int id) => ref _entries[id];
+    public ref Entry At(int id) => ref _chunks[id >> ChunkBits][id & ChunkMask];
 
-    public int RefCount(int id) => _entries[id].Refs;
+    public int RefCount(int id) => At(id).Refs;
 
     /// <summary>Returns the id of the interned equal value, adding one reference.</summary>
     public int Acquire(BgpPathAttributes value)
     {
-        if (ReferenceEquals(value, _lastRef) && ReferenceEquals(_entries[_lastId].Value, value))
+        if (ReferenceEquals(value, _lastRef) && ReferenceEquals(At(_lastId).Value, value))
         {
-            _entries[_lastId].Refs++;
+            At(_lastId).Refs++;
             return _lastId;
         }
         ref int slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_index, value, out bool exists);
@@ -60,28 +62,30 @@ internal sealed class RibAttributeStore
             if (_free >= 0)
             {
                 id = _free;
-                _free = _entries[id].NextFree;
+                _free = At(id).NextFree;
             }
             else
             {
-                if (_used == _entries.Length) Array.Resize(ref _entries, _entries.Length * 2);
                 id = _used++;
+                int c = id >> ChunkBits;
+                if (c == _chunks.Length) Array.Resize(ref _chunks, c * 2);
+                _chunks[c] ??= new Entry[1 << ChunkBits];
             }
-            _entries[id] = new Entry { Value = value, Refs = 0, NextFree = -1 };
+            At(id) = new Entry { Value = value, Refs = 0, NextFree = -1 };
             slot = id;
         }
-        _lastRef = _entries[slot].Value;
+        _lastRef = At(slot).Value;
         _lastId = slot;
-        _entries[slot].Refs++;
+        At(slot).Refs++;
         return slot;
     }
 
-    public void AddRef(int id) => _entries[id].Refs++;
+    public void AddRef(int id) => At(id).Refs++;
 
     /// <summary>Drops one reference; the set is forgotten with the last.</summary>
     public void Release(int id)
     {
-        ref var e = ref _entries[id];
+        ref var e = ref At(id);
         if (--e.Refs > 0) return;
         _index.Remove(e.Value!);
         if (ReferenceEquals(_lastRef, e.Value)) { _lastRef = null; _lastId = -1; }
@@ -113,13 +117,14 @@ internal struct PathEntry
 /// <summary>Path slots in one growable array with a free list: no object per path.</summary>
 internal sealed class RibPathStore
 {
-    private PathEntry[] _paths = new PathEntry[4096];
+    private const int ChunkBits = 14, ChunkMask = (1 << ChunkBits) - 1;
+    private PathEntry[][] _chunks = new PathEntry[16][];
     private int _used;
     private int _free = -1;
 
     public int Count { get; private set; }
 
-    public ref PathEntry this[int i] => ref _paths[i];
+    public ref PathEntry this[int i] => ref _chunks[i >> ChunkBits][i & ChunkMask];
 
     public int Allocate()
     {
@@ -127,12 +132,14 @@ internal sealed class RibPathStore
         if (_free >= 0)
         {
             i = _free;
-            _free = _paths[i].Next;
+            _free = this[i].Next;
         }
         else
         {
-            if (_used == _paths.Length) Array.Resize(ref _paths, _paths.Length * 2);
             i = _used++;
+            int c = i >> ChunkBits;
+            if (c == _chunks.Length) Array.Resize(ref _chunks, c * 2);
+            _chunks[c] ??= new PathEntry[1 << ChunkBits]; // fixed-size chunks: growing never copies paths
         }
         Count++;
         return i;
@@ -140,7 +147,7 @@ internal sealed class RibPathStore
 
     public void Free(int i)
     {
-        _paths[i] = new PathEntry { Next = _free, Attr = -1, PreAttr = -1 };
+        this[i] = new PathEntry { Next = _free, Attr = -1, PreAttr = -1 };
         _free = i;
         Count--;
     }
@@ -185,5 +192,149 @@ internal sealed class RibOut
     public void Clear()
     {
         lock (Lock) Pending.Clear();
+    }
+}
+
+/// <summary>
+/// Prefix -> head path slot, as an open-addressed table (linear probing, backward-shift deletion) of
+/// slot numbers into entries kept in fixed-size chunks: about 40 bytes per prefix, and growing never
+/// copies the entries (only the 4-byte slot array is rebuilt), so a full table has no big resize peaks.
+/// </summary>
+internal sealed class PrefixTable
+{
+    private const int ChunkBits = 14, ChunkSize = 1 << ChunkBits, ChunkMask = ChunkSize - 1;
+
+    private struct Entry
+    {
+        public BgpPrefix Key;
+        public int Head;   // -1 for a free entry
+        public int Hash;   // next free entry while free
+    }
+
+    private Entry[][] _chunks = new Entry[16][];
+    private int[] _slots = new int[1024]; // entry index + 1, 0 = empty
+    private int _used;
+    private int _free = -1;
+
+    public int Count { get; private set; }
+
+    private ref Entry At(int i) => ref _chunks[i >> ChunkBits][i & ChunkMask];
+
+    /// <summary>A reference to the head stored for <paramref name="p"/>, or a null reference. Stays valid across Add (entries never move).</summary>
+    public ref int Find(BgpPrefix p)
+    {
+        int h = p.GetHashCode();
+        int mask = _slots.Length - 1;
+        for (int i = h & mask; ; i = (i + 1) & mask)
+        {
+            int s = _slots[i];
+            if (s == 0) return ref Unsafe.NullRef<int>();
+            ref var e = ref At(s - 1);
+            if (e.Hash == h && e.Key.Equals(p)) return ref e.Head;
+        }
+    }
+
+    /// <summary>Adds a prefix that is not in the table.</summary>
+    public void Add(BgpPrefix p, int head)
+    {
+        if ((Count + 1) * 4 > _slots.Length * 3) Grow();
+        int idx;
+        if (_free >= 0)
+        {
+            idx = _free;
+            _free = At(idx).Hash;
+        }
+        else
+        {
+            idx = _used++;
+            int c = idx >> ChunkBits;
+            if (c == _chunks.Length) Array.Resize(ref _chunks, c * 2);
+            _chunks[c] ??= new Entry[ChunkSize];
+        }
+        ref var e = ref At(idx);
+        e.Key = p;
+        e.Head = head;
+        e.Hash = p.GetHashCode();
+        Insert(idx, e.Hash);
+        Count++;
+    }
+
+    private void Insert(int idx, int h)
+    {
+        int mask = _slots.Length - 1;
+        int i = h & mask;
+        while (_slots[i] != 0) i = (i + 1) & mask;
+        _slots[i] = idx + 1;
+    }
+
+    private void Grow()
+    {
+        var old = _slots;
+        _slots = new int[old.Length * 2];
+        foreach (int s in old)
+            if (s != 0) Insert(s - 1, At(s - 1).Hash);
+    }
+
+    public bool Remove(BgpPrefix p)
+    {
+        int h = p.GetHashCode();
+        int mask = _slots.Length - 1;
+        int i = h & mask;
+        while (true)
+        {
+            int s = _slots[i];
+            if (s == 0) return false;
+            ref var e = ref At(s - 1);
+            if (e.Hash == h && e.Key.Equals(p)) break;
+            i = (i + 1) & mask;
+        }
+        int idx = _slots[i] - 1;
+        // backward-shift deletion: move later entries of the probe run into the hole when their home allows
+        int j = i;
+        while (true)
+        {
+            j = (j + 1) & mask;
+            int s = _slots[j];
+            if (s == 0) break;
+            int home = At(s - 1).Hash & mask;
+            bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+            if (!stays)
+            {
+                _slots[i] = s;
+                i = j;
+            }
+        }
+        _slots[i] = 0;
+        ref var fe = ref At(idx);
+        fe.Key = default;
+        fe.Head = -1;
+        fe.Hash = _free;
+        _free = idx;
+        Count--;
+        return true;
+    }
+
+    public Enumerator GetEnumerator() => new(this);
+
+    /// <summary>Enumerates (prefix, head) of the live entries; heads may be changed through <see cref="Find"/> meanwhile, but not prefixes added or removed.</summary>
+    public struct Enumerator(PrefixTable table)
+    {
+        private int _i = -1;
+
+        public readonly (BgpPrefix Prefix, int Head) Current
+        {
+            get
+            {
+                ref var e = ref table.At(_i);
+                return (e.Key, e.Head);
+            }
+        }
+
+        public bool MoveNext()
+        {
+            while (++_i < table._used)
+                if (table.At(_i).Head >= 0) return true;
+            return false;
+        }
     }
 }
