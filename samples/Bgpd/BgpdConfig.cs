@@ -100,6 +100,9 @@ public sealed class GracefulRestartConfig
     /// <summary>Advertise the RFC 8538 N bit. Default true.</summary>
     public bool Notification { get; set; } = true;
 
+    /// <summary>Long-lived graceful restart stale time (RFC 9494), seconds; null (default) does not advertise it.</summary>
+    public int? LongLivedStaleTime { get; set; }
+
     internal BgpGracefulRestartOptions ToOptions() => new()
     {
         RestartTime = TimeSpan.FromSeconds(RestartTime),
@@ -108,6 +111,7 @@ public sealed class GracefulRestartConfig
         SelectionDeferralTime = TimeSpan.FromSeconds(SelectionDeferral),
         StalePathTime = TimeSpan.FromSeconds(StalePathTime),
         NotificationSupport = Notification,
+        LongLivedStaleTime = LongLivedStaleTime is { } ll ? TimeSpan.FromSeconds(ll) : null,
     };
 }
 

@@ -441,6 +441,8 @@ public sealed partial class BgpPeer : IConnectionOwner
         if (o.ExtendedNextHop) caps.Add(new ExtendedNextHopCapability([(BgpFamily.IPv4Unicast, BgpAfi.IPv6)]));
         if (GracefulRestartSession.Build(o, _speaker.GracefulRestart) is { } gr)
             caps.Add(gr); // RFC 4724 3 (R bit when restarting, F bits, RFC 8538 N bit)
+        if (GracefulRestartSession.BuildLongLived(o, _speaker.GracefulRestart) is { } llgr)
+            caps.Add(llgr); // RFC 9494 3
         caps.Add(new FourOctetAsCapability(localAs));
         if (o.AddPath != BgpAddPathMode.None) caps.Add(new AddPathCapability(o.Families.Select(f => (f, o.AddPath)).ToList()));
         if (o.Role is { } role) caps.Add(new RoleCapability(role));

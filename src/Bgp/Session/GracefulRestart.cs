@@ -55,8 +55,18 @@ namespace Netcore.Bgp
         /// </summary>
         public bool NotificationSupport { get; init; } = true;
 
+        /// <summary>
+        /// Long-lived graceful restart (RFC 9494): advertise the capability with this long-lived stale time
+        /// for every family, so that helpers keep our routes (marked LLGR_STALE, least preferred) for this
+        /// long after <see cref="RestartTime"/> ran out. At most 16,777,215 s. Default null: not advertised.
+        /// </summary>
+        public TimeSpan? LongLivedStaleTime { get; init; }
+
         internal void Validate()
         {
+            // RFC 9494 3: the long-lived stale time is 24 bits of seconds.
+            if (LongLivedStaleTime is { } ll && (ll < TimeSpan.Zero || ll.TotalSeconds > 0xFFFFFF))
+                throw new ArgumentException("GracefulRestart.LongLivedStaleTime must be 0..16777215 seconds (RFC 9494 3)");
             // RFC 4724 3: Restart Time is 12 bits of seconds.
             if (RestartTime < TimeSpan.Zero || RestartTime.TotalSeconds > 4095)
                 throw new ArgumentException("GracefulRestart.RestartTime must be 0..4095 seconds (RFC 4724 3)");
@@ -329,6 +339,19 @@ namespace Netcore.Bgp.Session
             if (opts?.NotificationSupport == true) flags |= GrFlags.Notification;
             byte afiFlags = opts is null || opts.ForwardingStatePreserved ? GrFlags.ForwardingState : (byte)0;
             return new GracefulRestartCapability(flags, (ushort)Math.Clamp(t.TotalSeconds, 0, 4095), o.Families.Select(f => (f, afiFlags)).ToList());
+        }
+
+        /// <summary>
+        /// Our long-lived graceful restart capability (RFC 9494 3): per family the F bit and the long-lived
+        /// stale time; sent only together with the graceful restart capability.
+        /// </summary>
+        public static LongLivedGracefulRestartCapability? BuildLongLived(BgpPeerOptions o, GracefulRestartCoordinator gr)
+        {
+            if (gr.Options is not { LongLivedStaleTime: { } stale } opts || Build(o, gr) is null)
+                return null;
+            byte afiFlags = opts.ForwardingStatePreserved ? GrFlags.ForwardingState : (byte)0;
+            uint seconds = (uint)Math.Clamp(stale.TotalSeconds, 0, 0xFFFFFF);
+            return new LongLivedGracefulRestartCapability(o.Families.Select(f => (f, afiFlags, seconds)).ToList());
         }
     }
 

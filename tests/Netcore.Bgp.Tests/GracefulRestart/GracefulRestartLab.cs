@@ -91,15 +91,14 @@ internal sealed class GracefulRestartLab : IDisposable
     }
 
     /// <summary>Writes the daemon's configuration: both peers, graceful restart with a marker file, two routes.</summary>
-    public string BgpdConfig(int restartTime = 60, int selectionDeferral = 20) => Write("bgpd.json", $$"""
+    public string BgpdConfig(int restartTime = 60, int selectionDeferral = 20, bool withFrr = true, int? longLivedStale = null) => Write("bgpd.json", $$"""
         {
           "routerId": "10.0.1.1",
           "localAs": {{OurAs}},
           "listen": ["10.0.1.1:179", "10.0.2.1:179"],
-          "gracefulRestart": { "restartTime": {{restartTime}}, "markerFile": "{{MarkerFile}}", "selectionDeferral": {{selectionDeferral}} },
+          "gracefulRestart": { "restartTime": {{restartTime}}, "markerFile": "{{MarkerFile}}", "selectionDeferral": {{selectionDeferral}}{{(longLivedStale is { } ll ? $", \"longLivedStaleTime\": {ll}" : "")}} },
           "peers": [
-            { "address": "10.0.1.2", "as": 65002, "holdTime": 6, "connectRetry": 1, "families": ["ipv4-unicast"], "import": "accept-all", "export": "accept-all", "description": "bird" },
-            { "address": "10.0.2.2", "as": 65003, "holdTime": 6, "connectRetry": 1, "families": ["ipv4-unicast"], "import": "accept-all", "export": "accept-all", "description": "frr" }
+            { "address": "10.0.1.2", "as": 65002, "holdTime": 6, "connectRetry": 1, "families": ["ipv4-unicast"], "import": "accept-all", "export": "accept-all", "description": "bird" }{{(withFrr ? ",\n" + FrrPeer : "")}}
           ],
           "routes": [
             { "prefix": "198.51.100.7/32", "communities": ["65001:42"] },
@@ -107,6 +106,8 @@ internal sealed class GracefulRestartLab : IDisposable
           ]
         }
         """);
+
+    private const string FrrPeer = """    { "address": "10.0.2.2", "as": 65003, "holdTime": 6, "connectRetry": 1, "families": ["ipv4-unicast"], "import": "accept-all", "export": "accept-all", "description": "frr" }""";
 
     /// <summary>Starts samples/Bgpd in the "us" namespace: `dotnet Netcore.Bgpd.dll --config ...`.</summary>
     public ExternalDaemon StartBgpd(string config) =>

@@ -77,7 +77,7 @@ public class RestartingSpeakerTests(ITestOutputHelper output)
         await stopWatching.CancelAsync();
         await watcher;
         output.WriteLine($"{samples} samples of both peers; FRR showed stale: {frrSawStale}");
-        Assert.True(samples > 10, "the watcher sampled through the restart");
+        Assert.True(samples >= 4, "the watcher sampled through the restart"); // each sample runs birdc and vtysh twice (~0.5-1 s)
         Assert.True(frrSawStale, "FRR marked the routes stale during the restart");
         Assert.Empty(misses);
 
