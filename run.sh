@@ -27,6 +27,25 @@ dotnet build Netcore.sln -c Release -nologo -clp:ErrorsOnly > "$OUT/build.log" 2
 dotnet pack Netcore.sln -c Release --no-build -nologo > "$OUT/pack.log" 2>&1 || { tail -20 "$OUT/pack.log"; exit 1; }
 ls artifacts/packages/*.nupkg | sed 's/^/  /'
 
+status=0
+summary=()
+
+# The load balancer's lab (samples/LoadBalancer, issue 9): a client, a BIRD router with ECMP, two
+# load-balancer nodes running the daemon and three DSR backends, each in its own namespace; it sends
+# requests through the VIP, prints which backend answered, the BGP state and the counters, and
+# removes everything on exit.
+echo "run.sh: load balancer lab (samples/LoadBalancer lab)"
+if timeout 600 dotnet samples/LoadBalancer/bin/Release/net10.0/Netcore.LoadBalancer.dll lab > "$OUT/lb-lab.log" 2>&1; then
+  # The request tally and the BGP state; the full output (metrics, state JSON) is in the log.
+  sed -n '1,/^--- lb/p' "$OUT/lb-lab.log" | sed 's/^/    /'
+  summary+=("lb-lab: $(grep -E '^answered ' "$OUT/lb-lab.log" | tail -1)")
+else
+  rc=$?
+  tail -40 "$OUT/lb-lab.log" | sed 's/^/    /'
+  summary+=("lb-lab: FAILED (exit $rc; see $OUT/lb-lab.log)")
+  status=1
+fi
+
 # name | quick invocation (environment and arguments) | full invocation
 COMPARISONS=(
   "netlink-routes|3 20000 200000|"
@@ -36,8 +55,6 @@ COMPARISONS=(
   "bfd-scale|BFD_SCALE_DURATION=10 BFD_SCALE_CONFIGS=100:50 BFD_SCALE_LOADS=idle|"
   "bgp-fulltable||"
 )
-status=0
-summary=()
 for entry in "${COMPARISONS[@]}"; do
   IFS='|' read -r name quick full <<<"$entry"
   script="benchmarks/compare/$name.sh"
