@@ -259,6 +259,20 @@ public sealed class MicroVmPciTests(ITestOutputHelper output) : IDisposable
         }
         """;
 
+    [LinuxFact(Kvm = true)]
+    public void MoreLegacyPciDevicesThanIoApicPinsAreRefused()
+    {
+        // One IOAPIC pin (16-23) per device: a ninth would have to share an edge-triggered pin.
+        string[] disks = [.. Enumerable.Range(0, MicroVm.MaxPciDevices + 1).Select(i => Path.Combine(_dir, $"d{i}.img"))];
+        var e = Assert.Throws<ArgumentException>(() => MicroVm.Create(new MicroVmOptions
+        {
+            KernelPath = "/nonexistent/vmlinuz",
+            VirtioTransport = VirtioTransport.LegacyPci,
+            Disks = disks,
+        }));
+        Assert.Contains("at most 8", e.Message, StringComparison.Ordinal);
+    }
+
     [KernelFact(Kvm = true)]
     public async Task GuestDriverEnumeratesTheBusAndReadsASectorThroughLegacyVirtioPci()
     {
