@@ -90,6 +90,41 @@ public class MrtTests
         "c00804fde9002ac010080002fde900000009c0200cfa56ea010000000100000002800e1110fd000000000000000000000000000001" +
         "6b01f2d1000d00040000001c000000013020010db8000b000100006b01f2d00007000804fdea0006");
 
+    /// <summary>
+    /// `dump bgp routes-mrt` from FRR 8.4.4 holding our two routes (captured by
+    /// MrtInteropTests.Frr_routes_mrt_dump_reads_back_with_the_routes_we_announced): AS_PATH with the
+    /// extended-length flag, and the IPv6 MP_REACH_NLRI in the full RFC 4760 form, not the abbreviated one.
+    /// </summary>
+    private static readonly byte[] FrrDump = Hex.Parse(
+        "6b0200a0000d00010000002d0a000002000b5652462064656661756c74000202000000000000000000000000020a0000010a000001fa56ea01" +
+        "6b0200a0000d0002000000450000000020c6336407000100016b02009f003240010100500200060201fa56ea014003040a00000180040400000011" +
+        "c00804fde9002ac0200cfa56ea010000000100000002" +
+        "6b0200a0000d00040000005f000000013020010db80100000100016b02009f004a40010100500200060201fa56ea0180040400000011" +
+        "c00804fde9002ac0200cfa56ea010000000100000002800e1c00020110fd000000000000000000000000000001003020010db80100");
+
+    [Fact]
+    public void Captured_frr_dump_reads_exactly()
+    {
+        using var reader = new MrtTableDumpReader(new MemoryStream(FrrDump));
+        var routes = reader.ReadRoutes().ToList();
+        Assert.Equal("VRF default", reader.ViewName);
+        Assert.Equal(new MrtPeer(IPAddress.Parse("10.0.0.1"), IPAddress.Parse("10.0.0.1"), 4200000001), reader.Peers[1]);
+        var expected = new BgpPathAttributes
+        {
+            AsPath = AsPath.FromSequence(4200000001),
+            NextHop = IPAddress.Parse("10.0.0.1"),
+            Med = 17,
+            Communities = [new BgpCommunity(65001, 42)],
+            LargeCommunities = [new BgpLargeCommunity(4200000001, 1, 2)],
+        };
+        Assert.Equal(2, routes.Count);
+        Assert.Equal(BgpPrefix.Parse("198.51.100.7/32"), routes[0].Prefix);
+        Assert.Equal(expected, routes[0].Attributes);
+        Assert.Equal(BgpPrefix.Parse("2001:db8:100::/48"), routes[1].Prefix);
+        Assert.Equal(expected with { NextHop = IPAddress.Parse("fd00::1") }, routes[1].Attributes);
+        Assert.All(routes, r => Assert.Equal(reader.Peers[1], r.Peer));
+    }
+
     [Fact]
     public void Captured_bird_dump_reads_exactly()
     {
