@@ -205,4 +205,21 @@ public class RibSessionTests(ITestOutputHelper output)
         await Task.Delay(300);
         Assert.Equal(BgpPeerState.Established, usToA.State);
     }
+
+    [Fact]
+    public async Task Max_prefix_restart_brings_the_session_back_after_the_interval()
+    {
+        await using var a = await NodeAsync(1, 65001, new BgpRibOptions { Enabled = false });
+        await using var us = await NodeAsync(2, 65002);
+        var aToUs = Connect(a, us, 65002);
+        var usToA = Connect(us, a, 65001, o => o with
+        {
+            MaxPrefixes = new Dictionary<BgpFamily, BgpMaxPrefix> { [BgpFamily.IPv4Unicast] = new(5, BgpMaxPrefixAction.Restart) { RestartAfter = TimeSpan.FromSeconds(1) } },
+        });
+        await SessionTests.Within(aToUs.WaitForStateAsync(BgpPeerState.Established));
+        await aToUs.AnnounceAsync(Enumerable.Range(0, 10).Select(i => new BgpRoute(BgpPrefix.Parse($"198.51.{i}.0/24"), new BgpPathAttributes())));
+        await InteropLab.Eventually(() => usToA.Statistics.LastError is { Code: BgpErrorCode.Cease }, 20, "max-prefix teardown");
+        // after RestartAfter the peer starts again by itself (and, as the peer re-sends 10 prefixes, trips again)
+        await InteropLab.Eventually(() => usToA.Statistics.EstablishedTransitions >= 2, 20, "session back after the restart interval");
+    }
 }
