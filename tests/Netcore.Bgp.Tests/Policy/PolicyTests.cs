@@ -310,6 +310,26 @@ public class PolicyTests
     }
 
     [Fact]
+    public void One_policy_evaluated_from_many_threads_gives_the_sequential_results()
+    {
+        var policy = BgpPolicy.Build("shared", p => p
+            .Term("re", t => t.Match(m => m.AsPathRegex("_6500[0-4]_")).Then(a => a.AddCommunity("65000:1")))
+            .Term("long", t => t.Match(m => m.PrefixLength(25, 32)).Reject())
+            .Term("lp", t => t.Match(m => m.Prefix("10.0.0.0/8 le 24")).Then(a => a.SetLocalPreference(150).Accept()))
+            .Default(BgpPolicyDefault.Accept));
+        var rnd = new Random(5);
+        var inputs = Enumerable.Range(0, 2000).Select(_ => (
+            Prefix: new BgpPrefix(new IPAddress([(byte)rnd.Next(8, 12), (byte)rnd.Next(256), 0, 0]), rnd.Next(8, 33)),
+            Attrs: Attrs with { AsPath = AsPath.FromSequence((uint)rnd.Next(64998, 65008), 65010) })).ToArray();
+        var expected = inputs.Select(i => policy.Apply(i.Prefix, i.Attrs, Ebgp)?.ToString()).ToArray();
+        var got = new string?[4][];
+        Parallel.For(0, 4, k => got[k] = inputs.Select(i => policy.Apply(i.Prefix, i.Attrs, Ebgp)?.ToString()).ToArray());
+        Assert.All(got, g => Assert.Equal(expected, g));
+        Assert.Contains(expected, e => e is null);
+        Assert.Contains(expected, e => e?.Contains("65000:1", StringComparison.Ordinal) == true);
+    }
+
+    [Fact]
     public void Evaluation_of_an_unchanged_route_does_not_allocate()
     {
         var list = new BgpPrefixList("10.0.0.0/8 le 24", "172.16.0.0/12 le 24", "2001:db8::/32 le 48");
