@@ -204,6 +204,14 @@ internal sealed class BgpRib : IStaleRouteStore
         return tcs.Task;
     }
 
+    /// <summary>The Adj-RIB-In of one peer: its paths after import policy, or as received (needs <see cref="BgpRibOptions.KeepPrePolicy"/>).</summary>
+    public Task<List<BgpRibRoute>> AdjRibInAsync(BgpPeer peer, bool prePolicy)
+    {
+        var tcs = new TaskCompletionSource<List<BgpRibRoute>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _queue.Writer.TryWrite(new Command { Kind = Kind.Snapshot, Peer = peer, ReImport = prePolicy, SnapshotDone = tcs });
+        return tcs.Task;
+    }
+
     public ChangeSubscriber Subscribe()
     {
         var s = new ChangeSubscriber(this);
@@ -313,7 +321,9 @@ internal sealed class BgpRib : IStaleRouteStore
                 _subs.Remove(c.Subscriber!);
                 c.Subscriber!.Complete();
                 break;
-            case Kind.Snapshot: c.SnapshotDone!.TrySetResult(Snapshot(c.BestOnly)); break;
+            case Kind.Snapshot:
+                c.SnapshotDone!.TrySetResult(c.Peer is null ? Snapshot(c.BestOnly) : AdjRibIn(c.Peer, c.ReImport));
+                break;
             case Kind.Barrier: break;
             case Kind.OptionsChanged:
                 if (_byPeer.TryGetValue(c.Peer!, out var oc)) ApplyChangedOptions(oc, c.ReExport, c.ReImport);
@@ -1012,6 +1022,23 @@ internal sealed class BgpRib : IStaleRouteStore
         uint cost = 0;
         if (_o.NextHopCost is { } hook && t.Attrs.NextHop is { } nh) cost = hook(nh) ?? 0;
         return new PathCandidate(t.Attrs, _sources[t.Source] ?? _local, cost, t.RemoteId, 0);
+    }
+
+    private List<BgpRibRoute> AdjRibIn(BgpPeer peer, bool prePolicy)
+    {
+        var list = new List<BgpRibRoute>();
+        if (!_byPeer.TryGetValue(peer, out var s) || s.PathCount == 0) return list;
+        foreach (var (prefix, head) in _prefixes)
+        {
+            for (int i = head; i >= 0; i = _paths[i].Next)
+            {
+                ref var pe = ref _paths[i];
+                if (pe.Source != s.Id) continue;
+                int id = prePolicy ? pe.PreAttr : pe.Attr;
+                if (id >= 0) list.Add(Route(prefix, _attrs.Get(id), pe.Source, pe.RemoteId, i == head && (pe.Flags & PathEntry.Eligible) != 0));
+            }
+        }
+        return list;
     }
 
     private List<BgpRibRoute> Snapshot(bool bestOnly)

@@ -43,6 +43,17 @@ public sealed partial class BgpSpeaker
     public async Task<IReadOnlyList<BgpRibRoute>> GetRoutesAsync(bool bestOnly = false, CancellationToken cancellationToken = default) =>
         await RequireRib().SnapshotAsync(bestOnly).WaitAsync(cancellationToken).ConfigureAwait(false);
 
+    /// <summary>
+    /// The Adj-RIB-In of <paramref name="peer"/>: its paths after import policy, or with
+    /// <paramref name="prePolicy"/> as received (kept only with <see cref="BgpRibOptions.KeepPrePolicy"/>;
+    /// routes the policy rejected are included then).
+    /// </summary>
+    public async Task<IReadOnlyList<BgpRibRoute>> GetAdjRibInAsync(BgpPeer peer, bool prePolicy = false, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        return await RequireRib().AdjRibInAsync(peer, prePolicy).WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Number of prefixes in the Loc-RIB (0 when the RIB is disabled).</summary>
     public long RibPrefixCount => Rib?.PrefixCount ?? 0;
 

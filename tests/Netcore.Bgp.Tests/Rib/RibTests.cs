@@ -274,9 +274,13 @@ public class RibTests
         await h.AnnounceAsync(a, Attrs("65001"), "198.51.100.0/24");
         var best = Assert.Single(await h.Rib.SnapshotAsync(true));
         Assert.Equal(50u, best.Attributes.LocalPreference);
+        Assert.Equal(50u, Assert.Single(await h.Rib.AdjRibInAsync(a.Peer, prePolicy: false)).Attributes.LocalPreference);
+        Assert.Null(Assert.Single(await h.Rib.AdjRibInAsync(a.Peer, prePolicy: true)).Attributes.LocalPreference);
         await h.AnnounceAsync(a, Attrs("65001") with { Med = 666 }, "198.51.100.0/24");
         Assert.Empty(await h.Rib.SnapshotAsync(true));
         Assert.Equal(1, h.Rib.PathCount); // kept pre-policy only
+        Assert.Empty(await h.Rib.AdjRibInAsync(a.Peer, prePolicy: false));
+        Assert.Equal(666u, Assert.Single(await h.Rib.AdjRibInAsync(a.Peer, prePolicy: true)).Attributes.Med);
     }
 
     [Fact]
