@@ -40,6 +40,9 @@ internal static class RibInsert
     public static List<(BgpPathAttributes Attrs, Nlri[] Prefixes)> Table(int v4, int v6) =>
         FullTableGenerator.Groups(v4, v6, 65001).Select(g => (g.Attributes, g.Prefixes.Select(p => new Nlri(p)).ToArray())).ToList();
 
+    /// <summary>Bytes allocated (all threads) by the last timed insert.</summary>
+    public static long LastAllocated { get; private set; }
+
     public sealed record Result(long Prefixes, long Paths, int AttributeSets, TimeSpan Elapsed, BgpRib Rib, BgpSpeaker Owner);
 
     public static async Task<Result> RunAsync(List<(BgpPathAttributes Attrs, Nlri[] Prefixes)> groups, bool sink, bool keep = false)
@@ -52,6 +55,7 @@ internal static class RibInsert
         var sinkOut = new RibOut();
         if (sink)
             await rib.PeerUpAsync(sinkPeer, Session("10.0.0.3", 65003), sinkOut).ConfigureAwait(false);
+        long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
         var sw = Stopwatch.StartNew();
         var r = new UpdateParseResult();
         foreach (var (attrs, prefixes) in groups)
@@ -63,6 +67,7 @@ internal static class RibInsert
         }
         await rib.FlushAsync().ConfigureAwait(false);
         sw.Stop();
+        LastAllocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
         var res = new Result(rib.PrefixCount, rib.PathCount, rib.AttributeSetCount, sw.Elapsed, rib, owner);
         if (sink && sinkOut.Take([]).Count != rib.PrefixCount)
             throw new InvalidOperationException("the sink did not get every prefix");
@@ -104,7 +109,7 @@ internal static class RibInsert
             groups = null; // the input goes: what stays is the RIB (prefixes, paths, attribute sets) and the sink's queue
             long retained = GC.GetTotalMemory(true) - baseline;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"sink={sink}: {r.Prefixes} prefixes ({sets} attribute sets in the input, {r.AttributeSets} interned) in {r.Elapsed.TotalSeconds:F2} s = {r.Prefixes / r.Elapsed.TotalSeconds / 1e6:F2} M prefixes/s; managed heap retained {retained / 1048576.0:F0} MiB ({(double)retained / r.Prefixes:F0} B/prefix); RSS {Environment.WorkingSet / 1048576.0:F0} MiB"));
+                $"sink={sink}: {r.Prefixes} prefixes ({sets} attribute sets in the input, {r.AttributeSets} interned) in {r.Elapsed.TotalSeconds:F2} s = {r.Prefixes / r.Elapsed.TotalSeconds / 1e6:F2} M prefixes/s; managed heap retained {retained / 1048576.0:F0} MiB ({(double)retained / r.Prefixes:F0} B/prefix); allocated {(double)LastAllocated / r.Prefixes:F0} B/prefix while inserting; RSS {Environment.WorkingSet / 1048576.0:F0} MiB"));
             r.Rib.DisposeAsync().GetAwaiter().GetResult();
             r.Owner.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
