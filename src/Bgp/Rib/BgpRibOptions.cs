@@ -48,13 +48,6 @@ public sealed record BgpRibOptions
 
     /// <summary>Keep the routes as received before import policy (Adj-RIB-In pre-policy; needed for soft reconfiguration). Default false.</summary>
     public bool KeepPrePolicy { get; init; }
-
-    /// <summary>
-    /// How many distinct prefixes a best-path change reader may lag behind before its pending changes
-    /// are coalesced per prefix (only the latest state of a prefix is kept, so memory stays bounded by
-    /// the number of prefixes and a slow reader never blocks sessions). Informational: coalescing is always on.
-    /// </summary>
-    public int ChangeStreamCapacity { get; init; } = 65536;
 }
 
 /// <summary>What to do when a peer sends more prefixes than allowed.</summary>
