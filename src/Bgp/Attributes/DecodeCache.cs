@@ -16,44 +16,54 @@ namespace Netcore.Bgp.Attributes;
 /// <typeparam name="T">The decoded, immutable value.</typeparam>
 internal sealed class DecodeCache<T> where T : class
 {
-    private readonly byte[]?[] _keys;
-    private readonly int[] _lengths;
-    private readonly T?[] _values;
+    // One array of entries, so a probe touches one cache line (the key bytes only when the hash matches).
+    private struct Entry
+    {
+        public int Hash;
+        public int Length;
+        public byte[]? Key;
+        public T? Value;
+    }
+
+    private readonly Entry[] _entries;
     private readonly int _mask;
 
     /// <summary>Creates a cache of 2^<paramref name="bits"/> slots.</summary>
     public DecodeCache(int bits)
     {
-        int n = 1 << bits;
-        _keys = new byte[n][];
-        _lengths = new int[n];
-        _values = new T[n];
-        _mask = n - 1;
+        _entries = new Entry[1 << bits];
+        _mask = (1 << bits) - 1;
     }
 
-    /// <summary>The cached value for exactly these bytes, or null; <paramref name="slot"/> is where to <see cref="Store"/> on a miss.</summary>
+    /// <summary>The cached value for exactly these bytes, or null; <paramref name="slot"/> (the key's hash) is what to give <see cref="Store"/> on a miss.</summary>
     public T? Find(ReadOnlySpan<byte> key, out int slot)
     {
-        slot = Hash(key) & _mask;
-        var v = _values[slot];
-        if (v is not null && _lengths[slot] == key.Length && key.SequenceEqual(_keys[slot].AsSpan(0, key.Length)))
-            return v;
+        int h = Hash(key);
+        slot = h;
+        ref var e = ref _entries[h & _mask];
+        if (e.Value is not null && e.Hash == h && e.Length == key.Length && key.SequenceEqual(e.Key.AsSpan(0, key.Length)))
+            return e.Value;
         return null;
     }
 
     /// <summary>Remembers <paramref name="value"/> for <paramref name="key"/> in <paramref name="slot"/> (from <see cref="Find"/>).</summary>
     public void Store(int slot, ReadOnlySpan<byte> key, T value)
     {
-        var k = _keys[slot];
-        if (k is null || k.Length < key.Length)
-            _keys[slot] = k = new byte[Math.Max(16, BitOperations.RoundUpToPowerOf2((uint)key.Length))];
-        key.CopyTo(k);
-        _lengths[slot] = key.Length;
-        _values[slot] = value;
+        ref var e = ref _entries[slot & _mask];
+        if (e.Key is null || e.Key.Length < key.Length)
+            e.Key = new byte[Math.Max(16, BitOperations.RoundUpToPowerOf2((uint)key.Length))];
+        key.CopyTo(e.Key);
+        e.Hash = slot;
+        e.Length = key.Length;
+        e.Value = value;
     }
 
     /// <summary>Forgets everything (e.g. when the session's AS number size changes).</summary>
-    public void Clear() => Array.Clear(_values);
+    public void Clear()
+    {
+        for (int i = 0; i < _entries.Length; i++)
+            _entries[i].Value = null;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int Hash(ReadOnlySpan<byte> key)
