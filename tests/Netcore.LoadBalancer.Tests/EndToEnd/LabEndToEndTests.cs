@@ -112,38 +112,30 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
         WithLabAsync([100, 100, 100], 100, async (lab, ct) =>
         {
             ulong[] before = [await ServicePacketsAsync(lab.Nodes[0], ct), await ServicePacketsAsync(lab.Nodes[1], ct)];
-            var conns = await OpenAsync(lab, 24, ct);
-            try
-            {
-                string[] names = await RequestAllAsync(conns, ct);
-                // Both nodes carry some of these flows, so losing one moves live connections.
-                Assert.True(await ServicePacketsAsync(lab.Nodes[0], ct) > before[0], "lb1 carried none of the connections");
-                Assert.True(await ServicePacketsAsync(lab.Nodes[1], ct) > before[1], "lb2 carried none of the connections");
+            using var conns = await OpenAsync(lab, 24, ct);
+            string[] names = await RequestAllAsync(conns, ct);
+            // Both nodes carry some of these flows, so losing one moves live connections.
+            Assert.True(await ServicePacketsAsync(lab.Nodes[0], ct) > before[0], "lb1 carried none of the connections");
+            Assert.True(await ServicePacketsAsync(lab.Nodes[1], ct) > before[1], "lb2 carried none of the connections");
 
-                // lb1 dies: daemon killed without a word and its link down (its XDP program would otherwise keep forwarding).
-                await lab.FailNodeAsync(1, ct);
-                await lab.WaitForVipFromAsync([2], TimeSpan.FromSeconds(20), ct);
-                Assert.Equal(names, await RequestAllAsync(conns, ct));
+            // lb1 dies: daemon killed without a word and its link down (its XDP program would otherwise keep forwarding).
+            await lab.FailNodeAsync(1, ct);
+            await lab.WaitForVipFromAsync([2], TimeSpan.FromSeconds(20), ct);
+            Assert.Equal(names, await RequestAllAsync(conns, ct));
 
-                // lb1 comes back (the restarted daemon reads its configuration from SQLite and adopts the pinned program).
-                await lab.RecoverNodeAsync(1, ct);
-                await lab.WaitForVipFromAsync([1, 2], Converge, ct);
-                Assert.Equal(names, await RequestAllAsync(conns, ct));
+            // lb1 comes back (the restarted daemon reads its configuration from SQLite and adopts the pinned program).
+            await lab.RecoverNodeAsync(1, ct);
+            await lab.WaitForVipFromAsync([1, 2], Converge, ct);
+            Assert.Equal(names, await RequestAllAsync(conns, ct));
 
-                // Graceful restart of lb2's daemon: withdraw, stop, start, announce again.
-                await lab.Nodes[1].StopAsync();
-                await lab.WaitForVipFromAsync([1], TimeSpan.FromSeconds(20), ct);
-                Assert.Equal(names, await RequestAllAsync(conns, ct));
-                await lab.Nodes[1].StartAsync(ct);
-                await lab.WaitForVipFromAsync([1, 2], Converge, ct);
-                Assert.Equal(names, await RequestAllAsync(conns, ct));
-                Assert.Equal(0, (await lab.SendRequestsAsync(40, ct)).Failed);
-            }
-            finally
-            {
-                foreach (var c in conns)
-                    c.Dispose();
-            }
+            // Graceful restart of lb2's daemon: withdraw, stop, start, announce again.
+            await lab.Nodes[1].StopAsync();
+            await lab.WaitForVipFromAsync([1], TimeSpan.FromSeconds(20), ct);
+            Assert.Equal(names, await RequestAllAsync(conns, ct));
+            await lab.Nodes[1].StartAsync(ct);
+            await lab.WaitForVipFromAsync([1, 2], Converge, ct);
+            Assert.Equal(names, await RequestAllAsync(conns, ct));
+            Assert.Equal(0, (await lab.SendRequestsAsync(40, ct)).Failed);
         });
 
     [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
@@ -166,119 +158,95 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
             await router.AddRouteAsync(fallback, cancellationToken: ct);
             uint program = await XdpProgramAsync(lab.Topology.LbNode(2), ct);
             Assert.NotEqual(0u, program);
-            var conns = await OpenAsync(lab, 12, ct);
-            try
-            {
-                string[] names = await RequestAllAsync(conns, ct);
+            using var conns = await OpenAsync(lab, 12, ct);
+            string[] names = await RequestAllAsync(conns, ct);
 
-                await lab.Nodes[1].KillAsync();
-                var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-                while ((await lab.Router.BgpSourcesAsync(LabEnvironment.VipPrefix, ct)).Count > 0)
-                {
-                    Assert.True(DateTime.UtcNow < deadline, "the router kept the VIP from the killed daemon");
-                    await Task.Delay(200, ct);
-                }
-                Assert.Equal(program, await XdpProgramAsync(lab.Topology.LbNode(2), ct));
-                RequestTally dead = await lab.SendRequestsAsync(60, ct);
-                output.WriteLine("daemon dead: " + Describe(dead));
-                Assert.Equal(0, dead.Failed);
-                Assert.All(lab.BackendNames, n => Assert.True(dead.ByBackend.GetValueOrDefault(n) > 0, $"{n} got nothing"));
-                Assert.Equal(names, await RequestAllAsync(conns, ct));
-
-                await lab.Nodes[1].StartAsync(ct);
-                await router.DeleteRouteAsync(fallback, ct);
-                await lab.WaitForVipFromAsync([2], Converge, ct);
-                Assert.Equal(names, await RequestAllAsync(conns, ct));
-                Assert.Equal(0, (await lab.SendRequestsAsync(40, ct)).Failed);
-            }
-            finally
+            await lab.Nodes[1].KillAsync();
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+            while ((await lab.Router.BgpSourcesAsync(LabEnvironment.VipPrefix, ct)).Count > 0)
             {
-                foreach (var c in conns)
-                    c.Dispose();
+                Assert.True(DateTime.UtcNow < deadline, "the router kept the VIP from the killed daemon");
+                await Task.Delay(200, ct);
             }
+            Assert.Equal(program, await XdpProgramAsync(lab.Topology.LbNode(2), ct));
+            RequestTally dead = await lab.SendRequestsAsync(60, ct);
+            output.WriteLine("daemon dead: " + Describe(dead));
+            Assert.Equal(0, dead.Failed);
+            Assert.All(lab.BackendNames, n => Assert.True(dead.ByBackend.GetValueOrDefault(n) > 0, $"{n} got nothing"));
+            Assert.Equal(names, await RequestAllAsync(conns, ct));
+
+            await lab.Nodes[1].StartAsync(ct);
+            await router.DeleteRouteAsync(fallback, ct);
+            await lab.WaitForVipFromAsync([2], Converge, ct);
+            Assert.Equal(names, await RequestAllAsync(conns, ct));
+            Assert.Equal(0, (await lab.SendRequestsAsync(40, ct)).Failed);
         });
 
     [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
     public Task RemovingOneOfThreeBackends_MovesAboutAThirdOfTheTable_AndBreaksNoOtherConnection() =>
         WithLabAsync([100, 100, 100], 90, async (lab, ct) =>
         {
-            var conns = await OpenAsync(lab, 30, ct);
-            try
+            using var conns = await OpenAsync(lab, 30, ct);
+            string[] names = await RequestAllAsync(conns, ct);
+            string[] ring1 = await ReadRingAsync(lab.Nodes[0], ct);
+            string[] ring2 = await ReadRingAsync(lab.Nodes[1], ct);
+            // Both nodes computed the same table (that is what lets ECMP move flows between them).
+            Assert.True(ring1.AsEnumerable().SequenceEqual(ring2), "the two nodes' Maglev tables differ");
+
+            IPAddress removed = LabTopology.BackendAddress(3);
+            foreach (var n in lab.Nodes)
+                await n.DeleteBackendAsync(LabEnvironment.ServiceName, removed, ct);
+            string[] after = await ReadRingAsync(lab.Nodes[0], ct);
+            string[] after2 = await ReadRingAsync(lab.Nodes[1], ct);
+            Assert.True(after.AsEnumerable().SequenceEqual(after2), "the two nodes' tables differ after the removal");
+            Assert.DoesNotContain(removed.ToString(), after);
+
+            int m = ring1.Length, owned = ring1.Count(a => a == removed.ToString());
+            int moved = Enumerable.Range(0, m).Count(i => ring1[i] != after[i]);
+            output.WriteLine($"table {m} entries: the removed backend owned {owned}; {moved} changed ({100.0 * moved / m:F2}%; 1/N = 33.33%)");
+            // About 1/N: every entry of the removed backend, and (Maglev's minimal disruption)
+            // at most 2% of the table besides.
+            Assert.InRange(owned, m / 3 - 1, m / 3 + 1);
+            Assert.InRange(moved, owned, owned + m / 50);
+
+            // No connection to a remaining backend breaks or changes backend.
+            for (int i = 0; i < conns.Count; i++)
             {
-                string[] names = await RequestAllAsync(conns, ct);
-                string[] ring1 = await ReadRingAsync(lab.Nodes[0], ct);
-                string[] ring2 = await ReadRingAsync(lab.Nodes[1], ct);
-                // Both nodes computed the same table (that is what lets ECMP move flows between them).
-                Assert.True(ring1.AsEnumerable().SequenceEqual(ring2), "the two nodes' Maglev tables differ");
-
-                IPAddress removed = LabTopology.BackendAddress(3);
-                foreach (var n in lab.Nodes)
-                    await n.DeleteBackendAsync(LabEnvironment.ServiceName, removed, ct);
-                string[] after = await ReadRingAsync(lab.Nodes[0], ct);
-                string[] after2 = await ReadRingAsync(lab.Nodes[1], ct);
-                Assert.True(after.AsEnumerable().SequenceEqual(after2), "the two nodes' tables differ after the removal");
-                Assert.DoesNotContain(removed.ToString(), after);
-
-                int m = ring1.Length, owned = ring1.Count(a => a == removed.ToString());
-                int moved = Enumerable.Range(0, m).Count(i => ring1[i] != after[i]);
-                output.WriteLine($"table {m} entries: the removed backend owned {owned}; {moved} changed ({100.0 * moved / m:F2}%; 1/N = 33.33%)");
-                // About 1/N: every entry of the removed backend, and (Maglev's minimal disruption)
-                // at most 2% of the table besides.
-                Assert.InRange(owned, m / 3 - 1, m / 3 + 1);
-                Assert.InRange(moved, owned, owned + m / 50);
-
-                // No connection to a remaining backend breaks or changes backend.
-                for (int i = 0; i < conns.Count; i++)
-                {
-                    if (names[i] != LabEnvironment.BackendName(3))
-                        Assert.Equal(names[i], await conns[i].GetAsync("/", close: false, RequestTimeout, ct));
-                }
-                RequestTally tally = await lab.SendRequestsAsync(60, ct);
-                Assert.Equal(0, tally.Failed);
-                Assert.Equal(0, tally.ByBackend.GetValueOrDefault(LabEnvironment.BackendName(3)));
+                if (names[i] != LabEnvironment.BackendName(3))
+                    Assert.Equal(names[i], await conns[i].GetAsync("/", close: false, RequestTimeout, ct));
             }
-            finally
-            {
-                foreach (var c in conns)
-                    c.Dispose();
-            }
+            RequestTally tally = await lab.SendRequestsAsync(60, ct);
+            Assert.Equal(0, tally.Failed);
+            Assert.Equal(0, tally.ByBackend.GetValueOrDefault(LabEnvironment.BackendName(3)));
         });
 
     [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
     public Task DrainedBackend_GetsNoNewConnections_WhileItsOpenOnesContinue() =>
         WithLabAsync([100, 100, 100], 90, async (lab, ct) =>
         {
-            var conns = await OpenAsync(lab, 30, ct);
-            try
-            {
-                string[] names = await RequestAllAsync(conns, ct);
-                string drained = LabEnvironment.BackendName(2);
-                // P(none of 30 flows on a third of the table) = (2/3)^30, about 5e-6.
-                Assert.Contains(drained, names);
+            using var conns = await OpenAsync(lab, 30, ct);
+            string[] names = await RequestAllAsync(conns, ct);
+            string drained = LabEnvironment.BackendName(2);
+            // P(none of 30 flows on a third of the table) = (2/3)^30, about 5e-6.
+            Assert.Contains(drained, names);
 
-                foreach (var n in lab.Nodes)
-                    await n.DrainBackendAsync(LabEnvironment.ServiceName, LabTopology.BackendAddress(2), ct);
-                foreach (var n in lab.Nodes)
-                {
-                    string[] ring = await ReadRingAsync(n, ct);
-                    Assert.DoesNotContain(LabTopology.BackendAddress(2).ToString(), ring);
-                }
-
-                RequestTally tally = await lab.SendRequestsAsync(90, ct);
-                output.WriteLine("after the drain: " + Describe(tally));
-                Assert.Equal(0, tally.Failed);
-                Assert.Equal(0, tally.ByBackend.GetValueOrDefault(drained));
-                // Open connections, the drained backend's included, continue where they were.
-                Assert.Equal(names, await RequestAllAsync(conns, ct));
-                // This lab carries the service over IPIP (the others over GUE): the backends decapsulated IPIP only.
-                Assert.True(lab.Xdp.DecapCount(1, LabXdp.DecapCounter.Ipip) > 0);
-                Assert.Equal(0ul, lab.Xdp.DecapCount(1, LabXdp.DecapCounter.Gue));
-            }
-            finally
+            foreach (var n in lab.Nodes)
+                await n.DrainBackendAsync(LabEnvironment.ServiceName, LabTopology.BackendAddress(2), ct);
+            foreach (var n in lab.Nodes)
             {
-                foreach (var c in conns)
-                    c.Dispose();
+                string[] ring = await ReadRingAsync(n, ct);
+                Assert.DoesNotContain(LabTopology.BackendAddress(2).ToString(), ring);
             }
+
+            RequestTally tally = await lab.SendRequestsAsync(90, ct);
+            output.WriteLine("after the drain: " + Describe(tally));
+            Assert.Equal(0, tally.Failed);
+            Assert.Equal(0, tally.ByBackend.GetValueOrDefault(drained));
+            // Open connections, the drained backend's included, continue where they were.
+            Assert.Equal(names, await RequestAllAsync(conns, ct));
+            // This lab carries the service over IPIP (the others over GUE): the backends decapsulated IPIP only.
+            Assert.True(lab.Xdp.DecapCount(1, LabXdp.DecapCounter.Ipip) > 0);
+            Assert.Equal(0ul, lab.Xdp.DecapCount(1, LabXdp.DecapCounter.Gue));
         }, encap: "ipip");
 
     [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
@@ -343,9 +311,9 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task<List<LabHttpConnection>> OpenAsync(LabEnvironment lab, int count, CancellationToken ct)
+    private static async Task<Connections> OpenAsync(LabEnvironment lab, int count, CancellationToken ct)
     {
-        var list = new List<LabHttpConnection>();
+        var list = new Connections();
         try
         {
             for (int i = 0; i < count; i++)
@@ -354,9 +322,18 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
         }
         catch
         {
-            foreach (var c in list)
-                c.Dispose();
+            list.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>Open client connections, closed together.</summary>
+    private sealed class Connections : List<LabHttpConnection>, IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var c in this)
+                c.Dispose();
         }
     }
 
