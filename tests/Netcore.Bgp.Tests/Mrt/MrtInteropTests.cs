@@ -49,32 +49,7 @@ public class MrtInteropTests(ITestOutputHelper output)
             string file = Path.Combine(lab.Dir, table + ".mrt");
             output.WriteLine(Birdc($"mrt dump table \"{table}\" to \"{file}\""));
             // The dump runs inside BIRD after the command returns: wait for a complete file.
-            List<MrtRoute>? got = null;
-            string last = "no file";
-            try
-            {
-                await InteropLab.Eventually(() =>
-                {
-                    try
-                    {
-                        got = File.Exists(file) ? MrtTableDumpReader.ReadAll(new MemoryStream(File.ReadAllBytes(file))) : null;
-                        last = got is null ? "no file" : $"{got.Count} routes";
-                        return got is { Count: >= 2 };
-                    }
-                    catch (MrtFormatException e)
-                    {
-                        last = e.Message;
-                        return false; // still being written
-                    }
-                }, 15, $"BIRD dump of {table}");
-            }
-            finally
-            {
-                output.WriteLine($"{table}: {last} {(File.Exists(file) ? Hex.Format(File.ReadAllBytes(file)) : "")}");
-            }
-            byte[] bytes = File.ReadAllBytes(file);
-            output.WriteLine($"{table}: {Hex.Format(bytes)}");
-            routes.AddRange(got!);
+            routes.AddRange(await WaitForDumpAsync(file, table, 15));
         }
 
         // Our routes, as BIRD holds them from the session with us.
@@ -140,38 +115,16 @@ public class MrtInteropTests(ITestOutputHelper output)
 
         string file = Path.Combine(lab.Dir, "frr.mrt");
         output.WriteLine(Vtysh("configure terminal", $"dump bgp routes-mrt {file}"));
-        List<MrtRoute>? routes = null;
-        string last = "no file";
-        try
-        {
-            await InteropLab.Eventually(() =>
-            {
-                try
-                {
-                    routes = File.Exists(file) ? MrtTableDumpReader.ReadAll(new MemoryStream(File.ReadAllBytes(file))) : null;
-                    last = routes is null ? "no file" : $"{routes.Count} routes";
-                    return routes is { Count: >= 2 };
-                }
-                catch (MrtFormatException e)
-                {
-                    last = e.Message;
-                    return false;
-                }
-            }, 20, "FRR's MRT dump");
-        }
-        finally
-        {
-            output.WriteLine($"frr: {last} {(File.Exists(file) ? Hex.Format(File.ReadAllBytes(file)) : "")}");
-        }
+        List<MrtRoute> routes = await WaitForDumpAsync(file, "frr", 20);
 
-        var ours4 = Assert.Single(routes!, r => r.Prefix == v4);
+        var ours4 = Assert.Single(routes, r => r.Prefix == v4);
         Assert.Equal(InteropLab.Us4, ours4.Peer.Address);
         Assert.Equal(InteropLab.OurAs, ours4.Peer.Asn);
         // FRR's MRT writer leaves EXTENDED_COMMUNITIES out of RIB entries (it holds them: see FrrInteropTests).
         AssertOurs(ours4.Attributes, extendedCommunities: false);
         Assert.Empty(ours4.Attributes.ExtendedCommunities);
         Assert.Equal(InteropLab.Us4, ours4.Attributes.NextHop);
-        var ours6 = Assert.Single(routes!, r => r.Prefix == v6);
+        var ours6 = Assert.Single(routes, r => r.Prefix == v6);
         AssertOurs(ours6.Attributes, extendedCommunities: false);
         Assert.Equal(InteropLab.Us6, ours6.Attributes.NextHop);
         // FRR 8.4 writes MP_REACH_NLRI in the full RFC 4760 form (AFI, SAFI, next hop, NLRI), not the
@@ -262,5 +215,38 @@ public class MrtInteropTests(ITestOutputHelper output)
         Assert.Contains("4200000002 65003", one6, StringComparison.Ordinal);
         Assert.Contains("4242:6", one6, StringComparison.Ordinal);
         Assert.Contains("?", one6, StringComparison.Ordinal); // origin incomplete
+    }
+
+    /// <summary>
+    /// Waits until a daemon's MRT dump file holds at least two routes and reads it whole (the
+    /// daemons write it after their command returns, so a partial file reads as a format error
+    /// until it is complete); the file's bytes go to the test output either way.
+    /// </summary>
+    private async Task<List<MrtRoute>> WaitForDumpAsync(string file, string name, int seconds)
+    {
+        List<MrtRoute>? got = null;
+        string last = "no file";
+        try
+        {
+            await InteropLab.Eventually(() =>
+            {
+                try
+                {
+                    got = File.Exists(file) ? MrtTableDumpReader.ReadAll(new MemoryStream(File.ReadAllBytes(file))) : null;
+                    last = got is null ? "no file" : $"{got.Count} routes";
+                    return got is { Count: >= 2 };
+                }
+                catch (MrtFormatException e)
+                {
+                    last = e.Message;
+                    return false; // still being written
+                }
+            }, seconds, $"{name} MRT dump");
+        }
+        finally
+        {
+            output.WriteLine($"{name}: {last} {(File.Exists(file) ? Hex.Format(File.ReadAllBytes(file)) : "")}");
+        }
+        return got!;
     }
 }
