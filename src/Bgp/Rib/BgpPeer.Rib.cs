@@ -20,6 +20,11 @@ public sealed partial class BgpPeer
     private readonly List<Nlri> _withdraw4 = [], _withdraw6 = [];
     private Dictionary<(BgpPrefix Prefix, uint PathId), BgpPathAttributes?> _ribSpare = [];
     private Task _ribUp = Task.CompletedTask;
+    // Export caches for the current session (the sender loop runs one flush at a time under the export lock):
+    // our local address, and the AS_PATH with our AS prepended per received AS_PATH (the codec shares them).
+    private BgpConnection? _exportConn;
+    private IPAddress? _exportLocal;
+    private readonly Dictionary<AsPath, AsPath> _prepended = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>Called under the gate when a session reaches Established: the RIB starts exporting to it.</summary>
     private void RibSessionUp(BgpConnection c)
@@ -113,8 +118,9 @@ public sealed partial class BgpPeer
             if (taken == 0 || c.IsClosing) return;
             if (_items.Length < taken)
             {
-                _items = new Nlri[taken];
-                _next = new int[taken];
+                int size = Math.Max(taken, _items.Length * 2);
+                _items = new Nlri[size];
+                _next = new int[size];
             }
             int n = 0;
             foreach (var ((prefix, id), attrs) in batch)
@@ -182,10 +188,12 @@ public sealed partial class BgpPeer
         finally
         {
             batch.Clear();
-            // After a large batch (a full table) let the big buffers go instead of keeping them for ever.
+            // Big buffers are reused while big batches come (a full-table flood: no regrowing and rehashing
+            // per flush); after a small batch they are let go instead of being kept for ever.
             const int Keep = 65536;
-            _ribSpare = taken > Keep ? [] : batch;
-            if (_items.Length > Keep)
+            bool small = taken <= Keep / 4;
+            _ribSpare = batch.Capacity > Keep && small ? [] : batch;
+            if (_items.Length > Keep && small)
             {
                 _items = new Nlri[256];
                 _next = new int[256];
@@ -195,7 +203,7 @@ public sealed partial class BgpPeer
             _groups4.Clear();
             _groups6.Clear();
             _groupKeys.Clear();
-            if (taken > Keep)
+            if (small && (_withdraw4.Capacity > Keep || _withdraw6.Capacity > Keep || _groupKeys.Capacity > Keep || _groups4.Capacity > Keep || _groups6.Capacity > Keep))
             {
                 _withdraw4.Capacity = 0;
                 _withdraw6.Capacity = 0;
@@ -216,9 +224,16 @@ public sealed partial class BgpPeer
         bool self = !c.Codec.IsInternal || Options.NextHopSelf;
         IPAddress? nh = self ? null : a.NextHop;
         IPAddress? ll = self ? null : a.LinkLocalNextHop;
+        if (!ReferenceEquals(_exportConn, c))
+        {
+            _exportConn = c;
+            var addr = c.LocalEndPoint.Address;
+            _exportLocal = addr.IsIPv4MappedToIPv6 ? addr.MapToIPv4() : addr;
+            _prepended.Clear();
+        }
         if (nh is null)
         {
-            var local = c.LocalEndPoint.Address.IsIPv4MappedToIPv6 ? c.LocalEndPoint.Address.MapToIPv4() : c.LocalEndPoint.Address;
+            var local = _exportLocal!;
             nh = v6 ? Options.NextHopIPv6 : Options.NextHopIPv4;
             if (nh is null && (local.AddressFamily == AddressFamily.InterNetworkV6) == v6)
                 nh = local;
@@ -228,7 +243,19 @@ public sealed partial class BgpPeer
         // RFC 8950: IPv4 routes with an IPv6 next hop need the extended next hop capability.
         if (!v6 && nh.AddressFamily == AddressFamily.InterNetworkV6 && !c.Codec.ExtendedNextHopIPv4)
             return null;
-        var path = c.Codec.IsInternal ? a.AsPath : a.AsPath.Prepend(_speaker.Options.LocalAs);
+        AsPath path;
+        if (c.Codec.IsInternal)
+        {
+            path = a.AsPath;
+        }
+        else
+        {
+            // RFC 4271 5.1.2; one prepended path per received path instead of one per group and flush.
+            if (_prepended.Count >= 1 << 16) _prepended.Clear();
+            ref var cached = ref CollectionsMarshal.GetValueRefOrAddDefault(_prepended, a.AsPath, out bool had);
+            if (!had) cached = a.AsPath.Prepend(_speaker.Options.LocalAs);
+            path = cached!;
+        }
         return a with { NextHop = nh, LinkLocalNextHop = ll, AsPath = path, LocalPreference = c.Codec.IsInternal ? a.LocalPreference ?? 100 : null };
     }
 

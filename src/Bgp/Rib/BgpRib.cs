@@ -57,6 +57,10 @@ internal sealed class BgpRib : IStaleRouteStore
     }
 
     private static readonly ConcurrentDictionary<BgpRib, byte> s_live = new();
+
+    private const int UpdatePoolSize = 512;
+    private readonly ConcurrentQueue<Command> _updatePool = new();
+    private int _updatePoolCount;
     private static readonly ObservableGauge<long> s_prefixGauge = BgpMetrics.Meter.CreateObservableGauge("bgp.rib.prefixes", ObservePrefixes, "{prefix}", "Prefixes in the Loc-RIB");
     private static readonly ObservableGauge<long> s_pathGauge = BgpMetrics.Meter.CreateObservableGauge("bgp.rib.paths", ObservePaths, "{path}", "Paths in the RIB (all peers)");
     private static readonly ObservableGauge<long> s_attrGauge = BgpMetrics.Meter.CreateObservableGauge("bgp.rib.attribute_sets", ObserveAttrs, "{set}", "Interned attribute sets");
@@ -140,21 +144,26 @@ internal sealed class BgpRib : IStaleRouteStore
     /// <summary>Queues the routes of one decoded UPDATE (called by the session reader under its parse lock).</summary>
     public void EnqueueUpdate(BgpPeer peer, UpdateParseResult r)
     {
-        var cmd = new Command { Kind = Kind.Update, Peer = peer, Attrs = r.Attributes };
-        if (r.Announced.Count > 0 && r.Attributes is not null)
+        bool announce = r.Announced.Count > 0 && r.Attributes is not null;
+        if (!announce && r.Withdrawn.Count == 0) return;
+        // Update commands (and their prefix arrays, sized by the UPDATEs seen) are recycled by the RIB thread.
+        if (!_updatePool.TryDequeue(out var cmd)) cmd = new Command { Kind = Kind.Update };
+        else Interlocked.Decrement(ref _updatePoolCount);
+        cmd.Peer = peer;
+        cmd.Attrs = r.Attributes;
+        if (announce)
         {
-            cmd.Announced = new Nlri[r.Announced.Count]; // exact size: pooled arrays would be far bigger for 2-3 prefixes
+            if (cmd.Announced is null || cmd.Announced.Length < r.Announced.Count) cmd.Announced = new Nlri[r.Announced.Count];
             r.Announced.CopyTo(cmd.Announced);
             cmd.AnnouncedCount = r.Announced.Count;
         }
         if (r.Withdrawn.Count > 0)
         {
-            cmd.Withdrawn = new Nlri[r.Withdrawn.Count];
+            if (cmd.Withdrawn is null || cmd.Withdrawn.Length < r.Withdrawn.Count) cmd.Withdrawn = new Nlri[r.Withdrawn.Count];
             r.Withdrawn.CopyTo(cmd.Withdrawn);
             cmd.WithdrawnCount = r.Withdrawn.Count;
         }
-        if (cmd.AnnouncedCount > 0 || cmd.WithdrawnCount > 0)
-            _queue.Writer.TryWrite(cmd);
+        _queue.Writer.TryWrite(cmd);
     }
 
     /// <summary>The session came up: export the Loc-RIB to it. The task completes when the routes are in <paramref name="out"/>.</summary>
@@ -259,6 +268,7 @@ internal sealed class BgpRib : IStaleRouteStore
                     cmd.SnapshotDone?.TrySetException(e);
                 }
                 if (cmd.Done is not null) _completions.Add(cmd.Done);
+                if (cmd.Kind == Kind.Update) Recycle(cmd);
             }
             FlushOutputs();
             Interlocked.Exchange(ref _prefixCount, _prefixes.Count);
@@ -267,6 +277,20 @@ internal sealed class BgpRib : IStaleRouteStore
             _completions.Clear();
         }
         foreach (var s in _subs) s.Complete();
+    }
+
+    private void Recycle(Command c)
+    {
+        c.Peer = null;
+        c.Attrs = null;
+        c.AnnouncedCount = 0;
+        c.WithdrawnCount = 0;
+        // a few big arrays (from an unusually large UPDATE) are not kept
+        if (c.Announced is { Length: > 1024 }) c.Announced = null;
+        if (c.Withdrawn is { Length: > 1024 }) c.Withdrawn = null;
+        if (Volatile.Read(ref _updatePoolCount) >= UpdatePoolSize) return;
+        Interlocked.Increment(ref _updatePoolCount);
+        _updatePool.Enqueue(c);
     }
 
     private void Process(Command c)
@@ -597,17 +621,26 @@ internal sealed class BgpRib : IStaleRouteStore
         }
         var cands = _cand.AsSpan(0, nc);
         if (!_o.DeterministicMed && nc > 1)
-            cands.Sort((x, y) => _paths[x.Index].Seq.CompareTo(_paths[y.Index].Seq)); // arrival order
+        {
+            // arrival order (an insertion sort on the sequence: a prefix has few paths; no delegate per call)
+            for (int a = 1; a < nc; a++)
+            {
+                var x = cands[a];
+                uint seq = _paths[x.Index].Seq;
+                int b = a - 1;
+                for (; b >= 0 && _paths[cands[b].Index].Seq > seq; b--) cands[b + 1] = cands[b];
+                cands[b + 1] = x;
+            }
+        }
         BestPath.Rank(cands, _o);
         int newHead = -1, tail = -1;
-        void Append(int i)
+        for (int k = 0; k < nc + ni; k++)
         {
+            int i = k < nc ? cands[k].Index : _ineligible[k - nc];
             if (tail < 0) newHead = i;
             else _paths[tail].Next = i;
             tail = i;
         }
-        foreach (ref readonly var c in cands) Append(c.Index);
-        for (int k = 0; k < ni; k++) Append(_ineligible[k]);
         _paths[tail].Next = -1;
         Array.Clear(_cand, 0, nc);
         return newHead;
@@ -828,8 +861,10 @@ internal sealed class BgpRib : IStaleRouteStore
                 foreach (var (prefix, id, attrs) in t.Batch)
                     p[(prefix, id)] = attrs;
             }
+            // The batch list is reused while big batches come (a full-table flood), let go after a small one.
+            bool small = t.Batch.Count < 16384;
             t.Batch.Clear();
-            if (t.Batch.Capacity > 65536) t.Batch.Capacity = 0; // after a full-table export
+            if (small && t.Batch.Capacity > 65536) t.Batch.Capacity = 0;
             o.Signal();
         }
         if (_changes.Count > 0)
