@@ -251,7 +251,7 @@ public sealed partial class BgpPeer
         else
         {
             // RFC 4271 5.1.2; one prepended path per received path instead of one per group and flush.
-            if (_prepended.Count >= 1 << 16) _prepended.Clear();
+            if (_prepended.Count >= 1 << 13) _prepended.Clear(); // the decoder shares paths over a window of this order
             ref var cached = ref CollectionsMarshal.GetValueRefOrAddDefault(_prepended, a.AsPath, out bool had);
             if (!had) cached = a.AsPath.Prepend(_speaker.Options.LocalAs);
             path = cached!;
