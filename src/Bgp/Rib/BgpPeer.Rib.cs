@@ -192,7 +192,7 @@ public sealed partial class BgpPeer
             // per flush); after a small batch they are let go instead of being kept for ever.
             const int Keep = 65536;
             bool small = taken <= Keep / 4;
-            _ribSpare = batch.Capacity > Keep && small ? [] : batch;
+            _ribSpare = taken > Keep ? [] : batch;
             if (_items.Length > Keep && small)
             {
                 _items = new Nlri[256];
