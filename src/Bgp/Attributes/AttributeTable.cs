@@ -39,6 +39,29 @@ internal struct AttributeBuilder
     public ImmutableArray<IPAddress> ClusterList;
     public List<BgpRawAttribute>? Unknown;
     public BgpFamily MpReachFamily, MpUnreachFamily;
+
+    /// <summary>
+    /// The decoded attribute set; the caller decides the parts that depend on the message kind
+    /// (the AS path after AS4_PATH reconstruction, which next hop applies, the aggregator).
+    /// </summary>
+    public readonly BgpPathAttributes ToAttributes(AsPath asPath, IPAddress? nextHop, IPAddress? linkLocalNextHop, BgpAggregator? aggregator) => new()
+    {
+        Origin = Origin,
+        AsPath = asPath,
+        NextHop = nextHop,
+        LinkLocalNextHop = linkLocalNextHop,
+        Med = Med,
+        LocalPreference = LocalPref,
+        AtomicAggregate = AtomicAggregate,
+        Aggregator = aggregator,
+        Communities = Communities,
+        ExtendedCommunities = Extended,
+        LargeCommunities = Large,
+        OriginatorId = OriginatorId,
+        ClusterList = ClusterList,
+        OnlyToCustomer = Otc,
+        UnknownAttributes = Unknown is null ? default : [.. Unknown],
+    };
 }
 
 /// <summary>Decodes one attribute value into the builder; returns false when the value is malformed.</summary>

@@ -252,27 +252,11 @@ internal static class UpdateCodec
         if (!ctx.FourOctetAs)
             (asPath, aggregator) = As4.Reconstruct(asPath, b.As4Path, aggregator, b.As4Aggregator);
 
-        var result = new BgpPathAttributes
-        {
-            Origin = b.Origin,
-            AsPath = asPath,
-            // Classic NLRI use NEXT_HOP; MP NLRI use the MP_REACH next hop. With both present,
-            // NEXT_HOP describes the classic (IPv4) routes and the MP one the rest; we keep the one
-            // that matches what most announced routes need.
-            NextHop = classicCount >= mpAnnounced ? b.NextHop ?? b.MpNextHop : b.MpNextHop ?? b.NextHop,
-            LinkLocalNextHop = b.MpLinkLocal,
-            Med = b.Med,
-            LocalPreference = b.LocalPref,
-            AtomicAggregate = b.AtomicAggregate,
-            Aggregator = aggregator,
-            Communities = b.Communities,
-            ExtendedCommunities = b.Extended,
-            LargeCommunities = b.Large,
-            OriginatorId = b.OriginatorId,
-            ClusterList = b.ClusterList,
-            OnlyToCustomer = b.Otc,
-            UnknownAttributes = b.Unknown is null ? default : [.. b.Unknown],
-        };
+        // Classic NLRI use NEXT_HOP; MP NLRI use the MP_REACH next hop. With both present,
+        // NEXT_HOP describes the classic (IPv4) routes and the MP one the rest; we keep the one
+        // that matches what most announced routes need.
+        var nextHop = classicCount >= mpAnnounced ? b.NextHop ?? b.MpNextHop : b.MpNextHop ?? b.NextHop;
+        var result = b.ToAttributes(asPath, nextHop, b.MpLinkLocal, aggregator);
         r.Attributes = result;
         // Cache only clean, single-family sets (no discard, so equal bytes give an equal result).
         if (r.Action == UpdateAction.None && !b.HasMpUnreach && !(classicCount > 0 && mpAnnounced > 0))

@@ -114,24 +114,7 @@ internal sealed class MrtAttributeCodec
                 return null;
             }
         }
-        return new BgpPathAttributes
-        {
-            Origin = b.Origin,
-            AsPath = b.AsPath ?? AsPath.Empty,
-            NextHop = mpNextHop ?? b.NextHop,
-            LinkLocalNextHop = mpLinkLocal,
-            Med = b.Med,
-            LocalPreference = b.LocalPref,
-            AtomicAggregate = b.AtomicAggregate,
-            Aggregator = b.Aggregator,
-            Communities = b.Communities,
-            ExtendedCommunities = b.Extended,
-            LargeCommunities = b.Large,
-            OriginatorId = b.OriginatorId,
-            ClusterList = b.ClusterList,
-            OnlyToCustomer = b.Otc,
-            UnknownAttributes = b.Unknown is null ? default : [.. b.Unknown],
-        };
+        return b.ToAttributes(b.AsPath ?? AsPath.Empty, mpNextHop ?? b.NextHop, mpLinkLocal, b.Aggregator);
     }
 
     /// <summary>
