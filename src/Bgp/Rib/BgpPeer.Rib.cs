@@ -25,6 +25,7 @@ public sealed partial class BgpPeer
     private BgpConnection? _exportConn;
     private IPAddress? _exportLocal;
     private readonly Dictionary<AsPath, AsPath> _prepended = new(ReferenceEqualityComparer.Instance);
+    private int _noNextHopWarned; // families (1 IPv4, 2 IPv6) already reported as lacking a next hop on this session
 
     /// <summary>Called under the gate when a session reaches Established: the RIB starts exporting to it.</summary>
     private void RibSessionUp(BgpConnection c)
@@ -230,6 +231,7 @@ public sealed partial class BgpPeer
             var addr = c.LocalEndPoint.Address;
             _exportLocal = addr.IsIPv4MappedToIPv6 ? addr.MapToIPv4() : addr;
             _prepended.Clear();
+            _noNextHopWarned = 0;
         }
         if (nh is null)
         {
@@ -238,11 +240,19 @@ public sealed partial class BgpPeer
             if (nh is null && (local.AddressFamily == AddressFamily.InterNetworkV6) == v6)
                 nh = local;
         }
-        if (nh is null)
-            return null; // no usable next hop for this family on this session
-        // RFC 8950: IPv4 routes with an IPv6 next hop need the extended next hop capability.
-        if (!v6 && nh.AddressFamily == AddressFamily.InterNetworkV6 && !c.Codec.ExtendedNextHopIPv4)
+        // No usable next hop for this family on this session (RFC 4271 5.1.3; RFC 8950: IPv4 routes
+        // with an IPv6 next hop need the extended next hop capability): not exported, said once per
+        // session and family, as a configuration that silently drops a family would otherwise be.
+        if (nh is null || (!v6 && nh.AddressFamily == AddressFamily.InterNetworkV6 && !c.Codec.ExtendedNextHopIPv4))
+        {
+            int bit = v6 ? 2 : 1;
+            if ((_noNextHopWarned & bit) == 0)
+            {
+                _noNextHopWarned |= bit;
+                RibLog.NoNextHop(_log, ToString(), v6 ? "IPv6" : "IPv4");
+            }
             return null;
+        }
         AsPath path;
         if (c.Codec.IsInternal)
         {

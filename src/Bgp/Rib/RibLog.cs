@@ -19,4 +19,7 @@ internal static partial class RibLog
 
     [LoggerMessage(105, LogLevel.Debug, "BGP peer {Peer}: up in the RIB, {Count} routes queued for export")]
     public static partial void PeerExported(ILogger logger, string peer, int count);
+
+    [LoggerMessage(106, LogLevel.Warning, "BGP peer {Peer}: {Family} routes are not exported: no next hop of that family on this session (set BgpPeerOptions.NextHopIPv4/NextHopIPv6, or extended next hop for IPv4 over IPv6)")]
+    public static partial void NoNextHop(ILogger logger, string peer, string family);
 }

@@ -16,7 +16,7 @@ public class RibSessionTests(ITestOutputHelper output)
         public ValueTask DisposeAsync() => Speaker.DisposeAsync();
     }
 
-    private async Task<Node> NodeAsync(int n, uint asn, BgpRibOptions? rib = null)
+    private async Task<Node> NodeAsync(int n, uint asn, BgpRibOptions? rib = null, Microsoft.Extensions.Logging.ILoggerFactory? logs = null)
     {
         string addr = $"127.0.0.{n}";
         int port = SessionTests.NextPort();
@@ -26,7 +26,7 @@ public class RibSessionTests(ITestOutputHelper output)
             LocalAs = asn,
             ListenEndpoints = [new IPEndPoint(IPAddress.Parse(addr), port)],
             Rib = rib ?? new BgpRibOptions(),
-        }, new TestLoggerFactory(output));
+        }, logs ?? new TestLoggerFactory(output));
         var node = new Node { Speaker = s, Address = addr, Port = port };
         s.MessageTap = (_, m) => { lock (node.Received) node.Received.Add(m); };
         await s.StartAsync();
@@ -165,6 +165,61 @@ public class RibSessionTests(ITestOutputHelper output)
         Assert.Equal(1, us.Speaker.RibPrefixCount); // only our own route
         await Task.Delay(500);
         Assert.DoesNotContain(Updates(a), m => Nlri4(m) > 0); // nothing exported to the eBGP peer
+    }
+
+    [Fact]
+    public async Task A_family_without_a_next_hop_on_the_session_is_not_exported_and_is_reported_once()
+    {
+        var logs = new CapturingLoggerFactory(output);
+        await using var a = await NodeAsync(1, 65001, new BgpRibOptions { Enabled = false });
+        await using var us = await NodeAsync(2, 65002, logs: logs);
+        var aToUs = Connect(a, us, 65002);
+        Connect(us, a, 65001, o => o with { NextHopIPv6 = null }); // IPv6 over an IPv4 session, no IPv6 next hop
+        await SessionTests.Within(aToUs.WaitForStateAsync(BgpPeerState.Established));
+        var v4 = BgpPrefix.Parse("192.0.2.0/24");
+        await us.Speaker.OriginateAsync(BgpPrefix.Parse("2001:db8:1::/48"), new BgpPathAttributes());
+        await us.Speaker.OriginateAsync(BgpPrefix.Parse("2001:db8:2::/48"), new BgpPathAttributes());
+        await us.Speaker.OriginateAsync(v4, new BgpPathAttributes());
+
+        var seen = new List<BgpPrefix>();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await foreach (var u in a.Speaker.ReadUpdatesAsync(cts.Token))
+        {
+            seen.AddRange(u.Announced.Select(r => r.Prefix));
+            if (seen.Contains(v4)) break;
+        }
+        await Task.Delay(500);
+        Assert.Equal([v4], seen);
+        Assert.DoesNotContain(Updates(a), m => m.AsSpan(19).IndexOf(new byte[] { 0x90, 14 }) >= 0 || m.AsSpan(19).IndexOf(new byte[] { 0x80, 14 }) >= 0);
+        Assert.Single(logs.Messages, m => m.Contains("IPv6 routes are not exported", StringComparison.Ordinal));
+    }
+
+    /// <summary>Keeps the formatted log lines (and passes them on to the test output).</summary>
+    private sealed class CapturingLoggerFactory(ITestOutputHelper output) : Microsoft.Extensions.Logging.ILoggerFactory
+    {
+        private readonly TestLoggerFactory _inner = new(output);
+        private readonly List<string> _messages = [];
+
+        public IReadOnlyList<string> Messages { get { lock (_messages) return [.. _messages]; } }
+
+        public void AddProvider(Microsoft.Extensions.Logging.ILoggerProvider provider) { }
+
+        public Microsoft.Extensions.Logging.ILogger CreateLogger(string categoryName) => new Logger(this, _inner.CreateLogger(categoryName));
+
+        public void Dispose() { }
+
+        private sealed class Logger(CapturingLoggerFactory owner, Microsoft.Extensions.Logging.ILogger inner) : Microsoft.Extensions.Logging.ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+            public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+            public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                lock (owner._messages) owner._messages.Add(formatter(state, exception));
+                inner.Log(logLevel, eventId, state, exception, formatter);
+            }
+        }
     }
 
     [Fact]
