@@ -50,15 +50,12 @@ public class FrrInteropTests(ITestOutputHelper output)
         await using var lab = InteropLab.Create(output, "fi");
         var frr = StartFrr(lab);
         var speaker = await lab.StartSpeakerAsync();
-        var p4 = speaker.AddPeer(InteropLab.Peer(InteropLab.Them4));
-        var p6 = speaker.AddPeer(InteropLab.Peer(InteropLab.Them6) with { Families = [BgpFamily.IPv6Unicast] });
-        await SessionTests.Within(p4.WaitForStateAsync(BgpPeerState.Established), 30);
-        await SessionTests.Within(p6.WaitForStateAsync(BgpPeerState.Established), 30);
+        var (p4, p6) = await InteropLab.EstablishBothAsync(speaker, InteropLab.Peer(InteropLab.Them4), InteropLab.Peer(InteropLab.Them6) with { Families = [BgpFamily.IPv6Unicast] });
         Assert.True(p4.Negotiated!.FourOctetAs);
         Assert.Contains(BgpFamily.IPv6Unicast, p4.Negotiated.Families);
         Assert.Equal("them", p4.Negotiated.PeerHostName);
 
-        var got = await lab.CollectAsync(g => g.Any(r => r.Prefix == BgpPrefix.Parse("203.0.113.0/24")) && g.Any(r => r.Prefix == BgpPrefix.Parse("2001:db8:b::/48")));
+        var got = await lab.CollectPeerRoutesAsync();
         InteropLab.AssertPeerRouteIntact(got);
 
         await InteropLab.AnnounceOurRoutesAsync(p4, p6);

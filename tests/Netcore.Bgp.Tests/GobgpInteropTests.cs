@@ -43,16 +43,13 @@ public class GobgpInteropTests(ITestOutputHelper output)
         await using var lab = InteropLab.Create(output, "gi");
         var gobgpd = lab.Start("gobgpd", "-f", lab.Write("gobgpd.toml", Config), "--api-hosts", "127.0.0.1:50051", "-l", "debug");
         var speaker = await lab.StartSpeakerAsync();
-        var p4 = speaker.AddPeer(InteropLab.Peer(InteropLab.Them4));
-        var p6 = speaker.AddPeer(InteropLab.Peer(InteropLab.Them6) with { Families = [BgpFamily.IPv6Unicast] });
-        await SessionTests.Within(p4.WaitForStateAsync(BgpPeerState.Established), 30);
-        await SessionTests.Within(p6.WaitForStateAsync(BgpPeerState.Established), 30);
+        var (p4, p6) = await InteropLab.EstablishBothAsync(speaker, InteropLab.Peer(InteropLab.Them4), InteropLab.Peer(InteropLab.Them6) with { Families = [BgpFamily.IPv6Unicast] });
         Assert.True(p4.Negotiated!.FourOctetAs);
 
         await InteropLab.Eventually(() => Gobgp(lab, "global rib -a ipv4 add 203.0.113.0/24 nexthop 10.0.0.2 community 65002:7 large-community 65002:1:2 rt 65002:9").Length >= 0
             && Gobgp(lab, "global rib -a ipv4").Contains("203.0.113.0/24", StringComparison.Ordinal), 20, "gobgp accepted the route");
         Gobgp(lab, "global rib -a ipv6 add 2001:db8:b::/48 nexthop fd00::2 community 65002:6");
-        var got = await lab.CollectAsync(g => g.Any(r => r.Prefix == BgpPrefix.Parse("203.0.113.0/24")) && g.Any(r => r.Prefix == BgpPrefix.Parse("2001:db8:b::/48")));
+        var got = await lab.CollectPeerRoutesAsync();
         InteropLab.AssertPeerRouteIntact(got);
 
         await InteropLab.AnnounceOurRoutesAsync(p4, p6);

@@ -134,6 +134,23 @@ internal sealed class InteropLab : IAsyncDisposable
     /// <summary>The IPv4 prefix every peer daemon in these tests announces to us.</summary>
     public static readonly BgpPrefix PeerPrefix4 = BgpPrefix.Parse("203.0.113.0/24");
 
+    /// <summary>The IPv6 prefix every peer daemon in these tests announces to us.</summary>
+    public static readonly BgpPrefix PeerPrefix6 = BgpPrefix.Parse("2001:db8:b::/48");
+
+    /// <summary>Collects routes until the peer's IPv4 prefix and <paramref name="v6Copies"/> copies of its IPv6 prefix arrived.</summary>
+    public Task<List<BgpRoute>> CollectPeerRoutesAsync(int v6Copies = 1) =>
+        CollectAsync(g => g.Any(r => r.Prefix == PeerPrefix4) && g.Count(r => r.Prefix == PeerPrefix6) >= v6Copies);
+
+    /// <summary>Adds the IPv4 and IPv6 sessions to the daemon and waits until both are Established.</summary>
+    public static async Task<(BgpPeer P4, BgpPeer P6)> EstablishBothAsync(BgpSpeaker speaker, BgpPeerOptions v4, BgpPeerOptions v6)
+    {
+        var p4 = speaker.AddPeer(v4);
+        var p6 = speaker.AddPeer(v6);
+        await SessionTests.Within(p4.WaitForStateAsync(BgpPeerState.Established), 30);
+        await SessionTests.Within(p6.WaitForStateAsync(BgpPeerState.Established), 30);
+        return (p4, p6);
+    }
+
     /// <summary>
     /// Finds the peer's IPv4 route in <paramref name="got"/> and asserts it arrived intact: AS path
     /// 65002, community 65002:7, large community 65002:1:2, route target 65002:9.
