@@ -29,7 +29,9 @@
 # Usage (root):  bgp-fulltable.sh [quick | V4 V6 RUNS]
 #   quick  = 100000 24000 1 (about 3 minutes with the build done)
 # Environment:   BGP_FULLTABLE_SPEAKERS (default "netcore bird gobgp frr"), BGP_FULLTABLE_SEED (42),
-#   BGP_FULLTABLE_NO_BUILD=1 (skip dotnet build), BGP_FULLTABLE_TIMEOUT (s per run, default 900),
+#   BGP_FULLTABLE_NO_BUILD=1 (skip dotnet build), BGP_FULLTABLE_LOGS=DIR (keep each run's speaker and
+#   driver logs there; the Netcore speaker prints GC/RSS STATS lines once a second),
+#   BGP_FULLTABLE_SPEAKER_ARGS (extra arguments for the Netcore speaker, e.g. --alloc-profile 1), BGP_FULLTABLE_TIMEOUT (s per run, default 900),
 #   BGP_FULLTABLE_DOTNET_ENV (runtime settings for the Netcore speaker, default
 #   "DOTNET_TieredCompilation=0": every method is compiled once, fully optimized, when first called;
 #   with tiering on, re-JIT of the hot path took 19 % of the speaker's CPU in a run this short).
@@ -120,7 +122,7 @@ start_speaker() { # $1 = speaker name; sets SPK_PID (the speaker process itself:
     netcore)
       # shellcheck disable=SC2086
       env $DOTNET_ENV ip netns exec $NS_S dotnet "$DLL" bgp-fulltable-speaker --listen 10.0.0.2 --as 65002 \
-        --peer 10.0.0.1:65001 --peer 10.0.0.3:65003 --hold 9 --next-hop6 fd00::2 > "$WORK/speaker.log" 2>&1 &
+        --peer 10.0.0.1:65001 --peer 10.0.0.3:65003 --hold 9 --next-hop6 fd00::2 ${BGP_FULLTABLE_SPEAKER_ARGS:-} > "$WORK/speaker.log" 2>&1 &
       SPK_PID=$! ;;
     bird)
       ip netns exec $NS_S bird -f -c "$CONF/bird.conf" -s "$WORK/bird.ctl" > "$WORK/speaker.log" 2>&1 &
@@ -167,6 +169,11 @@ for s in $SPEAKERS; do
       echo "$s $line" >> "$WORK/results"
     fi
     stop_speaker
+    if [ -n "${BGP_FULLTABLE_LOGS:-}" ]; then
+      mkdir -p "$BGP_FULLTABLE_LOGS"
+      cp "$WORK/speaker.log" "$BGP_FULLTABLE_LOGS/$s-$r.speaker.log"
+      cp "$WORK/driver.log" "$BGP_FULLTABLE_LOGS/$s-$r.driver.log"
+    fi
   done
 done
 teardown

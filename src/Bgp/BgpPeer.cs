@@ -761,6 +761,9 @@ public sealed partial class BgpPeer : IConnectionOwner
         return new BgpRouteUpdate(this, ann, wd, ids, r.EndOfRib);
     }
 
+    ValueTask IConnectionOwner.OnReadDrainedAsync(BgpConnection c) =>
+        _speaker.Rib is { } rib ? rib.WaitForRoomAsync() : ValueTask.CompletedTask;
+
     void IConnectionOwner.OnClosed(BgpConnection c, Exception? error)
     {
         var n = (error as BgpProtocolException)?.Notification;

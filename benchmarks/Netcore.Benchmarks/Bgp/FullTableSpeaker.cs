@@ -53,6 +53,7 @@ internal static class FullTableSpeaker
     private sealed class AllocationSampler : System.Diagnostics.Tracing.EventListener
     {
         private readonly Dictionary<string, long> _bytes = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, long> _sizes = new(StringComparer.Ordinal);
 
         protected override void OnEventSourceCreated(System.Diagnostics.Tracing.EventSource source)
         {
@@ -68,7 +69,14 @@ internal static class FullTableSpeaker
             int a = e.PayloadNames.IndexOf("AllocationAmount64");
             string type = t >= 0 ? e.Payload[t] as string ?? "?" : "?";
             long amount = a >= 0 ? Convert.ToInt64(e.Payload[a], CultureInfo.InvariantCulture) : 100_000;
-            lock (_bytes) _bytes[type] = _bytes.GetValueOrDefault(type) + amount;
+            int sz = e.PayloadNames.IndexOf("ObjectSize");
+            long objSize = sz >= 0 ? Convert.ToInt64(e.Payload[sz], CultureInfo.InvariantCulture) : -1;
+            lock (_bytes)
+            {
+                _bytes[type] = _bytes.GetValueOrDefault(type) + amount;
+                string sk = type + " size~" + (objSize < 0 ? "?" : (1L << (int)Math.Ceiling(Math.Log2(Math.Max(1, objSize)))).ToString(CultureInfo.InvariantCulture));
+                _sizes[sk] = _sizes.GetValueOrDefault(sk) + 1;
+            }
         }
 
         public void Print()
@@ -78,6 +86,8 @@ internal static class FullTableSpeaker
                 long total = _bytes.Values.Sum();
                 foreach (var (type, bytes) in _bytes.OrderByDescending(kv => kv.Value).Take(25))
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"ALLOC {bytes / 1048576.0,8:F1} MB {100.0 * bytes / Math.Max(1, total),5:F1}% {type}"));
+                foreach (var (k, n) in _sizes.OrderByDescending(kv => kv.Value).Take(15))
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"ALLOCSIZE {n,8} {k}"));
             }
         }
     }
@@ -108,10 +118,22 @@ internal static class FullTableSpeaker
         Console.WriteLine($"READY mode={mode} gc={(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")} pid={Environment.ProcessId}");
         // Once a second while something changes: where the memory and the GC time go (for the script's log).
         long lastAlloc = 0;
+        bool census = Environment.GetEnvironmentVariable("NETCORE_BGP_CENSUS") == "1", censusDone = false;
         using var stats = new Timer(_ =>
         {
             long alloc = GC.GetTotalAllocatedBytes();
-            if (alloc == lastAlloc) return;
+            if (alloc == lastAlloc)
+            {
+                // Diagnostics only (NETCORE_BGP_CENSUS=1, never in the measured runs): the live heap once the load settled.
+                if (census && !censusDone && speaker.RibPrefixCount > 0)
+                {
+                    censusDone = true;
+                    GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"CENSUS live_mb={GC.GetTotalMemory(false) / 1048576.0:F0} rss_mb={Environment.WorkingSet / 1048576.0:F0}"));
+                }
+                return;
+            }
             lastAlloc = alloc;
             var info = GC.GetGCMemoryInfo();
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -25,6 +25,7 @@ public sealed partial class BgpPeer
     private BgpConnection? _exportConn;
     private IPAddress? _exportLocal;
     private readonly Dictionary<AsPath, AsPath> _prepended = new(ReferenceEqualityComparer.Instance);
+    private readonly UpdatePacker _packer = new();
     private int _noNextHopWarned; // families (1 IPv4, 2 IPv6) already reported as lacking a next hop on this session
 
     /// <summary>Called under the gate when a session reaches Established: the RIB starts exporting to it.</summary>
@@ -169,15 +170,11 @@ public sealed partial class BgpPeer
                     int done = 0;
                     while (done < count)
                     {
-                        byte[] buf = ArrayPool<byte>.Shared.Rent(max);
-                        int len = UpdateCodec.WriteAnnounce(buf.AsSpan(0, max), exported, scratch.AsSpan(done, count - done), ctx, out int consumed);
-                        if (consumed == 0)
-                        {
-                            ArrayPool<byte>.Shared.Return(buf);
-                            break; // the attributes alone exceed the message size
-                        }
+                        if (_packer.NeedsFlush(c, max)) await _packer.FlushAsync(ct).ConfigureAwait(false);
+                        int len = UpdateCodec.WriteAnnounce(_packer.Space(c, max), exported, scratch.AsSpan(done, count - done), ctx, out int consumed);
+                        if (consumed == 0) break; // the attributes alone exceed the message size
+                        _packer.Commit(len);
                         done += consumed;
-                        await c.SendBulkAsync(buf, len, ct).ConfigureAwait(false);
                     }
                 }
             }
@@ -185,9 +182,11 @@ public sealed partial class BgpPeer
             {
                 ArrayPool<Nlri>.Shared.Return(scratch);
             }
+            await _packer.FlushAsync(ct).ConfigureAwait(false);
         }
         finally
         {
+            _packer.Reset();
             batch.Clear();
             // Big buffers are reused while big batches come (a full-table flood: no regrowing and rehashing
             // per flush); after a small batch they are let go instead of being kept for ever.
@@ -269,16 +268,16 @@ public sealed partial class BgpPeer
         return a with { NextHop = nh, LinkLocalNextHop = ll, AsPath = path, LocalPreference = c.Codec.IsInternal ? a.LocalPreference ?? 100 : null };
     }
 
-    private static async Task SendWithdrawalsAsync(BgpConnection c, List<Nlri> list, CancellationToken ct)
+    private async Task SendWithdrawalsAsync(BgpConnection c, List<Nlri> list, CancellationToken ct)
     {
         int max = c.Codec.MaxMessageSize;
         int done = 0;
         while (done < list.Count)
         {
-            byte[] buf = ArrayPool<byte>.Shared.Rent(max);
-            int len = UpdateCodec.WriteWithdraw(buf.AsSpan(0, max), CollectionsMarshal.AsSpan(list)[done..], c.Codec, out int consumed);
+            if (_packer.NeedsFlush(c, max)) await _packer.FlushAsync(ct).ConfigureAwait(false);
+            int len = UpdateCodec.WriteWithdraw(_packer.Space(c, max), CollectionsMarshal.AsSpan(list)[done..], c.Codec, out int consumed);
+            _packer.Commit(len);
             done += consumed;
-            await c.SendBulkAsync(buf, len, ct).ConfigureAwait(false);
         }
     }
 }

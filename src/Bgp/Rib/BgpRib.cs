@@ -58,12 +58,21 @@ internal sealed class BgpRib : IStaleRouteStore
 
     private static readonly ConcurrentDictionary<BgpRib, byte> s_live = new();
 
-    private const int UpdatePoolSize = 512;
+    private const int UpdatePoolSize = QueueHigh + 1024; // every command the back-pressure lets queue is recycled
+    // Back-pressure on the sessions' readers (see WaitForRoomAsync): queued UPDATE commands above which readers
+    // pause, and the level at which they resume. A few thousand UPDATEs are a few milliseconds of RIB work.
+    private const int QueueHigh = 4096, QueueLow = 1024;
+    private static readonly TimeSpan MaxReaderPause = TimeSpan.FromSeconds(1);
+    private int _queuedUpdates;
+    private int _peakQueued;
+    private TaskCompletionSource? _room;
+    private readonly object _roomLock = new();
     private readonly ConcurrentQueue<Command> _updatePool = new();
     private int _updatePoolCount;
     private static readonly ObservableGauge<long> s_prefixGauge = BgpMetrics.Meter.CreateObservableGauge("bgp.rib.prefixes", ObservePrefixes, "{prefix}", "Prefixes in the Loc-RIB");
     private static readonly ObservableGauge<long> s_pathGauge = BgpMetrics.Meter.CreateObservableGauge("bgp.rib.paths", ObservePaths, "{path}", "Paths in the RIB (all peers)");
     private static readonly ObservableGauge<long> s_attrGauge = BgpMetrics.Meter.CreateObservableGauge("bgp.rib.attribute_sets", ObserveAttrs, "{set}", "Interned attribute sets");
+    private static readonly ObservableGauge<long> s_queueGauge = BgpMetrics.Meter.CreateObservableGauge("bgp.rib.queued_updates", ObserveQueue, "{update}", "Received UPDATEs waiting for the RIB thread (readers pause above a few thousand)");
 
     private readonly BgpRibOptions _o;
     private readonly ILogger _log;
@@ -114,6 +123,15 @@ internal sealed class BgpRib : IStaleRouteStore
 
     public BgpRibOptions Options => _o;
 
+    /// <summary>The queue level at which session readers pause (tests).</summary>
+    internal const int QueueHighMark = QueueHigh;
+
+    /// <summary>UPDATEs decoded and waiting for the RIB thread.</summary>
+    public int QueuedUpdates => Volatile.Read(ref _queuedUpdates);
+
+    /// <summary>The most UPDATEs ever waiting at once.</summary>
+    public int PeakQueuedUpdates => Volatile.Read(ref _peakQueued);
+
     /// <summary>Prefixes in the Loc-RIB (updated by the RIB thread).</summary>
     public long PrefixCount => Interlocked.Read(ref _prefixCount);
 
@@ -136,6 +154,8 @@ internal sealed class BgpRib : IStaleRouteStore
     private static IEnumerable<Measurement<long>> ObservePrefixes() => s_live.Keys.Select(r => new Measurement<long>(r.PrefixCount));
 
     private static IEnumerable<Measurement<long>> ObservePaths() => s_live.Keys.Select(r => new Measurement<long>(r.PathCount));
+
+    private static IEnumerable<Measurement<long>> ObserveQueue() => s_live.Keys.Select(r => new Measurement<long>(r.QueuedUpdates));
 
     private static IEnumerable<Measurement<long>> ObserveAttrs() => s_live.Keys.Select(r => new Measurement<long>(r.AttributeSetCount));
 
@@ -163,7 +183,52 @@ internal sealed class BgpRib : IStaleRouteStore
             r.Withdrawn.CopyTo(cmd.Withdrawn);
             cmd.WithdrawnCount = r.Withdrawn.Count;
         }
+        int q = Interlocked.Increment(ref _queuedUpdates);
+        if (q > _peakQueued) _peakQueued = q; // readers race benignly: a diagnostic
         _queue.Writer.TryWrite(cmd);
+    }
+
+    /// <summary>
+    /// Completes when the RIB has room for more UPDATEs (fewer than <see cref="QueueHigh"/> queued, then until
+    /// <see cref="QueueLow"/>): session readers wait on it between reads, so a fast peer is slowed by TCP flow
+    /// control instead of the speaker buffering its whole table as decoded commands. A pause lasts at most
+    /// <see cref="MaxReaderPause"/>, so KEEPALIVEs keep being read (RFC 4271 4.4, hold timer) even if the RIB stalls.
+    /// </summary>
+    public ValueTask WaitForRoomAsync()
+    {
+        if (Volatile.Read(ref _queuedUpdates) <= QueueHigh) return ValueTask.CompletedTask;
+        Task t;
+        lock (_roomLock)
+        {
+            if (Volatile.Read(ref _queuedUpdates) <= QueueHigh) return ValueTask.CompletedTask;
+            _room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            t = _room.Task;
+        }
+        return new ValueTask(WaitBoundedAsync(t));
+    }
+
+    private static async Task WaitBoundedAsync(Task room)
+    {
+        try
+        {
+            await room.WaitAsync(MaxReaderPause).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // read on: the hold timer must see the peer's KEEPALIVEs
+        }
+    }
+
+    private void ReleaseRoom()
+    {
+        if (Volatile.Read(ref _room) is null || Volatile.Read(ref _queuedUpdates) > QueueLow) return;
+        TaskCompletionSource? r;
+        lock (_roomLock)
+        {
+            r = _room;
+            _room = null;
+        }
+        r?.TrySetResult();
     }
 
     /// <summary>The session came up: export the Loc-RIB to it. The task completes when the routes are in <paramref name="out"/>.</summary>
@@ -241,6 +306,7 @@ internal sealed class BgpRib : IStaleRouteStore
     public async Task DisposeAsync()
     {
         _queue.Writer.TryComplete();
+        lock (_roomLock) _room?.TrySetResult();
         await _worker.ConfigureAwait(false);
         s_live.TryRemove(this, out _);
     }
@@ -268,8 +334,13 @@ internal sealed class BgpRib : IStaleRouteStore
                     cmd.SnapshotDone?.TrySetException(e);
                 }
                 if (cmd.Done is not null) _completions.Add(cmd.Done);
-                if (cmd.Kind == Kind.Update) Recycle(cmd);
+                if (cmd.Kind == Kind.Update)
+                {
+                    Recycle(cmd);
+                    Interlocked.Decrement(ref _queuedUpdates);
+                }
             }
+            ReleaseRoom();
             FlushOutputs();
             Interlocked.Exchange(ref _prefixCount, _prefixes.Count);
             Interlocked.Exchange(ref _pathCount, _paths.Count);

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
@@ -27,6 +28,13 @@ internal interface IConnectionOwner
 
     /// <summary>The connection ended (peer closed, I/O error, or a protocol error to report).</summary>
     void OnClosed(BgpConnection connection, Exception? error);
+
+    /// <summary>
+    /// Called by the reader after the UPDATEs of one read were handed off and before it reads on: completes when
+    /// their consumer (the RIB) has room again, so a peer that sends faster than we process is slowed by TCP flow
+    /// control instead of growing a queue. Must complete within a bounded time (the hold timer needs reads).
+    /// </summary>
+    ValueTask OnReadDrainedAsync(BgpConnection connection);
 }
 
 /// <summary>
@@ -54,7 +62,14 @@ internal sealed class BgpConnection
     private long _writeStartedMs;
     private readonly Action<byte[]>? _tap;
 
-    internal readonly record struct Outgoing(byte[] Buffer, int Length, BgpMessageType Type, bool Pooled);
+    /// <summary>A queued send: one message, or <paramref name="Count"/> UPDATEs packed back to back in a connection chunk.</summary>
+    internal readonly record struct Outgoing(byte[] Buffer, int Length, BgpMessageType Type, bool Pooled, int Count = 1, bool Chunk = false);
+
+    /// <summary>Size of the buffers that carry several UPDATEs to the send loop (<see cref="RentChunk"/>).</summary>
+    internal const int ChunkSize = 16384;
+    private const int MaxFreeChunks = 300; // more than the bulk queue holds: a flood never allocates once warm
+    private readonly ConcurrentQueue<byte[]> _freeChunks = new();
+    private int _freeChunkCount;
 
     public BgpConnection(Socket socket, bool outbound, IConnectionOwner owner, BgpPeerStatistics stats, string peerName, Action<byte[]>? tap = null, int bulkQueue = 256)
     {
@@ -137,6 +152,47 @@ internal sealed class BgpConnection
         byte[] b = message.ToArray();
         if (_control.Writer.TryWrite(new Outgoing(b, b.Length, (BgpMessageType)b[18], false)))
             _signal.Release();
+    }
+
+    /// <summary>
+    /// A buffer for packing UPDATEs to this connection (at least <see cref="ChunkSize"/> and one message of the
+    /// negotiated size). Chunks come back to this connection's own free list once written, so a table-sized flood
+    /// reuses the same few hundred buffers instead of outrunning the shared array pool.
+    /// </summary>
+    public byte[] RentChunk()
+    {
+        int size = Math.Max(ChunkSize, Codec.MaxMessageSize);
+        while (_freeChunks.TryDequeue(out var b))
+        {
+            Interlocked.Decrement(ref _freeChunkCount);
+            if (b.Length >= size) return b;
+        }
+        return new byte[size];
+    }
+
+    private void ReturnChunk(byte[] b)
+    {
+        if (b.Length < Math.Max(ChunkSize, Codec.MaxMessageSize)) return; // from before an extended-message OPEN
+        if (Interlocked.Increment(ref _freeChunkCount) > MaxFreeChunks)
+        {
+            Interlocked.Decrement(ref _freeChunkCount);
+            return;
+        }
+        _freeChunks.Enqueue(b);
+    }
+
+    /// <summary>Queues <paramref name="messages"/> UPDATEs packed in a chunk from <see cref="RentChunk"/>; waits while the queue is full.</summary>
+    public async ValueTask SendChunkAsync(byte[] chunk, int length, int messages, CancellationToken ct)
+    {
+        try
+        {
+            await _bulk.Writer.WriteAsync(new Outgoing(chunk, length, BgpMessageType.Update, false, messages, Chunk: true), ct).ConfigureAwait(false);
+            _signal.Release();
+        }
+        catch (ChannelClosedException)
+        {
+            ReturnChunk(chunk);
+        }
     }
 
     /// <summary>Queues an UPDATE from a pooled buffer (returned to the pool once written); waits while the queue is full.</summary>
@@ -263,10 +319,12 @@ internal sealed class BgpConnection
     private void Write(in Outgoing m)
     {
         _writer.Write(m.Buffer.AsSpan(0, m.Length));
-        _stats.Sent((int)m.Type);
-        BgpMetrics.MessagesSent.Add(1, new KeyValuePair<string, object?>("type", BgpMetrics.TypeNames[(int)m.Type]), new KeyValuePair<string, object?>("peer", _peerName));
+        for (int i = 0; i < m.Count; i++) _stats.Sent((int)m.Type);
+        BgpMetrics.MessagesSent.Add(m.Count, new KeyValuePair<string, object?>("type", BgpMetrics.TypeNames[(int)m.Type]), new KeyValuePair<string, object?>("peer", _peerName));
         if (m.Pooled)
             ArrayPool<byte>.Shared.Return(m.Buffer);
+        else if (m.Chunk)
+            ReturnChunk(m.Buffer);
     }
 
     private async Task ReadLoopAsync()
@@ -297,6 +355,9 @@ internal sealed class BgpConnection
                 _reader.AdvanceTo(buffer.Start, buffer.End);
                 if (result.IsCompleted)
                     break;
+                var room = _owner.OnReadDrainedAsync(this);
+                if (!room.IsCompletedSuccessfully)
+                    await room.ConfigureAwait(false);
             }
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException or BgpProtocolException or InvalidOperationException)

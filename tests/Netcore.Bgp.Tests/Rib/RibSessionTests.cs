@@ -93,7 +93,48 @@ public class RibSessionTests(ITestOutputHelper output)
         int fit = Nlri4(ups[0]);
         Assert.All(ups[..^1], m => Assert.True(m.Length + 5 > max, $"UPDATE of {m.Length} octets is not full"));
         Assert.Equal((count + fit - 1) / fit, ups.Length);
+        // UPDATEs travel packed several to a send buffer: each still counts as one sent message
+        Assert.Equal(Updates(b).Length, pa.Statistics.UpdatesSent);
         output.WriteLine($"{ups.Length} UPDATEs, {fit} prefixes per full UPDATE (max {max})");
+    }
+
+    [Fact]
+    public async Task A_peer_that_sends_faster_than_the_rib_works_is_slowed_by_tcp_instead_of_queued()
+    {
+        // The import policy blocks the RIB thread until the gate opens: without back-pressure the reader would
+        // decode and queue the whole flood; with it, it stops reading at the queue's high mark (plus one read).
+        using var gate = new ManualResetEventSlim(false);
+        var blocking = new BgpPolicy((_, a, _) => { gate.Wait(TimeSpan.FromSeconds(30)); return a; }, "gate");
+        await using var feeder = await NodeAsync(1, 65001, new BgpRibOptions { Enabled = false });
+        await using var us = await NodeAsync(2, 65002);
+        var f = Connect(feeder, us, 65002);
+        Connect(us, feeder, 65001, o => o with { ImportPolicy = blocking });
+        await SessionTests.Within(f.WaitForStateAsync(BgpPeerState.Established));
+        const int Count = 30000; // one UPDATE each (distinct MED)
+        var rib = us.Speaker.Rib!;
+        var send = Task.Run(async () =>
+        {
+            for (int i = 0; i < Count; i += 1000)
+            {
+                var batch = new List<BgpRoute>();
+                for (int k = i; k < i + 1000; k++)
+                    batch.Add(new BgpRoute(new BgpPrefix(new IPAddress([10, (byte)(k >> 16), (byte)(k >> 8), (byte)k]), 32), new BgpPathAttributes { Med = (uint)k }));
+                await f.AnnounceAsync(batch);
+            }
+        });
+        await InteropLab.Eventually(() => rib.QueuedUpdates >= Netcore.Bgp.Rib.BgpRib.QueueHighMark, 20, "the queue reaches its high mark");
+        await Task.Delay(500);
+        // the reader pauses at the mark; it reads on (one read, ~1000 of these UPDATEs) only after each
+        // second-long pause, for the hold timer: far from the whole flood
+        int queued = rib.QueuedUpdates;
+        output.WriteLine($"queued while the RIB is blocked: {queued} of {Count} (high mark {Netcore.Bgp.Rib.BgpRib.QueueHighMark})");
+        Assert.InRange(queued, Netcore.Bgp.Rib.BgpRib.QueueHighMark, Count / 2);
+        Assert.Equal(BgpPeerState.Established, f.State);
+        gate.Set();
+        await SessionTests.Within(send, 60);
+        await InteropLab.Eventually(() => us.Speaker.RibPrefixCount == Count, 60, "every prefix in the RIB");
+        Assert.True(rib.PeakQueuedUpdates < Count / 2, $"peak {rib.PeakQueuedUpdates}");
+        Assert.Equal(BgpPeerState.Established, f.State);
     }
 
     [Fact]
