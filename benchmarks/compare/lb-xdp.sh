@@ -69,16 +69,23 @@ cmds = []
 # struct lb_config: gw_mac[6], mtu, src_v4 (be), src_v6[16], hash_seed
 cfg = gw_mac + struct.pack("<H", 1500) + ipaddress.ip_address("10.0.0.1").packed + ipaddress.ip_address("2001:db8:1::1").packed + struct.pack("<I", 0x5EED)
 cmds.append(f"map update pinned {maps}/lb_config key hex 00 00 00 00 value hex {hx(cfg)}")
-for i in range(NBACK):  # struct lb_backend: addr[16], family, pad[3]
-    be = ipaddress.ip_address(f"10.0.1.{i + 1}").packed + bytes(12) + bytes([4, 0, 0, 0])
+for i in range(NBACK):  # struct lb_backend: addr[16], family, flags, pad[6]
+    be = ipaddress.ip_address(f"10.0.1.{i + 1}").packed + bytes(12) + bytes([4, 0]) + bytes(6)
     cmds.append(f"map update pinned {maps}/lb_backends key hex {hx(struct.pack('<I', i))} value hex {hx(be)}")
+buckets = {}
 def service(vip, port, proto, sid, encap, gue_port):
+    # struct lb_vip: struct lb_service_key (addr[16], port, proto, family), struct lb_service
+    # (id, table_size, encap, flags, gue_port), in slot w of bucket lb_vip_bucket_of(key words).
     fam = 4 if ipaddress.ip_address(vip).version == 4 else 6
     key = ipaddress.ip_address(vip).packed.ljust(16, b"\0") + struct.pack("!H", port) + bytes([proto, fam])
     val = struct.pack("<IIBB", sid, SIZE, encap, 0) + struct.pack("!H", gue_port)
-    cmds.append(f"map update pinned {maps}/lb_services key hex {hx(key)} value hex {hx(val)}")
+    w = struct.unpack("<5I", key)
+    b = (((w[0] ^ w[1] ^ w[2] ^ w[3] ^ w[4]) * 0x9E3779B1) & 0xffffffff) >> 20
+    buckets.setdefault(b, []).append(key + val)
 service("192.0.2.10", 80, 6, 1, 1, 0)            # IPIP
 service("2001:db8::10", 443, 17, 2, 2, 6080)     # GUE
+for b, slots in buckets.items():                 # struct lb_vip_bucket: 4 slots of 32 bytes
+    cmds.append(f"map update pinned {maps}/lb_vips key hex {hx(struct.pack('<I', b))} value hex {hx(b''.join(slots).ljust(128, bytes(1)))}")
 open(f"{tmp}/setup.batch", "w").write("\n".join(cmds) + "\n")
 # One ring of SIZE entries: backend ids spread as a Maglev table of equal weights would be
 # (the lookup cost does not depend on which id an entry holds).

@@ -21,6 +21,8 @@ internal sealed class FakeDataPlane : IDataPlane
 
     public void SetConfig(in LbConfig config) => Ops.Add("config");
 
+    public bool HasRoomFor(in LbServiceKey key) => true;
+
     public void SetService(in LbServiceKey key, in LbService value)
     {
         Assert.True(Rings.ContainsKey(value.id), $"service {value.id} added before its ring");

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Globalization;
 using System.Net;
 using System.Text;
@@ -46,12 +47,24 @@ internal sealed class LbBpf : IDisposable
 
     public void SwapRing(uint serviceId, uint backendId, int size = 13) => SwapRing(serviceId, Enumerable.Repeat(backendId, size).ToArray());
 
+    /// <summary>
+    /// The flow memory key of a frame's flow (bpf/lb.h lb_flow.key): for IPv4 its source address,
+    /// source port and the service; for IPv6 its flow hash and the service.
+    /// </summary>
+    public static ulong FlowKey(byte[] frame, uint serviceId, uint seed)
+    {
+        if (BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(12)) == Packets.EthIPv6)
+            return LbMaps.FlowKeyV6Of(LbModel.FlowHash(frame, seed), serviceId);
+        int ihl = (frame[14] & 0xf) * 4;
+        return LbMaps.FlowKeyV4(frame.AsSpan(26, 4), frame.AsSpan(14 + ihl, 2), serviceId);
+    }
+
     /// <summary>Forgets a remembered flow (lb_flows).</summary>
-    public void ForgetFlow(uint serviceId, uint hash) => DataPlane.Flows.AsMap<LbFlowKey, uint>().Delete(new LbFlowKey { service = serviceId, hash = hash });
+    public void ForgetFlow(byte[] frame, uint serviceId, uint seed) => DataPlane.ForgetFlow(FlowKey(frame, serviceId, seed));
 
     /// <summary>The backend remembered for a flow, if any.</summary>
-    public uint? RememberedBackend(uint serviceId, uint hash) =>
-        DataPlane.Flows.AsMap<LbFlowKey, uint>().TryLookup(new LbFlowKey { service = serviceId, hash = hash }, out uint v) ? v : null;
+    public uint? RememberedBackend(byte[] frame, uint serviceId, uint seed) =>
+        DataPlane.RememberedFlow(FlowKey(frame, serviceId, seed)) is { } e ? (uint)(e.backend & ~LbMaps.FlowValid) : null;
 
     /// <summary>Runs one frame through the program; returns the XDP action and the frame it left with.</summary>
     public (int Action, byte[] Output) Run(byte[] frame, int repeat = 1)

@@ -16,8 +16,11 @@ public class LbMapLayoutTests
         [
             new StructLayoutSpec("struct lb_service_key", typeof(LbServiceKey), ("addr", "addr"), ("port", "port"), ("proto", "proto"), ("family", "family")),
             new StructLayoutSpec("struct lb_service", typeof(LbService), ("id", "id"), ("table_size", "table_size"), ("encap", "encap"), ("flags", "flags"), ("gue_port", "gue_port")),
+            new StructLayoutSpec("struct lb_vip", typeof(LbVip), ("key", "key"), ("svc", "svc")),
+            new StructLayoutSpec("struct lb_vip_bucket", typeof(LbVipBucket)),
             new StructLayoutSpec("struct lb_backend", typeof(LbBackend), ("addr", "addr"), ("family", "family"), ("flags", "flags"), ("pad", "pad")),
-            new StructLayoutSpec("struct lb_flow_key", typeof(LbFlowKey), ("service", "service"), ("hash", "hash")),
+            new StructLayoutSpec("struct lb_flow", typeof(LbFlow), ("key", "key"), ("hash", "hash"), ("backend", "backend"), ("check", "check")),
+            new StructLayoutSpec("struct lb_flow_set", typeof(LbFlowSet)),
             new StructLayoutSpec("struct lb_config", typeof(LbConfig), ("gw_mac", "gw_mac"), ("mtu", "mtu"), ("src_v4", "src_v4"), ("src_v6", "src_v6"), ("hash_seed", "hash_seed")),
             new StructLayoutSpec("struct lb_stats", typeof(LbStats), ("packets", "packets"), ("bytes", "bytes"), ("drops", "drops"), ("encap_errors", "encap_errors")),
         ], $"-I{HeaderDir}");
@@ -30,7 +33,9 @@ public class LbMapLayoutTests
         var v = CHeaderProbe.Evaluate(["lb.h"],
         [
             "LB_MAX_SERVICES", "LB_MAX_BACKENDS", "LB_NO_BACKEND", "LB_ENCAP_IPIP", "LB_ENCAP_GUE", "LB_FAMILY_V4", "LB_FAMILY_V6",
-            "LB_G_PASS", "LB_G_FRAGMENT", "LB_G_MALFORMED", "LB_G_EXTHDR", "LB_DEFAULT_TABLE_SIZE", "LB_BE_F_DOWN", "LB_MAX_FLOWS",
+            "LB_G_PASS", "LB_G_FRAGMENT", "LB_G_MALFORMED", "LB_G_EXTHDR", "LB_DEFAULT_TABLE_SIZE", "LB_BE_F_DOWN",
+            "LB_VIP_BUCKETS", "LB_VIP_WAYS", "LB_VIP_HASH_MUL", "LB_FLOW_SET_BITS", "LB_FLOW_SETS", "LB_FLOW_VALID", "LB_FLOW_KEY_V6",
+            "LB_FLOW_SET_MUL", "LB_LAYOUT_VERSION",
         ], $"-I{HeaderDir}");
         Assert.Equal(LbMaps.MaxServices, v["LB_MAX_SERVICES"]);
         Assert.Equal(LbMaps.MaxBackends, v["LB_MAX_BACKENDS"]);
@@ -45,7 +50,49 @@ public class LbMapLayoutTests
         Assert.Equal((long)LbGlobalCounter.ExtensionHeader, v["LB_G_EXTHDR"]);
         Assert.Equal(MaglevTableBuilder.DefaultSize, v["LB_DEFAULT_TABLE_SIZE"]);
         Assert.Equal(LbMaps.BackendDown, v["LB_BE_F_DOWN"]);
-        Assert.Equal(LbMaps.MaxFlows, v["LB_MAX_FLOWS"]);
+        Assert.Equal(LbMaps.VipBuckets, v["LB_VIP_BUCKETS"]);
+        Assert.Equal(LbMaps.VipWays, v["LB_VIP_WAYS"]);
+        Assert.Equal(LbMaps.VipHashMul, (uint)v["LB_VIP_HASH_MUL"]);
+        Assert.Equal(LbMaps.FlowSetBits, v["LB_FLOW_SET_BITS"]);
+        Assert.Equal(LbMaps.FlowSets, v["LB_FLOW_SETS"]);
+        Assert.Equal(LbMaps.FlowValid, v["LB_FLOW_VALID"]);
+        Assert.Equal(LbMaps.FlowKeyV6, unchecked((ulong)v["LB_FLOW_KEY_V6"]));
+        Assert.Equal(LbMaps.FlowSetMul, unchecked((ulong)v["LB_FLOW_SET_MUL"]));
+        Assert.Equal(LbMaps.LayoutVersion, (uint)v["LB_LAYOUT_VERSION"]);
+    }
+
+    [LinuxFact(Tools = ["gcc"])]
+    public void HashFunctions_MatchLbH()
+    {
+        // The control plane places services and finds flows with the same functions as lb.c.
+        var keys = new[]
+        {
+            LbServiceKey.Create(IPAddress.Parse("192.0.2.10"), 80, ProtocolType.Tcp),
+            LbServiceKey.Create(IPAddress.Parse("10.255.0.1"), 65535, ProtocolType.Udp),
+            LbServiceKey.Create(IPAddress.Parse("2001:db8::10"), 443, ProtocolType.Udp),
+            LbServiceKey.Create(IPAddress.Parse("fe80::1:2:3:4"), 1, ProtocolType.Tcp),
+        };
+        ulong[] flowKeys = [0, 1, 0x0001_9c40_0764_33c6UL, LbMaps.FlowKeyV6Of(0xdeadbeef, 511), ulong.MaxValue];
+        var exprs = new List<string>();
+        foreach (var k in keys)
+        {
+            byte[] b = LbMaps.Bytes(k);
+            var w = Enumerable.Range(0, 5).Select(i => BitConverter.ToUInt32(b, i * 4)).ToArray();
+            exprs.Add($"lb_vip_bucket_of({w[0]}u, {w[1]}u, {w[2]}u, {w[3]}u, {w[4]}u)");
+        }
+        foreach (ulong f in flowKeys)
+        {
+            exprs.Add($"lb_flow_set_of({f}ull)");
+            exprs.Add($"lb_flow_check({f}ull)");
+        }
+        var v = CHeaderProbe.Evaluate(["lb.h"], exprs, $"-I{HeaderDir}");
+        for (int i = 0; i < keys.Length; i++)
+            Assert.Equal(LbMaps.VipBucket(keys[i]), (uint)v[exprs[i]]);
+        for (int i = 0; i < flowKeys.Length; i++)
+        {
+            Assert.Equal(LbMaps.FlowSet(flowKeys[i]), (uint)v[exprs[keys.Length + 2 * i]]);
+            Assert.Equal(LbMaps.FlowCheck(flowKeys[i]), (ushort)v[exprs[keys.Length + 2 * i + 1]]);
+        }
     }
 
     [Fact]

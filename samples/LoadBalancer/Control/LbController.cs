@@ -98,7 +98,13 @@ internal sealed partial class LbController : IDisposable
         lock (_lock)
         {
             var backends = _store.LoadBackends().ToLookup(b => b.Service, StringComparer.Ordinal);
-            foreach (var stored in _store.LoadServices())
+            var storedServices = _store.LoadServices();
+            // Stale services first: they may hold lb_vips slots the stored ones need.
+            var known = storedServices.Select(s => Convert.ToHexString(LbMaps.Bytes(s.Spec.Key))).ToHashSet();
+            foreach (var key in _dp.ServiceKeys())
+                if (!known.Contains(Convert.ToHexString(LbMaps.Bytes(key))))
+                    _dp.RemoveService(key);
+            foreach (var stored in storedServices)
             {
                 var svc = new Svc(stored.Spec, stored.Id);
                 foreach (var b in backends[stored.Spec.Name])
@@ -113,10 +119,6 @@ internal sealed partial class LbController : IDisposable
                 _dp.SetService(svc.Spec.Key, LbService.Create(svc.Id, TableSize, svc.Spec.Encap, svc.Spec.GuePort));
                 StartChecks(svc);
             }
-            var known = _services.Values.Select(s => LbMaps.Bytes(s.Spec.Key)).Select(Convert.ToHexString).ToHashSet();
-            foreach (var key in _dp.ServiceKeys())
-                if (!known.Contains(Convert.ToHexString(LbMaps.Bytes(key))))
-                    _dp.RemoveService(key);
             LogRestored(_log, _services.Count, _services.Values.Sum(s => s.Backends.Count));
         }
         VipsChanged?.Invoke();
@@ -147,6 +149,9 @@ internal sealed partial class LbController : IDisposable
             if (clash is not null)
                 throw new ConfigException(ConfigErrorKind.Conflict, "vip", $"vip: {spec.Vip}:{spec.Port}/{spec.ProtocolName} is already service '{clash.Spec.Name}'");
             bool created = !_services.TryGetValue(spec.Name, out var svc);
+            if ((svc is null || !svc.Spec.Key.Equals(spec.Key)) && !_dp.HasRoomFor(spec.Key))
+                throw new ConfigException(ConfigErrorKind.Conflict, "vip",
+                    $"vip: {spec.Vip}:{spec.Port}/{spec.ProtocolName} hashes to an lb_vips bucket whose {LbMaps.VipWays} slots are used by other services");
             if (svc is null)
             {
                 uint id = 0;

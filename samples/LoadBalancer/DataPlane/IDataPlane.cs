@@ -12,16 +12,19 @@ internal interface IDataPlane : IDisposable
     /// <summary>Writes lb_config.</summary>
     void SetConfig(in LbConfig config);
 
-    /// <summary>Creates or replaces an lb_services element (one atomic hash-map update).</summary>
+    /// <summary>True when <see cref="SetService"/> can place this key (it is there, or its lb_vips bucket has a free slot).</summary>
+    bool HasRoomFor(in LbServiceKey key);
+
+    /// <summary>Creates or replaces a service in lb_vips; atomic for packets (see <see cref="LbVipTable"/>).</summary>
     void SetService(in LbServiceKey key, in LbService value);
 
-    /// <summary>Removes an lb_services element (packets to it go to the stack again).</summary>
+    /// <summary>Removes a service from lb_vips (packets to it go to the stack again).</summary>
     void RemoveService(in LbServiceKey key);
 
     /// <summary>Removes a service id's ring from lb_maglev.</summary>
     void RemoveRing(uint serviceId);
 
-    /// <summary>The keys in lb_services now (after an adoption they may include stale ones).</summary>
+    /// <summary>The keys in lb_vips now (after an adoption they may include stale ones).</summary>
     IReadOnlyList<LbServiceKey> ServiceKeys();
 
     /// <summary>Writes lb_backends[id].</summary>

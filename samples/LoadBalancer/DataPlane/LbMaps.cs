@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Netcore.LoadBalancer.Maglev;
 
@@ -22,7 +23,7 @@ public enum Encapsulation : byte
 /// </summary>
 internal static class LbMaps
 {
-    public const string Services = "lb_services";
+    public const string Vips = "lb_vips";
     public const string Backends = "lb_backends";
     public const string Maglev = "lb_maglev";
     public const string Config = "lb_config";
@@ -30,9 +31,34 @@ internal static class LbMaps
     public const string BackendStats = "lb_be_stats";
     public const string Global = "lb_global";
     public const string Flows = "lb_flows";
+    public const string Layout = "lb_layout";
 
-    /// <summary>LB_MAX_FLOWS: entries of the flow memory (LRU).</summary>
-    public const int MaxFlows = 65536;
+    /// <summary>LB_LAYOUT_VERSION: the layout of the pinned maps (lb_layout[0]).</summary>
+    public const uint LayoutVersion = 2;
+
+    /// <summary>LB_VIP_BUCKETS: buckets of lb_vips (a power of two).</summary>
+    public const int VipBuckets = 4096;
+
+    /// <summary>LB_VIP_WAYS: service slots per lb_vips bucket.</summary>
+    public const int VipWays = 4;
+
+    /// <summary>LB_VIP_HASH_MUL: the multiplier of the bucket hash.</summary>
+    public const uint VipHashMul = 0x9E3779B1u;
+
+    /// <summary>LB_FLOW_SET_BITS: log2 of the sets of the flow memory.</summary>
+    public const int FlowSetBits = 18;
+
+    /// <summary>LB_FLOW_SETS: sets of the flow memory (two ways each).</summary>
+    public const int FlowSets = 1 << FlowSetBits;
+
+    /// <summary>LB_FLOW_VALID: lb_flow.backend of an entry in use.</summary>
+    public const ushort FlowValid = 0x8000;
+
+    /// <summary>LB_FLOW_KEY_V6: lb_flow.key of an IPv6 flow.</summary>
+    public const ulong FlowKeyV6 = 1UL << 63;
+
+    /// <summary>LB_FLOW_SET_MUL: the multiplier of the flow memory's set hash.</summary>
+    public const ulong FlowSetMul = 0x9E3779B97F4A7C15UL;
 
     /// <summary>LB_BE_F_DOWN: the backend failed its health check; remembered flows are re-hashed.</summary>
     public const byte BackendDown = 1;
@@ -69,6 +95,32 @@ internal static class LbMaps
             values[i] = entries[i] < 0 ? NoBackend : backendIds[entries[i]];
         return values;
     }
+
+    /// <summary>lb_vip_bucket_of (lb.h): the lb_vips bucket of a service key.</summary>
+    public static unsafe uint VipBucket(in LbServiceKey key)
+    {
+        fixed (LbServiceKey* k = &key)
+        {
+            var w = new ReadOnlySpan<uint>(k, 5);
+            return ((w[0] ^ w[1] ^ w[2] ^ w[3] ^ w[4]) * VipHashMul) >> 20;
+        }
+    }
+
+    /// <summary>lb_flow_set_of (lb.h): the flow memory set of a flow key.</summary>
+    public static uint FlowSet(ulong key) => (uint)((key * FlowSetMul) >> (64 - FlowSetBits));
+
+    /// <summary>lb_flow_check (lb.h): the check word of an entry with this key.</summary>
+    public static ushort FlowCheck(ulong key) => (ushort)(key ^ (key >> 16) ^ (key >> 32) ^ (key >> 48));
+
+    /// <summary>
+    /// The flow memory key of an IPv4 flow: the source address and source port as they lie in
+    /// the packet (little-endian loads of the network-order bytes) and the service id.
+    /// </summary>
+    public static ulong FlowKeyV4(ReadOnlySpan<byte> sourceAddress, ReadOnlySpan<byte> sourcePort, uint serviceId) =>
+        BinaryPrimitives.ReadUInt32LittleEndian(sourceAddress) | ((ulong)BinaryPrimitives.ReadUInt16LittleEndian(sourcePort) << 32) | ((ulong)serviceId << 48);
+
+    /// <summary>The flow memory key of an IPv6 flow: its flow hash and the service id.</summary>
+    public static ulong FlowKeyV6Of(uint flowHash, uint serviceId) => flowHash | ((ulong)serviceId << 48) | FlowKeyV6;
 
     internal static void WriteAddress(IPAddress address, Span<byte> addr16, out byte family)
     {
@@ -125,6 +177,21 @@ internal struct LbService
     }
 }
 
+/// <summary>struct lb_vip: one slot of an lb_vips bucket (family 0 in the key: empty).</summary>
+[StructLayout(LayoutKind.Sequential, Size = 32)]
+internal struct LbVip
+{
+    public LbServiceKey key;
+    public LbService svc;
+}
+
+/// <summary>struct lb_vip_bucket: LB_VIP_WAYS slots.</summary>
+[InlineArray(LbMaps.VipWays)]
+internal struct LbVipBucket
+{
+    private LbVip _slot;
+}
+
 /// <summary>struct lb_backend.</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal unsafe struct LbBackend
@@ -132,7 +199,7 @@ internal unsafe struct LbBackend
     public fixed byte addr[16];
     public byte family;
     public byte flags;
-    public fixed byte pad[2];
+    public fixed byte pad[6];
 
     public static LbBackend Create(IPAddress address, bool down = false)
     {
@@ -143,12 +210,21 @@ internal unsafe struct LbBackend
     }
 }
 
-/// <summary>struct lb_flow_key (key of lb_flows).</summary>
+/// <summary>struct lb_flow: one way of a flow memory set.</summary>
 [StructLayout(LayoutKind.Sequential)]
-internal struct LbFlowKey
+internal struct LbFlow
 {
-    public uint service;
+    public ulong key;
     public uint hash;
+    public ushort backend; // LbMaps.FlowValid | backend id
+    public ushort check;
+}
+
+/// <summary>struct lb_flow_set: the two ways of a flow memory set.</summary>
+[InlineArray(2)]
+internal struct LbFlowSet
+{
+    private LbFlow _way;
 }
 
 /// <summary>struct lb_config.</summary>

@@ -37,7 +37,8 @@ internal sealed partial class XdpDataPlane : IDataPlane
     public const string LinkPinName = "link";
 
     private readonly BpfObject _obj;
-    private readonly BpfMap _services, _backends, _maglev, _config, _flows;
+    private readonly BpfMap _vips, _backends, _maglev, _config, _flows;
+    private readonly LbVipTable _vipTable;
     private readonly PerCpuMap<uint, LbStats> _svcStats, _beStats;
     private readonly PerCpuMap<uint, ulong> _global;
     private BpfLink? _link;
@@ -46,7 +47,7 @@ internal sealed partial class XdpDataPlane : IDataPlane
     {
         _obj = obj;
         PinDirectory = pinDirectory;
-        _services = obj.Map(LbMaps.Services);
+        _vips = obj.Map(LbMaps.Vips);
         _backends = obj.Map(LbMaps.Backends);
         _maglev = obj.Map(LbMaps.Maglev);
         _config = obj.Map(LbMaps.Config);
@@ -54,6 +55,9 @@ internal sealed partial class XdpDataPlane : IDataPlane
         _svcStats = obj.Map(LbMaps.ServiceStats).AsPerCpu<uint, LbStats>();
         _beStats = obj.Map(LbMaps.BackendStats).AsPerCpu<uint, LbStats>();
         _global = obj.Map(LbMaps.Global).AsPerCpu<uint, ulong>();
+        var vips = _vips.AsMap<uint, LbVipBucket>();
+        _vipTable = new LbVipTable((b, v) => vips.Update(b, v), b => vips.TryLookup(b, out var v) ? v : default);
+        obj.Map(LbMaps.Layout).AsMap<uint, uint>().Update(0, LbMaps.LayoutVersion);
     }
 
     /// <summary>The bpffs directory of the pins.</summary>
@@ -71,8 +75,29 @@ internal sealed partial class XdpDataPlane : IDataPlane
     /// <summary>The XDP link, when attached.</summary>
     public BpfLink? Link => _link;
 
-    /// <summary>The flow memory (lb_flows).</summary>
-    public BpfMap Flows => _flows;
+    /// <summary>The flow memory entry for a key (<see cref="LbMaps.FlowKeyV4"/>, <see cref="LbMaps.FlowKeyV6Of"/>), if any.</summary>
+    public LbFlow? RememberedFlow(ulong key)
+    {
+        if (!_flows.AsMap<uint, LbFlowSet>().TryLookup(LbMaps.FlowSet(key), out var set))
+            return null;
+        foreach (var e in set)
+            if (e.key == key && (e.backend & LbMaps.FlowValid) != 0 && e.check == LbMaps.FlowCheck(key))
+                return e;
+        return null;
+    }
+
+    /// <summary>Forgets a remembered flow (its way is zeroed; a packet of it then follows the ring).</summary>
+    public void ForgetFlow(ulong key)
+    {
+        var map = _flows.AsMap<uint, LbFlowSet>();
+        uint s = LbMaps.FlowSet(key);
+        if (!map.TryLookup(s, out var set))
+            return;
+        for (int w = 0; w < 2; w++)
+            if (set[w].key == key)
+                set[w] = default;
+        map.Update(s, set);
+    }
 
     /// <summary>
     /// The file system type of the mount holding <paramref name="path"/> in this mount namespace
@@ -115,7 +140,8 @@ internal sealed partial class XdpDataPlane : IDataPlane
         ArgumentNullException.ThrowIfNull(options);
         var log = options.Logger ?? NullLogger.Instance;
         Directory.CreateDirectory(options.PinDirectory);
-        bool mapsExisted = File.Exists(Path.Combine(options.PinDirectory, LbMaps.Services));
+        RemoveOtherLayout(options.PinDirectory, log);
+        bool mapsExisted = File.Exists(Path.Combine(options.PinDirectory, LbMaps.Vips));
         var obj = BpfObject.Load(options.ObjectPath, new BpfObjectOptions { PinDirectory = options.PinDirectory, Logger = options.Logger });
         var dp = new XdpDataPlane(obj, options.PinDirectory) { MapsReused = mapsExisted };
         try
@@ -129,6 +155,33 @@ internal sealed partial class XdpDataPlane : IDataPlane
             dp.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Maps pinned by a daemon with another map layout (lb_layout missing, from before it existed,
+    /// or holding another LB_LAYOUT_VERSION) cannot be reused: their shapes differ, so the load
+    /// would fail. Their pins are removed (the link is kept, so the new program still replaces
+    /// the attached one atomically); the maps start empty and the configuration is written again
+    /// from the store, but counters and remembered flows are lost, which is logged.
+    /// </summary>
+    private static void RemoveOtherLayout(string pinDirectory, ILogger log)
+    {
+        var maps = Directory.EnumerateFiles(pinDirectory).Select(Path.GetFileName).Where(n => n != LinkPinName).ToList();
+        if (maps.Count == 0)
+            return;
+        string layoutPin = Path.Combine(pinDirectory, LbMaps.Layout);
+        uint? found = null;
+        if (File.Exists(layoutPin))
+        {
+            using var layout = BpfMap.FromPin(layoutPin);
+            if (layout.KeySize == 4 && layout.ValueSize == 4 && layout.AsMap<uint, uint>().TryLookup(0, out uint v))
+                found = v;
+        }
+        if (found == LbMaps.LayoutVersion)
+            return;
+        LogOtherLayout(log, pinDirectory, found?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none", LbMaps.LayoutVersion, string.Join(' ', maps));
+        foreach (string? name in maps)
+            File.Delete(Path.Combine(pinDirectory, name!));
     }
 
     private void Attach(int ifindex, XdpMode mode, ILogger log)
@@ -170,22 +223,19 @@ internal sealed partial class XdpDataPlane : IDataPlane
     public void SetConfig(in LbConfig config) => _config.AsMap<uint, LbConfig>().Update(0, config);
 
     /// <inheritdoc />
-    public void SetService(in LbServiceKey key, in LbService value) => _services.AsMap<LbServiceKey, LbService>().Update(key, value);
+    public bool HasRoomFor(in LbServiceKey key) => _vipTable.HasRoomFor(key);
 
     /// <inheritdoc />
-    public void RemoveService(in LbServiceKey key) => _services.AsMap<LbServiceKey, LbService>().Delete(key);
+    public void SetService(in LbServiceKey key, in LbService value) => _vipTable.Set(key, value);
+
+    /// <inheritdoc />
+    public void RemoveService(in LbServiceKey key) => _vipTable.Remove(key);
 
     /// <inheritdoc />
     public void RemoveRing(uint serviceId) => _maglev.AsMap<uint, uint>().Delete(serviceId);
 
     /// <inheritdoc />
-    public IReadOnlyList<LbServiceKey> ServiceKeys()
-    {
-        var list = new List<LbServiceKey>();
-        foreach (var k in _services.AsMap<LbServiceKey, LbService>().Keys)
-            list.Add(k);
-        return list;
-    }
+    public IReadOnlyList<LbServiceKey> ServiceKeys() => _vipTable.Keys();
 
     /// <inheritdoc />
     public void SetBackend(uint id, in LbBackend backend) => _backends.AsMap<uint, LbBackend>().Update(id, backend);
@@ -268,6 +318,9 @@ internal sealed partial class XdpDataPlane : IDataPlane
 
     [LoggerMessage(EventId = 52, Level = LogLevel.Warning, Message = "Pinned link {Path} is on ifindex {Old}, not {New}; attaching a new link")]
     private static partial void LogStaleLink(ILogger logger, string path, int old, int @new);
+
+    [LoggerMessage(EventId = 54, Level = LogLevel.Warning, Message = "Pinned maps in {Directory} have map layout {Found}, not {Expected}: removed ({Maps}); they are recreated empty, the configuration is written again from the store, counters and remembered flows start over")]
+    private static partial void LogOtherLayout(ILogger logger, string directory, string found, uint expected, string maps);
 
     [LoggerMessage(EventId = 53, Level = LogLevel.Information, Message = "Attached XDP link {LinkId} on ifindex {Ifindex} ({Mode})")]
     private static partial void LogAttached(ILogger logger, uint linkId, int ifindex, XdpMode mode);

@@ -2,10 +2,17 @@
 /* Netcore sample load balancer: XDP data plane.
  *
  * For each IPv4/IPv6 TCP/UDP packet whose (destination address, destination port, protocol) is a
- * service in lb_services, hash the 5-tuple, pick the backend at ring[hash % table_size] of the
- * service's Maglev ring, encapsulate toward the backend (IPIP or GUE, per service) and XDP_TX it.
- * Everything else is XDP_PASSed to the stack. Stateless: the backend is a pure function of the
- * 5-tuple and the ring, so every node holding the same ring picks the same backend.
+ * service in lb_vips, find the flow's backend: the one lb_flows remembers for it (while that
+ * backend is in use and not down), else ring[hash % table_size] of the service's Maglev ring,
+ * remembered from then on; encapsulate toward the backend (IPIP or GUE, per service) and XDP_TX
+ * it. Everything else is XDP_PASSed to the stack. Without the memory the backend is a pure
+ * function of the 5-tuple and the ring, so every node holding the same ring picks the same one.
+ *
+ * Cost: the hot path makes no map-lookup calls (ARRAY and PERCPU_ARRAY lookups are inlined by
+ * the verifier; the ring's inner-map lookup, a call, is only made for a flow the memory does
+ * not know), computes the flow hash only for IPv6 flows and unknown IPv4 flows, builds the outer
+ * headers in registers before the one bpf_xdp_adjust_head call and writes them with 64-bit
+ * stores. Built with -mcpu=v3 (32-bit ALU and jumps) for shorter code.
  *
  * Atomic table swap: lb_maglev is an ARRAY_OF_MAPS indexed by service id whose values are whole
  * rings (inner ARRAY maps). The control plane fills a new ring completely, then replaces the
@@ -48,12 +55,12 @@
 #define OUTER_TTL 64
 
 struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, LB_MAX_SERVICES);
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, LB_VIP_BUCKETS);
     LB_PIN;
-    __type(key, struct lb_service_key);
-    __type(value, struct lb_service);
-} lb_services SEC(".maps");
+    __type(key, __u32);
+    __type(value, struct lb_vip_bucket);
+} lb_vips SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -88,12 +95,20 @@ struct {
 } lb_config SEC(".maps");
 
 struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, LB_MAX_FLOWS);
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, LB_FLOW_SETS);
     LB_PIN;
-    __type(key, struct lb_flow_key);
-    __type(value, __u32);
+    __type(key, __u32);
+    __type(value, struct lb_flow_set);
 } lb_flows SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    LB_PIN;
+    __type(key, __u32);
+    __type(value, __u32);
+} lb_layout SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -147,38 +162,13 @@ static __always_inline __u32 fmix(__u32 h, __u32 len)
     return h;
 }
 
-static __always_inline void count_global(__u32 idx)
+static __always_inline int pass(__u32 idx)
 {
     __u64 *c = bpf_map_lookup_elem(&lb_global, &idx);
     if (c)
         *c += 1;
+    return XDP_PASS;
 }
-
-static __always_inline __u16 csum_fold(__u32 sum)
-{
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    return (__u16)~sum;
-}
-
-/* RFC 791 3.1 header checksum of a 20-byte header whose check field is zero. */
-static __always_inline __u16 ipv4_csum(const struct iphdr *ip)
-{
-    const __u16 *w = (const __u16 *)ip;
-    __u32 sum = 0;
-#pragma unroll
-    for (int i = 0; i < 10; i++)
-        sum += w[i];
-    return csum_fold(sum);
-}
-
-/* What the parser learned about a matched packet. */
-struct flow {
-    __u32 hash;
-    __u32 l3_len; /* inner IP packet length from its header */
-    __u8 inner_v6;
-    __u8 tos;     /* inner TOS / traffic class, copied to the outer header (RFC 2003 3.1, RFC 2473 6.5) */
-};
 
 static __always_inline int drop_svc(struct lb_stats *ss, struct lb_stats *bs, int encap_error)
 {
@@ -196,272 +186,375 @@ static __always_inline int drop_svc(struct lb_stats *ss, struct lb_stats *bs, in
     return XDP_DROP;
 }
 
-SEC("xdp")
-int lb_xdp(struct xdp_md *ctx)
+/* What the encapsulation needs of a matched packet. */
+struct pkt {
+    struct lb_stats *ss, *bs;
+    __u32 frame_len, l3_len, hash, tos, inner_proto, gue_port;
+    __u64 mac0, mac1; /* the frame's bytes 0-7, 8-11 and the EtherType (bench: restored after) */
+    __u64 dst;        /* destination MAC of the outer frame */
+    __u32 saddr4, daddr4;
+    __u64 saddr6[2], daddr6[2];
+};
+
+static __always_inline int encap_error(struct pkt *p)
 {
+    /* Counted as transmitted before the call; move it to encap_errors. */
+    if (p->ss) {
+        p->ss->packets--;
+        p->ss->bytes -= p->frame_len;
+        p->ss->encap_errors++;
+    }
+    if (p->bs) {
+        p->bs->packets--;
+        p->bs->bytes -= p->frame_len;
+        p->bs->encap_errors++;
+    }
+    return XDP_DROP;
+}
+
+/* Counts the packet, trims Ethernet padding (and anything else after the IP packet) and makes
+ * room for `overhead` bytes of outer headers. Counted first, so the counters need not live
+ * across the helper calls; a failure moves the packet to encap_errors. The size is a constant
+ * per call site, so the new head depends only on predicted branches, not on loaded data. */
+static __always_inline int push(struct xdp_md *ctx, struct pkt *p, const int overhead)
+{
+    if (p->ss) {
+        p->ss->packets++;
+        p->ss->bytes += p->frame_len;
+    }
+    if (p->bs) {
+        p->bs->packets++;
+        p->bs->bytes += p->frame_len;
+    }
+    __u32 excess = p->frame_len - sizeof(struct ethhdr) - p->l3_len;
+    if (excess && bpf_xdp_adjust_tail(ctx, -(int)excess))
+        return -1;
+    return bpf_xdp_adjust_head(ctx, -overhead);
+}
+
+#ifdef LB_BENCH
+/* Benchmark build only: BPF_PROG_TEST_RUN with a repeat count does not reset the frame between
+ * runs, so undo the encapsulation (one more bpf_xdp_adjust_head and the 14-byte Ethernet header
+ * written back) to make every run take this same path. */
+static __always_inline int bench_undo(struct xdp_md *ctx, __u64 mac0, __u64 mac1, const int overhead)
+{
+    if (bpf_xdp_adjust_head(ctx, overhead))
+        return XDP_ABORTED;
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
-    struct ethhdr *eth = data;
-    struct lb_service_key key = {};
-    struct flow f = {};
-    __u32 zero = 0;
+    if (data + sizeof(struct ethhdr) > data_end)
+        return XDP_ABORTED;
+    *(__u64 *)data = mac0;
+    *(__u32 *)(data + 8) = mac1;
+    *(__u16 *)(data + 12) = mac1 >> 32;
+    return XDP_TX;
+}
+#define DONE(overhead) return bench_undo(ctx, mac0, mac1, overhead)
+#else
+#define DONE(overhead) (void)mac0; (void)mac1; return XDP_TX
+#endif
 
-    if ((void *)(eth + 1) > data_end) {
-        count_global(LB_G_MALFORMED);
-        return XDP_PASS;
+/* Outer IPv4 (RFC 2003 IPIP, or UDP + GUE), written as unaligned 64-bit words. */
+static __always_inline int encap_v4(struct xdp_md *ctx, struct pkt *p, const int gue)
+{
+    const int overhead = sizeof(struct iphdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
+    __u32 outer_proto = gue ? IPPROTO_UDP : p->inner_proto;
+    /* RFC 791 3.1: version 4, IHL 5, the inner TOS (RFC 2003 3.1), total length | id 0, DF
+     * (RFC 2003 3.1: the encapsulator MAY set it) | TTL, protocol, checksum | source |
+     * destination. The checksum is the one's complement sum of the 16-bit words, which does
+     * not depend on byte order (RFC 1071 2(B)), so it is summed on little-endian words. */
+    __u32 w0 = 0x45 | (p->tos << 8) | ((__u32)bpf_htons(overhead + p->l3_len) << 16);
+    __u32 w2 = OUTER_TTL | (outer_proto << 8);
+    __u64 sum = (__u64)w0 + 0x00400000 + w2 + p->saddr4 + p->daddr4;
+    sum = (sum & 0xffffffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    w2 |= (__u32)(~sum & 0xffff) << 16;
+    __u64 e0 = p->dst | (p->mac0 << 48);                                  /* bytes 0-7 */
+    __u64 e1 = ((p->mac0 >> 16) & 0xffffffff) | (0x0008ull << 32) | ((__u64)w0 << 48); /* 8-15 */
+    __u64 i0 = (w0 >> 16) | (0x00400000ull << 16) | ((__u64)(w2 & 0xffff) << 48); /* 16-23 */
+    __u64 i1 = (w2 >> 16) | ((__u64)p->saddr4 << 16) | ((__u64)(p->daddr4 & 0xffff) << 48); /* 24-31 */
+    __u32 daddr_hi = p->daddr4 >> 16;
+    /* UDP: source port with flow entropy in the dynamic range (RFC 8086 3.2.1 practice),
+     * destination, length, checksum 0 (RFC 768) | GUE variant 0 (draft-ietf-intarea-gue-09
+     * 3.1: Ver=0, C=0, Hlen=0 | Proto | Flags=0). */
+    __u64 u0 = bpf_htons(0xc000 | (p->hash & 0x3fff)) | ((__u64)p->gue_port << 16) |
+               ((__u64)bpf_htons(sizeof(struct udphdr) + GUE_HDR_LEN + p->l3_len) << 32);
+    __u32 g = p->inner_proto << 8;
+    __u64 mac0 = p->mac0, mac1 = p->mac1;
+
+    if (push(ctx, p, overhead))
+        return encap_error(p);
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    if (data + sizeof(struct ethhdr) + overhead > data_end)
+        return encap_error(p);
+    *(__u64 *)data = e0;
+    *(__u64 *)(data + 8) = e1;
+    *(__u64 *)(data + 16) = i0;
+    *(__u64 *)(data + 24) = i1;
+    *(__u16 *)(data + 32) = daddr_hi;
+    if (gue) {
+        *(__u64 *)(data + 34) = u0;
+        *(__u32 *)(data + 42) = g;
     }
+    DONE(overhead);
+}
 
-    struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
-    if (!cfg)
-        return XDP_PASS;
-    void *l3 = eth + 1;
-    __u32 ports_word = 0;
+/* Outer IPv6 (RFC 2473, or UDP + GUE). */
+static __always_inline int encap_v6(struct xdp_md *ctx, struct pkt *p, const int gue)
+{
+    const int overhead = sizeof(struct ipv6hdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
+    __u32 outer_proto = gue ? IPPROTO_UDP : p->inner_proto;
+    /* RFC 8200 3 / RFC 6438: version 6, inner traffic class, flow label from the flow hash |
+     * payload length, next header, hop limit | source | destination. */
+    __u32 vtf = bpf_htonl((6u << 28) | (p->tos << 20) | (p->hash & 0xfffff));
+    __u32 plen = bpf_htons(overhead - sizeof(struct ipv6hdr) + p->l3_len) | (outer_proto << 16) | (OUTER_TTL << 24);
+    __u64 e0 = p->dst | (p->mac0 << 48);
+    __u64 e1 = ((p->mac0 >> 16) & 0xffffffff) | (0xdd86ull << 32) | ((__u64)vtf << 48);
+    __u64 i0 = (vtf >> 16) | ((__u64)plen << 16) | (p->saddr6[0] << 48);
+    __u64 s0 = p->saddr6[0], s1 = p->saddr6[1], d0 = p->daddr6[0], d1 = p->daddr6[1];
+    /* UDP ports, length and checksum 0 (RFC 6935, RFC 6936: allowed for tunnels) | GUE. */
+    __u64 u0 = bpf_htons(0xc000 | (p->hash & 0x3fff)) | ((__u64)p->gue_port << 16) |
+               ((__u64)bpf_htons(sizeof(struct udphdr) + GUE_HDR_LEN + p->l3_len) << 32);
+    __u32 g = p->inner_proto << 8;
+    __u64 mac0 = p->mac0, mac1 = p->mac1;
 
-    if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-        struct iphdr *ip = (void *)(eth + 1);
-        if ((void *)(ip + 1) > data_end) {
-            count_global(LB_G_MALFORMED);
-            return XDP_PASS;
-        }
+    if (push(ctx, p, overhead))
+        return encap_error(p);
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    if (data + sizeof(struct ethhdr) + overhead > data_end)
+        return encap_error(p);
+    *(__u64 *)data = e0;
+    *(__u64 *)(data + 8) = e1;
+    *(__u64 *)(data + 16) = i0;
+    *(__u64 *)(data + 22) = s0;
+    *(__u64 *)(data + 30) = s1;
+    *(__u64 *)(data + 38) = d0;
+    *(__u64 *)(data + 46) = d1;
+    if (gue) {
+        *(__u64 *)(data + 54) = u0;
+        *(__u32 *)(data + 62) = g;
+    }
+    DONE(overhead);
+}
+
+#define MAC_MASK 0xffffffffffffull
+#define FLOW_MATCH_MASK 0x8000ffffffffffffull /* lb_flow: hash, service and LB_FLOW_VALID */
+
+/* The packet's service: its slot in the key's lb_vips bucket, compared as the key lies in
+ * memory (three words; for IPv4 the address's upper words are zero). */
+static __always_inline struct lb_service *find_service(__u64 k0, __u64 k1, __u32 ppf, __u32 bucket)
+{
+    struct lb_vip_bucket *vb = bpf_map_lookup_elem(&lb_vips, &bucket);
+    if (!vb)
+        return 0;
+#pragma unroll
+    for (int w = 0; w < LB_VIP_WAYS; w++) {
+        struct lb_vip *v = &vb->slot[w];
+        if (((*(__u64 *)v->key.addr ^ k0) | (*(__u64 *)&v->key.addr[8] ^ k1) | (*(__u32 *)&v->key.port ^ ppf)) == 0)
+            return &v->svc;
+    }
+    return 0;
+}
+
+/* Everything after the Ethernet header, specialised per family (v6 is a constant). */
+static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __u16 h_proto, const int v6)
+{
+    __u32 zero = 0;
+    __u64 k0, k1;
+    __u32 ppf, ports_word, l3_len, tos, proto;
+    void *l3 = data + sizeof(struct ethhdr);
+
+    if (!v6) {
+        struct iphdr *ip = l3;
+        if ((void *)(ip + 1) > data_end)
+            return pass(LB_G_MALFORMED);
         /* RFC 791 3.1: version 4, IHL >= 5 words. */
-        if (ip->version != 4 || ip->ihl < 5) {
-            count_global(LB_G_MALFORMED);
-            return XDP_PASS;
-        }
-        if (ip->frag_off & bpf_htons(IP_MF_OFFSET)) {
-            count_global(LB_G_FRAGMENT);
-            return XDP_PASS;
-        }
-        if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP) {
-            count_global(LB_G_PASS);
-            return XDP_PASS;
-        }
-        __u32 ihl = ip->ihl * 4;
-        __u16 *ports = (void *)ip + ihl;
-        if ((void *)(ports + 2) > data_end) {
-            count_global(LB_G_MALFORMED);
-            return XDP_PASS;
-        }
-        __builtin_memcpy(key.addr, &ip->daddr, 4);
-        key.port = ports[1];
-        key.proto = ip->protocol;
-        key.family = LB_FAMILY_V4;
-        f.l3_len = bpf_ntohs(ip->tot_len);
+        __u32 vihl = *(__u8 *)ip;
+        if ((vihl >> 4) != 4 || (vihl & 0xf) < 5)
+            return pass(LB_G_MALFORMED);
+        if (ip->frag_off & bpf_htons(IP_MF_OFFSET))
+            return pass(LB_G_FRAGMENT);
+        proto = ip->protocol;
+        if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+            return pass(LB_G_PASS);
+        __u32 ihl = (vihl & 0xf) * 4;
+        void *ports = (void *)ip + ihl;
+        if (ports + 4 > data_end)
+            return pass(LB_G_MALFORMED);
+        ports_word = *(__u32 *)ports;
+        k0 = ip->daddr;
+        k1 = 0;
+        ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V4 << 24);
+        l3_len = bpf_ntohs(ip->tot_len);
         /* The IP length must at least cover the header and the ports (RFC 791 3.1 Total Length). */
-        if (f.l3_len < ihl + 4)
-            f.l3_len = 0;
-        f.tos = ip->tos;
-        ports_word = (__u32)ports[0] | ((__u32)ports[1] << 16);
-    } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-        struct ipv6hdr *ip6 = (void *)(eth + 1);
-        if ((void *)(ip6 + 1) > data_end) {
-            count_global(LB_G_MALFORMED);
-            return XDP_PASS;
-        }
-        if (ip6->version != 6) {
-            count_global(LB_G_MALFORMED);
-            return XDP_PASS;
-        }
-        if (ip6->nexthdr == NEXTHDR_FRAGMENT) {
-            count_global(LB_G_FRAGMENT);
-            return XDP_PASS;
-        }
-        if (ip6->nexthdr != IPPROTO_TCP && ip6->nexthdr != IPPROTO_UDP) {
+        if (l3_len < ihl + 4)
+            l3_len = 0;
+        tos = ip->tos;
+    } else {
+        struct ipv6hdr *ip6 = l3;
+        if ((void *)(ip6 + 1) > data_end)
+            return pass(LB_G_MALFORMED);
+        __u32 w0 = *(__u32 *)ip6; /* version, traffic class, flow label (bytes in packet order) */
+        if ((w0 & 0xf0) != 0x60)
+            return pass(LB_G_MALFORMED);
+        proto = ip6->nexthdr;
+        if (proto == NEXTHDR_FRAGMENT)
+            return pass(LB_G_FRAGMENT);
+        if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
             /* RFC 8200 4.1: Hop-by-Hop (0), Routing (43), Destination Options (60) and AH (51)
              * headers are not walked here; they and other transports go to the stack. */
-            __u8 nh = ip6->nexthdr;
-            count_global(nh == 0 || nh == 43 || nh == 60 || nh == 51 ? LB_G_EXTHDR : LB_G_PASS);
-            return XDP_PASS;
+            return pass(proto == 0 || proto == 43 || proto == 60 || proto == 51 ? LB_G_EXTHDR : LB_G_PASS);
         }
-        __u16 *ports = (void *)(ip6 + 1);
-        if ((void *)(ports + 2) > data_end) {
-            count_global(LB_G_MALFORMED);
-            return XDP_PASS;
-        }
-        __builtin_memcpy(key.addr, &ip6->daddr, 16);
-        key.port = ports[1];
-        key.proto = ip6->nexthdr;
-        key.family = LB_FAMILY_V6;
-        f.l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
-        if (f.l3_len < sizeof(*ip6) + 4)
-            f.l3_len = 0;
-        f.inner_v6 = 1;
-        f.tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
-        ports_word = (__u32)ports[0] | ((__u32)ports[1] << 16);
-    } else {
-        count_global(LB_G_PASS);
-        return XDP_PASS;
+        void *ports = ip6 + 1;
+        if (ports + 4 > data_end)
+            return pass(LB_G_MALFORMED);
+        ports_word = *(__u32 *)ports;
+        k0 = *(__u64 *)&ip6->daddr;
+        k1 = *((__u64 *)&ip6->daddr + 1);
+        ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V6 << 24);
+        l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+        if (l3_len < sizeof(*ip6) + 4)
+            l3_len = 0;
+        tos = ((w0 & 0xf) << 4) | ((w0 >> 12) & 0xf);
     }
 
-    struct lb_service *svc = bpf_map_lookup_elem(&lb_services, &key);
-    if (!svc) {
-        count_global(LB_G_PASS);
-        return XDP_PASS;
-    }
+    __u32 bucket = lb_vip_bucket_of((__u32)k0, (__u32)(k0 >> 32), (__u32)k1, (__u32)(k1 >> 32), ppf);
+    struct lb_service *svc = find_service(k0, k1, ppf, bucket);
+    if (!svc)
+        return pass(LB_G_PASS);
 
-    /* From here on the packet is ours: it is transmitted or dropped, never passed. The flow
-     * hash is computed only now, so traffic that is not a service does not pay for it. */
-    __u32 h = cfg->hash_seed;
-    if (!f.inner_v6) {
+    /* From here on the packet is ours: it is transmitted or dropped, never passed. */
+    struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+    if (!cfg)
+        return XDP_DROP;
+    __u32 sid = svc->id;
+    struct lb_stats *ss = bpf_map_lookup_elem(&lb_svc_stats, &sid);
+    __u32 frame_len = data_end - data;
+    if (l3_len == 0 || l3_len + sizeof(struct ethhdr) > frame_len)
+        return drop_svc(ss, 0, 0);
+
+    /* The flow hash is computed only when needed: for an IPv6 flow (it is the flow memory's
+     * key) and for an IPv4 flow the memory does not know (it picks the ring slot). */
+    __u32 h = 0;
+    __u64 fkey;
+    if (!v6) {
         struct iphdr *ip = l3;
         if ((void *)(ip + 1) > data_end) /* checked above; restated for the verifier */
             return XDP_DROP;
-        h = mix(h, ip->saddr);
-        h = mix(h, ip->daddr);
-        h = mix(h, ports_word);
-        h = mix(h, key.proto);
-        f.hash = fmix(h, 16);
+        fkey = ip->saddr | ((__u64)(ports_word & 0xffff) << 32) | ((__u64)sid << 48);
     } else {
         struct ipv6hdr *ip6 = l3;
         if ((void *)(ip6 + 1) > data_end) /* checked above; restated for the verifier */
             return XDP_DROP;
+        h = cfg->hash_seed;
 #pragma unroll
         for (int i = 0; i < 4; i++)
             h = mix(h, ip6->saddr.in6_u.u6_addr32[i]);
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-            h = mix(h, ip6->daddr.in6_u.u6_addr32[i]);
+        h = mix(h, (__u32)k0);
+        h = mix(h, (__u32)(k0 >> 32));
+        h = mix(h, (__u32)k1);
+        h = mix(h, (__u32)(k1 >> 32));
         h = mix(h, ports_word);
-        h = mix(h, key.proto);
-        f.hash = fmix(h, 40);
+        h = mix(h, proto);
+        h = fmix(h, 40);
+        fkey = h | ((__u64)sid << 48) | LB_FLOW_KEY_V6;
     }
-    __u32 sid = svc->id;
-    struct lb_stats *ss = bpf_map_lookup_elem(&lb_svc_stats, &sid);
-    __u32 frame_len = data_end - data;
-    if (f.l3_len == 0 || f.l3_len + sizeof(struct ethhdr) > frame_len)
-        return drop_svc(ss, 0, 0);
 
     /* A flow seen before keeps its backend while that backend is in use and not down, even when
      * the ring no longer names it (drain: weight 0 for new flows, open ones continue). */
-    struct lb_flow_key fk = { .service = sid, .hash = f.hash };
+    __u32 set_idx = lb_flow_set_of(fkey);
+    struct lb_flow_set *fs = bpf_map_lookup_elem(&lb_flows, &set_idx);
+    if (!fs)
+        return drop_svc(ss, 0, 0);
+    __u64 check = ((__u64)lb_flow_check(fkey) << 48) | ((__u64)LB_FLOW_VALID << 32);
     struct lb_backend *be = 0;
     __u32 bid = 0;
-    __u32 *known = bpf_map_lookup_elem(&lb_flows, &fk);
-    if (known) {
-        bid = *known;
+    __u64 val = 0;
+    if (fs->way[0].key == fkey)
+        val = *(__u64 *)&fs->way[0].hash;
+    else if (fs->way[1].key == fkey)
+        val = *(__u64 *)&fs->way[1].hash;
+    if ((val & 0xffff800000000000ull) == check) {
+        bid = (val >> 32) & 0x7fff;
         be = bpf_map_lookup_elem(&lb_backends, &bid);
         if (be && (be->family == 0 || (be->flags & LB_BE_F_DOWN)))
             be = 0;
+        h = val;
     }
     if (!be) {
+        if (!v6) {
+            struct iphdr *ip = l3;
+            if ((void *)(ip + 1) > data_end) /* checked above; restated for the verifier */
+                return XDP_DROP;
+            h = cfg->hash_seed;
+            h = mix(h, ip->saddr);
+            h = mix(h, (__u32)k0);
+            h = mix(h, ports_word);
+            h = mix(h, proto);
+            h = fmix(h, 16);
+        }
         void *ring = bpf_map_lookup_elem(&lb_maglev, &sid);
         if (!ring || svc->table_size == 0)
             return drop_svc(ss, 0, 0);
-        __u32 slot = f.hash % svc->table_size;
+        __u32 slot = h % svc->table_size;
         __u32 *bidp = bpf_map_lookup_elem(ring, &slot);
         if (!bidp || *bidp == LB_NO_BACKEND)
             return drop_svc(ss, 0, 0);
         bid = *bidp;
         be = bpf_map_lookup_elem(&lb_backends, &bid);
-        if (be && (be->family == LB_FAMILY_V4 || be->family == LB_FAMILY_V6))
-            bpf_map_update_elem(&lb_flows, &fk, &bid, BPF_ANY);
+        if (be && (be->family == LB_FAMILY_V4 || be->family == LB_FAMILY_V6)) {
+            /* Remember it: the new entry in way 0, the previous way 0 in way 1. */
+            fs->way[1] = fs->way[0];
+            fs->way[0].key = fkey;
+            *(__u64 *)&fs->way[0].hash = check | ((__u64)bid << 32) | h;
+        }
     }
     struct lb_stats *bs = bpf_map_lookup_elem(&lb_be_stats, &bid);
     if (!be || (be->family != LB_FAMILY_V4 && be->family != LB_FAMILY_V6))
         return drop_svc(ss, bs, 0);
 
-    int gue = svc->encap == LB_ENCAP_GUE;
-    int outer_v6 = be->family == LB_FAMILY_V6;
-    __u32 ip_len = outer_v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
-    __u32 overhead = ip_len + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
-    __u32 outer_len = overhead + f.l3_len;
+    __u32 outer_len = l3_len + (be->family == LB_FAMILY_V6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) +
+                      (svc->encap == LB_ENCAP_GUE ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
     if (cfg->mtu && outer_len > cfg->mtu)
         return drop_svc(ss, bs, 1);
 
-    /* Remember the MACs: the outer headers overwrite the old Ethernet header. */
-    struct ethhdr old_eth;
-    __builtin_memcpy(&old_eth, eth, sizeof(old_eth));
-
-    /* Trim Ethernet padding (and anything else after the IP packet). */
-    __u32 excess = frame_len - sizeof(struct ethhdr) - f.l3_len;
-    if (excess && bpf_xdp_adjust_tail(ctx, -(int)excess))
-        return drop_svc(ss, bs, 1);
-    if (bpf_xdp_adjust_head(ctx, -(int)overhead))
-        return drop_svc(ss, bs, 1);
-
-    data = (void *)(long)ctx->data;
-    data_end = (void *)(long)ctx->data_end;
-    eth = data;
-    if ((void *)(eth + 1) > data_end)
-        return drop_svc(ss, bs, 1);
-
-    int all_zero = !(cfg->gw_mac[0] | cfg->gw_mac[1] | cfg->gw_mac[2] | cfg->gw_mac[3] | cfg->gw_mac[4] | cfg->gw_mac[5]);
-    __builtin_memcpy(eth->h_dest, all_zero ? old_eth.h_source : cfg->gw_mac, ETH_ALEN);
-    __builtin_memcpy(eth->h_source, old_eth.h_dest, ETH_ALEN);
-    __u8 inner_proto = f.inner_v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
-    struct udphdr *udp;
-
-    if (!outer_v6) {
-        struct iphdr *oip = (void *)(eth + 1);
-        if ((void *)(oip + 1) > data_end)
-            return drop_svc(ss, bs, 1);
-        eth->h_proto = bpf_htons(ETH_P_IP);
-        struct iphdr o = {};
-        o.version = 4;
-        o.ihl = 5;
-        o.tos = f.tos;
-        o.tot_len = bpf_htons(outer_len);
-        o.frag_off = bpf_htons(IP_DF); /* RFC 2003 3.1: the encapsulator MAY set DF */
-        o.ttl = OUTER_TTL;
-        o.protocol = gue ? IPPROTO_UDP : inner_proto;
-        o.saddr = cfg->src_v4;
-        __builtin_memcpy(&o.daddr, be->addr, 4);
-        o.check = ipv4_csum(&o);
-        __builtin_memcpy(oip, &o, sizeof(o));
-        udp = (void *)(oip + 1);
-    } else {
-        struct ipv6hdr *oip6 = (void *)(eth + 1);
-        if ((void *)(oip6 + 1) > data_end)
-            return drop_svc(ss, bs, 1);
-        eth->h_proto = bpf_htons(ETH_P_IPV6);
-        /* RFC 8200 3 / RFC 6438: version 6, inner traffic class, flow label from the flow hash. */
-        *(__be32 *)oip6 = bpf_htonl((6u << 28) | ((__u32)f.tos << 20) | (f.hash & 0xfffff));
-        oip6->payload_len = bpf_htons(outer_len - sizeof(struct ipv6hdr));
-        oip6->nexthdr = gue ? IPPROTO_UDP : inner_proto;
-        oip6->hop_limit = OUTER_TTL;
-        __builtin_memcpy(&oip6->saddr, cfg->src_v6, 16);
-        __builtin_memcpy(&oip6->daddr, be->addr, 16);
-        udp = (void *)(oip6 + 1);
+    struct pkt p = {
+        .ss = ss, .bs = bs, .frame_len = frame_len, .l3_len = l3_len, .hash = h, .tos = tos,
+        .inner_proto = v6 ? IPPROTO_IPV6 : IPPROTO_IPIP, .gue_port = svc->gue_port,
+        .mac0 = *(__u64 *)data, .mac1 = *(__u32 *)(data + 8) | ((__u64)h_proto << 32),
+    };
+    __u64 gw = *(__u64 *)cfg->gw_mac & MAC_MASK;
+    p.dst = gw ? gw : (p.mac0 >> 48) | ((p.mac1 & 0xffffffff) << 16);
+    if (be->family == LB_FAMILY_V4) {
+        p.saddr4 = cfg->src_v4;
+        p.daddr4 = *(__u32 *)be->addr;
+        return svc->encap == LB_ENCAP_GUE ? encap_v4(ctx, &p, 1) : encap_v4(ctx, &p, 0);
     }
+    p.saddr6[0] = *(__u64 *)cfg->src_v6;
+    p.saddr6[1] = *(__u64 *)&cfg->src_v6[8];
+    p.daddr6[0] = *(__u64 *)be->addr;
+    p.daddr6[1] = *(__u64 *)&be->addr[8];
+    return svc->encap == LB_ENCAP_GUE ? encap_v6(ctx, &p, 1) : encap_v6(ctx, &p, 0);
+}
 
-    if (gue) {
-        __u8 *gh = (void *)(udp + 1);
-        if ((void *)(gh + GUE_HDR_LEN) > data_end)
-            return drop_svc(ss, bs, 1);
-        /* Source port: flow entropy in the dynamic range (RFC 8086 3.2.1 practice); checksum 0:
-         * allowed for IPv4 (RFC 768) and for tunnels over IPv6 (RFC 6935, RFC 6936). */
-        udp->source = bpf_htons(0xc000 | (f.hash & 0x3fff));
-        udp->dest = svc->gue_port;
-        udp->len = bpf_htons(sizeof(struct udphdr) + GUE_HDR_LEN + f.l3_len);
-        udp->check = 0;
-        /* draft-ietf-intarea-gue-09 3.1, variant 0: Ver=0, C=0, Hlen=0 | Proto | Flags=0. */
-        gh[0] = 0;
-        gh[1] = inner_proto;
-        gh[2] = 0;
-        gh[3] = 0;
-    }
+SEC("xdp")
+int lb_xdp(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
 
-    if (ss) {
-        ss->packets++;
-        ss->bytes += frame_len;
-    }
-    if (bs) {
-        bs->packets++;
-        bs->bytes += frame_len;
-    }
-
-#ifdef LB_BENCH
-    /* Benchmark build only: BPF_PROG_TEST_RUN with a repeat count does not reset the frame
-     * between runs, so undo the encapsulation to make every run take this same path. */
-    if (bpf_xdp_adjust_head(ctx, (int)overhead))
-        return XDP_ABORTED;
-    data = (void *)(long)ctx->data;
-    data_end = (void *)(long)ctx->data_end;
-    if (data + sizeof(old_eth) > data_end)
-        return XDP_ABORTED;
-    __builtin_memcpy(data, &old_eth, sizeof(old_eth));
-#endif
-    return XDP_TX;
+    if (data + sizeof(struct ethhdr) > data_end)
+        return pass(LB_G_MALFORMED);
+    __u16 h_proto = *(__u16 *)(data + 12);
+    if (h_proto == bpf_htons(ETH_P_IP))
+        return lb(ctx, data, data_end, h_proto, 0);
+    if (h_proto == bpf_htons(ETH_P_IPV6))
+        return lb(ctx, data, data_end, h_proto, 1);
+    return pass(LB_G_PASS);
 }
 
 char _license[] SEC("license") = "Dual MIT/GPL";

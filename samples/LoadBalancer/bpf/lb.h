@@ -20,17 +20,17 @@
 #define LB_FAMILY_V4 4
 #define LB_FAMILY_V6 6
 
-/* Key of lb_services: a virtual service. IPv4 addresses use addr[0..3], the rest zero. */
+/* A virtual service's key. IPv4 addresses use addr[0..3], the rest zero. */
 struct lb_service_key {
     __u8 addr[16];
     __be16 port;
     __u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
-    __u8 family; /* LB_FAMILY_V4 or LB_FAMILY_V6 */
+    __u8 family; /* LB_FAMILY_V4 or LB_FAMILY_V6; 0 = empty slot of lb_vips */
 };
 
-/* Value of lb_services. The ring of lb_maglev[id] must have table_size entries. A service keeps
- * its size; to change it, prepare the new ring under another id, then replace this value (one
- * hash-map element update, atomic for packets), so no packet pairs a size with the wrong ring. */
+/* A virtual service's data plane settings. The ring of lb_maglev[id] must have table_size
+ * entries. A service keeps its size; to change it, prepare the new ring under another id, then
+ * replace the service's lb_vips slot (see below), so no packet pairs a size with the wrong ring. */
 struct lb_service {
     __u32 id;         /* index in lb_maglev and lb_svc_stats, < LB_MAX_SERVICES */
     __u32 table_size; /* entries of this service's Maglev ring (prime) */
@@ -39,12 +39,46 @@ struct lb_service {
     __be16 gue_port;  /* UDP destination port of the GUE encapsulation */
 };
 
+/* lb_vips: the services, an ARRAY of LB_VIP_BUCKETS buckets of LB_VIP_WAYS slots that the program
+ * probes itself (an ARRAY lookup is inlined by the verifier; a hash-map lookup is a call that
+ * hashes the 20-byte key with jhash). The bucket of a key is lb_vip_bucket_of() below; a key is
+ * in one of its bucket's slots, compared whole (family 0 never matches a packet, so an all-zero
+ * slot is empty). The control plane (LbVipTable in DataPlane/LbMaps.cs) keeps every change atomic
+ * for packets although an ARRAY element is copied without a lock:
+ * - add: write the slot with family 0 (invisible), then the same bytes with the family (one
+ *   byte changes);
+ * - remove: write family 0 (one byte changes), then zero the slot;
+ * - replace a value: add the new slot in a free way of the bucket, then remove the old one, so a
+ *   packet sees the old or the new settings, both whole. (With no free way, the slot is removed
+ *   and re-added: packets to that service go to the stack for the duration of two map updates.)
+ * A bucket with all ways used refuses a new service (the API answers 409). */
+#define LB_VIP_BUCKETS 4096 /* power of two */
+#define LB_VIP_WAYS 4
+#define LB_VIP_HASH_MUL 0x9E3779B1u /* Fibonacci hashing (Knuth 6.4): floor(2^32 / golden ratio) */
+
+struct __attribute__((aligned(8))) lb_vip {
+    struct lb_service_key key;
+    struct lb_service svc;
+};
+
+struct lb_vip_bucket {
+    struct lb_vip slot[LB_VIP_WAYS];
+};
+
+/* The bucket of a key: the 32-bit little-endian words of the key (addr[0..3], addr[4..7],
+ * addr[8..11], addr[12..15], then port|proto|family) XORed, multiplied by LB_VIP_HASH_MUL, top
+ * 12 bits. XOR of the words lets the program hash an IPv4 key with one XOR. */
+static inline __u32 lb_vip_bucket_of(__u32 a0, __u32 a1, __u32 a2, __u32 a3, __u32 port_proto_family)
+{
+    return ((a0 ^ a1 ^ a2 ^ a3 ^ port_proto_family) * LB_VIP_HASH_MUL) >> 20;
+}
+
 /* Value of lb_backends, indexed by backend id (the values stored in a Maglev ring). */
-struct lb_backend {
+struct __attribute__((aligned(8))) lb_backend {
     __u8 addr[16];
     __u8 family; /* LB_FAMILY_V4 or LB_FAMILY_V6; 0 = unused slot (flows are dropped) */
     __u8 flags;  /* LB_BE_F_* */
-    __u8 pad[2];
+    __u8 pad[6];
 };
 
 /* lb_backend.flags: the backend failed its health check. Flows remembered in lb_flows for it are
@@ -52,15 +86,50 @@ struct lb_backend {
  * its remembered flows continue while the ring no longer sends it new ones. */
 #define LB_BE_F_DOWN 1
 
-/* Key of lb_flows, the per-flow memory (LRU): the service and the 32-bit flow hash. Two flows
- * with equal hashes already share a ring slot, so keying by the hash instead of the 5-tuple
- * changes nothing for a stable ring; value: the backend id chosen for the flow. */
-struct lb_flow_key {
-    __u32 service;
-    __u32 hash;
+/* lb_flows: the flow memory, a 2-way set-associative cache in an ARRAY of LB_FLOW_SETS sets of two
+ * 16-byte entries (one inlined lookup, no call). An entry's key is exact for IPv4: source
+ * address, source port and service id (the service fixes the destination address, port and
+ * protocol), so a remembered IPv4 flow is found without computing the flow hash at all; the
+ * entry keeps the flow hash for the outer headers (IPv6 flow label, GUE source port). IPv6 keys
+ * are the flow hash and the service id with LB_FLOW_KEY_V6 set (two IPv6 flows with the same
+ * 32-bit hash share an entry, as they share a ring slot). Set = lb_flow_set_of(key). A miss (a
+ * new flow, or one evicted) inserts in way 0 and moves way 0 to way 1 (FIFO per set): lossy
+ * like an LRU, a flow is forgotten when two newer flows land in its set, and a forgotten flow
+ * simply follows the current ring again. An entry is two 64-bit words written separately;
+ * `check` (lb_flow_check of the key) makes a word pair torn by a writer on another CPU read as
+ * a miss rather than as another flow's backend. */
+#define LB_FLOW_SET_BITS 18
+#define LB_FLOW_SETS (1u << LB_FLOW_SET_BITS) /* 262,144 sets x 2 ways = 524,288 flows, 8 MiB */
+#define LB_FLOW_VALID 0x8000        /* lb_flow.backend: the entry is in use */
+#define LB_FLOW_KEY_V6 (1ull << 63) /* lb_flow.key of an IPv6 flow */
+#define LB_FLOW_SET_MUL 0x9E3779B97F4A7C15ull /* Fibonacci hashing (Knuth 6.4), 64-bit */
+
+struct __attribute__((aligned(8))) lb_flow {
+    /* IPv4: source address (as it lies in the packet) | source port (packet order) << 32 |
+     * service id << 48; IPv6: flow hash | service id << 48 | LB_FLOW_KEY_V6. 0 = empty. */
+    __u64 key;
+    __u32 hash;    /* the flow hash */
+    __u16 backend; /* LB_FLOW_VALID | backend id */
+    __u16 check;   /* lb_flow_check(key) */
 };
 
-#define LB_MAX_FLOWS 65536
+struct lb_flow_set {
+    struct lb_flow way[2];
+};
+
+static inline __u32 lb_flow_set_of(__u64 key)
+{
+    return (key * LB_FLOW_SET_MUL) >> (64 - LB_FLOW_SET_BITS);
+}
+
+static inline __u16 lb_flow_check(__u64 key)
+{
+    return (__u16)(key ^ (key >> 16) ^ (key >> 32) ^ (key >> 48));
+}
+
+/* Value of lb_layout[0]: the layout of the pinned maps. A daemon finding pins of another layout
+ * (or none, from before this map existed) recreates the maps (XdpDataPlane.Open). */
+#define LB_LAYOUT_VERSION 2
 
 /* Single entry of lb_config. */
 struct lb_config {
