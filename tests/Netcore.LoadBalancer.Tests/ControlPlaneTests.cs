@@ -136,6 +136,25 @@ public sealed class ControlPlaneTests : IDisposable
     }
 
     [Fact]
+    public void VipWhoseLbVipsBucketIsFull_IsAConflictOnTheVip()
+    {
+        var (ctl, _, store) = Open();
+        using var _s = store;
+        using var _c = ctl;
+        var keys = LbVipTableTests.SameBucket(LbMaps.VipWays + 1);
+        IPAddress Vip(LbServiceKey k) => new(LbMaps.Bytes(k).AsSpan(0, 4));
+        for (int i = 0; i < LbMaps.VipWays; i++)
+            ctl.PutService(Web(Vip(keys[i]).ToString()) with { Name = $"s{i}" });
+        var e = Assert.Throws<ConfigException>(() => ctl.PutService(Web(Vip(keys[^1]).ToString()) with { Name = "full" }));
+        Assert.Equal(ConfigErrorKind.Conflict, e.Kind);
+        Assert.Equal("vip", e.Field);
+        Assert.Throws<ConfigException>(() => ctl.GetService("full"));     // nothing was stored
+        ctl.PutService(Web(Vip(keys[0]).ToString()) with { Name = "s0", Encap = Encapsulation.Ipip }); // same key: replaced
+        ctl.DeleteService("s1");
+        ctl.PutService(Web(Vip(keys[^1]).ToString()) with { Name = "full" });    // room again
+    }
+
+    [Fact]
     public void SameVipPortProtocol_IsAConflict_NotFoundIsNotFound()
     {
         var (ctl, _, store) = Open();

@@ -433,4 +433,120 @@ public class DataPlaneTests
             }
         }, maxTest: 150, seed: 0x4C42584450UL);
     }
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void ServicesSharingABucket_AreEachFound_ReplacedAndRemoved()
+    {
+        using var lb = Setup(rings: false);
+        var keys = LbVipTableTests.SameBucket(LbMaps.VipWays + 1, lb.DataPlane.ServiceKeys());
+        byte[] Frame(LbServiceKey k) => Eth(EthIPv4, Ipv4("198.51.100.7", new IPAddress(LbMaps.Bytes(k).AsSpan(0, 4)).ToString(), Tcp, TcpSeg(40000, 80)));
+        for (int i = 0; i < LbMaps.VipWays; i++)
+        {
+            lb.SwapRing(20u + (uint)i, Be4Id);
+            lb.AddService(keys[i], LbService.Create(20u + (uint)i, 13, Encapsulation.Ipip));
+        }
+        for (int i = 0; i < LbMaps.VipWays; i++)
+        {
+            var (action, output) = lb.Run(Frame(keys[i]));
+            Assert.Equal(Tx, action);
+            Assert.Equal(LbBpf.Hex(LbModel.Encapsulate(Frame(keys[i]), Be4, Encapsulation.Ipip, 0, GatewayMac, Src4, Src6, Seed)), LbBpf.Hex(output));
+            Assert.Equal(1UL, lb.ServiceStats(20u + (uint)i).packets);
+        }
+        Assert.Throws<LbVipBucketFullException>(() => lb.AddService(keys[^1], LbService.Create(30, 13, Encapsulation.Ipip)));
+        Assert.Equal(Pass, lb.Run(Frame(keys[^1])).Action);
+
+        // A new value (IPIP -> GUE) takes effect for the next packet, the remembered flow included.
+        lb.AddService(keys[2], LbService.Create(22, 13, Encapsulation.Gue, 6080));
+        var (a2, o2) = lb.Run(Frame(keys[2]));
+        Assert.Equal(Tx, a2);
+        Assert.Equal(LbBpf.Hex(LbModel.Encapsulate(Frame(keys[2]), Be4, Encapsulation.Gue, 6080, GatewayMac, Src4, Src6, Seed)), LbBpf.Hex(o2));
+
+        // Removed: its packets go to the stack; the others are still found.
+        lb.DataPlane.RemoveService(keys[1]);
+        Assert.Equal(Pass, lb.Run(Frame(keys[1])).Action);
+        Assert.Equal(Tx, lb.Run(Frame(keys[3])).Action);
+        Assert.Equal(LbMaps.VipWays - 1, lb.DataPlane.ServiceKeys().Count - Services.Length);
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void FlowMemory_RemembersTheTwoNewestFlowsOfASet()
+    {
+        // Three IPv4 flows of service 1 whose entries fall in the same set of the 2-way memory.
+        using var lb = Setup();
+        var bySet = new Dictionary<uint, List<byte[]>>();
+        List<byte[]>? three = null;
+        for (int i = 0; three is null; i++)
+        {
+            byte[] f = Eth(EthIPv4, Ipv4("198.51.100." + (1 + i / 60000), "192.0.2.10", Tcp, TcpSeg((ushort)(1024 + i % 60000), 80)));
+            uint set = LbMaps.FlowSet(LbBpf.FlowKey(f, 1, Seed));
+            if (!bySet.TryGetValue(set, out var list))
+                bySet[set] = list = [];
+            list.Add(f);
+            if (list.Count == 3)
+                three = list;
+        }
+        foreach (var f in three)
+            Assert.Null(lb.RememberedBackend(f, 1, Seed));
+        Assert.Equal(Tx, lb.Run(three[0]).Action);
+        Assert.Equal(Be4Id, lb.RememberedBackend(three[0], 1, Seed));
+        Assert.Equal(Tx, lb.Run(three[1]).Action);
+        Assert.Equal(Tx, lb.Run(three[2]).Action);
+        Assert.Null(lb.RememberedBackend(three[0], 1, Seed));   // the oldest is forgotten
+        Assert.Equal(Be4Id, lb.RememberedBackend(three[1], 1, Seed));
+        Assert.Equal(Be4Id, lb.RememberedBackend(three[2], 1, Seed));
+        // A forgotten flow follows the ring again (the same backend here) and is remembered anew.
+        var (action, output) = lb.Run(three[0]);
+        Assert.Equal(Tx, action);
+        Assert.Equal(LbBpf.Hex(Expected(three[0], 1)), LbBpf.Hex(output));
+        Assert.Equal(Be4Id, lb.RememberedBackend(three[0], 1, Seed));
+        // IPv6 flows are remembered under their flow hash.
+        var (v6, _) = Case("v6-tcp-ipip");
+        Assert.Equal(Tx, lb.Run(v6).Action);
+        Assert.Equal(Be6Id, lb.RememberedBackend(v6, 3, Seed));
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void PinnedMapsOfAnotherLayout_AreRecreated()
+    {
+        string dir = "/sys/fs/bpf/nclb-" + Guid.NewGuid().ToString("N")[..12];
+        var options = new XdpDataPlaneOptions { ObjectPath = Path.Combine(AppContext.BaseDirectory, "bpf", "lb.o"), PinDirectory = dir };
+        var key = LbServiceKey.Create(IPAddress.Parse("192.0.2.10"), 80, ProtocolType.Tcp);
+        try
+        {
+            // What a daemon of layout 1 left: lb_services (a hash map) and lb_flows as an LRU hash of
+            // another shape, no lb_layout. Loading over them would fail on lb_flows' shape.
+            Directory.CreateDirectory(dir);
+            using (var old = Netcore.Xdp.BpfMap.Create(new Netcore.Xdp.BpfMapSpec { Type = Netcore.Xdp.BpfMapType.Hash, KeySize = 20, ValueSize = 12, MaxEntries = 512, Name = "lb_services" }))
+                old.Pin(Path.Combine(dir, "lb_services"));
+            using (var old = Netcore.Xdp.BpfMap.Create(new Netcore.Xdp.BpfMapSpec { Type = Netcore.Xdp.BpfMapType.LruHash, KeySize = 8, ValueSize = 4, MaxEntries = 65536, Name = "lb_flows" }))
+                old.Pin(Path.Combine(dir, "lb_flows"));
+            using (var dp = XdpDataPlane.Open(options))
+            {
+                Assert.False(dp.MapsReused);
+                Assert.False(File.Exists(Path.Combine(dir, "lb_services")));
+                dp.SetService(key, LbService.Create(1, 13, Encapsulation.Ipip));
+            }
+            using (var dp = XdpDataPlane.Open(options))
+            {
+                Assert.True(dp.MapsReused);                       // this layout: kept with its contents
+                Assert.Single(dp.ServiceKeys());
+            }
+            using (var layout = Netcore.Xdp.BpfMap.FromPin(Path.Combine(dir, LbMaps.Layout)))
+                layout.AsMap<uint, uint>().Update(0, LbMaps.LayoutVersion + 1);
+            using (var dp = XdpDataPlane.Open(options))
+            {
+                Assert.False(dp.MapsReused);                      // another version: recreated empty
+                Assert.Empty(dp.ServiceKeys());
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(dir))
+            {
+                foreach (string f in Directory.EnumerateFiles(dir))
+                    File.Delete(f);
+                Directory.Delete(dir);
+            }
+        }
+    }
 }
+

@@ -21,10 +21,13 @@ internal sealed class FakeDataPlane : IDataPlane
 
     public void SetConfig(in LbConfig config) => Ops.Add("config");
 
-    public bool HasRoomFor(in LbServiceKey key) => true;
+    private readonly LbVipTable _vips = new((_, _) => { });
+
+    public bool HasRoomFor(in LbServiceKey key) => _vips.HasRoomFor(key);
 
     public void SetService(in LbServiceKey key, in LbService value)
     {
+        _vips.Set(key, value);
         Assert.True(Rings.ContainsKey(value.id), $"service {value.id} added before its ring");
         Services[K(key)] = (key, value);
         Ops.Add($"service {value.id}");
@@ -32,6 +35,7 @@ internal sealed class FakeDataPlane : IDataPlane
 
     public void RemoveService(in LbServiceKey key)
     {
+        _vips.Remove(key);
         Services.Remove(K(key));
         Ops.Add("remove-service");
     }

@@ -35,7 +35,7 @@ public class LbMapLayoutTests
             "LB_MAX_SERVICES", "LB_MAX_BACKENDS", "LB_NO_BACKEND", "LB_ENCAP_IPIP", "LB_ENCAP_GUE", "LB_FAMILY_V4", "LB_FAMILY_V6",
             "LB_G_PASS", "LB_G_FRAGMENT", "LB_G_MALFORMED", "LB_G_EXTHDR", "LB_DEFAULT_TABLE_SIZE", "LB_BE_F_DOWN",
             "LB_VIP_BUCKETS", "LB_VIP_WAYS", "LB_VIP_HASH_MUL", "LB_FLOW_SET_BITS", "LB_FLOW_SETS", "LB_FLOW_VALID", "LB_FLOW_KEY_V6",
-            "LB_FLOW_SET_MUL", "LB_LAYOUT_VERSION",
+            "LB_FLOW_SET_MUL", "LB_FLOW_KEY_SERVICE", "LB_LAYOUT_VERSION",
         ], $"-I{HeaderDir}");
         Assert.Equal(LbMaps.MaxServices, v["LB_MAX_SERVICES"]);
         Assert.Equal(LbMaps.MaxBackends, v["LB_MAX_BACKENDS"]);
@@ -58,6 +58,7 @@ public class LbMapLayoutTests
         Assert.Equal(LbMaps.FlowValid, v["LB_FLOW_VALID"]);
         Assert.Equal(LbMaps.FlowKeyV6, unchecked((ulong)v["LB_FLOW_KEY_V6"]));
         Assert.Equal(LbMaps.FlowSetMul, unchecked((ulong)v["LB_FLOW_SET_MUL"]));
+        Assert.Equal(LbMaps.FlowKeyService, unchecked((ulong)v["LB_FLOW_KEY_SERVICE"]));
         Assert.Equal(LbMaps.LayoutVersion, (uint)v["LB_LAYOUT_VERSION"]);
     }
 

@@ -20,7 +20,7 @@ internal sealed record HealthCheckSpec(HealthCheckKind Kind, int Port, string Pa
 /// <summary>A virtual service: (VIP, port, protocol), its encapsulation and health check.</summary>
 internal sealed record ServiceSpec(string Name, IPAddress Vip, ushort Port, ProtocolType Protocol, Encapsulation Encap, ushort GuePort, HealthCheckSpec? HealthCheck)
 {
-    /// <summary>The lb_services key.</summary>
+    /// <summary>The service key (lb_vips).</summary>
     public LbServiceKey Key => LbServiceKey.Create(Vip, Port, Protocol);
 
     /// <summary>"tcp" or "udp".</summary>

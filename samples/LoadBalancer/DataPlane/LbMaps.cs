@@ -106,8 +106,11 @@ internal static class LbMaps
         }
     }
 
-    /// <summary>lb_flow_set_of (lb.h): the flow memory set of a flow key.</summary>
-    public static uint FlowSet(ulong key) => (uint)((key * FlowSetMul) >> (64 - FlowSetBits));
+    /// <summary>LB_FLOW_KEY_SERVICE: the service id bits of a flow key (left out of its set).</summary>
+    public const ulong FlowKeyService = 0x7fffUL << 48;
+
+    /// <summary>lb_flow_set_of (lb.h): the flow memory set of a flow key (the service id left out).</summary>
+    public static uint FlowSet(ulong key) => (uint)(((key & ~FlowKeyService) * FlowSetMul) >> (64 - FlowSetBits));
 
     /// <summary>lb_flow_check (lb.h): the check word of an entry with this key.</summary>
     public static ushort FlowCheck(ulong key) => (ushort)(key ^ (key >> 16) ^ (key >> 32) ^ (key >> 48));
@@ -199,7 +202,7 @@ internal unsafe struct LbBackend
     public fixed byte addr[16];
     public byte family;
     public byte flags;
-    public fixed byte pad[6];
+    public fixed byte pad[14];
 
     public static LbBackend Create(IPAddress address, bool down = false)
     {

@@ -365,7 +365,9 @@ static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __
 {
     __u32 zero = 0;
     __u64 k0, k1;
-    __u32 ppf, ports_word, l3_len, tos, proto;
+    __u32 ppf, ports_word, l3_len, tos, proto, set_idx;
+    __u64 fkey = 0;
+    struct lb_flow_set *fs = 0;
     void *l3 = data + sizeof(struct ethhdr);
 
     if (!v6) {
@@ -388,6 +390,11 @@ static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __
         ports_word = *(__u32 *)ports;
         k0 = ip->daddr;
         k1 = 0;
+        /* The flow memory's set does not depend on the service: look it up now, so the load
+         * overlaps the service lookup. */
+        fkey = ip->saddr | ((__u64)(ports_word & 0xffff) << 32);
+        set_idx = lb_flow_set_of(fkey);
+        fs = bpf_map_lookup_elem(&lb_flows, &set_idx);
         ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V4 << 24);
         l3_len = bpf_ntohs(ip->tot_len);
         /* The IP length must at least cover the header and the ports (RFC 791 3.1 Total Length). */
@@ -440,13 +447,7 @@ static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __
     /* The flow hash is computed only when needed: for an IPv6 flow (it is the flow memory's
      * key) and for an IPv4 flow the memory does not know (it picks the ring slot). */
     __u32 h = 0;
-    __u64 fkey;
-    if (!v6) {
-        struct iphdr *ip = l3;
-        if ((void *)(ip + 1) > data_end) /* checked above; restated for the verifier */
-            return XDP_DROP;
-        fkey = ip->saddr | ((__u64)(ports_word & 0xffff) << 32) | ((__u64)sid << 48);
-    } else {
+    if (v6) {
         struct ipv6hdr *ip6 = l3;
         if ((void *)(ip6 + 1) > data_end) /* checked above; restated for the verifier */
             return XDP_DROP;
@@ -461,13 +462,14 @@ static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __
         h = mix(h, ports_word);
         h = mix(h, proto);
         h = fmix(h, 40);
-        fkey = h | ((__u64)sid << 48) | LB_FLOW_KEY_V6;
+        fkey = h | LB_FLOW_KEY_V6;
+        set_idx = lb_flow_set_of(fkey);
+        fs = bpf_map_lookup_elem(&lb_flows, &set_idx);
     }
+    fkey |= (__u64)sid << 48;
 
     /* A flow seen before keeps its backend while that backend is in use and not down, even when
      * the ring no longer names it (drain: weight 0 for new flows, open ones continue). */
-    __u32 set_idx = lb_flow_set_of(fkey);
-    struct lb_flow_set *fs = bpf_map_lookup_elem(&lb_flows, &set_idx);
     if (!fs)
         return drop_svc(ss, 0, 0);
     __u64 check = ((__u64)lb_flow_check(fkey) << 48) | ((__u64)LB_FLOW_VALID << 32);
@@ -478,6 +480,11 @@ static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __
         val = *(__u64 *)&fs->way[0].hash;
     else if (fs->way[1].key == fkey)
         val = *(__u64 *)&fs->way[1].hash;
+#ifdef LB_BENCH_NEW_FLOWS
+    /* Benchmark build only: every packet is a flow the memory does not know (the path of the
+     * first packet of each connection), so that path can be measured on one repeated frame. */
+    val = 0;
+#endif
     if ((val & 0xffff800000000000ull) == check) {
         bid = (val >> 32) & 0x7fff;
         be = bpf_map_lookup_elem(&lb_backends, &bid);

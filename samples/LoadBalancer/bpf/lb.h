@@ -78,7 +78,7 @@ struct __attribute__((aligned(8))) lb_backend {
     __u8 addr[16];
     __u8 family; /* LB_FAMILY_V4 or LB_FAMILY_V6; 0 = unused slot (flows are dropped) */
     __u8 flags;  /* LB_BE_F_* */
-    __u8 pad[6];
+    __u8 pad[14]; /* 32 bytes: the verifier then indexes with a shift, not a multiply */
 };
 
 /* lb_backend.flags: the backend failed its health check. Flows remembered in lb_flows for it are
@@ -92,7 +92,8 @@ struct __attribute__((aligned(8))) lb_backend {
  * protocol), so a remembered IPv4 flow is found without computing the flow hash at all; the
  * entry keeps the flow hash for the outer headers (IPv6 flow label, GUE source port). IPv6 keys
  * are the flow hash and the service id with LB_FLOW_KEY_V6 set (two IPv6 flows with the same
- * 32-bit hash share an entry, as they share a ring slot). Set = lb_flow_set_of(key). A miss (a
+ * 32-bit hash share an entry, as they share a ring slot). Set = lb_flow_set_of(key), which leaves
+ * the service id out, so the program looks the set up before it has found the service. A miss (a
  * new flow, or one evicted) inserts in way 0 and moves way 0 to way 1 (FIFO per set): lossy
  * like an LRU, a flow is forgotten when two newer flows land in its set, and a forgotten flow
  * simply follows the current ring again. An entry is two 64-bit words written separately;
@@ -103,6 +104,7 @@ struct __attribute__((aligned(8))) lb_backend {
 #define LB_FLOW_VALID 0x8000        /* lb_flow.backend: the entry is in use */
 #define LB_FLOW_KEY_V6 (1ull << 63) /* lb_flow.key of an IPv6 flow */
 #define LB_FLOW_SET_MUL 0x9E3779B97F4A7C15ull /* Fibonacci hashing (Knuth 6.4), 64-bit */
+#define LB_FLOW_KEY_SERVICE (0x7fffull << 48) /* the service id bits of lb_flow.key */
 
 struct __attribute__((aligned(8))) lb_flow {
     /* IPv4: source address (as it lies in the packet) | source port (packet order) << 32 |
@@ -119,7 +121,7 @@ struct lb_flow_set {
 
 static inline __u32 lb_flow_set_of(__u64 key)
 {
-    return (key * LB_FLOW_SET_MUL) >> (64 - LB_FLOW_SET_BITS);
+    return ((key & ~LB_FLOW_KEY_SERVICE) * LB_FLOW_SET_MUL) >> (64 - LB_FLOW_SET_BITS);
 }
 
 static inline __u16 lb_flow_check(__u64 key)
