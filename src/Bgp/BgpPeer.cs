@@ -686,8 +686,7 @@ public sealed partial class BgpPeer : IConnectionOwner
         // RFC 4271 8.2.2: an UPDATE before Established is an FSM error (RFC 6608 subcodes).
         if (c.State != ConnectionState.Established)
         {
-            var n = UnexpectedIn(c.State);
-            _ = Task.Run(() => DropLockedAsync(c, n, "UPDATE before Established"));
+            ScheduleDrop(c, UnexpectedIn(c.State), "UPDATE before Established");
             return;
         }
         BgpRouteUpdate? update;
@@ -725,7 +724,7 @@ public sealed partial class BgpPeer : IConnectionOwner
             Statistics.TreatAsWithdraw();
         if (action == UpdateAction.SessionReset)
         {
-            _ = Task.Run(() => DropLockedAsync(c, error!, reason ?? "malformed UPDATE"));
+            ScheduleDrop(c, error!, reason ?? "malformed UPDATE");
             return;
         }
         if (update is not null)
@@ -760,6 +759,9 @@ public sealed partial class BgpPeer : IConnectionOwner
         }
         return new BgpRouteUpdate(this, ann, wd, ids, r.EndOfRib);
     }
+
+    // A separate method: a lambda in OnUpdate capturing its parameter would allocate a closure on every UPDATE.
+    private void ScheduleDrop(BgpConnection c, BgpNotification n, string reason) => _ = Task.Run(() => DropLockedAsync(c, n, reason));
 
     ValueTask IConnectionOwner.OnReadDrainedAsync(BgpConnection c) =>
         _speaker.Rib is { } rib ? rib.WaitForRoomAsync() : ValueTask.CompletedTask;

@@ -52,64 +52,96 @@ public sealed class AsPathSegment : IEquatable<AsPathSegment>
     public override bool Equals(object? obj) => Equals(obj as AsPathSegment);
 
     /// <inheritdoc />
-    public override int GetHashCode()
+    public override int GetHashCode() => Hash(Type, _asns);
+
+    internal static int Hash(AsPathSegmentType type, ReadOnlySpan<uint> asns)
     {
         var h = new HashCode();
-        h.Add(Type);
-        foreach (uint a in _asns) h.Add(a);
+        h.Add(type);
+        foreach (uint a in asns) h.Add(a);
         return h.ToHashCode();
     }
 
     /// <inheritdoc />
-    public override string ToString()
+    public override string ToString() => Format(new StringBuilder(), Type, _asns).ToString();
+
+    internal static StringBuilder Format(StringBuilder sb, AsPathSegmentType type, ReadOnlySpan<uint> asns)
     {
-        string inner = string.Join(' ', _asns);
-        return Type switch
+        string? open = type switch { AsPathSegmentType.Set => "{", AsPathSegmentType.ConfedSequence => "(", AsPathSegmentType.ConfedSet => "[", _ => null };
+        if (open is not null) sb.Append(open);
+        for (int i = 0; i < asns.Length; i++)
         {
-            AsPathSegmentType.Set => "{" + inner + "}",
-            AsPathSegmentType.ConfedSequence => "(" + inner + ")",
-            AsPathSegmentType.ConfedSet => "[" + inner + "]",
-            _ => inner,
-        };
+            if (i > 0) sb.Append(' ');
+            sb.Append(asns[i]);
+        }
+        if (open is not null) sb.Append(type switch { AsPathSegmentType.Set => "}", AsPathSegmentType.ConfedSequence => ")", _ => "]" });
+        return sb;
     }
 }
 
 /// <summary>An AS_PATH (RFC 4271 5.1.2) as a list of segments, with 4-octet AS numbers. Immutable and shareable.</summary>
 public sealed class AsPath : IEquatable<AsPath>
 {
-    private readonly AsPathSegment[] _segments;
+    // Memory: nearly every path is one AS_SEQUENCE, and a full table holds hundreds of thousands of distinct
+    // paths. Such a path keeps only its AS numbers (_seq); the segment objects are built on first use of
+    // Segments. Any other shape keeps its segments. The form is normalized, so equal paths have equal forms.
+    private readonly uint[]? _seq;
+    private AsPathSegment[]? _segments;
     private int _hash;
 
     /// <summary>The empty path (a locally originated route towards iBGP).</summary>
-    public static AsPath Empty { get; } = new([]);
+    public static AsPath Empty { get; } = new(Array.Empty<AsPathSegment>(), true);
 
     /// <summary>Creates a path from segments.</summary>
     public AsPath(IEnumerable<AsPathSegment> segments)
     {
         ArgumentNullException.ThrowIfNull(segments);
-        _segments = [.. segments];
+        AsPathSegment[] arr = [.. segments];
+        if (IsOneSequence(arr)) _seq = arr[0].AsnArray;
+        else _segments = arr;
     }
 
-    private AsPath(AsPathSegment[] owned, bool _) => _segments = owned;
+    private AsPath(AsPathSegment[] owned, bool _)
+    {
+        if (IsOneSequence(owned)) _seq = owned[0].AsnArray;
+        else _segments = owned;
+    }
+
+    private AsPath(uint[] sequence) => _seq = sequence;
+
+    private static bool IsOneSequence(AsPathSegment[] segs) => segs.Length == 1 && segs[0].Type == AsPathSegmentType.Sequence && segs[0].Count > 0;
 
     internal static AsPath FromOwned(AsPathSegment[] owned) => owned.Length == 0 ? Empty : new AsPath(owned, true);
 
+    /// <summary>A path of one AS_SEQUENCE over <paramref name="asns"/> (owned by the path from now on).</summary>
+    internal static AsPath FromSequenceOwned(uint[] asns) => asns.Length == 0 ? Empty : new AsPath(asns);
+
     /// <summary>A path of one AS_SEQUENCE.</summary>
     public static AsPath FromSequence(params uint[] asns) =>
-        asns is null || asns.Length == 0 ? Empty : new AsPath([new AsPathSegment(AsPathSegmentType.Sequence, asns)]);
+        asns is null || asns.Length == 0 ? Empty : new AsPath([.. asns]);
 
     /// <summary>The segments.</summary>
-    public IReadOnlyList<AsPathSegment> Segments => _segments;
+    public IReadOnlyList<AsPathSegment> Segments => SegmentArray;
 
-    /// <summary>The segments as the backing array (no enumerator allocation in hot loops); do not modify.</summary>
-    internal AsPathSegment[] SegmentArray => _segments;
+    /// <summary>The segments as an array (built on first use for a one-sequence path); do not modify.</summary>
+    internal AsPathSegment[] SegmentArray => _segments ??= [new AsPathSegment(AsPathSegmentType.Sequence, _seq!, true)];
+
+    /// <summary>Number of segments (no allocation).</summary>
+    internal int SegmentCount => _seq is not null ? 1 : _segments!.Length;
+
+    /// <summary>The type of segment <paramref name="i"/> (no allocation).</summary>
+    internal AsPathSegmentType SegmentType(int i) => _seq is not null ? AsPathSegmentType.Sequence : _segments![i].Type;
+
+    /// <summary>The AS numbers of segment <paramref name="i"/> (no allocation).</summary>
+    internal ReadOnlySpan<uint> SegmentAsns(int i) => _seq is not null ? _seq : _segments![i].Asns;
 
     /// <summary>True when a confederation segment (RFC 5065 3) is present.</summary>
     internal bool HasConfederationSegment
     {
         get
         {
-            foreach (var s in _segments)
+            if (_seq is not null) return false;
+            foreach (var s in _segments!)
                 if (s.Type is AsPathSegmentType.ConfedSequence or AsPathSegmentType.ConfedSet)
                     return true;
             return false;
@@ -124,40 +156,57 @@ public sealed class AsPath : IEquatable<AsPath>
     {
         get
         {
+            if (_seq is not null) return _seq.Length;
             int n = 0;
-            foreach (var s in _segments)
+            foreach (var s in _segments!)
                 n += s.Type switch { AsPathSegmentType.Sequence => s.Count, AsPathSegmentType.Set => 1, _ => 0 };
             return n;
         }
     }
 
     /// <summary>The first AS of the leftmost AS_SEQUENCE (the neighbour AS), or null.</summary>
-    public uint? FirstAs => _segments.Length > 0 && _segments[0].Type == AsPathSegmentType.Sequence && _segments[0].Count > 0 ? _segments[0].Asns[0] : null;
+    public uint? FirstAs => _seq is not null ? _seq[0]
+        : _segments!.Length > 0 && _segments[0].Type == AsPathSegmentType.Sequence && _segments[0].Count > 0 ? _segments[0].Asns[0] : null;
 
     /// <summary>The last AS of the path (the origin AS when the last segment is a sequence), or null.</summary>
-    public uint? OriginAs => _segments.Length > 0 && _segments[^1].Type == AsPathSegmentType.Sequence && _segments[^1].Count > 0 ? _segments[^1].Asns[^1] : null;
+    public uint? OriginAs => _seq is not null ? _seq[^1]
+        : _segments!.Length > 0 && _segments[^1].Type == AsPathSegmentType.Sequence && _segments[^1].Count > 0 ? _segments[^1].Asns[^1] : null;
 
     /// <summary>Returns a new path with <paramref name="asn"/> prepended <paramref name="count"/> times (RFC 4271 5.1.2).</summary>
     public AsPath Prepend(uint asn, int count = 1)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
         // RFC 4271 5.1.2: prepend to a leading AS_SEQUENCE if it has room (255 per segment), else add one.
-        AsPathSegment[] segs;
-        if (_segments.Length > 0 && _segments[0].Type == AsPathSegmentType.Sequence && _segments[0].Count + count <= 255)
+        if (_seq is not null && _seq.Length + count <= 255)
         {
-            var merged = new uint[_segments[0].Count + count];
+            var merged = new uint[_seq.Length + count];
             merged.AsSpan(0, count).Fill(asn);
-            _segments[0].Asns.CopyTo(merged.AsSpan(count));
-            segs = (AsPathSegment[])_segments.Clone();
+            _seq.CopyTo(merged.AsSpan(count));
+            return new AsPath(merged);
+        }
+        if (_segments is { Length: 0 })
+        {
+            var only = new uint[count];
+            only.AsSpan().Fill(asn);
+            return new AsPath(only);
+        }
+        var segments = SegmentArray;
+        AsPathSegment[] segs;
+        if (segments[0].Type == AsPathSegmentType.Sequence && segments[0].Count + count <= 255)
+        {
+            var merged = new uint[segments[0].Count + count];
+            merged.AsSpan(0, count).Fill(asn);
+            segments[0].Asns.CopyTo(merged.AsSpan(count));
+            segs = (AsPathSegment[])segments.Clone();
             segs[0] = new AsPathSegment(AsPathSegmentType.Sequence, merged, true);
         }
         else
         {
             var fresh = new uint[count];
             fresh.AsSpan().Fill(asn);
-            segs = new AsPathSegment[_segments.Length + 1];
+            segs = new AsPathSegment[segments.Length + 1];
             segs[0] = new AsPathSegment(AsPathSegmentType.Sequence, fresh, true);
-            _segments.CopyTo(segs, 1);
+            segments.CopyTo(segs, 1);
         }
         return new AsPath(segs, true);
     }
@@ -165,7 +214,8 @@ public sealed class AsPath : IEquatable<AsPath>
     /// <summary>True when <paramref name="asn"/> appears anywhere in the path.</summary>
     public bool Contains(uint asn)
     {
-        foreach (var s in _segments)
+        if (_seq is not null) return _seq.AsSpan().Contains(asn);
+        foreach (var s in _segments!)
             if (s.Asns.Contains(asn))
                 return true;
         return false;
@@ -213,7 +263,9 @@ public sealed class AsPath : IEquatable<AsPath>
     public bool Equals(AsPath? other)
     {
         if (ReferenceEquals(this, other)) return true;
-        if (other is null || other._segments.Length != _segments.Length) return false;
+        if (other is null || (_seq is null) != (other._seq is null)) return false; // normalized forms
+        if (_seq is not null) return _seq.AsSpan().SequenceEqual(other._seq);
+        if (other._segments!.Length != _segments!.Length) return false;
         for (int i = 0; i < _segments.Length; i++)
             if (!_segments[i].Equals(other._segments[i]))
                 return false;
@@ -228,7 +280,7 @@ public sealed class AsPath : IEquatable<AsPath>
     {
         if (_hash != 0) return _hash;
         var h = new HashCode();
-        foreach (var s in _segments) h.Add(s.GetHashCode());
+        for (int i = 0; i < SegmentCount; i++) h.Add(AsPathSegment.Hash(SegmentType(i), SegmentAsns(i)));
         int v = h.ToHashCode();
         _hash = v == 0 ? 1 : v;
         return _hash;
@@ -238,10 +290,10 @@ public sealed class AsPath : IEquatable<AsPath>
     public override string ToString()
     {
         var sb = new StringBuilder();
-        foreach (var s in _segments)
+        for (int i = 0; i < SegmentCount; i++)
         {
             if (sb.Length > 0) sb.Append(' ');
-            sb.Append(s);
+            AsPathSegment.Format(sb, SegmentType(i), SegmentAsns(i));
         }
         return sb.ToString();
     }

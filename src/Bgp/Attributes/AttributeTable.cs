@@ -181,6 +181,15 @@ internal static class AttributeTable
             probe = probe[(2 + count * asSize)..];
             n++;
         }
+        if (n == 1 && v[0] == (byte)AsPathSegmentType.Sequence)
+        {
+            // the common shape: one AS_SEQUENCE, kept as its AS numbers only
+            int count1 = v[1];
+            var seq = new uint[count1];
+            for (int k = 0; k < count1; k++)
+                seq[k] = asSize == 4 ? BinaryPrimitives.ReadUInt32BigEndian(v[(2 + 4 * k)..]) : BinaryPrimitives.ReadUInt16BigEndian(v[(2 + 2 * k)..]);
+            return AsPath.FromSequenceOwned(seq);
+        }
         var segs = new AsPathSegment[n];
         for (int i = 0; i < n; i++)
         {
@@ -319,7 +328,7 @@ internal static class AttributeTable
         }
         // RFC 6793 6: AS4_PATH must not carry confederation segments; malformed -> discard.
         var p = ReadAsPath(v, 4, allowConfed: false);
-        if (p is null || p.Segments.Count == 0) return false;
+        if (p is null || p.SegmentCount == 0) return false;
         b.As4Path = p;
         return true;
     }

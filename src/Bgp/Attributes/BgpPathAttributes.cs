@@ -66,11 +66,36 @@ public sealed class BgpRawAttribute : IEquatable<BgpRawAttribute>
 /// </summary>
 public sealed record BgpPathAttributes
 {
-    private readonly ImmutableArray<BgpCommunity> _communities = [];
-    private readonly ImmutableArray<BgpExtendedCommunity> _extended = [];
-    private readonly ImmutableArray<BgpLargeCommunity> _large = [];
-    private readonly ImmutableArray<IPAddress> _clusterList = [];
-    private readonly ImmutableArray<BgpRawAttribute> _unknown = [];
+    // Memory: a full table holds about half a million of these, so the attributes most routes lack live in a
+    // side object allocated only when one of them is set (copy-on-write: `with` shares it until an init changes it).
+    private ImmutableArray<BgpCommunity> _communities = [];
+    private Rare? _rare;
+
+    private sealed class Rare
+    {
+        public IPAddress? LinkLocalNextHop;
+        public BgpAggregator? Aggregator;
+        public ImmutableArray<BgpExtendedCommunity> Extended = [];
+        public ImmutableArray<BgpLargeCommunity> Large = [];
+        public IPAddress? OriginatorId;
+        public ImmutableArray<IPAddress> ClusterList = [];
+        public uint? OnlyToCustomer;
+        public ImmutableArray<BgpRawAttribute> Unknown = [];
+
+        public Rare Clone() => (Rare)MemberwiseClone();
+
+        public bool IsEmpty => LinkLocalNextHop is null && Aggregator is null && Extended.IsEmpty && Large.IsEmpty
+            && OriginatorId is null && ClusterList.IsEmpty && OnlyToCustomer is null && Unknown.IsEmpty;
+    }
+
+    /// <summary>Sets one rare attribute on this (new) instance without touching a shared side object; a set left with only defaults is dropped.</summary>
+    private void SetRare<T>(T value, bool isDefault, Action<Rare, T> set)
+    {
+        if (_rare is null && isDefault) return;
+        var r = _rare is null ? new Rare() : _rare.Clone();
+        set(r, value);
+        _rare = r.IsEmpty ? null : r;
+    }
 
     /// <summary>ORIGIN (well-known mandatory). Default IGP.</summary>
     public BgpOrigin Origin { get; init; }
@@ -85,7 +110,7 @@ public sealed record BgpPathAttributes
     public IPAddress? NextHop { get; init; }
 
     /// <summary>IPv6 link-local next hop, when MP_REACH_NLRI carried two (RFC 2545 3).</summary>
-    public IPAddress? LinkLocalNextHop { get; init; }
+    public IPAddress? LinkLocalNextHop { get => _rare?.LinkLocalNextHop; init => SetRare(value, value is null, static (r, v) => r.LinkLocalNextHop = v); }
 
     /// <summary>MULTI_EXIT_DISC (RFC 4271 5.1.4), or null.</summary>
     public uint? Med { get; init; }
@@ -97,28 +122,44 @@ public sealed record BgpPathAttributes
     public bool AtomicAggregate { get; init; }
 
     /// <summary>AGGREGATOR (RFC 4271 5.1.7), or null.</summary>
-    public BgpAggregator? Aggregator { get; init; }
+    public BgpAggregator? Aggregator { get => _rare?.Aggregator; init => SetRare(value, value is null, static (r, v) => r.Aggregator = v); }
 
     /// <summary>COMMUNITIES (RFC 1997).</summary>
     public ImmutableArray<BgpCommunity> Communities { get => _communities; init => _communities = value.IsDefault ? [] : value; }
 
     /// <summary>EXTENDED_COMMUNITIES (RFC 4360).</summary>
-    public ImmutableArray<BgpExtendedCommunity> ExtendedCommunities { get => _extended; init => _extended = value.IsDefault ? [] : value; }
+    public ImmutableArray<BgpExtendedCommunity> ExtendedCommunities
+    {
+        get => _rare?.Extended ?? [];
+        init => SetRare(value.IsDefault ? [] : value, value.IsDefaultOrEmpty, static (r, v) => r.Extended = v);
+    }
 
     /// <summary>LARGE_COMMUNITY (RFC 8092).</summary>
-    public ImmutableArray<BgpLargeCommunity> LargeCommunities { get => _large; init => _large = value.IsDefault ? [] : value; }
+    public ImmutableArray<BgpLargeCommunity> LargeCommunities
+    {
+        get => _rare?.Large ?? [];
+        init => SetRare(value.IsDefault ? [] : value, value.IsDefaultOrEmpty, static (r, v) => r.Large = v);
+    }
 
     /// <summary>ORIGINATOR_ID (RFC 4456 8), or null.</summary>
-    public IPAddress? OriginatorId { get; init; }
+    public IPAddress? OriginatorId { get => _rare?.OriginatorId; init => SetRare(value, value is null, static (r, v) => r.OriginatorId = v); }
 
     /// <summary>CLUSTER_LIST (RFC 4456 8).</summary>
-    public ImmutableArray<IPAddress> ClusterList { get => _clusterList; init => _clusterList = value.IsDefault ? [] : value; }
+    public ImmutableArray<IPAddress> ClusterList
+    {
+        get => _rare?.ClusterList ?? [];
+        init => SetRare(value.IsDefault ? [] : value, value.IsDefaultOrEmpty, static (r, v) => r.ClusterList = v);
+    }
 
     /// <summary>Only to Customer (RFC 9234 5), or null.</summary>
-    public uint? OnlyToCustomer { get; init; }
+    public uint? OnlyToCustomer { get => _rare?.OnlyToCustomer; init => SetRare(value, value is null, static (r, v) => r.OnlyToCustomer = v); }
 
     /// <summary>Attributes not interpreted here, kept raw; optional transitive ones are passed on with the partial bit (RFC 4271 5).</summary>
-    public ImmutableArray<BgpRawAttribute> UnknownAttributes { get => _unknown; init => _unknown = value.IsDefault ? [] : value; }
+    public ImmutableArray<BgpRawAttribute> UnknownAttributes
+    {
+        get => _rare?.Unknown ?? [];
+        init => SetRare(value.IsDefault ? [] : value, value.IsDefaultOrEmpty, static (r, v) => r.Unknown = v);
+    }
 
     /// <inheritdoc />
     public bool Equals(BgpPathAttributes? other)
@@ -126,15 +167,23 @@ public sealed record BgpPathAttributes
         if (ReferenceEquals(this, other)) return true;
         if (other is null) return false;
         return Origin == other.Origin && AsPath.Equals(other.AsPath) && Equals(NextHop, other.NextHop)
-            && Equals(LinkLocalNextHop, other.LinkLocalNextHop) && Med == other.Med && LocalPreference == other.LocalPreference
-            && AtomicAggregate == other.AtomicAggregate && Equals(Aggregator, other.Aggregator)
+            && Med == other.Med && LocalPreference == other.LocalPreference
+            && AtomicAggregate == other.AtomicAggregate
             && _communities.AsSpan().SequenceEqual(other._communities.AsSpan())
-            && _extended.AsSpan().SequenceEqual(other._extended.AsSpan())
-            && _large.AsSpan().SequenceEqual(other._large.AsSpan())
-            && Equals(OriginatorId, other.OriginatorId)
-            && _clusterList.SequenceEqual(other._clusterList)
-            && OnlyToCustomer == other.OnlyToCustomer
-            && _unknown.SequenceEqual(other._unknown);
+            && RareEquals(_rare, other._rare);
+    }
+
+    private static bool RareEquals(Rare? a, Rare? b)
+    {
+        if (ReferenceEquals(a, b)) return true;
+        if (a is null || b is null) return false; // a non-null side object always holds a non-default value
+        return Equals(a.LinkLocalNextHop, b.LinkLocalNextHop) && Equals(a.Aggregator, b.Aggregator)
+            && a.Extended.AsSpan().SequenceEqual(b.Extended.AsSpan())
+            && a.Large.AsSpan().SequenceEqual(b.Large.AsSpan())
+            && Equals(a.OriginatorId, b.OriginatorId)
+            && a.ClusterList.SequenceEqual(b.ClusterList)
+            && a.OnlyToCustomer == b.OnlyToCustomer
+            && a.Unknown.SequenceEqual(b.Unknown);
     }
 
     /// <inheritdoc />
@@ -149,9 +198,12 @@ public sealed record BgpPathAttributes
         h.Add(LocalPreference);
         h.Add(AtomicAggregate);
         foreach (var c in _communities) h.Add(c.Value);
-        foreach (var c in _extended) h.Add(c.Value);
-        foreach (var c in _large) h.Add(c);
-        h.Add(_unknown.Length);
+        if (_rare is { } r)
+        {
+            foreach (var c in r.Extended) h.Add(c.Value);
+            foreach (var c in r.Large) h.Add(c);
+            h.Add(r.Unknown.Length);
+        }
         return h.ToHashCode();
     }
 
@@ -165,12 +217,12 @@ public sealed record BgpPathAttributes
         if (AtomicAggregate) sb.Append(", atomic-aggregate");
         if (Aggregator is not null) sb.Append(", aggregator ").Append(Aggregator.Asn).Append(' ').Append(Aggregator.Address);
         if (_communities.Length > 0) sb.Append(", communities ").AppendJoin(' ', _communities);
-        if (_extended.Length > 0) sb.Append(", ext ").AppendJoin(' ', _extended);
-        if (_large.Length > 0) sb.Append(", large ").AppendJoin(' ', _large);
+        if (ExtendedCommunities.Length > 0) sb.Append(", ext ").AppendJoin(' ', ExtendedCommunities);
+        if (LargeCommunities.Length > 0) sb.Append(", large ").AppendJoin(' ', LargeCommunities);
         if (OriginatorId is not null) sb.Append(", originator ").Append(OriginatorId);
-        if (_clusterList.Length > 0) sb.Append(", cluster-list ").AppendJoin(' ', _clusterList);
+        if (ClusterList.Length > 0) sb.Append(", cluster-list ").AppendJoin(' ', ClusterList);
         if (OnlyToCustomer is { } otc) sb.Append(", otc ").Append(otc);
-        if (_unknown.Length > 0) sb.Append(", ").AppendJoin(' ', _unknown);
+        if (UnknownAttributes.Length > 0) sb.Append(", ").AppendJoin(' ', UnknownAttributes);
         return true;
     }
 }

@@ -471,13 +471,15 @@ internal static class UpdateCodec
         // AS_PATH (RFC 6793 4.2.2: on a 2-octet session, 4-octet ASes become AS_TRANS and AS4_PATH carries the truth)
         bool needAs4 = false;
         int pathLen = 0;
-        foreach (var seg in a.AsPath.SegmentArray)
+        var path = a.AsPath;
+        for (int si = 0; si < path.SegmentCount; si++)
         {
             // RFC 4271 4.3: a segment holds at most 255 ASes; longer ones are split.
-            int n = seg.Count;
+            var asns = path.SegmentAsns(si);
+            int n = asns.Length;
             pathLen += ((n + 254) / 255) * 2 + n * asSize;
             if (!ctx.FourOctetAs)
-                foreach (uint asn in seg.Asns)
+                foreach (uint asn in asns)
                     needAs4 |= asn > ushort.MaxValue;
         }
         v = Attr(d, ref p, AttributeFlags.Transitive, AttributeCode.AsPath, pathLen, measure);
@@ -538,9 +540,9 @@ internal static class UpdateCodec
         if (needAs4)
         {
             int len4 = 0;
-            foreach (var seg in a.AsPath.SegmentArray)
-                if (seg.Type is AsPathSegmentType.Sequence or AsPathSegmentType.Set)
-                    len4 += ((seg.Count + 254) / 255) * 2 + seg.Count * 4;
+            for (int si = 0; si < path.SegmentCount; si++)
+                if (path.SegmentType(si) is AsPathSegmentType.Sequence or AsPathSegmentType.Set)
+                    len4 += ((path.SegmentAsns(si).Length + 254) / 255) * 2 + path.SegmentAsns(si).Length * 4;
             v = Attr(d, ref p, AttributeFlags.Optional | AttributeFlags.Transitive, AttributeCode.As4Path, len4, measure);
             if (!measure) WritePath(v, a.AsPath, 4, true);
         }
@@ -602,15 +604,16 @@ internal static class UpdateCodec
     private static void WritePath(Span<byte> s, AsPath path, int asSize, bool skipConfed)
     {
         int p = 0;
-        foreach (var seg in path.SegmentArray)
+        for (int si = 0; si < path.SegmentCount; si++)
         {
-            if (skipConfed && seg.Type is AsPathSegmentType.ConfedSequence or AsPathSegmentType.ConfedSet)
+            var type = path.SegmentType(si);
+            if (skipConfed && type is AsPathSegmentType.ConfedSequence or AsPathSegmentType.ConfedSet)
                 continue;
-            var asns = seg.Asns;
+            var asns = path.SegmentAsns(si);
             for (int start = 0; start < asns.Length; start += 255)
             {
                 int n = Math.Min(255, asns.Length - start);
-                s[p] = (byte)seg.Type;
+                s[p] = (byte)type;
                 s[p + 1] = (byte)n;
                 p += 2;
                 for (int i = 0; i < n; i++)

@@ -94,7 +94,7 @@ public sealed class BgpRoaTable
     public BgpRpkiState Validate(BgpPrefix prefix, AsPath path, uint localAs)
     {
         ArgumentNullException.ThrowIfNull(path);
-        uint? origin = path.Segments.Count == 0 ? localAs : path.OriginAs;
+        uint? origin = path.SegmentCount == 0 ? localAs : path.OriginAs;
         return Validate(prefix, origin);
     }
 

@@ -811,17 +811,17 @@ internal sealed class BgpRib : IStaleRouteStore
         if (ReferenceEquals(e.Value, p.Attrs))
         {
             ref var m = ref Unsafe.NullRef<RibAttributeStore.ExportMemo>();
-            if (e.HasFirst && e.First.Target == t.Id && e.First.Source == s.Id)
+            if (e.First.Target == t.Id && e.First.Source == s.Id)
             {
                 m = ref e.First;
             }
-            else
+            else if (e.Memo is { } memos)
             {
-                for (int i = 0; i < e.MemoCount; i++)
+                for (int i = 0; i < memos.Length; i++)
                 {
-                    if (e.Memo![i].Target == t.Id && e.Memo[i].Source == s.Id)
+                    if (memos[i].Target == t.Id && memos[i].Source == s.Id)
                     {
-                        m = ref e.Memo[i];
+                        m = ref memos[i];
                         break;
                     }
                 }
@@ -839,16 +839,31 @@ internal sealed class BgpRib : IStaleRouteStore
             {
                 pre = ExportTransform(t, s, p.Attrs);
                 var memo = new RibAttributeStore.ExportMemo { Target = t.Id, Source = s.Id, Epoch = _epoch, Result = pre };
-                if (!e.HasFirst)
+                if (e.First.Target < 0)
                 {
                     e.First = memo;
-                    e.HasFirst = true;
                 }
                 else
                 {
-                    if (e.Memo is null) e.Memo = new RibAttributeStore.ExportMemo[2];
-                    else if (e.MemoCount == e.Memo.Length) Array.Resize(ref e.Memo, e.MemoCount * 2);
-                    e.Memo[e.MemoCount++] = memo;
+                    int free = -1;
+                    if (e.Memo is null)
+                    {
+                        e.Memo = new RibAttributeStore.ExportMemo[2];
+                        e.Memo[1].Target = -1;
+                        free = 0;
+                    }
+                    else
+                    {
+                        for (int i = 0; i < e.Memo.Length && free < 0; i++)
+                            if (e.Memo[i].Target < 0) free = i;
+                        if (free < 0)
+                        {
+                            free = e.Memo.Length;
+                            Array.Resize(ref e.Memo, free * 2);
+                            for (int i = free + 1; i < e.Memo.Length; i++) e.Memo[i].Target = -1;
+                        }
+                    }
+                    e.Memo[free] = memo;
                 }
             }
         }

@@ -1,45 +1,47 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 
 namespace Netcore.Bgp.Rib;
 
 /// <summary>
 /// Interned attribute sets: one shared instance per distinct value, reference counted by the paths that
-/// use it and released with the last one. Single-threaded (the RIB thread).
+/// use it and released with the last one. Single-threaded (the RIB thread). The index is an open-addressed
+/// table of ids (linear probing, backward-shift deletion) over the entries' stored hashes: 4-8 bytes per set
+/// instead of a dictionary's ~28, and no table-sized entry arrays to copy while a full table arrives.
 /// </summary>
 internal sealed class RibAttributeStore
 {
     internal struct Entry
     {
         public BgpPathAttributes? Value;
-        public int Refs;
-        public int NextFree;
-        /// <summary>The first export result, inline (most sets are exported to one peer from one source).</summary>
+        /// <summary>The first export result (most sets are exported to one peer from one source), kept by BgpRib.Export.</summary>
         public ExportMemo First;
-        public bool HasFirst;
-        /// <summary>Further export results (other target or source peers).</summary>
+        /// <summary>Further export results (other target or source peers); unused slots have Target -1.</summary>
         public ExportMemo[]? Memo;
-        public int MemoCount;
+        public int Refs;
+        /// <summary>Hash of <see cref="Value"/>; the next free id while the entry is free.</summary>
+        public int Hash;
     }
 
+    /// <summary>An export result for (target, source) at an epoch; Target -1 = none.</summary>
     internal struct ExportMemo
     {
+        public BgpPathAttributes? Result;
         public int Target;
         public int Source;
         public int Epoch;
-        public BgpPathAttributes? Result;
     }
 
-    private readonly Dictionary<BgpPathAttributes, int> _index = [];
     private const int ChunkBits = 12, ChunkMask = (1 << ChunkBits) - 1;
     private Entry[][] _chunks = new Entry[16][];
+    private int[] _slots = new int[1024]; // id + 1, 0 = empty
+    private int _count;
     private int _used;
     private int _free = -1;
     private BgpPathAttributes? _lastRef;
     private int _lastId = -1;
 
     /// <summary>Live attribute sets.</summary>
-    public int Count => _index.Count;
+    public int Count => _count;
 
     public BgpPathAttributes Get(int id) => At(id).Value!;
 
@@ -55,29 +57,69 @@ internal sealed class RibAttributeStore
             At(_lastId).Refs++;
             return _lastId;
         }
-        ref int slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_index, value, out bool exists);
-        if (!exists)
+        int hash = value.GetHashCode();
+        int mask = _slots.Length - 1;
+        int i = hash & mask;
+        int id;
+        while (true)
         {
-            int id;
-            if (_free >= 0)
+            int sl = _slots[i];
+            if (sl == 0)
             {
-                id = _free;
-                _free = At(id).NextFree;
+                id = Add(value, hash);
+                if (_count * 2 > _slots.Length) Grow();
+                else _slots[i] = id + 1;
+                break;
             }
-            else
+            ref var e = ref At(sl - 1);
+            if (e.Hash == hash && (ReferenceEquals(e.Value, value) || e.Value!.Equals(value)))
             {
-                id = _used++;
-                int c = id >> ChunkBits;
-                if (c == _chunks.Length) Array.Resize(ref _chunks, c * 2);
-                _chunks[c] ??= new Entry[1 << ChunkBits];
+                id = sl - 1;
+                break;
             }
-            At(id) = new Entry { Value = value, Refs = 0, NextFree = -1 };
-            slot = id;
+            i = (i + 1) & mask;
         }
-        _lastRef = At(slot).Value;
-        _lastId = slot;
-        At(slot).Refs++;
-        return slot;
+        ref var found = ref At(id);
+        found.Refs++;
+        _lastRef = found.Value;
+        _lastId = id;
+        return id;
+    }
+
+    private int Add(BgpPathAttributes value, int hash)
+    {
+        int id;
+        if (_free >= 0)
+        {
+            id = _free;
+            _free = At(id).Hash;
+        }
+        else
+        {
+            id = _used++;
+            int c = id >> ChunkBits;
+            if (c == _chunks.Length) Array.Resize(ref _chunks, c * 2);
+            _chunks[c] ??= new Entry[1 << ChunkBits];
+        }
+        At(id) = new Entry { Value = value, Hash = hash, First = new ExportMemo { Target = -1 } };
+        _count++;
+        return id;
+    }
+
+    /// <summary>Doubles the index and re-inserts every live id (the entries themselves never move).</summary>
+    private void Grow()
+    {
+        var slots = new int[_slots.Length * 2];
+        int mask = slots.Length - 1;
+        for (int id = 0; id < _used; id++)
+        {
+            ref var e = ref At(id);
+            if (e.Value is null) continue;
+            int i = e.Hash & mask;
+            while (slots[i] != 0) i = (i + 1) & mask;
+            slots[i] = id + 1;
+        }
+        _slots = slots;
     }
 
     public void AddRef(int id) => At(id).Refs++;
@@ -87,10 +129,36 @@ internal sealed class RibAttributeStore
     {
         ref var e = ref At(id);
         if (--e.Refs > 0) return;
-        _index.Remove(e.Value!);
+        RemoveSlot(id, e.Hash);
         if (ReferenceEquals(_lastRef, e.Value)) { _lastRef = null; _lastId = -1; }
-        e = new Entry { NextFree = _free };
+        e = new Entry { Hash = _free };
         _free = id;
+        _count--;
+    }
+
+    private void RemoveSlot(int id, int hash)
+    {
+        int mask = _slots.Length - 1;
+        int i = hash & mask;
+        while (_slots[i] != id + 1) i = (i + 1) & mask;
+        // backward-shift deletion: move later members of the cluster into the gap when their home allows
+        int gap = i;
+        int j = i;
+        while (true)
+        {
+            j = (j + 1) & mask;
+            int sl = _slots[j];
+            if (sl == 0) break;
+            int home = At(sl - 1).Hash & mask;
+            // the entry at j may fill the gap when its home is not in (gap, j] (cyclically)
+            bool inRange = gap <= j ? home > gap && home <= j : home > gap || home <= j;
+            if (!inRange)
+            {
+                _slots[gap] = sl;
+                gap = j;
+            }
+        }
+        _slots[gap] = 0;
     }
 }
 

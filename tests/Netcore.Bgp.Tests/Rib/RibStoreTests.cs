@@ -46,6 +46,54 @@ public class RibStoreTests
     }
 
     [Fact]
+    public void Attribute_store_interns_equal_sets_and_forgets_them_with_their_last_reference()
+    {
+        // Equal values built separately (no shared instances), colliding hashes included, many grow steps,
+        // and random releases that exercise the index's backward-shift deletion.
+        var rnd = new Random(11);
+        var store = new RibAttributeStore();
+        var refs = new Dictionary<BgpPathAttributes, (int Id, int Count)>();
+        BgpPathAttributes Make(int k) => new()
+        {
+            AsPath = AsPath.FromSequence(65000, (uint)(k % 700)),
+            Med = (uint)(k / 700),
+            Communities = k % 3 == 0 ? [new BgpCommunity(65000, (ushort)k)] : [],
+            OriginatorId = k % 5 == 0 ? IPAddress.Parse("10.0.0.1") : null,
+        };
+        for (int step = 0; step < 80_000; step++)
+        {
+            int k = rnd.Next(6000);
+            var v = Make(k);
+            if (rnd.Next(3) > 0 || !refs.TryGetValue(v, out var held))
+            {
+                int id = store.Acquire(v);
+                if (refs.TryGetValue(v, out var r))
+                {
+                    Assert.Equal(r.Id, id); // the same set, the same id
+                    refs[v] = (id, r.Count + 1);
+                }
+                else
+                {
+                    refs[v] = (id, 1);
+                }
+                Assert.True(store.Get(id).Equals(v));
+            }
+            else
+            {
+                store.Release(held.Id);
+                if (held.Count == 1) refs.Remove(v);
+                else refs[v] = (held.Id, held.Count - 1);
+            }
+            Assert.Equal(refs.Count, store.Count);
+        }
+        foreach (var (v, (id, count)) in refs)
+        {
+            Assert.Equal(count, store.RefCount(id));
+            Assert.Equal(id, store.Acquire(Make(0) with { AsPath = v.AsPath, Med = v.Med, Communities = v.Communities, OriginatorId = v.OriginatorId }));
+        }
+    }
+
+    [Fact]
     public void Path_store_reuses_freed_slots_across_chunks()
     {
         var store = new RibPathStore();
