@@ -75,8 +75,14 @@ cmds = []
 # struct lb_config: gw_mac[6], mtu, src_v4 (be), src_v6[16], hash_seed
 cfg = gw_mac + struct.pack("<H", 1500) + ipaddress.ip_address("10.0.0.1").packed + ipaddress.ip_address("2001:db8:1::1").packed + struct.pack("<I", 0x5EED)
 cmds.append(f"map update pinned {maps}/lb_config key hex 00 00 00 00 value hex {hx(cfg)}")
-for i in range(NBACK):  # struct lb_backend: addr[16], family, flags, pad[14]
-    be = ipaddress.ip_address(f"10.0.1.{i + 1}").packed + bytes(12) + bytes([4, 0]) + bytes(14)
+SRC4 = ipaddress.ip_address("10.0.0.1").packed
+def csum_base(src, dst):  # lb_backend.csum_base: constant outer IPv4 words, little-endian, folded
+    s = 0x45 + 0x40 + 0x40 + sum(struct.unpack("<4H", src + dst))
+    while s > 0xffff: s = (s & 0xffff) + (s >> 16)
+    return s
+for i in range(NBACK):  # struct lb_backend: addr[16], family, flags, csum_base, src_v4, gw_mac[6], mtu
+    addr = ipaddress.ip_address(f"10.0.1.{i + 1}").packed
+    be = addr + bytes(12) + bytes([4, 0]) + struct.pack("<H", csum_base(SRC4, addr)) + SRC4 + gw_mac + struct.pack("<H", 1500)
     cmds.append(f"map update pinned {maps}/lb_backends key hex {hx(struct.pack('<I', i))} value hex {hx(be)}")
 buckets = {}
 def service(vip, port, proto, sid, encap, gue_port):

@@ -18,7 +18,7 @@ public class LbMapLayoutTests
             new StructLayoutSpec("struct lb_service", typeof(LbService), ("id", "id"), ("table_size", "table_size"), ("encap", "encap"), ("flags", "flags"), ("gue_port", "gue_port")),
             new StructLayoutSpec("struct lb_vip", typeof(LbVip), ("key", "key"), ("svc", "svc")),
             new StructLayoutSpec("struct lb_vip_bucket", typeof(LbVipBucket)),
-            new StructLayoutSpec("struct lb_backend", typeof(LbBackend), ("addr", "addr"), ("family", "family"), ("flags", "flags"), ("pad", "pad")),
+            new StructLayoutSpec("struct lb_backend", typeof(LbBackend), ("addr", "addr"), ("family", "family"), ("flags", "flags"), ("csum_base", "csum_base"), ("src_v4", "src_v4"), ("gw_mac", "gw_mac"), ("mtu", "mtu")),
             new StructLayoutSpec("struct lb_flow", typeof(LbFlow), ("key", "key"), ("hash", "hash"), ("backend", "backend"), ("check", "check")),
             new StructLayoutSpec("struct lb_flow_set", typeof(LbFlowSet)),
             new StructLayoutSpec("struct lb_config", typeof(LbConfig), ("gw_mac", "gw_mac"), ("mtu", "mtu"), ("src_v4", "src_v4"), ("src_v6", "src_v6"), ("hash_seed", "hash_seed")),

@@ -34,7 +34,7 @@ internal static class LbMaps
     public const string Layout = "lb_layout";
 
     /// <summary>LB_LAYOUT_VERSION: the layout of the pinned maps (lb_layout[0]).</summary>
-    public const uint LayoutVersion = 2;
+    public const uint LayoutVersion = 3;
 
     /// <summary>LB_VIP_BUCKETS: buckets of lb_vips (a power of two).</summary>
     public const int VipBuckets = 4096;
@@ -202,7 +202,34 @@ internal unsafe struct LbBackend
     public fixed byte addr[16];
     public byte family;
     public byte flags;
-    public fixed byte pad[14];
+    public ushort csum_base;
+    public uint src_v4; // network order (the address bytes as they are)
+    public fixed byte gw_mac[6];
+    public ushort mtu;
+
+    /// <summary>
+    /// This backend with the template lb.h describes filled in from <paramref name="config"/>:
+    /// the outer source address, gateway MAC, MTU and, for an IPv4 backend, the one's complement
+    /// sum of the outer IPv4 header's constant words (RFC 1071), read little-endian as lb.c does.
+    /// </summary>
+    public readonly LbBackend WithConfig(in LbConfig config)
+    {
+        var b = this;
+        b.src_v4 = config.src_v4;
+        b.mtu = config.mtu;
+        for (int i = 0; i < 6; i++)
+            b.gw_mac[i] = config.gw_mac[i];
+        b.csum_base = 0;
+        if (b.family == LbMaps.FamilyV4)
+        {
+            uint daddr = b.addr[0] | ((uint)b.addr[1] << 8) | ((uint)b.addr[2] << 16) | ((uint)b.addr[3] << 24);
+            uint sum = 0x0045 + 0x0040 + 0x0040 + (config.src_v4 & 0xffff) + (config.src_v4 >> 16) + (daddr & 0xffff) + (daddr >> 16);
+            sum = (sum & 0xffff) + (sum >> 16);
+            sum = (sum & 0xffff) + (sum >> 16);
+            b.csum_base = (ushort)sum;
+        }
+        return b;
+    }
 
     public static LbBackend Create(IPAddress address, bool down = false)
     {

@@ -42,6 +42,8 @@ internal sealed partial class XdpDataPlane : IDataPlane
     private readonly PerCpuMap<uint, LbStats> _svcStats, _beStats;
     private readonly PerCpuMap<uint, ulong> _global;
     private BpfLink? _link;
+    private LbConfig _configValue;
+    private readonly Dictionary<uint, LbBackend> _backendsWritten = [];
 
     private XdpDataPlane(BpfObject obj, string pinDirectory)
     {
@@ -220,7 +222,14 @@ internal sealed partial class XdpDataPlane : IDataPlane
     }
 
     /// <inheritdoc />
-    public void SetConfig(in LbConfig config) => _config.AsMap<uint, LbConfig>().Update(0, config);
+    public void SetConfig(in LbConfig config)
+    {
+        _config.AsMap<uint, LbConfig>().Update(0, config);
+        _configValue = config;
+        // lb_backend carries a template of the configuration (bpf/lb.h): refresh every backend.
+        foreach (var (id, b) in _backendsWritten)
+            _backends.AsMap<uint, LbBackend>().Update(id, b.WithConfig(config));
+    }
 
     /// <inheritdoc />
     public bool HasRoomFor(in LbServiceKey key) => _vipTable.HasRoomFor(key);
@@ -238,10 +247,18 @@ internal sealed partial class XdpDataPlane : IDataPlane
     public IReadOnlyList<LbServiceKey> ServiceKeys() => _vipTable.Keys();
 
     /// <inheritdoc />
-    public void SetBackend(uint id, in LbBackend backend) => _backends.AsMap<uint, LbBackend>().Update(id, backend);
+    public void SetBackend(uint id, in LbBackend backend)
+    {
+        _backends.AsMap<uint, LbBackend>().Update(id, backend.WithConfig(_configValue));
+        _backendsWritten[id] = backend;
+    }
 
     /// <inheritdoc />
-    public void ClearBackend(uint id) => _backends.AsMap<uint, LbBackend>().Update(id, default);
+    public void ClearBackend(uint id)
+    {
+        _backends.AsMap<uint, LbBackend>().Update(id, default);
+        _backendsWritten.Remove(id);
+    }
 
     /// <inheritdoc />
     public void SwapRing(uint serviceId, ReadOnlySpan<uint> values)

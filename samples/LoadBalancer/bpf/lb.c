@@ -192,7 +192,7 @@ struct pkt {
     __u32 frame_len, l3_len, hash, tos, inner_proto, gue_port;
     __u64 mac0, mac1; /* the frame's bytes 0-7, 8-11 and the EtherType (bench: restored after) */
     __u64 dst;        /* destination MAC of the outer frame */
-    __u32 saddr4, daddr4;
+    __u32 saddr4, daddr4, csum_base;
     __u64 saddr6[2], daddr6[2];
 };
 
@@ -263,14 +263,15 @@ static __always_inline int encap_v4(struct xdp_md *ctx, struct pkt *p, const int
      * (RFC 2003 3.1: the encapsulator MAY set it) | TTL, protocol, checksum | source |
      * destination. The checksum is the one's complement sum of the 16-bit words, which does
      * not depend on byte order (RFC 1071 2(B)), so it is summed on little-endian words. */
-    __u32 w0 = 0x45 | (p->tos << 8) | ((__u32)bpf_htons(overhead + p->l3_len) << 16);
+    __u32 len = bpf_htons(overhead + p->l3_len);
+    __u32 w0 = 0x45 | (p->tos << 8) | (len << 16);
     __u32 w2 = OUTER_TTL | (outer_proto << 8);
-    __u64 sum = (__u64)w0 + 0x00400000 + w2 + p->saddr4 + p->daddr4;
-    sum = (sum & 0xffffffff) + (sum >> 32);
+    /* lb_backend.csum_base holds the constant words; add the TOS, length and protocol words
+     * (RFC 1624) and fold: at most 2^18, so two folds give 16 bits. */
+    __u32 sum = p->csum_base + (p->tos << 8) + len + (outer_proto << 8);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    w2 |= (__u32)(~sum & 0xffff) << 16;
+    w2 |= (~sum & 0xffff) << 16;
     __u64 e0 = p->dst | (p->mac0 << 48);                                  /* bytes 0-7 */
     __u64 e1 = ((p->mac0 >> 16) & 0xffffffff) | (0x0008ull << 32) | ((__u64)w0 << 48); /* 8-15 */
     __u64 i0 = (w0 >> 16) | (0x00400000ull << 16) | ((__u64)(w2 & 0xffff) << 48); /* 16-23 */
@@ -434,10 +435,9 @@ static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __
     if (!svc)
         return pass(LB_G_PASS);
 
-    /* From here on the packet is ours: it is transmitted or dropped, never passed. */
-    struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
-    if (!cfg)
-        return XDP_DROP;
+    /* From here on the packet is ours: it is transmitted or dropped, never passed. lb_config is
+     * only looked up for the flow hash and IPv6 outer headers (lb_backend has the rest). */
+    struct lb_config *cfg;
     __u32 sid = svc->id;
     struct lb_stats *ss = bpf_map_lookup_elem(&lb_svc_stats, &sid);
     __u32 frame_len = data_end - data;
@@ -451,6 +451,9 @@ static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __
         struct ipv6hdr *ip6 = l3;
         if ((void *)(ip6 + 1) > data_end) /* checked above; restated for the verifier */
             return XDP_DROP;
+        cfg = bpf_map_lookup_elem(&lb_config, &zero);
+        if (!cfg)
+            return drop_svc(ss, 0, 0);
         h = cfg->hash_seed;
 #pragma unroll
         for (int i = 0; i < 4; i++)
@@ -497,6 +500,9 @@ static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __
             struct iphdr *ip = l3;
             if ((void *)(ip + 1) > data_end) /* checked above; restated for the verifier */
                 return XDP_DROP;
+            cfg = bpf_map_lookup_elem(&lb_config, &zero);
+            if (!cfg)
+                return drop_svc(ss, 0, 0);
             h = cfg->hash_seed;
             h = mix(h, ip->saddr);
             h = mix(h, (__u32)k0);
@@ -526,7 +532,9 @@ static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __
 
     __u32 outer_len = l3_len + (be->family == LB_FAMILY_V6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) +
                       (svc->encap == LB_ENCAP_GUE ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
-    if (cfg->mtu && outer_len > cfg->mtu)
+    __u64 gw_mtu = *(__u64 *)be->gw_mac; /* gw_mac | mtu << 48 */
+    __u32 mtu = gw_mtu >> 48;
+    if (mtu && outer_len > mtu)
         return drop_svc(ss, bs, 1);
 
     struct pkt p = {
@@ -534,13 +542,17 @@ static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __
         .inner_proto = v6 ? IPPROTO_IPV6 : IPPROTO_IPIP, .gue_port = svc->gue_port,
         .mac0 = *(__u64 *)data, .mac1 = *(__u32 *)(data + 8) | ((__u64)h_proto << 32),
     };
-    __u64 gw = *(__u64 *)cfg->gw_mac & MAC_MASK;
+    __u64 gw = gw_mtu & MAC_MASK;
     p.dst = gw ? gw : (p.mac0 >> 48) | ((p.mac1 & 0xffffffff) << 16);
     if (be->family == LB_FAMILY_V4) {
-        p.saddr4 = cfg->src_v4;
+        p.saddr4 = be->src_v4;
         p.daddr4 = *(__u32 *)be->addr;
+        p.csum_base = be->csum_base;
         return svc->encap == LB_ENCAP_GUE ? encap_v4(ctx, &p, 1) : encap_v4(ctx, &p, 0);
     }
+    cfg = bpf_map_lookup_elem(&lb_config, &zero);
+    if (!cfg)
+        return drop_svc(ss, bs, 1);
     p.saddr6[0] = *(__u64 *)cfg->src_v6;
     p.saddr6[1] = *(__u64 *)&cfg->src_v6[8];
     p.daddr6[0] = *(__u64 *)be->addr;

@@ -73,12 +73,23 @@ static inline __u32 lb_vip_bucket_of(__u32 a0, __u32 a1, __u32 a2, __u32 a3, __u
     return ((a0 ^ a1 ^ a2 ^ a3 ^ port_proto_family) * LB_VIP_HASH_MUL) >> 20;
 }
 
-/* Value of lb_backends, indexed by backend id (the values stored in a Maglev ring). */
+/* Value of lb_backends, indexed by backend id (the values stored in a Maglev ring). 32 bytes, so
+ * the verifier indexes it with a shift. Besides the address it carries a template of what the
+ * outer headers need from lb_config, written by the control plane with every backend and again
+ * for every backend when lb_config changes (XdpDataPlane), so that the hot path of an IPv4
+ * backend does not look lb_config up at all. */
 struct __attribute__((aligned(8))) lb_backend {
     __u8 addr[16];
-    __u8 family; /* LB_FAMILY_V4 or LB_FAMILY_V6; 0 = unused slot (flows are dropped) */
-    __u8 flags;  /* LB_BE_F_* */
-    __u8 pad[14]; /* 32 bytes: the verifier then indexes with a shift, not a multiply */
+    __u8 family;        /* LB_FAMILY_V4 or LB_FAMILY_V6; 0 = unused slot (flows are dropped) */
+    __u8 flags;         /* LB_BE_F_* */
+    /* IPv4 backends: the one's complement sum (RFC 1071), folded to 16 bits and not complemented,
+     * of the outer IPv4 header's constant 16-bit words read little-endian: 0x0045 (version, IHL),
+     * 0x0040 (DF), 0x0040 (TTL 64), src_v4 and the backend address (two words each). The program
+     * adds the TOS, total length and protocol (RFC 1624 incremental update) and complements. */
+    __u16 csum_base;
+    __be32 src_v4;      /* lb_config.src_v4 */
+    __u8 gw_mac[6];     /* lb_config.gw_mac */
+    __u16 mtu;          /* lb_config.mtu */
 };
 
 /* lb_backend.flags: the backend failed its health check. Flows remembered in lb_flows for it are
@@ -131,7 +142,7 @@ static inline __u16 lb_flow_check(__u64 key)
 
 /* Value of lb_layout[0]: the layout of the pinned maps. A daemon finding pins of another layout
  * (or none, from before this map existed) recreates the maps (XdpDataPlane.Open). */
-#define LB_LAYOUT_VERSION 2
+#define LB_LAYOUT_VERSION 3
 
 /* Single entry of lb_config. */
 struct lb_config {
