@@ -53,7 +53,7 @@ COMPARISONS=(
   "lb-xdp|REPEAT=100000 RUNS=3|"
   "vm-create|500 20000|"
   "bfd-scale|BFD_SCALE_DURATION=10 BFD_SCALE_CONFIGS=100:50 BFD_SCALE_LOADS=idle|"
-  "bgp-fulltable|quick BGP_FULLTABLE_NO_BUILD=1|BGP_FULLTABLE_NO_BUILD=1"
+  "bgp-fulltable|BGP_FULLTABLE_NO_BUILD=1 1050000 240000 1|BGP_FULLTABLE_NO_BUILD=1"
 )
 for entry in "${COMPARISONS[@]}"; do
   IFS='|' read -r name quick full <<<"$entry"

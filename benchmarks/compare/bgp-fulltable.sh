@@ -28,7 +28,7 @@
 #
 # Usage (root):  bgp-fulltable.sh [quick | V4 V6 RUNS]
 #   quick  = 100000 24000 1 (about 3 minutes with the build done)
-# Environment:   BGP_FULLTABLE_SPEAKERS (default "netcore bird gobgp frr"), BGP_FULLTABLE_SEED (42),
+# Environment:   BGP_FULLTABLE_SPEAKERS (default "netcore bird gobgp frr", spaces or commas), BGP_FULLTABLE_SEED (42),
 #   BGP_FULLTABLE_NO_BUILD=1 (skip dotnet build), BGP_FULLTABLE_LOGS=DIR (keep each run's speaker and
 #   driver logs there; the Netcore speaker prints GC/RSS STATS lines once a second),
 #   BGP_FULLTABLE_SPEAKER_ARGS (extra arguments for the Netcore speaker, e.g. --alloc-profile 1), BGP_FULLTABLE_TIMEOUT (s per run, default 900),
@@ -46,6 +46,7 @@ if [ "${1:-}" = quick ]; then V4=100000 V6=24000 RUNS=1; shift; fi
 [ $# -ge 2 ] && V6=$2
 [ $# -ge 3 ] && RUNS=$3
 SPEAKERS="${BGP_FULLTABLE_SPEAKERS:-netcore bird gobgp frr}"
+SPEAKERS="${SPEAKERS//,/ }" # commas allowed (run.sh passes the list as one word)
 SEED="${BGP_FULLTABLE_SEED:-42}"
 TIMEOUT="${BGP_FULLTABLE_TIMEOUT:-900}"
 DOTNET_ENV="${BGP_FULLTABLE_DOTNET_ENV:-DOTNET_TieredCompilation=0}"
