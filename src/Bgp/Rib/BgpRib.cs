@@ -23,7 +23,7 @@ internal sealed class BgpRib : IStaleRouteStore
     private enum Kind
     {
         Update, PeerUp, PeerDown, MarkStale, SweepStale, RemovePeer, Originate, WithdrawOriginated,
-        Refresh, Subscribe, Unsubscribe, Snapshot, Barrier, OptionsChanged,
+        Refresh, Subscribe, Unsubscribe, Snapshot, Barrier, OptionsChanged, NextHopsChanged,
     }
 
     private sealed class Command
@@ -45,6 +45,7 @@ internal sealed class BgpRib : IStaleRouteStore
         public ChangeSubscriber? Subscriber;
         public TaskCompletionSource? Done;
         public TaskCompletionSource<List<BgpRibRoute>>? SnapshotDone;
+        public HashSet<IPAddress>? NextHops;
     }
 
     private struct TopItem
@@ -268,6 +269,14 @@ internal sealed class BgpRib : IStaleRouteStore
     public Task OptionsChanged(BgpPeer peer, bool reExport, bool reImport) =>
         Post(new Command { Kind = Kind.OptionsChanged, Peer = peer, ReExport = reExport, ReImport = reImport });
 
+    /// <summary>
+    /// The IGP cost or reachability of next hops changed (<see cref="BgpRibOptions.NextHopCost"/> would answer
+    /// differently): re-runs the decision process of every prefix with a path via one of <paramref name="nextHops"/>
+    /// (every prefix when null) and exports what changed.
+    /// </summary>
+    public Task NextHopsChangedAsync(IEnumerable<IPAddress>? nextHops) =>
+        Post(new Command { Kind = Kind.NextHopsChanged, NextHops = nextHops is null ? null : [.. nextHops] });
+
     /// <summary>Completes when every command queued before it was processed.</summary>
     public Task FlushAsync() => Post(new Command { Kind = Kind.Barrier });
 
@@ -423,6 +432,8 @@ internal sealed class BgpRib : IStaleRouteStore
             case Kind.OptionsChanged:
                 if (_byPeer.TryGetValue(c.Peer!, out var oc)) ApplyChangedOptions(oc, c.ReExport, c.ReImport);
                 break;
+            case Kind.NextHopsChanged: ReRankVia(c.NextHops); break;
+
         }
     }
 
@@ -976,6 +987,36 @@ internal sealed class BgpRib : IStaleRouteStore
             count++;
         }
         RibLog.PeerExported(_log, t.ToString(), count);
+    }
+
+    // ------------------------------------------------------------------ next hop changes
+
+    /// <summary>RFC 4271 9.1.2: reruns the decision process where the resolvability or cost of a path's next hop may have changed.</summary>
+    private void ReRankVia(HashSet<IPAddress>? nextHops)
+    {
+        var affected = new List<BgpPrefix>();
+        foreach (var (prefix, head) in _prefixes)
+        {
+            for (int i = head; i >= 0; i = _paths[i].Next)
+            {
+                int attr = _paths[i].Attr;
+                if (attr < 0) continue;
+                if (nextHops is null || (_attrs.Get(attr).NextHop is { } nh && nextHops.Contains(nh)))
+                {
+                    affected.Add(prefix);
+                    break;
+                }
+            }
+        }
+        foreach (var prefix in affected)
+        {
+            ref int headRef = ref _prefixes.Find(prefix);
+            int oldN = CaptureTop(headRef, ref _old);
+            headRef = Rerank(headRef);
+            int newN = CaptureTop(headRef, ref _new);
+            Emit(prefix, oldN, newN, null);
+        }
+        RibLog.NextHopsReRanked(_log, nextHops?.Count ?? -1, affected.Count);
     }
 
     // ------------------------------------------------------------------ run-time option changes

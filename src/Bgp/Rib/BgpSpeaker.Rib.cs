@@ -1,3 +1,4 @@
+using System.Net;
 using Netcore.Bgp.Rib;
 
 namespace Netcore.Bgp;
@@ -53,6 +54,16 @@ public sealed partial class BgpSpeaker
         ArgumentNullException.ThrowIfNull(peer);
         return await RequireRib().AdjRibInAsync(peer, prePolicy).WaitAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// Tells the RIB that the IGP cost or reachability of next hops changed, i.e. that
+    /// <see cref="BgpRibOptions.NextHopCost"/> now answers differently for them (RFC 4271 9.1.2: a route whose
+    /// next hop is unresolvable is not used; 9.1.2.2 e: lower interior cost wins). The decision process reruns
+    /// for every prefix with a path via one of <paramref name="nextHops"/> (every prefix when null), and changed
+    /// best paths are exported and reported to <see cref="ReadBestPathChangesAsync"/> readers. Completes when done.
+    /// </summary>
+    public Task NextHopsChangedAsync(IEnumerable<IPAddress>? nextHops = null, CancellationToken cancellationToken = default) =>
+        RequireRib().NextHopsChangedAsync(nextHops).WaitAsync(cancellationToken);
 
     /// <summary>Number of prefixes in the Loc-RIB (0 when the RIB is disabled).</summary>
     public long RibPrefixCount => Rib?.PrefixCount ?? 0;

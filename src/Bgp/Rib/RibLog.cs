@@ -22,4 +22,7 @@ internal static partial class RibLog
 
     [LoggerMessage(106, LogLevel.Warning, "BGP peer {Peer}: {Family} routes are not exported: no next hop of that family on this session (set BgpPeerOptions.NextHopIPv4/NextHopIPv6, or extended next hop for IPv4 over IPv6)")]
     public static partial void NoNextHop(ILogger logger, string peer, string family);
+
+    [LoggerMessage(119, LogLevel.Debug, "BGP RIB: next hops changed ({NextHops} given, -1 = all): decision process rerun for {Prefixes} prefixes")]
+    public static partial void NextHopsReRanked(ILogger logger, int nextHops, int prefixes);
 }

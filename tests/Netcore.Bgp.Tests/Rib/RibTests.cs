@@ -212,6 +212,30 @@ public class RibTests
         await h.AnnounceAsync(b, Attrs("65020", "192.0.2.11"), "198.51.100.0/24");
         var routes = await h.Rib.SnapshotAsync(bestOnly: true);
         Assert.Equal(IPAddress.Parse("192.0.2.2"), Assert.Single(routes).PeerAddress); // cost 5 beats 20
+
+        // The IGP changes: nothing moves until the RIB is told, then the cheaper next hop wins and is exported.
+        var changes = h.Rib.Subscribe();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var seen = new List<BgpBestPathChange>();
+        var reader = Task.Run(async () =>
+        {
+            await foreach (var ch in changes.ReadAsync(cts.Token))
+            {
+                lock (seen) seen.Add(ch);
+                if (ch.Best?.PeerAddress?.Equals(IPAddress.Parse("192.0.2.1")) == true) return;
+            }
+        });
+        costs["192.0.2.10"] = 1;
+        await h.Rib.NextHopsChangedAsync([IPAddress.Parse("192.0.2.77")]); // an unrelated next hop: no rerun
+        Assert.Equal(IPAddress.Parse("192.0.2.2"), Assert.Single(await h.Rib.SnapshotAsync(bestOnly: true)).PeerAddress);
+        await h.Rib.NextHopsChangedAsync([IPAddress.Parse("192.0.2.10")]);
+        Assert.Equal(IPAddress.Parse("192.0.2.1"), Assert.Single(await h.Rib.SnapshotAsync(bestOnly: true)).PeerAddress);
+        await reader.WaitAsync(cts.Token);
+        Assert.Equal("192.0.2.10", seen[^1].Best!.Attributes.NextHop!.ToString());
+        // A next hop becomes unreachable: its paths are no longer eligible (every prefix rerun).
+        costs.Remove("192.0.2.10");
+        await h.Rib.NextHopsChangedAsync(null);
+        Assert.Equal(IPAddress.Parse("192.0.2.2"), Assert.Single(await h.Rib.SnapshotAsync(bestOnly: true)).PeerAddress);
     }
 
     [Fact]
