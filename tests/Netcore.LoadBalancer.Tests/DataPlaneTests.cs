@@ -434,6 +434,24 @@ public class DataPlaneTests
         }, maxTest: 150, seed: 0x4C42584450UL);
     }
     [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void ConfigChange_RefreshesTheBackendsCopyOfIt()
+    {
+        // lb_backend carries the outer source address, gateway MAC, MTU and checksum base of
+        // lb_config (bpf/lb.h); a new configuration rewrites every backend written before it.
+        using var lb = Setup();
+        var (frame, _) = Case("v4-tcp-ipip");
+        byte[] gw2 = [0x02, 0, 0, 0, 0, 0x09];
+        var src2 = IPAddress.Parse("10.0.0.99");
+        lb.SetConfig(LbConfig.Create(gw2, src2, Src6, 1500, Seed));
+        var (action, output) = lb.Run(frame);
+        Assert.Equal(Tx, action);
+        Assert.Equal(LbBpf.Hex(LbModel.Encapsulate(frame, Be4, Encapsulation.Ipip, 0, gw2, src2, Src6, Seed)), LbBpf.Hex(output));
+        lb.SetConfig(LbConfig.Create(gw2, src2, Src6, 60, Seed));   // MTU below the packet: encap error
+        Assert.Equal(Drop, lb.Run(frame).Action);
+        Assert.Equal(1UL, lb.ServiceStats(1).encap_errors);
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void ServicesSharingABucket_AreEachFound_ReplacedAndRemoved()
     {
         using var lb = Setup(rings: false);
@@ -468,7 +486,7 @@ public class DataPlaneTests
     }
 
     [LinuxFact(Bpf = true, Tools = ["clang-14"])]
-    public void FlowMemory_RemembersTheTwoNewestFlowsOfASet()
+    public void FlowMemory_RemembersTheTwoFlowsOfASetUsedLast()
     {
         // Three IPv4 flows of service 1 whose entries fall in the same set of the 2-way memory.
         using var lb = Setup();
@@ -498,6 +516,13 @@ public class DataPlaneTests
         Assert.Equal(Tx, action);
         Assert.Equal(LbBpf.Hex(Expected(three[0], 1)), LbBpf.Hex(output));
         Assert.Equal(Be4Id, lb.RememberedBackend(three[0], 1, Seed));
+        // Each set is a 2-entry LRU: now three[0] (way 0) and three[2] (way 1); using three[2]
+        // again moves it to way 0, so the next new flow (three[1] again) evicts three[0].
+        Assert.Equal(Tx, lb.Run(three[2]).Action);
+        Assert.Equal(Tx, lb.Run(three[1]).Action);
+        Assert.Null(lb.RememberedBackend(three[0], 1, Seed));
+        Assert.Equal(Be4Id, lb.RememberedBackend(three[1], 1, Seed));
+        Assert.Equal(Be4Id, lb.RememberedBackend(three[2], 1, Seed));
         // IPv6 flows are remembered under their flow hash.
         var (v6, _) = Case("v6-tcp-ipip");
         Assert.Equal(Tx, lb.Run(v6).Action);

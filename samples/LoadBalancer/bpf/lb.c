@@ -479,10 +479,13 @@ static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __
     struct lb_backend *be = 0;
     __u32 bid = 0;
     __u64 val = 0;
-    if (fs->way[0].key == fkey)
+    int in_way1 = 0;
+    if (fs->way[0].key == fkey) {
         val = *(__u64 *)&fs->way[0].hash;
-    else if (fs->way[1].key == fkey)
+    } else if (fs->way[1].key == fkey) {
         val = *(__u64 *)&fs->way[1].hash;
+        in_way1 = 1;
+    }
 #ifdef LB_BENCH_NEW_FLOWS
     /* Benchmark build only: every packet is a flow the memory does not know (the path of the
      * first packet of each connection), so that path can be measured on one repeated frame. */
@@ -494,6 +497,12 @@ static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __
         if (be && (be->family == 0 || (be->flags & LB_BE_F_DOWN)))
             be = 0;
         h = val;
+        if (be && in_way1) {
+            /* Used again: back to way 0, so the set evicts the flow used least recently. */
+            fs->way[1] = fs->way[0];
+            fs->way[0].key = fkey;
+            *(__u64 *)&fs->way[0].hash = val;
+        }
     }
     if (!be) {
         if (!v6) {

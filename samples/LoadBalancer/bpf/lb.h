@@ -105,9 +105,10 @@ struct __attribute__((aligned(8))) lb_backend {
  * are the flow hash and the service id with LB_FLOW_KEY_V6 set (two IPv6 flows with the same
  * 32-bit hash share an entry, as they share a ring slot). Set = lb_flow_set_of(key), which leaves
  * the service id out, so the program looks the set up before it has found the service. A miss (a
- * new flow, or one evicted) inserts in way 0 and moves way 0 to way 1 (FIFO per set): lossy
- * like an LRU, a flow is forgotten when two newer flows land in its set, and a forgotten flow
- * simply follows the current ring again. An entry is two 64-bit words written separately;
+ * new flow, or one evicted) inserts in way 0 and moves way 0 to way 1; a hit in way 1 moves the
+ * entry back to way 0, so each set is a 2-entry LRU: a flow is forgotten when two other flows
+ * land in its set between two of its packets, and a forgotten flow simply follows the current
+ * ring again. An entry is two 64-bit words written separately;
  * `check` (lb_flow_check of the key) makes a word pair torn by a writer on another CPU read as
  * a miss rather than as another flow's backend. */
 #define LB_FLOW_SET_BITS 18
