@@ -235,9 +235,13 @@ public class HealthCheckTests
         Assert.False(await Health.HealthProbe.RunAsync(spec, IPAddress.Loopback, cts.Token));
         await cts.CancelAsync();
         listener.Stop();
-        // Nothing listens there now: refused.
-        Assert.False(await Health.HealthProbe.TcpAsync(ep, t, CancellationToken.None));
-        Assert.False(await Health.HealthProbe.RunAsync(spec, IPAddress.Loopback, CancellationToken.None));
+        // A port that is bound but not listening: refused. (Not the listener's freed port: another process
+        // on this machine may take it between Stop and the probe.)
+        using var closed = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        closed.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var refused = (IPEndPoint)closed.LocalEndPoint!;
+        Assert.False(await Health.HealthProbe.TcpAsync(refused, t, CancellationToken.None));
+        Assert.False(await Health.HealthProbe.RunAsync(spec with { Port = refused.Port }, IPAddress.Loopback, CancellationToken.None));
         Assert.Throws<ArgumentException>(() => Health.HealthProbe.ParseNodeCheck("udp:1.2.3.4:5", t));
         Assert.NotNull(Health.HealthProbe.ParseNodeCheck("tcp:127.0.0.1:80", t));
         Assert.NotNull(Health.HealthProbe.ParseNodeCheck("http://127.0.0.1/ok", t));
