@@ -3,6 +3,33 @@ using System.Runtime.CompilerServices;
 namespace Netcore.Bgp.Rib;
 
 /// <summary>
+/// A growable array of structs in fixed-size chunks (2^14 entries): growing never copies entries and never
+/// allocates one table-sized array, so a full table has no large resize peaks. Indices are stable.
+/// </summary>
+internal struct ChunkedArray<T>
+    where T : struct
+{
+    private const int ChunkBits = 14, ChunkMask = (1 << ChunkBits) - 1;
+    private T[][] _chunks;
+
+    /// <summary>Entries handed out so far (the high-water mark; freed ones are the owner's business).</summary>
+    public int Used { get; private set; }
+
+    public ref T this[int i] => ref _chunks[i >> ChunkBits][i & ChunkMask];
+
+    /// <summary>A fresh entry after the last one handed out (default value).</summary>
+    public int Append()
+    {
+        _chunks ??= new T[16][];
+        int i = Used++;
+        int c = i >> ChunkBits;
+        if (c == _chunks.Length) Array.Resize(ref _chunks, c * 2);
+        _chunks[c] ??= new T[1 << ChunkBits];
+        return i;
+    }
+}
+
+/// <summary>
 /// Interned attribute sets: one shared instance per distinct value, reference counted by the paths that
 /// use it and released with the last one. Single-threaded (the RIB thread). The index is an open-addressed
 /// table of ids (linear probing, backward-shift deletion) over the entries' stored hashes: 4-8 bytes per set
@@ -31,11 +58,9 @@ internal sealed class RibAttributeStore
         public int Epoch;
     }
 
-    private const int ChunkBits = 12, ChunkMask = (1 << ChunkBits) - 1;
-    private Entry[][] _chunks = new Entry[16][];
+    private ChunkedArray<Entry> _entries;
     private int[] _slots = new int[1024]; // id + 1, 0 = empty
     private int _count;
-    private int _used;
     private int _free = -1;
     private BgpPathAttributes? _lastRef;
     private int _lastId = -1;
@@ -45,7 +70,7 @@ internal sealed class RibAttributeStore
 
     public BgpPathAttributes Get(int id) => At(id).Value!;
 
-    public ref Entry At(int id) => ref _chunks[id >> ChunkBits][id & ChunkMask];
+    public ref Entry At(int id) => ref _entries[id];
 
     public int RefCount(int id) => At(id).Refs;
 
@@ -96,10 +121,7 @@ internal sealed class RibAttributeStore
         }
         else
         {
-            id = _used++;
-            int c = id >> ChunkBits;
-            if (c == _chunks.Length) Array.Resize(ref _chunks, c * 2);
-            _chunks[c] ??= new Entry[1 << ChunkBits];
+            id = _entries.Append();
         }
         At(id) = new Entry { Value = value, Hash = hash, First = new ExportMemo { Target = -1 } };
         _count++;
@@ -111,7 +133,7 @@ internal sealed class RibAttributeStore
     {
         var slots = new int[_slots.Length * 2];
         int mask = slots.Length - 1;
-        for (int id = 0; id < _used; id++)
+        for (int id = 0; id < _entries.Used; id++)
         {
             ref var e = ref At(id);
             if (e.Value is null) continue;
@@ -185,14 +207,12 @@ internal struct PathEntry
 /// <summary>Path slots in one growable array with a free list: no object per path.</summary>
 internal sealed class RibPathStore
 {
-    private const int ChunkBits = 14, ChunkMask = (1 << ChunkBits) - 1;
-    private PathEntry[][] _chunks = new PathEntry[16][];
-    private int _used;
+    private ChunkedArray<PathEntry> _entries;
     private int _free = -1;
 
     public int Count { get; private set; }
 
-    public ref PathEntry this[int i] => ref _chunks[i >> ChunkBits][i & ChunkMask];
+    public ref PathEntry this[int i] => ref _entries[i];
 
     public int Allocate()
     {
@@ -204,10 +224,7 @@ internal sealed class RibPathStore
         }
         else
         {
-            i = _used++;
-            int c = i >> ChunkBits;
-            if (c == _chunks.Length) Array.Resize(ref _chunks, c * 2);
-            _chunks[c] ??= new PathEntry[1 << ChunkBits]; // fixed-size chunks: growing never copies paths
+            i = _entries.Append();
         }
         Count++;
         return i;
@@ -270,8 +287,6 @@ internal sealed class RibOut
 /// </summary>
 internal sealed class PrefixTable
 {
-    private const int ChunkBits = 14, ChunkSize = 1 << ChunkBits, ChunkMask = ChunkSize - 1;
-
     private struct Entry
     {
         public BgpPrefix Key;
@@ -279,14 +294,13 @@ internal sealed class PrefixTable
         public int Hash;   // next free entry while free
     }
 
-    private Entry[][] _chunks = new Entry[16][];
+    private ChunkedArray<Entry> _entries;
     private int[] _slots = new int[1024]; // entry index + 1, 0 = empty
-    private int _used;
     private int _free = -1;
 
     public int Count { get; private set; }
 
-    private ref Entry At(int i) => ref _chunks[i >> ChunkBits][i & ChunkMask];
+    private ref Entry At(int i) => ref _entries[i];
 
     /// <summary>A reference to the head stored for <paramref name="p"/>, or a null reference. Stays valid across Add (entries never move).</summary>
     public ref int Find(BgpPrefix p)
@@ -314,10 +328,7 @@ internal sealed class PrefixTable
         }
         else
         {
-            idx = _used++;
-            int c = idx >> ChunkBits;
-            if (c == _chunks.Length) Array.Resize(ref _chunks, c * 2);
-            _chunks[c] ??= new Entry[ChunkSize];
+            idx = _entries.Append();
         }
         ref var e = ref At(idx);
         e.Key = p;
@@ -400,7 +411,7 @@ internal sealed class PrefixTable
 
         public bool MoveNext()
         {
-            while (++_i < table._used)
+            while (++_i < table._entries.Used)
                 if (table.At(_i).Head >= 0) return true;
             return false;
         }
