@@ -58,6 +58,9 @@ public sealed class BgpPolicy
         Name = name;
         _terms = terms;
         _default = @default;
+        var sources = new HashSet<BgpRoaSource>();
+        foreach (var t in terms) t.Condition.CollectRoaSources(sources);
+        RoaSources = [.. sources];
     }
 
     private BgpPolicy(string name, BgpPolicy[] members, bool sequence, BgpPolicyDefault @default)
@@ -66,7 +69,11 @@ public sealed class BgpPolicy
         _members = members;
         _sequence = sequence;
         _default = @default;
+        RoaSources = [.. members.SelectMany(m => m.RoaSources).Distinct()];
     }
+
+    /// <summary>The live ROA sources the policy's conditions read (none for function policies).</summary>
+    internal BgpRoaSource[] RoaSources { get; } = [];
 
     /// <summary>Accepts every route unchanged.</summary>
     public static BgpPolicy AcceptAll { get; } = new((_, a, _) => a, "accept-all");

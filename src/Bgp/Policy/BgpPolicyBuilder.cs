@@ -194,6 +194,17 @@ public sealed class BgpMatchBuilder
         return Add(new RpkiCondition(roas, [.. states]));
     }
 
+    /// <summary>
+    /// The route's RPKI origin validation state (RFC 6811) against the current table of a live
+    /// <paramref name="roas"/> source (e.g. <see cref="RpkiRtrClient.Roas"/>) is one of <paramref name="states"/>.
+    /// A speaker using such a policy for import revalidates the affected routes when the source changes.
+    /// </summary>
+    public BgpMatchBuilder Rpki(BgpRoaSource roas, params BgpRpkiState[] states)
+    {
+        ArgumentNullException.ThrowIfNull(roas);
+        return Add(new LiveRpkiCondition(roas, [.. states]));
+    }
+
     /// <summary>Any one of the alternatives holds (each alternative is a set of conditions that must all hold).</summary>
     public BgpMatchBuilder Any(params Action<BgpMatchBuilder>[] alternatives)
     {

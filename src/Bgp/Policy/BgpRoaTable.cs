@@ -74,6 +74,9 @@ public sealed class BgpRoaTable
     /// <summary>Number of ROAs.</summary>
     public int Count => _roas.Length;
 
+    /// <summary>The ROAs, in the order given.</summary>
+    public IReadOnlyList<BgpRoa> Roas => _roas;
+
     /// <summary>
     /// Validates a route (RFC 6811 2): NotFound when no ROA covers the prefix; Valid when a covering
     /// ROA has the origin AS and a max length at least the route's length; Invalid otherwise.

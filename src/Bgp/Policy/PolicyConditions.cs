@@ -9,6 +9,11 @@ namespace Netcore.Bgp.Policy;
 internal abstract class PolicyCondition
 {
     public abstract bool Matches(BgpPrefix prefix, BgpPathAttributes attributes, in BgpPolicyContext context);
+
+    /// <summary>Adds the live ROA sources this condition (or a nested one) reads, so a speaker can revalidate when they change.</summary>
+    public virtual void CollectRoaSources(ISet<BgpRoaSource> into)
+    {
+    }
 }
 
 internal sealed class PrefixListCondition(BgpPrefixList list) : PolicyCondition
@@ -251,9 +256,20 @@ internal sealed class RpkiCondition(BgpRoaTable table, BgpRpkiState[] states) : 
         states.AsSpan().Contains(table.Validate(prefix, attributes.AsPath, context.LocalAs));
 }
 
+/// <summary>The RPKI state against a live <see cref="BgpRoaSource"/>: its current table is read once per evaluation.</summary>
+internal sealed class LiveRpkiCondition(BgpRoaSource source, BgpRpkiState[] states) : PolicyCondition
+{
+    public override bool Matches(BgpPrefix prefix, BgpPathAttributes attributes, in BgpPolicyContext context) =>
+        states.AsSpan().Contains(source.Current.Validate(prefix, attributes.AsPath, context.LocalAs));
+
+    public override void CollectRoaSources(ISet<BgpRoaSource> into) => into.Add(source);
+}
+
 internal sealed class NotCondition(PolicyCondition inner) : PolicyCondition
 {
     public override bool Matches(BgpPrefix prefix, BgpPathAttributes attributes, in BgpPolicyContext context) => !inner.Matches(prefix, attributes, context);
+
+    public override void CollectRoaSources(ISet<BgpRoaSource> into) => inner.CollectRoaSources(into);
 }
 
 /// <summary>All of the conditions hold (an empty set always holds).</summary>
@@ -266,6 +282,11 @@ internal sealed class AllCondition(PolicyCondition[] conditions) : PolicyConditi
                 return false;
         return true;
     }
+
+    public override void CollectRoaSources(ISet<BgpRoaSource> into)
+    {
+        foreach (var c in conditions) c.CollectRoaSources(into);
+    }
 }
 
 /// <summary>At least one of the conditions holds.</summary>
@@ -277,6 +298,11 @@ internal sealed class AnyCondition(PolicyCondition[] conditions) : PolicyConditi
             if (c.Matches(prefix, attributes, context))
                 return true;
         return false;
+    }
+
+    public override void CollectRoaSources(ISet<BgpRoaSource> into)
+    {
+        foreach (var c in conditions) c.CollectRoaSources(into);
     }
 }
 

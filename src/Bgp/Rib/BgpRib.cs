@@ -18,12 +18,12 @@ namespace Netcore.Bgp.Rib;
 /// All state is owned by one RIB thread fed by a queue of commands (one per received UPDATE, session
 /// event or API call), so nothing is locked per prefix; sessions only enqueue.
 /// </summary>
-internal sealed class BgpRib : IStaleRouteStore
+internal sealed partial class BgpRib : IStaleRouteStore
 {
     private enum Kind
     {
         Update, PeerUp, PeerDown, MarkStale, SweepStale, RemovePeer, Originate, WithdrawOriginated,
-        Refresh, Subscribe, Unsubscribe, Snapshot, Barrier, OptionsChanged, NextHopsChanged,
+        Refresh, Subscribe, Unsubscribe, Snapshot, Barrier, OptionsChanged, NextHopsChanged, Revalidate,
     }
 
     private sealed class Command
@@ -46,6 +46,7 @@ internal sealed class BgpRib : IStaleRouteStore
         public TaskCompletionSource? Done;
         public TaskCompletionSource<List<BgpRibRoute>>? SnapshotDone;
         public HashSet<IPAddress>? NextHops;
+        public BgpRoaChangedEventArgs? RoaChange; // Revalidate (BgpRib.Revalidation.cs)
     }
 
     private struct TopItem
@@ -317,6 +318,7 @@ internal sealed class BgpRib : IStaleRouteStore
         _queue.Writer.TryComplete();
         lock (_roomLock) _room?.TrySetResult();
         await _worker.ConfigureAwait(false);
+        UnwatchRoaSources();
         s_live.TryRemove(this, out _);
     }
 
@@ -433,6 +435,7 @@ internal sealed class BgpRib : IStaleRouteStore
                 if (_byPeer.TryGetValue(c.Peer!, out var oc)) ApplyChangedOptions(oc, c.ReExport, c.ReImport);
                 break;
             case Kind.NextHopsChanged: ReRankVia(c.NextHops); break;
+            case Kind.Revalidate: Revalidate(c.RoaChange!); break;
 
         }
     }
@@ -454,6 +457,7 @@ internal sealed class BgpRib : IStaleRouteStore
         // RFC 8212: without an explicit policy, nothing is imported from or exported to an external peer.
         s.Import = o.ImportPolicy ?? (s.IsEbgp ? BgpPolicy.RejectAll : BgpPolicy.AcceptAll);
         s.Export = o.ExportPolicy ?? (s.IsEbgp ? BgpPolicy.RejectAll : BgpPolicy.AcceptAll);
+        WatchRoaSources(s);
         s.IsRrClient = o.RouteReflectorClient && !s.IsEbgp;
         s.NextHopSelf = o.NextHopSelf;
         s.AddPathCount = Math.Max(1, o.AddPathSendCount);
