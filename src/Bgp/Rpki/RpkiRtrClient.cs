@@ -131,6 +131,7 @@ public sealed class RpkiRtrClient : IAsyncDisposable
     private long _serial = -1;
     private int _roaCount;
     private volatile bool _connected;
+    private volatile Exception? _lastError;
 
     /// <summary>Creates a client (nothing happens until <see cref="Start"/>).</summary>
     /// <param name="options">The cache and timing settings.</param>
@@ -176,6 +177,12 @@ public sealed class RpkiRtrClient : IAsyncDisposable
     /// <summary>True while a connection to the cache is open.</summary>
     public bool IsConnected => _connected;
 
+    /// <summary>
+    /// What ended the last connection: an <see cref="RpkiRtrException"/> (a protocol error, ours or reported by
+    /// the cache), a socket or I/O error, or a <see cref="TimeoutException"/>; null before any failure.
+    /// </summary>
+    public Exception? LastError => _lastError;
+
     /// <summary>Raised after each completed update (End of Data), on the client's thread, after <see cref="Roas"/> changed.</summary>
     public event EventHandler<RpkiRtrUpdatedEventArgs>? Updated;
 
@@ -214,7 +221,8 @@ public sealed class RpkiRtrClient : IAsyncDisposable
         s_live.Keys.Select(c => new Measurement<long>(Volatile.Read(ref c._roaCount), new KeyValuePair<string, object?>("cache", c._name)));
 
     private static IEnumerable<Measurement<long>> ObserveSerial() =>
-        s_live.Keys.Where(c => c.Serial is not null).Select(c => new Measurement<long>(c.Serial!.Value, new KeyValuePair<string, object?>("cache", c._name)));
+        s_live.Keys.Select(c => (c, Serial: Interlocked.Read(ref c._serial))).Where(x => x.Serial >= 0)
+            .Select(x => new Measurement<long>(x.Serial, new KeyValuePair<string, object?>("cache", x.c._name)));
 
     // ================================================================== connection loop
 
@@ -238,10 +246,15 @@ public sealed class RpkiRtrClient : IAsyncDisposable
             catch (RpkiRtrException e)
             {
                 failure = $"{e.Code}: {e.Message}";
+                _lastError = e;
             }
-            catch (Exception e) when (e is IOException or SocketException or TimeoutException or ObjectDisposedException or ChannelClosedException)
+#pragma warning disable CA1031 // whatever ends a connection (socket, timeout, a failing SocketFactory), the client retries
+            catch (Exception e)
+#pragma warning restore CA1031
             {
-                failure = e.InnerException is { } inner && e is ChannelClosedException ? inner.Message : e.Message;
+                var cause = e is ChannelClosedException { InnerException: { } inner } ? inner : e;
+                failure = cause.Message;
+                _lastError = cause;
             }
             finally
             {
@@ -460,6 +473,11 @@ public sealed class RpkiRtrClient : IAsyncDisposable
                 if (await HandleAsync(st, item, ct).ConfigureAwait(false))
                     return true;
             }
+        }
+        catch (Exception e) when (!ct.IsCancellationRequested)
+        {
+            _lastError = e is ChannelClosedException { InnerException: { } inner } ? inner : e; // before the connection closes
+            throw;
         }
         finally
         {
@@ -716,9 +734,7 @@ public sealed class RpkiRtrClient : IAsyncDisposable
         }
         bool first = _lastSuccess == 0;
         _lastSuccess = Stopwatch.GetTimestamp();
-        Interlocked.Exchange(ref _session, eod.SessionId);
-        Interlocked.Exchange(ref _serial, eod.Serial);
-        Volatile.Write(ref _roaCount, _roas.Count);
+        // the data first, then the serial: whoever sees the new serial finds the new table
         _publishedKeys = [.. _keys];
         if (changed.Count > 0 || first)
         {
@@ -726,6 +742,9 @@ public sealed class RpkiRtrClient : IAsyncDisposable
             BgpPrefix[] ranges = [.. changed];
             Guard(() => Roas.Publish(table, ranges));
         }
+        Interlocked.Exchange(ref _session, eod.SessionId);
+        Interlocked.Exchange(ref _serial, eod.Serial);
+        Volatile.Write(ref _roaCount, _roas.Count);
         st.Phase = Phase.Idle;
         st.Synced = true;
         st.NextQuery = _lastSuccess + (long)(_refresh.TotalSeconds * Stopwatch.Frequency);

@@ -73,6 +73,7 @@ public class RtrClientTests(ITestOutputHelper output)
         await conn.AnswerAsync(1, 7, 2, [Wd(B), Ann(D)]);
         await Eventually(() => client.Serial == 2, "serial 2");
         AssertHeld(client, A, C, D);
+        await Eventually(() => { lock (updates) return updates.Count == 2; }, "two Updated events");
         lock (updates)
         {
             Assert.Equal([false, true], updates.Select(u => u.Incremental));
@@ -111,6 +112,7 @@ public class RtrClientTests(ITestOutputHelper output)
         var err = RtrCodec.Decode(Assert.Single(sent));
         Assert.Equal(RpkiRtrErrorCode.DuplicateAnnouncementReceived, err.ErrorCode);
         Assert.Equal(Hex.Format(Ann(A)), Hex.Format(err.ErrorPdu)); // RFC 8210 5.11: a copy of the erroneous PDU
+        Assert.Equal(RpkiRtrErrorCode.DuplicateAnnouncementReceived, Assert.IsType<RpkiRtrException>(client.LastError).Code);
         AssertHeld(client, A, B); // D was not applied: half an update is never visible
         Assert.Equal(1u, client.Serial);
         // it reconnects after the retry interval with a Reset Query
@@ -262,6 +264,8 @@ public class RtrClientTests(ITestOutputHelper output)
         await conn.ExpectAsync(RtrPduType.ResetQuery);
         await conn.SendAsync(RtrCodec.ErrorReport(1, RpkiRtrErrorCode.InternalError, [], "broken"));
         Assert.Empty(await conn.ReadUntilClosedAsync()); // closed, nothing sent (RFC 8210 5.11)
+        var reported = Assert.IsType<RpkiRtrException>(client.LastError);
+        Assert.Equal((RpkiRtrErrorCode.InternalError, true), (reported.Code, reported.FromCache));
         // a malformed Error Report is not answered either
         var again = await cache.AcceptAsync();
         await again.ExpectAsync(RtrPduType.ResetQuery);
