@@ -53,6 +53,14 @@ public sealed class BgpRoaTable
     private readonly BgpRoa[] _roas;
     private readonly PrefixTrie _trie;
 
+    // A layered table (RPKI-RTR incremental updates, see RpkiRtrClient): a compiled plain base minus some of its
+    // ROAs (indices) plus a small compiled table of added ones, so an update costs its own size rather than a
+    // rebuild of the whole trie. All null for a plain table.
+    private readonly BgpRoaTable? _base;
+    private readonly HashSet<int>? _removed;
+    private readonly BgpRoaTable? _added;
+    private BgpRoa[]? _layeredRoas;
+
     /// <summary>Creates a table.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A ROA's max length is below its prefix length or above the family's maximum.</exception>
     public BgpRoaTable(IEnumerable<BgpRoa> roas)
@@ -68,14 +76,58 @@ public sealed class BgpRoaTable
         _trie = PrefixTrie.Build([.. _roas.Select(r => r.Prefix)]);
     }
 
+    /// <summary>A layered table: <paramref name="base"/> (a plain table) without the ROAs at <paramref name="removed"/>, plus <paramref name="added"/> (a plain table).</summary>
+    internal BgpRoaTable(BgpRoaTable @base, HashSet<int> removed, BgpRoaTable added)
+    {
+        if (@base._base is not null || added._base is not null) throw new ArgumentException("layers are built over plain tables");
+        _base = @base;
+        _removed = removed;
+        _added = added;
+        _roas = [];
+        _trie = Empty._trie;
+    }
+
+    /// <summary>True for a layered table.</summary>
+    internal bool IsLayered => _base is not null;
+
+    /// <summary>The index of <paramref name="roa"/> in a plain table, or -1 (a walk of the ROAs covering its prefix).</summary>
+    internal int IndexOf(BgpRoa roa)
+    {
+        var f = new Finder(_roas, roa);
+        _trie.VisitCovering(roa.Prefix, ref f);
+        return f.Index;
+    }
+
+    private struct Finder(BgpRoa[] roas, BgpRoa roa) : ICoverVisitor
+    {
+        public int Index = -1;
+
+        public bool Visit(int payload, int depth)
+        {
+            if (roas[payload] != roa) return true;
+            Index = payload;
+            return false;
+        }
+    }
+
     /// <summary>An empty table (everything is NotFound).</summary>
     public static BgpRoaTable Empty { get; } = new([]);
 
     /// <summary>Number of ROAs.</summary>
-    public int Count => _roas.Length;
+    public int Count => _base is null ? _roas.Length : _base.Count - _removed!.Count + _added!.Count;
 
     /// <summary>The ROAs, in the order given.</summary>
-    public IReadOnlyList<BgpRoa> Roas => _roas;
+    public IReadOnlyList<BgpRoa> Roas => _base is null ? _roas : _layeredRoas ??= Materialize();
+
+    private BgpRoa[] Materialize()
+    {
+        var list = new List<BgpRoa>(Count);
+        var b = _base!._roas;
+        for (int i = 0; i < b.Length; i++)
+            if (!_removed!.Contains(i)) list.Add(b[i]);
+        list.AddRange(_added!._roas);
+        return [.. list];
+    }
 
     /// <summary>
     /// Validates a route (RFC 6811 2): NotFound when no ROA covers the prefix; Valid when a covering
@@ -84,6 +136,15 @@ public sealed class BgpRoaTable
     /// </summary>
     public BgpRpkiState Validate(BgpPrefix prefix, uint? originAs)
     {
+        if (_base is not null)
+        {
+            // RFC 6811 2 over the union: Valid when any layer has a matching ROA, Invalid when any covers it.
+            var lv = new Validator(_base._roas, prefix.Length, originAs) { Removed = _removed };
+            _base._trie.VisitCovering(prefix, ref lv);
+            if (lv.Valid) return BgpRpkiState.Valid;
+            var added = _added!.Validate(prefix, originAs);
+            return added == BgpRpkiState.Valid ? BgpRpkiState.Valid : lv.Covered || added == BgpRpkiState.Invalid ? BgpRpkiState.Invalid : BgpRpkiState.NotFound;
+        }
         var v = new Validator(_roas, prefix.Length, originAs);
         _trie.VisitCovering(prefix, ref v);
         return v.Valid ? BgpRpkiState.Valid : v.Covered ? BgpRpkiState.Invalid : BgpRpkiState.NotFound;
@@ -105,9 +166,11 @@ public sealed class BgpRoaTable
     {
         public bool Covered;
         public bool Valid;
+        public HashSet<int>? Removed;
 
         public bool Visit(int payload, int depth)
         {
+            if (Removed is not null && Removed.Contains(payload)) return true;
             Covered = true;
             var r = roas[payload];
             // RFC 6483 4: a ROA for AS 0 can never match.

@@ -121,6 +121,10 @@ public sealed class RpkiRtrClient : IAsyncDisposable
     private byte _version;
     private HashSet<BgpRoa> _roas = [];
     private HashSet<RpkiRouterKey> _keys = [];
+    // the published table's layers: a compiled base, base indices withdrawn since, ROAs announced since
+    private BgpRoaTable _base = BgpRoaTable.Empty;
+    private readonly HashSet<int> _removedIdx = [];
+    private readonly HashSet<BgpRoa> _addedSet = [];
     private TimeSpan _refresh, _retry, _expire;
     private long _lastSuccess;          // Stopwatch timestamp of the last End of Data; 0 = no data
     private Stream? _stream;
@@ -347,6 +351,9 @@ public sealed class RpkiRtrClient : IAsyncDisposable
         var changed = _roas.Select(r => r.Prefix).Distinct().ToArray();
         _roas = [];
         _keys = [];
+        _base = BgpRoaTable.Empty;
+        _removedIdx.Clear();
+        _addedSet.Clear();
         _lastSuccess = 0;
         Interlocked.Exchange(ref _session, -1);
         Interlocked.Exchange(ref _serial, -1);
@@ -431,6 +438,7 @@ public sealed class RpkiRtrClient : IAsyncDisposable
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var channel = Channel.CreateBounded<Item>(new BoundedChannelOptions(4096) { SingleReader = true, SingleWriter = true });
         var reader = Task.Run(() => ReadLoopAsync(stream, channel.Writer, cts.Token), CancellationToken.None);
+        CancellationTokenSource? timer = null;
         try
         {
             var st = new SessionState();
@@ -453,7 +461,12 @@ public sealed class RpkiRtrClient : IAsyncDisposable
                         await OnTimerAsync(st, ct).ConfigureAwait(false);
                         continue;
                     }
-                    using var timer = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                    // one timer source for the connection, re-armed per wait (a full load waits once per few PDUs)
+                    if (timer is null || !timer.TryReset())
+                    {
+                        timer?.Dispose();
+                        timer = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                    }
                     timer.CancelAfter(Max(wait, TimeSpan.FromMilliseconds(1)));
                     try
                     {
@@ -481,6 +494,7 @@ public sealed class RpkiRtrClient : IAsyncDisposable
         }
         finally
         {
+            timer?.Dispose();
             await cts.CancelAsync().ConfigureAwait(false);
             await stream.DisposeAsync().ConfigureAwait(false);
             await reader.ConfigureAwait(false);
@@ -703,8 +717,19 @@ public sealed class RpkiRtrClient : IAsyncDisposable
         if (incremental)
         {
             foreach (var (roa, present) in st.RoaDelta!)
-                if (present ? _roas.Add(roa) : _roas.Remove(roa))
-                    changed.Add(roa.Prefix);
+            {
+                if (!(present ? _roas.Add(roa) : _roas.Remove(roa))) continue;
+                changed.Add(roa.Prefix);
+                if (present)
+                {
+                    int idx = _base.IndexOf(roa);
+                    if (idx < 0 || !_removedIdx.Remove(idx)) _addedSet.Add(roa);
+                }
+                else if (!_addedSet.Remove(roa))
+                {
+                    _removedIdx.Add(_base.IndexOf(roa));
+                }
+            }
             foreach (var (key, present) in st.KeyDelta!)
             {
                 if (present) _keys.Add(key);
@@ -720,6 +745,7 @@ public sealed class RpkiRtrClient : IAsyncDisposable
                 if (!fresh.Contains(r)) changed.Add(r.Prefix);
             _roas = fresh;
             _keys = st.NewKeys!;
+            // the layers still describe the old set: a changed full load compiles a new base (NextTable)
         }
         st.NewRoas = null;
         st.NewKeys = null;
@@ -738,7 +764,7 @@ public sealed class RpkiRtrClient : IAsyncDisposable
         _publishedKeys = [.. _keys];
         if (changed.Count > 0 || first)
         {
-            var table = new BgpRoaTable(_roas);
+            var table = NextTable(rebuild: !incremental);
             BgpPrefix[] ranges = [.. changed];
             Guard(() => Roas.Publish(table, ranges));
         }
@@ -753,6 +779,21 @@ public sealed class RpkiRtrClient : IAsyncDisposable
         _firstData.TrySetResult();
         var args = new RpkiRtrUpdatedEventArgs(eod.SessionId, eod.Serial, incremental, announced, withdrawn, _roas.Count);
         Guard(() => Updated?.Invoke(this, args));
+    }
+
+    /// <summary>
+    /// The table to publish: the base with the changes layered over it while they are few (an update then costs
+    /// its size), or a new compiled base from all the ROAs (a full load, or once the layers grew past 1/8 of it).
+    /// </summary>
+    private BgpRoaTable NextTable(bool rebuild)
+    {
+        int layered = _removedIdx.Count + _addedSet.Count;
+        if (!rebuild && _base.Count > 0 && layered <= Math.Max(1024, _base.Count / 8))
+            return layered == 0 ? _base : new BgpRoaTable(_base, [.. _removedIdx], new BgpRoaTable(_addedSet));
+        _base = new BgpRoaTable(_roas);
+        _removedIdx.Clear();
+        _addedSet.Clear();
+        return _base;
     }
 
     /// <summary>Runs application event handlers: one that throws must not stop the client.</summary>

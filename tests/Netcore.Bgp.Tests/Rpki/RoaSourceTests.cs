@@ -1,3 +1,4 @@
+using FsCheck.Fluent;
 using Netcore.Bgp.Tests.Rib;
 
 namespace Netcore.Bgp.Tests.Rpki;
@@ -88,5 +89,71 @@ public class RoaSourceTests
         source.Update(BgpRoaTable.Empty);
         await h.Rib.FlushAsync();
         Assert.Null(RibHarness.Sent(b)[(P1, 0)]);
+    }
+
+    /// <summary>A layered table (base minus withdrawn plus announced, as the RTR client builds) answers like a table compiled from the same ROAs.</summary>
+    [Fact]
+    public void Layered_table_validates_like_a_compiled_one()
+    {
+        var gen = Gen.Choose(0, int.MaxValue).Select(seed =>
+        {
+            var rnd = new Random(seed);
+            BgpRoa Random4() { int len = rnd.Next(8, 25); return new BgpRoa(new BgpPrefix(new System.Net.IPAddress([10, (byte)rnd.Next(4), (byte)rnd.Next(4), 0]), len), rnd.Next(len, 33), (uint)rnd.Next(0, 4)); }
+            var baseRoas = Enumerable.Range(0, rnd.Next(0, 40)).Select(_ => Random4()).Distinct().ToList();
+            var removed = baseRoas.Where(_ => rnd.Next(3) == 0).ToList();
+            var added = Enumerable.Range(0, rnd.Next(0, 10)).Select(_ => Random4()).Distinct().Where(r => !baseRoas.Contains(r) || removed.Contains(r)).ToList();
+            List<(BgpPrefix P, uint? Origin)> probes = [.. Enumerable.Range(0, 30).Select(_ => (new BgpPrefix(new System.Net.IPAddress([10, (byte)rnd.Next(4), (byte)rnd.Next(4), (byte)rnd.Next(256)]), rnd.Next(8, 33)), (uint?)(rnd.Next(5) == 0 ? null : (uint)rnd.Next(0, 4))))];
+            return (baseRoas, removed, added, probes);
+        });
+        Properties.Check(gen, t =>
+        {
+            var plainBase = new BgpRoaTable(t.baseRoas);
+            var layered = new BgpRoaTable(plainBase, [.. t.removed.Select(plainBase.IndexOf)], new BgpRoaTable(t.added));
+            var final = t.baseRoas.Except(t.removed).Concat(t.added).ToList();
+            var compiled = new BgpRoaTable(final);
+            Assert.Equal(final.Count, layered.Count);
+            Assert.True(layered.Roas.ToHashSet().SetEquals(final));
+            foreach (var (p, origin) in t.probes)
+                Assert.Equal(compiled.Validate(p, origin), layered.Validate(p, origin));
+        }, maxTest: 500, seed: 0x6811);
+    }
+
+    [Fact]
+    public async Task Rtr_client_layers_small_updates_and_compacts_large_ones()
+    {
+        var cache = new FakeCache();
+        await using var client = new RpkiRtrClient(cache.Options());
+        client.Start();
+        var roas = Enumerable.Range(0, 3000).Select(i => new BgpRoa(new BgpPrefix(new System.Net.IPAddress([10, (byte)(i >> 8), (byte)i, 0]), 24), 24, 65001)).ToArray();
+        var conn = await cache.AcceptAsync();
+        await conn.ExpectAsync(Netcore.Bgp.Rpki.RtrPduType.ResetQuery);
+        await conn.AnswerAsync(1, 7, 1, roas.Select(r => Netcore.Bgp.Rpki.RtrCodec.Prefix(1, true, r)));
+        await client.WaitForDataAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.False(client.Roas.Current.IsLayered);
+        async Task UpdateAsync(uint serial, IEnumerable<BgpRoa> withdraw, IEnumerable<BgpRoa> announce)
+        {
+            await conn.SendAsync(Netcore.Bgp.Rpki.RtrCodec.SerialNotify(1, 7, serial));
+            await conn.ExpectAsync(Netcore.Bgp.Rpki.RtrPduType.SerialQuery);
+            await conn.AnswerAsync(1, 7, serial, [.. withdraw.Select(r => Netcore.Bgp.Rpki.RtrCodec.Prefix(1, false, r)), .. announce.Select(r => Netcore.Bgp.Rpki.RtrCodec.Prefix(1, true, r))]);
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (client.Serial != serial && DateTime.UtcNow < deadline) await Task.Delay(10);
+        }
+        var extra = BgpRoa.Parse("192.0.2.0/24 AS65009");
+        await UpdateAsync(2, roas[..10], [extra]);
+        Assert.True(client.Roas.Current.IsLayered);
+        Assert.Equal(2991, client.Roas.Current.Count);
+        Assert.Equal(BgpRpkiState.NotFound, client.Roas.Current.Validate(roas[0].Prefix, 65001));
+        Assert.Equal(BgpRpkiState.Valid, client.Roas.Current.Validate(roas[10].Prefix, 65001));
+        Assert.Equal(BgpRpkiState.Invalid, client.Roas.Current.Validate(extra.Prefix, 65001));
+        // re-announcing withdrawn base ROAs and withdrawing the added one empties the layers
+        await UpdateAsync(3, [extra], roas[..10]);
+        Assert.Equal(3000, client.Roas.Current.Count);
+        Assert.Equal(BgpRpkiState.Valid, client.Roas.Current.Validate(roas[0].Prefix, 65001));
+        Assert.Equal(BgpRpkiState.NotFound, client.Roas.Current.Validate(extra.Prefix, 65009));
+        // more than max(1024, 1/8) changed: a new compiled table
+        await UpdateAsync(4, roas[..1100], []);
+        Assert.False(client.Roas.Current.IsLayered);
+        Assert.Equal(1900, client.Roas.Current.Count);
+        Assert.True(client.Roas.Current.Roas.ToHashSet().SetEquals(roas[1100..]));
     }
 }
