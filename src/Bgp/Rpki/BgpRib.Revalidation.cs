@@ -90,7 +90,9 @@ internal sealed partial class BgpRib
                 for (int i = head; i >= 0; i = _paths[i].Next)
                 {
                     ref var pe = ref _paths[i];
-                    if (pe.PreAttr < 0) continue;
+                    // stale paths (graceful restart helper) are left alone: re-running them would clear the stale mark;
+                    // the peer's re-announcement goes through the policy anyway, or the sweep removes them
+                    if (pe.PreAttr < 0 || (pe.Flags & PathEntry.Stale) != 0) continue;
                     var s = _sources[pe.Source];
                     if (s is null || !importers.Contains(s)) continue;
                     redo.Add((prefix, s, pe.RemoteId, _attrs.Get(pe.PreAttr)));

@@ -136,6 +136,7 @@ public sealed class RpkiRtrClient : IAsyncDisposable
     private int _roaCount;
     private volatile bool _connected;
     private volatile Exception? _lastError;
+    private int _disposed;
 
     /// <summary>Creates a client (nothing happens until <see cref="Start"/>).</summary>
     /// <param name="options">The cache and timing settings.</param>
@@ -192,8 +193,10 @@ public sealed class RpkiRtrClient : IAsyncDisposable
 
     /// <summary>Starts connecting (and reconnecting) in the background.</summary>
     /// <exception cref="InvalidOperationException">Already started.</exception>
+    /// <exception cref="ObjectDisposedException">The client was disposed.</exception>
     public void Start()
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (_loop is not null) throw new InvalidOperationException("the client is already started");
         s_live[this] = 0;
         _loop = Task.Run(() => RunAsync(_life.Token));
@@ -205,6 +208,7 @@ public sealed class RpkiRtrClient : IAsyncDisposable
     /// <summary>Closes the connection and stops. The data in <see cref="Roas"/> is left as it is.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         await _life.CancelAsync().ConfigureAwait(false);
         if (_loop is not null)
         {
