@@ -329,7 +329,7 @@ public sealed class RpkiRtrClient : IAsyncDisposable
             CheckExpiry();
             long now = Stopwatch.GetTimestamp();
             if (now >= until) return;
-            var wait = Min(Stopwatch.GetElapsedTime(now, until), UntilExpiry());
+            var wait = Min(Min(Stopwatch.GetElapsedTime(now, until), UntilExpiry()), TimeSpan.FromDays(1));
             await Task.Delay(Max(wait, TimeSpan.FromMilliseconds(10)), ct).ConfigureAwait(false);
         }
     }
@@ -456,7 +456,7 @@ public sealed class RpkiRtrClient : IAsyncDisposable
                 TimeSpan wait = st.Phase == Phase.Idle
                     ? Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), st.NextQuery)
                     : _o.ResponseTimeout - Stopwatch.GetElapsedTime(st.LastPdu);
-                wait = Min(wait, UntilExpiry());
+                wait = Min(Min(wait, UntilExpiry()), TimeSpan.FromDays(1)); // timers take at most ~49 days
                 Item item;
                 if (!channel.Reader.TryRead(out item))
                 {
@@ -757,10 +757,11 @@ public sealed class RpkiRtrClient : IAsyncDisposable
         st.KeyDelta = null;
         if (eod.HasIntervals && !_o.KeepIntervals)
         {
-            // RFC 8210 6: the cache's timing parameters (seconds); 0 would make us spin, so at least 1.
-            _refresh = TimeSpan.FromSeconds(Math.Max(1u, eod.Refresh));
-            _retry = TimeSpan.FromSeconds(Math.Max(1u, eod.Retry));
-            _expire = TimeSpan.FromSeconds(Math.Max(1u, eod.Expire));
+            // RFC 8210 6: the cache's timing parameters (seconds), kept inside the ranges the RFC allows
+            // (refresh 1-86400, retry 1-7200, expire 600-172800).
+            _refresh = TimeSpan.FromSeconds(Math.Clamp(eod.Refresh, 1u, 86400u));
+            _retry = TimeSpan.FromSeconds(Math.Clamp(eod.Retry, 1u, 7200u));
+            _expire = TimeSpan.FromSeconds(Math.Clamp(eod.Expire, 600u, 172800u));
         }
         bool first = _lastSuccess == 0;
         _lastSuccess = Stopwatch.GetTimestamp();
