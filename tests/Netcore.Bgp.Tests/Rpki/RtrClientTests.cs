@@ -381,4 +381,32 @@ public class RtrClientTests(ITestOutputHelper output)
         await reader;
         Assert.Equal([(1000, false, true), (1000, true, false)], seen.OrderBy(s => s.First).ToArray());
     }
+
+    [Fact]
+    public async Task Serial_notify_during_an_answer_is_queried_right_after_its_end_of_data()
+    {
+        var cache = new FakeCache();
+        await using var client = Client(cache);
+        var conn = await LoadAsync(cache, client, A);
+        await conn.SendAsync(RtrCodec.SerialNotify(1, 7, 2));
+        await conn.ExpectAsync(RtrPduType.SerialQuery);
+        await conn.SendAsync(RtrCodec.CacheResponse(1, 7), Ann(B), RtrCodec.SerialNotify(1, 7, 3), RtrCodec.EndOfData(1, 7, 2, 3600, 600, 7200));
+        var q = await conn.ExpectAsync(RtrPduType.SerialQuery);
+        Assert.Equal(2u, q.Serial);
+        await conn.AnswerAsync(1, 7, 3, [Ann(C)]);
+        await Eventually(() => client.Serial == 3, "serial 3");
+        AssertHeld(client, A, B, C);
+    }
+
+    [Fact]
+    public async Task A_cache_that_does_not_answer_is_dropped_after_the_response_timeout()
+    {
+        var cache = new FakeCache();
+        await using var client = Client(cache, o => o with { ResponseTimeout = TimeSpan.FromMilliseconds(500) });
+        var conn = await cache.AcceptAsync();
+        await conn.ExpectAsync(RtrPduType.ResetQuery);
+        Assert.Empty(await conn.ReadUntilClosedAsync()); // silence: the client gives up on the connection
+        Assert.IsType<TimeoutException>(client.LastError);
+        await (await cache.AcceptAsync()).ExpectAsync(RtrPduType.ResetQuery);
+    }
 }
