@@ -5,6 +5,7 @@ PREREQ_PKGS=(bird2 frr gobgpd exabgp bpftool libbpf-dev qemu-system-x86 busybox-
   stress-ng tshark tcpdump iproute2 iputils-ping unzip gcc clang-14 llvm-14 xdp-tools iperf3 procps psmisc
   util-linux cpio kmod ethtool)
 PREREQ_PKGS+=(stayrtr)  # RPKI-RTR cache for the Bgp RPKI tests
+PREREQ_PKGS+=(pmacct) # pmbmpd, the BMP collector of the Bgp BMP export tests
 
 install_prereqs() {
   local log=${1:-/dev/null}

@@ -41,6 +41,12 @@ public sealed record BgpSpeakerOptions
     /// when only the RIB is used (e.g. a full table), so unread updates do not pile up in memory.
     /// </summary>
     public bool PublishReceivedUpdates { get; init; } = true;
+
+    /// <summary>
+    /// BMP export (RFC 7854) to monitoring stations; default null: off. When set with the RIB on, the RIB keeps
+    /// the pre-policy Adj-RIB-In (<see cref="BgpRibOptions.KeepPrePolicy"/>) for the stations' initial dumps.
+    /// </summary>
+    public BmpOptions? Bmp { get; init; }
 }
 
 /// <summary>Settings of one peer (neighbour). Change them at run time with <see cref="BgpSpeaker.UpdatePeerAsync"/>.</summary>

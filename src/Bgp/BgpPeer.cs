@@ -622,6 +622,7 @@ public sealed partial class BgpPeer : IConnectionOwner
             LocalEndPoint = c.LocalEndPoint,
             RemoteEndPoint = c.RemoteEndPoint,
         };
+        _speaker.Bmp?.OpensExchanged(c, mine.ToArray(), body); // for the RFC 7854 4.10 Peer Up
         GrNegotiated(c, open, families);
         c.HoldMs = holdMs;
         c.KeepaliveMs = keepMs;
@@ -647,6 +648,7 @@ public sealed partial class BgpPeer : IConnectionOwner
                         await DropAsync(other, new BgpNotification(BgpErrorCode.Cease, (byte)BgpCeaseError.ConnectionCollisionResolution), sent: true, "connection collision").ConfigureAwait(false);
                 c.State = ConnectionState.Established;
                 _established = c;
+                _speaker.Bmp?.PeerUp(this, c); // RFC 7854 4.10, before any UPDATE of the session
                 _retryDelay = Options.ConnectRetryTime;
                 Statistics.Up();
                 var n = c.Negotiated!;
@@ -715,6 +717,7 @@ public sealed partial class BgpPeer : IConnectionOwner
             }
             update = action == UpdateAction.SessionReset || !_speaker.Options.PublishReceivedUpdates ? null : ToPublic(_parse, c);
         }
+        _speaker.Bmp?.RouteMonitoring(this, c, body); // RFC 7854 4.6, after the RIB enqueue (see BmpStation's dump ordering)
         if (action != UpdateAction.None)
         {
             BgpMetrics.UpdateErrors.Add(1, new KeyValuePair<string, object?>("action", action.ToString()));
@@ -806,6 +809,7 @@ public sealed partial class BgpPeer : IConnectionOwner
         await c.CloseAsync(sent && n is not null ? GrOutgoing(c, n) : null).ConfigureAwait(false);
         if (wasEstablished)
         {
+            _speaker.Bmp?.PeerDown(this, c, sent && n is not null ? GrOutgoing(c, n) : n, sent && n is not null); // RFC 7854 4.9
             GrSessionDown(c, sent && n is not null ? GrOutgoing(c, n) : n);
             _established = null;
             RibSessionDown();

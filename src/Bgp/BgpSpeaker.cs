@@ -48,9 +48,14 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
         _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _log = _loggerFactory.CreateLogger("Netcore.Bgp.BgpSpeaker");
         GracefulRestart = new GracefulRestartCoordinator(this, options.GracefulRestart, _log);
-        if (options.Rib.Enabled)
+        var ribOptions = options.Rib;
+        if (options.Bmp is not null && ribOptions.Enabled && !ribOptions.KeepPrePolicy)
+            ribOptions = ribOptions with { KeepPrePolicy = true }; // RFC 7854 5: the initial dump is the pre-policy Adj-RIB-In
+        if (options.Bmp is not null)
+            Bmp = new Bmp.BmpExporter(this, options.Bmp, _loggerFactory.CreateLogger("Netcore.Bgp.Bmp"));
+        if (ribOptions.Enabled)
         {
-            Rib = new Rib.BgpRib(options.Rib, options.LocalAs, options.RouterId, _loggerFactory.CreateLogger("Netcore.Bgp.Rib"));
+            Rib = new Rib.BgpRib(ribOptions, options.LocalAs, options.RouterId, _loggerFactory.CreateLogger("Netcore.Bgp.Rib"));
             GracefulRestart.Store = Rib; // RFC 4724 4.2 helper: stale marking and sweeping act on the RIB
         }
     }
@@ -72,6 +77,12 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
 
     /// <summary>Raised on every peer state change (on a thread-pool thread).</summary>
     public event EventHandler<BgpPeerStateChangedEventArgs>? PeerStateChanged;
+
+    /// <summary>BMP export (RFC 7854); null when <see cref="BgpSpeakerOptions.Bmp"/> is not set.</summary>
+    internal Bmp.BmpExporter? Bmp { get; }
+
+    /// <summary>The BMP monitoring stations (<see cref="BgpSpeakerOptions.Bmp"/>) with their connection state and counters; empty without BMP.</summary>
+    public IReadOnlyList<BmpStationStatus> BmpStations => Bmp?.Stations ?? [];
 
     /// <summary>Test hook: every whole message received, before it is handled.</summary>
     internal Action<BgpPeer, byte[]>? MessageTap { get; set; }
@@ -114,6 +125,7 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
         }
         LocalEndPoints = bound;
         GracefulRestart.Start(_life.Token);
+        Bmp?.Start();
         return Task.CompletedTask;
     }
 
@@ -297,6 +309,8 @@ public sealed partial class BgpSpeaker : IAsyncDisposable
         ForEachListener(s => s.Dispose());
         await Task.WhenAll(_peers.Values.Select(p => p.DisposeAsync(BgpNotification.Shutdown("speaker shutting down")))).ConfigureAwait(false);
         _peers.Clear();
+        if (Bmp is not null)
+            await Bmp.DisposeAsync().ConfigureAwait(false); // after the Peer Downs: Termination (RFC 7854 4.5)
         GracefulRestart.CleanShutdown();
         _updates.Writer.TryComplete();
         if (Rib is not null)
