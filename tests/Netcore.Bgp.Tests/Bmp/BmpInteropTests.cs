@@ -18,11 +18,12 @@ public class BmpInteropTests(ITestOutputHelper output)
         LargeCommunities = [new BgpLargeCommunity(65002, 1, community)],
     };
 
-    [LinuxFact(Root = true, Netns = true, Tools = ["pmbmpd"])]
+    [LinuxFact(Root = true, Netns = true, Tools = ["pmbmpd", "tcpdump", "tshark"])]
     public async Task Pmbmpd_sees_init_peer_up_dump_live_updates_withdraw_stats_peer_down_and_termination()
     {
         await using var lab = InteropLab.Create(output, "bmp");
         string log = Path.Combine(lab.Dir, "bmp.json");
+        string pcap = Path.Combine(lab.Dir, "bmp.pcap");
         string conf = lab.Write("pmbmpd.conf", $"""
             bmp_daemon_ip: {Station}
             bmp_daemon_port: {StationPort}
@@ -68,15 +69,18 @@ public class BmpInteropTests(ITestOutputHelper output)
             var p6 = speaker.AddPeer(InteropLab.Peer(InteropLab.Them6) with { Families = [BgpFamily.IPv6Unicast], ImportPolicy = BgpPolicy.AcceptAll });
             await SessionTests.Within(p4.WaitForStateAsync(BgpPeerState.Established), 30);
             await SessionTests.Within(p6.WaitForStateAsync(BgpPeerState.Established), 30);
+            int localPort4 = p4.Negotiated!.LocalEndPoint!.Port, localPort6 = p6.Negotiated!.LocalEndPoint!.Port;
 
             // Routes present before the station connects: they must come in the initial dump.
             await back4.AnnounceAsync(BgpPrefix.Parse("203.0.113.0/24"), PeerAttrs(1));
             await back6.AnnounceAsync(BgpPrefix.Parse("2001:db8:b::/48"), PeerAttrs(2));
             await InteropLab.Eventually(() => speaker.RibPathCount >= 2, 20, "routes in our RIB");
 
+            using var capture = ExternalDaemon.Start(lab.Them, "tcpdump", ["-i", "v1", "-U", "-n", "-w", pcap, "tcp", "port", StationPort.ToString()], output);
+            await capture.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(10));
             using var pmbmpd = ExternalDaemon.Start(lab.Them, "pmbmpd", ["-f", conf], output);
             await InteropLab.Eventually(() => speaker.BmpStations[0].IsConnected, 20, "station connected");
-            await InteropLab.Eventually(() => Messages(log).Any(m => Type(m) == "route_monitor"), 20, "dump in the collector log");
+            await InteropLab.Eventually(() => Updates(log, "update").Count >= 2, 20, "dump in the collector log");
 
             // Live announcements, then withdrawals.
             await back4.AnnounceAsync(BgpPrefix.Parse("198.51.100.0/25"), PeerAttrs(3));
@@ -85,7 +89,7 @@ public class BmpInteropTests(ITestOutputHelper output)
             await back4.WithdrawAsync(BgpPrefix.Parse("198.51.100.0/25"));
             await back6.WithdrawAsync(BgpPrefix.Parse("2001:db8:c::/48"));
             await InteropLab.Eventually(() => Updates(log, "withdraw").Count >= 2, 20, "withdrawals in the collector log");
-            await InteropLab.Eventually(() => Messages(log).Any(m => Type(m) == "stats"), 20, "statistics report");
+            await InteropLab.Eventually(() => Messages(log).Count(m => Type(m) == "stats" && Str(m, "peer_ip") == "fd00::2") >= 5, 20, "statistics reports");
 
             // The peer ends the IPv4 session with a NOTIFICATION (RFC 7854 4.9 reason 3).
             await back4.ShutdownAsync("bmp test");
@@ -95,13 +99,103 @@ public class BmpInteropTests(ITestOutputHelper output)
             await speaker.DisposeAsync();
             disposed = true;
             await InteropLab.Eventually(() => Messages(log).Any(m => Type(m) == "term"), 20, "termination");
-            output.WriteLine(File.ReadAllText(log));
+            Assert.True(speaker.BmpStations[0].MessagesSent >= 12);
+            Assert.Equal(0, speaker.BmpStations[0].MessagesDropped);
+
+            var all = Messages(log).Where(m => Type(m) is not null).ToList();
+            var types = all.Select(Type).ToList();
+            output.WriteLine("collector saw: " + string.Join(" ", types));
+
+            // Initiation first (RFC 7854 4.3) with our sysName/sysDescr, Termination last (4.5).
+            Assert.Equal("init", types[0]);
+            Assert.Equal("netcore-bmp-test", Str(all[0], "bmp_init_info_sysname"));
+            Assert.Equal("Netcore.Bgp under test", Str(all[0], "bmp_init_info_sysdescr"));
+            Assert.Equal("term", types[^1]);
+            Assert.Equal("Session administratively closed", Str(all[^1], "bmp_term_info_reason"));
+
+            // Peer Up per session (4.10): peer address, AS, BGP id, local address and ports of the session.
+            var up4 = Assert.Single(all, m => Type(m) == "peer_up" && Str(m, "peer_ip") == "10.0.0.2");
+            Assert.Equal(65002, up4.GetProperty("peer_asn").GetInt64());
+            Assert.Equal("10.0.0.2", Str(up4, "bgp_id"));
+            Assert.Equal("10.0.0.1", Str(up4, "local_ip"));
+            Assert.Equal(localPort4, up4.GetProperty("local_port").GetInt32());
+            Assert.Equal(179, up4.GetProperty("remote_port").GetInt32());
+            Assert.Equal(0, up4.GetProperty("peer_type").GetInt32());
+            var up6 = Assert.Single(all, m => Type(m) == "peer_up" && Str(m, "peer_ip") == "fd00::2");
+            Assert.Equal("fd00::1", Str(up6, "local_ip"));
+            Assert.Equal(localPort6, up6.GetProperty("local_port").GetInt32());
+
+            // Route Monitoring: exactly the announced prefixes, pre-policy, with the peer's attributes.
+            var updates = all.Where(m => Type(m) == "route_monitor" && Str(m, "log_type") == "update").ToList();
+            Assert.Equal(["198.51.100.0/25", "2001:db8:b::/48", "2001:db8:c::/48", "203.0.113.0/24"], updates.Select(m => Str(m, "ip_prefix") ?? "").Order().ToArray());
+            foreach (var (prefix, peerIp, nextHop, c) in new[]
+            {
+                ("203.0.113.0/24", "10.0.0.2", "10.0.0.2", 1), ("2001:db8:b::/48", "fd00::2", "fd00::2", 2),
+                ("198.51.100.0/25", "10.0.0.2", "10.0.0.2", 3), ("2001:db8:c::/48", "fd00::2", "fd00::2", 4),
+            })
+            {
+                var u = updates.Single(m => Str(m, "ip_prefix") == prefix);
+                Assert.Equal(peerIp, Str(u, "peer_ip"));
+                Assert.Equal(nextHop, Str(u, "bgp_nexthop"));
+                Assert.Equal("65002", Str(u, "as_path"));
+                Assert.Equal($"65002:{c}", Str(u, "comms"));
+                Assert.Equal($"65002:1:{c}", Str(u, "lcomms"));
+                Assert.Equal(0, u.GetProperty("is_post").GetInt32());
+                // The peer's Peer Up precedes its routes.
+                Assert.True(all.IndexOf(u) > all.FindIndex(m => Type(m) == "peer_up" && Str(m, "peer_ip") == peerIp));
+            }
+            var withdrawals = all.Where(m => Type(m) == "route_monitor" && Str(m, "log_type") == "withdraw").ToList();
+            Assert.Equal(["198.51.100.0/25", "2001:db8:c::/48"], withdrawals.Select(m => Str(m, "ip_prefix") ?? "").Order().ToArray());
+            foreach (var w in withdrawals)
+                Assert.True(all.IndexOf(w) > all.IndexOf(updates.Single(u => Str(u, "ip_prefix") == Str(w, "ip_prefix"))));
+
+            // Statistics Reports (4.8): types 0, 7, 8, 9, 10, 11; the IPv6 peer holds its two prefixes, or one after the withdrawal.
+            var stats6 = all.Where(m => Type(m) == "stats" && Str(m, "peer_ip") == "fd00::2").ToList();
+            Assert.Equal([0, 7, 8, 9, 10, 11], stats6.Select(m => m.GetProperty("counter_type").GetInt32()).Distinct().Order().ToArray());
+            Assert.All(stats6.Where(m => m.GetProperty("counter_type").GetInt32() == 7), m => Assert.InRange(m.GetProperty("counter_value").GetInt64(), 1, 2));
+            Assert.All(stats6.Where(m => m.GetProperty("counter_type").GetInt32() == 0), m => Assert.Equal(0, m.GetProperty("counter_value").GetInt64()));
+
+            // Peer Down (4.9): the peer closed the IPv4 session with a NOTIFICATION (3); we closed the IPv6 one (1).
+            var downs = all.Where(m => Type(m) == "peer_down").ToList();
+            Assert.Equal(2, downs.Count);
+            Assert.Equal(3, downs.Single(m => Str(m, "peer_ip") == "10.0.0.2").GetProperty("reason_type").GetInt32());
+            Assert.Equal(1, downs.Single(m => Str(m, "peer_ip") == "fd00::2").GetProperty("reason_type").GetInt32());
+
+            // Second, independent check: Wireshark's BMP dissector over the captured station connection.
+            capture.Signal(2);
+            capture.WaitForExit(TimeSpan.FromSeconds(5));
+            CheckWithTshark(pcap);
         }
         finally
         {
             if (!disposed) await speaker.DisposeAsync();
-            if (File.Exists(log)) output.WriteLine(File.ReadAllText(log));
         }
+    }
+
+    /// <summary>
+    /// tshark dissects every BMP message of the capture without a malformed-packet mark: message types in
+    /// order, the per-peer flags (V set only for the IPv6 peer, L and A clear), Peer Down reasons and the
+    /// Route Monitoring count (2 routes and 2 End-of-RIB in the dump, 2 live announcements, 2 withdrawals).
+    /// </summary>
+    private void CheckWithTshark(string pcap)
+    {
+        var r = Shell.Run("tshark", ["-r", pcap, "-n", "-d", $"tcp.port=={StationPort},bmp", "-Y", "bmp", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;",
+            "-e", "bmp.type", "-e", "bmp.peer.flags", "-e", "bmp.peer.down.reason", "-e", "_ws.malformed"]);
+        output.WriteLine(r.StdOut);
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        var rows = r.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('\t')).ToList();
+        Assert.DoesNotContain(rows, f => f.Length > 3 && f[3].Length > 0);
+        var types = rows.SelectMany(f => f[0].Split(';', StringSplitOptions.RemoveEmptyEntries)).Select(int.Parse).ToList();
+        Assert.Equal(4, types[0]);
+        Assert.Equal(5, types[^1]);
+        Assert.Equal(2, types.Count(t => t == 3));
+        Assert.Equal(2, types.Count(t => t == 2));
+        Assert.Equal(8, types.Count(t => t == 0));
+        Assert.Contains(types, t => t == 1);
+        var flags = rows.SelectMany(f => f.Length > 1 ? f[1].Split(';', StringSplitOptions.RemoveEmptyEntries) : []).Distinct().Order().ToArray();
+        Assert.Equal(["0x00", "0x80"], flags);
+        var reasons = rows.SelectMany(f => f.Length > 2 ? f[2].Split(';', StringSplitOptions.RemoveEmptyEntries) : []).Order().ToArray();
+        Assert.Equal(["1", "3"], reasons);
     }
 
     private static List<JsonElement> Messages(string path)
@@ -125,6 +219,8 @@ public class BmpInteropTests(ITestOutputHelper output)
         }
         return list;
     }
+
+    private static string? Str(JsonElement m, string name) => m.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
 
     private static string? Type(JsonElement m) => m.TryGetProperty("bmp_msg_type", out var t) ? t.GetString() : null;
 
