@@ -82,10 +82,12 @@ internal sealed class BmpExporter : IAsyncDisposable
         var header = new BmpPeer(Normalize(peer.RemoteAddress), n.PeerAs, BgpPeer.RouterIdValue(n.PeerRouterId), LegacyAsPath: !n.FourOctetAs);
         var msg = BmpEncoder.PeerUp(header, DateTimeOffset.UtcNow, Normalize(c.LocalEndPoint.Address), (ushort)c.LocalEndPoint.Port,
             (ushort)c.RemoteEndPoint.Port, opens[0], opens[1]);
-        // The dump re-encodes the Adj-RIB-In with 4-octet AS numbers (A flag clear) and the session's ADD-PATH receive state.
+        // The dump re-encodes the Adj-RIB-In in the session's own format: its AS number size (on a 2-octet session
+        // AS_TRANS and AS4_PATH, with the A flag set, RFC 7854 4.2) and its ADD-PATH receive state. RFC 7854 4.2 would
+        // also allow 4-octet paths with A clear, but collectors such as pmacct take the AS size from the Peer Up OPENs.
         var ctx = new CodecContext
         {
-            FourOctetAs = true,
+            FourOctetAs = n.FourOctetAs,
             IsInternal = n.IsInternal,
             ExtendedMessage = true,
             AddPathSendIPv4 = c.Codec.AddPathReceiveIPv4,
@@ -176,13 +178,13 @@ internal sealed class BmpExporter : IAsyncDisposable
                     if (consumed == 0) break; // attributes alone exceed a message
                     done += consumed;
                     count += consumed;
-                    await write(BmpEncoder.RouteMonitoring(st.Header, postPolicy: false, legacyAsPath: false, now, buf.AsSpan(0, len))).ConfigureAwait(false);
+                    await write(BmpEncoder.RouteMonitoring(st.Header, postPolicy: false, st.Header.LegacyAsPath, now, buf.AsSpan(0, len))).ConfigureAwait(false);
                 }
             }
             foreach (var f in st.Families)
             {
                 int len = UpdateCodec.WriteEndOfRib(buf, f);
-                await write(BmpEncoder.RouteMonitoring(st.Header, postPolicy: false, legacyAsPath: false, now, buf.AsSpan(0, len))).ConfigureAwait(false);
+                await write(BmpEncoder.RouteMonitoring(st.Header, postPolicy: false, st.Header.LegacyAsPath, now, buf.AsSpan(0, len))).ConfigureAwait(false);
             }
         }
         finally

@@ -173,6 +173,96 @@ public class BmpInteropTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// BIRD peers over a session without the 4-octet AS capability (RFC 6793): its UPDATEs go to the station as
+    /// received with the A flag (RFC 7854 4.2), and the initial dump is encoded the same way (AS_TRANS and AS4_PATH,
+    /// A set): pmbmpd takes the AS number size from the Peer Up OPENs, so a 4-octet dump with A clear reads as an
+    /// empty AS path there. pmbmpd must read the full 4-octet path from both.
+    /// </summary>
+    [LinuxFact(Root = true, Netns = true, Tools = ["pmbmpd", "bird", "birdc", "tcpdump", "tshark"])]
+    public async Task Two_octet_session_route_monitoring_and_dump_carry_the_A_flag()
+    {
+        await using var lab = InteropLab.Create(output, "bma");
+        string log = Path.Combine(lab.Dir, "bmp.json");
+        string pcap = Path.Combine(lab.Dir, "bmp.pcap");
+        string conf = lab.Write("pmbmpd.conf", $"""
+            bmp_daemon_ip: {Station}
+            bmp_daemon_port: {StationPort}
+            bmp_daemon_msglog_file: {log}
+            bmp_daemon_msglog_output: json
+            """);
+        string ctl = Path.Combine(lab.Dir, "bird.ctl");
+        string birdConf = lab.Write("bird.conf", """
+            router id 10.0.0.2;
+            log stderr all;
+            protocol device { }
+            protocol static s1 { ipv4; route 203.0.113.0/24 blackhole; }
+            protocol static s2 { disabled; ipv4; route 198.51.100.0/24 blackhole; }
+            protocol bgp netcore {
+              local 10.0.0.2 as 65002; neighbor 10.0.0.1 as 65001;
+              enable as4 off;
+              hold time 6; keepalive time 2; connect retry time 1; connect delay time 1; error wait time 1, 2;
+              ipv4 { import none; export filter { bgp_path.prepend(4200000099); bgp_community.add((65002, 7)); accept; }; };
+            }
+            """);
+        lab.Start("bird", "-f", "-c", birdConf, "-s", ctl);
+
+        await using var speaker = new BgpSpeaker(new BgpSpeakerOptions
+        {
+            RouterId = InteropLab.Us4,
+            LocalAs = 65001,
+            SocketFactory = NetnsSockets.Factory(lab.Us),
+            PublishReceivedUpdates = false,
+            Bmp = new BmpOptions
+            {
+                Stations = [new IPEndPoint(Station, StationPort)],
+                StatisticsInterval = TimeSpan.Zero,
+                ReconnectDelay = TimeSpan.FromMilliseconds(300),
+                MaxReconnectDelay = TimeSpan.FromSeconds(1),
+            },
+        }, new TestLoggerFactory(output));
+        await speaker.StartAsync();
+        var p = speaker.AddPeer(new BgpPeerOptions
+        {
+            RemoteAddress = InteropLab.Them4, RemoteAs = 65002, Families = [BgpFamily.IPv4Unicast], ImportPolicy = BgpPolicy.AcceptAll,
+            HoldTime = TimeSpan.FromSeconds(6), ConnectRetryTime = TimeSpan.FromSeconds(1), MaxConnectRetryTime = TimeSpan.FromSeconds(2),
+        });
+        await SessionTests.Within(p.WaitForStateAsync(BgpPeerState.Established), 30);
+        Assert.False(p.Negotiated!.FourOctetAs);
+        await InteropLab.Eventually(() => speaker.RibPathCount >= 1, 20, "BIRD's route in our RIB");
+        var rib = await speaker.GetAdjRibInAsync(p);
+        Assert.Equal("65002 4200000099", Assert.Single(rib).Attributes.AsPath.ToString()); // RFC 6793 4.2.3 reconstruction
+
+        using var capture = ExternalDaemon.Start(lab.Them, "tcpdump", ["-i", "v1", "-U", "-n", "-w", pcap, "tcp", "port", StationPort.ToString()], output);
+        await capture.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(10));
+        using var pmbmpd = ExternalDaemon.Start(lab.Them, "pmbmpd", ["-f", conf], output);
+        await InteropLab.Eventually(() => Updates(log, "update").Count >= 1, 20, "dump in the collector log");
+        lab.Them.Exec($"birdc -s {ctl} enable s2");
+        await InteropLab.Eventually(() => Updates(log, "update").Count >= 2, 20, "live update in the collector log");
+
+        var updates = Updates(log, "update");
+        foreach (var u in updates)
+            output.WriteLine($"{Str(u, "ip_prefix")}: {Str(u, "as_path")} {Str(u, "comms")}");
+        var dumped = updates.Single(u => Str(u, "ip_prefix") == "203.0.113.0/24");
+        var live = updates.Single(u => Str(u, "ip_prefix") == "198.51.100.0/24");
+        Assert.Equal("65002 4200000099", Str(dumped, "as_path"));
+        Assert.Equal("65002:7", Str(dumped, "comms"));
+        Assert.Equal("65002:7", Str(live, "comms"));
+        // BIRD's own UPDATE: AS_PATH 65002 23456 (AS_TRANS) with AS4_PATH, merged by the collector (RFC 6793 4.2.3).
+        Assert.Equal("65002 4200000099", Str(live, "as_path"));
+
+        capture.Signal(2);
+        capture.WaitForExit(TimeSpan.FromSeconds(5));
+        var r = Shell.Run("tshark", ["-r", pcap, "-n", "-d", $"tcp.port=={StationPort},bmp", "-Y", "bmp.type == 0", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;",
+            "-e", "bmp.peer.flags", "-e", "_ws.malformed"]);
+        output.WriteLine(r.StdOut);
+        var flags = r.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).SelectMany(l => l.Split('\t')[0].Split(';')).ToList();
+        // Dump (the route and End-of-RIB) and live UPDATEs: all with A set.
+        Assert.True(flags.Count >= 3, string.Join(",", flags));
+        Assert.All(flags, f => Assert.Equal("0x20", f));
+        Assert.DoesNotContain(r.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Split('\t').Length > 1 && l.Split('\t')[1].Length > 0);
+    }
+
+    /// <summary>
     /// tshark dissects every BMP message of the capture without a malformed-packet mark: message types in
     /// order, the per-peer flags (V set only for the IPv6 peer, L and A clear), Peer Down reasons and the
     /// Route Monitoring count (2 routes and 2 End-of-RIB in the dump, 2 live announcements, 2 withdrawals).
