@@ -76,7 +76,7 @@ public class BmpInteropTests(ITestOutputHelper output)
             await back6.AnnounceAsync(BgpPrefix.Parse("2001:db8:b::/48"), PeerAttrs(2));
             await InteropLab.Eventually(() => speaker.RibPathCount >= 2, 20, "routes in our RIB");
 
-            using var capture = ExternalDaemon.Start(lab.Them, "tcpdump", ["-i", "v1", "-U", "-n", "-w", pcap, "tcp", "port", StationPort.ToString()], output);
+            using var capture = ExternalDaemon.Start(lab.Them, "tcpdump", ["-i", "v1", "--immediate-mode", "-U", "-n", "-w", pcap, "tcp", "port", StationPort.ToString()], output);
             await capture.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(10));
             using var pmbmpd = ExternalDaemon.Start(lab.Them, "pmbmpd", ["-f", conf], output);
             await InteropLab.Eventually(() => speaker.BmpStations[0].IsConnected, 20, "station connected");
@@ -162,6 +162,7 @@ public class BmpInteropTests(ITestOutputHelper output)
             Assert.Equal(1, downs.Single(m => Str(m, "peer_ip") == "fd00::2").GetProperty("reason_type").GetInt32());
 
             // Second, independent check: Wireshark's BMP dissector over the captured station connection.
+            await Task.Delay(500); // let tcpdump write the last segments
             capture.Signal(2);
             capture.WaitForExit(TimeSpan.FromSeconds(5));
             CheckWithTshark(pcap);
@@ -232,7 +233,7 @@ public class BmpInteropTests(ITestOutputHelper output)
         var rib = await speaker.GetAdjRibInAsync(p);
         Assert.Equal("65002 4200000099", Assert.Single(rib).Attributes.AsPath.ToString()); // RFC 6793 4.2.3 reconstruction
 
-        using var capture = ExternalDaemon.Start(lab.Them, "tcpdump", ["-i", "v1", "-U", "-n", "-w", pcap, "tcp", "port", StationPort.ToString()], output);
+        using var capture = ExternalDaemon.Start(lab.Them, "tcpdump", ["-i", "v1", "--immediate-mode", "-U", "-n", "-w", pcap, "tcp", "port", StationPort.ToString()], output);
         await capture.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(10));
         using var pmbmpd = ExternalDaemon.Start(lab.Them, "pmbmpd", ["-f", conf], output);
         await InteropLab.Eventually(() => Updates(log, "update").Count >= 1, 20, "dump in the collector log");
@@ -250,6 +251,7 @@ public class BmpInteropTests(ITestOutputHelper output)
         // BIRD's own UPDATE: AS_PATH 65002 23456 (AS_TRANS) with AS4_PATH, merged by the collector (RFC 6793 4.2.3).
         Assert.Equal("65002 4200000099", Str(live, "as_path"));
 
+        await Task.Delay(500); // let tcpdump write the last segments
         capture.Signal(2);
         capture.WaitForExit(TimeSpan.FromSeconds(5));
         var r = Shell.Run("tshark", ["-r", pcap, "-n", "-d", $"tcp.port=={StationPort},bmp", "-Y", "bmp.type == 0", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;",
