@@ -1,5 +1,7 @@
 using System.Net;
+using System.Buffers.Binary;
 using System.Net.Sockets;
+using Netcore.Bgp.Messages;
 
 namespace Netcore.Bgp.Tests.Bmp;
 
@@ -71,5 +73,147 @@ public class BmpStationTests(ITestOutputHelper output)
         var sw = System.Diagnostics.Stopwatch.StartNew();
         await speaker.DisposeAsync();
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"dispose took {sw.Elapsed}");
+    }
+
+    /// <summary>
+    /// The station connects while the peer keeps announcing and withdrawing: after the churn its view (initial
+    /// dump plus live Route Monitoring, decoded here by a minimal BMP reader) equals our pre-policy Adj-RIB-In,
+    /// prefix by prefix and attribute by attribute (RFC 7854 5).
+    /// </summary>
+    [LinuxFact(Root = true, Netns = true)]
+    public async Task A_station_connecting_during_churn_converges_to_the_adj_rib_in()
+    {
+        await using var lab = InteropLab.Create(output, "bmc");
+        await using var peer = new BgpSpeaker(new BgpSpeakerOptions
+        {
+            RouterId = InteropLab.Them4,
+            LocalAs = InteropLab.TheirAs,
+            ListenEndpoints = [new IPEndPoint(InteropLab.Them4, 179)],
+            SocketFactory = NetnsSockets.Factory(lab.Them),
+            Rib = new BgpRibOptions { Enabled = false },
+            PublishReceivedUpdates = false,
+        }, new TestLoggerFactory(output));
+        await peer.StartAsync();
+        var back = peer.AddPeer(new BgpPeerOptions { RemoteAddress = InteropLab.Us4, RemoteAs = InteropLab.OurAs, Passive = true, Families = [BgpFamily.IPv4Unicast], HoldTime = TimeSpan.FromSeconds(6) });
+
+        await using var speaker = new BgpSpeaker(new BgpSpeakerOptions
+        {
+            RouterId = InteropLab.Us4,
+            LocalAs = InteropLab.OurAs,
+            SocketFactory = NetnsSockets.Factory(lab.Us),
+            PublishReceivedUpdates = false,
+            Bmp = new BmpOptions
+            {
+                Stations = [new IPEndPoint(InteropLab.Them4, 1790)],
+                StatisticsInterval = TimeSpan.Zero,
+                ReconnectDelay = TimeSpan.FromMilliseconds(100),
+                MaxReconnectDelay = TimeSpan.FromMilliseconds(200),
+            },
+        }, new TestLoggerFactory(output));
+        await speaker.StartAsync();
+        // Import policy rejects half of the prefixes: the pre-policy view must still hold them.
+        var import = new BgpPolicy((prefix, a, _) => prefix.Address.GetAddressBytes()[2] % 2 == 0 ? a : null, "even-only");
+        var p = speaker.AddPeer(InteropLab.Peer(InteropLab.Them4) with { Families = [BgpFamily.IPv4Unicast], ImportPolicy = import });
+        await SessionTests.Within(p.WaitForStateAsync(BgpPeerState.Established), 30);
+
+        static BgpPrefix Prefix(int i) => new(new IPAddress([100, (byte)(64 + i / 256), (byte)(i % 256), 0]), 24);
+        await back.AnnounceAsync(Enumerable.Range(0, 300).Select(i => new BgpRoute(Prefix(i), new BgpPathAttributes { Communities = [new BgpCommunity(65002, (ushort)i)] })));
+        // Churn in which (almost) every operation touches a prefix no later operation touches again, so a message
+        // lost around the station's connection would stay visible as a difference.
+        using var stop = new CancellationTokenSource();
+        var churn = Task.Run(async () =>
+        {
+            int k = 0;
+            for (; !stop.IsCancellationRequested && k < 12000; k++)
+            {
+                if (k % 3 == 2) await back.WithdrawAsync(Prefix((k * 7) % 4000));
+                else await back.AnnounceAsync(Prefix(k % 4000), new BgpPathAttributes { Communities = [new BgpCommunity(65002, (ushort)k)] });
+                if (k % 10 == 0) await Task.Delay(1);
+            }
+            return k;
+        });
+
+        await Task.Delay(700);
+        using var listener = NetnsSockets.Create(lab.Them, AddressFamily.InterNetwork);
+        listener.Bind(new IPEndPoint(InteropLab.Them4, 1790));
+        listener.Listen(4);
+        using var conn = await listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        var station = new MiniStation();
+        var reading = Task.Run(() => station.ReadAsync(conn));
+        await Task.Delay(400);
+        stop.Cancel();
+        int churned = await churn;
+        output.WriteLine($"{churned} announce/withdraw operations during the test");
+        await Task.Delay(300);
+        await speaker.WaitForRibAsync();
+
+        var expected = (await speaker.GetAdjRibInAsync(p, prePolicy: true)).ToDictionary(r => r.Prefix, r => r.Attributes.Communities.Single().Value);
+        Assert.True(expected.Count > 100);
+        await InteropLab.Eventually(() => station.Snapshot().Count == expected.Count, 15, $"station holds {expected.Count} prefixes (has {station.Snapshot().Count})");
+        var seen = station.Snapshot();
+        Assert.Equal(expected.OrderBy(kv => kv.Key.ToString()), seen.OrderBy(kv => kv.Key.ToString()));
+        Assert.Equal(1, station.PeerUps);
+        Assert.True(station.EndOfRibs >= 1);
+        Assert.Equal(4, station.Types[0]); // Initiation first
+    }
+
+    /// <summary>A BMP reader just big enough for the test: Route Monitoring applied to a prefix -> community view.</summary>
+    private sealed class MiniStation
+    {
+        private readonly Dictionary<BgpPrefix, uint> _view = [];
+        public List<int> Types { get; } = [];
+        public int PeerUps;
+        public int EndOfRibs;
+
+        public Dictionary<BgpPrefix, uint> Snapshot()
+        {
+            lock (_view) return new(_view);
+        }
+
+        public async Task ReadAsync(Socket s)
+        {
+            var ctx = new CodecContext();
+            var r = new UpdateParseResult();
+            var header = new byte[6];
+            try
+            {
+                while (true)
+                {
+                    await ReadExactly(s, header);
+                    Assert.Equal(3, header[0]); // RFC 7854 4.1 version
+                    int len = (int)BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(1));
+                    var body = new byte[len - 6];
+                    await ReadExactly(s, body);
+                    lock (_view) Types.Add(header[5]);
+                    if (header[5] == 3) Interlocked.Increment(ref PeerUps);
+                    if (header[5] != 0) continue;
+                    // per-peer header (42), then the BGP UPDATE with its 19-octet header
+                    r.Clear();
+                    UpdateCodec.Decode(body.AsSpan(42 + 19), ctx, r);
+                    if (r.EndOfRib is not null) Interlocked.Increment(ref EndOfRibs);
+                    lock (_view)
+                    {
+                        foreach (var w in r.Withdrawn) _view.Remove(w.Prefix);
+                        if (r.Attributes is { } a)
+                            foreach (var n in r.Announced) _view[n.Prefix] = a.Communities.Single().Value;
+                    }
+                }
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException or EndOfStreamException)
+            {
+                // connection closed at the end of the test
+            }
+        }
+
+        private static async Task ReadExactly(Socket s, byte[] buf)
+        {
+            int got = 0;
+            while (got < buf.Length)
+            {
+                int n = await s.ReceiveAsync(buf.AsMemory(got), SocketFlags.None);
+                if (n == 0) throw new EndOfStreamException();
+                got += n;
+            }
+        }
     }
 }
