@@ -9,7 +9,7 @@ namespace Netcore.Bgp.Tests.Bmp;
 public class BmpStationTests(ITestOutputHelper output)
 {
     [LinuxFact(Root = true, Netns = true)]
-    public async Task A_station_that_never_reads_gets_drops_and_resets_while_the_session_carries_on()
+    public async Task A_station_that_never_reads_gets_drops_and_resets_while_the_session_and_another_station_carry_on()
     {
         await using var lab = InteropLab.Create(output, "bms");
         // The station: a listener that never accepts; the kernel completes the handshakes and buffers a few KiB.
@@ -17,6 +17,31 @@ public class BmpStationTests(ITestOutputHelper output)
         station.ReceiveBufferSize = 4096; // inherited by the connections it queues
         station.Bind(new IPEndPoint(InteropLab.Them4, 1790));
         station.Listen(16);
+        // A second station that reads everything. With a 16-message queue the flood below can overflow its queue too;
+        // then it is reset and its next connection starts with a full dump, so each connection gets a fresh view.
+        using var healthyListener = NetnsSockets.Create(lab.Them, AddressFamily.InterNetwork);
+        healthyListener.Bind(new IPEndPoint(InteropLab.Them4, 1791));
+        healthyListener.Listen(4);
+        MiniStation healthy = new();
+        var healthySockets = new List<Socket>();
+        var accepting = Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    var c = await healthyListener.AcceptAsync();
+                    var v = new MiniStation();
+                    lock (healthySockets) healthySockets.Add(c);
+                    Volatile.Write(ref healthy, v);
+                    _ = v.ReadAsync(c);
+                }
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                // listener closed at the end of the test
+            }
+        });
 
         await using var peer = new BgpSpeaker(new BgpSpeakerOptions
         {
@@ -38,7 +63,7 @@ public class BmpStationTests(ITestOutputHelper output)
             PublishReceivedUpdates = false,
             Bmp = new BmpOptions
             {
-                Stations = [new IPEndPoint(InteropLab.Them4, 1790)],
+                Stations = [new IPEndPoint(InteropLab.Them4, 1790), new IPEndPoint(InteropLab.Them4, 1791)],
                 QueueCapacity = 16,
                 StatisticsInterval = TimeSpan.Zero,
                 ReconnectDelay = TimeSpan.FromMilliseconds(200),
@@ -50,7 +75,7 @@ public class BmpStationTests(ITestOutputHelper output)
         var left = 0;
         p.StateChanged += (_, e) => { if (e.OldState == BgpPeerState.Established) Interlocked.Increment(ref left); };
         await SessionTests.Within(p.WaitForStateAsync(BgpPeerState.Established), 30);
-        await InteropLab.Eventually(() => speaker.BmpStations[0].IsConnected, 20, "station connected");
+        await InteropLab.Eventually(() => speaker.BmpStations.All(s => s.IsConnected), 20, "stations connected");
 
         // 3000 routes with distinct attributes: 3000 UPDATEs, about 300 KB of Route Monitoring, far more than the
         // station's buffers and the 16-message queue hold.
@@ -68,11 +93,18 @@ public class BmpStationTests(ITestOutputHelper output)
         Assert.Equal(BgpPeerState.Established, p.State);
         Assert.Equal(0, Volatile.Read(ref left));
         output.WriteLine(speaker.BmpStations[0].ToString());
+        output.WriteLine(speaker.BmpStations[1].ToString());
+        // The reading station ends with the complete view (through a reset and a new dump if its queue overflowed).
+        await InteropLab.Eventually(() => Volatile.Read(ref healthy).Snapshot().Count == n, 20, $"reading station holds {n} prefixes (has {Volatile.Read(ref healthy).Snapshot().Count})");
 
         // Stopping does not hang on the stuck station (Termination is given 2 s).
         var sw = System.Diagnostics.Stopwatch.StartNew();
         await speaker.DisposeAsync();
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"dispose took {sw.Elapsed}");
+        healthyListener.Dispose();
+        await accepting;
+        lock (healthySockets)
+            foreach (var c in healthySockets) c.Dispose();
     }
 
     /// <summary>
