@@ -352,9 +352,10 @@ internal sealed partial class BgpRib : IStaleRouteStore
                 }
             }
             ReleaseRoom();
-            FlushOutputs();
+            // counts first: whoever sees an exported route or a change can rely on them
             Interlocked.Exchange(ref _prefixCount, _prefixes.Count);
             Interlocked.Exchange(ref _pathCount, _paths.Count);
+            FlushOutputs();
             foreach (var t in _completions) t.TrySetResult();
             _completions.Clear();
         }
