@@ -151,11 +151,13 @@ public class RibSessionTests(ITestOutputHelper output)
         await SessionTests.Within(cToUs.WaitForStateAsync(BgpPeerState.Established));
         var changes = new List<BgpBestPathChange>();
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var announcedSeen = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var reader = Task.Run(async () =>
         {
             await foreach (var ch in us.Speaker.ReadBestPathChangesAsync(cts.Token))
             {
                 lock (changes) changes.Add(ch);
+                if (ch.Best is not null) announcedSeen.TrySetResult();
                 if (ch.Best is null) return;
             }
         });
@@ -176,6 +178,8 @@ public class RibSessionTests(ITestOutputHelper output)
         var snap = await us.Speaker.GetRoutesAsync();
         Assert.Equal(IPAddress.Parse("127.0.0.1"), Assert.Single(snap).PeerAddress);
 
+        // changes are coalesced per prefix for a slow reader: withdraw only once it has seen the route
+        await announcedSeen.Task.WaitAsync(cts.Token);
         await aToUs.WithdrawAsync(prefix);
         await foreach (var u in c.Speaker.ReadUpdatesAsync(cts.Token))
             if (u.Withdrawn.Contains(prefix)) break;
