@@ -18,18 +18,24 @@ public class BmpInteropTests(ITestOutputHelper output)
         LargeCommunities = [new BgpLargeCommunity(65002, 1, community)],
     };
 
-    [LinuxFact(Root = true, Netns = true, Tools = ["pmbmpd", "tcpdump", "tshark"])]
-    public async Task Pmbmpd_sees_init_peer_up_dump_live_updates_withdraw_stats_peer_down_and_termination()
+    /// <summary>pmbmpd's JSON log, the capture file, and its configuration (listening on the station address).</summary>
+    private static (string Log, string Pcap, string Conf) PmbmpdFiles(InteropLab lab)
     {
-        await using var lab = InteropLab.Create(output, "bmp");
         string log = Path.Combine(lab.Dir, "bmp.json");
-        string pcap = Path.Combine(lab.Dir, "bmp.pcap");
         string conf = lab.Write("pmbmpd.conf", $"""
             bmp_daemon_ip: {Station}
             bmp_daemon_port: {StationPort}
             bmp_daemon_msglog_file: {log}
             bmp_daemon_msglog_output: json
             """);
+        return (log, Path.Combine(lab.Dir, "bmp.pcap"), conf);
+    }
+
+    [LinuxFact(Root = true, Netns = true, Tools = ["pmbmpd", "tcpdump", "tshark"])]
+    public async Task Pmbmpd_sees_init_peer_up_dump_live_updates_withdraw_stats_peer_down_and_termination()
+    {
+        await using var lab = InteropLab.Create(output, "bmp");
+        var (log, pcap, conf) = PmbmpdFiles(lab);
 
         // The peer: a second speaker in the other namespace, AS 65002, one session per address family.
         await using var peer = new BgpSpeaker(new BgpSpeakerOptions
@@ -183,14 +189,7 @@ public class BmpInteropTests(ITestOutputHelper output)
     public async Task Two_octet_session_route_monitoring_and_dump_carry_the_A_flag()
     {
         await using var lab = InteropLab.Create(output, "bma");
-        string log = Path.Combine(lab.Dir, "bmp.json");
-        string pcap = Path.Combine(lab.Dir, "bmp.pcap");
-        string conf = lab.Write("pmbmpd.conf", $"""
-            bmp_daemon_ip: {Station}
-            bmp_daemon_port: {StationPort}
-            bmp_daemon_msglog_file: {log}
-            bmp_daemon_msglog_output: json
-            """);
+        var (log, pcap, conf) = PmbmpdFiles(lab);
         string ctl = Path.Combine(lab.Dir, "bird.ctl");
         string birdConf = lab.Write("bird.conf", """
             router id 10.0.0.2;

@@ -8,6 +8,23 @@ namespace Netcore.Bgp.Tests.Bmp;
 /// <summary>A station that never reads must not slow the BGP sessions: its queue overflows, messages are dropped and counted, the connection is reset.</summary>
 public class BmpStationTests(ITestOutputHelper output)
 {
+    /// <summary>The BGP peer of these tests: a RIB-less speaker in the lab's other namespace, passive towards us (IPv4).</summary>
+    private async Task<(BgpSpeaker Speaker, BgpPeer Back)> TheirSpeakerAsync(InteropLab lab)
+    {
+        var peer = new BgpSpeaker(new BgpSpeakerOptions
+        {
+            RouterId = InteropLab.Them4,
+            LocalAs = InteropLab.TheirAs,
+            ListenEndpoints = [new IPEndPoint(InteropLab.Them4, 179)],
+            SocketFactory = NetnsSockets.Factory(lab.Them),
+            Rib = new BgpRibOptions { Enabled = false },
+            PublishReceivedUpdates = false,
+        }, new TestLoggerFactory(output));
+        await peer.StartAsync();
+        var back = peer.AddPeer(new BgpPeerOptions { RemoteAddress = InteropLab.Us4, RemoteAs = InteropLab.OurAs, Passive = true, Families = [BgpFamily.IPv4Unicast], HoldTime = TimeSpan.FromSeconds(6) });
+        return (peer, back);
+    }
+
     [LinuxFact(Root = true, Netns = true)]
     public async Task A_station_that_never_reads_gets_drops_and_resets_while_the_session_and_another_station_carry_on()
     {
@@ -43,17 +60,8 @@ public class BmpStationTests(ITestOutputHelper output)
             }
         });
 
-        await using var peer = new BgpSpeaker(new BgpSpeakerOptions
-        {
-            RouterId = InteropLab.Them4,
-            LocalAs = InteropLab.TheirAs,
-            ListenEndpoints = [new IPEndPoint(InteropLab.Them4, 179)],
-            SocketFactory = NetnsSockets.Factory(lab.Them),
-            Rib = new BgpRibOptions { Enabled = false },
-            PublishReceivedUpdates = false,
-        }, new TestLoggerFactory(output));
-        await peer.StartAsync();
-        var back = peer.AddPeer(new BgpPeerOptions { RemoteAddress = InteropLab.Us4, RemoteAs = InteropLab.OurAs, Passive = true, Families = [BgpFamily.IPv4Unicast], HoldTime = TimeSpan.FromSeconds(6) });
+        var (peer, back) = await TheirSpeakerAsync(lab);
+        await using var _peer = peer;
 
         await using var speaker = new BgpSpeaker(new BgpSpeakerOptions
         {
@@ -116,17 +124,8 @@ public class BmpStationTests(ITestOutputHelper output)
     public async Task A_station_connecting_during_churn_converges_to_the_adj_rib_in()
     {
         await using var lab = InteropLab.Create(output, "bmc");
-        await using var peer = new BgpSpeaker(new BgpSpeakerOptions
-        {
-            RouterId = InteropLab.Them4,
-            LocalAs = InteropLab.TheirAs,
-            ListenEndpoints = [new IPEndPoint(InteropLab.Them4, 179)],
-            SocketFactory = NetnsSockets.Factory(lab.Them),
-            Rib = new BgpRibOptions { Enabled = false },
-            PublishReceivedUpdates = false,
-        }, new TestLoggerFactory(output));
-        await peer.StartAsync();
-        var back = peer.AddPeer(new BgpPeerOptions { RemoteAddress = InteropLab.Us4, RemoteAs = InteropLab.OurAs, Passive = true, Families = [BgpFamily.IPv4Unicast], HoldTime = TimeSpan.FromSeconds(6) });
+        var (peer, back) = await TheirSpeakerAsync(lab);
+        await using var _peer = peer;
 
         await using var speaker = new BgpSpeaker(new BgpSpeakerOptions
         {
