@@ -47,9 +47,15 @@ public class RtrInteropTests(ITestOutputHelper output)
         return [.. set];
     }
 
-    private ExternalDaemon StartStayrtr(TestNetns ns, string json, params string[] extra) =>
-        ExternalDaemon.Start(ns, "stayrtr", ["-bind", "127.0.0.1:" + Port, "-cache", json, "-checktime=false", "-refresh", "1",
+    /// <summary>Writes <paramref name="roas"/> to <paramref name="json"/> and starts StayRTR serving it; returns once it listens.</summary>
+    private async Task<ExternalDaemon> StartStayrtrAsync(TestNetns ns, string json, IEnumerable<BgpRoa> roas, params string[] extra)
+    {
+        WriteJson(json, roas);
+        var cache = ExternalDaemon.Start(ns, "stayrtr", ["-bind", "127.0.0.1:" + Port, "-cache", json, "-checktime=false", "-refresh", "1",
             "-metrics.addr", "127.0.0.1:9847", "-rtr.refresh", "2", "-rtr.retry", "1", "-rtr.expire", "600", .. extra], output);
+        await cache.WaitForOutputAsync("StayRTR Server started", TimeSpan.FromSeconds(15));
+        return cache;
+    }
 
     private RpkiRtrClient Client(TestNetns ns, Func<RpkiRtrClientOptions, RpkiRtrClientOptions>? tweak = null)
     {
@@ -74,9 +80,7 @@ public class RtrInteropTests(ITestOutputHelper output)
         {
             var roas = Generate(300, 150);
             string json = Path.Combine(dir, "vrps.json");
-            WriteJson(json, roas);
-            using var cache = StartStayrtr(ns, json);
-            await cache.WaitForOutputAsync("StayRTR Server started", TimeSpan.FromSeconds(15));
+            using var cache = await StartStayrtrAsync(ns, json, roas);
             await using var client = Client(ns);
             var updates = new List<RpkiRtrUpdatedEventArgs>();
             client.Updated += (_, e) => { lock (updates) updates.Add(e); };
@@ -122,9 +126,7 @@ public class RtrInteropTests(ITestOutputHelper output)
         {
             var roas = Generate(40, 20);
             string json = Path.Combine(dir, "vrps.json");
-            WriteJson(json, roas);
-            using var cache = StartStayrtr(ns, json, "-protocol", "0");
-            await cache.WaitForOutputAsync("StayRTR Server started", TimeSpan.FromSeconds(15));
+            using var cache = await StartStayrtrAsync(ns, json, roas, "-protocol", "0");
             await using var client = Client(ns);
             client.Start();
             await client.WaitForDataAsync().WaitAsync(TimeSpan.FromSeconds(15));
@@ -172,9 +174,7 @@ public class RtrInteropTests(ITestOutputHelper output)
         var notFound = BgpPrefix.Parse("203.0.113.0/24");
         var baseRoas = new List<BgpRoa> { new(valid, 24, 65002), BgpRoa.Parse("10.0.0.0/8-24 AS64999"), BgpRoa.Parse("2001:db8::/32 AS65002") };
         string json = Path.Combine(lab.Dir, "vrps.json");
-        WriteJson(json, [.. baseRoas, new BgpRoa(invalid, 24, 65001)]);
-        using var cache = StartStayrtr(lab.Us, json);
-        await cache.WaitForOutputAsync("StayRTR Server started", TimeSpan.FromSeconds(15));
+        using var cache = await StartStayrtrAsync(lab.Us, json, [.. baseRoas, new BgpRoa(invalid, 24, 65001)]);
         await using var client = Client(lab.Us);
         client.Start();
         await client.WaitForDataAsync().WaitAsync(TimeSpan.FromSeconds(15));
