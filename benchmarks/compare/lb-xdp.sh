@@ -80,10 +80,14 @@ def csum_base(src, dst):  # lb_backend.csum_base: constant outer IPv4 words, lit
     s = 0x45 + 0x40 + 0x40 + sum(struct.unpack("<4H", src + dst))
     while s > 0xffff: s = (s & 0xffff) + (s >> 16)
     return s
-for i in range(NBACK):  # struct lb_backend: addr[16], family, flags, csum_base, src_v4, gw_mac[6], mtu
-    addr = ipaddress.ip_address(f"10.0.1.{i + 1}").packed
-    be = addr + bytes(12) + bytes([4, 0]) + struct.pack("<H", csum_base(SRC4, addr)) + SRC4 + gw_mac + struct.pack("<H", 1500)
-    cmds.append(f"map update pinned {maps}/lb_backends key hex {hx(struct.pack('<I', i))} value hex {hx(be)}")
+# A backend id belongs to one service (lb.h): ids 0..NBACK-1 are service 1's (IPIP), NBACK..2*NBACK-1
+# service 2's (GUE, port 6080).
+for sid, encap, gue in ((1, 1, 0), (2, 2, 6080)):
+    for i in range(NBACK):  # struct lb_backend (64 B): addr[16], family, flags, csum_base, src_v4, gw_mac[6], mtu, service, encap, 0, gue_port, 24 x 0
+        addr = ipaddress.ip_address(f"10.0.{sid}.{i + 1}").packed
+        be = (addr + bytes(12) + bytes([4, 0]) + struct.pack("<H", csum_base(SRC4, addr)) + SRC4 + gw_mac + struct.pack("<H", 1500)
+              + struct.pack("<IBB", sid, encap, 0) + struct.pack("!H", gue) + bytes(24))
+        cmds.append(f"map update pinned {maps}/lb_backends key hex {hx(struct.pack('<I', (sid - 1) * NBACK + i))} value hex {hx(be)}")
 buckets = {}
 def service(vip, port, proto, sid, encap, gue_port):
     # struct lb_vip: struct lb_service_key (addr[16], port, proto, family), struct lb_service
@@ -99,11 +103,12 @@ service("2001:db8::10", 443, 17, 2, 2, 6080)     # GUE
 for b, slots in buckets.items():                 # struct lb_vip_bucket: 4 slots of 32 bytes
     cmds.append(f"map update pinned {maps}/lb_vips key hex {hx(struct.pack('<I', b))} value hex {hx(b''.join(slots).ljust(128, bytes(1)))}")
 open(f"{tmp}/setup.batch", "w").write("\n".join(cmds) + "\n")
-# One ring of SIZE entries: backend ids spread as a Maglev table of equal weights would be
-# (the lookup cost does not depend on which id an entry holds).
-with open(f"{tmp}/ring.batch", "w") as f:
-    for i in range(SIZE):
-        f.write(f"map update pinned {tmp}/RING key hex {hx(struct.pack('<I', i))} value hex {hx(struct.pack('<I', (i * 7919) % NBACK))}\n")
+# One ring of SIZE entries per service: its backend ids spread as a Maglev table of equal weights
+# would be (the lookup cost does not depend on which id an entry holds).
+for sid in (1, 2):
+    with open(f"{tmp}/ring{sid}.batch", "w") as f:
+        for i in range(SIZE):
+            f.write(f"map update pinned {tmp}/RING key hex {hx(struct.pack('<I', i))} value hex {hx(struct.pack('<I', (sid - 1) * NBACK + (i * 7919) % NBACK))}\n")
 def eth(t, p): return lb_mac + router_mac + struct.pack("!H", t) + p
 def ipv4(src, dst, proto, l4):
     h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 0x1234, 0x4000, 61, proto, 0,
@@ -124,8 +129,8 @@ bpftool batch file "$TMP/setup_new.batch" >/dev/null
 for sid in 1 2; do
   ring="$PIN/ring$sid"
   bpftool map create "$ring" type array key 4 value 4 entries 65537 name lb_ring flags 4096
-  sed "s#$TMP/RING#$ring#" "$TMP/ring.batch" >"$TMP/ring$sid.batch"
-  bpftool batch file "$TMP/ring$sid.batch" >/dev/null
+  sed "s#$TMP/RING#$ring#" "$TMP/ring$sid.batch" >"$TMP/ring$sid.fill"
+  bpftool batch file "$TMP/ring$sid.fill" >/dev/null
   bpftool map update pinned "$PIN/maps/lb_maglev" key $sid 0 0 0 value pinned "$ring"
   bpftool map update pinned "$PIN/maps_new/lb_maglev" key $sid 0 0 0 value pinned "$ring"
 done

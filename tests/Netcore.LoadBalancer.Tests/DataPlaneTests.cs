@@ -20,19 +20,24 @@ public class DataPlaneTests
     private static readonly IPAddress Src6 = IPAddress.Parse("2001:db8:1::1");
     private static readonly IPAddress Be4 = IPAddress.Parse("10.0.0.7");
     private static readonly IPAddress Be6 = IPAddress.Parse("2001:db8:1::8");
-    private const uint Be4Id = 7, Be6Id = 8;
 
-    private sealed record Svc(uint Id, string Vip, ushort Port, ProtocolType Proto, Encapsulation Encap, ushort GuePort, uint BackendId);
+    // A backend id belongs to one service (bpf/lb.h lb_backend): service N's one backend has id 10 + N.
+    private sealed record Svc(uint Id, string Vip, ushort Port, ProtocolType Proto, Encapsulation Encap, ushort GuePort, IPAddress Backend)
+    {
+        public uint BackendId => 10 + Id;
+    }
 
     private static readonly Svc[] Services =
     [
-        new(1, "192.0.2.10", 80, ProtocolType.Tcp, Encapsulation.Ipip, 0, Be4Id),
-        new(2, "192.0.2.10", 53, ProtocolType.Udp, Encapsulation.Gue, 6080, Be4Id),
-        new(3, "2001:db8::10", 443, ProtocolType.Tcp, Encapsulation.Ipip, 0, Be6Id),
-        new(4, "2001:db8::10", 443, ProtocolType.Udp, Encapsulation.Gue, 5555, Be6Id),
-        new(5, "192.0.2.20", 80, ProtocolType.Tcp, Encapsulation.Ipip, 0, Be6Id),
-        new(6, "2001:db8::20", 80, ProtocolType.Tcp, Encapsulation.Gue, 6080, Be4Id),
+        new(1, "192.0.2.10", 80, ProtocolType.Tcp, Encapsulation.Ipip, 0, Be4),
+        new(2, "192.0.2.10", 53, ProtocolType.Udp, Encapsulation.Gue, 6080, Be4),
+        new(3, "2001:db8::10", 443, ProtocolType.Tcp, Encapsulation.Ipip, 0, Be6),
+        new(4, "2001:db8::10", 443, ProtocolType.Udp, Encapsulation.Gue, 5555, Be6),
+        new(5, "192.0.2.20", 80, ProtocolType.Tcp, Encapsulation.Ipip, 0, Be6),
+        new(6, "2001:db8::20", 80, ProtocolType.Tcp, Encapsulation.Gue, 6080, Be4),
     ];
+
+    private static uint BeId(uint service) => ServiceOf(service).BackendId;
 
     private static LbBpf Setup(ushort mtu = 1500, byte[]? gatewayMac = null, bool rings = true)
     {
@@ -40,10 +45,9 @@ public class DataPlaneTests
         try
         {
             lb.SetConfig(LbConfig.Create(gatewayMac ?? GatewayMac, Src4, Src6, mtu, Seed));
-            lb.SetBackend(Be4Id, Be4);
-            lb.SetBackend(Be6Id, Be6);
             foreach (var s in Services)
             {
+                lb.SetBackend(s.BackendId, s.Backend, s.Id);
                 lb.AddService(LbServiceKey.Create(IPAddress.Parse(s.Vip), s.Port, s.Proto), LbService.Create(s.Id, 13, s.Encap, s.GuePort));
                 if (rings)
                     lb.SwapRing(s.Id, s.BackendId);
@@ -62,7 +66,7 @@ public class DataPlaneTests
     private static byte[] Expected(byte[] frame, uint serviceId, byte[]? gatewayMac = null)
     {
         var s = ServiceOf(serviceId);
-        return LbModel.Encapsulate(frame, s.BackendId == Be4Id ? Be4 : Be6, s.Encap, s.GuePort, gatewayMac ?? GatewayMac, Src4, Src6, Seed);
+        return LbModel.Encapsulate(frame, s.Backend, s.Encap, s.GuePort, gatewayMac ?? GatewayMac, Src4, Src6, Seed);
     }
 
     /// <summary>The frames of the exact-bytes cases, with the service they hit.</summary>
@@ -95,9 +99,19 @@ public class DataPlaneTests
     {
         using var lb = Setup();
         var (frame, service) = Case(name);
-        var (action, output) = lb.Run(frame);
-        Assert.Equal(Tx, action);
-        Assert.Equal(LbBpf.Hex(Expected(frame, service)), LbBpf.Hex(output));
+        Assert.Null(lb.RememberedBackend(frame, service, Seed));
+        // The first packet takes the new-flow path (service lookup, flow hash, ring); the second
+        // the remembered-flow one (for IPv4 without options or padding: fast4, no service lookup).
+        // Both must leave with the same bytes.
+        for (int packet = 0; packet < 2; packet++)
+        {
+            var (action, output) = lb.Run(frame);
+            Assert.Equal(Tx, action);
+            Assert.Equal(LbBpf.Hex(Expected(frame, service)), LbBpf.Hex(output));
+            Assert.Equal(BeId(service), lb.RememberedBackend(frame, service, Seed));
+        }
+        Assert.Equal(2UL, lb.BackendStats(BeId(service)).packets);
+        Assert.Equal(2UL, lb.ServiceStats(service).packets);
     }
 
     [LinuxFact(Bpf = true, Tools = ["clang-14"])]
@@ -226,11 +240,12 @@ public class DataPlaneTests
         Assert.Equal(3UL, s1.packets);
         Assert.Equal((ulong)frames.Sum(f => f.Length), s1.bytes);
         Assert.Equal(0UL, s1.drops + s1.encap_errors);
-        var b = lb.BackendStats(Be4Id);
-        Assert.Equal(4UL, b.packets);
-        Assert.Equal((ulong)(frames.Sum(f => f.Length) + Case("v6-in-v4-gue").Frame.Length), b.bytes);
+        var b = lb.BackendStats(BeId(1));
+        Assert.Equal(3UL, b.packets);
+        Assert.Equal((ulong)frames.Sum(f => f.Length), b.bytes);
         Assert.Equal(1UL, lb.ServiceStats(6).packets);
-        Assert.Equal(0UL, lb.BackendStats(Be6Id).packets);
+        Assert.Equal((ulong)Case("v6-in-v4-gue").Frame.Length, lb.BackendStats(BeId(6)).bytes);
+        Assert.Equal(0UL, lb.BackendStats(BeId(3)).packets);
     }
 
     [LinuxFact(Bpf = true, Tools = ["clang-14"])]
@@ -263,9 +278,9 @@ public class DataPlaneTests
         Assert.Equal(Drop, lb.Run(frame).Action);                 // ring points at an unused backend slot
         lb.SwapRing(1, LbMaps.MaxBackends + 5);
         Assert.Equal(Drop, lb.Run(frame).Action);                 // out of range id
-        Assert.Equal(4UL, lb.ServiceStats(1).drops);
-        Assert.Equal(1UL, lb.BackendStats(99).drops);
-        lb.SwapRing(1, Be4Id);
+        Assert.Equal(4UL, lb.ServiceStats(1).drops);            // no backend: the service's own drops
+        Assert.Equal(0UL, lb.BackendStats(99).drops);
+        lb.SwapRing(1, BeId(1));
         Assert.Equal(Tx, lb.Run(frame).Action);
     }
 
@@ -278,7 +293,7 @@ public class DataPlaneTests
         byte[] tooBig = Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Tcp, TcpSeg(40000, 80, payload: 200 - 20 - 40 + 1)));
         Assert.Equal(Drop, lb.Run(tooBig).Action);
         Assert.Equal(1UL, lb.ServiceStats(1).encap_errors);
-        Assert.Equal(1UL, lb.BackendStats(Be4Id).encap_errors);
+        Assert.Equal(1UL, lb.BackendStats(BeId(1)).encap_errors);
         Assert.Equal(1UL, lb.ServiceStats(1).packets);
     }
 
@@ -302,7 +317,7 @@ public class DataPlaneTests
         var names = new[] { "10.0.1.1:80", "10.0.1.2:80", "10.0.1.3:80" };
         uint[] ids = [100, 101, 102];
         for (int i = 0; i < names.Length; i++)
-            lb.SetBackend(ids[i], IPAddress.Parse(names[i][..^3]));
+            lb.SetBackend(ids[i], IPAddress.Parse(names[i][..^3]), 9);
         const int size = 251;
         var builder = new MaglevTableBuilder(size);
         MaglevBackend[] backends = [new(names[0], 1), new(names[1], 2), new(names[2], 3)];
@@ -344,7 +359,7 @@ public class DataPlaneTests
 
         // The drained backend then fails its health check (LB_BE_F_DOWN): its remembered flows are
         // re-hashed on the current ring; the other backends' flows stay where they were.
-        lb.SetBackend(101, IPAddress.Parse("10.0.1.2"), down: true);
+        lb.SetBackend(101, IPAddress.Parse("10.0.1.2"), 9, down: true);
         for (int i = 0; i < flows.Length; i++)
         {
             var (_, output) = lb.Run(flows[i]);
@@ -358,31 +373,26 @@ public class DataPlaneTests
     [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void RingSwaps_WhilePacketsFlow_LoseNoPacket()
     {
-        // lb_bench.o (frame restored after each run) processes one flow millions of times while
-        // the control plane swaps the service's ring between "all to backend 7" and "all to
-        // backend 8". Every packet must be transmitted to one of the two: none may find the slot
-        // empty or a ring half-written.
-        using var lb = new LbBpf(bench: true);
+        // lb_bench_new.o (frame restored after each run; the flow memory ignored, so every packet
+        // consults the ring) processes one flow millions of times while the control plane swaps
+        // the service's ring between "all to backend 7" and "all to backend 9". Every packet must
+        // be transmitted to one of the two: none may find the slot empty or a ring half-written.
+        using var lb = new LbBpf(bench: true, newFlows: true);
         lb.SetConfig(LbConfig.Create(GatewayMac, Src4, Src6, 1500, Seed));
-        lb.SetBackend(Be4Id, Be4);
-        lb.SetBackend(9, IPAddress.Parse("10.0.0.9"));
+        lb.SetBackend(7, Be4, 1);
+        lb.SetBackend(9, IPAddress.Parse("10.0.0.9"), 1);
         lb.AddService(LbServiceKey.Create(IPAddress.Parse("192.0.2.10"), 80, ProtocolType.Tcp), LbService.Create(1, 13, Encapsulation.Ipip));
-        lb.SwapRing(1, Be4Id);
+        lb.SwapRing(1, 7);
         const int repeat = 5_000_000;
         var run = Task.Run(() => lb.Run(Case("v4-tcp-ipip").Frame, repeat));
-        // The flow memory would keep this one flow on its first backend; forgetting it after each
-        // swap makes the packets consult the ring again, which is what this test is about.
         int swaps = 0;
         while (!run.IsCompleted)
-        {
-            lb.SwapRing(1, swaps++ % 2 == 0 ? 9u : Be4Id);
-            lb.ForgetFlow(Case("v4-tcp-ipip").Frame, 1, Seed);
-        }
+            lb.SwapRing(1, swaps++ % 2 == 0 ? 9u : 7u);
         Assert.Equal(Tx, run.Result.Action);
         var s = lb.ServiceStats(1);
         Assert.Equal((ulong)repeat, s.packets);
         Assert.Equal(0UL, s.drops + s.encap_errors);
-        ulong to7 = lb.BackendStats(Be4Id).packets, to9 = lb.BackendStats(9).packets;
+        ulong to7 = lb.BackendStats(7).packets, to9 = lb.BackendStats(9).packets;
         Assert.Equal((ulong)repeat, to7 + to9);
         Assert.True(swaps < 2 || (to7 > 0 && to9 > 0), $"{swaps} swaps, {to7} to backend 7, {to9} to backend 9");
     }
@@ -394,7 +404,7 @@ public class DataPlaneTests
         var backends = Enumerable.Range(0, 100).Select(i => new MaglevBackend($"10.2.0.{i}:80", 1)).ToArray();
         uint[] ids = [.. Enumerable.Range(200, 100).Select(i => (uint)i)];
         foreach (var (b, id) in backends.Zip(ids))
-            lb.SetBackend(id, IPAddress.Parse(b.Name[..^3]));
+            lb.SetBackend(id, IPAddress.Parse(b.Name[..^3]), 10);
         using var table = new MaglevTableBuilder().Build(backends);
         lb.AddService(LbServiceKey.Create(IPAddress.Parse("192.0.2.40"), 80, ProtocolType.Tcp), LbService.Create(10, table.Size, Encapsulation.Ipip));
         lb.SwapRing(10, LbMaps.RingValues(table, ids));
@@ -459,7 +469,8 @@ public class DataPlaneTests
         byte[] Frame(LbServiceKey k) => Eth(EthIPv4, Ipv4("198.51.100.7", new IPAddress(LbMaps.Bytes(k).AsSpan(0, 4)).ToString(), Tcp, TcpSeg(40000, 80)));
         for (int i = 0; i < LbMaps.VipWays; i++)
         {
-            lb.SwapRing(20u + (uint)i, Be4Id);
+            lb.SetBackend(30u + (uint)i, Be4, 20u + (uint)i);
+            lb.SwapRing(20u + (uint)i, 30u + (uint)i);
             lb.AddService(keys[i], LbService.Create(20u + (uint)i, 13, Encapsulation.Ipip));
         }
         for (int i = 0; i < LbMaps.VipWays; i++)
@@ -478,8 +489,11 @@ public class DataPlaneTests
         Assert.Equal(Tx, a2);
         Assert.Equal(LbBpf.Hex(LbModel.Encapsulate(Frame(keys[2]), Be4, Encapsulation.Gue, 6080, GatewayMac, Src4, Src6, Seed)), LbBpf.Hex(o2));
 
-        // Removed: its packets go to the stack; the others are still found.
+        // Removed: its packets go to the stack, those of its remembered flow included (remembered
+        // IPv4 flows skip lb_vips, so RemoveService forgets them); the others are still found.
+        Assert.Equal(30u + 1, lb.RememberedBackend(Frame(keys[1]), 21, Seed));
         lb.DataPlane.RemoveService(keys[1]);
+        Assert.Null(lb.RememberedBackend(Frame(keys[1]), 21, Seed));
         Assert.Equal(Pass, lb.Run(Frame(keys[1])).Action);
         Assert.Equal(Tx, lb.Run(Frame(keys[3])).Action);
         Assert.Equal(LbMaps.VipWays - 1, lb.DataPlane.ServiceKeys().Count - Services.Length);
@@ -495,7 +509,8 @@ public class DataPlaneTests
         for (int i = 0; three is null; i++)
         {
             byte[] f = Eth(EthIPv4, Ipv4("198.51.100." + (1 + i / 60000), "192.0.2.10", Tcp, TcpSeg((ushort)(1024 + i % 60000), 80)));
-            uint set = LbMaps.FlowSet(LbBpf.FlowKey(f, 1, Seed));
+            var (addrs, key) = LbMaps.FlowKey4(f.AsSpan(14));
+            uint set = LbMaps.Flow4Set(LbMaps.Flow4Mix(addrs, (uint)key));
             if (!bySet.TryGetValue(set, out var list))
                 bySet[set] = list = [];
             list.Add(f);
@@ -505,28 +520,76 @@ public class DataPlaneTests
         foreach (var f in three)
             Assert.Null(lb.RememberedBackend(f, 1, Seed));
         Assert.Equal(Tx, lb.Run(three[0]).Action);
-        Assert.Equal(Be4Id, lb.RememberedBackend(three[0], 1, Seed));
+        Assert.Equal(BeId(1), lb.RememberedBackend(three[0], 1, Seed));
         Assert.Equal(Tx, lb.Run(three[1]).Action);
         Assert.Equal(Tx, lb.Run(three[2]).Action);
         Assert.Null(lb.RememberedBackend(three[0], 1, Seed));   // the oldest is forgotten
-        Assert.Equal(Be4Id, lb.RememberedBackend(three[1], 1, Seed));
-        Assert.Equal(Be4Id, lb.RememberedBackend(three[2], 1, Seed));
+        Assert.Equal(BeId(1), lb.RememberedBackend(three[1], 1, Seed));
+        Assert.Equal(BeId(1), lb.RememberedBackend(three[2], 1, Seed));
         // A forgotten flow follows the ring again (the same backend here) and is remembered anew.
         var (action, output) = lb.Run(three[0]);
         Assert.Equal(Tx, action);
         Assert.Equal(LbBpf.Hex(Expected(three[0], 1)), LbBpf.Hex(output));
-        Assert.Equal(Be4Id, lb.RememberedBackend(three[0], 1, Seed));
+        Assert.Equal(BeId(1), lb.RememberedBackend(three[0], 1, Seed));
         // Each set is a 2-entry LRU: now three[0] (way 0) and three[2] (way 1); using three[2]
         // again moves it to way 0, so the next new flow (three[1] again) evicts three[0].
         Assert.Equal(Tx, lb.Run(three[2]).Action);
         Assert.Equal(Tx, lb.Run(three[1]).Action);
         Assert.Null(lb.RememberedBackend(three[0], 1, Seed));
-        Assert.Equal(Be4Id, lb.RememberedBackend(three[1], 1, Seed));
-        Assert.Equal(Be4Id, lb.RememberedBackend(three[2], 1, Seed));
+        Assert.Equal(BeId(1), lb.RememberedBackend(three[1], 1, Seed));
+        Assert.Equal(BeId(1), lb.RememberedBackend(three[2], 1, Seed));
         // IPv6 flows are remembered under their flow hash.
         var (v6, _) = Case("v6-tcp-ipip");
         Assert.Equal(Tx, lb.Run(v6).Action);
-        Assert.Equal(Be6Id, lb.RememberedBackend(v6, 3, Seed));
+        Assert.Equal(BeId(3), lb.RememberedBackend(v6, 3, Seed));
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void ServiceCounters_AreItsOwnPlusItsBackends_AndKeepWhatARemovedBackendCounted()
+    {
+        // A forwarded packet is counted once, on its backend (bpf/lb.h); the service's figures add
+        // its backends' to its own, and a cleared backend's counts move to the service's retired
+        // slot instead of vanishing.
+        using var lb = Setup();
+        var (frame, _) = Case("v4-tcp-ipip");
+        lb.SetBackend(40, IPAddress.Parse("10.0.0.40"), 1);
+        Assert.Equal(Tx, lb.Run(frame).Action);
+        Assert.Equal(Tx, lb.Run(frame).Action);
+        lb.SwapRing(1, 40);
+        lb.ForgetFlow(frame, 1, Seed);
+        Assert.Equal(Tx, lb.Run(frame).Action);
+        lb.SwapRing(1, LbMaps.NoBackend);
+        lb.ForgetFlow(frame, 1, Seed);
+        Assert.Equal(Drop, lb.Run(frame).Action);              // no backend: the service's own drop
+        Assert.Equal(2UL, lb.BackendStats(BeId(1)).packets);
+        Assert.Equal(1UL, lb.BackendStats(40).packets);
+        var s = lb.ServiceStats(1);
+        Assert.Equal((3UL, 1UL, (ulong)(3 * frame.Length)), (s.packets, s.drops, s.bytes));
+        lb.DataPlane.ClearBackend(BeId(1));
+        lb.DataPlane.ClearBackend(40);
+        s = lb.ServiceStats(1);
+        Assert.Equal((3UL, 1UL, (ulong)(3 * frame.Length)), (s.packets, s.drops, s.bytes));
+        Assert.Equal(0UL, lb.ServiceStats(2).packets);         // another service's backends are not its
+        lb.DataPlane.ResetStats(1, null);
+        Assert.Equal(0UL, lb.ServiceStats(1).packets + lb.ServiceStats(1).drops);
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void RestartedDataPlane_WritingBackendsBeforeTheirService_KeepsTheirEncapsulation()
+    {
+        // A restarted daemon adopts the pinned maps and writes its backends before their services
+        // (LbController.Restore); remembered flows must keep the service's GUE meanwhile.
+        using var lb = Setup();
+        var (frame, service) = Case("v4-udp-gue");
+        Assert.Equal(LbBpf.Hex(Expected(frame, service)), LbBpf.Hex(lb.Run(frame).Output));
+        using var again = XdpDataPlane.Open(new XdpDataPlaneOptions { ObjectPath = Path.Combine(AppContext.BaseDirectory, "bpf", "lb.o"), PinDirectory = lb.Dir });
+        Assert.True(again.MapsReused);
+        again.SetConfig(LbConfig.Create(GatewayMac, Src4, Src6, 1500, Seed));
+        again.SetBackend(BeId(service), LbBackend.Create(Be4, service));
+        byte[] output = new byte[frame.Length + 512];
+        var r = again.Program.TestRun(frame, output, 1);
+        Assert.Equal(Tx, (int)r.ReturnValue);
+        Assert.Equal(LbBpf.Hex(Expected(frame, service)), LbBpf.Hex(output.AsSpan(0, r.DataOutLength)));
     }
 
     [LinuxFact(Bpf = true, Tools = ["clang-14"])]

@@ -14,12 +14,14 @@ namespace Netcore.LoadBalancer.Tests;
 /// </summary>
 internal sealed class LbBpf : IDisposable
 {
-    public LbBpf(bool bench = false)
+    /// <param name="bench">Load lb_bench.o (the frame is restored after each run, so a repeat count runs the same path).</param>
+    /// <param name="newFlows">With <paramref name="bench"/>: lb_bench_new.o, where every packet is a flow the memory does not know.</param>
+    public LbBpf(bool bench = false, bool newFlows = false)
     {
         Dir = "/sys/fs/bpf/nclb-" + Guid.NewGuid().ToString("N")[..12];
         DataPlane = XdpDataPlane.Open(new XdpDataPlaneOptions
         {
-            ObjectPath = Path.Combine(AppContext.BaseDirectory, "bpf", bench ? "lb_bench.o" : "lb.o"),
+            ObjectPath = Path.Combine(AppContext.BaseDirectory, "bpf", !bench ? "lb.o" : newFlows ? "lb_bench_new.o" : "lb_bench.o"),
             PinDirectory = Dir,
         });
     }
@@ -40,31 +42,41 @@ internal sealed class LbBpf : IDisposable
 
     public void AddService(LbServiceKey key, LbService value) => DataPlane.SetService(key, value);
 
-    public void SetBackend(uint id, IPAddress address, bool down = false) => DataPlane.SetBackend(id, LbBackend.Create(address, down));
+    public void SetBackend(uint id, IPAddress address, uint serviceId, bool down = false) => DataPlane.SetBackend(id, LbBackend.Create(address, serviceId, down));
 
     /// <summary>The control plane's table swap (atomic for packets, see <see cref="XdpDataPlane.SwapRing"/>).</summary>
     public void SwapRing(uint serviceId, IReadOnlyList<uint> values) => DataPlane.SwapRing(serviceId, values.ToArray());
 
     public void SwapRing(uint serviceId, uint backendId, int size = 13) => SwapRing(serviceId, Enumerable.Repeat(backendId, size).ToArray());
 
+    private static bool IsV6(byte[] frame) => BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(12)) == Packets.EthIPv6;
+
+    /// <summary>The lb_flows6 key of an IPv6 frame's flow (bpf/lb.h lb_flow.key): its flow hash and the service.</summary>
+    public static ulong FlowKey6(byte[] frame, uint serviceId, uint seed) => LbMaps.FlowKeyV6Of(LbModel.FlowHash(frame, seed), serviceId);
+
     /// <summary>
-    /// The flow memory key of a frame's flow (bpf/lb.h lb_flow.key): for IPv4 its source address,
-    /// source port and the service; for IPv6 its flow hash and the service.
+    /// Forgets a remembered flow: an IPv4 one (lb_flows) by its 5-tuple, an IPv6 one (lb_flows6) by
+    /// its flow hash and service.
     /// </summary>
-    public static ulong FlowKey(byte[] frame, uint serviceId, uint seed)
+    public void ForgetFlow(byte[] frame, uint serviceId, uint seed)
     {
-        if (BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(12)) == Packets.EthIPv6)
-            return LbMaps.FlowKeyV6Of(LbModel.FlowHash(frame, seed), serviceId);
-        int ihl = (frame[14] & 0xf) * 4;
-        return LbMaps.FlowKeyV4(frame.AsSpan(26, 4), frame.AsSpan(14 + ihl, 2), serviceId);
+        if (IsV6(frame))
+            DataPlane.ForgetFlow6(FlowKey6(frame, serviceId, seed));
+        else
+        {
+            var (addrs, key) = LbMaps.FlowKey4(frame.AsSpan(14));
+            DataPlane.ForgetFlow4(addrs, key);
+        }
     }
 
-    /// <summary>Forgets a remembered flow (lb_flows).</summary>
-    public void ForgetFlow(byte[] frame, uint serviceId, uint seed) => DataPlane.ForgetFlow(FlowKey(frame, serviceId, seed));
-
     /// <summary>The backend remembered for a flow, if any.</summary>
-    public uint? RememberedBackend(byte[] frame, uint serviceId, uint seed) =>
-        DataPlane.RememberedFlow(FlowKey(frame, serviceId, seed)) is { } e ? (uint)(e.backend & ~LbMaps.FlowValid) : null;
+    public uint? RememberedBackend(byte[] frame, uint serviceId, uint seed)
+    {
+        if (IsV6(frame))
+            return DataPlane.RememberedFlow6(FlowKey6(frame, serviceId, seed)) is { } e ? (uint)(e.backend & ~LbMaps.FlowValid) : null;
+        var (addrs, key) = LbMaps.FlowKey4(frame.AsSpan(14));
+        return DataPlane.RememberedFlow4(addrs, key)?.Backend;
+    }
 
     /// <summary>Runs one frame through the program; returns the XDP action and the frame it left with.</summary>
     public (int Action, byte[] Output) Run(byte[] frame, int repeat = 1)

@@ -18,7 +18,9 @@ public class LbMapLayoutTests
             new StructLayoutSpec("struct lb_service", typeof(LbService), ("id", "id"), ("table_size", "table_size"), ("encap", "encap"), ("flags", "flags"), ("gue_port", "gue_port")),
             new StructLayoutSpec("struct lb_vip", typeof(LbVip), ("key", "key"), ("svc", "svc")),
             new StructLayoutSpec("struct lb_vip_bucket", typeof(LbVipBucket)),
-            new StructLayoutSpec("struct lb_backend", typeof(LbBackend), ("addr", "addr"), ("family", "family"), ("flags", "flags"), ("csum_base", "csum_base"), ("src_v4", "src_v4"), ("gw_mac", "gw_mac"), ("mtu", "mtu")),
+            new StructLayoutSpec("struct lb_backend", typeof(LbBackend), ("addr", "addr"), ("family", "family"), ("flags", "flags"), ("csum_base", "csum_base"), ("src_v4", "src_v4"), ("gw_mac", "gw_mac"), ("mtu", "mtu"), ("service", "service"), ("encap", "encap"), ("gue_port", "gue_port")),
+            new StructLayoutSpec("struct lb_flow4", typeof(LbFlow4), ("addrs", "addrs"), ("tag", "tag")),
+            new StructLayoutSpec("struct lb_flow4_set", typeof(LbFlow4Set)),
             new StructLayoutSpec("struct lb_flow", typeof(LbFlow), ("key", "key"), ("hash", "hash"), ("backend", "backend"), ("check", "check")),
             new StructLayoutSpec("struct lb_flow_set", typeof(LbFlowSet)),
             new StructLayoutSpec("struct lb_config", typeof(LbConfig), ("gw_mac", "gw_mac"), ("mtu", "mtu"), ("src_v4", "src_v4"), ("src_v6", "src_v6"), ("hash_seed", "hash_seed")),
@@ -36,6 +38,7 @@ public class LbMapLayoutTests
             "LB_G_PASS", "LB_G_FRAGMENT", "LB_G_MALFORMED", "LB_G_EXTHDR", "LB_DEFAULT_TABLE_SIZE", "LB_BE_F_DOWN",
             "LB_VIP_BUCKETS", "LB_VIP_WAYS", "LB_VIP_HASH_MUL", "LB_FLOW_SET_BITS", "LB_FLOW_SETS", "LB_FLOW_VALID", "LB_FLOW_KEY_V6",
             "LB_FLOW_SET_MUL", "LB_FLOW_KEY_SERVICE", "LB_LAYOUT_VERSION",
+            "LB_FLOW4_UDP", "LB_FLOW4_VALID", "LB_FLOW4_CHECK", "LB_FLOW4_KEY", "LB_SVC_RETIRED", "LB_SVC_STATS_ENTRIES",
         ], $"-I{HeaderDir}");
         Assert.Equal(LbMaps.MaxServices, v["LB_MAX_SERVICES"]);
         Assert.Equal(LbMaps.MaxBackends, v["LB_MAX_BACKENDS"]);
@@ -60,6 +63,12 @@ public class LbMapLayoutTests
         Assert.Equal(LbMaps.FlowSetMul, unchecked((ulong)v["LB_FLOW_SET_MUL"]));
         Assert.Equal(LbMaps.FlowKeyService, unchecked((ulong)v["LB_FLOW_KEY_SERVICE"]));
         Assert.Equal(LbMaps.LayoutVersion, (uint)v["LB_LAYOUT_VERSION"]);
+        Assert.Equal(LbMaps.Flow4Udp, unchecked((ulong)v["LB_FLOW4_UDP"]));
+        Assert.Equal(LbMaps.Flow4Valid, unchecked((ulong)v["LB_FLOW4_VALID"]));
+        Assert.Equal(LbMaps.Flow4Check, unchecked((ulong)v["LB_FLOW4_CHECK"]));
+        Assert.Equal(LbMaps.Flow4Key, unchecked((ulong)v["LB_FLOW4_KEY"]));
+        Assert.Equal(LbMaps.ServiceRetired, v["LB_SVC_RETIRED"]);
+        Assert.Equal(2 * LbMaps.MaxServices, v["LB_SVC_STATS_ENTRIES"]);
     }
 
     [LinuxFact(Tools = ["gcc"])]
@@ -86,6 +95,14 @@ public class LbMapLayoutTests
             exprs.Add($"lb_flow_set_of({f}ull)");
             exprs.Add($"lb_flow_check({f}ull)");
         }
+        (ulong Addrs, uint Ports)[] flows4 = [(0, 0), (0x0a02_00c0_0764_33c6UL, 0x5000_409c), (ulong.MaxValue, uint.MaxValue), (1, 0x8000_0000)];
+        foreach (var (a, p) in flows4)
+        {
+            exprs.Add($"lb_flow4_mix({a}ull, {p}u)");
+            exprs.Add($"lb_flow4_set_of(lb_flow4_mix({a}ull, {p}u))");
+            exprs.Add($"lb_flow4_check(lb_flow4_mix({a}ull, {p}u))");
+            exprs.Add($"lb_flow4_entropy(lb_flow4_check(lb_flow4_mix({a}ull, {p}u)))");
+        }
         var v = CHeaderProbe.Evaluate(["lb.h"], exprs, $"-I{HeaderDir}");
         for (int i = 0; i < keys.Length; i++)
             Assert.Equal(LbMaps.VipBucket(keys[i]), (uint)v[exprs[i]]);
@@ -93,6 +110,15 @@ public class LbMapLayoutTests
         {
             Assert.Equal(LbMaps.FlowSet(flowKeys[i]), (uint)v[exprs[keys.Length + 2 * i]]);
             Assert.Equal(LbMaps.FlowCheck(flowKeys[i]), (ushort)v[exprs[keys.Length + 2 * i + 1]]);
+        }
+        int at = keys.Length + 2 * flowKeys.Length;
+        foreach (var (a, p) in flows4)
+        {
+            ulong m = LbMaps.Flow4Mix(a, p);
+            Assert.Equal(m, unchecked((ulong)v[exprs[at++]]));
+            Assert.Equal(LbMaps.Flow4Set(m), (uint)v[exprs[at++]]);
+            Assert.Equal(LbMaps.Flow4CheckBits(m), unchecked((ulong)v[exprs[at++]]));
+            Assert.Equal(LbMaps.Flow4Entropy(LbMaps.Flow4CheckBits(m)), (uint)v[exprs[at++]]);
         }
     }
 

@@ -155,8 +155,10 @@ internal static class LbModel
     public static byte[] Encapsulate(byte[] frame, IPAddress backend, Encapsulation encap, ushort guePort,
         byte[] gatewayMac, IPAddress sourceV4, IPAddress sourceV6, uint seed)
     {
-        uint hash = FlowHash(frame, seed);
         bool innerV6 = BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(12)) == Packets.EthIPv6;
+        // Flow entropy of the outer headers (bpf/lb.h): an IPv6 flow's hash; an IPv4 flow's 15
+        // check bits of its lb_flows key.
+        uint hash = innerV6 ? FlowHash(frame, seed) : LbMaps.Flow4Entropy(LbMaps.FlowKey4(frame.AsSpan(14)).Key);
         int l3Len = innerV6 ? 40 + BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(18)) : BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(16));
         byte[] inner = frame[14..(14 + l3Len)];
         byte tos = innerV6 ? (byte)(((frame[14] & 0x0f) << 4) | (frame[15] >> 4)) : frame[15];

@@ -31,7 +31,7 @@ public class VethTests(ITestOutputHelper output)
         using var lb = new LbBpf();
         string beMac = be.IpJson("link show e0")[0].GetProperty("address").GetString()!;
         lb.SetConfig(LbConfig.Create(Convert.FromHexString(beMac.Replace(":", "", StringComparison.Ordinal)), IPAddress.Parse("10.9.0.3"), null, 1500, 7));
-        lb.SetBackend(7, IPAddress.Parse("10.9.0.7"));
+        lb.SetBackend(7, IPAddress.Parse("10.9.0.7"), 1);
         lb.AddService(LbServiceKey.Create(IPAddress.Parse("192.0.2.10"), 80, ProtocolType.Tcp), LbService.Create(1, 13, Encapsulation.Ipip));
         lb.SwapRing(1, 7);
 

@@ -113,7 +113,7 @@ internal sealed partial class LbController : IDisposable
                 foreach (var be in svc.Backends.Values)
                 {
                     be.Health = svc.Spec.HealthCheck is null ? BackendHealth.Unchecked : BackendHealth.Up;
-                    _dp.SetBackend(be.Id, LbBackend.Create(be.Address));
+                    _dp.SetBackend(be.Id, LbBackend.Create(be.Address, svc.Id));
                 }
                 Rebuild(svc);
                 _dp.SetService(svc.Spec.Key, LbService.Create(svc.Id, TableSize, svc.Spec.Encap, svc.Spec.GuePort));
@@ -224,7 +224,7 @@ internal sealed partial class LbController : IDisposable
                 uint id = AllocateBackendId();
                 be = new Be(address, id, weight, false) { Health = svc.Spec.HealthCheck is null ? BackendHealth.Unchecked : BackendHealth.Up };
                 _dp.ResetStats(null, id);
-                _dp.SetBackend(id, LbBackend.Create(address));
+                _dp.SetBackend(id, LbBackend.Create(address, svc.Id));
                 svc.Backends[be.Name] = be;
                 StartCheck(svc, be);
             }
@@ -292,11 +292,11 @@ internal sealed partial class LbController : IDisposable
             {
                 // Out of the table first, then mark it down so that remembered flows re-hash.
                 Rebuild(svc);
-                _dp.SetBackend(be.Id, LbBackend.Create(be.Address, down: true));
+                _dp.SetBackend(be.Id, LbBackend.Create(be.Address, svc.Id, down: true));
             }
             else
             {
-                _dp.SetBackend(be.Id, LbBackend.Create(be.Address));
+                _dp.SetBackend(be.Id, LbBackend.Create(be.Address, svc.Id));
                 Rebuild(svc);
             }
             LogHealth(_log, service, be.Name, up ? "up" : "down");
@@ -349,7 +349,7 @@ internal sealed partial class LbController : IDisposable
     private void WriteBackends(Svc svc)
     {
         foreach (var be in svc.Backends.Values)
-            _dp.SetBackend(be.Id, LbBackend.Create(be.Address, be.Health == BackendHealth.Down));
+            _dp.SetBackend(be.Id, LbBackend.Create(be.Address, svc.Id, be.Health == BackendHealth.Down));
     }
 
     /// <summary>Builds the service's weighted Maglev table and swaps it in.</summary>

@@ -27,10 +27,10 @@ internal interface IDataPlane : IDisposable
     /// <summary>The keys in lb_vips now (after an adoption they may include stale ones).</summary>
     IReadOnlyList<LbServiceKey> ServiceKeys();
 
-    /// <summary>Writes lb_backends[id].</summary>
+    /// <summary>Writes lb_backends[id] (with the configuration's and its service's settings copied in).</summary>
     void SetBackend(uint id, in LbBackend backend);
 
-    /// <summary>Clears lb_backends[id] (family 0: flows remembered for it are re-hashed, the ring must not name it).</summary>
+    /// <summary>Clears lb_backends[id] (family 0: flows remembered for it are re-hashed, the ring must not name it); what it counted stays in its service's counters.</summary>
     void ClearBackend(uint id);
 
     /// <summary>
@@ -39,7 +39,7 @@ internal interface IDataPlane : IDisposable
     /// </summary>
     void SwapRing(uint serviceId, ReadOnlySpan<uint> values);
 
-    /// <summary>Per-CPU service counters summed over CPUs.</summary>
+    /// <summary>A service's counters summed over CPUs: its own (packets that got no backend) plus its backends', present and removed.</summary>
     LbStats ServiceStats(uint serviceId);
 
     /// <summary>Per-CPU backend counters summed over CPUs.</summary>

@@ -31,10 +31,11 @@ internal static class LbMaps
     public const string BackendStats = "lb_be_stats";
     public const string Global = "lb_global";
     public const string Flows = "lb_flows";
+    public const string Flows6 = "lb_flows6";
     public const string Layout = "lb_layout";
 
     /// <summary>LB_LAYOUT_VERSION: the layout of the pinned maps (lb_layout[0]).</summary>
-    public const uint LayoutVersion = 3;
+    public const uint LayoutVersion = 4;
 
     /// <summary>LB_VIP_BUCKETS: buckets of lb_vips (a power of two).</summary>
     public const int VipBuckets = 4096;
@@ -51,6 +52,18 @@ internal static class LbMaps
     /// <summary>LB_FLOW_SETS: sets of the flow memory (two ways each).</summary>
     public const int FlowSets = 1 << FlowSetBits;
 
+    /// <summary>LB_FLOW4_UDP: lb_flow4.tag of a UDP flow.</summary>
+    public const ulong Flow4Udp = 1UL << 47;
+
+    /// <summary>LB_FLOW4_VALID: lb_flow4.tag of an entry in use.</summary>
+    public const ulong Flow4Valid = 1UL << 63;
+
+    /// <summary>LB_FLOW4_CHECK: the check bits of lb_flow4.tag.</summary>
+    public const ulong Flow4Check = 0x7fffUL << 32;
+
+    /// <summary>LB_FLOW4_KEY: the bits of lb_flow4.tag that are key (all but the backend id).</summary>
+    public const ulong Flow4Key = Flow4Valid | 0xffff_ffff_ffffUL;
+
     /// <summary>LB_FLOW_VALID: lb_flow.backend of an entry in use.</summary>
     public const ushort FlowValid = 0x8000;
 
@@ -65,6 +78,12 @@ internal static class LbMaps
 
     /// <summary>LB_MAX_SERVICES: service ids are below this.</summary>
     public const int MaxServices = 512;
+
+    /// <summary>
+    /// LB_SVC_RETIRED: lb_svc_stats[LB_SVC_RETIRED + id] holds what removed backends of service id
+    /// counted (written by the daemon only, see <see cref="XdpDataPlane.ClearBackend"/>).
+    /// </summary>
+    public const int ServiceRetired = MaxServices;
 
     /// <summary>LB_MAX_BACKENDS: backend ids are below this.</summary>
     public const int MaxBackends = 4096;
@@ -109,20 +128,40 @@ internal static class LbMaps
     /// <summary>LB_FLOW_KEY_SERVICE: the service id bits of a flow key (left out of its set).</summary>
     public const ulong FlowKeyService = 0x7fffUL << 48;
 
-    /// <summary>lb_flow_set_of (lb.h): the flow memory set of a flow key (the service id left out).</summary>
+    /// <summary>lb_flow_set_of (lb.h): the lb_flows6 set of an IPv6 flow key (the service id left out).</summary>
     public static uint FlowSet(ulong key) => (uint)(((key & ~FlowKeyService) * FlowSetMul) >> (64 - FlowSetBits));
 
     /// <summary>lb_flow_check (lb.h): the check word of an entry with this key.</summary>
     public static ushort FlowCheck(ulong key) => (ushort)(key ^ (key >> 16) ^ (key >> 32) ^ (key >> 48));
 
-    /// <summary>
-    /// The flow memory key of an IPv4 flow: the source address and source port as they lie in
-    /// the packet (little-endian loads of the network-order bytes) and the service id.
-    /// </summary>
-    public static ulong FlowKeyV4(ReadOnlySpan<byte> sourceAddress, ReadOnlySpan<byte> sourcePort, uint serviceId) =>
-        BinaryPrimitives.ReadUInt32LittleEndian(sourceAddress) | ((ulong)BinaryPrimitives.ReadUInt16LittleEndian(sourcePort) << 32) | ((ulong)serviceId << 48);
+    /// <summary>lb_flow4_mix (lb.h): the product the set, check bits and entropy of an IPv4 flow come from.</summary>
+    public static ulong Flow4Mix(ulong addrs, uint ports) => (addrs ^ ((ulong)ports << 16)) * FlowSetMul;
 
-    /// <summary>The flow memory key of an IPv6 flow: its flow hash and the service id.</summary>
+    /// <summary>lb_flow4_set_of (lb.h).</summary>
+    public static uint Flow4Set(ulong m) => (uint)(m >> (64 - FlowSetBits));
+
+    /// <summary>lb_flow4_check (lb.h): bits 31-45 of m in tag bits 32-46.</summary>
+    public static ulong Flow4CheckBits(ulong m) => (m << 1) & Flow4Check;
+
+    /// <summary>lb_flow4_entropy (lb.h): the GUE source port / IPv6 flow label entropy of an IPv4 flow.</summary>
+    public static uint Flow4Entropy(ulong key) => (uint)(key >> 32) & 0x7fff;
+
+    /// <summary>
+    /// The flow memory key of an IPv4 packet (lb.h lb_flows): <c>addrs</c> (source and
+    /// destination address as the 8 bytes lie in the header) and the key bits of the tag (ports as
+    /// they lie in the packet, check bits, UDP, valid). <paramref name="ipHeader"/> starts at the
+    /// IPv4 header; the ports follow its IHL.
+    /// </summary>
+    public static (ulong Addrs, ulong Key) FlowKey4(ReadOnlySpan<byte> ipHeader)
+    {
+        int ihl = (ipHeader[0] & 0xf) * 4;
+        ulong addrs = BinaryPrimitives.ReadUInt64LittleEndian(ipHeader[12..]);
+        uint ports = BinaryPrimitives.ReadUInt32LittleEndian(ipHeader[ihl..]);
+        ulong m = Flow4Mix(addrs, ports);
+        return (addrs, ports | Flow4CheckBits(m) | (ipHeader[9] == (byte)ProtocolType.Udp ? Flow4Udp : 0) | Flow4Valid);
+    }
+
+    /// <summary>The lb_flows6 key of an IPv6 flow: its flow hash and the service id.</summary>
     public static ulong FlowKeyV6Of(uint flowHash, uint serviceId) => flowHash | ((ulong)serviceId << 48) | FlowKeyV6;
 
     internal static void WriteAddress(IPAddress address, Span<byte> addr16, out byte family)
@@ -195,8 +234,8 @@ internal struct LbVipBucket
     private LbVip _slot;
 }
 
-/// <summary>struct lb_backend.</summary>
-[StructLayout(LayoutKind.Sequential)]
+/// <summary>struct lb_backend (64 bytes).</summary>
+[StructLayout(LayoutKind.Sequential, Size = 64)]
 internal unsafe struct LbBackend
 {
     public fixed byte addr[16];
@@ -206,6 +245,10 @@ internal unsafe struct LbBackend
     public uint src_v4; // network order (the address bytes as they are)
     public fixed byte gw_mac[6];
     public ushort mtu;
+    public uint service;
+    public byte encap;
+    public byte reserved0;
+    public ushort gue_port; // network order
 
     /// <summary>
     /// This backend with the template lb.h describes filled in from <paramref name="config"/>:
@@ -231,16 +274,46 @@ internal unsafe struct LbBackend
         return b;
     }
 
-    public static LbBackend Create(IPAddress address, bool down = false)
+    /// <summary>This backend with its service's encapsulation settings copied in (lb.h: remembered flows skip lb_vips).</summary>
+    public readonly LbBackend WithService(in LbService svc)
     {
+        var b = this;
+        b.encap = svc.encap;
+        b.gue_port = svc.gue_port;
+        return b;
+    }
+
+    /// <summary>A backend of service <paramref name="serviceId"/> (a backend id belongs to one service).</summary>
+    public static LbBackend Create(IPAddress address, uint serviceId, bool down = false)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(serviceId, (uint)LbMaps.MaxServices);
         var b = default(LbBackend);
         LbMaps.WriteAddress(address, new Span<byte>(b.addr, 16), out b.family);
         b.flags = down ? LbMaps.BackendDown : (byte)0;
+        b.service = serviceId;
         return b;
     }
 }
 
-/// <summary>struct lb_flow: one way of a flow memory set.</summary>
+/// <summary>struct lb_flow4: one way of an IPv4 flow memory set (lb_flows).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct LbFlow4
+{
+    public ulong addrs;
+    public ulong tag; // key bits | backend id << 48
+
+    /// <summary>The backend id of the entry.</summary>
+    public readonly uint Backend => (uint)(tag >> 48) & 0x7fff;
+}
+
+/// <summary>struct lb_flow4_set: the two ways of an IPv4 flow memory set.</summary>
+[InlineArray(2)]
+internal struct LbFlow4Set
+{
+    private LbFlow4 _way;
+}
+
+/// <summary>struct lb_flow: one way of an IPv6 flow memory set (lb_flows6).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct LbFlow
 {
@@ -250,7 +323,7 @@ internal struct LbFlow
     public ushort check;
 }
 
-/// <summary>struct lb_flow_set: the two ways of a flow memory set.</summary>
+/// <summary>struct lb_flow_set: the two ways of an IPv6 flow memory set.</summary>
 [InlineArray(2)]
 internal struct LbFlowSet
 {

@@ -37,13 +37,14 @@ internal sealed partial class XdpDataPlane : IDataPlane
     public const string LinkPinName = "link";
 
     private readonly BpfObject _obj;
-    private readonly BpfMap _vips, _backends, _maglev, _config, _flows;
+    private readonly BpfMap _vips, _backends, _maglev, _config, _flows, _flows6;
     private readonly LbVipTable _vipTable;
     private readonly PerCpuMap<uint, LbStats> _svcStats, _beStats;
     private readonly PerCpuMap<uint, ulong> _global;
     private BpfLink? _link;
     private LbConfig _configValue;
     private readonly Dictionary<uint, LbBackend> _backendsWritten = [];
+    private readonly Dictionary<uint, LbService> _servicesWritten = [];
 
     private XdpDataPlane(BpfObject obj, string pinDirectory)
     {
@@ -54,6 +55,7 @@ internal sealed partial class XdpDataPlane : IDataPlane
         _maglev = obj.Map(LbMaps.Maglev);
         _config = obj.Map(LbMaps.Config);
         _flows = obj.Map(LbMaps.Flows);
+        _flows6 = obj.Map(LbMaps.Flows6);
         _svcStats = obj.Map(LbMaps.ServiceStats).AsPerCpu<uint, LbStats>();
         _beStats = obj.Map(LbMaps.BackendStats).AsPerCpu<uint, LbStats>();
         _global = obj.Map(LbMaps.Global).AsPerCpu<uint, ulong>();
@@ -77,10 +79,21 @@ internal sealed partial class XdpDataPlane : IDataPlane
     /// <summary>The XDP link, when attached.</summary>
     public BpfLink? Link => _link;
 
-    /// <summary>The flow memory entry for a key (<see cref="LbMaps.FlowKeyV4"/>, <see cref="LbMaps.FlowKeyV6Of"/>), if any.</summary>
-    public LbFlow? RememberedFlow(ulong key)
+    /// <summary>The IPv4 flow memory entry (lb_flows) of a packet's key (<see cref="LbMaps.FlowKey4"/>), if any.</summary>
+    public LbFlow4? RememberedFlow4(ulong addrs, ulong key)
     {
-        if (!_flows.AsMap<uint, LbFlowSet>().TryLookup(LbMaps.FlowSet(key), out var set))
+        if (!_flows.AsMap<uint, LbFlow4Set>().TryLookup(LbMaps.Flow4Set(LbMaps.Flow4Mix(addrs, (uint)key)), out var set))
+            return null;
+        foreach (var e in set)
+            if (e.addrs == addrs && (e.tag & LbMaps.Flow4Key) == key)
+                return e;
+        return null;
+    }
+
+    /// <summary>The IPv6 flow memory entry (lb_flows6) for a key (<see cref="LbMaps.FlowKeyV6Of"/>), if any.</summary>
+    public LbFlow? RememberedFlow6(ulong key)
+    {
+        if (!_flows6.AsMap<uint, LbFlowSet>().TryLookup(LbMaps.FlowSet(key), out var set))
             return null;
         foreach (var e in set)
             if (e.key == key && (e.backend & LbMaps.FlowValid) != 0 && e.check == LbMaps.FlowCheck(key))
@@ -88,10 +101,23 @@ internal sealed partial class XdpDataPlane : IDataPlane
         return null;
     }
 
-    /// <summary>Forgets a remembered flow (its way is zeroed; a packet of it then follows the ring).</summary>
-    public void ForgetFlow(ulong key)
+    /// <summary>Forgets a remembered IPv4 flow (its way is zeroed; a packet of it then follows the ring).</summary>
+    public void ForgetFlow4(ulong addrs, ulong key)
     {
-        var map = _flows.AsMap<uint, LbFlowSet>();
+        var map = _flows.AsMap<uint, LbFlow4Set>();
+        uint s = LbMaps.Flow4Set(LbMaps.Flow4Mix(addrs, (uint)key));
+        if (!map.TryLookup(s, out var set))
+            return;
+        for (int w = 0; w < 2; w++)
+            if (set[w].addrs == addrs && (set[w].tag & LbMaps.Flow4Key) == key)
+                set[w] = default;
+        map.Update(s, set);
+    }
+
+    /// <summary>Forgets a remembered IPv6 flow.</summary>
+    public void ForgetFlow6(ulong key)
+    {
+        var map = _flows6.AsMap<uint, LbFlowSet>();
         uint s = LbMaps.FlowSet(key);
         if (!map.TryLookup(s, out var set))
             return;
@@ -228,17 +254,88 @@ internal sealed partial class XdpDataPlane : IDataPlane
         _configValue = config;
         // lb_backend carries a template of the configuration (bpf/lb.h): refresh every backend.
         foreach (var (id, b) in _backendsWritten)
-            _backends.AsMap<uint, LbBackend>().Update(id, b.WithConfig(config));
+            WriteBackend(id, b);
     }
 
     /// <inheritdoc />
     public bool HasRoomFor(in LbServiceKey key) => _vipTable.HasRoomFor(key);
 
     /// <inheritdoc />
-    public void SetService(in LbServiceKey key, in LbService value) => _vipTable.Set(key, value);
+    public void SetService(in LbServiceKey key, in LbService value)
+    {
+        bool changed = !_servicesWritten.TryGetValue(value.id, out var old) || old.encap != value.encap || old.gue_port != value.gue_port;
+        _servicesWritten[value.id] = value;
+        // lb_backend carries the service's encapsulation for remembered flows (bpf/lb.h): refresh
+        // the service's backends first, so that no packet finds the service in lb_vips and then a
+        // backend without its settings; the next packet of a remembered flow uses the new ones.
+        if (changed)
+            foreach (var (id, b) in _backendsWritten)
+                if (b.service == value.id)
+                    WriteBackend(id, b);
+        _vipTable.Set(key, value);
+    }
 
-    /// <inheritdoc />
-    public void RemoveService(in LbServiceKey key) => _vipTable.Remove(key);
+    /// <summary>
+    /// Removes a service from lb_vips, then forgets the IPv4 flows remembered for its key:
+    /// remembered IPv4 flows are forwarded without the service lookup (bpf/lb.h lb_flows), so
+    /// without this they would go on to the service's backends. (A deleted service's backends are
+    /// cleared too, which stops them as well; this covers a service whose VIP, port or protocol
+    /// changed and keeps its backends.) Packets already past lb_vips on another CPU meanwhile are
+    /// forwarded, as in any update.
+    /// </summary>
+    public void RemoveService(in LbServiceKey key)
+    {
+        _vipTable.Remove(key);
+        if (key.family == LbMaps.FamilyV4)
+            ForgetFlowsTo(key);
+    }
+
+    /// <summary>
+    /// Zeroes every lb_flows entry whose destination (address, port, protocol) is the key's: the
+    /// flow memory is read in batches and the sets that change are written back. A flow the
+    /// program inserts into such a set meanwhile may be forgotten with it; a forgotten flow
+    /// follows the ring again, so that is never wrong, only a re-hash.
+    /// </summary>
+    private unsafe void ForgetFlowsTo(in LbServiceKey key)
+    {
+        uint daddr;
+        ushort dport = key.port;
+        fixed (byte* a = key.addr)
+            daddr = *(uint*)a;
+        ulong udp = key.proto == (byte)System.Net.Sockets.ProtocolType.Udp ? LbMaps.Flow4Udp : 0;
+        var map = _flows.AsMap<uint, LbFlow4Set>();
+        var cursor = new MapBatchCursor(_flows);
+        const int chunk = 8192;
+        var keys = new uint[chunk];
+        var sets = new LbFlow4Set[chunk];
+        var changedKeys = new List<uint>();
+        var changedSets = new List<LbFlow4Set>();
+        while (!cursor.Done)
+        {
+            int n = map.LookupBatch(cursor, keys, sets);
+            for (int i = 0; i < n; i++)
+            {
+                bool changed = false;
+                for (int w = 0; w < 2; w++)
+                {
+                    var e = sets[i][w];
+                    if ((e.tag & LbMaps.Flow4Valid) != 0 && (uint)(e.addrs >> 32) == daddr &&
+                        (ushort)(e.tag >> 16) == dport && (e.tag & LbMaps.Flow4Udp) == udp)
+                    {
+                        sets[i][w] = default;
+                        changed = true;
+                    }
+                }
+                if (changed)
+                {
+                    changedKeys.Add(keys[i]);
+                    changedSets.Add(sets[i]);
+                }
+            }
+        }
+        if (changedKeys.Count > 0)
+            map.UpdateBatch(changedKeys.ToArray(), changedSets.ToArray());
+    }
 
     /// <inheritdoc />
     public void RemoveRing(uint serviceId) => _maglev.AsMap<uint, uint>().Delete(serviceId);
@@ -249,15 +346,53 @@ internal sealed partial class XdpDataPlane : IDataPlane
     /// <inheritdoc />
     public void SetBackend(uint id, in LbBackend backend)
     {
-        _backends.AsMap<uint, LbBackend>().Update(id, backend.WithConfig(_configValue));
+        WriteBackend(id, backend);
         _backendsWritten[id] = backend;
     }
 
-    /// <inheritdoc />
+    private void WriteBackend(uint id, LbBackend backend)
+    {
+        var b = backend.WithConfig(_configValue);
+        var map = _backends.AsMap<uint, LbBackend>();
+        if (_servicesWritten.TryGetValue(backend.service, out var svc))
+            b = b.WithService(svc);
+        else if (map.TryLookup(id, out var pinned) && pinned.service == backend.service && pinned.family != 0)
+        {
+            // A restarted daemon writes backends before their service: keep the adopted entry's
+            // encapsulation so remembered flows are not sent with none meanwhile.
+            b.encap = pinned.encap;
+            b.gue_port = pinned.gue_port;
+        }
+        map.Update(id, b);
+    }
+
+    /// <summary>
+    /// Clears lb_backends[id] (family 0: flows remembered for it are re-hashed, the ring must not
+    /// name it) and adds what it counted to its service's retired counters
+    /// (lb_svc_stats[LB_SVC_RETIRED + service], written by this process only), so the service's
+    /// totals do not drop. Packets still in flight on other CPUs when the slot is cleared may add a
+    /// few counts to the freed backend id after that; they are zeroed when the id is reused.
+    /// </summary>
     public void ClearBackend(uint id)
     {
         _backends.AsMap<uint, LbBackend>().Update(id, default);
-        _backendsWritten.Remove(id);
+        if (_backendsWritten.Remove(id, out var b))
+        {
+            var be = new LbStats[_beStats.CpuCount];
+            var retired = new LbStats[_svcStats.CpuCount];
+            uint slot = (uint)LbMaps.ServiceRetired + b.service;
+            if (_beStats.TryLookup(id, be) && _svcStats.TryLookup(slot, retired))
+            {
+                for (int c = 0; c < retired.Length; c++)
+                {
+                    retired[c].packets += be[c].packets;
+                    retired[c].bytes += be[c].bytes;
+                    retired[c].drops += be[c].drops;
+                    retired[c].encap_errors += be[c].encap_errors;
+                }
+                _svcStats.Update(slot, retired);
+            }
+        }
     }
 
     /// <inheritdoc />
@@ -279,11 +414,31 @@ internal sealed partial class XdpDataPlane : IDataPlane
         _maglev.UpdateFd(serviceId, ring.Fd);
     }
 
-    /// <inheritdoc />
-    public LbStats ServiceStats(uint serviceId) => Sum(_svcStats, serviceId);
+    /// <summary>
+    /// A service's counters summed over CPUs: its own (packets that got no backend), those of the
+    /// backends it had (retired) and those of its backends now (bpf/lb.h: a packet that reaches a
+    /// backend is counted on the backend only).
+    /// </summary>
+    public LbStats ServiceStats(uint serviceId)
+    {
+        var s = Sum(_svcStats, serviceId);
+        Add(ref s, Sum(_svcStats, (uint)LbMaps.ServiceRetired + serviceId));
+        foreach (var (id, b) in _backendsWritten)
+            if (b.service == serviceId)
+                Add(ref s, Sum(_beStats, id));
+        return s;
+    }
 
     /// <inheritdoc />
     public LbStats BackendStats(uint backendId) => Sum(_beStats, backendId);
+
+    private static void Add(ref LbStats s, in LbStats x)
+    {
+        s.packets += x.packets;
+        s.bytes += x.bytes;
+        s.drops += x.drops;
+        s.encap_errors += x.encap_errors;
+    }
 
     /// <inheritdoc />
     public ulong Global(LbGlobalCounter counter)
@@ -301,7 +456,10 @@ internal sealed partial class XdpDataPlane : IDataPlane
     {
         var zero = new LbStats[_svcStats.CpuCount];
         if (serviceId is uint s)
+        {
             _svcStats.Update(s, zero);
+            _svcStats.Update((uint)LbMaps.ServiceRetired + s, zero);
+        }
         if (backendId is uint b)
             _beStats.Update(b, zero);
     }
@@ -313,12 +471,7 @@ internal sealed partial class XdpDataPlane : IDataPlane
         if (map.TryLookup(key, v))
         {
             foreach (var x in v)
-            {
-                s.packets += x.packets;
-                s.bytes += x.bytes;
-                s.drops += x.drops;
-                s.encap_errors += x.encap_errors;
-            }
+                Add(ref s, x);
         }
         return s;
     }

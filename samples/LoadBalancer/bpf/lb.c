@@ -99,8 +99,16 @@ struct {
     __uint(max_entries, LB_FLOW_SETS);
     LB_PIN;
     __type(key, __u32);
-    __type(value, struct lb_flow_set);
+    __type(value, struct lb_flow4_set);
 } lb_flows SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, LB_FLOW_SETS);
+    LB_PIN;
+    __type(key, __u32);
+    __type(value, struct lb_flow_set);
+} lb_flows6 SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -112,7 +120,7 @@ struct {
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, LB_MAX_SERVICES);
+    __uint(max_entries, LB_SVC_STATS_ENTRIES);
     LB_PIN;
     __type(key, __u32);
     __type(value, struct lb_stats);
@@ -186,50 +194,24 @@ static __always_inline int drop_svc(struct lb_stats *ss, struct lb_stats *bs, in
     return XDP_DROP;
 }
 
-/* What the encapsulation needs of a matched packet. */
-struct pkt {
-    struct lb_stats *ss, *bs;
-    __u32 frame_len, l3_len, hash, tos, inner_proto, gue_port;
-    __u64 mac0, mac1; /* the frame's bytes 0-7, 8-11 and the EtherType (bench: restored after) */
-    __u64 dst;        /* destination MAC of the outer frame */
-    __u32 saddr4, daddr4, csum_base;
-    __u64 saddr6[2], daddr6[2];
-};
-
-static __always_inline int encap_error(struct pkt *p)
+/* A packet is counted as transmitted before its headroom is made (so that no counter pointer need
+ * live across the helper calls); a failure then moves it to encap_errors. */
+static __always_inline void count_tx(struct lb_stats *bs, __u32 frame_len)
 {
-    /* Counted as transmitted before the call; move it to encap_errors. */
-    if (p->ss) {
-        p->ss->packets--;
-        p->ss->bytes -= p->frame_len;
-        p->ss->encap_errors++;
+    if (bs) {
+        bs->packets++;
+        bs->bytes += frame_len;
     }
-    if (p->bs) {
-        p->bs->packets--;
-        p->bs->bytes -= p->frame_len;
-        p->bs->encap_errors++;
-    }
-    return XDP_DROP;
 }
 
-/* Counts the packet, trims Ethernet padding (and anything else after the IP packet) and makes
- * room for `overhead` bytes of outer headers. Counted first, so the counters need not live
- * across the helper calls; a failure moves the packet to encap_errors. The size is a constant
- * per call site, so the new head depends only on predicted branches, not on loaded data. */
-static __always_inline int push(struct xdp_md *ctx, struct pkt *p, const int overhead)
+static __always_inline int encap_error(struct lb_stats *bs, __u32 frame_len)
 {
-    if (p->ss) {
-        p->ss->packets++;
-        p->ss->bytes += p->frame_len;
+    if (bs) {
+        bs->packets--;
+        bs->bytes -= frame_len;
+        bs->encap_errors++;
     }
-    if (p->bs) {
-        p->bs->packets++;
-        p->bs->bytes += p->frame_len;
-    }
-    __u32 excess = p->frame_len - sizeof(struct ethhdr) - p->l3_len;
-    if (excess && bpf_xdp_adjust_tail(ctx, -(int)excess))
-        return -1;
-    return bpf_xdp_adjust_head(ctx, -overhead);
+    return XDP_DROP;
 }
 
 #ifdef LB_BENCH
@@ -254,43 +236,84 @@ static __always_inline int bench_undo(struct xdp_md *ctx, __u64 mac0, __u64 mac1
 #define DONE(overhead) (void)mac0; (void)mac1; return XDP_TX
 #endif
 
-/* Outer IPv4 (RFC 2003 IPIP, or UDP + GUE), written as unaligned 64-bit words. */
-static __always_inline int encap_v4(struct xdp_md *ctx, struct pkt *p, const int gue)
+#define MAC_MASK 0xffffffffffffull
+
+/* What the outer headers take from the frame: its Ethernet header and the inner packet's TOS /
+ * traffic class and IP length. */
+struct inner {
+    __u64 mac0, mac1; /* the frame's bytes 0-7, 8-11 and the EtherType */
+    __u64 dst;        /* destination MAC of the outer frame: the gateway, else the frame's source */
+    __u32 tos, l3_len;
+};
+
+static __always_inline int read_inner(void *data, void *data_end, struct lb_backend *be, const int inner_v6,
+                                      struct inner *in)
+{
+    void *ip = data + sizeof(struct ethhdr);
+    if (ip + (inner_v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) > data_end)
+        return -1;
+    in->mac0 = *(__u64 *)data;
+    in->mac1 = *(__u32 *)(data + 8) | ((__u64)*(__u16 *)(data + 12) << 32);
+    if (!inner_v6) {
+        in->tos = *(__u8 *)(ip + 1);
+        in->l3_len = bpf_ntohs(*(__u16 *)(ip + 2));
+    } else {
+        __u32 w0 = *(__u32 *)ip; /* version, traffic class, flow label (bytes in packet order) */
+        in->tos = ((w0 & 0xf) << 4) | ((w0 >> 12) & 0xf);
+        in->l3_len = sizeof(struct ipv6hdr) + bpf_ntohs(*(__u16 *)(ip + 4));
+    }
+    __u64 gw = *(__u64 *)be->gw_mac & MAC_MASK;
+    in->dst = gw ? gw : (in->mac0 >> 48) | ((in->mac1 & 0xffffffff) << 16);
+    return 0;
+}
+
+/* Outer IPv4 toward an IPv4 backend (RFC 2003 IPIP, or UDP + GUE). The header words are built
+ * first, from the backend's template and the frame (the frame is trimmed and counted already),
+ * then the headroom is made with one constant-size bpf_xdp_adjust_head and the words are written
+ * as unaligned 64-bit stores: only the stores wait for the helper call. */
+static __always_inline int tx4(struct xdp_md *ctx, struct lb_backend *be, struct lb_stats *bs, __u32 frame_len,
+                               __u32 entropy, const int inner_v6, const int gue)
 {
     const int overhead = sizeof(struct iphdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
-    __u32 outer_proto = gue ? IPPROTO_UDP : p->inner_proto;
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    struct inner in;
+    if (read_inner(data, data_end, be, inner_v6, &in))
+        return encap_error(bs, frame_len);
+    __u32 inner_proto = inner_v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
+    __u32 outer_proto = gue ? IPPROTO_UDP : inner_proto;
     /* RFC 791 3.1: version 4, IHL 5, the inner TOS (RFC 2003 3.1), total length | id 0, DF
      * (RFC 2003 3.1: the encapsulator MAY set it) | TTL, protocol, checksum | source |
      * destination. The checksum is the one's complement sum of the 16-bit words, which does
      * not depend on byte order (RFC 1071 2(B)), so it is summed on little-endian words. */
-    __u32 len = bpf_htons(overhead + p->l3_len);
-    __u32 w0 = 0x45 | (p->tos << 8) | (len << 16);
+    __u32 len = bpf_htons(overhead + in.l3_len);
+    __u32 w0 = 0x45 | (in.tos << 8) | (len << 16);
     __u32 w2 = OUTER_TTL | (outer_proto << 8);
     /* lb_backend.csum_base holds the constant words; add the TOS, length and protocol words
      * (RFC 1624) and fold: at most 2^18, so two folds give 16 bits. */
-    __u32 sum = p->csum_base + (p->tos << 8) + len + (outer_proto << 8);
+    __u32 sum = be->csum_base + (in.tos << 8) + len + (outer_proto << 8);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     w2 |= (~sum & 0xffff) << 16;
-    __u64 e0 = p->dst | (p->mac0 << 48);                                  /* bytes 0-7 */
-    __u64 e1 = ((p->mac0 >> 16) & 0xffffffff) | (0x0008ull << 32) | ((__u64)w0 << 48); /* 8-15 */
-    __u64 i0 = (w0 >> 16) | (0x00400000ull << 16) | ((__u64)(w2 & 0xffff) << 48); /* 16-23 */
-    __u64 i1 = (w2 >> 16) | ((__u64)p->saddr4 << 16) | ((__u64)(p->daddr4 & 0xffff) << 48); /* 24-31 */
-    __u32 daddr_hi = p->daddr4 >> 16;
+    __u32 daddr = *(__u32 *)be->addr;
+    __u64 mac0 = in.mac0, mac1 = in.mac1;
+    __u64 e0 = in.dst | (mac0 << 48);                                                        /* 0-7 */
+    __u64 e1 = ((mac0 >> 16) & 0xffffffff) | (0x0008ull << 32) | ((__u64)w0 << 48);          /* 8-15 */
+    __u64 i0 = (w0 >> 16) | (0x00400000ull << 16) | ((__u64)(w2 & 0xffff) << 48);           /* 16-23 */
+    __u64 i1 = (w2 >> 16) | ((__u64)be->src_v4 << 16) | ((__u64)(daddr & 0xffff) << 48);   /* 24-31 */
+    __u32 daddr_hi = daddr >> 16;                                                            /* 32-33 */
     /* UDP: source port with flow entropy in the dynamic range (RFC 8086 3.2.1 practice),
      * destination, length, checksum 0 (RFC 768) | GUE variant 0 (draft-ietf-intarea-gue-09
      * 3.1: Ver=0, C=0, Hlen=0 | Proto | Flags=0). */
-    __u64 u0 = bpf_htons(0xc000 | (p->hash & 0x3fff)) | ((__u64)p->gue_port << 16) |
-               ((__u64)bpf_htons(sizeof(struct udphdr) + GUE_HDR_LEN + p->l3_len) << 32);
-    __u32 g = p->inner_proto << 8;
-    __u64 mac0 = p->mac0, mac1 = p->mac1;
+    __u64 u0 = bpf_htons(0xc000 | (entropy & 0x3fff)) | ((__u64)be->gue_port << 16) |
+               ((__u64)bpf_htons(sizeof(struct udphdr) + GUE_HDR_LEN + in.l3_len) << 32);
 
-    if (push(ctx, p, overhead))
-        return encap_error(p);
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
+    if (bpf_xdp_adjust_head(ctx, -overhead))
+        return encap_error(bs, frame_len);
+    data = (void *)(long)ctx->data;
+    data_end = (void *)(long)ctx->data_end;
     if (data + sizeof(struct ethhdr) + overhead > data_end)
-        return encap_error(p);
+        return encap_error(bs, frame_len);
     *(__u64 *)data = e0;
     *(__u64 *)(data + 8) = e1;
     *(__u64 *)(data + 16) = i0;
@@ -298,57 +321,65 @@ static __always_inline int encap_v4(struct xdp_md *ctx, struct pkt *p, const int
     *(__u16 *)(data + 32) = daddr_hi;
     if (gue) {
         *(__u64 *)(data + 34) = u0;
-        *(__u32 *)(data + 42) = g;
+        *(__u32 *)(data + 42) = inner_proto << 8;
     }
     DONE(overhead);
 }
 
-/* Outer IPv6 (RFC 2473, or UDP + GUE). */
-static __always_inline int encap_v6(struct xdp_md *ctx, struct pkt *p, const int gue)
+/* Outer IPv6 toward an IPv6 backend (RFC 2473, or UDP + GUE); the source is lb_config.src_v6. */
+static __always_inline int tx6(struct xdp_md *ctx, struct lb_backend *be, struct lb_stats *bs, __u32 frame_len,
+                               __u32 entropy, const int inner_v6, const int gue)
 {
     const int overhead = sizeof(struct ipv6hdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
-    __u32 outer_proto = gue ? IPPROTO_UDP : p->inner_proto;
-    /* RFC 8200 3 / RFC 6438: version 6, inner traffic class, flow label from the flow hash |
-     * payload length, next header, hop limit | source | destination. */
-    __u32 vtf = bpf_htonl((6u << 28) | (p->tos << 20) | (p->hash & 0xfffff));
-    __u32 plen = bpf_htons(overhead - sizeof(struct ipv6hdr) + p->l3_len) | (outer_proto << 16) | (OUTER_TTL << 24);
-    __u64 e0 = p->dst | (p->mac0 << 48);
-    __u64 e1 = ((p->mac0 >> 16) & 0xffffffff) | (0xdd86ull << 32) | ((__u64)vtf << 48);
-    __u64 i0 = (vtf >> 16) | ((__u64)plen << 16) | (p->saddr6[0] << 48);
-    __u64 s0 = p->saddr6[0], s1 = p->saddr6[1], d0 = p->daddr6[0], d1 = p->daddr6[1];
-    /* UDP ports, length and checksum 0 (RFC 6935, RFC 6936: allowed for tunnels) | GUE. */
-    __u64 u0 = bpf_htons(0xc000 | (p->hash & 0x3fff)) | ((__u64)p->gue_port << 16) |
-               ((__u64)bpf_htons(sizeof(struct udphdr) + GUE_HDR_LEN + p->l3_len) << 32);
-    __u32 g = p->inner_proto << 8;
-    __u64 mac0 = p->mac0, mac1 = p->mac1;
-
-    if (push(ctx, p, overhead))
-        return encap_error(p);
+    __u32 zero = 0;
+    struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+    if (!cfg)
+        return drop_svc(0, bs, 1);
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
+    struct inner in;
+    if (read_inner(data, data_end, be, inner_v6, &in))
+        return drop_svc(0, bs, 1);
+    count_tx(bs, frame_len);
+    __u32 inner_proto = inner_v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
+    __u32 outer_proto = gue ? IPPROTO_UDP : inner_proto;
+    /* RFC 8200 3 / RFC 6438: version 6, inner traffic class, flow label from the flow entropy |
+     * payload length, next header, hop limit | source | destination. */
+    __u32 vtf = bpf_htonl((6u << 28) | (in.tos << 20) | (entropy & 0xfffff));
+    __u32 plen = bpf_htons(overhead - sizeof(struct ipv6hdr) + in.l3_len) | (outer_proto << 16) | (OUTER_TTL << 24);
+    __u64 mac0 = in.mac0, mac1 = in.mac1;
+    __u64 e0 = in.dst | (mac0 << 48);
+    __u64 e1 = ((mac0 >> 16) & 0xffffffff) | (0xdd86ull << 32) | ((__u64)vtf << 48);
+    __u64 i0 = (vtf >> 16) | ((__u64)plen << 16) | (*(__u64 *)cfg->src_v6 << 48);
+    /* UDP ports, length and checksum 0 (RFC 6935, RFC 6936: allowed for tunnels) | GUE. */
+    __u64 u0 = bpf_htons(0xc000 | (entropy & 0x3fff)) | ((__u64)be->gue_port << 16) |
+               ((__u64)bpf_htons(sizeof(struct udphdr) + GUE_HDR_LEN + in.l3_len) << 32);
+
+    if (bpf_xdp_adjust_head(ctx, -overhead))
+        return encap_error(bs, frame_len);
+    data = (void *)(long)ctx->data;
+    data_end = (void *)(long)ctx->data_end;
     if (data + sizeof(struct ethhdr) + overhead > data_end)
-        return encap_error(p);
+        return encap_error(bs, frame_len);
     *(__u64 *)data = e0;
     *(__u64 *)(data + 8) = e1;
     *(__u64 *)(data + 16) = i0;
-    *(__u64 *)(data + 22) = s0;
-    *(__u64 *)(data + 30) = s1;
-    *(__u64 *)(data + 38) = d0;
-    *(__u64 *)(data + 46) = d1;
+    *(__u64 *)(data + 22) = *(__u64 *)cfg->src_v6;
+    *(__u64 *)(data + 30) = *(__u64 *)&cfg->src_v6[8];
+    *(__u64 *)(data + 38) = *(__u64 *)be->addr;
+    *(__u64 *)(data + 46) = *(__u64 *)&be->addr[8];
     if (gue) {
         *(__u64 *)(data + 54) = u0;
-        *(__u32 *)(data + 62) = g;
+        *(__u32 *)(data + 62) = inner_proto << 8;
     }
     DONE(overhead);
 }
 
-#define MAC_MASK 0xffffffffffffull
-#define FLOW_MATCH_MASK 0x8000ffffffffffffull /* lb_flow: hash, service and LB_FLOW_VALID */
-
 /* The packet's service: its slot in the key's lb_vips bucket, compared as the key lies in
  * memory (three words; for IPv4 the address's upper words are zero). */
-static __always_inline struct lb_service *find_service(__u64 k0, __u64 k1, __u32 ppf, __u32 bucket)
+static __always_inline struct lb_service *find_service(__u64 k0, __u64 k1, __u32 ppf)
 {
+    __u32 bucket = lb_vip_bucket_of((__u32)k0, (__u32)(k0 >> 32), (__u32)k1, (__u32)(k1 >> 32), ppf);
     struct lb_vip_bucket *vb = bpf_map_lookup_elem(&lb_vips, &bucket);
     if (!vb)
         return 0;
@@ -361,134 +392,279 @@ static __always_inline struct lb_service *find_service(__u64 k0, __u64 k1, __u32
     return 0;
 }
 
-/* Everything after the Ethernet header, specialised per family (v6 is a constant). */
-static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __u16 h_proto, const int v6)
+/* A matched packet that gets no backend (no ring, an empty slot, or a slot naming an unused
+ * backend): dropped, counted on the service. */
+static __always_inline int drop_no_backend(__u32 sid)
 {
-    __u32 zero = 0;
-    __u64 k0, k1;
-    __u32 ppf, ports_word, l3_len, tos, proto, set_idx;
-    __u64 fkey = 0;
-    struct lb_flow_set *fs = 0;
-    void *l3 = data + sizeof(struct ethhdr);
-
-    if (!v6) {
-        struct iphdr *ip = l3;
-        if ((void *)(ip + 1) > data_end)
-            return pass(LB_G_MALFORMED);
-        /* RFC 791 3.1: version 4, IHL >= 5 words. */
-        __u32 vihl = *(__u8 *)ip;
-        if ((vihl >> 4) != 4 || (vihl & 0xf) < 5)
-            return pass(LB_G_MALFORMED);
-        if (ip->frag_off & bpf_htons(IP_MF_OFFSET))
-            return pass(LB_G_FRAGMENT);
-        proto = ip->protocol;
-        if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
-            return pass(LB_G_PASS);
-        __u32 ihl = (vihl & 0xf) * 4;
-        void *ports = (void *)ip + ihl;
-        if (ports + 4 > data_end)
-            return pass(LB_G_MALFORMED);
-        ports_word = *(__u32 *)ports;
-        k0 = ip->daddr;
-        k1 = 0;
-        /* The flow memory's set does not depend on the service: look it up now, so the load
-         * overlaps the service lookup. */
-        fkey = ip->saddr | ((__u64)(ports_word & 0xffff) << 32);
-        set_idx = lb_flow_set_of(fkey);
-        fs = bpf_map_lookup_elem(&lb_flows, &set_idx);
-        ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V4 << 24);
-        l3_len = bpf_ntohs(ip->tot_len);
-        /* The IP length must at least cover the header and the ports (RFC 791 3.1 Total Length). */
-        if (l3_len < ihl + 4)
-            l3_len = 0;
-        tos = ip->tos;
-    } else {
-        struct ipv6hdr *ip6 = l3;
-        if ((void *)(ip6 + 1) > data_end)
-            return pass(LB_G_MALFORMED);
-        __u32 w0 = *(__u32 *)ip6; /* version, traffic class, flow label (bytes in packet order) */
-        if ((w0 & 0xf0) != 0x60)
-            return pass(LB_G_MALFORMED);
-        proto = ip6->nexthdr;
-        if (proto == NEXTHDR_FRAGMENT)
-            return pass(LB_G_FRAGMENT);
-        if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
-            /* RFC 8200 4.1: Hop-by-Hop (0), Routing (43), Destination Options (60) and AH (51)
-             * headers are not walked here; they and other transports go to the stack. */
-            return pass(proto == 0 || proto == 43 || proto == 60 || proto == 51 ? LB_G_EXTHDR : LB_G_PASS);
-        }
-        void *ports = ip6 + 1;
-        if (ports + 4 > data_end)
-            return pass(LB_G_MALFORMED);
-        ports_word = *(__u32 *)ports;
-        k0 = *(__u64 *)&ip6->daddr;
-        k1 = *((__u64 *)&ip6->daddr + 1);
-        ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V6 << 24);
-        l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
-        if (l3_len < sizeof(*ip6) + 4)
-            l3_len = 0;
-        tos = ((w0 & 0xf) << 4) | ((w0 >> 12) & 0xf);
-    }
-
-    __u32 bucket = lb_vip_bucket_of((__u32)k0, (__u32)(k0 >> 32), (__u32)k1, (__u32)(k1 >> 32), ppf);
-    struct lb_service *svc = find_service(k0, k1, ppf, bucket);
-    if (!svc)
-        return pass(LB_G_PASS);
-
-    /* From here on the packet is ours: it is transmitted or dropped, never passed. lb_config is
-     * only looked up for the flow hash and IPv6 outer headers (lb_backend has the rest). */
-    struct lb_config *cfg;
-    __u32 sid = svc->id;
     struct lb_stats *ss = bpf_map_lookup_elem(&lb_svc_stats, &sid);
+    return drop_svc(ss, 0, 0);
+}
+
+/* The backend of a flow the memory does not know: ring[hash % table_size] of the service. */
+static __always_inline struct lb_backend *pick(struct lb_service *svc, __u32 sid, __u32 h, __u32 *bid)
+{
+    void *ring = bpf_map_lookup_elem(&lb_maglev, &sid);
+    if (!ring || svc->table_size == 0)
+        return 0;
+    __u32 slot = h % svc->table_size;
+    __u32 *bidp = bpf_map_lookup_elem(ring, &slot);
+    if (!bidp || *bidp == LB_NO_BACKEND)
+        return 0;
+    *bid = *bidp;
+    struct lb_backend *be = bpf_map_lookup_elem(&lb_backends, bid);
+    if (!be || (be->family != LB_FAMILY_V4 && be->family != LB_FAMILY_V6))
+        return 0;
+    return be;
+}
+
+/* Sends a packet whose backend is known (any path but the remembered-IPv4-flow one, fast4):
+ * counted on the backend (lb_be_stats; a service's counters are its own lb_svc_stats, for packets
+ * that got no backend, plus its backends', see lb.h), checked against the frame and the MTU,
+ * trimmed of Ethernet padding, encapsulated as the backend's service says, XDP_TX. `entropy`
+ * feeds the GUE source port and the IPv6 flow label. */
+static __always_inline int forward(struct xdp_md *ctx, void *data, void *data_end, struct lb_backend *be,
+                                   __u32 bid, __u32 l3_len, __u32 entropy, const int v6)
+{
+    struct lb_stats *bs = bpf_map_lookup_elem(&lb_be_stats, &bid);
     __u32 frame_len = data_end - data;
     if (l3_len == 0 || l3_len + sizeof(struct ethhdr) > frame_len)
-        return drop_svc(ss, 0, 0);
-
-    /* The flow hash is computed only when needed: for an IPv6 flow (it is the flow memory's
-     * key) and for an IPv4 flow the memory does not know (it picks the ring slot). */
-    __u32 h = 0;
-    if (v6) {
-        struct ipv6hdr *ip6 = l3;
-        if ((void *)(ip6 + 1) > data_end) /* checked above; restated for the verifier */
-            return XDP_DROP;
-        cfg = bpf_map_lookup_elem(&lb_config, &zero);
-        if (!cfg)
-            return drop_svc(ss, 0, 0);
-        h = cfg->hash_seed;
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-            h = mix(h, ip6->saddr.in6_u.u6_addr32[i]);
-        h = mix(h, (__u32)k0);
-        h = mix(h, (__u32)(k0 >> 32));
-        h = mix(h, (__u32)k1);
-        h = mix(h, (__u32)(k1 >> 32));
-        h = mix(h, ports_word);
-        h = mix(h, proto);
-        h = fmix(h, 40);
-        fkey = h | LB_FLOW_KEY_V6;
-        set_idx = lb_flow_set_of(fkey);
-        fs = bpf_map_lookup_elem(&lb_flows, &set_idx);
+        return drop_svc(0, bs, 0);
+    __u32 gue = be->encap == LB_ENCAP_GUE;
+    __u32 outer_len = l3_len + (be->family == LB_FAMILY_V6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) +
+                      (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
+    if (be->mtu && outer_len > be->mtu)
+        return drop_svc(0, bs, 1);
+    __u32 excess = frame_len - sizeof(struct ethhdr) - l3_len;
+    if (be->family == LB_FAMILY_V4) {
+        count_tx(bs, frame_len);
+        if (excess && bpf_xdp_adjust_tail(ctx, -(int)excess))
+            return encap_error(bs, frame_len);
+        return gue ? tx4(ctx, be, bs, frame_len, entropy, v6, 1) : tx4(ctx, be, bs, frame_len, entropy, v6, 0);
     }
-    fkey |= (__u64)sid << 48;
+    if (excess && bpf_xdp_adjust_tail(ctx, -(int)excess))
+        return drop_svc(0, bs, 1);
+    return gue ? tx6(ctx, be, bs, frame_len, entropy, v6, 1) : tx6(ctx, be, bs, frame_len, entropy, v6, 0);
+}
+
+/* IPv4, a remembered flow to an IPv4 backend, no IP options, no Ethernet padding: the path of
+ * every packet of a connection after its first. The flow is found by its 5-tuple in lb_flows and
+ * sent to its backend without the service lookup, the flow hash or lb_config. Staged so that few
+ * values live across the helper calls: the packet is re-read from ctx after the lookups. Returns
+ * -1 for anything else (lb4 then takes the packet from the start). */
+static __always_inline int fast4(struct xdp_md *ctx)
+{
+#ifdef LB_BENCH_NEW_FLOWS
+    return -1; /* benchmark build: every packet is a new flow (lb4) */
+#endif
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    void *ip = data + sizeof(struct ethhdr);
+    if (ip + sizeof(struct iphdr) + 4 > data_end)
+        return -1;
+    if (*(__u8 *)ip != 0x45 || (*(__u16 *)(ip + 6) & bpf_htons(IP_MF_OFFSET)))
+        return -1;
+    __u32 proto = *(__u8 *)(ip + 9);
+    __u64 udp = proto == IPPROTO_UDP ? LB_FLOW4_UDP : 0;
+    if (proto != IPPROTO_TCP && !udp)
+        return -1;
+    __u64 addrs = *(__u64 *)(ip + 12);
+    __u32 ports = *(__u32 *)(ip + 20);
+    __u64 m = lb_flow4_mix(addrs, ports);
+    __u64 key = ports | lb_flow4_check(m) | udp | LB_FLOW4_VALID;
+    __u32 set = lb_flow4_set_of(m);
+    struct lb_flow4_set *fs = bpf_map_lookup_elem(&lb_flows, &set);
+    if (!fs)
+        return -1;
+    __u64 tag;
+    if (fs->way[0].addrs == addrs && ((tag = fs->way[0].tag) & LB_FLOW4_KEY) == key) {
+    } else if (fs->way[1].addrs == addrs && ((tag = fs->way[1].tag) & LB_FLOW4_KEY) == key) {
+        /* Used again: back to way 0, so the set evicts the flow used least recently. */
+        fs->way[1] = fs->way[0];
+        fs->way[0].addrs = addrs;
+        fs->way[0].tag = tag;
+    } else {
+        return -1;
+    }
+    __u32 bid = (tag >> 48) & 0x7fff;
+    struct lb_backend *be = bpf_map_lookup_elem(&lb_backends, &bid);
+    if (!be || be->family != LB_FAMILY_V4 || (be->flags & LB_BE_F_DOWN))
+        return -1;
+    struct lb_stats *bs = bpf_map_lookup_elem(&lb_be_stats, &bid);
+    data = (void *)(long)ctx->data;
+    data_end = (void *)(long)ctx->data_end;
+    if (data + sizeof(struct ethhdr) + sizeof(struct iphdr) > data_end)
+        return -1;
+    __u32 frame_len = data_end - data;
+    __u32 l3_len = bpf_ntohs(*(__u16 *)(data + sizeof(struct ethhdr) + 2));
+    if (l3_len < sizeof(struct iphdr) + 4 || l3_len + sizeof(struct ethhdr) != frame_len)
+        return -1;
+    __u32 gue = be->encap == LB_ENCAP_GUE;
+    if (be->mtu && l3_len + sizeof(struct iphdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0) > be->mtu)
+        return -1;
+    count_tx(bs, frame_len);
+    __u32 entropy = lb_flow4_entropy(key);
+    return gue ? tx4(ctx, be, bs, frame_len, entropy, 0, 1) : tx4(ctx, be, bs, frame_len, entropy, 0, 0);
+}
+
+/* IPv4. A remembered flow (the path of every packet after a connection's first) is found by its
+ * 5-tuple in lb_flows and forwarded to its backend without looking the service up; any other
+ * packet goes through lb_vips, the flow hash and the service's ring, and is remembered. */
+static __always_inline int lb4(struct xdp_md *ctx, void *data, void *data_end)
+{
+    struct iphdr *ip = data + sizeof(struct ethhdr);
+    if ((void *)(ip + 1) > data_end)
+        return pass(LB_G_MALFORMED);
+    /* RFC 791 3.1: version 4, IHL >= 5 words. */
+    __u32 vihl = *(__u8 *)ip;
+    if ((vihl >> 4) != 4 || (vihl & 0xf) < 5)
+        return pass(LB_G_MALFORMED);
+    if (ip->frag_off & bpf_htons(IP_MF_OFFSET))
+        return pass(LB_G_FRAGMENT);
+    __u32 proto = ip->protocol;
+    if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+        return pass(LB_G_PASS);
+    __u32 ihl = (vihl & 0xf) * 4;
+    void *ports = (void *)ip + ihl;
+    if (ports + 4 > data_end)
+        return pass(LB_G_MALFORMED);
+    __u32 ports_word = *(__u32 *)ports;
+    __u64 addrs = *(__u64 *)&ip->saddr;
+    __u64 m = lb_flow4_mix(addrs, ports_word);
+    __u64 key = ports_word | lb_flow4_check(m) | (proto == IPPROTO_UDP ? LB_FLOW4_UDP : 0) | LB_FLOW4_VALID;
+    __u32 set = lb_flow4_set_of(m);
+    struct lb_flow4_set *fs = bpf_map_lookup_elem(&lb_flows, &set);
+    if (!fs)
+        return pass(LB_G_PASS); /* never: the set index is below LB_FLOW_SETS */
+    /* The IP length must at least cover the header and the ports (RFC 791 3.1 Total Length). */
+    __u32 l3_len = bpf_ntohs(ip->tot_len);
+    if (l3_len < ihl + 4)
+        l3_len = 0;
 
     /* A flow seen before keeps its backend while that backend is in use and not down, even when
      * the ring no longer names it (drain: weight 0 for new flows, open ones continue). */
+    struct lb_backend *be;
+    __u32 bid;
+    __u64 tag;
+    int way;
+    if (fs->way[0].addrs == addrs && ((tag = fs->way[0].tag) & LB_FLOW4_KEY) == key)
+        way = 0;
+    else if (fs->way[1].addrs == addrs && ((tag = fs->way[1].tag) & LB_FLOW4_KEY) == key)
+        way = 1;
+    else
+        way = -1;
+#ifdef LB_BENCH_NEW_FLOWS
+    /* Benchmark build only: every packet is a flow the memory does not know (the path of the
+     * first packet of each connection), so that path can be measured on one repeated frame. */
+    way = -1;
+#endif
+    if (way >= 0) {
+        bid = (tag >> 48) & 0x7fff;
+        be = bpf_map_lookup_elem(&lb_backends, &bid);
+        if (be && be->family != 0 && !(be->flags & LB_BE_F_DOWN)) {
+            if (way) {
+                /* Used again: back to way 0, so the set evicts the flow used least recently. */
+                fs->way[1] = fs->way[0];
+                fs->way[0].addrs = addrs;
+                fs->way[0].tag = tag;
+            }
+            return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0);
+        }
+    }
+
+    __u32 ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V4 << 24);
+    __u32 daddr = addrs >> 32;
+    struct lb_service *svc = find_service(daddr, 0, ppf);
+    if (!svc)
+        return pass(LB_G_PASS);
+    /* From here on the packet is ours: it is transmitted or dropped, never passed. */
+    __u32 sid = svc->id;
+    __u32 zero = 0;
+    struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+    if (!cfg)
+        return drop_no_backend(sid);
+    __u32 h = cfg->hash_seed;
+    h = mix(h, (__u32)addrs);
+    h = mix(h, daddr);
+    h = mix(h, ports_word);
+    h = mix(h, proto);
+    h = fmix(h, 16);
+    be = pick(svc, sid, h, &bid);
+    if (!be)
+        return drop_no_backend(sid);
+    /* Remember it: in the way of a stale entry of this flow (its backend went down), else the new
+     * entry in way 0 and the previous way 0 in way 1. */
+    if (way != 0)
+        fs->way[1] = fs->way[0];
+    fs->way[0].addrs = addrs;
+    fs->way[0].tag = key | ((__u64)bid << 48);
+    return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0);
+}
+
+/* IPv6: the service first, then the flow hash, which keys the memory (lb_flows6). */
+static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
+{
+    struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+    if ((void *)(ip6 + 1) > data_end)
+        return pass(LB_G_MALFORMED);
+    __u32 w0 = *(__u32 *)ip6; /* version, traffic class, flow label (bytes in packet order) */
+    if ((w0 & 0xf0) != 0x60)
+        return pass(LB_G_MALFORMED);
+    __u32 proto = ip6->nexthdr;
+    if (proto == NEXTHDR_FRAGMENT)
+        return pass(LB_G_FRAGMENT);
+    if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
+        /* RFC 8200 4.1: Hop-by-Hop (0), Routing (43), Destination Options (60) and AH (51)
+         * headers are not walked here; they and other transports go to the stack. */
+        return pass(proto == 0 || proto == 43 || proto == 60 || proto == 51 ? LB_G_EXTHDR : LB_G_PASS);
+    }
+    void *ports = ip6 + 1;
+    if (ports + 4 > data_end)
+        return pass(LB_G_MALFORMED);
+    __u32 ports_word = *(__u32 *)ports;
+    __u64 k0 = *(__u64 *)&ip6->daddr;
+    __u64 k1 = *((__u64 *)&ip6->daddr + 1);
+    __u32 ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V6 << 24);
+    __u32 l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+    if (l3_len < sizeof(*ip6) + 4)
+        l3_len = 0;
+
+    struct lb_service *svc = find_service(k0, k1, ppf);
+    if (!svc)
+        return pass(LB_G_PASS);
+    __u32 sid = svc->id;
+    __u32 zero = 0;
+    struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+    if (!cfg)
+        return drop_no_backend(sid);
+    __u32 h = cfg->hash_seed;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        h = mix(h, ip6->saddr.in6_u.u6_addr32[i]);
+    h = mix(h, (__u32)k0);
+    h = mix(h, (__u32)(k0 >> 32));
+    h = mix(h, (__u32)k1);
+    h = mix(h, (__u32)(k1 >> 32));
+    h = mix(h, ports_word);
+    h = mix(h, proto);
+    h = fmix(h, 40);
+    __u64 fkey = h | LB_FLOW_KEY_V6 | ((__u64)sid << 48);
+    __u32 set = lb_flow_set_of(fkey);
+    struct lb_flow_set *fs = bpf_map_lookup_elem(&lb_flows6, &set);
     if (!fs)
-        return drop_svc(ss, 0, 0);
+        return drop_no_backend(sid);
     __u64 check = ((__u64)lb_flow_check(fkey) << 48) | ((__u64)LB_FLOW_VALID << 32);
     struct lb_backend *be = 0;
     __u32 bid = 0;
     __u64 val = 0;
-    int in_way1 = 0;
+    int way = -1;
     if (fs->way[0].key == fkey) {
         val = *(__u64 *)&fs->way[0].hash;
+        way = 0;
     } else if (fs->way[1].key == fkey) {
         val = *(__u64 *)&fs->way[1].hash;
-        in_way1 = 1;
+        way = 1;
     }
 #ifdef LB_BENCH_NEW_FLOWS
-    /* Benchmark build only: every packet is a flow the memory does not know (the path of the
-     * first packet of each connection), so that path can be measured on one repeated frame. */
     val = 0;
 #endif
     if ((val & 0xffff800000000000ull) == check) {
@@ -496,77 +672,24 @@ static __always_inline int lb(struct xdp_md *ctx, void *data, void *data_end, __
         be = bpf_map_lookup_elem(&lb_backends, &bid);
         if (be && (be->family == 0 || (be->flags & LB_BE_F_DOWN)))
             be = 0;
-        h = val;
-        if (be && in_way1) {
-            /* Used again: back to way 0, so the set evicts the flow used least recently. */
+        if (be && way == 1) {
             fs->way[1] = fs->way[0];
             fs->way[0].key = fkey;
             *(__u64 *)&fs->way[0].hash = val;
         }
+    } else {
+        way = -1;
     }
     if (!be) {
-        if (!v6) {
-            struct iphdr *ip = l3;
-            if ((void *)(ip + 1) > data_end) /* checked above; restated for the verifier */
-                return XDP_DROP;
-            cfg = bpf_map_lookup_elem(&lb_config, &zero);
-            if (!cfg)
-                return drop_svc(ss, 0, 0);
-            h = cfg->hash_seed;
-            h = mix(h, ip->saddr);
-            h = mix(h, (__u32)k0);
-            h = mix(h, ports_word);
-            h = mix(h, proto);
-            h = fmix(h, 16);
-        }
-        void *ring = bpf_map_lookup_elem(&lb_maglev, &sid);
-        if (!ring || svc->table_size == 0)
-            return drop_svc(ss, 0, 0);
-        __u32 slot = h % svc->table_size;
-        __u32 *bidp = bpf_map_lookup_elem(ring, &slot);
-        if (!bidp || *bidp == LB_NO_BACKEND)
-            return drop_svc(ss, 0, 0);
-        bid = *bidp;
-        be = bpf_map_lookup_elem(&lb_backends, &bid);
-        if (be && (be->family == LB_FAMILY_V4 || be->family == LB_FAMILY_V6)) {
-            /* Remember it: the new entry in way 0, the previous way 0 in way 1. */
+        be = pick(svc, sid, h, &bid);
+        if (!be)
+            return drop_no_backend(sid);
+        if (way != 0)
             fs->way[1] = fs->way[0];
-            fs->way[0].key = fkey;
-            *(__u64 *)&fs->way[0].hash = check | ((__u64)bid << 32) | h;
-        }
+        fs->way[0].key = fkey;
+        *(__u64 *)&fs->way[0].hash = check | ((__u64)bid << 32) | h;
     }
-    struct lb_stats *bs = bpf_map_lookup_elem(&lb_be_stats, &bid);
-    if (!be || (be->family != LB_FAMILY_V4 && be->family != LB_FAMILY_V6))
-        return drop_svc(ss, bs, 0);
-
-    __u32 outer_len = l3_len + (be->family == LB_FAMILY_V6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) +
-                      (svc->encap == LB_ENCAP_GUE ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
-    __u64 gw_mtu = *(__u64 *)be->gw_mac; /* gw_mac | mtu << 48 */
-    __u32 mtu = gw_mtu >> 48;
-    if (mtu && outer_len > mtu)
-        return drop_svc(ss, bs, 1);
-
-    struct pkt p = {
-        .ss = ss, .bs = bs, .frame_len = frame_len, .l3_len = l3_len, .hash = h, .tos = tos,
-        .inner_proto = v6 ? IPPROTO_IPV6 : IPPROTO_IPIP, .gue_port = svc->gue_port,
-        .mac0 = *(__u64 *)data, .mac1 = *(__u32 *)(data + 8) | ((__u64)h_proto << 32),
-    };
-    __u64 gw = gw_mtu & MAC_MASK;
-    p.dst = gw ? gw : (p.mac0 >> 48) | ((p.mac1 & 0xffffffff) << 16);
-    if (be->family == LB_FAMILY_V4) {
-        p.saddr4 = be->src_v4;
-        p.daddr4 = *(__u32 *)be->addr;
-        p.csum_base = be->csum_base;
-        return svc->encap == LB_ENCAP_GUE ? encap_v4(ctx, &p, 1) : encap_v4(ctx, &p, 0);
-    }
-    cfg = bpf_map_lookup_elem(&lb_config, &zero);
-    if (!cfg)
-        return drop_svc(ss, bs, 1);
-    p.saddr6[0] = *(__u64 *)cfg->src_v6;
-    p.saddr6[1] = *(__u64 *)&cfg->src_v6[8];
-    p.daddr6[0] = *(__u64 *)be->addr;
-    p.daddr6[1] = *(__u64 *)&be->addr[8];
-    return svc->encap == LB_ENCAP_GUE ? encap_v6(ctx, &p, 1) : encap_v6(ctx, &p, 0);
+    return forward(ctx, data, data_end, be, bid, l3_len, h, 1);
 }
 
 SEC("xdp")
@@ -578,10 +701,18 @@ int lb_xdp(struct xdp_md *ctx)
     if (data + sizeof(struct ethhdr) > data_end)
         return pass(LB_G_MALFORMED);
     __u16 h_proto = *(__u16 *)(data + 12);
-    if (h_proto == bpf_htons(ETH_P_IP))
-        return lb(ctx, data, data_end, h_proto, 0);
+    if (h_proto == bpf_htons(ETH_P_IP)) {
+        int r = fast4(ctx);
+        if (r >= 0)
+            return r;
+        data = (void *)(long)ctx->data;
+        data_end = (void *)(long)ctx->data_end;
+        if (data + sizeof(struct ethhdr) > data_end)
+            return pass(LB_G_MALFORMED);
+        return lb4(ctx, data, data_end);
+    }
     if (h_proto == bpf_htons(ETH_P_IPV6))
-        return lb(ctx, data, data_end, h_proto, 1);
+        return lb6(ctx, data, data_end);
     return pass(LB_G_PASS);
 }
 

@@ -73,11 +73,12 @@ static inline __u32 lb_vip_bucket_of(__u32 a0, __u32 a1, __u32 a2, __u32 a3, __u
     return ((a0 ^ a1 ^ a2 ^ a3 ^ port_proto_family) * LB_VIP_HASH_MUL) >> 20;
 }
 
-/* Value of lb_backends, indexed by backend id (the values stored in a Maglev ring). 32 bytes, so
- * the verifier indexes it with a shift. Besides the address it carries a template of what the
- * outer headers need from lb_config, written by the control plane with every backend and again
- * for every backend when lb_config changes (XdpDataPlane), so that the hot path of an IPv4
- * backend does not look lb_config up at all. */
+/* Value of lb_backends, indexed by backend id (the values stored in a Maglev ring). A backend id
+ * belongs to one service (the same address in two services has two ids). 64 bytes: one cache line,
+ * indexed with a shift. Besides the address it carries copies of what the hot path needs from
+ * lb_config and from its service, written by the control plane with every backend and again when
+ * lb_config or the service's settings change (XdpDataPlane, LbController), so that a packet of a
+ * remembered IPv4 flow reads neither lb_config nor lb_vips. */
 struct __attribute__((aligned(8))) lb_backend {
     __u8 addr[16];
     __u8 family;        /* LB_FAMILY_V4 or LB_FAMILY_V6; 0 = unused slot (flows are dropped) */
@@ -90,6 +91,11 @@ struct __attribute__((aligned(8))) lb_backend {
     __be32 src_v4;      /* lb_config.src_v4 */
     __u8 gw_mac[6];     /* lb_config.gw_mac */
     __u16 mtu;          /* lb_config.mtu */
+    __u32 service;      /* the service's id (lb_service.id) */
+    __u8 encap;         /* the service's lb_service.encap */
+    __u8 reserved0;
+    __be16 gue_port;    /* the service's lb_service.gue_port */
+    __u8 reserved[24];
 };
 
 /* lb_backend.flags: the backend failed its health check. Flows remembered in lb_flows for it are
@@ -97,31 +103,74 @@ struct __attribute__((aligned(8))) lb_backend {
  * its remembered flows continue while the ring no longer sends it new ones. */
 #define LB_BE_F_DOWN 1
 
-/* lb_flows: the flow memory, a 2-way set-associative cache in an ARRAY of LB_FLOW_SETS sets of two
- * 16-byte entries (one inlined lookup, no call). An entry's key is exact for IPv4: source
- * address, source port and service id (the service fixes the destination address, port and
- * protocol), so a remembered IPv4 flow is found without computing the flow hash at all; the
- * entry keeps the flow hash for the outer headers (IPv6 flow label, GUE source port). IPv6 keys
- * are the flow hash and the service id with LB_FLOW_KEY_V6 set (two IPv6 flows with the same
- * 32-bit hash share an entry, as they share a ring slot). Set = lb_flow_set_of(key), which leaves
- * the service id out, so the program looks the set up before it has found the service. A miss (a
- * new flow, or one evicted) inserts in way 0 and moves way 0 to way 1; a hit in way 1 moves the
- * entry back to way 0, so each set is a 2-entry LRU: a flow is forgotten when two other flows
- * land in its set between two of its packets, and a forgotten flow simply follows the current
- * ring again. An entry is two 64-bit words written separately;
- * `check` (lb_flow_check of the key) makes a word pair torn by a writer on another CPU read as
- * a miss rather than as another flow's backend. */
+/* lb_flows and lb_flows6: the flow memory, 2-way set-associative caches in ARRAYs of LB_FLOW_SETS
+ * sets of two 16-byte entries (one inlined lookup, no call). A miss (a new flow, or one evicted)
+ * inserts in way 0 and moves way 0 to way 1; a hit in way 1 moves the entry back to way 0, so each
+ * set is a 2-entry LRU: a flow is forgotten when two other flows land in its set between two of its
+ * packets, and a forgotten flow simply follows the current ring again. An entry is two 64-bit words
+ * written separately by the program on any CPU; check bits bound to the key make a pair torn by a
+ * writer on another CPU read as a miss rather than as another flow's backend. */
 #define LB_FLOW_SET_BITS 18
 #define LB_FLOW_SETS (1u << LB_FLOW_SET_BITS) /* 262,144 sets x 2 ways = 524,288 flows, 8 MiB */
+#define LB_FLOW_SET_MUL 0x9E3779B97F4A7C15ull /* Fibonacci hashing (Knuth 6.4), 64-bit */
+
+/* lb_flows (IPv4): keyed exactly by the 5-tuple, so a packet of a remembered flow is forwarded
+ * before (and without) the service lookup: the key holds the destination address, port and
+ * protocol, and its backend (an id of one service) carries the service's settings. With
+ * m = lb_flow4_mix(addrs, ports):
+ * - addrs: source | destination address << 32 (the 8 bytes as they lie in the packet);
+ * - tag: ports (source | destination << 16, as they lie in the packet) | lb_flow4_check(m) (bits
+ *   32-46) | LB_FLOW4_UDP | backend id << 48 | LB_FLOW4_VALID; a packet matches an entry when
+ *   addrs are equal and tag & LB_FLOW4_KEY is its own key;
+ * - set: lb_flow4_set_of(m);
+ * - the outer headers' flow entropy (GUE source port, IPv6 flow label) of an IPv4 flow is
+ *   lb_flow4_entropy(key), its 15 check bits, so a remembered flow needs no flow hash at all (the Maglev slot of a new
+ *   flow still comes from the seeded flow hash, the same on every node). */
+struct __attribute__((aligned(8))) lb_flow4 {
+    __u64 addrs;
+    __u64 tag;
+};
+
+struct lb_flow4_set {
+    struct lb_flow4 way[2];
+};
+
+#define LB_FLOW4_UDP (1ull << 47)
+#define LB_FLOW4_VALID (1ull << 63)
+#define LB_FLOW4_CHECK (0x7fffull << 32)
+#define LB_FLOW4_KEY (LB_FLOW4_VALID | 0xffffffffffffull) /* tag bits that are key */
+
+static inline __u64 lb_flow4_mix(__u64 addrs, __u32 ports)
+{
+    return (addrs ^ ((__u64)ports << 16)) * LB_FLOW_SET_MUL;
+}
+
+static inline __u32 lb_flow4_set_of(__u64 m)
+{
+    return m >> (64 - LB_FLOW_SET_BITS);
+}
+
+/* Bits 31-45 of m (independent of the set's bits 46-63), in tag bits 32-46. */
+static inline __u64 lb_flow4_check(__u64 m)
+{
+    return (m << 1) & LB_FLOW4_CHECK;
+}
+
+/* The flow entropy of an IPv4 flow: the 15 check bits of its key (or tag). */
+static inline __u32 lb_flow4_entropy(__u64 key)
+{
+    return (key >> 32) & 0x7fff;
+}
+
+/* lb_flows6 (IPv6): key = flow hash | service id << 48 | LB_FLOW_KEY_V6 (two IPv6 flows with the
+ * same 32-bit hash share an entry, as they share a ring slot); set = lb_flow_set_of(key), which
+ * leaves the service id out; `check` = lb_flow_check(key). */
 #define LB_FLOW_VALID 0x8000        /* lb_flow.backend: the entry is in use */
 #define LB_FLOW_KEY_V6 (1ull << 63) /* lb_flow.key of an IPv6 flow */
-#define LB_FLOW_SET_MUL 0x9E3779B97F4A7C15ull /* Fibonacci hashing (Knuth 6.4), 64-bit */
 #define LB_FLOW_KEY_SERVICE (0x7fffull << 48) /* the service id bits of lb_flow.key */
 
 struct __attribute__((aligned(8))) lb_flow {
-    /* IPv4: source address (as it lies in the packet) | source port (packet order) << 32 |
-     * service id << 48; IPv6: flow hash | service id << 48 | LB_FLOW_KEY_V6. 0 = empty. */
-    __u64 key;
+    __u64 key;     /* flow hash | service id << 48 | LB_FLOW_KEY_V6; 0 = empty */
     __u32 hash;    /* the flow hash */
     __u16 backend; /* LB_FLOW_VALID | backend id */
     __u16 check;   /* lb_flow_check(key) */
@@ -143,7 +192,7 @@ static inline __u16 lb_flow_check(__u64 key)
 
 /* Value of lb_layout[0]: the layout of the pinned maps. A daemon finding pins of another layout
  * (or none, from before this map existed) recreates the maps (XdpDataPlane.Open). */
-#define LB_LAYOUT_VERSION 3
+#define LB_LAYOUT_VERSION 4
 
 /* Single entry of lb_config. */
 struct lb_config {
@@ -154,7 +203,16 @@ struct lb_config {
     __u32 hash_seed;   /* flow hash seed; the same on every node so nodes pick the same backend */
 };
 
-/* Value of the per-CPU counters lb_svc_stats (per service id) and lb_be_stats (per backend id). */
+/* Value of the per-CPU counters lb_be_stats (per backend id) and lb_svc_stats. A packet that reaches
+ * a backend (transmitted, or dropped for its length or an encapsulation error) is counted once, on
+ * the backend; lb_svc_stats[id] counts the packets of service id that got no backend (no ring, an
+ * empty slot); lb_svc_stats[LB_SVC_RETIRED + id] holds what backends removed from service id had
+ * counted, written by the daemon only (XdpDataPlane.ClearBackend). A service's counters are the
+ * sum of those two and of its backends' (a backend id belongs to one service), so the hot path
+ * updates one counter set, not two. */
+#define LB_SVC_RETIRED LB_MAX_SERVICES
+#define LB_SVC_STATS_ENTRIES (2 * LB_MAX_SERVICES)
+
 struct lb_stats {
     __u64 packets;      /* packets encapsulated and transmitted */
     __u64 bytes;        /* bytes of those packets as received (Ethernet frame) */
