@@ -18,7 +18,7 @@ public class LbMapLayoutTests
             new StructLayoutSpec("struct lb_service", typeof(LbService), ("id", "id"), ("table_size", "table_size"), ("encap", "encap"), ("flags", "flags"), ("gue_port", "gue_port")),
             new StructLayoutSpec("struct lb_vip", typeof(LbVip), ("key", "key"), ("svc", "svc")),
             new StructLayoutSpec("struct lb_vip_bucket", typeof(LbVipBucket)),
-            new StructLayoutSpec("struct lb_backend", typeof(LbBackend), ("addr", "addr"), ("family", "family"), ("flags", "flags"), ("csum_base", "csum_base"), ("src_v4", "src_v4"), ("gw_mac", "gw_mac"), ("mtu", "mtu"), ("service", "service"), ("encap", "encap"), ("gue_port", "gue_port")),
+            new StructLayoutSpec("struct lb_backend", typeof(LbBackend), ("addr", "addr"), ("family", "family"), ("flags", "flags"), ("csum_base", "csum_base"), ("src_v4", "src_v4"), ("gw_mac", "gw_mac"), ("mtu", "mtu"), ("service", "service"), ("encap", "encap"), ("gue_port", "gue_port"), ("max_inner", "max_inner"), ("ip_tail", "ip_tail")),
             new StructLayoutSpec("struct lb_flow4", typeof(LbFlow4), ("addrs", "addrs"), ("tag", "tag")),
             new StructLayoutSpec("struct lb_flow4_set", typeof(LbFlow4Set)),
             new StructLayoutSpec("struct lb_flow", typeof(LbFlow), ("key", "key"), ("hash", "hash"), ("backend", "backend"), ("check", "check")),
@@ -136,6 +136,29 @@ public class LbMapLayoutTests
         Assert.Throws<ArgumentException>(() => LbServiceKey.Create(IPAddress.Loopback, 1, ProtocolType.Icmp));
         Assert.Throws<ArgumentOutOfRangeException>(() => LbService.Create(LbMaps.MaxServices, 13, Encapsulation.Ipip));
         Assert.Throws<ArgumentException>(() => LbConfig.Create([1, 2, 3, 4, 5, 6], IPAddress.IPv6Loopback, null, 0, 0));
+    }
+
+    [Fact]
+    public void BackendTemplate_DerivesChecksumBaseTailAndLargestInnerPacket()
+    {
+        var cfg = LbConfig.Create([1, 2, 3, 4, 5, 6], IPAddress.Parse("10.0.0.1"), IPAddress.Parse("2001:db8::2"), 1500, 7);
+        var gue = LbService.Create(3, 13, Encapsulation.Gue, 6080);
+        var ipip = LbService.Create(3, 13, Encapsulation.Ipip);
+        var v4 = LbBackend.Create(IPAddress.Parse("10.0.0.7"), 3).WithConfig(cfg).WithService(ipip).WithTemplate();
+        Assert.Equal(1480, v4.max_inner);                                   // 1500 - outer IPv4
+        // Bytes 26-31 of the outer frame: source 10.0.0.1, first half of 10.0.0.7 (checksum bytes 24-25 zero).
+        Assert.Equal("00 00 0a 00 00 01 0a 00", LbBpf.Hex(BitConverter.GetBytes(v4.ip_tail)));
+        // RFC 1071 sum of 0x4500, 0x4000, 0x4000 (TTL), both addresses, as lb.c reads them (little-endian words).
+        uint sum = 0x0045 + 0x0040 + 0x0040 + 0x000a + 0x0100 + 0x000a + 0x0700;
+        Assert.Equal((ushort)sum, v4.csum_base);
+        Assert.Equal(1468, LbBackend.Create(IPAddress.Parse("10.0.0.7"), 3).WithConfig(cfg).WithService(gue).WithTemplate().max_inner);
+        var v6 = LbBackend.Create(IPAddress.Parse("2001:db8::8"), 3).WithConfig(cfg).WithService(gue).WithTemplate();
+        Assert.Equal(1448, v6.max_inner);                                   // 1500 - 40 - 8 - 4
+        Assert.Equal(0UL, v6.ip_tail);
+        var tiny = LbConfig.Create([1, 2, 3, 4, 5, 6], null, null, 30, 7);
+        Assert.Equal(0, LbBackend.Create(IPAddress.Parse("2001:db8::8"), 3).WithConfig(tiny).WithTemplate().max_inner); // nothing fits
+        var none = LbConfig.Create([1, 2, 3, 4, 5, 6], null, null, 0, 7);
+        Assert.Equal(ushort.MaxValue, LbBackend.Create(IPAddress.Parse("10.0.0.7"), 3).WithConfig(none).WithTemplate().max_inner); // no check
     }
 
     [Fact]

@@ -249,12 +249,12 @@ internal unsafe struct LbBackend
     public byte encap;
     public byte reserved0;
     public ushort gue_port; // network order
+    public ushort max_inner;
+    public ushort reserved1;
+    public uint reserved2;
+    public ulong ip_tail;
 
-    /// <summary>
-    /// This backend with the template lb.h describes filled in from <paramref name="config"/>:
-    /// the outer source address, gateway MAC, MTU and, for an IPv4 backend, the one's complement
-    /// sum of the outer IPv4 header's constant words (RFC 1071), read little-endian as lb.c does.
-    /// </summary>
+    /// <summary>This backend with lb_config's outer source address, gateway MAC and MTU copied in (lb.h).</summary>
     public readonly LbBackend WithConfig(in LbConfig config)
     {
         var b = this;
@@ -262,15 +262,31 @@ internal unsafe struct LbBackend
         b.mtu = config.mtu;
         for (int i = 0; i < 6; i++)
             b.gw_mac[i] = config.gw_mac[i];
+        return b;
+    }
+
+    /// <summary>
+    /// This backend with the fields lb.h derives from the others filled in: for an IPv4 backend
+    /// the one's complement sum of the outer IPv4 header's constant words (RFC 1071), read
+    /// little-endian as lb.c does, and the header's bytes 24-31 without the checksum; for any,
+    /// the largest inner packet whose encapsulation fits the MTU.
+    /// </summary>
+    public readonly LbBackend WithTemplate()
+    {
+        var b = this;
         b.csum_base = 0;
+        b.ip_tail = 0;
+        uint daddr = b.addr[0] | ((uint)b.addr[1] << 8) | ((uint)b.addr[2] << 16) | ((uint)b.addr[3] << 24);
         if (b.family == LbMaps.FamilyV4)
         {
-            uint daddr = b.addr[0] | ((uint)b.addr[1] << 8) | ((uint)b.addr[2] << 16) | ((uint)b.addr[3] << 24);
-            uint sum = 0x0045 + 0x0040 + 0x0040 + (config.src_v4 & 0xffff) + (config.src_v4 >> 16) + (daddr & 0xffff) + (daddr >> 16);
+            uint sum = 0x0045 + 0x0040 + 0x0040 + (b.src_v4 & 0xffff) + (b.src_v4 >> 16) + (daddr & 0xffff) + (daddr >> 16);
             sum = (sum & 0xffff) + (sum >> 16);
             sum = (sum & 0xffff) + (sum >> 16);
             b.csum_base = (ushort)sum;
+            b.ip_tail = ((ulong)b.src_v4 << 16) | ((ulong)(daddr & 0xffff) << 48);
         }
+        int overhead = (b.family == LbMaps.FamilyV6 ? 40 : 20) + (b.encap == (byte)Encapsulation.Gue ? 12 : 0);
+        b.max_inner = b.mtu == 0 ? ushort.MaxValue : (ushort)Math.Max(0, b.mtu - overhead);
         return b;
     }
 

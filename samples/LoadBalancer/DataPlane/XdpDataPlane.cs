@@ -363,7 +363,7 @@ internal sealed partial class XdpDataPlane : IDataPlane
             b.encap = pinned.encap;
             b.gue_port = pinned.gue_port;
         }
-        map.Update(id, b);
+        map.Update(id, b.WithTemplate());
     }
 
     /// <summary>

@@ -295,13 +295,12 @@ static __always_inline int tx4(struct xdp_md *ctx, struct lb_backend *be, struct
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     w2 |= (~sum & 0xffff) << 16;
-    __u32 daddr = *(__u32 *)be->addr;
     __u64 mac0 = in.mac0, mac1 = in.mac1;
     __u64 e0 = in.dst | (mac0 << 48);                                                        /* 0-7 */
     __u64 e1 = ((mac0 >> 16) & 0xffffffff) | (0x0008ull << 32) | ((__u64)w0 << 48);          /* 8-15 */
     __u64 i0 = (w0 >> 16) | (0x00400000ull << 16) | ((__u64)(w2 & 0xffff) << 48);           /* 16-23 */
-    __u64 i1 = (w2 >> 16) | ((__u64)be->src_v4 << 16) | ((__u64)(daddr & 0xffff) << 48);   /* 24-31 */
-    __u32 daddr_hi = daddr >> 16;                                                            /* 32-33 */
+    __u64 i1 = (w2 >> 16) | be->ip_tail;                                                     /* 24-31 */
+    __u32 daddr_hi = *(__u16 *)&be->addr[2];                                                 /* 32-33 */
     /* UDP: source port with flow entropy in the dynamic range (RFC 8086 3.2.1 practice),
      * destination, length, checksum 0 (RFC 768) | GUE variant 0 (draft-ietf-intarea-gue-09
      * 3.1: Ver=0, C=0, Hlen=0 | Proto | Flags=0). */
@@ -430,9 +429,7 @@ static __always_inline int forward(struct xdp_md *ctx, void *data, void *data_en
     if (l3_len == 0 || l3_len + sizeof(struct ethhdr) > frame_len)
         return drop_svc(0, bs, 0);
     __u32 gue = be->encap == LB_ENCAP_GUE;
-    __u32 outer_len = l3_len + (be->family == LB_FAMILY_V6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) +
-                      (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
-    if (be->mtu && outer_len > be->mtu)
+    if (l3_len > be->max_inner)
         return drop_svc(0, bs, 1);
     __u32 excess = frame_len - sizeof(struct ethhdr) - l3_len;
     if (be->family == LB_FAMILY_V4) {
@@ -470,6 +467,7 @@ static __always_inline int fast4(struct xdp_md *ctx)
     __u64 addrs = *(__u64 *)(ip + 12);
     __u32 ports = *(__u32 *)(ip + 20);
     __u64 m = lb_flow4_mix(addrs, ports);
+    asm volatile("" : "+r"(m)); /* keeps clang from turning lb_flow4_check's shift into a second multiply */
     __u64 key = ports | lb_flow4_check(m) | udp | LB_FLOW4_VALID;
     __u32 set = lb_flow4_set_of(m);
     struct lb_flow4_set *fs = bpf_map_lookup_elem(&lb_flows, &set);
@@ -498,12 +496,11 @@ static __always_inline int fast4(struct xdp_md *ctx)
     __u32 l3_len = bpf_ntohs(*(__u16 *)(data + sizeof(struct ethhdr) + 2));
     if (l3_len < sizeof(struct iphdr) + 4 || l3_len + sizeof(struct ethhdr) != frame_len)
         return -1;
-    __u32 gue = be->encap == LB_ENCAP_GUE;
-    if (be->mtu && l3_len + sizeof(struct iphdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0) > be->mtu)
+    if (l3_len > be->max_inner)
         return -1;
     count_tx(bs, frame_len);
     __u32 entropy = lb_flow4_entropy(key);
-    return gue ? tx4(ctx, be, bs, frame_len, entropy, 0, 1) : tx4(ctx, be, bs, frame_len, entropy, 0, 0);
+    return be->encap == LB_ENCAP_GUE ? tx4(ctx, be, bs, frame_len, entropy, 0, 1) : tx4(ctx, be, bs, frame_len, entropy, 0, 0);
 }
 
 /* IPv4. A remembered flow (the path of every packet after a connection's first) is found by its

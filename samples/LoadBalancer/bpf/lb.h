@@ -95,7 +95,15 @@ struct __attribute__((aligned(8))) lb_backend {
     __u8 encap;         /* the service's lb_service.encap */
     __u8 reserved0;
     __be16 gue_port;    /* the service's lb_service.gue_port */
-    __u8 reserved[24];
+    /* The largest inner IP packet whose encapsulation toward this backend fits lb_config.mtu:
+     * mtu - (20 or 40, + 12 with GUE), 0 when nothing fits, 0xffff when mtu is 0 (no check). */
+    __u16 max_inner;
+    __u16 reserved1;
+    __u32 reserved2;
+    /* IPv4 backends: bytes 24-31 of the outer frame without the checksum: the source address and
+     * the first half of the destination at bits 16-63 (the program ORs the checksum in). */
+    __u64 ip_tail;
+    __u8 reserved[8];
 };
 
 /* lb_backend.flags: the backend failed its health check. Flows remembered in lb_flows for it are
