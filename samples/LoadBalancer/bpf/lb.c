@@ -216,22 +216,17 @@ static __always_inline int encap_error(struct lb_stats *bs, __u32 frame_len)
 
 #ifdef LB_BENCH
 /* Benchmark build only: BPF_PROG_TEST_RUN with a repeat count does not reset the frame between
- * runs, so undo the encapsulation (one more bpf_xdp_adjust_head and the 14-byte Ethernet header
- * written back) to make every run take this same path. */
-static __always_inline int bench_undo(struct xdp_md *ctx, __u64 mac0, __u64 mac1, const int overhead)
+ * runs, so undo the encapsulation to make every run take this same path: the frame's 14-byte
+ * Ethernet header is written back where it was (over the end of the outer headers just written,
+ * through the packet pointer still valid) and one more bpf_xdp_adjust_head moves the start back. */
+static __always_inline int bench_undo(struct xdp_md *ctx, void *data, __u64 mac0, __u64 mac1, const int overhead)
 {
-    if (bpf_xdp_adjust_head(ctx, overhead))
-        return XDP_ABORTED;
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
-    if (data + sizeof(struct ethhdr) > data_end)
-        return XDP_ABORTED;
-    *(__u64 *)data = mac0;
-    *(__u32 *)(data + 8) = mac1;
-    *(__u16 *)(data + 12) = mac1 >> 32;
-    return XDP_TX;
+    *(__u64 *)(data + overhead) = mac0;
+    *(__u32 *)(data + overhead + 8) = mac1;
+    *(__u16 *)(data + overhead + 12) = mac1 >> 32;
+    return bpf_xdp_adjust_head(ctx, overhead) ? XDP_ABORTED : XDP_TX;
 }
-#define DONE(overhead) return bench_undo(ctx, mac0, mac1, overhead)
+#define DONE(overhead) return bench_undo(ctx, data, mac0, mac1, overhead)
 #else
 #define DONE(overhead) (void)mac0; (void)mac1; return XDP_TX
 #endif
@@ -485,16 +480,19 @@ static __always_inline int fast4(struct xdp_md *ctx)
     }
     __u32 bid = (tag >> 48) & 0x7fff;
     struct lb_backend *be = bpf_map_lookup_elem(&lb_backends, &bid);
-    if (!be || be->family != LB_FAMILY_V4 || (be->flags & LB_BE_F_DOWN))
+    /* family IPv4 and no flag, in one 16-bit compare (any flag sends the packet the general way) */
+    if (!be || *(__u16 *)&be->family != LB_FAMILY_V4)
         return -1;
     struct lb_stats *bs = bpf_map_lookup_elem(&lb_be_stats, &bid);
     data = (void *)(long)ctx->data;
     data_end = (void *)(long)ctx->data_end;
-    if (data + sizeof(struct ethhdr) + sizeof(struct iphdr) > data_end)
+    if (data + sizeof(struct ethhdr) + sizeof(struct iphdr) + 4 > data_end)
         return -1;
+    /* The IP length covers the whole frame after the Ethernet header (no padding), so it also
+     * covers the header and the ports, which the bound above puts inside the frame. */
     __u32 frame_len = data_end - data;
     __u32 l3_len = bpf_ntohs(*(__u16 *)(data + sizeof(struct ethhdr) + 2));
-    if (l3_len < sizeof(struct iphdr) + 4 || l3_len + sizeof(struct ethhdr) != frame_len)
+    if (l3_len + sizeof(struct ethhdr) != frame_len)
         return -1;
     if (l3_len > be->max_inner)
         return -1;
