@@ -17,8 +17,8 @@
 #   encapsulation (one more bpf_xdp_adjust_head and the 14-byte Ethernet header written back)
 #   because BPF_PROG_TEST_RUN does not reset the frame between repetitions; without it, run 2
 #   would parse run 1's outer header. That undo is extra work a real packet does not do, and it
-#   is included in the lb figures (one helper call, a reload of the packet pointers and three
-#   stores: a two-call program costs the floor + 5 ns here at best, + 10 ns on a busy host).
+#   is included in the lb figures (three stores and one helper call: a program that only makes
+#   two such calls costs the floor + 5 ns here at best, + 10 ns on a busy host).
 # - floor: a program that only returns XDP_TX (the test-run loop's own cost).
 # - established: IPv4 TCP ACK with 100 bytes of payload; SYN: IPv4 TCP SYN. Both are one flow
 #   repeated, so from the second repetition on lb.c finds it in its flow memory (lb_flows, keyed
