@@ -7,12 +7,15 @@
  * remembered from then on; encapsulate toward the backend (IPIP or GUE, per service) and XDP_TX
  * it. Everything else is XDP_PASSed to the stack. Without the memory the backend is a pure
  * function of the 5-tuple and the ring, so every node holding the same ring picks the same one.
+ * A remembered IPv4 flow is found by its 5-tuple before the service lookup (fast4), since its
+ * backend carries the service's settings (lb.h).
  *
  * Cost: the hot path makes no map-lookup calls (ARRAY and PERCPU_ARRAY lookups are inlined by
  * the verifier; the ring's inner-map lookup, a call, is only made for a flow the memory does
- * not know), computes the flow hash only for IPv6 flows and unknown IPv4 flows, builds the outer
- * headers in registers before the one bpf_xdp_adjust_head call and writes them with 64-bit
- * stores. Built with -mcpu=v3 (32-bit ALU and jumps) for shorter code.
+ * not know); a remembered IPv4 flow takes three inlined lookups (flow set, backend, its
+ * counters), no service lookup and no flow hash; the outer headers are built in registers before
+ * the one bpf_xdp_adjust_head call and written with 64-bit stores. Built with -mcpu=v3 (32-bit
+ * ALU and jumps) for shorter code.
  *
  * Atomic table swap: lb_maglev is an ARRAY_OF_MAPS indexed by service id whose values are whole
  * rings (inner ARRAY maps). The control plane fills a new ring completely, then replaces the
@@ -26,7 +29,7 @@
  * - IPv4 fragments (RFC 791: MF set or fragment offset non-zero) and IPv6 Fragment headers:
  *   PASS; a non-first fragment carries no ports, so it cannot be hashed like its first fragment;
  * - IPv6 extension headers before TCP/UDP: PASS (LB_G_EXTHDR);
- * - a matched packet whose IP length runs past the frame: DROP (service drops); Ethernet padding
+ * - a matched packet whose IP length runs past the frame: DROP (backend drops); Ethernet padding
  *   after the IP packet is trimmed before encapsulation.
  */
 #include <linux/bpf.h>
