@@ -265,10 +265,40 @@ static __always_inline int read_inner(void *data, void *data_end, struct lb_back
     return 0;
 }
 
+/* UDP and GUE headers of both outer families: source port with flow entropy in the dynamic range
+ * (RFC 8086 3.2.1 practice), the service's destination port, length, checksum 0 (RFC 768 for
+ * IPv4; RFC 6935/6936 allow it for tunnels over IPv6); then GUE variant 0
+ * (draft-ietf-intarea-gue-09 3.1: Ver=0, C=0, Hlen=0 | Proto | Flags=0). */
+static __always_inline __u64 udp_word(struct lb_backend *be, __u32 entropy, __u32 l3_len)
+{
+    return bpf_htons(0xc000 | (entropy & 0x3fff)) | ((__u64)be->gue_port << 16) |
+           ((__u64)bpf_htons(sizeof(struct udphdr) + GUE_HDR_LEN + l3_len) << 32);
+}
+
+static __always_inline void put_udp_gue(void *at, __u64 udp, __u32 inner_proto)
+{
+    *(__u64 *)at = udp;
+    *(__u32 *)(at + 8) = inner_proto << 8;
+}
+
+/* Room for `overhead` bytes of outer headers (one constant-size bpf_xdp_adjust_head, so the new
+ * head depends on predicted branches, not on loaded data): the new start of the frame, with the
+ * outer headers and the Ethernet header inside it, or 0. */
+static __always_inline void *push_head(struct xdp_md *ctx, const int overhead)
+{
+    if (bpf_xdp_adjust_head(ctx, -overhead))
+        return 0;
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    if (data + sizeof(struct ethhdr) + overhead > data_end)
+        return 0;
+    return data;
+}
+
 /* Outer IPv4 toward an IPv4 backend (RFC 2003 IPIP, or UDP + GUE). The header words are built
  * first, from the backend's template and the frame (the frame is trimmed and counted already),
- * then the headroom is made with one constant-size bpf_xdp_adjust_head and the words are written
- * as unaligned 64-bit stores: only the stores wait for the helper call. */
+ * then the headroom is made (push_head) and the words are written as unaligned 64-bit stores:
+ * only the stores wait for the helper call. */
 static __always_inline int tx4(struct xdp_md *ctx, struct lb_backend *be, struct lb_stats *bs, __u32 frame_len,
                                __u32 entropy, const int inner_v6, const int gue)
 {
@@ -299,27 +329,18 @@ static __always_inline int tx4(struct xdp_md *ctx, struct lb_backend *be, struct
     __u64 i0 = (w0 >> 16) | (0x00400000ull << 16) | ((__u64)(w2 & 0xffff) << 48);           /* 16-23 */
     __u64 i1 = (w2 >> 16) | be->ip_tail;                                                     /* 24-31 */
     __u32 daddr_hi = *(__u16 *)&be->addr[2];                                                 /* 32-33 */
-    /* UDP: source port with flow entropy in the dynamic range (RFC 8086 3.2.1 practice),
-     * destination, length, checksum 0 (RFC 768) | GUE variant 0 (draft-ietf-intarea-gue-09
-     * 3.1: Ver=0, C=0, Hlen=0 | Proto | Flags=0). */
-    __u64 u0 = bpf_htons(0xc000 | (entropy & 0x3fff)) | ((__u64)be->gue_port << 16) |
-               ((__u64)bpf_htons(sizeof(struct udphdr) + GUE_HDR_LEN + in.l3_len) << 32);
+    __u64 udp = udp_word(be, entropy, in.l3_len);
 
-    if (bpf_xdp_adjust_head(ctx, -overhead))
-        return encap_error(bs, frame_len);
-    data = (void *)(long)ctx->data;
-    data_end = (void *)(long)ctx->data_end;
-    if (data + sizeof(struct ethhdr) + overhead > data_end)
+    data = push_head(ctx, overhead);
+    if (!data)
         return encap_error(bs, frame_len);
     *(__u64 *)data = e0;
     *(__u64 *)(data + 8) = e1;
     *(__u64 *)(data + 16) = i0;
     *(__u64 *)(data + 24) = i1;
     *(__u16 *)(data + 32) = daddr_hi;
-    if (gue) {
-        *(__u64 *)(data + 34) = u0;
-        *(__u32 *)(data + 42) = inner_proto << 8;
-    }
+    if (gue)
+        put_udp_gue(data + 34, udp, inner_proto);
     DONE(overhead);
 }
 
@@ -348,15 +369,10 @@ static __always_inline int tx6(struct xdp_md *ctx, struct lb_backend *be, struct
     __u64 e0 = in.dst | (mac0 << 48);
     __u64 e1 = ((mac0 >> 16) & 0xffffffff) | (0xdd86ull << 32) | ((__u64)vtf << 48);
     __u64 i0 = (vtf >> 16) | ((__u64)plen << 16) | (*(__u64 *)cfg->src_v6 << 48);
-    /* UDP ports, length and checksum 0 (RFC 6935, RFC 6936: allowed for tunnels) | GUE. */
-    __u64 u0 = bpf_htons(0xc000 | (entropy & 0x3fff)) | ((__u64)be->gue_port << 16) |
-               ((__u64)bpf_htons(sizeof(struct udphdr) + GUE_HDR_LEN + in.l3_len) << 32);
+    __u64 udp = udp_word(be, entropy, in.l3_len);
 
-    if (bpf_xdp_adjust_head(ctx, -overhead))
-        return encap_error(bs, frame_len);
-    data = (void *)(long)ctx->data;
-    data_end = (void *)(long)ctx->data_end;
-    if (data + sizeof(struct ethhdr) + overhead > data_end)
+    data = push_head(ctx, overhead);
+    if (!data)
         return encap_error(bs, frame_len);
     *(__u64 *)data = e0;
     *(__u64 *)(data + 8) = e1;
@@ -365,10 +381,8 @@ static __always_inline int tx6(struct xdp_md *ctx, struct lb_backend *be, struct
     *(__u64 *)(data + 30) = *(__u64 *)&cfg->src_v6[8];
     *(__u64 *)(data + 38) = *(__u64 *)be->addr;
     *(__u64 *)(data + 46) = *(__u64 *)&be->addr[8];
-    if (gue) {
-        *(__u64 *)(data + 54) = u0;
-        *(__u32 *)(data + 62) = inner_proto << 8;
-    }
+    if (gue)
+        put_udp_gue(data + 54, udp, inner_proto);
     DONE(overhead);
 }
 
