@@ -228,6 +228,11 @@ public sealed unsafe class BpfProgram : IDisposable
     /// Runs the program in the kernel on <paramref name="dataIn"/> (BPF_PROG_TEST_RUN,
     /// net/bpf/test_run.c) <paramref name="repeat"/> times; the resulting packet goes to <paramref name="dataOut"/>.
     /// </summary>
+    /// <exception cref="BpfException">The kernel refused the run; EINTR when a signal reached the
+    /// calling thread during it (the kernel checks between repetitions; the .NET runtime signals
+    /// threads to suspend them for a garbage collection), after which the repetitions already run
+    /// have had their effects (maps updated) and the result is lost. Long runs are best split into
+    /// calls of a few milliseconds each.</exception>
     public BpfTestRunResult TestRun(ReadOnlySpan<byte> dataIn, Span<byte> dataOut, int repeat = 1, XdpTestContext? xdpContext = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(repeat, 1);
