@@ -265,6 +265,15 @@ static __always_inline int read_inner(void *data, void *data_end, struct lb_back
     return 0;
 }
 
+/* Bytes 0-15 of the outer frame as two 64-bit words: destination MAC (in->dst), source MAC (the
+ * frame's own destination), the outer EtherType (as it lies in the packet, read little-endian)
+ * and `first` (the outer IP header's first 16 bits, likewise). */
+static __always_inline void eth_words(struct inner *in, __u64 ethertype, __u64 first, __u64 *w0, __u64 *w1)
+{
+    *w0 = in->dst | (in->mac0 << 48);
+    *w1 = ((in->mac0 >> 16) & 0xffffffff) | (ethertype << 32) | ((first & 0xffff) << 48);
+}
+
 /* UDP and GUE headers of both outer families: source port with flow entropy in the dynamic range
  * (RFC 8086 3.2.1 practice), the service's destination port, length, checksum 0 (RFC 768 for
  * IPv4; RFC 6935/6936 allow it for tunnels over IPv6); then GUE variant 0
@@ -282,9 +291,11 @@ static __always_inline void put_udp_gue(void *at, __u64 udp, __u32 inner_proto)
 }
 
 /* Room for `overhead` bytes of outer headers (one constant-size bpf_xdp_adjust_head, so the new
- * head depends on predicted branches, not on loaded data): the new start of the frame, with the
- * outer headers and the Ethernet header inside it, or 0. */
-static __always_inline void *push_head(struct xdp_md *ctx, const int overhead)
+ * head depends on predicted branches, not on loaded data), and the outer frame's bytes 0-23
+ * (w0-w2: Ethernet and the start of the outer IP header, the same span for both families)
+ * written: the new start of the frame, with the outer headers and the Ethernet header inside
+ * it, or 0. */
+static __always_inline void *push_head(struct xdp_md *ctx, const int overhead, __u64 w0, __u64 w1, __u64 w2)
 {
     if (bpf_xdp_adjust_head(ctx, -overhead))
         return 0;
@@ -292,6 +303,9 @@ static __always_inline void *push_head(struct xdp_md *ctx, const int overhead)
     void *data_end = (void *)(long)ctx->data_end;
     if (data + sizeof(struct ethhdr) + overhead > data_end)
         return 0;
+    *(__u64 *)data = w0;
+    *(__u64 *)(data + 8) = w1;
+    *(__u64 *)(data + 16) = w2;
     return data;
 }
 
@@ -323,20 +337,16 @@ static __always_inline int tx4(struct xdp_md *ctx, struct lb_backend *be, struct
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     w2 |= (~sum & 0xffff) << 16;
-    __u64 mac0 = in.mac0, mac1 = in.mac1;
-    __u64 e0 = in.dst | (mac0 << 48);                                                        /* 0-7 */
-    __u64 e1 = ((mac0 >> 16) & 0xffffffff) | (0x0008ull << 32) | ((__u64)w0 << 48);          /* 8-15 */
+    __u64 mac0 = in.mac0, mac1 = in.mac1, e0, e1;
+    eth_words(&in, 0x0008, w0, &e0, &e1);                                                    /* 0-15 */
     __u64 i0 = (w0 >> 16) | (0x00400000ull << 16) | ((__u64)(w2 & 0xffff) << 48);           /* 16-23 */
     __u64 i1 = (w2 >> 16) | be->ip_tail;                                                     /* 24-31 */
     __u32 daddr_hi = *(__u16 *)&be->addr[2];                                                 /* 32-33 */
     __u64 udp = udp_word(be, entropy, in.l3_len);
 
-    data = push_head(ctx, overhead);
+    data = push_head(ctx, overhead, e0, e1, i0);
     if (!data)
         return encap_error(bs, frame_len);
-    *(__u64 *)data = e0;
-    *(__u64 *)(data + 8) = e1;
-    *(__u64 *)(data + 16) = i0;
     *(__u64 *)(data + 24) = i1;
     *(__u16 *)(data + 32) = daddr_hi;
     if (gue)
@@ -365,18 +375,14 @@ static __always_inline int tx6(struct xdp_md *ctx, struct lb_backend *be, struct
      * payload length, next header, hop limit | source | destination. */
     __u32 vtf = bpf_htonl((6u << 28) | (in.tos << 20) | (entropy & 0xfffff));
     __u32 plen = bpf_htons(overhead - sizeof(struct ipv6hdr) + in.l3_len) | (outer_proto << 16) | (OUTER_TTL << 24);
-    __u64 mac0 = in.mac0, mac1 = in.mac1;
-    __u64 e0 = in.dst | (mac0 << 48);
-    __u64 e1 = ((mac0 >> 16) & 0xffffffff) | (0xdd86ull << 32) | ((__u64)vtf << 48);
+    __u64 mac0 = in.mac0, mac1 = in.mac1, e0, e1;
+    eth_words(&in, 0xdd86, vtf, &e0, &e1);
     __u64 i0 = (vtf >> 16) | ((__u64)plen << 16) | (*(__u64 *)cfg->src_v6 << 48);
     __u64 udp = udp_word(be, entropy, in.l3_len);
 
-    data = push_head(ctx, overhead);
+    data = push_head(ctx, overhead, e0, e1, i0);
     if (!data)
         return encap_error(bs, frame_len);
-    *(__u64 *)data = e0;
-    *(__u64 *)(data + 8) = e1;
-    *(__u64 *)(data + 16) = i0;
     *(__u64 *)(data + 22) = *(__u64 *)cfg->src_v6;
     *(__u64 *)(data + 30) = *(__u64 *)&cfg->src_v6[8];
     *(__u64 *)(data + 38) = *(__u64 *)be->addr;
