@@ -31,7 +31,24 @@ for proj in tests/*.Tests/*.Tests.csproj; do
       -- RunConfiguration.TestSessionTimeout=1200000 > "$OUT/$name.log" 2>&1
   rc=$?
   grep -E "^\s*(Failed|Skipped) |Passed!|Failed!|error" "$OUT/$name.log" | head -60
-  [ $rc -ne 0 ] && { echo "test.sh: $name exited $rc"; status=1; }
+  if [ $rc -ne 0 ]; then
+    echo "test.sh: $name exited $rc"; status=1
+    # The failing tests' messages, so a CI log says why and not only which.
+    python3 - "$OUT/$name.trx" <<'PY' || true
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except Exception as e:
+    sys.exit(0)
+for r in root.findall(".//{*}UnitTestResult"):
+    if r.get("outcome") != "Failed": continue
+    m = r.find(".//{*}ErrorInfo/{*}Message")
+    t = r.find(".//{*}ErrorInfo/{*}StackTrace")
+    print(f"  {r.get('testName')}:")
+    for line in ((m.text if m is not None and m.text else "") .splitlines())[:8]: print("    " + line)
+    for line in ((t.text if t is not None and t.text else "").splitlines())[:4]: print("    " + line)
+PY
+  fi
 done
 
 echo "test.sh: packing NuGet packages"

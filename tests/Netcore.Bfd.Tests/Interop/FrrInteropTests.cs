@@ -9,9 +9,10 @@ public class FrrInteropTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan UpTimeout = TimeSpan.FromSeconds(15);
 
-    private static string PeerConfig(string peer, string local, int intervalMs, string extra = "") => $"""
+    private static string PeerConfig(string peer, string local, int intervalMs, string extra = "", int detectMultiplier = 3) => $"""
         bfd
          peer {peer} local-address {local}{extra}
+          detect-multiplier {detectMultiplier}
           receive-interval {intervalMs}
           transmit-interval {intervalMs}
          !
@@ -183,9 +184,12 @@ public class FrrInteropTests(ITestOutputHelper output)
     public async Task SteadyStateAllocatesNothingPerPacketOnTheTimingThread()
     {
         using var pair = new Pair();
-        using FrrBfdd frr = await FrrBfdd.StartAsync(pair.B, PeerConfig(Pair.A4, Pair.B4, 20), output);
+        // 20 ms both ways for many packets, but a detection time of 25 x 20 ms: this test measures
+        // allocation per packet, and a CPU stall of 60 ms on a loaded CI machine (other test classes
+        // run alongside) would otherwise flap the session, and a flap allocates (events, logs).
+        using FrrBfdd frr = await FrrBfdd.StartAsync(pair.B, PeerConfig(Pair.A4, Pair.B4, 20, "", 25), output);
         await using var host = new BfdHost(new BfdHostOptions { NetworkNamespace = pair.A.Name });
-        using BfdSession s = host.OpenSession(SingleHopV4(20));
+        using BfdSession s = host.OpenSession(SingleHopV4(20) with { DetectMultiplier = 25 });
         await WaitUpAsync(s);
         await WaitAsync(() => s.TransmitInterval == TimeSpan.FromMilliseconds(20) && !s.PollInProgress);
         await Task.Delay(500);
@@ -196,10 +200,11 @@ public class FrrInteropTests(ITestOutputHelper output)
         BfdSessionCounters c1 = s.Counters;
         long packets = c1.PacketsSent - c0.PacketsSent + c1.PacketsReceived - c0.PacketsReceived;
         output.WriteLine($"{packets} packets, {a1 - a0} bytes allocated on the timing thread");
-        Assert.True(packets > 150, $"{packets} packets");
+        string seen = $"{packets} packets, {a1 - a0} bytes, {c1.Flaps - c0.Flaps} flaps in the window";
+        Assert.True(packets > 150, seen);
+        Assert.True(c1.Flaps == c0.Flaps, seen);
         // The probe itself may allocate a little (task completion); nothing proportional to packets.
-        Assert.True(a1 - a0 < 1024, $"{a1 - a0} bytes for {packets} packets");
-        Assert.Equal(0, s.Counters.Flaps);
+        Assert.True(a1 - a0 < 1024, seen);
     }
 
     private static async Task WaitAsync(Func<bool> condition)
