@@ -39,12 +39,12 @@ public class DataPlaneTests
 
     private static uint BeId(uint service) => ServiceOf(service).BackendId;
 
-    private static LbBpf Setup(ushort mtu = 1500, byte[]? gatewayMac = null, bool rings = true)
+    private static LbBpf Setup(ushort mtu = 1500, byte[]? gatewayMac = null, bool rings = true, uint icmpRate = LbConfig.DefaultIcmpRate)
     {
         var lb = new LbBpf();
         try
         {
-            lb.SetConfig(LbConfig.Create(gatewayMac ?? GatewayMac, Src4, Src6, mtu, Seed));
+            lb.SetConfig(LbConfig.Create(gatewayMac ?? GatewayMac, Src4, Src6, mtu, Seed, icmpRate));
             foreach (var s in Services)
             {
                 lb.SetBackend(s.BackendId, s.Backend, s.Id);
@@ -284,6 +284,125 @@ public class DataPlaneTests
         Assert.Equal(Tx, lb.Run(frame).Action);
     }
 
+    /// <summary>
+    /// The ICMP error a packet above the MTU should get, built here from the RFCs: Ethernet
+    /// addresses swapped; IPv4: TOS 0xc0 | the packet's TOS bits, length 576, id 0, no DF, TTL 64,
+    /// ICMP type 3 code 4 with the next-hop MTU (RFC 792, RFC 1191 4, RFC 1812 4.3.2.3/4.3.2.5);
+    /// IPv6: ICMPv6 type 2 with the MTU, checksummed with the pseudo-header (RFC 4443 3.2, RFC 8200
+    /// 8.1); both quote the start of the packet (576 / 1280 bytes in all) and come from the address
+    /// the packet was sent to.
+    /// </summary>
+    private static byte[] ExpectedTooBig(byte[] frame, int mtu)
+    {
+        bool v6 = BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(12)) == EthIPv6;
+        int l3 = v6 ? 40 : 20, quote = v6 ? 1280 - 48 : 576 - 28;
+        var o = new byte[14 + l3 + 8 + quote];
+        frame.AsSpan(6, 6).CopyTo(o);
+        frame.AsSpan(0, 6).CopyTo(o.AsSpan(6));
+        BinaryPrimitives.WriteUInt16BigEndian(o.AsSpan(12), v6 ? EthIPv6 : EthIPv4);
+        Span<byte> ip = o.AsSpan(14, l3), icmp = o.AsSpan(14 + l3);
+        frame.AsSpan(14, quote).CopyTo(icmp[8..]);
+        if (!v6)
+        {
+            ip[0] = 0x45;
+            ip[1] = (byte)(0xc0 | (frame[15] & 0x1e));
+            BinaryPrimitives.WriteUInt16BigEndian(ip[2..], 576);
+            ip[8] = 64;
+            ip[9] = 1;
+            frame.AsSpan(14 + 16, 4).CopyTo(ip[12..]);
+            frame.AsSpan(14 + 12, 4).CopyTo(ip[16..]);
+            BinaryPrimitives.WriteUInt16BigEndian(ip[10..], Checksum(ip));
+            icmp[0] = 3;
+            icmp[1] = 4;
+            BinaryPrimitives.WriteUInt16BigEndian(icmp[6..], (ushort)mtu);
+            BinaryPrimitives.WriteUInt16BigEndian(icmp[2..], Checksum(icmp));
+        }
+        else
+        {
+            ip[0] = 0x60;
+            BinaryPrimitives.WriteUInt16BigEndian(ip[4..], (ushort)(8 + quote));
+            ip[6] = 58;
+            ip[7] = 64;
+            frame.AsSpan(14 + 24, 16).CopyTo(ip[8..]);
+            frame.AsSpan(14 + 8, 16).CopyTo(ip[24..]);
+            icmp[0] = 2;
+            BinaryPrimitives.WriteUInt32BigEndian(icmp[4..], (uint)mtu);
+            var pseudo = new byte[40 + 8 + quote];
+            ip.Slice(8, 32).CopyTo(pseudo);
+            BinaryPrimitives.WriteUInt32BigEndian(pseudo.AsSpan(32), (uint)(8 + quote));
+            pseudo[39] = 58;
+            icmp.CopyTo(pseudo.AsSpan(40));
+            BinaryPrimitives.WriteUInt16BigEndian(icmp[2..], Checksum(pseudo));
+        }
+        return o;
+    }
+
+    [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
+    [InlineData(1, 1480)]   // IPv4 TCP, IPIP: 1500 - 20
+    [InlineData(2, 1468)]   // IPv4 UDP, GUE: 1500 - 20 - 8 - 4
+    [InlineData(3, 1460)]   // IPv6 TCP, IPIP: 1500 - 40
+    [InlineData(4, 1448)]   // IPv6 UDP, GUE: 1500 - 40 - 8 - 4
+    [InlineData(5, 1460)]   // IPv4 TCP to an IPv6 backend
+    public void AboveMtu_DfPacket_IsAnsweredWithTooBig_ExactBytes(uint service, int maxInner)
+    {
+        using var lb = Setup();
+        var s = ServiceOf(service);
+        bool v6 = s.Vip.Contains(':', StringComparison.Ordinal);
+        byte proto = s.Proto == ProtocolType.Tcp ? Tcp : Udp;
+        byte[] L4(int l3Len, int ipHeader) => proto == Tcp
+            ? TcpSeg(41000, s.Port, flags: 0x10, payload: l3Len - ipHeader - 20)
+            : UdpDgram(41000, s.Port, payload: l3Len - ipHeader - 8);
+        byte[] Frame(int l3Len) => v6
+            ? Eth(EthIPv6, Ipv6("2001:db8:f::9", s.Vip, proto, L4(l3Len, 40)))
+            : Eth(EthIPv4, Ipv4("198.51.100.40", s.Vip, proto, L4(l3Len, 20), tos: 0x2e));
+        // The largest packet that fits is forwarded (and remembered); one byte more is answered,
+        // on the new-flow path (another port) and on the remembered-flow one (same 5-tuple).
+        var (fitAction, fitOut) = lb.Run(Frame(maxInner));
+        Assert.Equal(Tx, fitAction);
+        Assert.Equal(LbBpf.Hex(Expected(Frame(maxInner), service)), LbBpf.Hex(fitOut));
+        byte[] tooBig = Frame(maxInner + 1);
+        for (int packet = 0; packet < 2; packet++)
+        {
+            var (action, output) = lb.Run(tooBig);
+            Assert.Equal(Tx, action);
+            Assert.Equal(LbBpf.Hex(ExpectedTooBig(tooBig, maxInner)), LbBpf.Hex(output));
+        }
+        Assert.Equal(2UL, lb.Global(LbGlobalCounter.TooBig));
+        Assert.Equal(0UL, lb.Global(LbGlobalCounter.TooBigLimited));
+        Assert.Equal(2UL, lb.BackendStats(s.BackendId).encap_errors);   // not forwarded: still counted as such
+        Assert.Equal(1UL, lb.BackendStats(s.BackendId).packets);
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void AboveMtu_WithoutDf_IsDroppedWithoutIcmp()
+    {
+        // RFC 1191: "fragmentation needed" answers packets that forbid fragmentation; we do not
+        // fragment the others, so they are dropped (encap error).
+        using var lb = Setup();
+        byte[] frame = Eth(EthIPv4, Ipv4("198.51.100.41", "192.0.2.10", Tcp, TcpSeg(41001, 80, flags: 0x10, payload: 1481 - 40), flagsAndOffset: 0));
+        Assert.Equal(Drop, lb.Run(frame).Action);
+        Assert.Equal(0UL, lb.Global(LbGlobalCounter.TooBig));
+        Assert.Equal(1UL, lb.BackendStats(BeId(1)).encap_errors);
+    }
+
+    [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
+    [InlineData(0u)]
+    [InlineData(1u)]
+    [InlineData(3u)]
+    public void TooBigMessages_AreRateLimited(uint perSecond)
+    {
+        // RFC 4443 2.4(f) / RFC 1812 4.3.2.8: lb_config.icmp_rate messages per second for the
+        // node; past that (or with 0) the packet is only dropped. Five packets in well under a
+        // second: the first `perSecond` are answered.
+        using var lb = Setup(icmpRate: perSecond);
+        byte[] frame = Eth(EthIPv4, Ipv4("198.51.100.42", "192.0.2.10", Tcp, TcpSeg(41002, 80, flags: 0x10, payload: 1481 - 40)));
+        var actions = Enumerable.Range(0, 5).Select(_ => lb.Run(frame).Action).ToArray();
+        Assert.Equal(Enumerable.Repeat(Tx, (int)perSecond).Concat(Enumerable.Repeat(Drop, 5 - (int)perSecond)), actions);
+        Assert.Equal(perSecond, lb.Global(LbGlobalCounter.TooBig));
+        Assert.Equal(5 - perSecond, lb.Global(LbGlobalCounter.TooBigLimited));
+        Assert.Equal(5UL, lb.BackendStats(BeId(1)).encap_errors);
+    }
+
     [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void AboveMtu_IsAnEncapError()
     {
@@ -292,6 +411,7 @@ public class DataPlaneTests
         Assert.Equal(Tx, lb.Run(fits).Action);                    // outer 20 + inner 180 = 200
         byte[] tooBig = Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Tcp, TcpSeg(40000, 80, payload: 200 - 20 - 40 + 1)));
         Assert.Equal(Drop, lb.Run(tooBig).Action);
+        Assert.Equal(0UL, lb.Global(LbGlobalCounter.TooBig));       // shorter than an ICMP error quotes
         Assert.Equal(1UL, lb.ServiceStats(1).encap_errors);
         Assert.Equal(1UL, lb.BackendStats(BeId(1)).encap_errors);
         Assert.Equal(1UL, lb.ServiceStats(1).packets);

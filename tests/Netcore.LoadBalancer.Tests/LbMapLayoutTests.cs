@@ -23,7 +23,7 @@ public class LbMapLayoutTests
             new StructLayoutSpec("struct lb_flow4_set", typeof(LbFlow4Set)),
             new StructLayoutSpec("struct lb_flow", typeof(LbFlow), ("key", "key"), ("hash", "hash"), ("backend", "backend"), ("check", "check")),
             new StructLayoutSpec("struct lb_flow_set", typeof(LbFlowSet)),
-            new StructLayoutSpec("struct lb_config", typeof(LbConfig), ("gw_mac", "gw_mac"), ("mtu", "mtu"), ("src_v4", "src_v4"), ("src_v6", "src_v6"), ("hash_seed", "hash_seed")),
+            new StructLayoutSpec("struct lb_config", typeof(LbConfig), ("gw_mac", "gw_mac"), ("mtu", "mtu"), ("src_v4", "src_v4"), ("src_v6", "src_v6"), ("hash_seed", "hash_seed"), ("icmp_rate", "icmp_rate")),
             new StructLayoutSpec("struct lb_stats", typeof(LbStats), ("packets", "packets"), ("bytes", "bytes"), ("drops", "drops"), ("encap_errors", "encap_errors")),
         ], $"-I{HeaderDir}");
         Assert.Empty(errors);
@@ -39,6 +39,7 @@ public class LbMapLayoutTests
             "LB_VIP_BUCKETS", "LB_VIP_WAYS", "LB_VIP_HASH_MUL", "LB_FLOW_SET_BITS", "LB_FLOW_SETS", "LB_FLOW_VALID", "LB_FLOW_KEY_V6",
             "LB_FLOW_SET_MUL", "LB_FLOW_KEY_SERVICE", "LB_LAYOUT_VERSION",
             "LB_FLOW4_UDP", "LB_FLOW4_VALID", "LB_FLOW4_CHECK", "LB_FLOW4_KEY", "LB_SVC_RETIRED", "LB_SVC_STATS_ENTRIES",
+            "LB_G_TOO_BIG", "LB_G_TOO_BIG_LIMITED", "LB_G_COUNT", "LB_ICMP4_QUOTE", "LB_ICMP6_QUOTE",
         ], $"-I{HeaderDir}");
         Assert.Equal(LbMaps.MaxServices, v["LB_MAX_SERVICES"]);
         Assert.Equal(LbMaps.MaxBackends, v["LB_MAX_BACKENDS"]);
@@ -69,6 +70,11 @@ public class LbMapLayoutTests
         Assert.Equal(LbMaps.Flow4Key, unchecked((ulong)v["LB_FLOW4_KEY"]));
         Assert.Equal(LbMaps.ServiceRetired, v["LB_SVC_RETIRED"]);
         Assert.Equal(2 * LbMaps.MaxServices, v["LB_SVC_STATS_ENTRIES"]);
+        Assert.Equal((long)LbGlobalCounter.TooBig, v["LB_G_TOO_BIG"]);
+        Assert.Equal((long)LbGlobalCounter.TooBigLimited, v["LB_G_TOO_BIG_LIMITED"]);
+        Assert.Equal(Enum.GetValues<LbGlobalCounter>().Length, v["LB_G_COUNT"]);
+        Assert.Equal(LbMaps.Icmp4Quote, v["LB_ICMP4_QUOTE"]);
+        Assert.Equal(LbMaps.Icmp6Quote, v["LB_ICMP6_QUOTE"]);
     }
 
     [LinuxFact(Tools = ["gcc"])]
@@ -131,8 +137,8 @@ public class LbMapLayoutTests
         Assert.Equal("20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 01 01 bb 11 06", LbBpf.Hex(key6));
         var svc = LbMaps.Bytes(LbService.Create(3, 65537, Encapsulation.Gue, 6080));
         Assert.Equal("03 00 00 00 01 00 01 00 02 00 17 c0", LbBpf.Hex(svc));
-        var cfg = LbMaps.Bytes(LbConfig.Create([1, 2, 3, 4, 5, 6], IPAddress.Parse("10.0.0.1"), IPAddress.Parse("2001:db8::2"), 1500, 7));
-        Assert.Equal("01 02 03 04 05 06 dc 05 0a 00 00 01 20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 02 07 00 00 00", LbBpf.Hex(cfg));
+        var cfg = LbMaps.Bytes(LbConfig.Create([1, 2, 3, 4, 5, 6], IPAddress.Parse("10.0.0.1"), IPAddress.Parse("2001:db8::2"), 1500, 7, icmpRate: 300));
+        Assert.Equal("01 02 03 04 05 06 dc 05 0a 00 00 01 20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 02 07 00 00 00 2c 01 00 00", LbBpf.Hex(cfg));
         Assert.Throws<ArgumentException>(() => LbServiceKey.Create(IPAddress.Loopback, 1, ProtocolType.Icmp));
         Assert.Throws<ArgumentOutOfRangeException>(() => LbService.Create(LbMaps.MaxServices, 13, Encapsulation.Ipip));
         Assert.Throws<ArgumentException>(() => LbConfig.Create([1, 2, 3, 4, 5, 6], IPAddress.IPv6Loopback, null, 0, 0));

@@ -56,6 +56,9 @@ internal static class MetricsText
         Family("lb_passed_total", "counter", "Packets passed to the stack, by reason.");
         foreach (var (c, reason) in new[] { (LbGlobalCounter.Pass, "not_ours"), (LbGlobalCounter.Fragment, "fragment"), (LbGlobalCounter.Malformed, "malformed"), (LbGlobalCounter.ExtensionHeader, "ipv6_extension_header") })
             Sample("lb_passed_total", $"reason=\"{reason}\"", dataPlane.Global(c));
+        Family("lb_icmp_too_big_total", "counter", "ICMP fragmentation-needed / ICMPv6 packet-too-big messages for packets above the MTU: sent, or not sent for the rate limit.");
+        Sample("lb_icmp_too_big_total", "result=\"sent\"", dataPlane.Global(LbGlobalCounter.TooBig));
+        Sample("lb_icmp_too_big_total", "result=\"rate_limited\"", dataPlane.Global(LbGlobalCounter.TooBigLimited));
 
         Family("lb_backend_weight", "gauge", "Configured weight.");
         foreach (var s in services)

@@ -99,7 +99,7 @@ internal static partial class ServeCommand
             return 1;
         }
         using var _dp = dp;
-        dp.SetConfig(LbConfig.Create(o.GatewayMac, src4, src6, (ushort)Math.Min(mtu, ushort.MaxValue), o.HashSeed));
+        dp.SetConfig(LbConfig.Create(o.GatewayMac, src4, src6, (ushort)Math.Min(mtu, ushort.MaxValue), o.HashSeed, o.IcmpRate));
         var linkInfo = dp.Link!.GetInfo();
         LogDataPlane(log, o.Interface, ifindex, o.PinDirectory, dp.Adopted ? "adopted" : "attached", linkInfo.Id, linkInfo.ProgramId, src4, src6, mtu);
 

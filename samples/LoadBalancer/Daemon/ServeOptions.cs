@@ -14,7 +14,7 @@ internal sealed record ServeOptions
                  [--bgp-router-id IP --bgp-local-as N --bgp-peer IP:AS ...] [--bgp-next-hop IP] [--bfd]
                  [--node-check tcp:IP:PORT|http://...] [--xdp-mode native|generic] [--log-format text|json]
                  [--detach-on-exit] [--gateway-mac MAC] [--source-v4 IP] [--source-v6 IP]
-                 [--hash-seed N] [--table-size PRIME] [--mtu N]
+                 [--hash-seed N] [--table-size PRIME] [--mtu N] [--icmp-rate N]
         """;
 
     /// <summary>The same on every node, so every node maps a flow to the same backend.</summary>
@@ -42,6 +42,9 @@ internal sealed record ServeOptions
     public int TableSize { get; init; } = Maglev.MaglevTableBuilder.DefaultSize;
     public int? Mtu { get; init; }
 
+    /// <summary>ICMP "too big" messages per second the node may send for packets above the MTU (0 = none).</summary>
+    public uint IcmpRate { get; init; } = DataPlane.LbConfig.DefaultIcmpRate;
+
     /// <summary>True when BGP is configured.</summary>
     public bool BgpEnabled => BgpPeers.Count > 0;
 
@@ -56,6 +59,7 @@ internal sealed record ServeOptions
         uint localAs = 0, seed = DefaultHashSeed;
         int table = Maglev.MaglevTableBuilder.DefaultSize;
         int? mtu = null;
+        uint icmpRate = DataPlane.LbConfig.DefaultIcmpRate;
         var peers = new List<(IPAddress, uint)>();
         bool bfd = false, json = false, detach = false;
         var mode = XdpMode.Native;
@@ -113,6 +117,7 @@ internal sealed record ServeOptions
                 case "--hash-seed": seed = UInt(V(), a); break;
                 case "--table-size": table = (int)UInt(V(), a); break;
                 case "--mtu": mtu = (int)UInt(V(), a); break;
+                case "--icmp-rate": icmpRate = UInt(V(), a); break;
                 default: throw new ArgumentException($"unknown option {a}");
             }
         }
@@ -134,6 +139,7 @@ internal sealed record ServeOptions
             BgpRouterId = routerId, BgpLocalAs = localAs, BgpPeers = peers, BgpNextHop = nextHop, Bfd = bfd,
             NodeCheck = nodeCheck, XdpMode = mode, JsonLogs = json, DetachOnExit = detach, GatewayMac = gw,
             SourceV4 = src4, SourceV6 = src6, HashSeed = seed, TableSize = table, Mtu = mtu,
+            IcmpRate = icmpRate,
         };
     }
 

@@ -33,9 +33,16 @@ internal static class LbMaps
     public const string Flows = "lb_flows";
     public const string Flows6 = "lb_flows6";
     public const string Layout = "lb_layout";
+    public const string IcmpLimit = "lb_icmp_limit";
 
     /// <summary>LB_LAYOUT_VERSION: the layout of the pinned maps (lb_layout[0]).</summary>
-    public const uint LayoutVersion = 4;
+    public const uint LayoutVersion = 5;
+
+    /// <summary>LB_ICMP4_QUOTE: bytes of the invoking IPv4 packet an ICMP "fragmentation needed" quotes.</summary>
+    public const int Icmp4Quote = 576 - 20 - 8;
+
+    /// <summary>LB_ICMP6_QUOTE: bytes of the invoking IPv6 packet an ICMPv6 "packet too big" quotes.</summary>
+    public const int Icmp6Quote = 1280 - 40 - 8;
 
     /// <summary>LB_VIP_BUCKETS: buckets of lb_vips (a power of two).</summary>
     public const int VipBuckets = 4096;
@@ -355,12 +362,16 @@ internal unsafe struct LbConfig
     public uint src_v4; // network order (the address bytes as they are)
     public fixed byte src_v6[16];
     public uint hash_seed;
+    public uint icmp_rate;
 
-    public static LbConfig Create(ReadOnlySpan<byte> gatewayMac, IPAddress? sourceV4, IPAddress? sourceV6, ushort mtu, uint hashSeed)
+    /// <summary>The default of <see cref="icmp_rate"/>: ICMP "too big" messages per second for the node.</summary>
+    public const uint DefaultIcmpRate = 1000;
+
+    public static LbConfig Create(ReadOnlySpan<byte> gatewayMac, IPAddress? sourceV4, IPAddress? sourceV6, ushort mtu, uint hashSeed, uint icmpRate = DefaultIcmpRate)
     {
         if (gatewayMac.Length != 6)
             throw new ArgumentException("A MAC address has 6 bytes.", nameof(gatewayMac));
-        var c = new LbConfig { mtu = mtu, hash_seed = hashSeed };
+        var c = new LbConfig { mtu = mtu, hash_seed = hashSeed, icmp_rate = icmpRate };
         gatewayMac.CopyTo(new Span<byte>(c.gw_mac, 6));
         if (sourceV4 is not null)
         {
@@ -392,4 +403,6 @@ internal enum LbGlobalCounter
     Fragment = 1,
     Malformed = 2,
     ExtensionHeader = 3,
+    TooBig = 4,
+    TooBigLimited = 5,
 }

@@ -100,6 +100,8 @@ internal sealed class BackendServer : IAsyncDisposable
             var reader = new HttpReader(stream);
             while (await reader.ReadHeadAsync(_stop.Token).ConfigureAwait(false) is { } head)
             {
+                // A request body (an upload through the VIP) is read and dropped.
+                await reader.SkipBodyAsync(HttpReader.ContentLength(head), _stop.Token).ConfigureAwait(false);
                 bool close = head.Contains("connection: close", StringComparison.OrdinalIgnoreCase);
                 bool health = head.StartsWith("GET /healthz ", StringComparison.Ordinal);
                 string status = health && !Healthy ? "503 Service Unavailable" : "200 OK";
@@ -175,12 +177,30 @@ internal sealed class LabHttpConnection : IDisposable
     }
 
     /// <summary>One request on this connection; returns the response body without its line end.</summary>
-    public async Task<string> GetAsync(string path, bool close, TimeSpan timeout, CancellationToken ct)
+    public Task<string> GetAsync(string path, bool close, TimeSpan timeout, CancellationToken ct) =>
+        SendAsync("GET", path, 0, close, timeout, ct);
+
+    /// <summary>
+    /// One POST of <paramref name="bodyBytes"/> bytes on this connection (an upload: the client's
+    /// full-size segments go through the load balancer); returns the answering backend's name.
+    /// </summary>
+    public Task<string> PostAsync(string path, int bodyBytes, TimeSpan timeout, CancellationToken ct) =>
+        SendAsync("POST", path, bodyBytes, close: false, timeout, ct);
+
+    private async Task<string> SendAsync(string method, string path, int bodyBytes, bool close, TimeSpan timeout, CancellationToken ct)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(timeout);
-        string req = $"GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: {(close ? "close" : "keep-alive")}\r\n\r\n";
+        string contentLength = bodyBytes > 0 ? string.Create(CultureInfo.InvariantCulture, $"Content-Length: {bodyBytes}\r\n") : "";
+        string req = $"{method} {path} HTTP/1.1\r\nHost: lab\r\n{contentLength}Connection: {(close ? "close" : "keep-alive")}\r\n\r\n";
         await _stream.WriteAsync(Encoding.ASCII.GetBytes(req), cts.Token).ConfigureAwait(false);
+        if (bodyBytes > 0)
+        {
+            byte[] upload = new byte[bodyBytes];
+            for (int i = 0; i < upload.Length; i++)
+                upload[i] = (byte)('a' + i % 26);
+            await _stream.WriteAsync(upload, cts.Token).ConfigureAwait(false);
+        }
         string head = await _reader.ReadHeadAsync(cts.Token).ConfigureAwait(false)
             ?? throw new IOException("the connection closed before a response");
         if (!head.StartsWith("HTTP/1.1 200", StringComparison.Ordinal))
@@ -239,6 +259,19 @@ internal sealed class HttpReader(Stream stream)
         byte[] body = _buf.AsSpan(_start, length).ToArray();
         _start += length;
         return body;
+    }
+
+    /// <summary>Reads and drops <paramref name="length"/> body bytes, however many.</summary>
+    public async Task SkipBodyAsync(long length, CancellationToken ct)
+    {
+        while (length > 0)
+        {
+            if (_end == _start && !await FillAsync(ct).ConfigureAwait(false))
+                throw new IOException("the stream ended inside a body");
+            int n = (int)Math.Min(length, _end - _start);
+            _start += n;
+            length -= n;
+        }
     }
 
     private async Task<bool> FillAsync(CancellationToken ct)

@@ -27,8 +27,13 @@ internal sealed class LabTopology : IDisposable
     /// <summary>Interface name of each host's link to the router.</summary>
     public const string HostLink = "e0";
 
-    /// <summary>MTU of the client's link: the encapsulation (at most 28 bytes for GUE) must fit the 1500-byte links behind it.</summary>
-    public const int ClientMtu = 1400;
+    /// <summary>
+    /// MTU of the client's link: 1500 like every other link, so a full-size client packet plus the
+    /// encapsulation (20 bytes for IPIP, 32 for GUE) does not fit the links behind the load
+    /// balancer; the nodes answer such packets with ICMP "fragmentation needed" and the client's
+    /// path MTU discovery (RFC 1191) shrinks its packets, as on the Internet.
+    /// </summary>
+    public const int ClientMtu = 1500;
 
     public static readonly IPAddress Vip = IPAddress.Parse("192.0.2.10");
     public static readonly IPAddress ClientAddress = IPAddress.Parse("10.0.1.2");

@@ -145,6 +145,14 @@ struct {
     __type(value, __u64);
 } lb_global SEC(".maps");
 
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    LB_PIN;
+    __type(key, __u32);
+    __type(value, struct lb_icmp_window);
+} lb_icmp_limit SEC(".maps");
+
 /* Flow hash: MurmurHash3 x86_32 over 32-bit words as they lie in the packet (little-endian
  * loads), seeded by lb_config.hash_seed. The control plane's model is FlowHash in the tests. */
 static __always_inline __u32 rotl32(__u32 x, int r)
@@ -173,12 +181,18 @@ static __always_inline __u32 fmix(__u32 h, __u32 len)
     return h;
 }
 
-static __always_inline int pass(__u32 idx)
+/* Counts lb_global[idx] and returns `action`. */
+static __always_inline int pass_count(__u32 idx, int action)
 {
     __u64 *c = bpf_map_lookup_elem(&lb_global, &idx);
     if (c)
         *c += 1;
-    return XDP_PASS;
+    return action;
+}
+
+static __always_inline int pass(__u32 idx)
+{
+    return pass_count(idx, XDP_PASS);
 }
 
 static __always_inline int drop_svc(struct lb_stats *ss, struct lb_stats *bs, int encap_error)
@@ -434,6 +448,144 @@ static __always_inline struct lb_backend *pick(struct lb_service *svc, __u32 sid
     return be;
 }
 
+/* One ICMP error under lb_config.icmp_rate per second (RFC 4443 2.4(f), RFC 1812 4.3.2.8)? */
+static __always_inline int icmp_allowed(void)
+{
+    __u32 zero = 0;
+    struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+    struct lb_icmp_window *w = bpf_map_lookup_elem(&lb_icmp_limit, &zero);
+    if (!cfg || !w || cfg->icmp_rate == 0)
+        return 0;
+    __u64 now = bpf_ktime_get_ns();
+    if (now - w->start_ns >= 1000000000ull) {
+        w->start_ns = now;
+        w->sent = 0;
+    }
+    return __sync_fetch_and_add(&w->sent, 1) < cfg->icmp_rate;
+}
+
+/* The one's complement sum (RFC 1071) of `len` bytes at p, a multiple of 4, in 512-byte steps
+ * (bpf_csum_diff's limit), added to `sum`; 32 bits, not folded. */
+#define CSUM_STEP 512
+static __always_inline __u64 csum_add_bytes(__u64 sum, void *p, const int len)
+{
+#pragma unroll
+    for (int off = 0; off < len; off += CSUM_STEP) {
+        const int n = len - off < CSUM_STEP ? len - off : CSUM_STEP;
+        sum += (__u32)bpf_csum_diff(0, 0, p + off, n, 0);
+    }
+    return sum;
+}
+
+static __always_inline __u16 csum_fold(__u64 sum)
+{
+    sum = (sum & 0xffffffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    return ~sum & 0xffff;
+}
+
+/* A matched packet whose encapsulation would exceed the MTU (it is dropped and counted as an
+ * encap error by the caller): answered, within lb_config.icmp_rate, with an ICMP error that tells
+ * the sender the largest packet that fits (`mtu`, lb_backend.max_inner), so its path MTU discovery
+ * (RFC 1191, RFC 8201) shrinks the flow's packets instead of them being lost. The error goes back
+ * the way the packet came (MACs swapped, XDP_TX) from the address the packet was sent to (the
+ * VIP), and quotes the start of the packet (LB_ICMP4_QUOTE / LB_ICMP6_QUOTE bytes). The frame is
+ * reused: trimmed to the quote, and the new headers pushed in front of it, over the old Ethernet
+ * header. Returns XDP_TX when the error was built, else XDP_DROP. */
+static __always_inline int too_big(struct xdp_md *ctx, __u32 frame_len, __u32 mtu, const int v6)
+{
+    const int quote = v6 ? LB_ICMP6_QUOTE : LB_ICMP4_QUOTE;
+    const int l3 = v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
+    const int push = l3 + 8;     /* the new IP and ICMP headers; the Ethernet header is reused */
+    const int total = sizeof(struct ethhdr) + push + quote;
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    void *ip = data + sizeof(struct ethhdr);
+    if (ip + l3 > data_end || frame_len < sizeof(struct ethhdr) + quote)
+        return XDP_DROP;
+    if (!v6) {
+        /* RFC 1191 3 / RFC 792: "fragmentation needed and DF set" answers DF packets only (the
+         * others could be fragmented; we do not fragment, so they are dropped). A next-hop MTU
+         * below the IPv4 minimum of 68 (RFC 791) is not advertised. */
+        if (!(*(__u16 *)(ip + 6) & bpf_htons(IP_DF)) || mtu < 68)
+            return XDP_DROP;
+    } else if (mtu < 1280) {
+        return XDP_DROP; /* RFC 8200 5: no IPv6 link is smaller; a node ignores less (RFC 8201 4) */
+    }
+    if (!icmp_allowed())
+        return pass_count(LB_G_TOO_BIG_LIMITED, XDP_DROP);
+    /* What the new headers take from the old ones: the MACs (swapped), the addresses (swapped)
+     * and the IPv4 TOS. */
+    __u64 mac0 = *(__u64 *)data;               /* destination MAC, source MAC bytes 0-1 */
+    __u32 mac1 = *(__u32 *)(data + 8);         /* source MAC bytes 2-5 */
+    __u64 a0 = 0, a1 = 0, a2 = 0, a3 = 0;      /* source, destination */
+    __u32 tos = 0;
+    if (v6) {
+        if (ip + sizeof(struct ipv6hdr) > data_end)
+            return XDP_DROP;
+        a0 = *(__u64 *)(ip + 8);
+        a1 = *(__u64 *)(ip + 16);
+        a2 = *(__u64 *)(ip + 24);
+        a3 = *(__u64 *)(ip + 32);
+    } else {
+        a0 = *(__u32 *)(ip + 12);
+        a2 = *(__u32 *)(ip + 16);
+        tos = *(__u8 *)(ip + 1);
+    }
+    if (bpf_xdp_adjust_tail(ctx, (int)(sizeof(struct ethhdr) + quote) - (int)frame_len))
+        return XDP_DROP;
+    if (bpf_xdp_adjust_head(ctx, -push))
+        return XDP_DROP;
+    data = (void *)(long)ctx->data;
+    data_end = (void *)(long)ctx->data_end;
+    if (data + total > data_end)
+        return XDP_DROP;
+    /* Ethernet: back to the sender's MAC, from the one it used. */
+    *(__u32 *)data = (__u32)(mac0 >> 48) | (mac1 << 16);
+    *(__u16 *)(data + 4) = mac1 >> 16;
+    *(__u32 *)(data + 6) = (__u32)mac0;
+    *(__u16 *)(data + 10) = mac0 >> 32;
+    void *icmp = data + sizeof(struct ethhdr) + l3;
+    __u64 sum = 0;
+    if (!v6) {
+        *(__u16 *)(data + 12) = bpf_htons(ETH_P_IP);
+        /* RFC 791 3.1; TOS per RFC 1812 4.3.2.5 (precedence 6, internetwork control, with the
+         * invoking packet's TOS bits); id 0, no DF; protocol 1 (ICMP). */
+        *(__u32 *)(data + 14) = 0x45 | ((0xc0 | (tos & 0x1e)) << 8) | (bpf_htons(push + quote) << 16);
+        *(__u32 *)(data + 18) = 0;
+        *(__u32 *)(data + 22) = OUTER_TTL | (IPPROTO_ICMP << 8);
+        *(__u32 *)(data + 26) = (__u32)a2;
+        *(__u32 *)(data + 30) = (__u32)a0;
+        *(__u16 *)(data + 24) = csum_fold(csum_add_bytes(0, data + 14, 20));
+        /* RFC 792 / RFC 1191 4: type 3 (destination unreachable), code 4 (fragmentation needed
+         * and DF set), checksum, 16 unused bits, next-hop MTU. */
+        *(__u32 *)icmp = 3 | (4 << 8);
+        *(__u32 *)(icmp + 4) = bpf_htonl(mtu);
+    } else {
+        *(__u16 *)(data + 12) = bpf_htons(ETH_P_IPV6);
+        /* RFC 8200 3: version 6, traffic class 0, flow label 0; payload length, next header 58
+         * (ICMPv6), hop limit; source = the address the packet was sent to, destination = its
+         * source. */
+        *(__u32 *)(data + 14) = 0x60;
+        *(__u32 *)(data + 18) = bpf_htons(8 + quote) | (IPPROTO_ICMPV6 << 16) | (OUTER_TTL << 24);
+        *(__u64 *)(data + 22) = a2;
+        *(__u64 *)(data + 30) = a3;
+        *(__u64 *)(data + 38) = a0;
+        *(__u64 *)(data + 46) = a1;
+        /* RFC 4443 3.2: type 2 (packet too big), code 0, checksum, MTU. The checksum covers the
+         * pseudo-header (RFC 8200 8.1): both addresses, the upper-layer length and next header. */
+        *(__u32 *)icmp = 2;
+        *(__u32 *)(icmp + 4) = bpf_htonl(mtu);
+        sum = csum_add_bytes(0, data + 22, 32);
+        sum += (__u64)bpf_htonl(8 + quote) + bpf_htonl(IPPROTO_ICMPV6);
+    }
+    sum = csum_add_bytes(sum, icmp, 8 + quote);
+    *(__u16 *)(icmp + 2) = csum_fold(sum);
+    return pass_count(LB_G_TOO_BIG, XDP_TX);
+}
+
 /* Sends a packet whose backend is known (any path but the remembered-IPv4-flow one, fast4):
  * counted on the backend (lb_be_stats; a service's counters are its own lb_svc_stats, for packets
  * that got no backend, plus its backends', see lb.h), checked against the frame and the MTU,
@@ -447,8 +599,10 @@ static __always_inline int forward(struct xdp_md *ctx, void *data, void *data_en
     if (l3_len == 0 || l3_len + sizeof(struct ethhdr) > frame_len)
         return drop_svc(0, bs, 0);
     __u32 gue = be->encap == LB_ENCAP_GUE;
-    if (l3_len > be->max_inner)
-        return drop_svc(0, bs, 1);
+    if (l3_len > be->max_inner) {
+        drop_svc(0, bs, 1);
+        return too_big(ctx, frame_len, be->max_inner, v6);
+    }
     __u32 excess = frame_len - sizeof(struct ethhdr) - l3_len;
     if (be->family == LB_FAMILY_V4) {
         count_tx(bs, frame_len);

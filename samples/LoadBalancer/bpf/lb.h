@@ -200,7 +200,7 @@ static inline __u16 lb_flow_check(__u64 key)
 
 /* Value of lb_layout[0]: the layout of the pinned maps. A daemon finding pins of another layout
  * (or none, from before this map existed) recreates the maps (XdpDataPlane.Open). */
-#define LB_LAYOUT_VERSION 4
+#define LB_LAYOUT_VERSION 5
 
 /* Single entry of lb_config. */
 struct lb_config {
@@ -209,7 +209,26 @@ struct lb_config {
     __be32 src_v4;     /* outer source address for IPv4 backends */
     __u8 src_v6[16];   /* outer source address for IPv6 backends */
     __u32 hash_seed;   /* flow hash seed; the same on every node so nodes pick the same backend */
+    /* ICMP "fragmentation needed" / ICMPv6 "packet too big" messages the node may send per second
+     * for matched packets above the MTU (RFC 4443 2.4(f), RFC 1812 4.3.2.8: rate-limited);
+     * 0 = none (such packets are only dropped). */
+    __u32 icmp_rate;
 };
+
+/* Single entry of lb_icmp_limit: the node's ICMP rate limit, a one-second window shared by all
+ * CPUs (an atomic add per message; the window's reset may race, which at worst lets a few more
+ * through). */
+struct lb_icmp_window {
+    __u64 start_ns; /* bpf_ktime_get_ns() when the window began */
+    __u64 sent;     /* messages asked for in it */
+};
+
+/* How much of the invoking packet an ICMP error quotes: IPv4, as much as fits in 576 bytes
+ * (RFC 1812 4.3.2.3; RFC 792 asks for at least the header and 64 bits); IPv6, as much as fits in
+ * the minimum MTU of 1280 (RFC 4443 3.2). Shorter packets (only possible when the MTU leaves
+ * less room than this) get no ICMP message. */
+#define LB_ICMP4_QUOTE (576 - 20 - 8)
+#define LB_ICMP6_QUOTE (1280 - 40 - 8)
 
 /* Value of the per-CPU counters lb_be_stats (per backend id) and lb_svc_stats. A packet that reaches
  * a backend (transmitted, or dropped for its length or an encapsulation error) is counted once, on
@@ -228,11 +247,14 @@ struct lb_stats {
     __u64 encap_errors; /* dropped: headroom not available or outer packet above lb_config.mtu */
 };
 
-/* Indices of lb_global (per-CPU __u64): why a packet went to the stack (XDP_PASS). */
-#define LB_G_PASS 0      /* not IPv4/IPv6, not TCP/UDP, or no service */
-#define LB_G_FRAGMENT 1  /* IPv4 fragment (MF or offset) or IPv6 Fragment header */
-#define LB_G_MALFORMED 2 /* headers truncated or invalid (version, IHL) */
-#define LB_G_EXTHDR 3    /* IPv6 extension header before the transport header */
-#define LB_G_COUNT 4
+/* Indices of lb_global (per-CPU __u64): why a packet went to the stack (XDP_PASS), and the ICMP
+ * errors answered for packets above the MTU (those packets are also counted as encap_errors). */
+#define LB_G_PASS 0            /* not IPv4/IPv6, not TCP/UDP, or no service */
+#define LB_G_FRAGMENT 1        /* IPv4 fragment (MF or offset) or IPv6 Fragment header */
+#define LB_G_MALFORMED 2       /* headers truncated or invalid (version, IHL) */
+#define LB_G_EXTHDR 3          /* IPv6 extension header before the transport header */
+#define LB_G_TOO_BIG 4         /* ICMP "fragmentation needed" / ICMPv6 "packet too big" sent */
+#define LB_G_TOO_BIG_LIMITED 5 /* one was due but lb_config.icmp_rate was spent (or is 0) */
+#define LB_G_COUNT 6
 
 #endif

@@ -297,6 +297,41 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
             Assert.Equal(0, (await lab.SendRequestsAsync(40, ct)).Failed);
         }, bfd: true);
 
+    [LinuxTheory(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter", "ip"])]
+    [InlineData("gue", 1500 - 20 - 8 - 4)]
+    [InlineData("ipip", 1500 - 20)]
+    public Task Uploads_ThroughTheVip_FindThePathMtuFromTheNodesIcmp(string encap, int pathMtu) =>
+        WithLabAsync([100, 100, 100], 60, async (lab, ct) =>
+        {
+            // The client's link is 1500 like the rest, so its full-size segments (1500 bytes) plus the
+            // encapsulation do not fit toward the backends: the node answers the first with ICMP
+            // "fragmentation needed" (next-hop MTU = 1500 - encapsulation), the client's kernel
+            // lowers the path MTU to the VIP and resends smaller segments. Without that message the
+            // upload would stall (the oversized segments are dropped, and retransmitted at the
+            // same size) and the request would time out.
+            using LabHttpConnection c = await lab.OpenConnectionAsync(ct);
+            string name = await c.PostAsync("/upload", 300_000, TimeSpan.FromSeconds(20), ct);
+            Assert.Contains(name, lab.BackendNames);
+            ulong sent = 0;
+            foreach (var n in lab.Nodes)
+                sent += await TooBigSentAsync(n, ct);
+            Assert.True(sent > 0, "no node sent an ICMP too-big message");
+            string route = await LabProcess.RunAsync(["ip", "-n", lab.Topology.Client, "route", "get", LabTopology.Vip.ToString()], ct);
+            output.WriteLine(route.Trim());
+            Assert.Contains(string.Create(CultureInfo.InvariantCulture, $" mtu {pathMtu}"), route, StringComparison.Ordinal);
+            // The same connection keeps working at the smaller size.
+            Assert.Equal(name, await c.PostAsync("/upload", 100_000, TimeSpan.FromSeconds(10), ct));
+        }, encap: encap);
+
+    /// <summary>lb_icmp_too_big_total{result="sent"} from the node's /metrics.</summary>
+    private static async Task<ulong> TooBigSentAsync(LabNode node, CancellationToken ct)
+    {
+        string metrics = await node.MetricsAsync(ct);
+        Match m = TooBigSent().Match(metrics);
+        Assert.True(m.Success, "no lb_icmp_too_big_total in /metrics:\n" + metrics);
+        return ulong.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
+    }
+
     /// <summary>Waits until every node reports <paramref name="backend"/>'s health as <paramref name="health"/>.</summary>
     private static async Task WaitForHealthAsync(LabEnvironment lab, IPAddress backend, string health, CancellationToken ct)
     {
@@ -397,6 +432,9 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
 
     [GeneratedRegex("""lb_service_packets_total\{service="web"[^}]*\} (\d+)""")]
     private static partial Regex ServicePackets();
+
+    [GeneratedRegex("""lb_icmp_too_big_total\{result="sent"\} (\d+)""")]
+    private static partial Regex TooBigSent();
 
     /// <summary>Lab progress lines into the test output.</summary>
     private sealed class OutputWriter(ITestOutputHelper output) : TextWriter
