@@ -105,8 +105,8 @@ def csum(b):
 lb_mac, router_mac, gw_mac = bytes.fromhex("020000000001"), bytes.fromhex("020000000002"), bytes.fromhex("020000000003")
 SIZE, NBACK = 65537, 100
 cmds = []
-# struct lb_config: gw_mac[6], mtu, src_v4 (be), src_v6[16], hash_seed
-cfg = gw_mac + struct.pack("<H", 1500) + ipaddress.ip_address("10.0.0.1").packed + ipaddress.ip_address("2001:db8:1::1").packed + struct.pack("<I", 0x5EED)
+# struct lb_config: gw_mac[6], mtu, src_v4 (be), src_v6[16], hash_seed, icmp_rate
+cfg = gw_mac + struct.pack("<H", 1500) + ipaddress.ip_address("10.0.0.1").packed + ipaddress.ip_address("2001:db8:1::1").packed + struct.pack("<II", 0x5EED, 1000)
 cmds.append(f"map update pinned {maps}/lb_config key hex 00 00 00 00 value hex {hx(cfg)}")
 SRC4 = ipaddress.ip_address("10.0.0.1").packed
 def csum_base(src, dst):  # lb_backend.csum_base: constant outer IPv4 words, little-endian, folded
