@@ -5,7 +5,13 @@ namespace Netcore.Bfd.Tests.Interop;
 /// <summary>Netcore.Bfd against BIRD 2 (Debian bird2) in fresh namespaces.</summary>
 public class BirdInteropTests(ITestOutputHelper output)
 {
-    private static readonly TimeSpan UpTimeout = TimeSpan.FromSeconds(15);
+    private static readonly TimeSpan UpTimeout = TimeSpan.FromSeconds(30);
+
+    // Multiplier 10 at 100 ms (1 s detection) on both sides: none of these tests is about
+    // detection speed, and xUnit runs test classes in parallel on a loaded 2-core CI machine,
+    // where a stall of a few hundred ms of this process or of BIRD would flap a 300 ms session.
+    // Each test watches for at least 3 s after the point it checks, so a session whose packets
+    // stop being accepted still flaps inside the window.
 
     private static string Config(string peer, string local, string auth = "") => $$"""
         router id {{Pair.B4}};
@@ -13,7 +19,7 @@ public class BirdInteropTests(ITestOutputHelper output)
         protocol bfd {
           interface "bfd1" {
             interval 100 ms;
-            multiplier 3;
+            multiplier 10;
             {{auth}}
           };
           neighbor {{peer}} dev "bfd1" local {{local}};
@@ -24,6 +30,7 @@ public class BirdInteropTests(ITestOutputHelper output)
     {
         Peer = IPAddress.Parse(peer), LocalAddress = IPAddress.Parse(local), Interface = "bfd0",
         DesiredMinTxInterval = TimeSpan.FromMilliseconds(100), RequiredMinRxInterval = TimeSpan.FromMilliseconds(100),
+        DetectMultiplier = 10,
         Authentication = auth,
     };
 
@@ -63,7 +70,7 @@ public class BirdInteropTests(ITestOutputHelper output)
         using (var cts = new CancellationTokenSource(UpTimeout))
             await s.WaitForStateAsync(BfdState.Up, cts.Token);
         await bird.WaitForStateAsync(Pair.A4, "Up", UpTimeout);
-        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        await Task.Delay(TimeSpan.FromSeconds(3));
         Assert.Equal(BfdState.Up, s.State);
         Assert.Equal(0, s.Counters.Flaps);
         Assert.Equal(0, s.Counters.AuthenticationFailures);
@@ -78,9 +85,14 @@ public class BirdInteropTests(ITestOutputHelper output)
             Config(Pair.A4, Pair.B4, """authentication meticulous keyed sha1; password "right" { id 7; };"""), output);
         await using var host = new BfdHost(new BfdHostOptions { NetworkNamespace = pair.A.Name });
         using BfdSession s = host.OpenSession(Options(Pair.B4, Pair.A4, BfdAuthentication.Create(BfdAuthType.MeticulousKeyedSha1, 7, "wrong")));
-        await Task.Delay(TimeSpan.FromSeconds(2.5));
+        // Wait for BIRD's packets to be rejected (it sends one a second while Down) rather than
+        // for a fixed time, then check that none of them brought the session up.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (s.Counters.AuthenticationFailures < 2 && waited.Elapsed < UpTimeout)
+            await Task.Delay(100);
+        Assert.True(s.Counters.AuthenticationFailures >= 2, s.Counters.ToString());
         Assert.Equal(BfdState.Down, s.State);
-        Assert.True(s.Counters.AuthenticationFailures > 0, s.Counters.ToString());
+        Assert.Equal(0, s.Counters.PacketsReceived);
         Assert.NotEqual("Up", bird.SessionState(Pair.A4));
     }
 
@@ -100,7 +112,13 @@ public class BirdInteropTests(ITestOutputHelper output)
             Keys = [new BfdAuthKey(1, "one"u8.ToArray()), new BfdAuthKey(2, "two"u8.ToArray())],
             TransmitKeyId = 2,
         });
-        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        long sentBefore = s.Counters.PacketsSent;
+        // At least 3 s (3 x BIRD's detection time) and 20 of our packets under key 2.
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (s.Counters.PacketsSent - sentBefore < 20 && waited.Elapsed < UpTimeout)
+            await Task.Delay(100);
+        Assert.True(s.Counters.PacketsSent - sentBefore >= 20, s.Counters.ToString());
         Assert.Equal(BfdState.Up, s.State);
         Assert.Equal(0, s.Counters.Flaps);
         Assert.Equal("Up", bird.SessionState(Pair.A4));

@@ -19,8 +19,8 @@ public class SocketTests
         var sw = System.Diagnostics.Stopwatch.StartNew();
         while (!condition())
         {
-            if (sw.Elapsed > TimeSpan.FromSeconds(5))
-                throw new TimeoutException("condition not met within 5 s");
+            if (sw.Elapsed > TimeSpan.FromSeconds(20))
+                throw new TimeoutException("condition not met within 20 s");
             await Task.Delay(20);
         }
     }
