@@ -99,7 +99,7 @@ public class DataPlaneTests
     {
         using var lb = Setup();
         var (frame, service) = Case(name);
-        Assert.Null(lb.RememberedBackend(frame, service, Seed));
+        Assert.Null(lb.RememberedBackend(frame));
         // The first packet takes the new-flow path (service lookup, flow hash, ring); the second
         // the remembered-flow one (for IPv4 without options or padding: fast4, no service lookup).
         // Both must leave with the same bytes.
@@ -108,7 +108,7 @@ public class DataPlaneTests
             var (action, output) = lb.Run(frame);
             Assert.Equal(Tx, action);
             Assert.Equal(LbBpf.Hex(Expected(frame, service)), LbBpf.Hex(output));
-            Assert.Equal(BeId(service), lb.RememberedBackend(frame, service, Seed));
+            Assert.Equal(BeId(service), lb.RememberedBackend(frame));
         }
         Assert.Equal(2UL, lb.BackendStats(BeId(service)).packets);
         Assert.Equal(2UL, lb.ServiceStats(service).packets);
@@ -486,7 +486,7 @@ public class DataPlaneTests
             uint hash = LbModel.FlowHash(flows[i], Seed);
             string expected = chosen[i] == names[1] ? names[drained.Entries[(int)(hash % size)]] : chosen[i];
             Assert.Equal(expected[..^3], new IPAddress(output.AsSpan(30, 4)).ToString());
-            Assert.NotEqual(101u, lb.RememberedBackend(flows[i], 9, Seed));
+            Assert.NotEqual(101u, lb.RememberedBackend(flows[i]));
         }
     }
 
@@ -601,6 +601,28 @@ public class DataPlaneTests
     }
 
     [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void RemovingAnIpv6Service_ForgetsItsRememberedFlows_AndOnlyThose()
+    {
+        // Remembered IPv6 flows are forwarded without the service lookup too (lb_flows6 is keyed
+        // by the 5-tuple), so RemoveService must forget them, or they would keep reaching the
+        // backends.
+        using var lb = Setup();
+        var (tcp, _) = Case("v6-tcp-ipip");   // service 3: [2001:db8::10]:443/tcp
+        var (udp, _) = Case("v6-udp-gue");    // service 4: [2001:db8::10]:443/udp
+        Assert.Equal(Tx, lb.Run(tcp).Action);
+        Assert.Equal(Tx, lb.Run(udp).Action);
+        Assert.Equal(BeId(3), lb.RememberedBackend(tcp));
+        Assert.Equal(BeId(4), lb.RememberedBackend(udp));
+        lb.DataPlane.RemoveService(LbServiceKey.Create(IPAddress.Parse("2001:db8::10"), 443, ProtocolType.Tcp));
+        Assert.Null(lb.RememberedBackend(tcp));
+        Assert.Equal(BeId(4), lb.RememberedBackend(udp));
+        Assert.Equal(Pass, lb.Run(tcp).Action);
+        var (action, output) = lb.Run(udp);
+        Assert.Equal(Tx, action);
+        Assert.Equal(LbBpf.Hex(Expected(udp, 4)), LbBpf.Hex(output));
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void ServicesSharingABucket_AreEachFound_ReplacedAndRemoved()
     {
         using var lb = Setup(rings: false);
@@ -630,26 +652,32 @@ public class DataPlaneTests
 
         // Removed: its packets go to the stack, those of its remembered flow included (remembered
         // IPv4 flows skip lb_vips, so RemoveService forgets them); the others are still found.
-        Assert.Equal(30u + 1, lb.RememberedBackend(Frame(keys[1]), 21, Seed));
+        Assert.Equal(30u + 1, lb.RememberedBackend(Frame(keys[1])));
         lb.DataPlane.RemoveService(keys[1]);
-        Assert.Null(lb.RememberedBackend(Frame(keys[1]), 21, Seed));
+        Assert.Null(lb.RememberedBackend(Frame(keys[1])));
         Assert.Equal(Pass, lb.Run(Frame(keys[1])).Action);
         Assert.Equal(Tx, lb.Run(Frame(keys[3])).Action);
         Assert.Equal(LbMaps.VipWays - 1, lb.DataPlane.ServiceKeys().Count - Services.Length);
     }
 
-    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
-    public void FlowMemory_RemembersTheTwoFlowsOfASetUsedLast()
+    [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void FlowMemory_RemembersTheTwoFlowsOfASetUsedLast(bool v6)
     {
-        // Three IPv4 flows of service 1 whose entries fall in the same set of the 2-way memory.
+        // Three flows of service 1 (IPv4, lb_flows) or 3 (IPv6, lb_flows6) whose entries fall in
+        // the same set of the 2-way memory.
         using var lb = Setup();
+        uint service = v6 ? 3u : 1u;
         var bySet = new Dictionary<uint, List<byte[]>>();
         List<byte[]>? three = null;
         for (int i = 0; three is null; i++)
         {
-            byte[] f = Eth(EthIPv4, Ipv4("198.51.100." + (1 + i / 60000), "192.0.2.10", Tcp, TcpSeg((ushort)(1024 + i % 60000), 80)));
-            var (addrs, key) = LbMaps.FlowKey4(f.AsSpan(14));
-            uint set = LbMaps.Flow4Set(LbMaps.Flow4Mix(addrs, (uint)key));
+            ushort sport = (ushort)(1024 + i % 60000);
+            byte[] f = v6
+                ? Eth(EthIPv6, Ipv6("2001:db8:f::" + (1 + i / 60000).ToString("x", System.Globalization.CultureInfo.InvariantCulture), "2001:db8::10", Tcp, TcpSeg(sport, 443)))
+                : Eth(EthIPv4, Ipv4("198.51.100." + (1 + i / 60000), "192.0.2.10", Tcp, TcpSeg(sport, 80)));
+            uint set = v6 ? LbMaps.FlowKey6(f.AsSpan(14)).Set : Set4(f);
             if (!bySet.TryGetValue(set, out var list))
                 bySet[set] = list = [];
             list.Add(f);
@@ -657,30 +685,36 @@ public class DataPlaneTests
                 three = list;
         }
         foreach (var f in three)
-            Assert.Null(lb.RememberedBackend(f, 1, Seed));
+            Assert.Null(lb.RememberedBackend(f));
+        uint be = BeId(service);
         Assert.Equal(Tx, lb.Run(three[0]).Action);
-        Assert.Equal(BeId(1), lb.RememberedBackend(three[0], 1, Seed));
+        Assert.Equal(be, lb.RememberedBackend(three[0]));
         Assert.Equal(Tx, lb.Run(three[1]).Action);
         Assert.Equal(Tx, lb.Run(three[2]).Action);
-        Assert.Null(lb.RememberedBackend(three[0], 1, Seed));   // the oldest is forgotten
-        Assert.Equal(BeId(1), lb.RememberedBackend(three[1], 1, Seed));
-        Assert.Equal(BeId(1), lb.RememberedBackend(three[2], 1, Seed));
+        Assert.Null(lb.RememberedBackend(three[0]));   // the oldest is forgotten
+        Assert.Equal(be, lb.RememberedBackend(three[1]));
+        Assert.Equal(be, lb.RememberedBackend(three[2]));
         // A forgotten flow follows the ring again (the same backend here) and is remembered anew.
         var (action, output) = lb.Run(three[0]);
         Assert.Equal(Tx, action);
-        Assert.Equal(LbBpf.Hex(Expected(three[0], 1)), LbBpf.Hex(output));
-        Assert.Equal(BeId(1), lb.RememberedBackend(three[0], 1, Seed));
+        Assert.Equal(LbBpf.Hex(Expected(three[0], service)), LbBpf.Hex(output));
+        Assert.Equal(be, lb.RememberedBackend(three[0]));
         // Each set is a 2-entry LRU: now three[0] (way 0) and three[2] (way 1); using three[2]
-        // again moves it to way 0, so the next new flow (three[1] again) evicts three[0].
-        Assert.Equal(Tx, lb.Run(three[2]).Action);
+        // again moves it to way 0 (sent with the same bytes), so the next new flow (three[1]
+        // again) evicts three[0].
+        (action, output) = lb.Run(three[2]);
+        Assert.Equal(Tx, action);
+        Assert.Equal(LbBpf.Hex(Expected(three[2], service)), LbBpf.Hex(output));
         Assert.Equal(Tx, lb.Run(three[1]).Action);
-        Assert.Null(lb.RememberedBackend(three[0], 1, Seed));
-        Assert.Equal(BeId(1), lb.RememberedBackend(three[1], 1, Seed));
-        Assert.Equal(BeId(1), lb.RememberedBackend(three[2], 1, Seed));
-        // IPv6 flows are remembered under their flow hash.
-        var (v6, _) = Case("v6-tcp-ipip");
-        Assert.Equal(Tx, lb.Run(v6).Action);
-        Assert.Equal(BeId(3), lb.RememberedBackend(v6, 3, Seed));
+        Assert.Null(lb.RememberedBackend(three[0]));
+        Assert.Equal(be, lb.RememberedBackend(three[1]));
+        Assert.Equal(be, lb.RememberedBackend(three[2]));
+    }
+
+    private static uint Set4(byte[] frame)
+    {
+        var (addrs, key) = LbMaps.FlowKey4(frame.AsSpan(14));
+        return LbMaps.Flow4Set(LbMaps.Flow4Mix(addrs, (uint)key));
     }
 
     [LinuxFact(Bpf = true, Tools = ["clang-14"])]
@@ -695,10 +729,10 @@ public class DataPlaneTests
         Assert.Equal(Tx, lb.Run(frame).Action);
         Assert.Equal(Tx, lb.Run(frame).Action);
         lb.SwapRing(1, 40);
-        lb.ForgetFlow(frame, 1, Seed);
+        lb.ForgetFlow(frame);
         Assert.Equal(Tx, lb.Run(frame).Action);
         lb.SwapRing(1, LbMaps.NoBackend);
-        lb.ForgetFlow(frame, 1, Seed);
+        lb.ForgetFlow(frame);
         Assert.Equal(Drop, lb.Run(frame).Action);              // no backend: the service's own drop
         Assert.Equal(2UL, lb.BackendStats(BeId(1)).packets);
         Assert.Equal(1UL, lb.BackendStats(40).packets);

@@ -52,16 +52,11 @@ internal sealed class LbBpf : IDisposable
     private static bool IsV6(byte[] frame) => BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(12)) == Packets.EthIPv6;
 
     /// <summary>The lb_flows6 key of an IPv6 frame's flow (bpf/lb.h lb_flow.key): its flow hash and the service.</summary>
-    public static ulong FlowKey6(byte[] frame, uint serviceId, uint seed) => LbMaps.FlowKeyV6Of(LbModel.FlowHash(frame, seed), serviceId);
-
-    /// <summary>
-    /// Forgets a remembered flow: an IPv4 one (lb_flows) by its 5-tuple, an IPv6 one (lb_flows6) by
-    /// its flow hash and service.
-    /// </summary>
-    public void ForgetFlow(byte[] frame, uint serviceId, uint seed)
+    /// <summary>Forgets a remembered flow by its 5-tuple: an IPv4 one (lb_flows) or an IPv6 one (lb_flows6).</summary>
+    public void ForgetFlow(byte[] frame)
     {
         if (IsV6(frame))
-            DataPlane.ForgetFlow6(FlowKey6(frame, serviceId, seed));
+            DataPlane.ForgetFlow6(LbMaps.FlowKey6(frame.AsSpan(14)));
         else
         {
             var (addrs, key) = LbMaps.FlowKey4(frame.AsSpan(14));
@@ -70,10 +65,10 @@ internal sealed class LbBpf : IDisposable
     }
 
     /// <summary>The backend remembered for a flow, if any.</summary>
-    public uint? RememberedBackend(byte[] frame, uint serviceId, uint seed)
+    public uint? RememberedBackend(byte[] frame)
     {
         if (IsV6(frame))
-            return DataPlane.RememberedFlow6(FlowKey6(frame, serviceId, seed)) is { } e ? (uint)(e.backend & ~LbMaps.FlowValid) : null;
+            return DataPlane.RememberedFlow6(LbMaps.FlowKey6(frame.AsSpan(14)))?.Backend;
         var (addrs, key) = LbMaps.FlowKey4(frame.AsSpan(14));
         return DataPlane.RememberedFlow4(addrs, key)?.Backend;
     }

@@ -21,8 +21,8 @@ public class LbMapLayoutTests
             new StructLayoutSpec("struct lb_backend", typeof(LbBackend), ("addr", "addr"), ("family", "family"), ("flags", "flags"), ("csum_base", "csum_base"), ("src_v4", "src_v4"), ("gw_mac", "gw_mac"), ("mtu", "mtu"), ("service", "service"), ("encap", "encap"), ("gue_port", "gue_port"), ("max_inner", "max_inner"), ("ip_tail", "ip_tail")),
             new StructLayoutSpec("struct lb_flow4", typeof(LbFlow4), ("addrs", "addrs"), ("tag", "tag")),
             new StructLayoutSpec("struct lb_flow4_set", typeof(LbFlow4Set)),
-            new StructLayoutSpec("struct lb_flow", typeof(LbFlow), ("key", "key"), ("hash", "hash"), ("backend", "backend"), ("check", "check")),
-            new StructLayoutSpec("struct lb_flow_set", typeof(LbFlowSet)),
+            new StructLayoutSpec("struct lb_flow6", typeof(LbFlow6), ("saddr", "saddr0"), ("daddr", "daddr0"), ("tag", "tag"), ("hash", "hash")),
+            new StructLayoutSpec("struct lb_flow6_set", typeof(LbFlow6Set)),
             new StructLayoutSpec("struct lb_config", typeof(LbConfig), ("gw_mac", "gw_mac"), ("mtu", "mtu"), ("src_v4", "src_v4"), ("src_v6", "src_v6"), ("hash_seed", "hash_seed"), ("icmp_rate", "icmp_rate")),
             new StructLayoutSpec("struct lb_stats", typeof(LbStats), ("packets", "packets"), ("bytes", "bytes"), ("drops", "drops"), ("encap_errors", "encap_errors")),
         ], $"-I{HeaderDir}");
@@ -36,8 +36,8 @@ public class LbMapLayoutTests
         [
             "LB_MAX_SERVICES", "LB_MAX_BACKENDS", "LB_NO_BACKEND", "LB_ENCAP_IPIP", "LB_ENCAP_GUE", "LB_FAMILY_V4", "LB_FAMILY_V6",
             "LB_G_PASS", "LB_G_FRAGMENT", "LB_G_MALFORMED", "LB_G_EXTHDR", "LB_DEFAULT_TABLE_SIZE", "LB_BE_F_DOWN",
-            "LB_VIP_BUCKETS", "LB_VIP_WAYS", "LB_VIP_HASH_MUL", "LB_FLOW_SET_BITS", "LB_FLOW_SETS", "LB_FLOW_VALID", "LB_FLOW_KEY_V6",
-            "LB_FLOW_SET_MUL", "LB_FLOW_KEY_SERVICE", "LB_LAYOUT_VERSION",
+            "LB_VIP_BUCKETS", "LB_VIP_WAYS", "LB_VIP_HASH_MUL", "LB_FLOW_SET_BITS", "LB_FLOW_SETS", "LB_FLOW6_SET_BITS", "LB_FLOW6_SETS", "LB_FLOW6_KEY",
+            "LB_FLOW_SET_MUL", "LB_LAYOUT_VERSION",
             "LB_FLOW4_UDP", "LB_FLOW4_VALID", "LB_FLOW4_CHECK", "LB_FLOW4_KEY", "LB_SVC_RETIRED", "LB_SVC_STATS_ENTRIES",
             "LB_G_TOO_BIG", "LB_G_TOO_BIG_LIMITED", "LB_G_COUNT", "LB_ICMP4_QUOTE", "LB_ICMP6_QUOTE",
         ], $"-I{HeaderDir}");
@@ -59,10 +59,10 @@ public class LbMapLayoutTests
         Assert.Equal(LbMaps.VipHashMul, (uint)v["LB_VIP_HASH_MUL"]);
         Assert.Equal(LbMaps.FlowSetBits, v["LB_FLOW_SET_BITS"]);
         Assert.Equal(LbMaps.FlowSets, v["LB_FLOW_SETS"]);
-        Assert.Equal(LbMaps.FlowValid, v["LB_FLOW_VALID"]);
-        Assert.Equal(LbMaps.FlowKeyV6, unchecked((ulong)v["LB_FLOW_KEY_V6"]));
+        Assert.Equal(LbMaps.Flow6SetBits, v["LB_FLOW6_SET_BITS"]);
+        Assert.Equal(1 << LbMaps.Flow6SetBits, v["LB_FLOW6_SETS"]);
+        Assert.Equal(LbMaps.Flow6Key, unchecked((ulong)v["LB_FLOW6_KEY"]));
         Assert.Equal(LbMaps.FlowSetMul, unchecked((ulong)v["LB_FLOW_SET_MUL"]));
-        Assert.Equal(LbMaps.FlowKeyService, unchecked((ulong)v["LB_FLOW_KEY_SERVICE"]));
         Assert.Equal(LbMaps.LayoutVersion, (uint)v["LB_LAYOUT_VERSION"]);
         Assert.Equal(LbMaps.Flow4Udp, unchecked((ulong)v["LB_FLOW4_UDP"]));
         Assert.Equal(LbMaps.Flow4Valid, unchecked((ulong)v["LB_FLOW4_VALID"]));
@@ -88,7 +88,11 @@ public class LbMapLayoutTests
             LbServiceKey.Create(IPAddress.Parse("2001:db8::10"), 443, ProtocolType.Udp),
             LbServiceKey.Create(IPAddress.Parse("fe80::1:2:3:4"), 1, ProtocolType.Tcp),
         };
-        ulong[] flowKeys = [0, 1, 0x0001_9c40_0764_33c6UL, LbMaps.FlowKeyV6Of(0xdeadbeef, 511), ulong.MaxValue];
+        (ulong S0, ulong S1, ulong D0, ulong D1, uint Ports)[] flows6 =
+        [
+            (0, 0, 0, 0, 0), (0xb80d0120UL, 0x0100000000000000UL, 0xb80d0120UL, 0x1000000000000000UL, 0xbb01_409c),
+            (ulong.MaxValue, ulong.MaxValue, ulong.MaxValue, ulong.MaxValue, uint.MaxValue), (1, 2, 3, 4, 5),
+        ];
         var exprs = new List<string>();
         foreach (var k in keys)
         {
@@ -96,10 +100,10 @@ public class LbMapLayoutTests
             var w = Enumerable.Range(0, 5).Select(i => BitConverter.ToUInt32(b, i * 4)).ToArray();
             exprs.Add($"lb_vip_bucket_of({w[0]}u, {w[1]}u, {w[2]}u, {w[3]}u, {w[4]}u)");
         }
-        foreach (ulong f in flowKeys)
+        foreach (var (s0, s1, d0, d1, p) in flows6)
         {
-            exprs.Add($"lb_flow_set_of({f}ull)");
-            exprs.Add($"lb_flow_check({f}ull)");
+            exprs.Add($"lb_flow6_mix({s0}ull, {s1}ull, {d0}ull, {d1}ull, {p}u)");
+            exprs.Add($"lb_flow6_set_of(lb_flow6_mix({s0}ull, {s1}ull, {d0}ull, {d1}ull, {p}u))");
         }
         (ulong Addrs, uint Ports)[] flows4 = [(0, 0), (0x0a02_00c0_0764_33c6UL, 0x5000_409c), (ulong.MaxValue, uint.MaxValue), (1, 0x8000_0000)];
         foreach (var (a, p) in flows4)
@@ -112,12 +116,13 @@ public class LbMapLayoutTests
         var v = CHeaderProbe.Evaluate(["lb.h"], exprs, $"-I{HeaderDir}");
         for (int i = 0; i < keys.Length; i++)
             Assert.Equal(LbMaps.VipBucket(keys[i]), (uint)v[exprs[i]]);
-        for (int i = 0; i < flowKeys.Length; i++)
+        int at = keys.Length;
+        foreach (var (s0, s1, d0, d1, p) in flows6)
         {
-            Assert.Equal(LbMaps.FlowSet(flowKeys[i]), (uint)v[exprs[keys.Length + 2 * i]]);
-            Assert.Equal(LbMaps.FlowCheck(flowKeys[i]), (ushort)v[exprs[keys.Length + 2 * i + 1]]);
+            ulong m = LbMaps.Flow6Mix(s0, s1, d0, d1, p);
+            Assert.Equal(m, unchecked((ulong)v[exprs[at++]]));
+            Assert.Equal(LbMaps.Flow6Set(m), (uint)v[exprs[at++]]);
         }
-        int at = keys.Length + 2 * flowKeys.Length;
         foreach (var (a, p) in flows4)
         {
             ulong m = LbMaps.Flow4Mix(a, p);

@@ -71,11 +71,11 @@ internal static class LbMaps
     /// <summary>LB_FLOW4_KEY: the bits of lb_flow4.tag that are key (all but the backend id).</summary>
     public const ulong Flow4Key = Flow4Valid | 0xffff_ffff_ffffUL;
 
-    /// <summary>LB_FLOW_VALID: lb_flow.backend of an entry in use.</summary>
-    public const ushort FlowValid = 0x8000;
+    /// <summary>LB_FLOW6_SET_BITS: log2 of the sets of the IPv6 flow memory.</summary>
+    public const int Flow6SetBits = 17;
 
-    /// <summary>LB_FLOW_KEY_V6: lb_flow.key of an IPv6 flow.</summary>
-    public const ulong FlowKeyV6 = 1UL << 63;
+    /// <summary>LB_FLOW6_KEY: the lb_flow6.tag bits that are key (ports, UDP, valid).</summary>
+    public const ulong Flow6Key = Flow4Valid | Flow4Udp | 0xffffffffUL;
 
     /// <summary>LB_FLOW_SET_MUL: the multiplier of the flow memory's set hash.</summary>
     public const ulong FlowSetMul = 0x9E3779B97F4A7C15UL;
@@ -132,14 +132,12 @@ internal static class LbMaps
         }
     }
 
-    /// <summary>LB_FLOW_KEY_SERVICE: the service id bits of a flow key (left out of its set).</summary>
-    public const ulong FlowKeyService = 0x7fffUL << 48;
+    /// <summary>lb_flow6_mix (lb.h): the product the set of an IPv6 flow comes from.</summary>
+    public static ulong Flow6Mix(ulong s0, ulong s1, ulong d0, ulong d1, uint ports) =>
+        ((((s0 ^ d0) * FlowSetMul) ^ s1 ^ d1 ^ ((ulong)ports << 16)) * FlowSetMul);
 
-    /// <summary>lb_flow_set_of (lb.h): the lb_flows6 set of an IPv6 flow key (the service id left out).</summary>
-    public static uint FlowSet(ulong key) => (uint)(((key & ~FlowKeyService) * FlowSetMul) >> (64 - FlowSetBits));
-
-    /// <summary>lb_flow_check (lb.h): the check word of an entry with this key.</summary>
-    public static ushort FlowCheck(ulong key) => (ushort)(key ^ (key >> 16) ^ (key >> 32) ^ (key >> 48));
+    /// <summary>lb_flow6_set_of (lb.h).</summary>
+    public static uint Flow6Set(ulong m) => (uint)(m >> (64 - Flow6SetBits));
 
     /// <summary>lb_flow4_mix (lb.h): the product the set, check bits and entropy of an IPv4 flow come from.</summary>
     public static ulong Flow4Mix(ulong addrs, uint ports) => (addrs ^ ((ulong)ports << 16)) * FlowSetMul;
@@ -168,8 +166,20 @@ internal static class LbMaps
         return (addrs, ports | Flow4CheckBits(m) | (ipHeader[9] == (byte)ProtocolType.Udp ? Flow4Udp : 0) | Flow4Valid);
     }
 
-    /// <summary>The lb_flows6 key of an IPv6 flow: its flow hash and the service id.</summary>
-    public static ulong FlowKeyV6Of(uint flowHash, uint serviceId) => flowHash | ((ulong)serviceId << 48) | FlowKeyV6;
+    /// <summary>
+    /// The flow memory key of an IPv6 packet (lb.h lb_flows6): the source and destination
+    /// addresses as two 64-bit words each (as they lie in the header, read little-endian) and the
+    /// key bits of the tag (ports as they lie in the packet, UDP, valid). <paramref name="ipHeader"/>
+    /// starts at the IPv6 header; the ports follow it.
+    /// </summary>
+    public static LbFlow6Key FlowKey6(ReadOnlySpan<byte> ipHeader)
+    {
+        uint ports = BinaryPrimitives.ReadUInt32LittleEndian(ipHeader[40..]);
+        return new LbFlow6Key(
+            BinaryPrimitives.ReadUInt64LittleEndian(ipHeader[8..]), BinaryPrimitives.ReadUInt64LittleEndian(ipHeader[16..]),
+            BinaryPrimitives.ReadUInt64LittleEndian(ipHeader[24..]), BinaryPrimitives.ReadUInt64LittleEndian(ipHeader[32..]),
+            ports | (ipHeader[6] == (byte)ProtocolType.Udp ? Flow4Udp : 0) | Flow4Valid);
+    }
 
     internal static void WriteAddress(IPAddress address, Span<byte> addr16, out byte family)
     {
@@ -336,21 +346,35 @@ internal struct LbFlow4Set
     private LbFlow4 _way;
 }
 
-/// <summary>struct lb_flow: one way of an IPv6 flow memory set (lb_flows6).</summary>
+/// <summary>struct lb_flow6: one way of an IPv6 flow memory set (lb_flows6).</summary>
 [StructLayout(LayoutKind.Sequential)]
-internal struct LbFlow
+internal struct LbFlow6
 {
-    public ulong key;
+    public ulong saddr0, saddr1, daddr0, daddr1;
+    public ulong tag; // key bits | backend id << 48
     public uint hash;
-    public ushort backend; // LbMaps.FlowValid | backend id
-    public ushort check;
+    public uint reserved;
+
+    /// <summary>The backend id of the entry.</summary>
+    public readonly uint Backend => (uint)(tag >> 48) & 0x7fff;
+
+    /// <summary>True when this entry is the flow of <paramref name="k"/> (lb.c flow6_way).</summary>
+    public readonly bool Is(in LbFlow6Key k) =>
+        saddr0 == k.S0 && saddr1 == k.S1 && daddr0 == k.D0 && daddr1 == k.D1 && (tag & LbMaps.Flow6Key) == k.Key;
 }
 
-/// <summary>struct lb_flow_set: the two ways of an IPv6 flow memory set.</summary>
-[InlineArray(2)]
-internal struct LbFlowSet
+/// <summary>An IPv6 flow's key in lb_flows6: address words and the tag's key bits (<see cref="LbMaps.FlowKey6"/>).</summary>
+internal readonly record struct LbFlow6Key(ulong S0, ulong S1, ulong D0, ulong D1, ulong Key)
 {
-    private LbFlow _way;
+    /// <summary>Its set (lb_flow6_set_of(lb_flow6_mix(...))).</summary>
+    public uint Set => LbMaps.Flow6Set(LbMaps.Flow6Mix(S0, S1, D0, D1, (uint)Key));
+}
+
+/// <summary>struct lb_flow6_set: the two ways of an IPv6 flow memory set.</summary>
+[InlineArray(2)]
+internal struct LbFlow6Set
+{
+    private LbFlow6 _way;
 }
 
 /// <summary>struct lb_config.</summary>

@@ -90,13 +90,13 @@ internal sealed partial class XdpDataPlane : IDataPlane
         return null;
     }
 
-    /// <summary>The IPv6 flow memory entry (lb_flows6) for a key (<see cref="LbMaps.FlowKeyV6Of"/>), if any.</summary>
-    public LbFlow? RememberedFlow6(ulong key)
+    /// <summary>The IPv6 flow memory entry (lb_flows6) of a packet's key (<see cref="LbMaps.FlowKey6"/>), if any.</summary>
+    public LbFlow6? RememberedFlow6(in LbFlow6Key key)
     {
-        if (!_flows6.AsMap<uint, LbFlowSet>().TryLookup(LbMaps.FlowSet(key), out var set))
+        if (!_flows6.AsMap<uint, LbFlow6Set>().TryLookup(key.Set, out var set))
             return null;
         foreach (var e in set)
-            if (e.key == key && (e.backend & LbMaps.FlowValid) != 0 && e.check == LbMaps.FlowCheck(key))
+            if (e.Is(key))
                 return e;
         return null;
     }
@@ -115,16 +115,15 @@ internal sealed partial class XdpDataPlane : IDataPlane
     }
 
     /// <summary>Forgets a remembered IPv6 flow.</summary>
-    public void ForgetFlow6(ulong key)
+    public void ForgetFlow6(in LbFlow6Key key)
     {
-        var map = _flows6.AsMap<uint, LbFlowSet>();
-        uint s = LbMaps.FlowSet(key);
-        if (!map.TryLookup(s, out var set))
+        var map = _flows6.AsMap<uint, LbFlow6Set>();
+        if (!map.TryLookup(key.Set, out var set))
             return;
         for (int w = 0; w < 2; w++)
-            if (set[w].key == key)
+            if (set[w].Is(key))
                 set[w] = default;
-        map.Update(s, set);
+        map.Update(key.Set, set);
     }
 
     /// <summary>
@@ -276,8 +275,8 @@ internal sealed partial class XdpDataPlane : IDataPlane
     }
 
     /// <summary>
-    /// Removes a service from lb_vips, then forgets the IPv4 flows remembered for its key:
-    /// remembered IPv4 flows are forwarded without the service lookup (bpf/lb.h lb_flows), so
+    /// Removes a service from lb_vips, then forgets the flows remembered for its key: remembered
+    /// flows are forwarded without the service lookup (bpf/lb.h lb_flows, lb_flows6), so
     /// without this they would go on to the service's backends. (A deleted service's backends are
     /// cleared too, which stops them as well; this covers a service whose VIP, port or protocol
     /// changed and keeps its backends.) Packets already past lb_vips on another CPU meanwhile are
@@ -288,6 +287,53 @@ internal sealed partial class XdpDataPlane : IDataPlane
         _vipTable.Remove(key);
         if (key.family == LbMaps.FamilyV4)
             ForgetFlowsTo(key);
+        else
+            ForgetFlows6To(key);
+    }
+
+    /// <summary>The same as <see cref="ForgetFlowsTo"/> for lb_flows6 and an IPv6 key.</summary>
+    private unsafe void ForgetFlows6To(in LbServiceKey key)
+    {
+        ulong d0, d1;
+        fixed (byte* a = key.addr)
+        {
+            d0 = *(ulong*)a;
+            d1 = *(ulong*)(a + 8);
+        }
+        ushort dport = key.port;
+        ulong udp = key.proto == (byte)System.Net.Sockets.ProtocolType.Udp ? LbMaps.Flow4Udp : 0;
+        var map = _flows6.AsMap<uint, LbFlow6Set>();
+        var cursor = new MapBatchCursor(_flows6);
+        const int chunk = 4096;
+        var keys = new uint[chunk];
+        var sets = new LbFlow6Set[chunk];
+        var changedKeys = new List<uint>();
+        var changedSets = new List<LbFlow6Set>();
+        while (!cursor.Done)
+        {
+            int n = map.LookupBatch(cursor, keys, sets);
+            for (int i = 0; i < n; i++)
+            {
+                bool changed = false;
+                for (int w = 0; w < 2; w++)
+                {
+                    var e = sets[i][w];
+                    if ((e.tag & LbMaps.Flow4Valid) != 0 && e.daddr0 == d0 && e.daddr1 == d1 &&
+                        (ushort)(e.tag >> 16) == dport && (e.tag & LbMaps.Flow4Udp) == udp)
+                    {
+                        sets[i][w] = default;
+                        changed = true;
+                    }
+                }
+                if (changed)
+                {
+                    changedKeys.Add(keys[i]);
+                    changedSets.Add(sets[i]);
+                }
+            }
+        }
+        if (changedKeys.Count > 0)
+            map.UpdateBatch(changedKeys.ToArray(), changedSets.ToArray());
     }
 
     /// <summary>

@@ -7,8 +7,8 @@
  * remembered from then on; encapsulate toward the backend (IPIP or GUE, per service) and XDP_TX
  * it. Everything else is XDP_PASSed to the stack. Without the memory the backend is a pure
  * function of the 5-tuple and the ring, so every node holding the same ring picks the same one.
- * A remembered IPv4 flow is found by its 5-tuple before the service lookup (fast4), since its
- * backend carries the service's settings (lb.h).
+ * A remembered flow is found by its 5-tuple before the service lookup (IPv4: fast4, lb4; IPv6:
+ * lb6), since its backend carries the service's settings (lb.h).
  *
  * Cost: the hot path makes no map-lookup calls (ARRAY and PERCPU_ARRAY lookups are inlined by
  * the verifier; the ring's inner-map lookup, a call, is only made for a flow the memory does
@@ -107,10 +107,10 @@ struct {
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, LB_FLOW_SETS);
+    __uint(max_entries, LB_FLOW6_SETS);
     LB_PIN;
     __type(key, __u32);
-    __type(value, struct lb_flow_set);
+    __type(value, struct lb_flow6_set);
 } lb_flows6 SEC(".maps");
 
 struct {
@@ -772,7 +772,46 @@ static __always_inline int lb4(struct xdp_md *ctx, void *data, void *data_end)
     return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0);
 }
 
-/* IPv6: the service first, then the flow hash, which keys the memory (lb_flows6). */
+/* Writes an lb_flows6 entry so that a reader on another CPU never takes it for another flow's:
+ * the tag (with the valid bit) is cleared first and written last, with compiler barriers between,
+ * and x86 keeps stores in order (a reader loads the addresses before the tag: one that sees any
+ * new address word sees the cleared or the new tag). A reader meanwhile sees a miss. */
+static __always_inline void flow6_put(struct lb_flow6 *w, __u64 s0, __u64 s1, __u64 d0, __u64 d1, __u64 tag, __u32 hash)
+{
+    *(volatile __u64 *)&w->tag = 0;
+    asm volatile("" ::: "memory");
+    w->saddr[0] = s0;
+    w->saddr[1] = s1;
+    w->daddr[0] = d0;
+    w->daddr[1] = d1;
+    w->hash = hash;
+    asm volatile("" ::: "memory");
+    *(volatile __u64 *)&w->tag = tag;
+}
+
+/* Way 0 or 1 of the set holding this flow (addresses, then the tag's key bits), or -1. */
+static __always_inline int flow6_way(struct lb_flow6_set *fs, __u64 s0, __u64 s1, __u64 d0, __u64 d1, __u64 key,
+                                     __u64 *tag, __u32 *hash)
+{
+#pragma unroll
+    for (int w = 0; w < 2; w++) {
+        struct lb_flow6 *e = &fs->way[w];
+        if (((e->saddr[0] ^ s0) | (e->saddr[1] ^ s1) | (e->daddr[0] ^ d0) | (e->daddr[1] ^ d1)) == 0) {
+            asm volatile("" ::: "memory");
+            __u64 t = *(volatile __u64 *)&e->tag;
+            if ((t & LB_FLOW6_KEY) == key) {
+                *tag = t;
+                *hash = e->hash;
+                return w;
+            }
+        }
+    }
+    return -1;
+}
+
+/* IPv6. As for IPv4, a remembered flow (found by its 5-tuple in lb_flows6) is forwarded to its
+ * backend without the service lookup or the flow hash (its entry keeps the hash as its entropy);
+ * any other packet goes through lb_vips, the flow hash and the service's ring, and is remembered. */
 static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
 {
     struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
@@ -793,13 +832,43 @@ static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
     if (ports + 4 > data_end)
         return pass(LB_G_MALFORMED);
     __u32 ports_word = *(__u32 *)ports;
+    __u64 s0 = *(__u64 *)&ip6->saddr;
+    __u64 s1 = *((__u64 *)&ip6->saddr + 1);
     __u64 k0 = *(__u64 *)&ip6->daddr;
     __u64 k1 = *((__u64 *)&ip6->daddr + 1);
-    __u32 ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V6 << 24);
     __u32 l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
     if (l3_len < sizeof(*ip6) + 4)
         l3_len = 0;
+    __u64 key = ports_word | (proto == IPPROTO_UDP ? LB_FLOW4_UDP : 0) | LB_FLOW4_VALID;
+    __u32 set = lb_flow6_set_of(lb_flow6_mix(s0, s1, k0, k1, ports_word));
+    struct lb_flow6_set *fs = bpf_map_lookup_elem(&lb_flows6, &set);
+    if (!fs)
+        return pass(LB_G_PASS); /* never: the set index is below LB_FLOW6_SETS */
 
+    /* A flow seen before keeps its backend while that backend is in use and not down (drain:
+     * weight 0 for new flows, open ones continue). */
+    struct lb_backend *be;
+    __u32 bid, h = 0;
+    __u64 tag = 0;
+    int way = flow6_way(fs, s0, s1, k0, k1, key, &tag, &h);
+#ifdef LB_BENCH_NEW_FLOWS
+    way = -1; /* benchmark build only: every packet is a new flow (see lb4) */
+#endif
+    if (way >= 0) {
+        bid = (tag >> 48) & 0x7fff;
+        be = bpf_map_lookup_elem(&lb_backends, &bid);
+        if (be && be->family != 0 && !(be->flags & LB_BE_F_DOWN)) {
+            if (way) {
+                /* Used again: back to way 0, so the set evicts the flow used least recently. */
+                struct lb_flow6 old = fs->way[0];
+                flow6_put(&fs->way[1], old.saddr[0], old.saddr[1], old.daddr[0], old.daddr[1], old.tag, old.hash);
+                flow6_put(&fs->way[0], s0, s1, k0, k1, tag, h);
+            }
+            return forward(ctx, data, data_end, be, bid, l3_len, h, 1);
+        }
+    }
+
+    __u32 ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V6 << 24);
     struct lb_service *svc = find_service(k0, k1, ppf);
     if (!svc)
         return pass(LB_G_PASS);
@@ -808,7 +877,7 @@ static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
     struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
     if (!cfg)
         return drop_no_backend(sid);
-    __u32 h = cfg->hash_seed;
+    h = cfg->hash_seed;
 #pragma unroll
     for (int i = 0; i < 4; i++)
         h = mix(h, ip6->saddr.in6_u.u6_addr32[i]);
@@ -819,48 +888,16 @@ static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
     h = mix(h, ports_word);
     h = mix(h, proto);
     h = fmix(h, 40);
-    __u64 fkey = h | LB_FLOW_KEY_V6 | ((__u64)sid << 48);
-    __u32 set = lb_flow_set_of(fkey);
-    struct lb_flow_set *fs = bpf_map_lookup_elem(&lb_flows6, &set);
-    if (!fs)
+    be = pick(svc, sid, h, &bid);
+    if (!be)
         return drop_no_backend(sid);
-    __u64 check = ((__u64)lb_flow_check(fkey) << 48) | ((__u64)LB_FLOW_VALID << 32);
-    struct lb_backend *be = 0;
-    __u32 bid = 0;
-    __u64 val = 0;
-    int way = -1;
-    if (fs->way[0].key == fkey) {
-        val = *(__u64 *)&fs->way[0].hash;
-        way = 0;
-    } else if (fs->way[1].key == fkey) {
-        val = *(__u64 *)&fs->way[1].hash;
-        way = 1;
+    /* Remember it: in the way of a stale entry of this flow (its backend went down), else the new
+     * entry in way 0 and the previous way 0 in way 1. */
+    if (way != 0) {
+        struct lb_flow6 old = fs->way[0];
+        flow6_put(&fs->way[1], old.saddr[0], old.saddr[1], old.daddr[0], old.daddr[1], old.tag, old.hash);
     }
-#ifdef LB_BENCH_NEW_FLOWS
-    val = 0;
-#endif
-    if ((val & 0xffff800000000000ull) == check) {
-        bid = (val >> 32) & 0x7fff;
-        be = bpf_map_lookup_elem(&lb_backends, &bid);
-        if (be && (be->family == 0 || (be->flags & LB_BE_F_DOWN)))
-            be = 0;
-        if (be && way == 1) {
-            fs->way[1] = fs->way[0];
-            fs->way[0].key = fkey;
-            *(__u64 *)&fs->way[0].hash = val;
-        }
-    } else {
-        way = -1;
-    }
-    if (!be) {
-        be = pick(svc, sid, h, &bid);
-        if (!be)
-            return drop_no_backend(sid);
-        if (way != 0)
-            fs->way[1] = fs->way[0];
-        fs->way[0].key = fkey;
-        *(__u64 *)&fs->way[0].hash = check | ((__u64)bid << 32) | h;
-    }
+    flow6_put(&fs->way[0], s0, s1, k0, k1, key | ((__u64)bid << 48), h);
     return forward(ctx, data, data_end, be, bid, l3_len, h, 1);
 }
 

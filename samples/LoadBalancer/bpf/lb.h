@@ -111,13 +111,15 @@ struct __attribute__((aligned(8))) lb_backend {
  * its remembered flows continue while the ring no longer sends it new ones. */
 #define LB_BE_F_DOWN 1
 
-/* lb_flows and lb_flows6: the flow memory, 2-way set-associative caches in ARRAYs of LB_FLOW_SETS
- * sets of two 16-byte entries (one inlined lookup, no call). A miss (a new flow, or one evicted)
+/* lb_flows and lb_flows6: the flow memory, 2-way set-associative caches in ARRAYs of sets of two
+ * entries (LB_FLOW_SETS sets of 16-byte IPv4 entries, LB_FLOW6_SETS of 48-byte IPv6 ones; one
+ * inlined lookup, no call). A miss (a new flow, or one evicted)
  * inserts in way 0 and moves way 0 to way 1; a hit in way 1 moves the entry back to way 0, so each
  * set is a 2-entry LRU: a flow is forgotten when two other flows land in its set between two of its
- * packets, and a forgotten flow simply follows the current ring again. An entry is two 64-bit words
+ * packets, and a forgotten flow simply follows the current ring again. An IPv4 entry is two 64-bit words
  * written separately by the program on any CPU; check bits bound to the key make a pair torn by a
- * writer on another CPU read as a miss rather than as another flow's backend. */
+ * writer on another CPU read as a miss rather than as another flow's backend (IPv6: see
+ * flow6_put in lb.c). */
 #define LB_FLOW_SET_BITS 18
 #define LB_FLOW_SETS (1u << LB_FLOW_SET_BITS) /* 262,144 sets x 2 ways = 524,288 flows, 8 MiB */
 #define LB_FLOW_SET_MUL 0x9E3779B97F4A7C15ull /* Fibonacci hashing (Knuth 6.4), 64-bit */
@@ -170,32 +172,38 @@ static inline __u32 lb_flow4_entropy(__u64 key)
     return (key >> 32) & 0x7fff;
 }
 
-/* lb_flows6 (IPv6): key = flow hash | service id << 48 | LB_FLOW_KEY_V6 (two IPv6 flows with the
- * same 32-bit hash share an entry, as they share a ring slot); set = lb_flow_set_of(key), which
- * leaves the service id out; `check` = lb_flow_check(key). */
-#define LB_FLOW_VALID 0x8000        /* lb_flow.backend: the entry is in use */
-#define LB_FLOW_KEY_V6 (1ull << 63) /* lb_flow.key of an IPv6 flow */
-#define LB_FLOW_KEY_SERVICE (0x7fffull << 48) /* the service id bits of lb_flow.key */
+/* lb_flows6 (IPv6): keyed exactly by the 5-tuple too, so a remembered IPv6 flow is forwarded
+ * without the service lookup or the flow hash. An entry holds both addresses as they lie in the
+ * packet, a tag like lb_flow4's without check bits (ports | LB_FLOW4_UDP | backend id << 48 |
+ * LB_FLOW4_VALID; a packet matches when the addresses are equal and tag & LB_FLOW6_KEY is its own
+ * key) and the flow hash computed when the flow was first seen, which is the flow's entropy for
+ * the outer headers (so both paths send the same bytes). set = lb_flow6_set_of(lb_flow6_mix(...)). */
+#define LB_FLOW6_SET_BITS 17
+#define LB_FLOW6_SETS (1u << LB_FLOW6_SET_BITS) /* 131,072 sets x 2 ways = 262,144 flows, 12 MiB */
+#define LB_FLOW6_KEY (LB_FLOW4_VALID | LB_FLOW4_UDP | 0xffffffffull) /* tag bits that are key */
 
-struct __attribute__((aligned(8))) lb_flow {
-    __u64 key;     /* flow hash | service id << 48 | LB_FLOW_KEY_V6; 0 = empty */
-    __u32 hash;    /* the flow hash */
-    __u16 backend; /* LB_FLOW_VALID | backend id */
-    __u16 check;   /* lb_flow_check(key) */
+struct __attribute__((aligned(8))) lb_flow6 {
+    __u64 saddr[2];
+    __u64 daddr[2];
+    __u64 tag;
+    __u32 hash;     /* the flow hash (MurmurHash3 of the 5-tuple, lb.c) */
+    __u32 reserved;
 };
 
-struct lb_flow_set {
-    struct lb_flow way[2];
+struct lb_flow6_set {
+    struct lb_flow6 way[2];
 };
 
-static inline __u32 lb_flow_set_of(__u64 key)
+/* The product the set of an IPv6 flow comes from: the address words folded with a multiply
+ * between them (so neither half of the source cancels the other), then the ports. */
+static inline __u64 lb_flow6_mix(__u64 s0, __u64 s1, __u64 d0, __u64 d1, __u32 ports)
 {
-    return ((key & ~LB_FLOW_KEY_SERVICE) * LB_FLOW_SET_MUL) >> (64 - LB_FLOW_SET_BITS);
+    return ((((s0 ^ d0) * LB_FLOW_SET_MUL) ^ s1 ^ d1 ^ ((__u64)ports << 16)) * LB_FLOW_SET_MUL);
 }
 
-static inline __u16 lb_flow_check(__u64 key)
+static inline __u32 lb_flow6_set_of(__u64 m)
 {
-    return (__u16)(key ^ (key >> 16) ^ (key >> 32) ^ (key >> 48));
+    return m >> (64 - LB_FLOW6_SET_BITS);
 }
 
 /* Value of lb_layout[0]: the layout of the pinned maps. A daemon finding pins of another layout
