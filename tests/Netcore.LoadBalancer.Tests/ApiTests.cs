@@ -182,6 +182,18 @@ public class HealthCheckTests
     }
 
     [Fact]
+    public void StateMachine_StartingDown_NeedsRiseSuccessesToComeUp()
+    {
+        // A restarted daemon starts a backend that was down as down (LbController.Restore).
+        var m = new Health.HealthStateMachine(rise: 2, fall: 3, up: false);
+        Assert.False(m.Up);
+        Assert.False(m.Observe(false));                      // already down: no change
+        Assert.False(m.Observe(true));
+        Assert.True(m.Observe(true));                        // 2 in a row: up
+        Assert.True(m.Up);
+    }
+
+    [Fact]
     public void StateMachine_Property_StateFollowsTheLastStreak()
     {
         Properties.Check(FsCheck.Fluent.ArbMap.Default.ArbFor<bool[]>(), results =>

@@ -214,6 +214,43 @@ public sealed class ControlPlaneTests : IDisposable
     }
 
     [Fact]
+    public void Restore_StartsABackendThatWasDownAsDown_SoTheFirstRingIsTheOneLeft()
+    {
+        // The previous process marked 10.0.0.1 down (LB_BE_F_DOWN in the pinned lb_backends):
+        // the restarted one starts it down instead of up, so the ring it writes first is the one
+        // the data plane already has, and its check must see `rise` successes to bring it back.
+        var dp = new FakeDataPlane();
+        uint downId;
+        uint[] ringBefore;
+        using (var store = new ConfigStore(Db))
+        using (var ctl = new LbController(dp, store, NullLogger.Instance, Size, runHealthChecks: false))
+        {
+            ctl.PutService(Web(hc: Hc));
+            downId = ctl.PutBackend("web", IPAddress.Parse("10.0.0.1"), 100).View.Id;
+            ctl.PutBackend("web", IPAddress.Parse("10.0.0.2"), 100);
+            ctl.PutBackend("web", IPAddress.Parse("10.0.0.3"), 100);
+            ctl.SetHealth("web", IPAddress.Parse("10.0.0.1"), up: false);
+            ringBefore = dp.Rings[0];
+        }
+        Assert.True(dp.WasDown(downId, IPAddress.Parse("10.0.0.1"), 0));
+        Assert.False(dp.WasDown(downId, IPAddress.Parse("10.0.0.9"), 0));   // another address in that slot: no
+        Assert.False(dp.WasDown(downId, IPAddress.Parse("10.0.0.1"), 1));   // another service: no
+        dp.Ops.Clear();
+        using (var store = new ConfigStore(Db))
+        using (var ctl = new LbController(dp, store, NullLogger.Instance, Size, runHealthChecks: false))
+        {
+            ctl.Restore();
+            var backends = ctl.GetService("web").Backends;
+            Assert.Equal(["down", "up", "up"], backends.OrderBy(b => b.Address, StringComparer.Ordinal).Select(b => b.Health));
+            Assert.Contains($"backend {downId} flags 1", dp.Ops);
+            Assert.DoesNotContain($"backend {downId} flags 0", dp.Ops);      // never written up meanwhile
+            Assert.Equal(ringBefore, dp.Rings[0]);
+            ctl.SetHealth("web", IPAddress.Parse("10.0.0.1"), up: true);
+            Assert.Contains(downId, dp.Rings[0]);
+        }
+    }
+
+    [Fact]
     public void Restore_RemovesServicesTheAdoptedMapsHoldButTheStoreDoesNot()
     {
         var (ctl, dp, store) = Open();

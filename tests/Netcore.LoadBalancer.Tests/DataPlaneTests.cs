@@ -766,6 +766,20 @@ public class DataPlaneTests
     }
 
     [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void RestartedDataPlane_ReadsWhichBackendsWereDown()
+    {
+        using var lb = Setup();
+        lb.SetBackend(40, IPAddress.Parse("10.0.0.40"), 1, down: true);
+        using var again = XdpDataPlane.Open(new XdpDataPlaneOptions { ObjectPath = Path.Combine(AppContext.BaseDirectory, "bpf", "lb.o"), PinDirectory = lb.Dir });
+        Assert.True(again.MapsReused);
+        Assert.True(again.WasDown(40, IPAddress.Parse("10.0.0.40"), 1));
+        Assert.False(again.WasDown(40, IPAddress.Parse("10.0.0.41"), 1));
+        Assert.False(again.WasDown(40, IPAddress.Parse("10.0.0.40"), 2));
+        Assert.False(again.WasDown(BeId(1), Be4, 1));                      // in use and up
+        Assert.False(again.WasDown(41, IPAddress.Parse("10.0.0.40"), 1));  // unused slot
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void PinnedMapsOfAnotherLayout_AreRecreated()
     {
         string dir = "/sys/fs/bpf/nclb-" + Guid.NewGuid().ToString("N")[..12];

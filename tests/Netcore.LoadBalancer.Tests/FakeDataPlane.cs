@@ -54,6 +54,9 @@ internal sealed class FakeDataPlane : IDataPlane
         Ops.Add($"backend {id} flags {backend.flags}");
     }
 
+    public bool WasDown(uint id, System.Net.IPAddress address, uint serviceId) =>
+        Backends.TryGetValue(id, out var b) && b.MarksDown(address, serviceId);
+
     public void ClearBackend(uint id)
     {
         foreach (var (sid, ring) in Rings)

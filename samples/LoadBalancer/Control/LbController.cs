@@ -112,8 +112,12 @@ internal sealed partial class LbController : IDisposable
                 _services[svc.Spec.Name] = svc;
                 foreach (var be in svc.Backends.Values)
                 {
-                    be.Health = svc.Spec.HealthCheck is null ? BackendHealth.Unchecked : BackendHealth.Up;
-                    _dp.SetBackend(be.Id, LbBackend.Create(be.Address, svc.Id));
+                    // Health starts where the previous process left it (the down flag in the
+                    // reused lb_backends), so the first ring is the one the data plane already
+                    // has, instead of every backend up until its checks fail again.
+                    be.Health = svc.Spec.HealthCheck is null ? BackendHealth.Unchecked
+                        : _dp.WasDown(be.Id, be.Address, svc.Id) ? BackendHealth.Down : BackendHealth.Up;
+                    _dp.SetBackend(be.Id, LbBackend.Create(be.Address, svc.Id, be.Health == BackendHealth.Down));
                 }
                 Rebuild(svc);
                 _dp.SetService(svc.Spec.Key, LbService.Create(svc.Id, TableSize, svc.Spec.Encap, svc.Spec.GuePort));
@@ -387,7 +391,7 @@ internal sealed partial class LbController : IDisposable
         string name = svc.Spec.Name;
         var addr = be.Address;
         be.Check = new HealthCheckLoop($"{name}/{be.Name}", ct => HealthProbe.RunAsync(hc, addr, ct), TimeSpan.FromMilliseconds(hc.IntervalMs), hc.Rise, hc.Fall,
-            up => SetHealth(name, addr, up), _log);
+            up => SetHealth(name, addr, up), _log, initiallyUp: be.Health != BackendHealth.Down);
     }
 
     private static void StopChecks(Svc svc)

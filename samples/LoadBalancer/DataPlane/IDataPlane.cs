@@ -30,6 +30,14 @@ internal interface IDataPlane : IDisposable
     /// <summary>Writes lb_backends[id] (with the configuration's and its service's settings copied in).</summary>
     void SetBackend(uint id, in LbBackend backend);
 
+    /// <summary>
+    /// True when lb_backends[id], as found (pinned maps a restarted daemon reused), is in use for
+    /// <paramref name="address"/> in service <paramref name="serviceId"/> and marked down: the
+    /// health a restarted daemon starts that backend from, so its first ring is the one the
+    /// previous process left.
+    /// </summary>
+    bool WasDown(uint id, System.Net.IPAddress address, uint serviceId);
+
     /// <summary>Clears lb_backends[id] (family 0: flows remembered for it are re-hashed, the ring must not name it); what it counted stays in its service's counters.</summary>
     void ClearBackend(uint id);
 

@@ -316,6 +316,18 @@ internal unsafe struct LbBackend
         return b;
     }
 
+    /// <summary>
+    /// True when this entry is in use for <paramref name="address"/> in service
+    /// <paramref name="serviceId"/> and marked down (LB_BE_F_DOWN).
+    /// </summary>
+    public readonly bool MarksDown(IPAddress address, uint serviceId)
+    {
+        var other = Create(address, serviceId);
+        fixed (byte* a = addr)
+            return family != 0 && family == other.family && service == serviceId && (flags & LbMaps.BackendDown) != 0 &&
+                new ReadOnlySpan<byte>(a, 16).SequenceEqual(new ReadOnlySpan<byte>(other.addr, 16));
+    }
+
     /// <summary>A backend of service <paramref name="serviceId"/> (a backend id belongs to one service).</summary>
     public static LbBackend Create(IPAddress address, uint serviceId, bool down = false)
     {

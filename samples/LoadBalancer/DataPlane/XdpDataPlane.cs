@@ -396,6 +396,10 @@ internal sealed partial class XdpDataPlane : IDataPlane
         _backendsWritten[id] = backend;
     }
 
+    /// <inheritdoc />
+    public bool WasDown(uint id, System.Net.IPAddress address, uint serviceId) =>
+        _backends.AsMap<uint, LbBackend>().TryLookup(id, out var pinned) && pinned.MarksDown(address, serviceId);
+
     private void WriteBackend(uint id, LbBackend backend)
     {
         var b = backend.WithConfig(_configValue);

@@ -12,12 +12,12 @@ namespace Netcore.LoadBalancer.Health;
 /// opposite streak. It starts Up, so a daemon that restarts does not pull every backend out of
 /// the table (and move flows) before the first checks have run.
 /// </summary>
-internal sealed class HealthStateMachine(int rise, int fall)
+internal sealed class HealthStateMachine(int rise, int fall, bool up = true)
 {
     private int _ok, _failed;
 
-    /// <summary>Current state.</summary>
-    public bool Up { get; private set; } = true;
+    /// <summary>Current state (initially <c>up</c>: a restarted daemon starts a backend that was down as down).</summary>
+    public bool Up { get; private set; } = up;
 
     /// <summary>Consecutive results in the current streak (successes when positive, failures when negative).</summary>
     public int Streak => _ok > 0 ? _ok : -_failed;
@@ -126,9 +126,9 @@ internal sealed partial class HealthCheckLoop : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _task;
 
-    public HealthCheckLoop(string name, Func<CancellationToken, Task<bool>> probe, TimeSpan interval, int rise, int fall, Action<bool> onChange, ILogger logger)
+    public HealthCheckLoop(string name, Func<CancellationToken, Task<bool>> probe, TimeSpan interval, int rise, int fall, Action<bool> onChange, ILogger logger, bool initiallyUp = true)
     {
-        Machine = new HealthStateMachine(rise, fall);
+        Machine = new HealthStateMachine(rise, fall, initiallyUp);
         _task = RunAsync(name, probe, interval, onChange, logger, _stop.Token);
     }
 
