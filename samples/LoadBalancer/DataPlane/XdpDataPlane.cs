@@ -302,38 +302,8 @@ internal sealed partial class XdpDataPlane : IDataPlane
         }
         ushort dport = key.port;
         ulong udp = key.proto == (byte)System.Net.Sockets.ProtocolType.Udp ? LbMaps.Flow4Udp : 0;
-        var map = _flows6.AsMap<uint, LbFlow6Set>();
-        var cursor = new MapBatchCursor(_flows6);
-        const int chunk = 4096;
-        var keys = new uint[chunk];
-        var sets = new LbFlow6Set[chunk];
-        var changedKeys = new List<uint>();
-        var changedSets = new List<LbFlow6Set>();
-        while (!cursor.Done)
-        {
-            int n = map.LookupBatch(cursor, keys, sets);
-            for (int i = 0; i < n; i++)
-            {
-                bool changed = false;
-                for (int w = 0; w < 2; w++)
-                {
-                    var e = sets[i][w];
-                    if ((e.tag & LbMaps.Flow4Valid) != 0 && e.daddr0 == d0 && e.daddr1 == d1 &&
-                        (ushort)(e.tag >> 16) == dport && (e.tag & LbMaps.Flow4Udp) == udp)
-                    {
-                        sets[i][w] = default;
-                        changed = true;
-                    }
-                }
-                if (changed)
-                {
-                    changedKeys.Add(keys[i]);
-                    changedSets.Add(sets[i]);
-                }
-            }
-        }
-        if (changedKeys.Count > 0)
-            map.UpdateBatch(changedKeys.ToArray(), changedSets.ToArray());
+        ForgetWhere<LbFlow6Set, LbFlow6>(_flows6, e => (e.tag & LbMaps.Flow4Valid) != 0 && e.daddr0 == d0 && e.daddr1 == d1 &&
+            (ushort)(e.tag >> 16) == dport && (e.tag & LbMaps.Flow4Udp) == udp);
     }
 
     /// <summary>
@@ -349,26 +319,32 @@ internal sealed partial class XdpDataPlane : IDataPlane
         fixed (byte* a = key.addr)
             daddr = *(uint*)a;
         ulong udp = key.proto == (byte)System.Net.Sockets.ProtocolType.Udp ? LbMaps.Flow4Udp : 0;
-        var map = _flows.AsMap<uint, LbFlow4Set>();
-        var cursor = new MapBatchCursor(_flows);
-        const int chunk = 8192;
+        ForgetWhere<LbFlow4Set, LbFlow4>(_flows, e => (e.tag & LbMaps.Flow4Valid) != 0 && (uint)(e.addrs >> 32) == daddr &&
+            (ushort)(e.tag >> 16) == dport && (e.tag & LbMaps.Flow4Udp) == udp);
+    }
+
+    /// <summary>Zeroes the ways of a flow memory (sets of <typeparamref name="TWay"/>) that <paramref name="matches"/>, reading in batches and writing back the sets that changed.</summary>
+    private static void ForgetWhere<TSet, TWay>(BpfMap flows, Func<TWay, bool> matches) where TSet : unmanaged where TWay : unmanaged
+    {
+        var map = flows.AsMap<uint, TSet>();
+        var cursor = new MapBatchCursor(flows);
+        const int chunk = 4096;
         var keys = new uint[chunk];
-        var sets = new LbFlow4Set[chunk];
+        var sets = new TSet[chunk];
         var changedKeys = new List<uint>();
-        var changedSets = new List<LbFlow4Set>();
+        var changedSets = new List<TSet>();
         while (!cursor.Done)
         {
             int n = map.LookupBatch(cursor, keys, sets);
             for (int i = 0; i < n; i++)
             {
+                Span<TWay> ways = System.Runtime.InteropServices.MemoryMarshal.Cast<TSet, TWay>(sets.AsSpan(i, 1));
                 bool changed = false;
-                for (int w = 0; w < 2; w++)
+                for (int w = 0; w < ways.Length; w++)
                 {
-                    var e = sets[i][w];
-                    if ((e.tag & LbMaps.Flow4Valid) != 0 && (uint)(e.addrs >> 32) == daddr &&
-                        (ushort)(e.tag >> 16) == dport && (e.tag & LbMaps.Flow4Udp) == udp)
+                    if (matches(ways[w]))
                     {
-                        sets[i][w] = default;
+                        ways[w] = default;
                         changed = true;
                     }
                 }
