@@ -13,6 +13,9 @@ public class FsmEventTests(ITestOutputHelper output)
 {
     private static readonly IPAddress Local = IPAddress.Parse("127.0.0.1");
 
+    // Waits in this class are generous (15-20 s) for a loaded CI machine where test classes run in
+    // parallel; each ends as soon as its event happens. Reads expected to time out name their 2 s.
+
     /// <summary>A hand-driven BGP peer: raw bytes out, whole messages in.</summary>
     private sealed class RawPeer : IDisposable
     {
@@ -31,7 +34,7 @@ public class FsmEventTests(ITestOutputHelper output)
         public Task SendAsync(byte[] m) => _s.SendAsync(m, SocketFlags.None);
 
         /// <summary>The next message (type, body), or null on close or timeout.</summary>
-        public async Task<(byte Type, byte[] Body)?> ReadAsync(double seconds = 5)
+        public async Task<(byte Type, byte[] Body)?> ReadAsync(double seconds = 15)
         {
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
             try
@@ -49,7 +52,7 @@ public class FsmEventTests(ITestOutputHelper output)
         }
 
         /// <summary>Reads until a NOTIFICATION (code, subcode) or the end.</summary>
-        public async Task<(BgpErrorCode, byte)?> NotificationAsync(double seconds = 10)
+        public async Task<(BgpErrorCode, byte)?> NotificationAsync(double seconds = 20)
         {
             while (await ReadAsync(seconds) is { } m)
                 if (m.Type == 3)
@@ -93,7 +96,7 @@ public class FsmEventTests(ITestOutputHelper output)
             new TestLoggerFactory(output));
         await speaker.StartAsync();
         var peer = speaker.AddPeer(new BgpPeerOptions { RemoteAddress = Local, RemoteAs = 65002, Passive = true, HoldTime = hold ?? TimeSpan.FromSeconds(30), Families = [BgpFamily.IPv4Unicast] });
-        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.Active), 5);
+        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.Active), 15);
         return (speaker, peer, port);
     }
 
@@ -102,7 +105,7 @@ public class FsmEventTests(ITestOutputHelper output)
     {
         var raw = await RawPeer.ConnectAsync(port);
         Assert.Equal((byte)1, (await raw.ReadAsync())?.Type); // event 17 TcpConnectionConfirmed: OPEN sent
-        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.OpenSent), 5);
+        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.OpenSent), 15);
         return raw;
     }
 
@@ -111,7 +114,7 @@ public class FsmEventTests(ITestOutputHelper output)
         var raw = await ToOpenSentAsync(peer, port);
         await raw.SendAsync(Open(hold: hold));
         Assert.Equal((byte)4, (await raw.ReadAsync())?.Type); // event 19: KEEPALIVE, OpenConfirm
-        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.OpenConfirm), 5);
+        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.OpenConfirm), 15);
         return raw;
     }
 
@@ -137,12 +140,12 @@ public class FsmEventTests(ITestOutputHelper output)
         if (state == "Established")
         {
             await raw.SendAsync(Keepalive); // event 26
-            await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.Established), 5);
+            await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.Established), 15);
         }
         await raw.SendAsync(message switch { "KEEPALIVE" => Keepalive, "UPDATE" => EmptyUpdate(), _ => Open() });
         // RFC 4271 8.2.2 / RFC 6608 3: NOTIFICATION FSM Error, subcode by state; back to Active (passive peer).
         Assert.Equal((BgpErrorCode.FiniteStateMachine, subcode), await raw.NotificationAsync());
-        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.Active), 5);
+        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.Active), 15);
     }
 
     [Fact]
@@ -152,10 +155,10 @@ public class FsmEventTests(ITestOutputHelper output)
         await using var _ = speaker;
         using var raw = await ToOpenConfirmAsync(peer, port);
         await raw.SendAsync(Keepalive); // event 26 KeepAliveMsg: OpenConfirm -> Established
-        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.Established), 5);
+        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.Established), 15);
         byte[] n = [.. Enumerable.Repeat((byte)0xFF, 16), 0, 21, 3, 6, 2]; // NOTIFICATION Cease/Administrative Shutdown
         await raw.SendAsync(n); // event 25 NotifMsg: Established -> Idle (then Active, passive automatic restart)
-        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.Active), 5);
+        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.Active), 15);
         Assert.Equal(BgpErrorCode.Cease, peer.Statistics.LastError?.Code);
         Assert.False(peer.Statistics.LastErrorSent);
     }
@@ -168,7 +171,7 @@ public class FsmEventTests(ITestOutputHelper output)
         using var raw = await ToOpenSentAsync(peer, port);
         await raw.SendAsync(Open(asn: 65099)); // event 22 BGPOpenMsgErr (RFC 4271 6.2 Bad Peer AS)
         Assert.Equal((BgpErrorCode.OpenMessage, (byte)BgpOpenError.BadPeerAs), await raw.NotificationAsync());
-        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.Active), 5);
+        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.Active), 15);
     }
 
     [Fact]
@@ -190,8 +193,8 @@ public class FsmEventTests(ITestOutputHelper output)
         await using var _ = speaker;
         using var raw = await ToOpenConfirmAsync(peer, port, hold: 3);
         // No KEEPALIVE from the raw peer: event 10 HoldTimer_Expires after the negotiated 3 s.
-        Assert.Equal((BgpErrorCode.HoldTimerExpired, (byte)0), await raw.NotificationAsync(seconds: 10));
-        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.Active), 5);
+        Assert.Equal((BgpErrorCode.HoldTimerExpired, (byte)0), await raw.NotificationAsync(seconds: 20));
+        await SessionTests.Within(peer.WaitForStateAsync(BgpPeerState.Active), 15);
     }
 
     [Fact]
@@ -237,7 +240,7 @@ public class FsmEventTests(ITestOutputHelper output)
         peer.StateChanged += (_, e) => { lock (states) states.Add(e.NewState); };
         await peer.StartAsync(); // event 1 ManualStart
         // event 18 TcpConnectionFails -> Active; event 9 ConnectRetryTimer_Expires -> Connect, again and again.
-        await InteropLab.Eventually(() => { lock (states) return states.Count(s => s == BgpPeerState.Connect) >= 3; }, 10, "three connect attempts");
+        await InteropLab.Eventually(() => { lock (states) return states.Count(s => s == BgpPeerState.Connect) >= 3; }, 30, "three connect attempts");
         lock (states)
         {
             output.WriteLine(string.Join(" ", states));
