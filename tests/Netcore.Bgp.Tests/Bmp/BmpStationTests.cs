@@ -108,7 +108,8 @@ public class BmpStationTests(ITestOutputHelper output)
         // Stopping does not hang on the stuck station (Termination is given 2 s).
         var sw = System.Diagnostics.Stopwatch.StartNew();
         await speaker.DisposeAsync();
-        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"dispose took {sw.Elapsed}");
+        // Generous for a loaded machine; a dispose waiting on the stuck station would never end.
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"dispose took {sw.Elapsed}");
         healthyListener.Dispose();
         await accepting;
         lock (healthySockets)
@@ -175,13 +176,35 @@ public class BmpStationTests(ITestOutputHelper output)
         stop.Cancel();
         int churned = await churn;
         output.WriteLine($"{churned} announce/withdraw operations during the test");
-        await Task.Delay(300);
-        await speaker.WaitForRibAsync();
 
-        var expected = (await speaker.GetAdjRibInAsync(p, prePolicy: true)).ToDictionary(r => r.Prefix, r => r.Attributes.Communities.Single().Value);
+        // What the peer announced, replayed: the Adj-RIB-In must reach exactly this (waiting for it
+        // rather than a fixed pause, as the last UPDATEs may still be in flight on a loaded machine).
+        var sent = Enumerable.Range(0, 300).ToDictionary(Prefix, i => new BgpCommunity(65002, (ushort)i).Value);
+        for (int k = 0; k < churned; k++)
+        {
+            if (k % 3 == 2) sent.Remove(Prefix((k * 7) % 4000));
+            else sent[Prefix(k % 4000)] = new BgpCommunity(65002, (ushort)k).Value;
+        }
+        Dictionary<BgpPrefix, uint> expected;
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            await speaker.WaitForRibAsync();
+            expected = (await speaker.GetAdjRibInAsync(p, prePolicy: true)).ToDictionary(r => r.Prefix, r => r.Attributes.Communities.Single().Value);
+            if ((expected.Count == sent.Count && expected.All(kv => sent.TryGetValue(kv.Key, out uint c) && c == kv.Value)) || DateTime.UtcNow > deadline)
+                break;
+            await Task.Delay(200);
+        }
+        Assert.Equal(sent.OrderBy(kv => kv.Key.ToString()), expected.OrderBy(kv => kv.Key.ToString()));
         Assert.True(expected.Count > 100);
-        await InteropLab.Eventually(() => station.Snapshot().Count == expected.Count, 15, $"station holds {expected.Count} prefixes (has {station.Snapshot().Count})");
+        // The station may still be catching up: wait for its view to match (or the deadline), then compare.
         var seen = station.Snapshot();
+        deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!(seen.Count == expected.Count && seen.All(kv => expected.TryGetValue(kv.Key, out uint c) && c == kv.Value)) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(200);
+            seen = station.Snapshot();
+        }
         Assert.Equal(expected.OrderBy(kv => kv.Key.ToString()), seen.OrderBy(kv => kv.Key.ToString()));
         Assert.Equal(1, station.PeerUps);
         Assert.True(station.EndOfRibs >= 1);
