@@ -84,7 +84,12 @@ public class RibSessionTests(ITestOutputHelper output)
         Connect(b, a, 65001, o => o with { ExtendedMessage = extendedMessage });
         await SessionTests.Within(pa.WaitForStateAsync(BgpPeerState.Established));
         await InteropLab.Eventually(() => Updates(b).Sum(Nlri4) >= count, 30, "all prefixes at the peer");
-        await Task.Delay(300);
+        // The End-of-RIB may still be in flight: wait until the peer has every UPDATE counted as sent (a
+        // deadline, not a fixed pause, so a loaded machine cannot make the count below fall short).
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (Updates(b).Length < pa.Statistics.UpdatesSent && DateTime.UtcNow < deadline)
+            await Task.Delay(50);
+        await Task.Delay(300); // room for an extra UPDATE that should not be there to show up
         var ups = Updates(b).Where(m => Nlri4(m) > 0).ToArray();
         int max = extendedMessage ? 65535 : 4096;
         Assert.Equal(count, ups.Sum(Nlri4));
