@@ -135,7 +135,7 @@ public class RoaSourceTests
             await conn.SendAsync(Netcore.Bgp.Rpki.RtrCodec.SerialNotify(1, 7, serial));
             await conn.ExpectAsync(Netcore.Bgp.Rpki.RtrPduType.SerialQuery);
             await conn.AnswerAsync(1, 7, serial, [.. withdraw.Select(r => Netcore.Bgp.Rpki.RtrCodec.Prefix(1, false, r)), .. announce.Select(r => Netcore.Bgp.Rpki.RtrCodec.Prefix(1, true, r))]);
-            var deadline = DateTime.UtcNow.AddSeconds(10);
+            var deadline = DateTime.UtcNow.AddSeconds(30);
             while (client.Serial != serial && DateTime.UtcNow < deadline) await Task.Delay(10);
         }
         var extra = BgpRoa.Parse("192.0.2.0/24 AS65009");
