@@ -168,7 +168,7 @@ public class BmpInteropTests(ITestOutputHelper output)
             Assert.Equal(1, downs.Single(m => Str(m, "peer_ip") == "fd00::2").GetProperty("reason_type").GetInt32());
 
             // Second, independent check: Wireshark's BMP dissector over the captured station connection.
-            await Task.Delay(500); // let tcpdump write the last segments
+            await WaitForCaptureAsync(pcap, "bmp.type == 5", "bmp.type", lines => lines.Count >= 1, "the Termination in the capture");
             capture.Signal(2);
             capture.WaitForExit(TimeSpan.FromSeconds(5));
             CheckWithTshark(pcap);
@@ -250,7 +250,7 @@ public class BmpInteropTests(ITestOutputHelper output)
         // BIRD's own UPDATE: AS_PATH 65002 23456 (AS_TRANS) with AS4_PATH, merged by the collector (RFC 6793 4.2.3).
         Assert.Equal("65002 4200000099", Str(live, "as_path"));
 
-        await Task.Delay(500); // let tcpdump write the last segments
+        await WaitForCaptureAsync(pcap, "bmp.type == 0", "bmp.peer.flags", lines => lines.Sum(l => l.Split(';').Length) >= 3, "three Route Monitoring messages in the capture");
         capture.Signal(2);
         capture.WaitForExit(TimeSpan.FromSeconds(5));
         var r = Shell.Run("tshark", ["-r", pcap, "-n", "-d", $"tcp.port=={StationPort},bmp", "-Y", "bmp.type == 0", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;",
@@ -268,6 +268,24 @@ public class BmpInteropTests(ITestOutputHelper output)
     /// order, the per-peer flags (V set only for the IPv6 peer, L and A clear), Peer Down reasons and the
     /// Route Monitoring count (2 routes and 2 End-of-RIB in the dump, 2 live announcements, 2 withdrawals).
     /// </summary>
+    /// <summary>
+    /// Waits until tshark finds what <paramref name="done"/> asks for (one line per matching frame) in the capture
+    /// tcpdump is still writing: on a loaded machine tcpdump may write the last segments well after the collector
+    /// read them, and stopping it earlier would cut them off. Gives up after 30 s (the checks that follow then fail).
+    /// </summary>
+    private static async Task WaitForCaptureAsync(string pcap, string filter, string field, Func<List<string>, bool> done, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (DateTime.UtcNow < deadline)
+        {
+            var r = Shell.Run("tshark", ["-r", pcap, "-n", "-d", $"tcp.port=={StationPort},bmp", "-Y", filter, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;", "-e", field]);
+            if (done([.. r.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries)]))
+                return;
+            await Task.Delay(200);
+        }
+        throw new TimeoutException("not within 30 s: " + what);
+    }
+
     private void CheckWithTshark(string pcap)
     {
         var r = Shell.Run("tshark", ["-r", pcap, "-n", "-d", $"tcp.port=={StationPort},bmp", "-Y", "bmp", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;",
