@@ -60,13 +60,13 @@ public class FrrInteropTests(ITestOutputHelper output)
 
         await InteropLab.AnnounceOurRoutesAsync(p4, p6);
         string show = "";
-        await InteropLab.Eventually(() => (show = Vtysh(lab, "show bgp ipv4 unicast 198.51.100.7/32")).Contains("Large Community", StringComparison.Ordinal), 15, "route in FRR");
+        await InteropLab.Eventually(() => (show = Vtysh(lab, "show bgp ipv4 unicast 198.51.100.7/32")).Contains("Large Community", StringComparison.Ordinal), 30, "route in FRR");
         output.WriteLine(show);
         Assert.Contains("4200000001", show, StringComparison.Ordinal);
         Assert.Contains("Community: 65001:42", show, StringComparison.Ordinal);
         Assert.Contains("Extended Community: RT:65001:9", show, StringComparison.Ordinal);
         Assert.Contains("Large Community: 4200000001:1:2", show, StringComparison.Ordinal);
-        await InteropLab.Eventually(() => Vtysh(lab, "show bgp ipv6 unicast 2001:db8:100::/48").Contains("fd00::1", StringComparison.Ordinal), 15, "IPv6 route in FRR");
+        await InteropLab.Eventually(() => Vtysh(lab, "show bgp ipv6 unicast 2001:db8:100::/48").Contains("fd00::1", StringComparison.Ordinal), 30, "IPv6 route in FRR");
 
         long before = p4.Statistics.RouteRefreshesReceived;
         Vtysh(lab, "clear bgp ipv4 unicast 10.0.0.1 soft in");
@@ -112,6 +112,6 @@ public class FrrInteropTests(ITestOutputHelper output)
         await Task.Delay(4000);
         Assert.Equal(0, wrong.Statistics.EstablishedTransitions);
         // bgpd reaches Established only when our KEEPALIVE arrives, which can be after we did: poll.
-        await InteropLab.Eventually(() => Vtysh(lab, "show bgp neighbors 10.0.0.1").Contains("Established", StringComparison.Ordinal), 15, "bgpd shows 10.0.0.1 Established");
+        await InteropLab.Eventually(() => Vtysh(lab, "show bgp neighbors 10.0.0.1").Contains("Established", StringComparison.Ordinal), 30, "bgpd shows 10.0.0.1 Established");
     }
 }

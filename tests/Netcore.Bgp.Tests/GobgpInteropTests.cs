@@ -54,13 +54,13 @@ public class GobgpInteropTests(ITestOutputHelper output)
 
         await InteropLab.AnnounceOurRoutesAsync(p4, p6);
         string show = "";
-        await InteropLab.Eventually(() => (show = Gobgp(lab, "global rib -a ipv4 198.51.100.7/32")).Contains("198.51.100.7", StringComparison.Ordinal), 15, "route in GoBGP");
+        await InteropLab.Eventually(() => (show = Gobgp(lab, "global rib -a ipv4 198.51.100.7/32")).Contains("198.51.100.7", StringComparison.Ordinal), 30, "route in GoBGP");
         output.WriteLine(show);
         Assert.Contains("4200000001", show, StringComparison.Ordinal);
         Assert.Contains("65001:42", show, StringComparison.Ordinal);
         Assert.Contains("4200000001:1:2", show, StringComparison.Ordinal);
         Assert.Contains("Extcomms: [65001:9]", show, StringComparison.Ordinal);
-        await InteropLab.Eventually(() => Gobgp(lab, "global rib -a ipv6").Contains("2001:db8:100::/48", StringComparison.Ordinal), 15, "IPv6 route in GoBGP");
+        await InteropLab.Eventually(() => Gobgp(lab, "global rib -a ipv6").Contains("2001:db8:100::/48", StringComparison.Ordinal), 30, "IPv6 route in GoBGP");
 
         // GoBGP keeps an Adj-RIB-In, so its soft reset does not send ROUTE-REFRESH; we ask it instead.
         long updates = p4.Statistics.UpdatesReceived;

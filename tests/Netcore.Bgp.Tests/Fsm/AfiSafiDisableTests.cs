@@ -68,7 +68,7 @@ public class AfiSafiDisableTests(ITestOutputHelper output)
         using var r = raw;
         Assert.Contains(BgpFamily.IPv6Unicast, peer.Negotiated!.Families);
         var got = new List<BgpRouteUpdate>();
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         var reader = Task.Run(async () =>
         {
             await foreach (var u in speaker.ReadUpdatesAsync(cts.Token))
@@ -98,7 +98,7 @@ public class AfiSafiDisableTests(ITestOutputHelper output)
         await using var _ = speaker;
         using var r = raw;
         await raw.SendAsync(V6Update(malformed: true), SocketFlags.None);
-        await InteropLab.Eventually(() => peer.Statistics.LastError is not null, 10, "session reset");
+        await InteropLab.Eventually(() => peer.Statistics.LastError is not null, 30, "session reset");
         // RFC 7606 7.11 default: UPDATE Message Error / Optional Attribute Error.
         Assert.Equal(BgpErrorCode.UpdateMessage, peer.Statistics.LastError!.Code);
         Assert.Equal((byte)BgpUpdateError.OptionalAttributeError, peer.Statistics.LastError.Subcode);

@@ -101,7 +101,7 @@ public class RtrInteropTests(ITestOutputHelper output)
             await InteropLab.Eventually(() => Held(client).SetEquals(next), 20, "the edited set");
             Assert.True(client.Serial > serial, $"serial {client.Serial} after {serial}");
             Assert.DoesNotContain(r0, Held(client));
-            await InteropLab.Eventually(() => { lock (updates) return updates.Any(u => u.Announced + u.Withdrawn > 0 && u.Incremental); }, 10, "the Updated event");
+            await InteropLab.Eventually(() => { lock (updates) return updates.Any(u => u.Announced + u.Withdrawn > 0 && u.Incremental); }, 30, "the Updated event");
             lock (updates)
             {
                 Assert.False(updates[0].Incremental);
