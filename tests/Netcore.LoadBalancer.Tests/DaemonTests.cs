@@ -173,12 +173,17 @@ public partial class DaemonTests(ITestOutputHelper output)
         ExternalDaemon StartCheckTarget() => ExternalDaemon.Start(router, "python3", ["-m", "http.server", "--bind", "10.61.0.1", "18282", "--directory", dir], output);
         var target = StartCheckTarget();
         var d = await StartAsync(n, "--bgp-router-id", "10.61.0.2", "--bgp-local-as", "65001", "--bgp-peer", "10.61.0.1:65000", "--bgp-next-hop", "10.61.0.2",
-            "--bfd", "--node-check", "http://10.61.0.1:18282/");
+            "--bfd", "--node-check", "http://10.61.0.1:18282/", "--bgp-community", "65001:100", "--bgp-large-community", "65001:7:8");
         Assert.EndsWith("201", Curl(n, "PUT", "/api/v1/services/web", """{"vip":"192.0.2.10","port":80,"protocol":"tcp","encap":"ipip"}"""), StringComparison.Ordinal);
         string show = "";
         await Eventually(() => (show = Birdc("show route 192.0.2.10/32")).Contains("10.61.0.2", StringComparison.Ordinal), 30, "VIP in BIRD");
         output.WriteLine(show);
         Assert.Contains("via 10.61.0.2", show, StringComparison.Ordinal);
+        // The communities of --bgp-community / --bgp-large-community, as BIRD decoded them.
+        string all = Birdc("show route 192.0.2.10/32 all");
+        output.WriteLine(all);
+        Assert.Contains("BGP.community: (65001,100)", all, StringComparison.Ordinal);
+        Assert.Contains("BGP.large_community: (65001, 7, 8)", all, StringComparison.Ordinal);
         string state = Curl(n, "GET", "/api/v1/state");
         Assert.Contains("\"state\":\"Established\"", state, StringComparison.Ordinal);
         Assert.Contains("\"announced\":[\"192.0.2.10/32\"]", state, StringComparison.Ordinal);

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
+using Netcore.Bgp;
 using Netcore.LoadBalancer.Api;
 using Netcore.LoadBalancer.Control;
 using Netcore.LoadBalancer.DataPlane;
@@ -113,6 +114,7 @@ internal static partial class ServeCommand
             {
                 RouterId = o.BgpRouterId!, LocalAs = o.BgpLocalAs, Peers = o.BgpPeers, NextHop = o.BgpNextHop ?? src4,
                 Bfd = o.Bfd, Interface = o.Interface,
+                RouteAttributes = new BgpPathAttributes { Communities = [.. o.BgpCommunities], LargeCommunities = [.. o.BgpLargeCommunities] },
             }, loggerFactory);
             await bgp.StartAsync(stop.Token).ConfigureAwait(false);
             var announcer = bgp;

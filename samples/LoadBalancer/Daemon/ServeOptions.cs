@@ -12,6 +12,7 @@ internal sealed record ServeOptions
         usage: Netcore.LoadBalancer serve --interface IF --api 127.0.0.1:PORT --db PATH
                  [--netns NAME] [--token T] [--pin-dir DIR] [--node-name NAME]
                  [--bgp-router-id IP --bgp-local-as N --bgp-peer IP:AS ...] [--bgp-next-hop IP] [--bfd]
+                 [--bgp-community ASN:V|NAME ...] [--bgp-large-community A:B:C ...]
                  [--node-check tcp:IP:PORT|http://...] [--xdp-mode native|generic] [--log-format text|json]
                  [--detach-on-exit] [--gateway-mac MAC] [--source-v4 IP] [--source-v6 IP]
                  [--hash-seed N] [--table-size PRIME] [--mtu N] [--icmp-rate N]
@@ -30,6 +31,12 @@ internal sealed record ServeOptions
     public uint BgpLocalAs { get; init; }
     public IReadOnlyList<(IPAddress Address, uint As)> BgpPeers { get; init; } = [];
     public IPAddress? BgpNextHop { get; init; }
+
+    /// <summary>Communities (RFC 1997) the VIP routes carry.</summary>
+    public IReadOnlyList<Netcore.Bgp.BgpCommunity> BgpCommunities { get; init; } = [];
+
+    /// <summary>Large communities (RFC 8092) the VIP routes carry.</summary>
+    public IReadOnlyList<Netcore.Bgp.BgpLargeCommunity> BgpLargeCommunities { get; init; } = [];
     public bool Bfd { get; init; }
     public string? NodeCheck { get; init; }
     public XdpMode XdpMode { get; init; } = XdpMode.Native;
@@ -61,6 +68,8 @@ internal sealed record ServeOptions
         int? mtu = null;
         uint icmpRate = DataPlane.LbConfig.DefaultIcmpRate;
         var peers = new List<(IPAddress, uint)>();
+        var communities = new List<Netcore.Bgp.BgpCommunity>();
+        var large = new List<Netcore.Bgp.BgpLargeCommunity>();
         bool bfd = false, json = false, detach = false;
         var mode = XdpMode.Native;
         byte[] gw = new byte[6];
@@ -118,6 +127,8 @@ internal sealed record ServeOptions
                 case "--table-size": table = (int)UInt(V(), a); break;
                 case "--mtu": mtu = (int)UInt(V(), a); break;
                 case "--icmp-rate": icmpRate = UInt(V(), a); break;
+                case "--bgp-community": communities.Add(Community(V(), a, Netcore.Bgp.BgpCommunity.Parse)); break;
+                case "--bgp-large-community": large.Add(Community(V(), a, Netcore.Bgp.BgpLargeCommunity.Parse)); break;
                 default: throw new ArgumentException($"unknown option {a}");
             }
         }
@@ -139,7 +150,7 @@ internal sealed record ServeOptions
             BgpRouterId = routerId, BgpLocalAs = localAs, BgpPeers = peers, BgpNextHop = nextHop, Bfd = bfd,
             NodeCheck = nodeCheck, XdpMode = mode, JsonLogs = json, DetachOnExit = detach, GatewayMac = gw,
             SourceV4 = src4, SourceV6 = src6, HashSeed = seed, TableSize = table, Mtu = mtu,
-            IcmpRate = icmpRate,
+            IcmpRate = icmpRate, BgpCommunities = communities, BgpLargeCommunities = large,
         };
     }
 
@@ -166,6 +177,19 @@ internal sealed record ServeOptions
 
     private static IPAddress Ip(string s, string what) =>
         IPAddress.TryParse(s, out var a) ? a : throw new ArgumentException($"{what}: '{s}' is not an IP address");
+
+    /// <summary>A community option's value (RFC 1997 "asn:value" or a well-known name; RFC 8092 "a:b:c").</summary>
+    private static T Community<T>(string s, string what, Func<string, T> parse)
+    {
+        try
+        {
+            return parse(s);
+        }
+        catch (Exception e) when (e is FormatException or OverflowException)
+        {
+            throw new ArgumentException($"{what}: {e.Message}");
+        }
+    }
 
     private static uint UInt(string s, string what) =>
         uint.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out uint v) ? v : throw new ArgumentException($"{what}: '{s}' is not a non-negative integer");

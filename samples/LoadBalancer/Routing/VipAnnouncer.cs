@@ -21,6 +21,9 @@ internal sealed record VipAnnouncerOptions
     /// <summary>Next hop of the VIP routes (this node's address); null: the session's local address.</summary>
     public IPAddress? NextHop { get; init; }
 
+    /// <summary>Communities (RFC 1997) and large communities (RFC 8092) on every VIP route, for the routers' policies.</summary>
+    public BgpPathAttributes RouteAttributes { get; init; } = new();
+
     /// <summary>Run BFD (single hop) on each router session; a BFD Down resets the BGP session.</summary>
     public bool Bfd { get; init; }
 
@@ -180,7 +183,7 @@ internal sealed partial class VipAnnouncer : IAsyncDisposable
                     if (remove.Count > 0)
                         await peer.WithdrawAsync(remove, cancellationToken).ConfigureAwait(false);
                     if (add.Count > 0)
-                        await peer.AnnounceAsync(add.Select(p => new BgpRoute(p, new BgpPathAttributes())), cancellationToken).ConfigureAwait(false);
+                        await peer.AnnounceAsync(add.Select(p => new BgpRoute(p, _options.RouteAttributes)), cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException)
                 {
