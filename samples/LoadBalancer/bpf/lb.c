@@ -431,6 +431,15 @@ static __always_inline int drop_no_backend(__u32 sid)
     return drop_svc(ss, 0, 0);
 }
 
+/* The backend a remembered flow's tag names (bits 48-62), while its slot is in use and not down
+ * (a drained backend keeps its flows; a down or removed one has them re-hashed); else 0. */
+static __always_inline struct lb_backend *remembered(__u64 tag, __u32 *bid)
+{
+    *bid = (tag >> 48) & 0x7fff;
+    struct lb_backend *be = bpf_map_lookup_elem(&lb_backends, bid);
+    return be && be->family != 0 && !(be->flags & LB_BE_F_DOWN) ? be : 0;
+}
+
 /* The backend of a flow the memory does not know: ring[hash % table_size] of the service. */
 static __always_inline struct lb_backend *pick(struct lb_service *svc, __u32 sid, __u32 h, __u32 *bid)
 {
@@ -729,18 +738,14 @@ static __always_inline int lb4(struct xdp_md *ctx, void *data, void *data_end)
      * first packet of each connection), so that path can be measured on one repeated frame. */
     way = -1;
 #endif
-    if (way >= 0) {
-        bid = (tag >> 48) & 0x7fff;
-        be = bpf_map_lookup_elem(&lb_backends, &bid);
-        if (be && be->family != 0 && !(be->flags & LB_BE_F_DOWN)) {
-            if (way) {
-                /* Used again: back to way 0, so the set evicts the flow used least recently. */
-                fs->way[1] = fs->way[0];
-                fs->way[0].addrs = addrs;
-                fs->way[0].tag = tag;
-            }
-            return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0);
+    if (way >= 0 && (be = remembered(tag, &bid))) {
+        if (way) {
+            /* Used again: back to way 0, so the set evicts the flow used least recently. */
+            fs->way[1] = fs->way[0];
+            fs->way[0].addrs = addrs;
+            fs->way[0].tag = tag;
         }
+        return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0);
     }
 
     __u32 ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V4 << 24);
@@ -854,18 +859,14 @@ static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
 #ifdef LB_BENCH_NEW_FLOWS
     way = -1; /* benchmark build only: every packet is a new flow (see lb4) */
 #endif
-    if (way >= 0) {
-        bid = (tag >> 48) & 0x7fff;
-        be = bpf_map_lookup_elem(&lb_backends, &bid);
-        if (be && be->family != 0 && !(be->flags & LB_BE_F_DOWN)) {
-            if (way) {
-                /* Used again: back to way 0, so the set evicts the flow used least recently. */
-                struct lb_flow6 old = fs->way[0];
-                flow6_put(&fs->way[1], old.saddr[0], old.saddr[1], old.daddr[0], old.daddr[1], old.tag, old.hash);
-                flow6_put(&fs->way[0], s0, s1, k0, k1, tag, h);
-            }
-            return forward(ctx, data, data_end, be, bid, l3_len, h, 1);
+    if (way >= 0 && (be = remembered(tag, &bid))) {
+        if (way) {
+            /* Used again: back to way 0, so the set evicts the flow used least recently. */
+            struct lb_flow6 old = fs->way[0];
+            flow6_put(&fs->way[1], old.saddr[0], old.saddr[1], old.daddr[0], old.daddr[1], old.tag, old.hash);
+            flow6_put(&fs->way[0], s0, s1, k0, k1, tag, h);
         }
+        return forward(ctx, data, data_end, be, bid, l3_len, h, 1);
     }
 
     __u32 ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V6 << 24);
