@@ -274,7 +274,12 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
     public Task Bfd_DetectsAFrozenNode_AndTheRouterWithdrawsItsVip() =>
         WithLabAsync([100, 100, 100], 90, async (lab, ct) =>
         {
-            string sessions = await lab.Router.BirdcAsync("show bfd sessions", ct);
+            // Both BFD sessions Up (waited for: BGP being up, which StartLabAsync waited for, does
+            // not mean BFD already is on a loaded machine).
+            string sessions = "";
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+            while (BfdUp().Matches(sessions = await lab.Router.BirdcAsync("show bfd sessions", ct)).Count != 2 && DateTime.UtcNow < deadline)
+                await Task.Delay(200, ct);
             output.WriteLine(sessions);
             Assert.Equal(2, BfdUp().Matches(sessions).Count);
             try
