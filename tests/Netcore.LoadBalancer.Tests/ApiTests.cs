@@ -241,7 +241,10 @@ public class HealthCheckTests
         var t = TimeSpan.FromSeconds(5);
         var ep = new IPEndPoint(IPAddress.Loopback, port);
         Assert.True(await Health.HealthProbe.TcpAsync(ep, t, cts.Token));
-        var spec = new HealthCheckSpec(HealthCheckKind.Http, port, "/health", 1000, 1000, 1, 1);
+        // A generous timeout: the first HTTP probe also pays for creating the client, which on a
+        // loaded machine can take longer than a realistic check timeout; this test is about the
+        // answers, not the timeout.
+        var spec = new HealthCheckSpec(HealthCheckKind.Http, port, "/health", 10000, 10000, 1, 1);
         Assert.True(await Health.HealthProbe.RunAsync(spec, IPAddress.Loopback, cts.Token));
         status = 503;
         Assert.False(await Health.HealthProbe.RunAsync(spec, IPAddress.Loopback, cts.Token));
