@@ -7,6 +7,24 @@ public sealed class CgroupTests(ITestOutputHelper output)
 {
     private static string Unique(string what) => $"netcore-test-{what}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..6]}";
 
+    /// <summary>The CFS bandwidth the kernel holds for the group, "quota period" in µs (v2 cpu.max; v1 the two cfs files).</summary>
+    private static string CpuMax(Cgroup group)
+    {
+        foreach (string d in group.Directories)
+        {
+            if (File.Exists(Path.Combine(d, "cpu.max")))
+                return File.ReadAllText(Path.Combine(d, "cpu.max")).Trim();
+            if (File.Exists(Path.Combine(d, "cpu.cfs_quota_us")))
+                return File.ReadAllText(Path.Combine(d, "cpu.cfs_quota_us")).Trim() + " " + File.ReadAllText(Path.Combine(d, "cpu.cfs_period_us")).Trim();
+        }
+        throw new InvalidOperationException("no cpu controller files in " + string.Join(", ", group.Directories));
+    }
+
+    // The CPU share a throttled thread gets is bounded above by its quota, but not below: on a loaded
+    // CI machine (test classes and projects run in parallel on 2 cores) it gets whatever is left. So
+    // these tests check the quota the kernel holds exactly, that throttling happened, and the share
+    // only from above (over the time actually measured, not the time asked for).
+
     [LinuxFact(Root = true)]
     public void BusyThreadAtTwentyPercentQuotaIsThrottled()
     {
@@ -14,6 +32,7 @@ public sealed class CgroupTests(ITestOutputHelper output)
         // 1 ms of quota per 5 ms period: a thread that gets the CPU for more than 1 ms at a time is
         // throttled even when the shared machine is busy and gives it less than its 20 %.
         group.SetCpuLimit(0.2, TimeSpan.FromMilliseconds(5));
+        Assert.Equal("1000 5000", CpuMax(group));
         var wall = TimeSpan.FromSeconds(1.5);
         var joined = new ManualResetEventSlim();
         Exception? error = null;
@@ -43,7 +62,7 @@ public sealed class CgroupTests(ITestOutputHelper output)
         output.WriteLine($"{group.Version}: usage {s.CpuUsage.TotalMilliseconds:F0} ms over {wall.TotalMilliseconds} ms = {share:P1}; periods {s.NrPeriods}, throttled {s.NrThrottled}, throttled time {s.ThrottledTime.TotalMilliseconds:F0} ms");
         Assert.True(s.NrThrottled > 5, $"nr_throttled = {s.NrThrottled}");
         // About 20 % on an idle machine; less (never more) when other work competes for the 2 cores.
-        Assert.InRange(share, 0.03, 0.26);
+        Assert.True(share <= 0.26, $"share {share:P1}");
     }
 
     [LinuxFact(Root = true, Kvm = true)]
@@ -58,16 +77,19 @@ public sealed class CgroupTests(ITestOutputHelper output)
         Netcore.Vm.Guest.X86Setup.EnterLongMode(cpu, mem, 0x20_0000, 0x40_0000, new Netcore.Vm.Guest.LongModeLayout { Cpl = 3, IdentityMapSize = 8UL << 20 });
         using var group = Cgroup.Create(Unique("vcpu"), controllers: CgroupControllers.Cpu);
         group.SetCpuLimit(0.25, TimeSpan.FromMilliseconds(4));
+        Assert.Equal("1000 4000", CpuMax(group));
         await using var runner = vm.StartVcpu(cpu);
         group.AddThread(runner.ThreadId);
+        var measured = Stopwatch.StartNew(); // encloses both reads: never shorter than the usage interval
         CgroupStats before = group.GetStats();
         await Task.Delay(1500);
         CgroupStats after = group.GetStats();
-        await runner.StopAsync().WaitAsync(TimeSpan.FromSeconds(10));
-        double share = (after.CpuUsage - before.CpuUsage).TotalSeconds / 1.5;
+        measured.Stop();
+        await runner.StopAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        double share = (after.CpuUsage - before.CpuUsage).TotalSeconds / measured.Elapsed.TotalSeconds;
         output.WriteLine($"vCPU thread {runner.ThreadId}: {share:P1} of a CPU, throttled {after.NrThrottled - before.NrThrottled} times");
         Assert.True(after.NrThrottled - before.NrThrottled > 5);
-        Assert.InRange(share, 0.03, 0.32);
+        Assert.True(share <= 0.32, $"share {share:P1}");
     }
 
     [LinuxFact(Root = true, Tools = ["python3"])]
