@@ -230,7 +230,7 @@ public sealed class KvmGuestTests
             await using var runner = vm.StartVcpu(cpu);
             await Task.Delay(50);
             Assert.False(runner.Completion.IsCompleted);
-            VcpuExit e = await runner.StopAsync().WaitAsync(TimeSpan.FromSeconds(10));
+            VcpuExit e = await runner.StopAsync().WaitAsync(TimeSpan.FromSeconds(30));
             Assert.Equal(KvmExitReason.Intr, e.Reason);
             Assert.Equal(0x20_0000UL, cpu.GetRegs().Rip);
             // The vCPU is reusable after a stop: a later run on this thread is not interrupted by a stale kick.
@@ -252,7 +252,7 @@ public sealed class KvmGuestTests
         VcpuRunner runner = vm.StartVcpu(cpu);
         await Task.Delay(30);
         vm.Dispose(); // kicks the spinning vCPU and waits for its thread before unmapping kvm_run
-        VcpuExit e = await runner.Completion.WaitAsync(TimeSpan.FromSeconds(10));
+        VcpuExit e = await runner.Completion.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(KvmExitReason.Intr, e.Reason);
         Assert.Throws<ObjectDisposedException>(() => cpu.Run());
         await runner.DisposeAsync();
