@@ -80,7 +80,10 @@ public sealed class AttachTests : IDisposable
         using var link = count.AttachXdp(ifindex, netns: _b.Path);
 
         // A fast ping runs while the program is swapped back and forth 20 times: no packet may be lost.
-        var pinger = Task.Run(() => _a.TryExec("ping -c 400 -i 0.005 -W 1 -q 10.0.0.2", TimeSpan.FromSeconds(30)));
+        // -w: ping waits for every reply (up to 25 s) instead of twice the largest RTT after its last
+        // send, which a stall of ping or of softirq processing on a loaded machine can outlast; a
+        // packet really lost still shows (ping sends one more and reports the loss).
+        var pinger = Task.Run(() => _a.TryExec("ping -c 400 -i 0.005 -w 25 -q 10.0.0.2", TimeSpan.FromSeconds(60)));
         Thread.Sleep(100);
         var current = count;
         for (int i = 0; i < 20; i++)

@@ -41,7 +41,8 @@ public sealed class NetlinkAttachTests : IDisposable
         // A second attach without replace is refused: nobody overwrites a running program by accident.
         await Assert.ThrowsAsync<NetlinkException>(async () => await XdpNetlinkAttachment.AttachAsync(client, ifindex, pass, mode));
 
-        var pinger = Task.Run(() => _a.TryExec("ping -c 300 -i 0.005 -W 1 -q 10.0.0.2", TimeSpan.FromSeconds(30)));
+        // -w: wait for every reply, not twice the largest RTT after the last send (see AttachTests).
+        var pinger = Task.Run(() => _a.TryExec("ping -c 300 -i 0.005 -w 25 -q 10.0.0.2", TimeSpan.FromSeconds(60)));
         await Task.Delay(100);
         var current = count;
         for (int i = 0; i < 10; i++)

@@ -113,7 +113,7 @@ public class ObjectLoaderTests
         var run = reader.RunAsync(_ => { if (Interlocked.Increment(ref seen) == 5) cts.Cancel(); }, cts.Token);
         for (int i = 0; i < 5; i++)
             obj.Program("emit").TestRun(new byte[64], default);
-        await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(10)));
+        await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(30)));
         Assert.True(run.IsCompleted);
         Assert.Equal(5, Volatile.Read(ref seen));
     }
