@@ -54,8 +54,8 @@ public class TestSupportTests
         int pid;
         using (var d = ExternalDaemon.Start(ns, "sh", ["-c", "echo ready; ip -o link show; exec sleep 300"], output))
         {
-            await d.WaitForOutputAsync("^ready$", TimeSpan.FromSeconds(10));
-            await d.WaitForOutputAsync("lo:", TimeSpan.FromSeconds(10));
+            await d.WaitForOutputAsync("^ready$", TimeSpan.FromSeconds(30));
+            await d.WaitForOutputAsync("lo:", TimeSpan.FromSeconds(30));
             pid = d.Pid;
             Assert.Contains(pid.ToString(System.Globalization.CultureInfo.InvariantCulture), Shell.ShOk($"ip netns pids {ns.Name}"), StringComparison.Ordinal);
         }
