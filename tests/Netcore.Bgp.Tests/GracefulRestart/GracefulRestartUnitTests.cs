@@ -102,19 +102,23 @@ public class GracefulRestartUnitTests(ITestOutputHelper output)
         var (speaker, peer, store) = Setup(new BgpGracefulRestartOptions { StalePathTime = TimeSpan.FromSeconds(5) });
         await using var _ = speaker;
         var h = new GracefulRestartHelper(peer, TestLoggers.Null);
-        long now = Environment.TickCount64;
+        // The helper reads the clock inside OnSessionDown: bracket that read, so a stall of this thread
+        // on either side cannot move it relative to the ticks below (it used to be read only before).
+        long before = Environment.TickCount64;
         h.OnSessionDown(Session(Cap(time: 2)), null);
-        h.Tick(now + 1_000);
+        long after = Environment.TickCount64;
+        h.Tick(before + 1_000);
         Assert.Equal(2, h.StaleFamilies.Count); // RFC 4724 4.2: within the peer's Restart Time, kept
-        h.Tick(now + 2_500);
+        h.Tick(after + 2_500);
         Assert.Empty(h.StaleFamilies);          // restart timer expired: swept
         Assert.Equal(["mark IPv4/Unicast", "mark IPv6/Unicast", "sweep IPv4/Unicast", "sweep IPv6/Unicast"], store.Calls);
 
         store.Calls.Clear();
         h.OnSessionDown(Session(Cap(time: 2)), null);
+        long beforeUp = Environment.TickCount64;
         h.OnSessionUp(Session(Cap()));          // back in time: the restart timer stops, the stale timer (5 s) starts
         long up = Environment.TickCount64;
-        h.Tick(up + 3_000);
+        h.Tick(beforeUp + 3_000);
         Assert.Equal(2, h.StaleFamilies.Count);
         h.Tick(up + 5_500);
         Assert.Empty(h.StaleFamilies);
@@ -156,7 +160,7 @@ public class GracefulRestartUnitTests(ITestOutputHelper output)
             Assert.True(second.GracefulRestart.Restarting);
             await second.StartAsync();
             // No peer ever comes: the selection deferral timer ends the restart.
-            await second.GracefulRestart.DeferralDone.WaitAsync(TimeSpan.FromSeconds(10));
+            await second.GracefulRestart.DeferralDone.WaitAsync(TimeSpan.FromSeconds(30));
             Assert.False(second.GracefulRestart.Restarting);
             await second.DisposeAsync();
             Assert.False(File.Exists(marker));
