@@ -32,7 +32,12 @@ public sealed class LabCleanupTests(ITestOutputHelper output)
                 map.Pin(Path.Combine(pinDir, "lb_config"));
             Directory.CreateDirectory(stateDir);
             File.WriteAllText(Path.Combine(stateDir, "lb1.db"), "x");
-            Thread.Sleep(200); // let ip exec sleep inside the namespace
+            // Wait until `ip netns exec` has entered the namespace and become `sleep` (it execs
+            // after setns), however long a loaded machine takes.
+            var entered = Stopwatch.StartNew();
+            while (ReadComm(sleeper.Id) != "sleep" && entered.Elapsed < TimeSpan.FromSeconds(20))
+                Thread.Sleep(20);
+            Assert.Equal("sleep", ReadComm(sleeper.Id));
 
             using var log = new StringWriter();
             var removed = LabCleanup.RemoveLeftovers(all: false, log);
@@ -67,5 +72,17 @@ public sealed class LabCleanupTests(ITestOutputHelper output)
         int pid = p.Id;
         p.WaitForExit();
         return pid;
+    }
+
+    private static string? ReadComm(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/comm").Trim();
+        }
+        catch (IOException)
+        {
+            return null;
+        }
     }
 }
