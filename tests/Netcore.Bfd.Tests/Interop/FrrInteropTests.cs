@@ -147,18 +147,18 @@ public class FrrInteropTests(ITestOutputHelper output)
         using BfdSession s = host.OpenSession(SingleHopV4(50));
         await WaitUpAsync(s);
         await WaitAsync(() => s.DetectionTime == TimeSpan.FromMilliseconds(150));
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        var down = Task.Run(async () =>
-        {
-            await foreach (BfdStateChange c in s.WatchAsync(cts.Token))
-                if (c.NewState == BfdState.Down)
-                    return c;
-            throw new InvalidOperationException("no Down event");
-        });
-        await Task.Delay(200);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        // The first MoveNextAsync runs here, on this thread, and subscribes before it returns: a
+        // watcher started on the thread pool could subscribe too late on a loaded machine.
+        IAsyncEnumerator<BfdStateChange> changes = s.WatchAsync(cts.Token).GetAsyncEnumerator(cts.Token);
+        Task<BfdStateChange> down = FirstDownAsync(changes, changes.MoveNextAsync());
+        // A stall of bfdd could already have taken the session down (then that detection is the one
+        // measured, by the same rules); the loss is only applied to a session that is up.
+        await WaitAsync(() => s.State == BfdState.Up || down.IsCompleted);
         long before = Stopwatch.GetTimestamp();
         string how = Loss.DropAll(pair.B, "bfd1");
         BfdStateChange e = await down;
+        await changes.DisposeAsync();
         TimeSpan sinceLastPacket = Stopwatch.GetElapsedTime(e.LastPacketTimestamp, e.Timestamp);
         output.WriteLine($"Down after {sinceLastPacket.TotalMilliseconds:F2} ms since the last packet (detection time {e.DetectionTime.TotalMilliseconds} ms); {Stopwatch.GetElapsedTime(before, e.Timestamp).TotalMilliseconds:F1} ms after {how}");
         Assert.Equal(BfdDiagnostic.ControlDetectionTimeExpired, e.Diagnostic);
@@ -169,6 +169,17 @@ public class FrrInteropTests(ITestOutputHelper output)
         // target). The bound still catches a detection driven by anything but its own timer:
         // the next slow-start interval (1 s), a second detection period, a periodic sweep.
         Assert.True(sinceLastPacket < 2 * e.DetectionTime + TimeSpan.FromMilliseconds(500), $"declared down late: {sinceLastPacket}");
+    }
+
+    private static async Task<BfdStateChange> FirstDownAsync(IAsyncEnumerator<BfdStateChange> changes, ValueTask<bool> next)
+    {
+        while (await next)
+        {
+            if (changes.Current.NewState == BfdState.Down)
+                return changes.Current;
+            next = changes.MoveNextAsync();
+        }
+        throw new InvalidOperationException("no Down event");
     }
 
     [LinuxFact(Netns = true, Tools = ["bfdd", "vtysh"])]
