@@ -386,6 +386,25 @@ public class DataPlaneTests
     }
 
     [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
+    [InlineData("0.1.2.3")]          // RFC 1812 4.3.2.7: "this network"
+    [InlineData("127.0.0.9")]        // loopback
+    [InlineData("224.0.0.5")]        // multicast
+    [InlineData("255.255.255.255")]  // limited broadcast (class E)
+    [InlineData("::")]               // RFC 4443 2.4(e.6): unspecified
+    [InlineData("ff02::1")]          // multicast
+    public void AboveMtu_FromASourceThatIsNotOneHost_GetsNoIcmp(string source)
+    {
+        using var lb = Setup();
+        bool v6 = source.Contains(':', StringComparison.Ordinal);
+        byte[] frame = v6
+            ? Eth(EthIPv6, Ipv6(source, "2001:db8::10", Tcp, TcpSeg(41003, 443, flags: 0x10, payload: 1461 - 60)))
+            : Eth(EthIPv4, Ipv4(source, "192.0.2.10", Tcp, TcpSeg(41003, 80, flags: 0x10, payload: 1481 - 40)));
+        Assert.Equal(Drop, lb.Run(frame).Action);
+        Assert.Equal(0UL, lb.Global(LbGlobalCounter.TooBig));
+        Assert.Equal(1UL, lb.BackendStats(BeId(v6 ? 3u : 1u)).encap_errors);
+    }
+
+    [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
     [InlineData(0u)]
     [InlineData(1u)]
     [InlineData(3u)]

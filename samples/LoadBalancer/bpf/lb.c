@@ -520,8 +520,17 @@ static __always_inline int too_big(struct xdp_md *ctx, __u32 frame_len, __u32 mt
          * below the IPv4 minimum of 68 (RFC 791) is not advertised. */
         if (!(*(__u16 *)(ip + 6) & bpf_htons(IP_DF)) || mtu < 68)
             return XDP_DROP;
-    } else if (mtu < 1280) {
-        return XDP_DROP; /* RFC 8200 5: no IPv6 link is smaller; a node ignores less (RFC 8201 4) */
+        /* RFC 1812 4.3.2.7: no ICMP error to a source that is not one host: 0/8, 127/8,
+         * multicast 224/4 and 240/4 (class E and the limited broadcast). */
+        __u32 first = *(__u8 *)(ip + 12);
+        if (first == 0 || first == 127 || first >= 224)
+            return XDP_DROP;
+    } else {
+        if (mtu < 1280)
+            return XDP_DROP; /* RFC 8200 5: no IPv6 link is smaller; a node ignores less (RFC 8201 4) */
+        /* RFC 4443 2.4(e.5, e.6): not to the unspecified address or a multicast source. */
+        if (*(__u8 *)(ip + 8) == 0xff || (*(__u64 *)(ip + 8) == 0 && *(__u64 *)(ip + 16) == 0))
+            return XDP_DROP;
     }
     if (!icmp_allowed())
         return pass_count(LB_G_TOO_BIG_LIMITED, XDP_DROP);
