@@ -6,9 +6,13 @@ namespace Netcore.Bgp.Tests;
 /// <summary>Two of our speakers talking over loopback (127.0.0.1 and 127.0.0.2): FSM, timers, collision, routes.</summary>
 public class SessionTests(ITestOutputHelper output)
 {
-    private static int s_port = 20000 + Environment.ProcessId % 20000;
+    // Listening ports for loopback tests: pairs (p, p + 1) in 10000-31999, below the kernel's
+    // ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by default). Ports the old range
+    // (21026-41025) shared with it could already be held by an outgoing connection of a test running
+    // in parallel (bound without SO_REUSEADDR), and the listener's bind failed with EADDRINUSE.
+    private static int s_port = Environment.ProcessId % 11000 * 2;
 
-    internal static int NextPort() => Interlocked.Add(ref s_port, 2) % 60000 + 1024;
+    internal static int NextPort() => 10000 + Interlocked.Add(ref s_port, 2) % 22000;
 
     internal static async Task<T> Within<T>(Task<T> t, int seconds = 20) => await t.WaitAsync(TimeSpan.FromSeconds(seconds));
 
