@@ -29,7 +29,8 @@
 #   repeated, so from the second repetition on lb.c finds it in its flow memory (lb_flows, keyed
 #   by the 5-tuple) and takes the remembered-flow path, fast4: no service lookup, no flow hash,
 #   no ring (the path of every packet of an established connection).
-#   For information: an IPv6 UDP packet with GUE, a packet to no service (XDP_PASS), and the
+#   For information: an IPv6 UDP packet with GUE (also one flow repeated: remembered in lb_flows6
+#   by its 5-tuple, so no service lookup or flow hash either), a packet to no service (XDP_PASS), and the
 #   first packet of a new flow (lb_bench_new.o ignores the flow memory: service lookup, flow
 #   hash, ring, memory write).
 # - The service's Maglev ring has 65,537 entries (the default size) over 100 backends.
