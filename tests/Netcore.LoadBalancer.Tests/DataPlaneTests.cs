@@ -374,6 +374,39 @@ public class DataPlaneTests
     }
 
     [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void Property_OversizedPackets_GetTheExactTooBigMessage()
+    {
+        // Random services, sizes above what fits, TOS, ports, sources and payload bytes (the
+        // checksums run over the quoted bytes in 512-byte steps, so their carries depend on them):
+        // every message must be the one ExpectedTooBig builds from the RFCs.
+        using var lb = Setup(icmpRate: 1_000_000);
+        var maxInner = new Dictionary<uint, int> { [1] = 1480, [2] = 1468, [3] = 1460, [4] = 1448, [5] = 1460, [6] = 1468 };
+        var gen =
+            from service in Gen.Elements(1u, 2u, 3u, 4u, 5u, 6u)
+            from extra in Gen.Choose(1, 1500)
+            from tos in Gen.Choose(0, 255)
+            from sport in Gen.Choose(1024, 65535)
+            from host in Gen.Choose(1, 254)
+            from seed in Gen.Choose(0, int.MaxValue)
+            select (service, extra, Tos: (byte)tos, Sport: (ushort)sport, host, seed);
+        Properties.Check(gen, c =>
+        {
+            var s = ServiceOf(c.service);
+            bool v6 = s.Vip.Contains(':', StringComparison.Ordinal);
+            byte proto = s.Proto == ProtocolType.Tcp ? Tcp : Udp;
+            int l3 = maxInner[c.service] + c.extra, ipHeader = v6 ? 40 : 20, l4Header = proto == Tcp ? 20 : 8;
+            byte[] l4 = proto == Tcp ? TcpSeg(c.Sport, s.Port, flags: 0x10, payload: l3 - ipHeader - l4Header) : UdpDgram(c.Sport, s.Port, payload: l3 - ipHeader - l4Header);
+            new Random(c.seed).NextBytes(l4.AsSpan(l4Header));
+            byte[] frame = v6
+                ? Eth(EthIPv6, Ipv6($"2001:db8:f::{c.host:x}", s.Vip, proto, l4, trafficClass: c.Tos))
+                : Eth(EthIPv4, Ipv4($"198.51.100.{c.host}", s.Vip, proto, l4, tos: c.Tos));
+            var (action, output) = lb.Run(frame);
+            Assert.Equal(Tx, action);
+            Assert.Equal(LbBpf.Hex(ExpectedTooBig(frame, maxInner[c.service])), LbBpf.Hex(output));
+        }, maxTest: 120, seed: 0x5054424947UL);
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void AboveMtu_WithoutDf_IsDroppedWithoutIcmp()
     {
         // RFC 1191: "fragmentation needed" answers packets that forbid fragmentation; we do not
