@@ -803,6 +803,13 @@ static __always_inline void flow6_put(struct lb_flow6 *w, __u64 s0, __u64 s1, __
     *(volatile __u64 *)&w->tag = tag;
 }
 
+/* Way 0 moves to way 1 (before a flow is written to way 0). */
+static __always_inline void flow6_demote(struct lb_flow6_set *fs)
+{
+    struct lb_flow6 old = fs->way[0];
+    flow6_put(&fs->way[1], old.saddr[0], old.saddr[1], old.daddr[0], old.daddr[1], old.tag, old.hash);
+}
+
 /* Way 0 or 1 of the set holding this flow (addresses, then the tag's key bits), or -1. */
 static __always_inline int flow6_way(struct lb_flow6_set *fs, __u64 s0, __u64 s1, __u64 d0, __u64 d1, __u64 key,
                                      __u64 *tag, __u32 *hash)
@@ -871,8 +878,7 @@ static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
     if (way >= 0 && (be = remembered(tag, &bid))) {
         if (way) {
             /* Used again: back to way 0, so the set evicts the flow used least recently. */
-            struct lb_flow6 old = fs->way[0];
-            flow6_put(&fs->way[1], old.saddr[0], old.saddr[1], old.daddr[0], old.daddr[1], old.tag, old.hash);
+            flow6_demote(fs);
             flow6_put(&fs->way[0], s0, s1, k0, k1, tag, h);
         }
         return forward(ctx, data, data_end, be, bid, l3_len, h, 1);
@@ -903,10 +909,8 @@ static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
         return drop_no_backend(sid);
     /* Remember it: in the way of a stale entry of this flow (its backend went down), else the new
      * entry in way 0 and the previous way 0 in way 1. */
-    if (way != 0) {
-        struct lb_flow6 old = fs->way[0];
-        flow6_put(&fs->way[1], old.saddr[0], old.saddr[1], old.daddr[0], old.daddr[1], old.tag, old.hash);
-    }
+    if (way != 0)
+        flow6_demote(fs);
     flow6_put(&fs->way[0], s0, s1, k0, k1, key | ((__u64)bid << 48), h);
     return forward(ctx, data, data_end, be, bid, l3_len, h, 1);
 }
