@@ -7,9 +7,10 @@ namespace Netcore.LoadBalancer.Lab;
 /// The lab's own XDP programs (bpf/decap.o), loaded through Netcore.Xdp and attached with
 /// IFLA_XDP in native mode: <c>decap_xdp</c> on each backend's e0 (one load per backend, with
 /// <c>decap_local_v4</c> set to the backend's address) and <c>pass_xdp</c> on the router's ends
-/// of the LB nodes' links (XDP_TX on a veth is delivered to the peer's NAPI, which exists only
-/// while the peer has an XDP program). The attachments live as long as the interfaces, that is
-/// until the lab deletes its namespaces.
+/// of the LB nodes' and the backends' links (XDP_TX on a veth is delivered to the peer's NAPI,
+/// which exists only while the peer has an XDP program: lb.c transmits with it, and decap_xdp
+/// sends a daisy-chained packet on to its second hop with it). The attachments live as long as
+/// the interfaces, that is until the lab deletes its namespaces.
 /// </summary>
 internal sealed class LabXdp : IDisposable
 {
@@ -20,6 +21,7 @@ internal sealed class LabXdp : IDisposable
         Gue = 1,
         Pass = 2,
         Malformed = 3,
+        Forwarded = 4,
     }
 
     private readonly List<BpfObject> _objects = [];
@@ -38,9 +40,14 @@ internal sealed class LabXdp : IDisposable
             x._objects.Add(pass);
             using (var router = NetlinkClient.Open(t.Router))
             {
+                var routerEnds = new List<string>();
                 for (int i = 1; i <= 2; i++)
+                    routerEnds.Add(LabTopology.RouterLbLink(i));
+                for (int i = 1; i <= t.BackendCount; i++)
+                    routerEnds.Add(RouterBackendLink(i));
+                foreach (string name in routerEnds)
                 {
-                    int ifindex = await router.GetLinkIndexAsync(LabTopology.RouterLbLink(i), ct).ConfigureAwait(false);
+                    int ifindex = await router.GetLinkIndexAsync(name, ct).ConfigureAwait(false);
                     await XdpNetlinkAttachment.AttachAsync(router, ifindex, pass.Program("pass_xdp"), XdpMode.Native, cancellationToken: ct).ConfigureAwait(false);
                 }
             }
@@ -65,6 +72,9 @@ internal sealed class LabXdp : IDisposable
             throw;
         }
     }
+
+    /// <summary>The router's interface toward backend <paramref name="i"/> (named in LabTopology.BuildAsync).</summary>
+    private static string RouterBackendLink(int i) => "r-be" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>A decap_stats counter of backend <paramref name="backend"/>, summed over CPUs.</summary>
     public ulong DecapCount(int backend, DecapCounter counter)

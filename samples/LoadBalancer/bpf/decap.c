@@ -10,17 +10,30 @@
  *   the 4-byte GUE header `Ver=0 C=0 Hlen | Proto | Flags` and Hlen * 4 bytes of options.
  * Only packets addressed to this host are touched: the outer destination must be decap_local_v4
  * or decap_local_v6 (zero = any). Everything else, and anything malformed, passes unchanged.
+ *
+ * Daisy chaining (the backend side of Unimog's, Cloudflare blog 2020 "Unimog - Cloudflare's edge
+ * load balancer"): when a backend's Maglev slot changed owner, lb.c sends the flow to the new
+ * owner (the first hop) and names the slot's previous owner (the second hop) in the GUE header's
+ * private data (draft-ietf-intarea-gue-09 3.1: Hlen counts the 32-bit words after the GUE header;
+ * 3.4 / 3.5: fields not announced by flags are private data, here one word = the second hop's
+ * IPv4 address, 0 = none). The first hop keeps the packet if it belongs to a connection it knows
+ * (a socket in its established / SYN-received / time-wait tables, or the final ACK of a SYN-cookie
+ * handshake it answered) or opens one (a SYN); otherwise the connection must be the second
+ * hop's, and the packet is sent on to it unchanged but for the outer addresses and a zeroed
+ * private word (so the second hop decapsulates it without looking further: no loops).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/tcp.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
 #define IP_MF_OFFSET 0x3fff /* RFC 791 3.1: MF flag and fragment offset */
+#define IP_OFFSET 0x1fff    /* RFC 791 3.1: fragment offset (non-zero: no transport header) */
 #define GUE_HDR_LEN 4
 
 /* Set before load (BpfObjectOptions.Constants); defaults match lb.h / LbService.Create. */
@@ -33,7 +46,8 @@ const volatile __u8 decap_local_v6[16] = {};
 #define DECAP_GUE 1      /* GUE decapsulated */
 #define DECAP_PASS 2     /* not encapsulated (or not for us): passed unchanged */
 #define DECAP_MALFORMED 3 /* looked encapsulated but a header was cut or invalid: passed unchanged */
-#define DECAP_COUNT 4
+#define DECAP_FORWARDED 4 /* GUE with a second hop, not a connection of this host: sent on (XDP_TX) */
+#define DECAP_COUNT 5
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -71,9 +85,79 @@ static __always_inline int strip_outer(struct xdp_md *ctx, __u32 strip, __u8 inn
     return count(counter, XDP_PASS);
 }
 
+/* Daisy chaining: is the inner packet at `inner` (an IPv4 packet, as the GUE header announced)
+ * a TCP segment of a connection this host does not know, so that it must go on to the second
+ * hop? Anything but TCP over IPv4 is not chained (lb.c keeps no state for it either; UDP and the
+ * rest stay with the first hop), nor is a non-first fragment, which has no ports (RFC 791 3.1). */
+static __always_inline int belongs_elsewhere(struct xdp_md *ctx, struct iphdr *iph, void *data_end)
+{
+    if ((void *)(iph + 1) > data_end)
+        return 0;
+    /* RFC 791 3.1: version 4, IHL (32-bit words) >= 5. */
+    if (iph->version != 4 || iph->ihl < 5 || iph->protocol != IPPROTO_TCP ||
+        (iph->frag_off & bpf_htons(IP_OFFSET)))
+        return 0;
+    struct tcphdr *th = (void *)iph + iph->ihl * 4;
+    if ((void *)(th + 1) > data_end)
+        return 0;
+    /* RFC 9293 3.5: a SYN without ACK opens a connection: new connections belong to the slot's
+     * current owner, the first hop. */
+    if (th->syn && !th->ack)
+        return 0;
+    /* The kernel's own demultiplexing (established, request and time-wait sockets first, then
+     * listeners), in the namespace of the receiving device. */
+    struct bpf_sock_tuple tuple = {};
+    tuple.ipv4.saddr = iph->saddr;
+    tuple.ipv4.daddr = iph->daddr;
+    tuple.ipv4.sport = th->source;
+    tuple.ipv4.dport = th->dest;
+    struct bpf_sock *sk = bpf_skc_lookup_tcp(ctx, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+    if (!sk)
+        return 1;
+    int elsewhere = 0;
+    if (sk->state == BPF_TCP_LISTEN) {
+        /* Only a listener: the connection is ours only if this ACK completes a SYN-cookie
+         * handshake we answered (the cookie in ack_seq - 1 is valid: RFC 4987 3.6, Linux
+         * syncookies.c); the helper reads the addresses from the IP header and the ports,
+         * flags and sequence numbers from the fixed TCP header. */
+        elsewhere = !(th->ack && bpf_tcp_check_syncookie(sk, iph, sizeof(*iph), th, sizeof(*th)) == 0);
+    }
+    bpf_sk_release(sk);
+    return elsewhere;
+}
+
+/* Sends a GUE packet on to its second hop `hop` (network order): the outer IPv4 header goes from
+ * this host (the old destination, an address the router's reverse-path filter expects on this
+ * link) to the second hop, the private word is zeroed, and the frame returns to the router that
+ * sent it (MACs swapped). The UDP checksum stays 0 (RFC 768: none; lb.c sends none). */
+static __always_inline int forward_second_hop(struct ethhdr *eth, struct iphdr *ip, __be32 *priv, __be32 hop)
+{
+    /* RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'): source old_src -> old_dst and destination
+     * old_dst -> hop; old_dst leaves and enters the sum once each, so the net change is the
+     * source word pair old_src -> hop. One's complement sums are byte-order independent
+     * (RFC 1071 2.(B)), so the 16-bit halves are added as they lie in memory. */
+    __be32 old_src = ip->saddr;
+    __u32 sum = (__u16)~ip->check;
+    sum += (__u16)~(old_src & 0xffff) + (__u16)~(old_src >> 16);
+    sum += (hop & 0xffff) + (hop >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    ip->check = (__u16)~sum;
+    ip->saddr = ip->daddr;
+    ip->daddr = hop;
+    *priv = 0;
+
+    __u8 mac[ETH_ALEN];
+    __builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+    __builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+    __builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+    return count(DECAP_FORWARDED, XDP_TX);
+}
+
 /* Outer transport at `l4` (after an outer IP header of `ip_len` bytes) with protocol `proto`:
- * decapsulate if it is IPIP or GUE. */
-static __always_inline int decap_l4(struct xdp_md *ctx, void *l4, void *data_end, __u8 proto, __u32 ip_len)
+ * decapsulate if it is IPIP or GUE. `ip4` is the outer IPv4 header (NULL for outer IPv6). */
+static __always_inline int decap_l4(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip4, void *l4,
+                                    void *data_end, __u8 proto, __u32 ip_len)
 {
     if (proto == IPPROTO_IPIP || proto == IPPROTO_IPV6) {
         /* The inner header must be there and match the announced family. */
@@ -107,6 +191,16 @@ static __always_inline int decap_l4(struct xdp_md *ctx, void *l4, void *data_end
         return count(DECAP_MALFORMED, XDP_PASS);
     if ((inner[0] >> 4) != (inner_proto == IPPROTO_IPIP ? 4 : 6))
         return count(DECAP_MALFORMED, XDP_PASS);
+    /* A second hop (daisy chaining, see the top): outer IPv4, IPv4 inner, at least one word of
+     * private data, non-zero and not this host. */
+    if (ip4 && hlen >= 4 && inner_proto == IPPROTO_IPIP) {
+        __be32 *priv = (void *)(gh + GUE_HDR_LEN);
+        if ((void *)(priv + 1) > data_end)
+            return count(DECAP_MALFORMED, XDP_PASS); /* cannot happen: inner is after it */
+        __be32 hop = *priv;
+        if (hop && hop != ip4->daddr && belongs_elsewhere(ctx, (void *)inner, data_end))
+            return forward_second_hop(eth, ip4, priv, hop);
+    }
     return strip_outer(ctx, ip_len + sizeof(*udp) + GUE_HDR_LEN + hlen, inner_proto, DECAP_GUE);
 }
 
@@ -133,7 +227,7 @@ int decap_xdp(struct xdp_md *ctx)
         __u32 ihl = ip->ihl * 4;
         if (ihl > 60)
             return count(DECAP_MALFORMED, XDP_PASS);
-        return decap_l4(ctx, (void *)ip + ihl, data_end, ip->protocol, ihl);
+        return decap_l4(ctx, eth, ip, (void *)ip + ihl, data_end, ip->protocol, ihl);
     }
     if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
         struct ipv6hdr *ip6 = (void *)(eth + 1);
@@ -151,13 +245,14 @@ int decap_xdp(struct xdp_md *ctx)
                 if (ip6->daddr.in6_u.u6_addr8[i] != decap_local_v6[i])
                     return count(DECAP_PASS, XDP_PASS);
         }
-        return decap_l4(ctx, ip6 + 1, data_end, ip6->nexthdr, sizeof(*ip6));
+        return decap_l4(ctx, eth, NULL, ip6 + 1, data_end, ip6->nexthdr, sizeof(*ip6));
     }
     return count(DECAP_PASS, XDP_PASS);
 }
 
-/* The lab's router gives its ends of the load balancers' veths this program: XDP_TX on a veth
- * delivers to the peer's NAPI, which a veth has only while it has an XDP program (or GRO). */
+/* The lab's router gives its ends of the load balancers' and the backends' veths this program:
+ * XDP_TX on a veth (lb.c on the nodes, a second-hop forward here) delivers to the peer's NAPI,
+ * which a veth has only while it has an XDP program (or GRO). */
 SEC("xdp")
 int pass_xdp(struct xdp_md *ctx)
 {
