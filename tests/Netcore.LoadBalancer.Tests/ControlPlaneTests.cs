@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using FsCheck.Fluent;
 using Microsoft.Extensions.Logging.Abstractions;
 using Netcore.LoadBalancer.Control;
 using Netcore.LoadBalancer.DataPlane;
@@ -62,13 +63,13 @@ public sealed class ControlPlaneTests : IDisposable
         Assert.True(drained.Drained);
         Assert.Equal(0, drained.EffectiveWeight);
         Assert.Equal(100, drained.Weight);
-        Assert.DoesNotContain(a.Id, dp.Rings[0]);
+        Assert.DoesNotContain(a.Id, dp.Firsts(0));
         Assert.Equal(0, dp.Backends[a.Id].flags);            // remembered flows continue
         Assert.NotEqual(0, dp.Backends[a.Id].family);
         // PUT with a weight undrains.
         var back = ctl.PutBackend("web", IPAddress.Parse("10.0.0.1"), 100).View;
         Assert.False(back.Drained);
-        Assert.Contains(a.Id, dp.Rings[0]);
+        Assert.Contains(a.Id, dp.Firsts(0));
     }
 
     [Fact]
@@ -84,13 +85,13 @@ public sealed class ControlPlaneTests : IDisposable
         dp.Ops.Clear();
         ctl.SetHealth("web", IPAddress.Parse("10.0.0.1"), up: false);
         Assert.Equal(["ring 0", $"backend {a.Id} flags 1"], dp.Ops);
-        Assert.DoesNotContain(a.Id, dp.Rings[0]);
+        Assert.DoesNotContain(a.Id, dp.Firsts(0));
         var view = ctl.GetService("web").Backends.Single(b => b.Address == "10.0.0.1");
         Assert.Equal(("down", 0), (view.Health, view.EffectiveWeight));
         dp.Ops.Clear();
         ctl.SetHealth("web", IPAddress.Parse("10.0.0.1"), up: true);
         Assert.Equal([$"backend {a.Id} flags 0", "ring 0"], dp.Ops);
-        Assert.Contains(a.Id, dp.Rings[0]);
+        Assert.Contains(a.Id, dp.Firsts(0));
     }
 
     [Fact]
@@ -110,7 +111,7 @@ public sealed class ControlPlaneTests : IDisposable
         ctl.SetHealth("web", IPAddress.Parse("10.0.0.2"), up: false);
         Assert.True(ctl.GetService("web").Panic);
         Assert.Equal([a.Id, b.Id], dp.Counts(0).Keys.Order());          // health ignored, the drained one still out
-        Assert.DoesNotContain(c.Id, dp.Rings[0]);
+        Assert.DoesNotContain(c.Id, dp.Firsts(0));
         ctl.SetHealth("web", IPAddress.Parse("10.0.0.2"), up: true);
         Assert.False(ctl.GetService("web").Panic);
         Assert.Equal([b.Id], dp.Counts(0).Keys);
@@ -124,11 +125,11 @@ public sealed class ControlPlaneTests : IDisposable
         using var _c = ctl;
         ctl.PutService(Web());
         var ids = Enumerable.Range(1, 10).Select(i => ctl.PutBackend("web", IPAddress.Parse($"10.0.0.{i}"), 100).View.Id).ToArray();
-        uint[] before = dp.Rings[0];
+        uint[] before = dp.Firsts(0);
         dp.Ops.Clear();
         ctl.DeleteBackend("web", IPAddress.Parse("10.0.0.4"));
         Assert.Equal(["ring 0", $"clear {ids[3]}"], dp.Ops);
-        uint[] after = dp.Rings[0];
+        uint[] after = dp.Firsts(0);
         int moved = before.Zip(after).Count(p => p.First != p.Second);
         int ownedByRemoved = before.Count(v => v == ids[3]);
         Assert.InRange(moved, ownedByRemoved, ownedByRemoved + Size / 100);   // its 1/10, plus under 1% churn
@@ -186,7 +187,7 @@ public sealed class ControlPlaneTests : IDisposable
             ctl.PutBackend("dns", IPAddress.Parse("2001:db8::1"), 7);
             ctl.Drain("web", IPAddress.Parse("10.0.0.3"));
             ctl.DeleteBackend("web", IPAddress.Parse("10.0.0.1"));
-            ring = dp.Rings[0];
+            ring = dp.Firsts(0);
             ids = ctl.Services().SelectMany(s => s.Backends.Select(b => ($"{s.Name}/{b.Address}", b.Id))).ToDictionary();
         }
         {
@@ -205,7 +206,7 @@ public sealed class ControlPlaneTests : IDisposable
             var dns = services.Single(s => s.Name == "dns");
             Assert.Equal(("2001:db8::53", "udp", "ipip", 7), (dns.Vip, dns.Protocol, dns.Encap, dns.Backends[0].Weight));
             Assert.Equal(ids, services.SelectMany(s => s.Backends.Select(b => ($"{s.Name}/{b.Address}", b.Id))).ToDictionary());
-            Assert.Equal(ring, dp.Rings[web.Id]);
+            Assert.Equal(ring, dp.Firsts(web.Id));
             // A new backend after the restart does not reuse the freed id of 10.0.0.1.
             var fresh = ctl.PutBackend("web", IPAddress.Parse("10.0.0.9"), 1).View;
             Assert.DoesNotContain(fresh.Id, ids.Values);
@@ -221,7 +222,7 @@ public sealed class ControlPlaneTests : IDisposable
         // the data plane already has, and its check must see `rise` successes to bring it back.
         var dp = new FakeDataPlane();
         uint downId;
-        uint[] ringBefore;
+        uint[] ringBefore, rawBefore;
         using (var store = new ConfigStore(Db))
         using (var ctl = new LbController(dp, store, NullLogger.Instance, Size, runHealthChecks: false))
         {
@@ -230,7 +231,8 @@ public sealed class ControlPlaneTests : IDisposable
             ctl.PutBackend("web", IPAddress.Parse("10.0.0.2"), 100);
             ctl.PutBackend("web", IPAddress.Parse("10.0.0.3"), 100);
             ctl.SetHealth("web", IPAddress.Parse("10.0.0.1"), up: false);
-            ringBefore = dp.Rings[0];
+            ringBefore = dp.Firsts(0);
+            rawBefore = dp.Rings[0];
         }
         Assert.True(dp.WasDown(downId, IPAddress.Parse("10.0.0.1"), 0));
         Assert.False(dp.WasDown(downId, IPAddress.Parse("10.0.0.9"), 0));   // another address in that slot: no
@@ -244,10 +246,99 @@ public sealed class ControlPlaneTests : IDisposable
             Assert.Equal(["down", "up", "up"], backends.OrderBy(b => b.Address, StringComparer.Ordinal).Select(b => b.Health));
             Assert.Contains($"backend {downId} flags 1", dp.Ops);
             Assert.DoesNotContain($"backend {downId} flags 0", dp.Ops);      // never written up meanwhile
-            Assert.Equal(ringBefore, dp.Rings[0]);
+            Assert.Equal(ringBefore, dp.Firsts(0));
+            // ...second hops included: they come from the adopted ring (ReadRing), not from nothing.
+            Assert.Contains(rawBefore, v => LbMaps.RingSecond(v) != 0);
+            Assert.Equal(rawBefore, dp.Rings[0]);
             ctl.SetHealth("web", IPAddress.Parse("10.0.0.1"), up: true);
-            Assert.Contains(downId, dp.Rings[0]);
+            Assert.Contains(downId, dp.Firsts(0));
         }
+    }
+
+    [Fact]
+    public void Reweight_GivesEachMovedSlotItsPreviousBackendAsSecondHop_AndUnmovedSlotsKeepTheirs()
+    {
+        var (ctl, dp, store) = Open();
+        using var _s = store;
+        using var _c = ctl;
+        ctl.PutService(Web());
+        foreach (int i in new[] { 1, 2, 3 })
+            ctl.PutBackend("web", IPAddress.Parse($"10.0.0.{i}"), 100);
+        uint[] r1 = dp.Rings[0];
+        ctl.PutBackend("web", IPAddress.Parse("10.0.0.1"), 300);   // 1 takes slots from 2 and 3
+        uint[] r2 = dp.Rings[0];
+        int moved = 0;
+        for (int i = 0; i < r2.Length; i++)
+        {
+            uint f1 = LbMaps.RingFirst(r1[i]), f2 = LbMaps.RingFirst(r2[i]);
+            if (f1 != f2)
+            {
+                moved++;
+                Assert.Equal(f1, LbMaps.RingSecond(r2[i]));   // the connections it had are found there
+            }
+            else
+            {
+                Assert.Equal(LbMaps.RingSecond(r1[i]), LbMaps.RingSecond(r2[i]));
+            }
+        }
+        Assert.InRange(moved, Size / 4, Size / 2);   // 1/3 -> 3/5 of the table: about 27% moved
+        // A slot whose backend did not change never names itself as second hop.
+        Assert.All(r2, v => Assert.NotEqual(LbMaps.RingFirst(v), LbMaps.RingSecond(v)));
+    }
+
+    [Fact]
+    public void SecondHops_NeverNameARemovedOrDownBackend_AndIpipServicesHaveNone()
+    {
+        var (ctl, dp, store) = Open();
+        using var _s = store;
+        using var _c = ctl;
+        ctl.PutService(Web());
+        var ids = new[] { 1, 2, 3, 4 }.Select(i => ctl.PutBackend("web", IPAddress.Parse($"10.0.0.{i}"), 100).View.Id).ToArray();
+        Assert.Contains(dp.Rings[0], v => LbMaps.RingSecond(v) == ids[0]);
+        ctl.SetHealth("web", IPAddress.Parse("10.0.0.1"), up: false);
+        Assert.DoesNotContain(ids[0], dp.Rings[0].Select(LbMaps.RingSecond));   // down: its connections are gone
+        ctl.Drain("web", IPAddress.Parse("10.0.0.2"));
+        Assert.Contains(dp.Rings[0], v => LbMaps.RingSecond(v) == ids[1]);        // drained: its connections continue there
+        ctl.DeleteBackend("web", IPAddress.Parse("10.0.0.2"));
+        Assert.DoesNotContain(ids[1], dp.Rings[0].Select(LbMaps.RingSecond));
+
+        ctl.PutService(new ServiceSpec("katran", IPAddress.Parse("10.100.0.2"), 80, ProtocolType.Tcp, Encapsulation.Ipip, 6080, null));
+        uint katran = ctl.GetService("katran").Id;
+        foreach (int i in new[] { 5, 6, 7 })
+            ctl.PutBackend("katran", IPAddress.Parse($"10.0.0.{i}"), 100);
+        ctl.DeleteBackend("katran", IPAddress.Parse("10.0.0.5"));
+        Assert.All(dp.Rings[katran], v => Assert.Equal(0u, LbMaps.RingSecond(v)));   // IPIP has nowhere to carry one
+    }
+
+    [Fact]
+    public void WithSecondHops_Property_SecondIsThePreviousFirstOrSecond_AllowedAndNeverTheFirst()
+    {
+        var slots = Gen.ArrayOf(Gen.Choose(0, 6), 64);
+        var gen = from a in slots from b in slots select (a, b);
+        Properties.Check(gen, pair =>
+        {
+            // 0 stands for an empty slot; backends 1..6, of which 5 and 6 are not allowed (down / removed).
+            uint Id(int x) => x == 0 ? LbMaps.NoBackend : (uint)x;
+            uint[] prevFirsts = [.. pair.Item1.Select(Id)], firsts = [.. pair.Item2.Select(Id)];
+            uint[] previous = LbMaps.WithSecondHops(prevFirsts, null, _ => true);
+            Assert.All(previous, v => Assert.Equal(0u, LbMaps.RingSecond(v)));   // no history, no second hops
+            previous = [.. previous.Select((v, i) => v == LbMaps.NoBackend ? v : v | ((uint)((i % 7) % 5) << 16))];
+            uint[] next = LbMaps.WithSecondHops(firsts, previous, id => id < 5);
+            for (int i = 0; i < next.Length; i++)
+            {
+                if (firsts[i] == LbMaps.NoBackend)
+                {
+                    Assert.Equal(LbMaps.NoBackend, next[i]);
+                    continue;
+                }
+                Assert.Equal(firsts[i], LbMaps.RingFirst(next[i]));
+                uint second = LbMaps.RingSecond(next[i]), was = LbMaps.RingFirst(previous[i]);
+                uint expected = was != firsts[i] ? (was == LbMaps.NoBackend ? 0 : was) : LbMaps.RingSecond(previous[i]);
+                if (expected == firsts[i] || expected >= 5)
+                    expected = 0;
+                Assert.Equal(expected, second);
+            }
+        }, maxTest: 200, seed: 20261122);
     }
 
     [Fact]

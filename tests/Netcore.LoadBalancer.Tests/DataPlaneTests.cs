@@ -339,7 +339,7 @@ public class DataPlaneTests
 
     [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
     [InlineData(1, 1480)]   // IPv4 TCP, IPIP: 1500 - 20
-    [InlineData(2, 1468)]   // IPv4 UDP, GUE: 1500 - 20 - 8 - 4
+    [InlineData(2, 1464)]   // IPv4 UDP, GUE: 1500 - 20 - 8 - 4, - 4 kept for a second hop (lb.h)
     [InlineData(3, 1460)]   // IPv6 TCP, IPIP: 1500 - 40
     [InlineData(4, 1448)]   // IPv6 UDP, GUE: 1500 - 40 - 8 - 4
     [InlineData(5, 1460)]   // IPv4 TCP to an IPv6 backend
@@ -380,7 +380,7 @@ public class DataPlaneTests
         // checksums run over the quoted bytes in 512-byte steps, so their carries depend on them):
         // every message must be the one ExpectedTooBig builds from the RFCs.
         using var lb = Setup(icmpRate: 1_000_000);
-        var maxInner = new Dictionary<uint, int> { [1] = 1480, [2] = 1468, [3] = 1460, [4] = 1448, [5] = 1460, [6] = 1468 };
+        var maxInner = new Dictionary<uint, int> { [1] = 1480, [2] = 1464, [3] = 1460, [4] = 1448, [5] = 1460, [6] = 1464 };
         var gen =
             from service in Gen.Elements(1u, 2u, 3u, 4u, 5u, 6u)
             from extra in Gen.Choose(1, 1500)
@@ -875,5 +875,139 @@ public class DataPlaneTests
             }
         }
     }
+
+    // Daisy chaining (lb.h): service 7 is IPv4 TCP over GUE with backends 30 (the slot's first hop)
+    // and 31 (its second hop, the backend the slot had before the table changed).
+    private static readonly IPAddress ChainFirst = IPAddress.Parse("10.0.0.30"), ChainSecond = IPAddress.Parse("10.0.0.31");
+
+    private static LbBpf SetupChain(uint ringValue, Encapsulation encap = Encapsulation.Gue, bool secondDown = false, uint secondService = 7)
+    {
+        var lb = Setup();
+        try
+        {
+            lb.SetBackend(30, ChainFirst, 7);
+            lb.SetBackend(31, ChainSecond, secondService, down: secondDown);
+            lb.AddService(LbServiceKey.Create(IPAddress.Parse("192.0.2.30"), 80, ProtocolType.Tcp), LbService.Create(7, 13, encap, 6080));
+            lb.SwapRing(7, ringValue);
+            return lb;
+        }
+        catch
+        {
+            lb.Dispose();
+            throw;
+        }
+    }
+
+    private static byte[] ChainFrame(byte flags, int payload = 100, ushort sport = 41000) =>
+        Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.30", Tcp, TcpSeg(sport, 80, flags: flags, payload: payload)));
+
+    [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
+    [InlineData((byte)0x10)]   // ACK: a connection's segment
+    [InlineData((byte)0x18)]   // PSH ACK
+    [InlineData((byte)0x11)]   // FIN ACK
+    [InlineData((byte)0x04)]   // RST
+    [InlineData((byte)0x12)]   // SYN ACK (not an opening SYN)
+    public void DaisyChain_ASegmentOfAnUnknownFlow_CarriesTheSecondHop_AndIsNotRemembered(byte flags)
+    {
+        using var lb = SetupChain(30u | (31u << 16));
+        byte[] frame = ChainFrame(flags);
+        for (int packet = 0; packet < 2; packet++)   // every packet of it, not only the first
+        {
+            var (action, output) = lb.Run(frame);
+            Assert.Equal(Tx, action);
+            byte[] expected = LbModel.Encapsulate(frame, ChainFirst, Encapsulation.Gue, 6080, GatewayMac, Src4, Src6, Seed, secondHop: ChainSecond);
+            Assert.Equal(LbBpf.Hex(expected), LbBpf.Hex(output));
+            Assert.Null(lb.RememberedBackend(frame));   // its next packets must carry the second hop too
+        }
+        Assert.Equal(2UL, lb.BackendStats(30).packets);
+        Assert.Equal(0UL, lb.BackendStats(31).packets);
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void DaisyChain_Gue_FieldByField()
+    {
+        // Literal checks of the chained GUE header, independent of the model.
+        using var lb = SetupChain(30u | (31u << 16));
+        byte[] frame = ChainFrame(0x10, payload: 10);
+        var (action, o) = lb.Run(frame);
+        Assert.Equal(Tx, action);
+        Assert.Equal(frame.Length + 36, o.Length);                                  // IPv4 20 + UDP 8 + GUE 4 + private data 4
+        Assert.Equal(frame.Length - 14 + 36, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(16)));
+        Assert.Equal(0, Checksum(o.AsSpan(14, 20)));
+        Assert.Equal("0a 00 00 01 0a 00 00 1e", LbBpf.Hex(o[26..34]));             // 10.0.0.1 -> 10.0.0.30 (first hop)
+        Assert.Equal(6080, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(36)));
+        Assert.Equal(frame.Length - 14 + 16, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(38)));   // UDP length
+        Assert.Equal("01 04 00 00", LbBpf.Hex(o[42..46]));                           // Ver 0, C 0, Hlen 1 | IPIP | flags 0
+        Assert.Equal("0a 00 00 1f", LbBpf.Hex(o[46..50]));                           // private data: 10.0.0.31
+        Assert.Equal(frame[14..], o[50..]);
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void DaisyChain_AnOpeningSyn_GoesToTheFirstHopAlone_AndItsFlowIsRemembered()
+    {
+        using var lb = SetupChain(30u | (31u << 16));
+        byte[] syn = ChainFrame(0x02, payload: 0), ack = ChainFrame(0x10);
+        var (action, output) = lb.Run(syn);
+        Assert.Equal(Tx, action);
+        Assert.Equal(LbBpf.Hex(LbModel.Encapsulate(syn, ChainFirst, Encapsulation.Gue, 6080, GatewayMac, Src4, Src6, Seed)), LbBpf.Hex(output));
+        Assert.Equal(30u, lb.RememberedBackend(syn));
+        // The connection it opens is the first hop's: its next segments go there from memory, unchained.
+        (action, output) = lb.Run(ack);
+        Assert.Equal(Tx, action);
+        Assert.Equal(LbBpf.Hex(LbModel.Encapsulate(ack, ChainFirst, Encapsulation.Gue, 6080, GatewayMac, Src4, Src6, Seed)), LbBpf.Hex(output));
+    }
+
+    [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
+    [InlineData("down")]
+    [InlineData("removed")]
+    [InlineData("other-service")]
+    [InlineData("ipip")]
+    [InlineData("none")]
+    public void DaisyChain_NoUsableSecondHop_PlainEncapsulation_AndRemembered(string why)
+    {
+        uint ring = why == "none" ? 30u : 30u | (31u << 16);
+        using var lb = SetupChain(ring, encap: why == "ipip" ? Encapsulation.Ipip : Encapsulation.Gue,
+            secondDown: why == "down", secondService: why == "other-service" ? 2u : 7u);
+        if (why == "removed")
+            lb.DataPlane.ClearBackend(31);
+        byte[] frame = ChainFrame(0x10);
+        var (action, output) = lb.Run(frame);
+        Assert.Equal(Tx, action);
+        var encap = why == "ipip" ? Encapsulation.Ipip : Encapsulation.Gue;
+        Assert.Equal(LbBpf.Hex(LbModel.Encapsulate(frame, ChainFirst, encap, 6080, GatewayMac, Src4, Src6, Seed)), LbBpf.Hex(output));
+        Assert.Equal(30u, lb.RememberedBackend(frame));
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void DaisyChain_TheLargestPacketThatFits_FitsWithTheSecondHop()
+    {
+        // max_inner of a GUE IPv4 backend keeps LB_GUE_CHAIN_LEN bytes for the second hop: a
+        // chained packet of max_inner bytes leaves at exactly the MTU, one byte more gets ICMP.
+        using var lb = SetupChain(30u | (31u << 16));
+        byte[] fits = ChainFrame(0x10, payload: 1464 - 40);
+        var (action, output) = lb.Run(fits);
+        Assert.Equal(Tx, action);
+        Assert.Equal(14 + 1500, output.Length);
+        byte[] over = ChainFrame(0x10, payload: 1464 - 40 + 1);
+        (action, output) = lb.Run(over);
+        Assert.Equal(Tx, action);
+        Assert.Equal(1, output[14 + 9]);                      // ICMP
+        Assert.Equal(1464, BinaryPrimitives.ReadUInt16BigEndian(output.AsSpan(14 + 20 + 6)));   // next-hop MTU
+    }
+
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void ReadRing_GivesBackTheSwappedInValues_SecondHopsIncluded()
+    {
+        // What a restarted daemon reads to keep the second hops of the ring it adopts.
+        using var lb = Setup(rings: false);
+        Assert.Null(lb.DataPlane.ReadRing(7));
+        uint[] ring = [.. Enumerable.Range(0, 13).Select(i => i % 3 == 0 ? LbMaps.NoBackend : (uint)(30 + i % 2) | ((uint)i << 16))];
+        lb.SwapRing(7, ring);
+        Assert.Equal(ring, lb.DataPlane.ReadRing(7));
+        lb.DataPlane.RemoveRing(7);
+        Assert.Null(lb.DataPlane.ReadRing(7));
+    }
+
 }
 

@@ -60,7 +60,10 @@ internal sealed class FakeDataPlane : IDataPlane
     public void ClearBackend(uint id)
     {
         foreach (var (sid, ring) in Rings)
-            Assert.DoesNotContain(id, ring);
+        {
+            Assert.DoesNotContain(id, ring.Select(LbMaps.RingFirst));
+            Assert.DoesNotContain(id, ring.Select(LbMaps.RingSecond)); // nor as a second hop
+        }
         Backends[id] = default;
         Ops.Add($"clear {id}");
     }
@@ -69,10 +72,19 @@ internal sealed class FakeDataPlane : IDataPlane
     {
         uint[] copy = values.ToArray(); // a new ring every time: the old array is never touched
         foreach (uint v in copy)
-            Assert.True(v == LbMaps.NoBackend || (Backends.TryGetValue(v, out var b) && b.family != 0), $"ring names backend {v}, which has no slot");
+        {
+            uint first = LbMaps.RingFirst(v), second = LbMaps.RingSecond(v);
+            Assert.True(v == LbMaps.NoBackend || (Backends.TryGetValue(first, out var b) && b.family != 0), $"ring names backend {first}, which has no slot");
+            Assert.True(second == 0 || (Backends.TryGetValue(second, out var s) && s.family != 0 && (s.flags & LbMaps.BackendDown) == 0), $"ring names second hop {second}, which has no slot or is down");
+        }
         Rings[serviceId] = copy;
         Ops.Add($"ring {serviceId}");
     }
+
+    public uint[]? ReadRing(uint serviceId) => Rings.TryGetValue(serviceId, out var r) ? [.. r] : null;
+
+    /// <summary>The backend of each slot of a service's ring (second hops masked off).</summary>
+    public uint[] Firsts(uint serviceId) => [.. Rings[serviceId].Select(LbMaps.RingFirst)];
 
     public LbStats ServiceStats(uint serviceId) => Stats.GetValueOrDefault(serviceId);
 
@@ -90,7 +102,7 @@ internal sealed class FakeDataPlane : IDataPlane
 
     /// <summary>Entries per backend id of a service's ring.</summary>
     public Dictionary<uint, int> Counts(uint serviceId) =>
-        Rings[serviceId].Where(v => v != LbMaps.NoBackend).GroupBy(v => v).ToDictionary(g => g.Key, g => g.Count());
+        Firsts(serviceId).Where(v => v != LbMaps.NoBackend).GroupBy(v => v).ToDictionary(g => g.Key, g => g.Count());
 
     public void Dispose()
     {

@@ -40,6 +40,7 @@ public class LbMapLayoutTests
             "LB_FLOW_SET_MUL", "LB_LAYOUT_VERSION",
             "LB_FLOW4_UDP", "LB_FLOW4_VALID", "LB_FLOW4_CHECK", "LB_FLOW4_KEY", "LB_SVC_RETIRED", "LB_SVC_STATS_ENTRIES",
             "LB_G_TOO_BIG", "LB_G_TOO_BIG_LIMITED", "LB_G_COUNT", "LB_ICMP4_QUOTE", "LB_ICMP6_QUOTE",
+            "LB_GUE_CHAIN_LEN", "LB_RING_FIRST(0x0abc0123u)", "LB_RING_SECOND(0x0abc0123u)",
         ], $"-I{HeaderDir}");
         Assert.Equal(LbMaps.MaxServices, v["LB_MAX_SERVICES"]);
         Assert.Equal(LbMaps.MaxBackends, v["LB_MAX_BACKENDS"]);
@@ -64,6 +65,9 @@ public class LbMapLayoutTests
         Assert.Equal(LbMaps.Flow6Key, unchecked((ulong)v["LB_FLOW6_KEY"]));
         Assert.Equal(LbMaps.FlowSetMul, unchecked((ulong)v["LB_FLOW_SET_MUL"]));
         Assert.Equal(LbMaps.LayoutVersion, (uint)v["LB_LAYOUT_VERSION"]);
+        Assert.Equal(LbMaps.GueChainLength, v["LB_GUE_CHAIN_LEN"]);
+        Assert.Equal(LbMaps.RingFirst(0x0abc0123u), (uint)v["LB_RING_FIRST(0x0abc0123u)"]);
+        Assert.Equal(LbMaps.RingSecond(0x0abc0123u), (uint)v["LB_RING_SECOND(0x0abc0123u)"]);
         Assert.Equal(LbMaps.Flow4Udp, unchecked((ulong)v["LB_FLOW4_UDP"]));
         Assert.Equal(LbMaps.Flow4Valid, unchecked((ulong)v["LB_FLOW4_VALID"]));
         Assert.Equal(LbMaps.Flow4Check, unchecked((ulong)v["LB_FLOW4_CHECK"]));
@@ -162,7 +166,8 @@ public class LbMapLayoutTests
         // RFC 1071 sum of 0x4500, 0x4000, 0x4000 (TTL), both addresses, as lb.c reads them (little-endian words).
         uint sum = 0x0045 + 0x0040 + 0x0040 + 0x000a + 0x0100 + 0x000a + 0x0700;
         Assert.Equal((ushort)sum, v4.csum_base);
-        Assert.Equal(1468, LbBackend.Create(IPAddress.Parse("10.0.0.7"), 3).WithConfig(cfg).WithService(gue).WithTemplate().max_inner);
+        // 1500 - 20 - 8 - 4, and 4 bytes kept for a second hop (lb.h LB_GUE_CHAIN_LEN)
+        Assert.Equal(1464, LbBackend.Create(IPAddress.Parse("10.0.0.7"), 3).WithConfig(cfg).WithService(gue).WithTemplate().max_inner);
         var v6 = LbBackend.Create(IPAddress.Parse("2001:db8::8"), 3).WithConfig(cfg).WithService(gue).WithTemplate();
         Assert.Equal(1448, v6.max_inner);                                   // 1500 - 40 - 8 - 4
         Assert.Equal(0UL, v6.ip_tail);

@@ -151,9 +151,13 @@ internal static class LbModel
         return Fmix(h, 40);
     }
 
-    /// <summary>The frame lb.c must transmit for <paramref name="frame"/> sent to <paramref name="backend"/>.</summary>
+    /// <summary>
+    /// The frame lb.c must transmit for <paramref name="frame"/> sent to <paramref name="backend"/>;
+    /// with <paramref name="secondHop"/> (GUE only, an IPv4 backend) the GUE header carries it as 4
+    /// bytes of private data (Hlen 1), the daisy chain of README.md.
+    /// </summary>
     public static byte[] Encapsulate(byte[] frame, IPAddress backend, Encapsulation encap, ushort guePort,
-        byte[] gatewayMac, IPAddress sourceV4, IPAddress sourceV6, uint seed)
+        byte[] gatewayMac, IPAddress sourceV4, IPAddress sourceV6, uint seed, IPAddress? secondHop = null)
     {
         bool innerV6 = BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(12)) == Packets.EthIPv6;
         // Flow entropy of the outer headers (bpf/lb.h): an IPv6 flow's hash; an IPv4 flow's 15
@@ -169,12 +173,17 @@ internal static class LbModel
         var tail = new List<byte>();
         if (gue)
         {
-            var udp = new byte[12];
+            var udp = new byte[secondHop is null ? 12 : 16];
             BinaryPrimitives.WriteUInt16BigEndian(udp, (ushort)(0xC000 | (hash & 0x3FFF)));
             BinaryPrimitives.WriteUInt16BigEndian(udp.AsSpan(2), guePort);
-            BinaryPrimitives.WriteUInt16BigEndian(udp.AsSpan(4), (ushort)(12 + l3Len));
-            // checksum 0; GUE variant 0: 0x00, proto, flags 0x0000
+            BinaryPrimitives.WriteUInt16BigEndian(udp.AsSpan(4), (ushort)(udp.Length + l3Len));
+            // checksum 0; GUE variant 0: Ver 0, C 0, Hlen (words of private data), proto, flags 0x0000
             udp[9] = innerProto;
+            if (secondHop is not null)
+            {
+                udp[8] = 1;
+                secondHop.GetAddressBytes().CopyTo(udp, 12);
+            }
             tail.AddRange(udp);
         }
         tail.AddRange(inner);

@@ -51,6 +51,9 @@ internal sealed partial class LbController : IDisposable
         public long Generation { get; set; }
         public bool Panic { get; set; }
         public SortedDictionary<string, Be> Backends { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>The ring last swapped in (first | second &lt;&lt; 16), the base of the next one's second hops.</summary>
+        public uint[]? Ring { get; set; }
     }
 
     private sealed class Be(IPAddress address, uint id, int weight, bool drained)
@@ -106,7 +109,8 @@ internal sealed partial class LbController : IDisposable
                     _dp.RemoveService(key);
             foreach (var stored in storedServices)
             {
-                var svc = new Svc(stored.Spec, stored.Id);
+                // The ring the data plane holds (adopted maps) keeps its second hops across the restart.
+                var svc = new Svc(stored.Spec, stored.Id) { Ring = _dp.ReadRing(stored.Id) };
                 foreach (var b in backends[stored.Spec.Name])
                     svc.Backends[b.Address.ToString()] = new Be(b.Address, b.Id, b.Weight, b.Drained);
                 _services[svc.Spec.Name] = svc;
@@ -368,7 +372,17 @@ internal sealed partial class LbController : IDisposable
         using var table = _builder.Build(input);
         uint[] ids = [.. list.Select(b => b.Id)];
         uint[] ring = LbMaps.RingValues(table, ids);
+        if (svc.Spec.Encap == Encapsulation.Gue)
+        {
+            // Daisy chaining (lb.h): a moved slot names its previous backend as second hop, while
+            // that backend is still this service's, IPv4 (the GUE private data holds an IPv4
+            // address) and not down; a drained one qualifies (its connections continue).
+            var second = list.Where(b => b.Health != BackendHealth.Down && b.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork)
+                .Select(b => b.Id).ToHashSet();
+            ring = LbMaps.WithSecondHops(ring, svc.Ring, second.Contains);
+        }
         _dp.SwapRing(svc.Id, ring);
+        svc.Ring = ring;
         int[] counts = table.CountByBackend(list.Count);
         for (int i = 0; i < list.Count; i++)
             list[i].Entries = counts[i];

@@ -47,6 +47,12 @@ internal interface IDataPlane : IDisposable
     /// </summary>
     void SwapRing(uint serviceId, ReadOnlySpan<uint> values);
 
+    /// <summary>
+    /// The ring a service has now (its values, first | second &lt;&lt; 16), or null when it has none:
+    /// a restarted daemon keeps the second hops of the ring it adopts.
+    /// </summary>
+    uint[]? ReadRing(uint serviceId);
+
     /// <summary>A service's counters summed over CPUs: its own (packets that got no backend) plus its backends', present and removed.</summary>
     LbStats ServiceStats(uint serviceId);
 

@@ -36,7 +36,7 @@ internal static class LbMaps
     public const string IcmpLimit = "lb_icmp_limit";
 
     /// <summary>LB_LAYOUT_VERSION: the layout of the pinned maps (lb_layout[0]).</summary>
-    public const uint LayoutVersion = 5;
+    public const uint LayoutVersion = 6;
 
     /// <summary>LB_ICMP4_QUOTE: bytes of the invoking IPv4 packet an ICMP "fragmentation needed" quotes.</summary>
     public const int Icmp4Quote = 576 - 20 - 8;
@@ -119,6 +119,49 @@ internal static class LbMaps
         ReadOnlySpan<int> entries = table.Entries;
         for (int i = 0; i < values.Length; i++)
             values[i] = entries[i] < 0 ? NoBackend : backendIds[entries[i]];
+        return values;
+    }
+
+    /// <summary>LB_GUE_CHAIN_LEN: bytes of GUE private data that carry a second hop (lb.h).</summary>
+    public const int GueChainLength = 4;
+
+    /// <summary>LB_RING_FIRST (lb.h): the slot's backend.</summary>
+    public static uint RingFirst(uint value) => value == NoBackend ? NoBackend : value & 0xffff;
+
+    /// <summary>LB_RING_SECOND (lb.h): the slot's second hop, 0 for none.</summary>
+    public static uint RingSecond(uint value) => value == NoBackend ? 0 : value >> 16;
+
+    /// <summary>
+    /// Daisy chaining (lb.h, Unimog): <paramref name="firsts"/> (a new ring's backend ids) with the
+    /// second hops written in. A slot whose backend changed from <paramref name="previous"/> gets the
+    /// backend it had as its second hop; a slot that kept its backend keeps its second hop. A second
+    /// hop is kept only while <paramref name="canBeSecond"/> says so (the backend is still the
+    /// service's and not down) and differs from the first.
+    /// </summary>
+    public static uint[] WithSecondHops(uint[] firsts, uint[]? previous, Func<uint, bool> canBeSecond)
+    {
+        ArgumentNullException.ThrowIfNull(firsts);
+        ArgumentNullException.ThrowIfNull(canBeSecond);
+        var values = new uint[firsts.Length];
+        bool same = previous is not null && previous.Length == firsts.Length;
+        for (int i = 0; i < values.Length; i++)
+        {
+            uint first = firsts[i];
+            if (first == NoBackend)
+            {
+                values[i] = NoBackend;
+                continue;
+            }
+            uint second = 0;
+            if (same)
+            {
+                uint was = RingFirst(previous![i]);
+                second = was != first ? (was == NoBackend ? 0 : was) : RingSecond(previous[i]);
+            }
+            if (second == first || (second != 0 && !canBeSecond(second)))
+                second = 0;
+            values[i] = first | (second << 16);
+        }
         return values;
     }
 
@@ -302,7 +345,9 @@ internal unsafe struct LbBackend
             b.csum_base = (ushort)sum;
             b.ip_tail = ((ulong)b.src_v4 << 16) | ((ulong)(daddr & 0xffff) << 48);
         }
-        int overhead = (b.family == LbMaps.FamilyV6 ? 40 : 20) + (b.encap == (byte)Encapsulation.Gue ? 12 : 0);
+        // GUE to an IPv4 backend reserves room for a second hop (lb.h, LB_GUE_CHAIN_LEN).
+        bool gue = b.encap == (byte)Encapsulation.Gue;
+        int overhead = (b.family == LbMaps.FamilyV6 ? 40 : 20) + (gue ? 12 : 0) + (gue && b.family == LbMaps.FamilyV4 ? LbMaps.GueChainLength : 0);
         b.max_inner = b.mtu == 0 ? ushort.MaxValue : (ushort)Math.Max(0, b.mtu - overhead);
         return b;
     }

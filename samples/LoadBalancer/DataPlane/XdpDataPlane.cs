@@ -440,6 +440,34 @@ internal sealed partial class XdpDataPlane : IDataPlane
         _maglev.UpdateFd(serviceId, ring.Fd);
     }
 
+    /// <inheritdoc />
+    public uint[]? ReadRing(uint serviceId)
+    {
+        // A lookup in an ARRAY_OF_MAPS from user space gives the inner map's id (0: no ring).
+        if (!_maglev.AsMap<uint, uint>().TryLookup(serviceId, out uint id) || id == 0)
+            return null;
+        BpfMap ring;
+        try
+        {
+            ring = BpfMap.FromId(id);
+        }
+        catch (BpfException)
+        {
+            return null; // replaced and freed meanwhile: there is no ring to keep
+        }
+        using (ring)
+        {
+            var values = new uint[ring.MaxEntries];
+            var keys = new uint[values.Length];
+            var typed = ring.AsMap<uint, uint>();
+            var cursor = new MapBatchCursor(ring);
+            int done = 0;
+            while (!cursor.Done && done < values.Length)
+                done += typed.LookupBatch(cursor, keys.AsSpan(done), values.AsSpan(done));
+            return done == values.Length ? values : null;
+        }
+    }
+
     /// <summary>
     /// A service's counters summed over CPUs: its own (packets that got no backend), those of the
     /// backends it had (retired) and those of its backends now (bpf/lb.h: a packet that reaches a

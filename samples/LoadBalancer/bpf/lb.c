@@ -291,7 +291,9 @@ static __always_inline void eth_words(struct inner *in, __u64 ethertype, __u64 f
 /* UDP and GUE headers of both outer families: source port with flow entropy in the dynamic range
  * (RFC 8086 3.2.1 practice), the service's destination port, length, checksum 0 (RFC 768 for
  * IPv4; RFC 6935/6936 allow it for tunnels over IPv6); then GUE variant 0
- * (draft-ietf-intarea-gue-09 3.1: Ver=0, C=0, Hlen=0 | Proto | Flags=0). */
+ * (draft-ietf-intarea-gue-09 3.1: Ver=0, C=0, Hlen | Proto | Flags=0; Hlen counts the 32-bit
+ * words after the first four: 0, or 1 with a second hop as private data). `l3_len` is what
+ * follows the GUE header's first four bytes. */
 static __always_inline __u64 udp_word(struct lb_backend *be, __u32 entropy, __u32 l3_len)
 {
     return bpf_htons(0xc000 | (entropy & 0x3fff)) | ((__u64)be->gue_port << 16) |
@@ -302,6 +304,13 @@ static __always_inline void put_udp_gue(void *at, __u64 udp, __u32 inner_proto)
 {
     *(__u64 *)at = udp;
     *(__u32 *)(at + 8) = inner_proto << 8;
+}
+
+/* The same with one word of private data: the second hop's IPv4 address (lb.h, daisy chaining). */
+static __always_inline void put_udp_gue_chain(void *at, __u64 udp, __u32 inner_proto, __u32 second)
+{
+    *(__u64 *)at = udp;
+    *(__u64 *)(at + 8) = (LB_GUE_CHAIN_LEN / 4) | (inner_proto << 8) | ((__u64)second << 32);
 }
 
 /* Room for `overhead` bytes of outer headers (one constant-size bpf_xdp_adjust_head, so the new
@@ -328,9 +337,11 @@ static __always_inline void *push_head(struct xdp_md *ctx, const int overhead, _
  * then the headroom is made (push_head) and the words are written as unaligned 64-bit stores:
  * only the stores wait for the helper call. */
 static __always_inline int tx4(struct xdp_md *ctx, struct lb_backend *be, struct lb_stats *bs, __u32 frame_len,
-                               __u32 entropy, const int inner_v6, const int gue)
+                               __u32 entropy, const int inner_v6, const int gue, const int chained, __u32 second)
 {
-    const int overhead = sizeof(struct iphdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
+    /* With `chained` (GUE only) the second hop rides as LB_GUE_CHAIN_LEN bytes of private data (lb.h). */
+    const int chain = gue && chained ? LB_GUE_CHAIN_LEN : 0;
+    const int overhead = sizeof(struct iphdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0) + chain;
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
     struct inner in;
@@ -356,14 +367,16 @@ static __always_inline int tx4(struct xdp_md *ctx, struct lb_backend *be, struct
     __u64 i0 = (w0 >> 16) | (0x00400000ull << 16) | ((__u64)(w2 & 0xffff) << 48);           /* 16-23 */
     __u64 i1 = (w2 >> 16) | be->ip_tail;                                                     /* 24-31 */
     __u32 daddr_hi = *(__u16 *)&be->addr[2];                                                 /* 32-33 */
-    __u64 udp = udp_word(be, entropy, in.l3_len);
+    __u64 udp = udp_word(be, entropy, in.l3_len + chain);
 
     data = push_head(ctx, overhead, e0, e1, i0);
     if (!data)
         return encap_error(bs, frame_len);
     *(__u64 *)(data + 24) = i1;
     *(__u16 *)(data + 32) = daddr_hi;
-    if (gue)
+    if (chain)
+        put_udp_gue_chain(data + 34, udp, inner_proto, second);
+    else if (gue)
         put_udp_gue(data + 34, udp, inner_proto);
     DONE(overhead);
 }
@@ -440,21 +453,53 @@ static __always_inline struct lb_backend *remembered(__u64 tag, __u32 *bid)
     return be && be->family != 0 && !(be->flags & LB_BE_F_DOWN) ? be : 0;
 }
 
-/* The backend of a flow the memory does not know: ring[hash % table_size] of the service. */
-static __always_inline struct lb_backend *pick(struct lb_service *svc, __u32 sid, __u32 h, __u32 *bid)
+/* The backend of a flow the memory does not know: the first hop of ring[hash % table_size] of
+ * the service (lb.h, LB_RING_FIRST); *second gets the slot's second hop (0 = none). */
+static __always_inline struct lb_backend *pick(struct lb_service *svc, __u32 sid, __u32 h, __u32 *bid, __u32 *second)
 {
     void *ring = bpf_map_lookup_elem(&lb_maglev, &sid);
     if (!ring || svc->table_size == 0)
         return 0;
     __u32 slot = h % svc->table_size;
-    __u32 *bidp = bpf_map_lookup_elem(ring, &slot);
-    if (!bidp || *bidp == LB_NO_BACKEND)
+    __u32 *vp = bpf_map_lookup_elem(ring, &slot);
+    if (!vp)
         return 0;
-    *bid = *bidp;
+    __u32 v = *vp;
+    if (v == LB_NO_BACKEND)
+        return 0;
+    *bid = LB_RING_FIRST(v);
+    *second = LB_RING_SECOND(v);
     struct lb_backend *be = bpf_map_lookup_elem(&lb_backends, bid);
     if (!be || (be->family != LB_FAMILY_V4 && be->family != LB_FAMILY_V6))
         return 0;
     return be;
+}
+
+/* Daisy chaining (lb.h): the IPv4 address (as it lies in memory) of the slot's second hop when
+ * the packet should carry it, else 0. Only a GUE service to an IPv4 first hop carries one, and
+ * only to an IPv4 backend of the same service that is in use and not down (a drained one is the
+ * point: its open connections continue). */
+static __always_inline __u32 second_hop(struct lb_backend *first, __u32 sid, __u32 second)
+{
+    if (second == 0 || first->encap != LB_ENCAP_GUE || first->family != LB_FAMILY_V4)
+        return 0;
+    struct lb_backend *sb = bpf_map_lookup_elem(&lb_backends, &second);
+    if (!sb || sb->family != LB_FAMILY_V4 || (sb->flags & LB_BE_F_DOWN) || sb->service != sid)
+        return 0;
+    return *(__u32 *)sb->addr;
+}
+
+/* Whether a packet may belong to a connection opened before its slot moved, and so should carry
+ * the second hop: TCP only (the backends tell a connection's packets by their socket; bpf/decap.c),
+ * and not a segment that opens a connection (RFC 9293 3.1, 3.5: SYN without ACK), which belongs
+ * to the first hop whatever the second. The flags are byte 13 of the TCP header. */
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
+static __always_inline int may_be_established(__u32 proto, void *l4, void *data_end)
+{
+    if (proto != IPPROTO_TCP || l4 + 14 > data_end)
+        return 0;
+    return (*(__u8 *)(l4 + 13) & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN;
 }
 
 /* One ICMP error under lb_config.icmp_rate per second (RFC 4443 2.4(f), RFC 1812 4.3.2.8)? */
@@ -608,9 +653,10 @@ static __always_inline int too_big(struct xdp_md *ctx, __u32 frame_len, __u32 mt
  * counted on the backend (lb_be_stats; a service's counters are its own lb_svc_stats, for packets
  * that got no backend, plus its backends', see lb.h), checked against the frame and the MTU,
  * trimmed of Ethernet padding, encapsulated as the backend's service says, XDP_TX. `entropy`
- * feeds the GUE source port and the IPv6 flow label. */
+ * feeds the GUE source port and the IPv6 flow label; `second` (second_hop) is carried in the GUE
+ * header when not 0. */
 static __always_inline int forward(struct xdp_md *ctx, void *data, void *data_end, struct lb_backend *be,
-                                   __u32 bid, __u32 l3_len, __u32 entropy, const int v6)
+                                   __u32 bid, __u32 l3_len, __u32 entropy, const int v6, __u32 second)
 {
     struct lb_stats *bs = bpf_map_lookup_elem(&lb_be_stats, &bid);
     __u32 frame_len = data_end - data;
@@ -626,7 +672,9 @@ static __always_inline int forward(struct xdp_md *ctx, void *data, void *data_en
         count_tx(bs, frame_len);
         if (excess && bpf_xdp_adjust_tail(ctx, -(int)excess))
             return encap_error(bs, frame_len);
-        return gue ? tx4(ctx, be, bs, frame_len, entropy, v6, 1) : tx4(ctx, be, bs, frame_len, entropy, v6, 0);
+        if (!gue)
+            return tx4(ctx, be, bs, frame_len, entropy, v6, 0, 0, 0);
+        return second ? tx4(ctx, be, bs, frame_len, entropy, v6, 1, 1, second) : tx4(ctx, be, bs, frame_len, entropy, v6, 1, 0, 0);
     }
     if (excess && bpf_xdp_adjust_tail(ctx, -(int)excess))
         return drop_svc(0, bs, 1);
@@ -693,7 +741,7 @@ static __always_inline int fast4(struct xdp_md *ctx)
         return -1;
     count_tx(bs, frame_len);
     __u32 entropy = lb_flow4_entropy(key);
-    return be->encap == LB_ENCAP_GUE ? tx4(ctx, be, bs, frame_len, entropy, 0, 1) : tx4(ctx, be, bs, frame_len, entropy, 0, 0);
+    return be->encap == LB_ENCAP_GUE ? tx4(ctx, be, bs, frame_len, entropy, 0, 1, 0, 0) : tx4(ctx, be, bs, frame_len, entropy, 0, 0, 0, 0);
 }
 
 /* IPv4. A remembered flow (the path of every packet after a connection's first) is found by its
@@ -754,7 +802,7 @@ static __always_inline int lb4(struct xdp_md *ctx, void *data, void *data_end)
             fs->way[0].addrs = addrs;
             fs->way[0].tag = tag;
         }
-        return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0);
+        return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0, 0);
     }
 
     __u32 ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V4 << 24);
@@ -774,16 +822,23 @@ static __always_inline int lb4(struct xdp_md *ctx, void *data, void *data_end)
     h = mix(h, ports_word);
     h = mix(h, proto);
     h = fmix(h, 16);
-    be = pick(svc, sid, h, &bid);
+    __u32 second = 0;
+    be = pick(svc, sid, h, &bid, &second);
     if (!be)
         return drop_no_backend(sid);
-    /* Remember it: in the way of a stale entry of this flow (its backend went down), else the new
-     * entry in way 0 and the previous way 0 in way 1. */
-    if (way != 0)
-        fs->way[1] = fs->way[0];
-    fs->way[0].addrs = addrs;
-    fs->way[0].tag = key | ((__u64)bid << 48);
-    return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0);
+    /* Daisy chaining (lb.h): a packet that may belong to a connection opened before its slot
+     * moved carries the previous backend, and such a flow is not remembered (its next packets
+     * must carry it too); a connection's first segment belongs to the first hop. */
+    second = may_be_established(proto, ports, data_end) ? second_hop(be, sid, second) : 0;
+    if (!second) {
+        /* Remember it: in the way of a stale entry of this flow (its backend went down), else the
+         * new entry in way 0 and the previous way 0 in way 1. */
+        if (way != 0)
+            fs->way[1] = fs->way[0];
+        fs->way[0].addrs = addrs;
+        fs->way[0].tag = key | ((__u64)bid << 48);
+    }
+    return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0, second);
 }
 
 /* Writes an lb_flows6 entry so that a reader on another CPU never takes it for another flow's:
@@ -881,7 +936,7 @@ static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
             flow6_demote(fs);
             flow6_put(&fs->way[0], s0, s1, k0, k1, tag, h);
         }
-        return forward(ctx, data, data_end, be, bid, l3_len, h, 1);
+        return forward(ctx, data, data_end, be, bid, l3_len, h, 1, 0);
     }
 
     __u32 ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V6 << 24);
@@ -904,7 +959,9 @@ static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
     h = mix(h, ports_word);
     h = mix(h, proto);
     h = fmix(h, 40);
-    be = pick(svc, sid, h, &bid);
+    __u32 second = 0;
+    /* The ring's second hop is not used for IPv6 clients: bpf/decap.c looks IPv4 connections up. */
+    be = pick(svc, sid, h, &bid, &second);
     if (!be)
         return drop_no_backend(sid);
     /* Remember it: in the way of a stale entry of this flow (its backend went down), else the new
@@ -912,7 +969,7 @@ static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
     if (way != 0)
         flow6_demote(fs);
     flow6_put(&fs->way[0], s0, s1, k0, k1, key | ((__u64)bid << 48), h);
-    return forward(ctx, data, data_end, be, bid, l3_len, h, 1);
+    return forward(ctx, data, data_end, be, bid, l3_len, h, 1, 0);
 }
 
 SEC("xdp")

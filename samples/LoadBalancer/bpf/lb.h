@@ -13,6 +13,16 @@
 #define LB_DEFAULT_TABLE_SIZE 65537
 /* A table entry with this value (MaglevTable.NoBackend) means "no backend": the flow is dropped. */
 #define LB_NO_BACKEND 0xffffffffu
+/* Any other ring value is first | second << 16: the slot's backend (the first hop) and, for
+ * daisy chaining (Unimog), the backend the slot named before the table last changed it (the
+ * second hop; 0 = none, backend ids start at 1). A GUE service sends a packet of a flow this node
+ * does not remember to the first hop with the second hop's IPv4 address as GUE private data
+ * (LB_GUE_CHAIN_LEN bytes after the GUE header, Hlen 1: draft-ietf-intarea-gue-09 3.1); the first hop keeps the
+ * packet if it has the connection or the packet opens one, else forwards it to the second hop
+ * (bpf/decap.c), so a connection survives its slot moving while no node remembers it. */
+#define LB_RING_FIRST(v) ((v) & 0xffffu)
+#define LB_RING_SECOND(v) ((v) >> 16)
+#define LB_GUE_CHAIN_LEN 4
 
 #define LB_ENCAP_IPIP 1 /* Katran style: IPv4-in-IPv4 (proto 4) / IPv6-in-IPv6 (next header 41), RFC 2003 / RFC 2473 */
 #define LB_ENCAP_GUE 2  /* Unimog style: outer IP + UDP + GUE variant 0 header (draft-ietf-intarea-gue-09 3.1) */
@@ -96,7 +106,8 @@ struct __attribute__((aligned(8))) lb_backend {
     __u8 reserved0;
     __be16 gue_port;    /* the service's lb_service.gue_port */
     /* The largest inner IP packet whose encapsulation toward this backend fits lb_config.mtu:
-     * mtu - (20 or 40, + 12 with GUE), 0 when nothing fits, 0xffff when mtu is 0 (no check). */
+     * mtu - (20 or 40, + 12 with GUE, + LB_GUE_CHAIN_LEN with GUE to an IPv4 backend, which may
+     * carry a second hop), 0 when nothing fits, 0xffff when mtu is 0 (no check). */
     __u16 max_inner;
     __u16 reserved1;
     __u32 reserved2;
@@ -207,8 +218,9 @@ static inline __u32 lb_flow6_set_of(__u64 m)
 }
 
 /* Value of lb_layout[0]: the layout of the pinned maps. A daemon finding pins of another layout
- * (or none, from before this map existed) recreates the maps (XdpDataPlane.Open). */
-#define LB_LAYOUT_VERSION 5
+ * (or none, from before this map existed) recreates the maps (XdpDataPlane.Open). Version 6: ring
+ * values carry a second hop (first | second << 16). */
+#define LB_LAYOUT_VERSION 6
 
 /* Single entry of lb_config. */
 struct lb_config {
