@@ -121,7 +121,7 @@ for sid, encap, gue in ((1, 1, 0), (2, 2, 6080)):
         # service, encap, 0, gue_port, max_inner, 0, 0, ip_tail (bytes 24-31 of the outer frame, checksum 0), 8 x 0
         addr = ipaddress.ip_address(f"10.0.{sid}.{i + 1}").packed
         be = (addr + bytes(12) + bytes([4, 0]) + struct.pack("<H", csum_base(SRC4, addr)) + SRC4 + gw_mac + struct.pack("<H", 1500)
-              + struct.pack("<IBB", sid, encap, 0) + struct.pack("!H", gue) + struct.pack("<HHI", 1500 - 20 - (12 if encap == 2 else 0), 0, 0)
+              + struct.pack("<IBB", sid, encap, 0) + struct.pack("!H", gue) + struct.pack("<HHI", 1500 - 20 - (16 if encap == 2 else 0), 0, 0)
               + bytes(2) + SRC4 + addr[:2] + bytes(8))
         cmds.append(f"map update pinned {maps}/lb_backends key hex {hx(struct.pack('<I', (sid - 1) * NBACK + i))} value hex {hx(be)}")
 buckets = {}
