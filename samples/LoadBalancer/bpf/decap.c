@@ -14,9 +14,10 @@
  * Daisy chaining (the backend side of Unimog's, Cloudflare blog 2020 "Unimog - Cloudflare's edge
  * load balancer"): when a backend's Maglev slot changed owner, lb.c sends the flow to the new
  * owner (the first hop) and names the slot's previous owner (the second hop) in the GUE header's
- * private data (draft-ietf-intarea-gue-09 3.1: Hlen counts the 32-bit words after the GUE header;
- * 3.4 / 3.5: fields not announced by flags are private data, here one word = the second hop's
- * IPv4 address, 0 = none). The first hop keeps the packet if it belongs to a connection it knows
+ * private data (draft-ietf-intarea-gue-09 section 3: Hlen counts the 32-bit words after the GUE
+ * header; they hold the extension fields the flags announce, then private data, whose meaning is
+ * up to the two ends. lb.c sets no flag, so its private data starts right after the header: one
+ * word, the second hop's IPv4 address in network order, 0 = none). The first hop keeps the packet if it belongs to a connection it knows
  * (a socket in its established / SYN-received / time-wait tables, or the final ACK of a SYN-cookie
  * handshake it answered) or opens one (a SYN); otherwise the connection must be the second
  * hop's, and the packet is sent on to it unchanged but for the outer addresses and a zeroed
@@ -191,9 +192,10 @@ static __always_inline int decap_l4(struct xdp_md *ctx, struct ethhdr *eth, stru
         return count(DECAP_MALFORMED, XDP_PASS);
     if ((inner[0] >> 4) != (inner_proto == IPPROTO_IPIP ? 4 : 6))
         return count(DECAP_MALFORMED, XDP_PASS);
-    /* A second hop (daisy chaining, see the top): outer IPv4, IPv4 inner, at least one word of
-     * private data, non-zero and not this host. */
-    if (ip4 && hlen >= 4 && inner_proto == IPPROTO_IPIP) {
+    /* A second hop (daisy chaining, see the top): outer IPv4, IPv4 inner, no flags (so no
+     * extension field comes before the private data), at least one word of private data,
+     * non-zero and not this host. */
+    if (ip4 && hlen >= 4 && inner_proto == IPPROTO_IPIP && gh[2] == 0 && gh[3] == 0) {
         __be32 *priv = (void *)(gh + GUE_HDR_LEN);
         if ((void *)(priv + 1) > data_end)
             return count(DECAP_MALFORMED, XDP_PASS); /* cannot happen: inner is after it */

@@ -1,7 +1,9 @@
 using System.Buffers.Binary;
 using System.Net;
+using System.Net.Sockets;
 using Netcore.LoadBalancer.DataPlane;
 using Netcore.LoadBalancer.Lab;
+using Netcore.Threading;
 using Netcore.Xdp;
 
 namespace Netcore.LoadBalancer.Tests.EndToEnd;
@@ -11,10 +13,16 @@ namespace Netcore.LoadBalancer.Tests.EndToEnd;
 /// Netcore.Xdp: for every frame lb.c can transmit (the independent model LbModel.Encapsulate:
 /// IPv4/IPv6 inner x IPv4/IPv6 outer x IPIP/GUE) the output must be exactly the client's
 /// original frame with the encapsulating node's MACs, and anything else must pass unchanged.
+/// The daisy-chaining tests (GUE with a second hop) run the program inside a fresh namespace
+/// holding real sockets: BPF_PROG_TEST_RUN of an XDP program receives on the calling thread's
+/// namespace's loopback device, so bpf_skc_lookup_tcp sees that namespace's sockets.
 /// </summary>
 public sealed class DecapTests : IDisposable
 {
-    private const uint XdpDrop = 1, XdpPass = 2;
+    private const uint XdpDrop = 1, XdpPass = 2, XdpTx = 3;
+    private const byte Fin = 0x01, Syn = 0x02, Ack = 0x10;
+    private static readonly IPAddress Vip = IPAddress.Parse("192.0.2.10"), Client = IPAddress.Parse("10.0.1.2");
+    private static readonly IPAddress SecondHop = IPAddress.Parse("10.0.12.2");
     private static readonly IPAddress Backend4 = IPAddress.Parse("10.0.11.2"), Backend6 = IPAddress.Parse("fd00::11:2");
     private static readonly IPAddress Src4 = IPAddress.Parse("10.0.2.2"), Src6 = IPAddress.Parse("fd00::2:2");
     private BpfObject? _obj;
@@ -128,6 +136,218 @@ public sealed class DecapTests : IDisposable
         Assert.Equal(3ul, Counter(LabXdp.DecapCounter.Malformed));
         Assert.NotEqual(XdpDrop, Run(p, gue).Action);
         Assert.Equal(1ul, Counter(LabXdp.DecapCounter.Gue));
+    }
+
+    // ---- Daisy chaining (README "Daisy chaining (backend side: decap.c)") ----
+
+    /// <summary>A namespace for one test's sockets: lo up with the VIP and the client's address on it.</summary>
+    private static TestNetns NewHost()
+    {
+        var ns = TestNetns.Create("dc");
+        ns.Exec($"ip addr add {Vip}/32 dev lo && ip addr add {Client}/32 dev lo");
+        return ns;
+    }
+
+    /// <summary>
+    /// The client's IPv4 frame to the VIP: a TCP segment 10.0.1.2:sport -> 192.0.2.10:80. The
+    /// default acknowledgment number's second byte is 0x10 (ACK alone), so a program that read the
+    /// TCP header at a fixed 20 bytes behind inner IP options would see ports 257 -> 256 and ACK.
+    /// </summary>
+    private static byte[] TcpFrame(ushort sport, byte flags, uint seq = 0x01020304, uint ackSeq = 0x0A100C0D, byte[]? ipOptions = null, ushort flagsAndOffset = 0x4000)
+    {
+        byte[] seg = Packets.TcpSeg(sport, 80, flags, payload: 40, seq: seq);
+        BinaryPrimitives.WriteUInt32BigEndian(seg.AsSpan(8), ackSeq);
+        return Packets.Eth(Packets.EthIPv4, Packets.Ipv4(Client.ToString(), Vip.ToString(), Packets.Tcp, seg, tos: 0x28, flagsAndOffset: flagsAndOffset, options: ipOptions));
+    }
+
+    private static byte[] Chained(byte[] client, IPAddress? secondHop) =>
+        LbModel.Encapsulate(client, Backend4, Encapsulation.Gue, 6080, Packets.GatewayMac, Src4, Src6, 7, secondHop: secondHop);
+
+    /// <summary>Runs the program on a thread inside <paramref name="ns"/> (its sockets are what bpf_skc_lookup_tcp sees).</summary>
+    private static (uint Action, byte[] Output) RunIn(TestNetns ns, BpfProgram p, byte[] frame) =>
+        NetnsThread.Run(ns.Path, () => Run(p, frame));
+
+    /// <summary>The output of a packet kept here: the client's frame behind the encapsulating hop's MACs.</summary>
+    private static void AssertDecapsulated(byte[] client, byte[] wire, (uint Action, byte[] Output) r)
+    {
+        Assert.Equal(XdpPass, r.Action);
+        Assert.Equal(LbBpf.Hex(Packets.Eth(Packets.EthIPv4, client[14..], dst: wire[0..6], src: wire[6..12])), LbBpf.Hex(r.Output));
+    }
+
+    /// <summary>
+    /// The output of a packet sent on to <paramref name="hop"/>, built independently with the model:
+    /// the same GUE packet from this backend to the second hop with a zero private word (the model
+    /// computes the IPv4 header checksum from scratch), MACs swapped back toward the router.
+    /// </summary>
+    private static void AssertForwarded(byte[] client, byte[] wire, IPAddress hop, (uint Action, byte[] Output) r)
+    {
+        Assert.Equal(XdpTx, r.Action);
+        byte[] model = LbModel.Encapsulate(client, hop, Encapsulation.Gue, 6080, Packets.GatewayMac, Backend4, Src6, 7, secondHop: IPAddress.Any);
+        byte[] expected = Packets.Eth(Packets.EthIPv4, model[14..], dst: wire[6..12], src: wire[0..6]);
+        Assert.Equal(LbBpf.Hex(expected), LbBpf.Hex(r.Output));
+        Assert.Equal(0, Packets.Checksum(r.Output.AsSpan(14, 20)));
+    }
+
+    private static Socket Listen(TestNetns ns) => NetnsThread.Run(ns.Path, () =>
+    {
+        var l = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        l.Bind(new IPEndPoint(Vip, 80));
+        l.Listen(16);
+        return l;
+    });
+
+    private static Socket Connect(TestNetns ns, ushort sport) => NetnsThread.Run(ns.Path, () =>
+    {
+        var c = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        c.Bind(new IPEndPoint(Client, sport));
+        c.Connect(new IPEndPoint(Vip, 80));
+        return c;
+    });
+
+    [LinuxFact(Root = true, Bpf = true)]
+    public void SecondHop_ConnectionKnownHere_IsDecapsulatedLocally()
+    {
+        BpfProgram p = Load(local4: Backend4);
+        using TestNetns ns = NewHost();
+        using Socket listener = Listen(ns);
+        using Socket client = Connect(ns, 40000);
+        using Socket accepted = listener.Accept();
+
+        // Established (the accepted socket's 4-tuple), also with IP options in the inner header
+        // (the ports are found through the IHL, RFC 791 3.1).
+        foreach (byte[]? options in new[] { null, new byte[] { 1, 1, 1, 0 } })
+        {
+            byte[] frame = TcpFrame(40000, Ack, ipOptions: options);
+            byte[] wire = Chained(frame, SecondHop);
+            AssertDecapsulated(frame, wire, RunIn(ns, p, wire));
+        }
+        // A FIN|ACK of the same connection too: anything but a bare SYN is looked up.
+        byte[] fin = TcpFrame(40000, Fin | Ack);
+        AssertDecapsulated(fin, Chained(fin, SecondHop), RunIn(ns, p, Chained(fin, SecondHop)));
+        Assert.Equal(3ul, Counter(LabXdp.DecapCounter.Gue));
+        Assert.Equal(0ul, Counter(LabXdp.DecapCounter.Forwarded));
+
+        // Time-wait: the server closes first, so its side of the 4-tuple ends in TIME-WAIT
+        // (RFC 9293 3.6), a socket the lookup still finds: a late segment stays here.
+        accepted.Shutdown(SocketShutdown.Send);
+        Assert.Equal(0, client.Receive(new byte[16]));
+        client.Close();
+        Assert.Equal(0, accepted.Receive(new byte[16]));
+        accepted.Close();
+        for (int i = 0; i < 50 && !ns.Exec("ss -Htan state time-wait").Contains(":40000", StringComparison.Ordinal); i++)
+            Thread.Sleep(20);
+        Assert.Contains("192.0.2.10:80", ns.Exec("ss -Htan state time-wait"), StringComparison.Ordinal);
+        byte[] late = TcpFrame(40000, Ack);
+        AssertDecapsulated(late, Chained(late, SecondHop), RunIn(ns, p, Chained(late, SecondHop)));
+        Assert.Equal(0ul, Counter(LabXdp.DecapCounter.Forwarded));
+    }
+
+    [LinuxFact(Root = true, Bpf = true)]
+    public void SecondHop_UnknownConnection_IsSentOnToTheSecondHop()
+    {
+        BpfProgram p = Load(local4: Backend4);
+        using TestNetns ns = NewHost();
+        int forwarded = 0;
+        // No socket at all: an ACK, a data segment with PSH, a RST and one with inner IP options.
+        foreach (byte[] frame in new[] { TcpFrame(40010, Ack), TcpFrame(40011, Ack | 0x08), TcpFrame(40012, 0x04), TcpFrame(40013, Ack, ipOptions: [1, 1, 1, 0]) })
+        {
+            byte[] wire = Chained(frame, SecondHop);
+            AssertForwarded(frame, wire, SecondHop, RunIn(ns, p, wire));
+            Assert.Equal((ulong)++forwarded, Counter(LabXdp.DecapCounter.Forwarded));
+        }
+        // A listener on the VIP's port but no connection, and an ACK that is no valid SYN cookie
+        // (this listener never sent one: bpf_tcp_check_syncookie answers -ENOENT).
+        using Socket listener = Listen(ns);
+        byte[] ack = TcpFrame(40020, Ack);
+        AssertForwarded(ack, Chained(ack, SecondHop), SecondHop, RunIn(ns, p, Chained(ack, SecondHop)));
+        Assert.Equal(5ul, Counter(LabXdp.DecapCounter.Forwarded));
+        Assert.Equal(0ul, Counter(LabXdp.DecapCounter.Gue));
+    }
+
+    [LinuxFact(Root = true, Bpf = true)]
+    public void SecondHop_NewConnectionsAndUnchainedTraffic_StayHere()
+    {
+        BpfProgram p = Load(local4: Backend4);
+        using TestNetns ns = NewHost();
+        var kept = new List<byte[]>
+        {
+            TcpFrame(40030, Syn),                                  // a SYN opens a connection here (first hop)
+            TcpFrame(40031, Ack, flagsAndOffset: 0x2001),          // a non-first fragment carries no ports (RFC 791 3.1)
+            Packets.Eth(Packets.EthIPv4, Packets.Ipv4(Client.ToString(), Vip.ToString(), Packets.Udp, Packets.UdpDgram(40032, 53, 30))), // UDP is not chained
+        };
+        foreach (byte[] frame in kept)
+            AssertDecapsulated(frame, Chained(frame, SecondHop), RunIn(ns, p, Chained(frame, SecondHop)));
+        // An IPv6 client packet (lb.c chains IPv4 backends only; the inner family does not matter to it).
+        byte[] v6 = ClientFrame(true, false);
+        byte[] v6Wire = Chained(v6, SecondHop);
+        var (action, output) = RunIn(ns, p, v6Wire);
+        Assert.Equal(XdpPass, action);
+        Assert.Equal(LbBpf.Hex(Packets.Eth(Packets.EthIPv6, v6[14..], dst: v6Wire[0..6], src: v6Wire[6..12])), LbBpf.Hex(output));
+        // An ACK of no connection, but no usable second hop: none (0.0.0.0), or this host itself.
+        byte[] ack = TcpFrame(40033, Ack);
+        foreach (IPAddress hop in new[] { IPAddress.Any, Backend4 })
+            AssertDecapsulated(ack, Chained(ack, hop), RunIn(ns, p, Chained(ack, hop)));
+        // A GUE flag set: the word after the header would be an extension field, not private
+        // data (draft-ietf-intarea-gue-09 section 3), so it names no second hop.
+        byte[] flagged = Chained(ack, SecondHop);
+        flagged[14 + 20 + 8 + 3] = 0x01;
+        AssertDecapsulated(ack, flagged, RunIn(ns, p, flagged));
+        Assert.Equal(7ul, Counter(LabXdp.DecapCounter.Gue));
+        Assert.Equal(0ul, Counter(LabXdp.DecapCounter.Forwarded));
+    }
+
+    [LinuxFact(Root = true, Bpf = true)]
+    public void SecondHop_FinalAckOfASynCookieHandshakeAnsweredHere_StaysHere()
+    {
+        BpfProgram p = Load(local4: Backend4);
+        using TestNetns ns = NewHost();
+        // tcp_syncookies=2: the listener answers every SYN with a cookie and keeps no request
+        // socket (ip-sysctl.rst), so only the cookie in the final ACK tells the connection is ours.
+        ns.Exec("sysctl -qw net.ipv4.tcp_syncookies=2");
+        using Socket listener = Listen(ns);
+        const ushort sport = 40040;
+        const uint isn = 0x11223344;
+        uint synAckSeq = NetnsThread.Run(ns.Path, () =>
+        {
+            // A raw TCP socket bound to the client's address sends our SYN (the kernel adds the IP
+            // header) and receives a copy of every TCP packet to that address: the SYN-ACK.
+            using var raw = new Socket(AddressFamily.InterNetwork, SocketType.Raw, ProtocolType.Tcp);
+            raw.Bind(new IPEndPoint(Client, 0));
+            raw.ReceiveTimeout = 5000;
+            byte[] syn = Packets.TcpSeg(sport, 80, Syn, seq: isn);
+            BinaryPrimitives.WriteUInt16BigEndian(syn.AsSpan(16), 0);
+            BinaryPrimitives.WriteUInt16BigEndian(syn.AsSpan(16), TcpChecksum(Client, Vip, syn));
+            raw.SendTo(syn, new IPEndPoint(Vip, 0));
+            var buf = new byte[1500];
+            while (true)
+            {
+                int n = raw.Receive(buf);
+                int ihl = (buf[0] & 0x0f) * 4;
+                if (n >= ihl + 20 && BinaryPrimitives.ReadUInt16BigEndian(buf.AsSpan(ihl)) == 80 &&
+                    BinaryPrimitives.ReadUInt16BigEndian(buf.AsSpan(ihl + 2)) == sport && buf[ihl + 13] == (Syn | Ack))
+                {
+                    Assert.Equal(isn + 1, BinaryPrimitives.ReadUInt32BigEndian(buf.AsSpan(ihl + 8)));
+                    return BinaryPrimitives.ReadUInt32BigEndian(buf.AsSpan(ihl + 4));
+                }
+            }
+        });
+        // The final ACK acknowledges the cookie: the connection is this host's.
+        byte[] ack = TcpFrame(sport, Ack, seq: isn + 1, ackSeq: synAckSeq + 1);
+        AssertDecapsulated(ack, Chained(ack, SecondHop), RunIn(ns, p, Chained(ack, SecondHop)));
+        // The same ACK with the cookie's hash bits changed is no cookie of ours: sent on. (Not
+        // the cookie + 1: the low bits hold the MSS index, so a neighbouring value can be valid,
+        // Linux syncookies.c; bit 20 is in the 24-bit hash part.)
+        byte[] wrong = TcpFrame(sport, Ack, seq: isn + 1, ackSeq: synAckSeq + 1 + (1u << 20));
+        AssertForwarded(wrong, Chained(wrong, SecondHop), SecondHop, RunIn(ns, p, Chained(wrong, SecondHop)));
+        Assert.Equal(1ul, Counter(LabXdp.DecapCounter.Gue));
+        Assert.Equal(1ul, Counter(LabXdp.DecapCounter.Forwarded));
+    }
+
+    /// <summary>The TCP checksum over the IPv4 pseudo-header (RFC 9293 3.1).</summary>
+    private static ushort TcpChecksum(IPAddress src, IPAddress dst, byte[] segment)
+    {
+        byte[] pseudo = [.. src.GetAddressBytes(), .. dst.GetAddressBytes(), 0, Packets.Tcp, (byte)(segment.Length >> 8), (byte)segment.Length, .. segment];
+        return Packets.Checksum(pseudo);
     }
 
     public void Dispose() => _obj?.Dispose();
