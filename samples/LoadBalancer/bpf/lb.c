@@ -10,6 +10,13 @@
  * A remembered flow is found by its 5-tuple before the service lookup (IPv4: fast4, lb4; IPv6:
  * lb6), since its backend carries the service's settings (lb.h).
  *
+ * Daisy chaining (Unimog; lb.h LB_RING_FIRST/SECOND): a ring slot that changed backend keeps the
+ * previous one as its second hop. An IPv4 TCP segment that is not an opening SYN, of a flow this
+ * node does not remember, to a GUE service, goes to the slot's backend with the second hop's
+ * address in the GUE header and is not remembered; that backend (bpf/decap.c) keeps it if the
+ * connection is its own and otherwise sends it on to the second hop. So a connection survives its
+ * slot moving even on a node that never saw it (the router moved it from a node that died).
+ *
  * Cost: the hot path makes no map-lookup calls (ARRAY and PERCPU_ARRAY lookups are inlined by
  * the verifier; the ring's inner-map lookup, a call, is only made for a flow the memory does
  * not know); a remembered IPv4 flow takes three inlined lookups (flow set, backend, its
