@@ -188,7 +188,7 @@ public static class LabCommand
         for (int i = 1; i <= lab.BackendNames.Count; i++)
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  {lab.BackendNames[i - 1]}: ipip {lab.Xdp.DecapCount(i, LabXdp.DecapCounter.Ipip)}, gue {lab.Xdp.DecapCount(i, LabXdp.DecapCounter.Gue)}, passed {lab.Xdp.DecapCount(i, LabXdp.DecapCounter.Pass)}, client connections {lab.Servers[i - 1].ClientConnections}, health-check connections {lab.Servers[i - 1].OtherConnections}"));
+                $"  {lab.BackendNames[i - 1]}: ipip {lab.Xdp.DecapCount(i, LabXdp.DecapCounter.Ipip)}, gue {lab.Xdp.DecapCount(i, LabXdp.DecapCounter.Gue)}, passed {lab.Xdp.DecapCount(i, LabXdp.DecapCounter.Pass)}, sent on to a second hop {lab.Xdp.DecapCount(i, LabXdp.DecapCounter.Forwarded)}, client connections {lab.Servers[i - 1].ClientConnections}, health-check connections {lab.Servers[i - 1].OtherConnections}"));
         }
     }
 
