@@ -978,6 +978,41 @@ public class DataPlaneTests
         Assert.Equal(30u, lb.RememberedBackend(frame));
     }
 
+    [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
+    [InlineData((byte)0x10)]
+    [InlineData((byte)0x02)]
+    public void DaisyChain_Ipv6Client_ToAnIpv4Backend_CarriesTheSecondHop_UnlessItOpensTheConnection(byte flags)
+    {
+        // Service 6: IPv6 VIP over GUE to an IPv4 backend (10.0.0.7, id 16); 10.0.0.31 (id 31) is
+        // made its second hop.
+        using var lb = Setup();
+        lb.SetBackend(31, ChainSecond, 6);
+        lb.SwapRing(6, BeId(6) | (31u << 16));
+        byte[] frame = Eth(EthIPv6, Ipv6("2001:db8:f::9", "2001:db8::20", Tcp, TcpSeg(50100, 80, flags: flags, payload: flags == 0x02 ? 0 : 200), trafficClass: 0x20, flowLabel: 0xabcde));
+        var (action, output) = lb.Run(frame);
+        Assert.Equal(Tx, action);
+        bool opens = flags == 0x02;
+        byte[] expected = LbModel.Encapsulate(frame, Be4, Encapsulation.Gue, 6080, GatewayMac, Src4, Src6, Seed, secondHop: opens ? null : ChainSecond);
+        Assert.Equal(LbBpf.Hex(expected), LbBpf.Hex(output));
+        Assert.Equal(opens ? BeId(6) : null, lb.RememberedBackend(frame));
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void DaisyChain_ToAnIpv6FirstHop_NothingToCarryItIn()
+    {
+        // A GUE service whose slot names an IPv6 backend first: GUE over IPv6 carries no second hop.
+        using var lb = Setup();
+        lb.SetBackend(33, Be6, 8);
+        lb.SetBackend(34, ChainSecond, 8);
+        lb.AddService(LbServiceKey.Create(IPAddress.Parse("2001:db8::30"), 80, ProtocolType.Tcp), LbService.Create(8, 13, Encapsulation.Gue, 6080));
+        lb.SwapRing(8, 33u | (34u << 16));
+        byte[] frame = Eth(EthIPv6, Ipv6("2001:db8:f::9", "2001:db8::30", Tcp, TcpSeg(50101, 80, flags: 0x10, payload: 20)));
+        var (action, output) = lb.Run(frame);
+        Assert.Equal(Tx, action);
+        Assert.Equal(LbBpf.Hex(LbModel.Encapsulate(frame, Be6, Encapsulation.Gue, 6080, GatewayMac, Src4, Src6, Seed)), LbBpf.Hex(output));
+        Assert.Equal(33u, lb.RememberedBackend(frame));
+    }
+
     [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void DaisyChain_TheLargestPacketThatFits_FitsWithTheSecondHop()
     {

@@ -11,9 +11,9 @@
  * lb6), since its backend carries the service's settings (lb.h).
  *
  * Daisy chaining (Unimog; lb.h LB_RING_FIRST/SECOND): a ring slot that changed backend keeps the
- * previous one as its second hop. An IPv4 TCP segment that is not an opening SYN, of a flow this
- * node does not remember, to a GUE service, goes to the slot's backend with the second hop's
- * address in the GUE header and is not remembered; that backend (bpf/decap.c) keeps it if the
+ * previous one as its second hop. A TCP segment that is not an opening SYN, of a flow this node
+ * does not remember, to a GUE service with an IPv4 backend, goes to the slot's backend with the
+ * second hop's address in the GUE header and is not remembered; that backend (bpf/decap.c) keeps it if the
  * connection is its own and otherwise sends it on to the second hop. So a connection survives its
  * slot moving even on a node that never saw it (the router moved it from a node that died).
  *
@@ -967,16 +967,19 @@ static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
     h = mix(h, proto);
     h = fmix(h, 40);
     __u32 second = 0;
-    /* The ring's second hop is not used for IPv6 clients: bpf/decap.c looks IPv4 connections up. */
     be = pick(svc, sid, h, &bid, &second);
     if (!be)
         return drop_no_backend(sid);
-    /* Remember it: in the way of a stale entry of this flow (its backend went down), else the new
-     * entry in way 0 and the previous way 0 in way 1. */
-    if (way != 0)
-        flow6_demote(fs);
-    flow6_put(&fs->way[0], s0, s1, k0, k1, key | ((__u64)bid << 48), h);
-    return forward(ctx, data, data_end, be, bid, l3_len, h, 1, 0);
+    /* Daisy chaining, as in lb4 (an IPv4 first hop only: the second hop rides in GUE over IPv4). */
+    second = may_be_established(proto, ports, data_end) ? second_hop(be, sid, second) : 0;
+    if (!second) {
+        /* Remember it: in the way of a stale entry of this flow (its backend went down), else the
+         * new entry in way 0 and the previous way 0 in way 1. */
+        if (way != 0)
+            flow6_demote(fs);
+        flow6_put(&fs->way[0], s0, s1, k0, k1, key | ((__u64)bid << 48), h);
+    }
+    return forward(ctx, data, data_end, be, bid, l3_len, h, 1, second);
 }
 
 SEC("xdp")

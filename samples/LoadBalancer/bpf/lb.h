@@ -15,9 +15,9 @@
 #define LB_NO_BACKEND 0xffffffffu
 /* Any other ring value is first | second << 16: the slot's backend (the first hop) and, for
  * daisy chaining (Unimog), the backend the slot named before the table last changed it (the
- * second hop; 0 = none, backend ids start at 1). A GUE service sends an IPv4 TCP segment (not an
- * opening SYN) of a flow this node does not remember to the first hop with the second hop's IPv4
- * address (an IPv4 backend of the service, not down) as GUE private data (LB_GUE_CHAIN_LEN
+ * second hop; 0 = none, backend ids start at 1). A GUE service sends a TCP segment (not an
+ * opening SYN) of a flow this node does not remember to an IPv4 first hop with the second hop's
+ * IPv4 address (an IPv4 backend of the service, not down) as GUE private data (LB_GUE_CHAIN_LEN
  * bytes after the GUE header, Hlen 1: draft-ietf-intarea-gue-09 3.1); the first hop keeps the
  * packet if it has the connection or the packet opens one, else forwards it to the second hop
  * (bpf/decap.c), so a connection survives its slot moving while no node remembers it. */
