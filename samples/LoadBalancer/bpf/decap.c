@@ -86,11 +86,38 @@ static __always_inline int strip_outer(struct xdp_md *ctx, __u32 strip, __u8 inn
     return count(counter, XDP_PASS);
 }
 
-/* Daisy chaining: is the inner packet at `inner` (an IPv4 packet, as the GUE header announced)
- * a TCP segment of a connection this host does not know, so that it must go on to the second
- * hop? Anything but TCP over IPv4 is not chained (lb.c keeps no state for it either; UDP and the
- * rest stay with the first hop), nor is a non-first fragment, which has no ports (RFC 791 3.1). */
-static __always_inline int belongs_elsewhere(struct xdp_md *ctx, struct iphdr *iph, void *data_end)
+/* Daisy chaining: is the TCP segment `th`, inner IP header `iph` (`iph_len` bytes: the fixed
+ * IPv4 or IPv6 header) and lookup key `tuple` (`tuple_len` = sizeof(tuple->ipv4) or
+ * sizeof(tuple->ipv6)), of a connection this host does not know, so that it must go on to the
+ * second hop? Shared by both inner families; the callers pass constant lengths. */
+static __always_inline int tcp_elsewhere(struct xdp_md *ctx, struct bpf_sock_tuple *tuple, __u32 tuple_len,
+                                         void *iph, __u32 iph_len, struct tcphdr *th)
+{
+    /* RFC 9293 3.5: a SYN without ACK opens a connection: new connections belong to the slot's
+     * current owner, the first hop. */
+    if (th->syn && !th->ack)
+        return 0;
+    /* The kernel's own demultiplexing (established, request and time-wait sockets first, then
+     * listeners), in the namespace of the receiving device. */
+    struct bpf_sock *sk = bpf_skc_lookup_tcp(ctx, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
+    if (!sk)
+        return 1;
+    int elsewhere = 0;
+    if (sk->state == BPF_TCP_LISTEN) {
+        /* Only a listener: the connection is ours only if this ACK completes a SYN-cookie
+         * handshake we answered (the cookie in ack_seq - 1 is valid: RFC 4987 3.6, Linux
+         * syncookies.c); the helper reads the addresses from the IP header (its version picks
+         * the family) and the ports, flags and sequence numbers from the fixed TCP header. */
+        elsewhere = !(th->ack && bpf_tcp_check_syncookie(sk, iph, iph_len, th, sizeof(*th)) == 0);
+    }
+    bpf_sk_release(sk);
+    return elsewhere;
+}
+
+/* The inner packet at `iph` is IPv4 (as the GUE header announced). Anything but TCP is not
+ * chained (lb.c keeps no state for it either; UDP and the rest stay with the first hop), nor is
+ * a non-first fragment, which has no ports (RFC 791 3.1). */
+static __always_inline int belongs_elsewhere4(struct xdp_md *ctx, struct iphdr *iph, void *data_end)
 {
     if ((void *)(iph + 1) > data_end)
         return 0;
@@ -101,30 +128,35 @@ static __always_inline int belongs_elsewhere(struct xdp_md *ctx, struct iphdr *i
     struct tcphdr *th = (void *)iph + iph->ihl * 4;
     if ((void *)(th + 1) > data_end)
         return 0;
-    /* RFC 9293 3.5: a SYN without ACK opens a connection: new connections belong to the slot's
-     * current owner, the first hop. */
-    if (th->syn && !th->ack)
-        return 0;
-    /* The kernel's own demultiplexing (established, request and time-wait sockets first, then
-     * listeners), in the namespace of the receiving device. */
     struct bpf_sock_tuple tuple = {};
     tuple.ipv4.saddr = iph->saddr;
     tuple.ipv4.daddr = iph->daddr;
     tuple.ipv4.sport = th->source;
     tuple.ipv4.dport = th->dest;
-    struct bpf_sock *sk = bpf_skc_lookup_tcp(ctx, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
-    if (!sk)
-        return 1;
-    int elsewhere = 0;
-    if (sk->state == BPF_TCP_LISTEN) {
-        /* Only a listener: the connection is ours only if this ACK completes a SYN-cookie
-         * handshake we answered (the cookie in ack_seq - 1 is valid: RFC 4987 3.6, Linux
-         * syncookies.c); the helper reads the addresses from the IP header and the ports,
-         * flags and sequence numbers from the fixed TCP header. */
-        elsewhere = !(th->ack && bpf_tcp_check_syncookie(sk, iph, sizeof(*iph), th, sizeof(*th)) == 0);
-    }
-    bpf_sk_release(sk);
-    return elsewhere;
+    return tcp_elsewhere(ctx, &tuple, sizeof(tuple.ipv4), iph, sizeof(*iph), th);
+}
+
+/* The inner packet at `ip6h` is IPv6 (as the GUE header announced): chained only if its Next
+ * Header is TCP itself. RFC 8200 4: extension headers sit between the IPv6 header and the upper
+ * layer; they are not walked here, so a packet with any (a Fragment header, 4.5, included: a
+ * non-first fragment has no ports, and even a first one may carry them only in a later fragment)
+ * stays with the first hop, which decapsulates it as before. */
+static __always_inline int belongs_elsewhere6(struct xdp_md *ctx, struct ipv6hdr *ip6h, void *data_end)
+{
+    if ((void *)(ip6h + 1) > data_end)
+        return 0;
+    /* RFC 8200 3: version 6; 4: Next Header names the upper layer only without extension headers. */
+    if (ip6h->version != 6 || ip6h->nexthdr != IPPROTO_TCP)
+        return 0;
+    struct tcphdr *th = (void *)(ip6h + 1);
+    if ((void *)(th + 1) > data_end)
+        return 0;
+    struct bpf_sock_tuple tuple = {};
+    __builtin_memcpy(tuple.ipv6.saddr, &ip6h->saddr, sizeof(tuple.ipv6.saddr));
+    __builtin_memcpy(tuple.ipv6.daddr, &ip6h->daddr, sizeof(tuple.ipv6.daddr));
+    tuple.ipv6.sport = th->source;
+    tuple.ipv6.dport = th->dest;
+    return tcp_elsewhere(ctx, &tuple, sizeof(tuple.ipv6), ip6h, sizeof(*ip6h), th);
 }
 
 /* Sends a GUE packet on to its second hop `hop` (network order): the outer IPv4 header goes from
@@ -192,15 +224,17 @@ static __always_inline int decap_l4(struct xdp_md *ctx, struct ethhdr *eth, stru
         return count(DECAP_MALFORMED, XDP_PASS);
     if ((inner[0] >> 4) != (inner_proto == IPPROTO_IPIP ? 4 : 6))
         return count(DECAP_MALFORMED, XDP_PASS);
-    /* A second hop (daisy chaining, see the top): outer IPv4, IPv4 inner, no flags (so no
-     * extension field comes before the private data), at least one word of private data,
+    /* A second hop (daisy chaining, see the top): outer IPv4, IPv4 or IPv6 inner, no flags (so
+     * no extension field comes before the private data), at least one word of private data,
      * non-zero and not this host. */
-    if (ip4 && hlen >= 4 && inner_proto == IPPROTO_IPIP && gh[2] == 0 && gh[3] == 0) {
+    if (ip4 && hlen >= 4 && gh[2] == 0 && gh[3] == 0) {
         __be32 *priv = (void *)(gh + GUE_HDR_LEN);
         if ((void *)(priv + 1) > data_end)
             return count(DECAP_MALFORMED, XDP_PASS); /* cannot happen: inner is after it */
         __be32 hop = *priv;
-        if (hop && hop != ip4->daddr && belongs_elsewhere(ctx, (void *)inner, data_end))
+        if (hop && hop != ip4->daddr &&
+            (inner_proto == IPPROTO_IPIP ? belongs_elsewhere4(ctx, (void *)inner, data_end)
+                                         : belongs_elsewhere6(ctx, (void *)inner, data_end)))
             return forward_second_hop(eth, ip4, priv, hop);
     }
     return strip_outer(ctx, ip_len + sizeof(*udp) + GUE_HDR_LEN + hlen, inner_proto, DECAP_GUE);
