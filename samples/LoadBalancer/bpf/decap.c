@@ -17,7 +17,9 @@
  * private data (draft-ietf-intarea-gue-09 section 3: Hlen counts the 32-bit words after the GUE
  * header; they hold the extension fields the flags announce, then private data, whose meaning is
  * up to the two ends. lb.c sets no flag, so its private data starts right after the header: one
- * word, the second hop's IPv4 address in network order, 0 = none). The first hop keeps the packet if it belongs to a connection it knows
+ * word, the second hop's IPv4 address in network order, 0 = none). Only an inner TCP segment is
+ * chained, IPv4 or IPv6 (lb.c names a second hop for IPv4 and IPv6 clients of IPv4 backends).
+ * The first hop keeps the packet if it belongs to a connection it knows
  * (a socket in its established / SYN-received / time-wait tables, or the final ACK of a SYN-cookie
  * handshake it answered) or opens one (a SYN); otherwise the connection must be the second
  * hop's, and the packet is sent on to it unchanged but for the outer addresses and a zeroed
