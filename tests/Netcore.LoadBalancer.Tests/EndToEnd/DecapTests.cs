@@ -302,6 +302,19 @@ public sealed class DecapTests : IDisposable
         Assert.Equal(0ul, Counter(LabXdp.DecapCounter.Gue));
     }
 
+    /// <summary>
+    /// Every frame of <paramref name="kept"/>, chained to <see cref="SecondHop"/>, is decapsulated
+    /// here; so is <paramref name="ack"/> (an ACK of no connection) when its second hop is not
+    /// usable: none (0.0.0.0), or this host itself.
+    /// </summary>
+    private static void AssertKept(TestNetns ns, BpfProgram p, IEnumerable<byte[]> kept, byte[] ack)
+    {
+        foreach (byte[] frame in kept)
+            AssertDecapsulated(frame, Chained(frame, SecondHop), RunIn(ns, p, Chained(frame, SecondHop)));
+        foreach (IPAddress hop in new[] { IPAddress.Any, Backend4 })
+            AssertDecapsulated(ack, Chained(ack, hop), RunIn(ns, p, Chained(ack, hop)));
+    }
+
     [LinuxFact(Root = true, Bpf = true)]
     public void SecondHop_NewConnectionsAndUnchainedTraffic_StayHere()
     {
@@ -313,12 +326,8 @@ public sealed class DecapTests : IDisposable
             TcpFrame(40031, Ack, flagsAndOffset: 0x2001),          // a non-first fragment carries no ports (RFC 791 3.1)
             Packets.Eth(Packets.EthIPv4, Packets.Ipv4(Client.ToString(), Vip.ToString(), Packets.Udp, Packets.UdpDgram(40032, 53, 30))), // UDP is not chained
         };
-        foreach (byte[] frame in kept)
-            AssertDecapsulated(frame, Chained(frame, SecondHop), RunIn(ns, p, Chained(frame, SecondHop)));
-        // An ACK of no connection, but no usable second hop: none (0.0.0.0), or this host itself.
         byte[] ack = TcpFrame(40033, Ack);
-        foreach (IPAddress hop in new[] { IPAddress.Any, Backend4 })
-            AssertDecapsulated(ack, Chained(ack, hop), RunIn(ns, p, Chained(ack, hop)));
+        AssertKept(ns, p, kept, ack);
         // A GUE flag set: the word after the header would be an extension field, not private
         // data (draft-ietf-intarea-gue-09 section 3), so it names no second hop.
         byte[] flagged = Chained(ack, SecondHop);
@@ -346,12 +355,8 @@ public sealed class DecapTests : IDisposable
             TcpFrame6(40053, Ack, extensionType: 0, extension: hopByHop),
             Packets.Eth(Packets.EthIPv6, Packets.Ipv6(Client6.ToString(), Vip6.ToString(), Packets.Udp, Packets.UdpDgram(40054, 53, 30))), // UDP is not chained
         };
-        foreach (byte[] frame in kept)
-            AssertDecapsulated(frame, Chained(frame, SecondHop), RunIn(ns, p, Chained(frame, SecondHop)));
-        // An ACK of no connection, but no usable second hop: none (0.0.0.0), or this host itself.
         byte[] ack = TcpFrame6(40055, Ack);
-        foreach (IPAddress hop in new[] { IPAddress.Any, Backend4 })
-            AssertDecapsulated(ack, Chained(ack, hop), RunIn(ns, p, Chained(ack, hop)));
+        AssertKept(ns, p, kept, ack);
         Assert.Equal(7ul, Counter(LabXdp.DecapCounter.Gue));
         Assert.Equal(0ul, Counter(LabXdp.DecapCounter.Forwarded));
         // The same ACK with a usable second hop is sent on (the cases above were kept for their
