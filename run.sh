@@ -49,7 +49,7 @@ fi
 # name | quick invocation (environment and arguments) | full invocation
 COMPARISONS=(
   "netlink-routes|3 20000 200000|"
-  "xdp-maps|3|"
+  "xdp-maps|9|"
   "lb-xdp|REPEAT=1000000 RUNS=15|"
   "vm-create|500 20000|"
   "bfd-scale|BFD_SCALE_DURATION=10 BFD_SCALE_CONFIGS=100:50 BFD_SCALE_LOADS=idle|"

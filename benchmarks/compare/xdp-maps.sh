@@ -3,6 +3,8 @@
 #  - update, lookup and delete of every key of a 64K-entry hash map (u32 -> u64), ns per operation
 #  - BPF_MAP_LOOKUP_BATCH of the whole map
 #  - loading the same clang-built object: Netcore.Xdp (in process) vs `bpftool prog loadall`
+# The map work runs as ROUNDS interleaved pairs (libbpf, Netcore.Xdp; see below); X and Y are the
+# medians of the per-pair ratios, Z the median Netcore.Xdp load over the median bpftool load.
 # Ends with: xdp-maps: op netcore/libbpf = X; batch netcore/libbpf = Y; load netcore/bpftool = Z
 # Run as root: sudo benchmarks/compare/xdp-maps.sh [ROUNDS]
 set -euo pipefail
@@ -68,10 +70,22 @@ echo "== building Netcore.Benchmarks"
 dotnet build -c Release "$ROOT/benchmarks/Netcore.Benchmarks" -v q -nologo >/dev/null
 BENCH="$ROOT/benchmarks/Netcore.Benchmarks/bin/Release/net10.0/Netcore.Benchmarks.dll"
 
-echo "== libbpf (C)"
-C_OUT=$("$WORK/maps" "$ROUNDS"); echo "$C_OUT"
-echo "== Netcore.Xdp"
-N_OUT=$(dotnet "$BENCH" xdp-maps "$WORK/xdp_count.o" "$ROUNDS"); echo "$N_OUT"
+# The two sides run interleaved: ROUNDS pairs, each a libbpf run and a Netcore.Xdp run of one
+# measured round (after one warm-up round each), in alternating order. This host's speed drifts
+# by tens of percent between minutes (the same C loop measured 661 and 1090 ns per operation
+# within a quarter of an hour), so two long runs one after the other compare two host states;
+# a pair compares the same one. X and Y are medians of the per-pair ratios.
+echo "== libbpf (C) and Netcore.Xdp, $ROUNDS interleaved pairs"
+C_RUNS=() N_RUNS=()
+for i in $(seq 1 "$ROUNDS"); do
+  if [ $((i % 2)) = 1 ]; then
+    C_RUNS+=("$("$WORK/maps" 1)"); N_RUNS+=("$(dotnet "$BENCH" xdp-maps "$WORK/xdp_count.o" 1)")
+  else
+    N_RUNS+=("$(dotnet "$BENCH" xdp-maps "$WORK/xdp_count.o" 1)"); C_RUNS+=("$("$WORK/maps" 1)")
+  fi
+  echo "  ${C_RUNS[-1]}"
+  echo "  ${N_RUNS[-1]}"
+done
 
 echo "== bpftool prog loadall (wall time of the command, median of $ROUNDS)"
 BT=()
@@ -90,9 +104,16 @@ BV_MS=$(awk -v n="$(median "${BV[@]}")" 'BEGIN{printf "%.3f", n/1e6}')
 echo "bpftool load_ms=$BT_MS (of which process start, as 'bpftool version': $BV_MS ms)"
 
 get() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k {print $2}'; }
-X=$(awk -v a="$(get "$N_OUT" op_ns)" -v b="$(get "$C_OUT" op_ns)" 'BEGIN{printf "%.2f", a/b}')
-Y=$(awk -v a="$(get "$N_OUT" batch_ms)" -v b="$(get "$C_OUT" batch_ms)" 'BEGIN{printf "%.2f", a/b}')
-Z=$(awk -v a="$(get "$N_OUT" load_ms)" -v b="$BT_MS" 'BEGIN{printf "%.2f", a/b}')
-Z2=$(awk -v a="$(get "$N_OUT" load_ms)" -v b="$BT_MS" -v c="$BV_MS" 'BEGIN{d=b-c; if (d<=0) d=b; printf "%.2f", a/d}')
+# per-pair ratios of one field, then their median
+ratios() { for i in "${!N_RUNS[@]}"; do awk -v a="$(get "${N_RUNS[$i]}" "$1")" -v b="$(get "${C_RUNS[$i]}" "$1")" 'BEGIN{printf "%.4f\n", a/b}'; done; }
+field() { local -n runs=$1; for r in "${runs[@]}"; do get "$r" "$2"; done; }
+X_ALL=$(ratios op_ns | tr '\n' ' ') Y_ALL=$(ratios batch_ms | tr '\n' ' ')
+X=$(awk -v m="$(median $X_ALL)" 'BEGIN{printf "%.2f", m}')
+Y=$(awk -v m="$(median $Y_ALL)" 'BEGIN{printf "%.2f", m}')
+N_LOAD=$(median $(field N_RUNS load_ms))
+echo "per pair: op netcore/libbpf $(printf '%.2f ' $X_ALL); batch $(printf '%.2f ' $Y_ALL)"
+echo "medians: libbpf op_ns=$(median $(field C_RUNS op_ns)) batch_ms=$(median $(field C_RUNS batch_ms)); netcore op_ns=$(median $(field N_RUNS op_ns)) batch_ms=$(median $(field N_RUNS batch_ms)) load_ms=$N_LOAD"
+Z=$(awk -v a="$N_LOAD" -v b="$BT_MS" 'BEGIN{printf "%.2f", a/b}')
+Z2=$(awk -v a="$N_LOAD" -v b="$BT_MS" -v c="$BV_MS" 'BEGIN{d=b-c; if (d<=0) d=b; printf "%.2f", a/d}')
 echo "(load netcore/bpftool without bpftool's process start = $Z2)"
 echo "xdp-maps: op netcore/libbpf = $X; batch netcore/libbpf = $Y; load netcore/bpftool = $Z"
