@@ -134,24 +134,38 @@ if ! dotnet build -c Release "$repo/benchmarks/Netcore.Benchmarks" -v q -nologo 
 fi
 bench="$repo/benchmarks/Netcore.Benchmarks/bin/Release/net10.0/Netcore.Benchmarks"
 
-# Alternate the two so neither always runs on a warmer machine; take the median of 3 runs each.
-for i in 1 2 3; do
-  "$work/vm-create-c" "$n" "$exits" | tee -a "$work/c.txt"
-  "$bench" vm-create "$n" "$exits" | tee -a "$work/netcore.txt"
+# PAIRS pairs (default 5), each a C run and a Netcore.Vm run back to back, in alternating order so
+# neither always runs first; X and Y are the medians of the per-pair ratios. This host's speed
+# drifts by tens of percent within minutes, so a pair compares one host state, and the median of
+# pairs is not moved by one pair run in a slow minute (as a ratio of the two sides' medians is).
+pairs="${PAIRS:-5}"
+for i in $(seq "$pairs"); do
+  if [ $((i % 2)) = 1 ]; then
+    "$work/vm-create-c" "$n" "$exits" | tee -a "$work/c.txt"
+    "$bench" vm-create "$n" "$exits" | tee -a "$work/netcore.txt"
+  else
+    "$bench" vm-create "$n" "$exits" | tee -a "$work/netcore.txt"
+    "$work/vm-create-c" "$n" "$exits" | tee -a "$work/c.txt"
+  fi
 done
 
 python3 - "$work/c.txt" "$work/netcore.txt" <<'PY'
 import statistics, sys
-def load(path):
-    rows = []
+def rows(path):
+    out = []
     for line in open(path):
         kv = dict(p.split("=") for p in line.split()[1:])
-        rows.append({k: float(v) for k, v in kv.items()})
-    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-c, nc = load(sys.argv[1]), load(sys.argv[2])
+        out.append({k: float(v) for k, v in kv.items()})
+    return out
+cr, nr = rows(sys.argv[1]), rows(sys.argv[2])
+c, nc = ({k: statistics.median(r[k] for r in rs) for k in rs[0]} for rs in (cr, nr))
 for k in ("create_median_us", "create_p99_us", "seq_per_s", "par2_per_s", "exit_ns"):
     print(f"{k:18} netcore {nc[k]:>10.1f}   c {c[k]:>10.1f}")
 print(f"{'sandbox_run_us':18} netcore {nc['sandbox_run_us']:>10.1f}   (reset to snapshot + run + host-call return)")
-print(f"vm-create: create netcore/c = {nc['create_median_us'] / c['create_median_us']:.2f}; "
-      f"exit netcore/c = {nc['exit_ns'] / c['exit_ns']:.2f}; per-second netcore = {nc['par2_per_s']:.0f}")
+create = [n["create_median_us"] / x["create_median_us"] for n, x in zip(nr, cr)]
+exits = [n["exit_ns"] / x["exit_ns"] for n, x in zip(nr, cr)]
+print("per pair: create netcore/c " + " ".join(f"{r:.2f}" for r in create) + "; exit " + " ".join(f"{r:.2f}" for r in exits))
+print(f"(ratio of the medians: create {nc['create_median_us'] / c['create_median_us']:.2f}, exit {nc['exit_ns'] / c['exit_ns']:.2f})")
+print(f"vm-create: create netcore/c = {statistics.median(create):.2f}; "
+      f"exit netcore/c = {statistics.median(exits):.2f}; per-second netcore = {nc['par2_per_s']:.0f}")
 PY
