@@ -440,6 +440,41 @@ public sealed class PreflightTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void GuestMemoryOfOneSizeIsValidatedLikeARangeList()
+    {
+        // Create(size) takes a shorter path than Create(ranges) (no sort, no list): same rules.
+        Assert.Equal("size", Assert.Throws<ArgumentException>(() => GuestMemory.Create(0)).ParamName);
+        Assert.Equal("size", Assert.Throws<ArgumentException>(() => GuestMemory.Create(0x1001)).ParamName);
+        Assert.Equal("ranges", Assert.Throws<ArgumentException>(() => GuestMemory.Create([(0UL, 0x1001UL)])).ParamName);
+        using var mem = GuestMemory.Create(0x3000);
+        var r = Assert.Single(mem.Regions);
+        Assert.Equal((0UL, 0x3000UL), (r.GuestAddress, r.Size));
+        mem.Write(0x2FF8, 0x0102030405060708UL);
+        Assert.Equal(0x0102030405060708UL, mem.Read<ulong>(0x2FF8));
+        Assert.Throws<ArgumentOutOfRangeException>(() => mem.Read<ulong>(0x2FF9));
+    }
+
+    [LinuxFact(Kvm = true)]
+    public void PerVmCapabilityChecksGiveTheSameAnswersEveryTime()
+    {
+        // The TSS, irqchip and PIT checks made on every VM are asked once per KvmSystem and remembered.
+        using var kvm = KvmSystem.Open();
+        for (int i = 0; i < 3; i++)
+        {
+            using var vm = kvm.CreateVm();
+            if (kvm.CheckExtension(KvmCapability.Irqchip) > 0)
+            {
+                vm.CreateIrqchip();
+                Assert.True(vm.HasIrqchip);
+            }
+            else
+            {
+                Assert.Throws<KvmNotSupportedException>(vm.CreateIrqchip);
+            }
+        }
+    }
+
+    [Fact]
     public void GuestMemoryAccessorsNeverLeaveTheMapping()
     {
         using var mem = GuestMemory.Create([(0UL, 0x10000UL), (0x100000UL, 0x10000UL)]);

@@ -22,8 +22,11 @@ public static class VmCreateTool
         int n = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 2000;
         int exits = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 200_000;
         using var kvm = KvmSystem.Open();
-        // Warm up JIT and the kernel's caches.
-        for (int i = 0; i < 50; i++)
+        // Warm up the kernel's caches (50 VMs, as the C program does) and the JIT: tiered compilation
+        // promotes a method after 30 calls and a 100 ms delay, so keep going for 500 ms so that the
+        // timed VMs run the optimized code rather than the first-tier code being replaced meanwhile.
+        var warmup = Stopwatch.StartNew();
+        for (int i = 0; i < 50 || warmup.ElapsedMilliseconds < 500; i++)
             CreateRunDestroy(kvm);
 
         double[] lat = new double[n];

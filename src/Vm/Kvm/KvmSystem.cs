@@ -13,6 +13,12 @@ public sealed unsafe class KvmSystem : IDisposable
     private readonly KvmFd _fd;
     private KvmCpuidEntry[]? _supportedCpuid;
 
+    // KVM_CHECK_EXTENSION answers on the /dev/kvm fd, cached for the checks made on every VM
+    // (TSS, irqchip, PIT): 0 = not asked yet, otherwise the answer + 1. The answers of the system
+    // fd are fixed while the module is loaded (Documentation/virt/kvm/api.rst 4.4).
+    private readonly int[] _extensionCache = new int[ExtensionCacheSize];
+    private const int ExtensionCacheSize = 256;
+
     private KvmSystem(KvmFd fd)
     {
         _fd = fd;
@@ -53,6 +59,23 @@ public sealed unsafe class KvmSystem : IDisposable
     /// <summary>KVM_CHECK_EXTENSION: 0 when the capability is absent, otherwise a positive value (often a count).</summary>
     public int CheckExtension(KvmCapability capability) =>
         _fd.Ioctl(KvmIoctl.KVM_CHECK_EXTENSION, (nint)capability, $"KVM_CHECK_EXTENSION({capability})");
+
+    /// <summary>
+    /// <see cref="CheckExtension"/> asked once per capability and remembered, for checks that run on
+    /// every VM (one ioctl per process instead of one per VM).
+    /// </summary>
+    internal int CachedExtension(KvmCapability capability)
+    {
+        int i = (int)capability;
+        if ((uint)i >= ExtensionCacheSize)
+            return CheckExtension(capability);
+        int cached = Volatile.Read(ref _extensionCache[i]);
+        if (cached != 0)
+            return cached - 1;
+        int answer = CheckExtension(capability);
+        Volatile.Write(ref _extensionCache[i], answer + 1);
+        return answer;
+    }
 
     /// <summary>Throws <see cref="KvmNotSupportedException"/> naming <paramref name="capability"/> when it is absent.</summary>
     public void Require(KvmCapability capability)

@@ -41,7 +41,7 @@ public sealed unsafe partial class VirtualMachine : IDisposable
         _kvm = kvm;
         Logger = options.Logger ?? NullLogger.Instance;
         _fd = KvmFd.FromResult(kvm.Handle.Ioctl(KvmIoctl.KVM_CREATE_VM, 0, "KVM_CREATE_VM"), "KVM_CREATE_VM");
-        if (options.TssAddress is ulong tss && kvm.CheckExtension(KvmCapability.SetTssAddr) > 0)
+        if (options.TssAddress is ulong tss && kvm.CachedExtension(KvmCapability.SetTssAddr) > 0)
             _fd.Ioctl(KvmIoctl.KVM_SET_TSS_ADDR, (nint)tss, "KVM_SET_TSS_ADDR");
         VmsCreated.Add(1);
     }
@@ -90,7 +90,9 @@ public sealed unsafe partial class VirtualMachine : IDisposable
                 memory_size = r.Size,
                 userspace_addr = (ulong)r.HostAddress,
             };
-            _fd.Ioctl(KvmIoctl.KVM_SET_USER_MEMORY_REGION, &region, $"KVM_SET_USER_MEMORY_REGION(slot {slot})");
+            // The call name is formatted only on failure: this runs for every VM.
+            if (Netcore.Interop.Libc.ioctl(_fd.Fd, KvmIoctl.KVM_SET_USER_MEMORY_REGION, &region) < 0)
+                KvmFd.Throw($"KVM_SET_USER_MEMORY_REGION(slot {slot})");
             _slots.Add((slot, r, logDirty));
             slot++;
         }
@@ -130,7 +132,7 @@ public sealed unsafe partial class VirtualMachine : IDisposable
     /// <summary>KVM_CREATE_IRQCHIP: in-kernel PIC, IOAPIC and LAPICs (create before the vCPUs).</summary>
     public void CreateIrqchip()
     {
-        if (_kvm.CheckExtension(KvmCapability.Irqchip) <= 0)
+        if (_kvm.CachedExtension(KvmCapability.Irqchip) <= 0)
             throw new KvmNotSupportedException("the in-kernel irqchip (KVM_CAP_IRQCHIP)");
         _fd.Ioctl(KvmIoctl.KVM_CREATE_IRQCHIP, 0, "KVM_CREATE_IRQCHIP");
         HasIrqchip = true;
@@ -142,7 +144,7 @@ public sealed unsafe partial class VirtualMachine : IDisposable
     /// <summary>KVM_CREATE_PIT2: in-kernel i8254 timer (speaker port as a dummy), after the irqchip.</summary>
     public void CreatePit()
     {
-        if (_kvm.CheckExtension(KvmCapability.Pit2) <= 0)
+        if (_kvm.CachedExtension(KvmCapability.Pit2) <= 0)
             throw new KvmNotSupportedException("the in-kernel PIT (KVM_CAP_PIT2)");
         var cfg = new kvm_pit_config { flags = KvmIoctl.KVM_PIT_SPEAKER_DUMMY };
         _fd.Ioctl(KvmIoctl.KVM_CREATE_PIT2, &cfg, "KVM_CREATE_PIT2");
@@ -197,7 +199,9 @@ public sealed unsafe partial class VirtualMachine : IDisposable
     /// <summary>KVM_CREATE_VCPU and maps its kvm_run area.</summary>
     public Vcpu CreateVcpu(int id)
     {
-        int fd = _fd.Ioctl(KvmIoctl.KVM_CREATE_VCPU, id, $"KVM_CREATE_VCPU({id})");
+        int fd = Netcore.Interop.Libc.ioctl(_fd.Fd, KvmIoctl.KVM_CREATE_VCPU, id);
+        if (fd < 0)
+            KvmFd.Throw($"KVM_CREATE_VCPU({id})"); // formatted only on failure
         var v = new Vcpu(this, id, fd, _kvm.VcpuMmapSize);
         lock (_vcpus)
             _vcpus.Add(v);

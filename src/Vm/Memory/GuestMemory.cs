@@ -61,43 +61,33 @@ public sealed unsafe class GuestMemory : IDisposable
     public const int PageSize = 4096;
 
     /// <summary>Allocates <paramref name="size"/> bytes of guest memory at guest-physical 0.</summary>
-    public static GuestMemory Create(ulong size, GuestMemoryOptions? options = null) => Create([(0UL, size)], options);
+    public static GuestMemory Create(ulong size, GuestMemoryOptions? options = null)
+    {
+        // One region: no sorting or overlap checks, so creating a VM's memory allocates nothing but this object.
+        CheckRegion(0, size, nameof(size));
+        return new GuestMemory([Map(0, size, options ?? DefaultOptions)]);
+    }
 
     /// <summary>Allocates one region per (guest address, size) pair; addresses and sizes must be page aligned and not overlap.</summary>
     public static GuestMemory Create(IEnumerable<(ulong GuestAddress, ulong Size)> ranges, GuestMemoryOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(ranges);
-        options ??= new GuestMemoryOptions();
+        options ??= DefaultOptions;
         var sorted = ranges.OrderBy(r => r.GuestAddress).ToArray();
         if (sorted.Length == 0)
             throw new ArgumentException("at least one region is needed", nameof(ranges));
         for (int i = 0; i < sorted.Length; i++)
         {
             var (gpa, size) = sorted[i];
-            if (size == 0 || (gpa % PageSize) != 0 || (size % PageSize) != 0)
-                throw new ArgumentException($"region 0x{gpa:x}+0x{size:x} must be non-empty and page aligned", nameof(ranges));
-            if (gpa + size < gpa)
-                throw new ArgumentException($"region 0x{gpa:x}+0x{size:x} wraps around", nameof(ranges));
+            CheckRegion(gpa, size, nameof(ranges));
             if (i > 0 && sorted[i - 1].GuestAddress + sorted[i - 1].Size > gpa)
                 throw new ArgumentException($"region 0x{gpa:x} overlaps the previous one", nameof(ranges));
         }
-        var regions = new List<GuestMemoryRegion>();
+        var regions = new List<GuestMemoryRegion>(sorted.Length);
         try
         {
             foreach (var (gpa, size) in sorted)
-            {
-                int flags = LinuxConstants.MAP_SHARED | LinuxConstants.MAP_ANONYMOUS;
-                if (!options.Reserve)
-                    flags |= LinuxConstants.MAP_NORESERVE;
-                if (options.HugePages)
-                    flags |= LinuxConstants.MAP_HUGETLB;
-                void* p = Libc.mmap(null, (nuint)size, LinuxConstants.PROT_READ | LinuxConstants.PROT_WRITE, flags, -1, 0);
-                if (p == (void*)-1)
-                    SysCallException.ThrowLast($"mmap(guest memory 0x{size:x} bytes{(options.HugePages ? ", MAP_HUGETLB" : "")})");
-                if (options.TransparentHugePages && !options.HugePages)
-                    _ = Libc.madvise(p, (nuint)size, LinuxConstants.MADV_HUGEPAGE); // advisory only
-                regions.Add(new GuestMemoryRegion(gpa, size, (byte*)p));
-            }
+                regions.Add(Map(gpa, size, options));
         }
         catch
         {
@@ -106,6 +96,31 @@ public sealed unsafe class GuestMemory : IDisposable
             throw;
         }
         return new GuestMemory([.. regions]);
+    }
+
+    private static readonly GuestMemoryOptions DefaultOptions = new();
+
+    private static void CheckRegion(ulong gpa, ulong size, string paramName)
+    {
+        if (size == 0 || (gpa % PageSize) != 0 || (size % PageSize) != 0)
+            throw new ArgumentException($"region 0x{gpa:x}+0x{size:x} must be non-empty and page aligned", paramName);
+        if (gpa + size < gpa)
+            throw new ArgumentException($"region 0x{gpa:x}+0x{size:x} wraps around", paramName);
+    }
+
+    private static GuestMemoryRegion Map(ulong gpa, ulong size, GuestMemoryOptions options)
+    {
+        int flags = LinuxConstants.MAP_SHARED | LinuxConstants.MAP_ANONYMOUS;
+        if (!options.Reserve)
+            flags |= LinuxConstants.MAP_NORESERVE;
+        if (options.HugePages)
+            flags |= LinuxConstants.MAP_HUGETLB;
+        void* p = Libc.mmap(null, (nuint)size, LinuxConstants.PROT_READ | LinuxConstants.PROT_WRITE, flags, -1, 0);
+        if (p == (void*)-1)
+            SysCallException.ThrowLast($"mmap(guest memory 0x{size:x} bytes{(options.HugePages ? ", MAP_HUGETLB" : "")})");
+        if (options.TransparentHugePages && !options.HugePages)
+            _ = Libc.madvise(p, (nuint)size, LinuxConstants.MADV_HUGEPAGE); // advisory only
+        return new GuestMemoryRegion(gpa, size, (byte*)p);
     }
 
     /// <summary>The regions, in address order.</summary>
