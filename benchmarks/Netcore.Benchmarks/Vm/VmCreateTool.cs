@@ -57,6 +57,49 @@ public static class VmCreateTool
         return 0;
     }
 
+    [Tool("vm-create-steps", "Median time of each step of VM create/run/destroy with Netcore.Vm: vm-create-steps <iterations>")]
+    public static int Steps(string[] args)
+    {
+        int n = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 2000;
+        using var kvm = KvmSystem.Open();
+        string[] names = ["memory", "create_vm", "set_memory", "create_vcpu", "setup", "run", "dispose_vm", "dispose_memory"];
+        double[][] steps = names.Select(_ => new double[n]).ToArray();
+        long[] t = new long[names.Length + 1];
+        var warmup = Stopwatch.StartNew();
+        for (int i = 0; i < 50 || warmup.ElapsedMilliseconds < 500; i++)
+            CreateRunDestroy(kvm);
+        for (int i = 0; i < n; i++)
+        {
+            t[0] = Stopwatch.GetTimestamp();
+            var mem = GuestMemory.Create(128UL << 20);
+            t[1] = Stopwatch.GetTimestamp();
+            var vm = kvm.CreateVm(new VirtualMachineOptions { TssAddress = null });
+            t[2] = Stopwatch.GetTimestamp();
+            vm.SetMemory(mem);
+            t[3] = Stopwatch.GetTimestamp();
+            Vcpu cpu = vm.CreateVcpu(0);
+            t[4] = Stopwatch.GetTimestamp();
+            mem.Write(0x1000, FirstExitGuest);
+            X86Setup.EnterRealMode(cpu, 0, 0x1000);
+            t[5] = Stopwatch.GetTimestamp();
+            if (cpu.Run().Reason != KvmExitReason.Io)
+                throw new InvalidOperationException("unexpected first exit");
+            t[6] = Stopwatch.GetTimestamp();
+            vm.Dispose();
+            t[7] = Stopwatch.GetTimestamp();
+            mem.Dispose();
+            t[8] = Stopwatch.GetTimestamp();
+            for (int s = 0; s < names.Length; s++)
+                steps[s][i] = Stopwatch.GetElapsedTime(t[s], t[s + 1]).TotalMicroseconds;
+        }
+        Console.WriteLine("netcore steps " + string.Join(" ", names.Select((name, s) =>
+        {
+            Array.Sort(steps[s]);
+            return string.Create(CultureInfo.InvariantCulture, $"{name}={steps[s][n / 2]:F1}");
+        })));
+        return 0;
+    }
+
     private static void CreateRunDestroy(KvmSystem kvm)
     {
         using var mem = GuestMemory.Create(128UL << 20);
