@@ -302,11 +302,6 @@ public sealed class DecapTests : IDisposable
         Assert.Equal(0ul, Counter(LabXdp.DecapCounter.Gue));
     }
 
-    /// <summary>
-    /// Every frame of <paramref name="kept"/>, chained to <see cref="SecondHop"/>, is decapsulated
-    /// here; so is <paramref name="ack"/> (an ACK of no connection) when its second hop is not
-    /// usable: none (0.0.0.0), or this host itself.
-    /// </summary>
     /// <summary><paramref name="client"/>, encapsulated with second hop <paramref name="hop"/> (default <see cref="SecondHop"/>), is decapsulated here.</summary>
     private static void AssertStays(TestNetns ns, BpfProgram p, byte[] client, IPAddress? hop = null)
     {
@@ -321,6 +316,11 @@ public sealed class DecapTests : IDisposable
         AssertForwarded(client, wire, SecondHop, RunIn(ns, p, wire));
     }
 
+    /// <summary>
+    /// Every frame of <paramref name="kept"/>, chained to <see cref="SecondHop"/>, is decapsulated
+    /// here; so is <paramref name="ack"/> (an ACK of no connection) when its second hop is not
+    /// usable: none (0.0.0.0), or this host itself.
+    /// </summary>
     private static void AssertKept(TestNetns ns, BpfProgram p, IEnumerable<byte[]> kept, byte[] ack)
     {
         foreach (byte[] frame in kept)
