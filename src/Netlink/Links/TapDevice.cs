@@ -46,7 +46,11 @@ public sealed class TapDevice : IDisposable
     /// <summary>The /dev/net/tun descriptor bound to the device (always IFF_NO_PI).</summary>
     public SafeFileHandle Handle { get; }
 
-    /// <summary>Closes the descriptor (the device goes away unless it is persistent).</summary>
+    /// <summary>
+    /// Closes the descriptor. A device that is not persistent goes away when the last reference to
+    /// the open file does: normally at this call, but a child process forked at the same moment by
+    /// another thread holds a copy until its exec closes it (the descriptor is O_CLOEXEC).
+    /// </summary>
     public void Dispose() => Handle.Dispose();
 
     // linux/if_tun.h ioctls (_IOW('T', n, int))
