@@ -153,6 +153,10 @@ public partial class DaemonTests(ITestOutputHelper output)
     {
         using var router = TestNetns.Create("lbr");
         using var n = CreateNode("lbb", router);
+        // IPv6 on the link too: the node's global IPv6 address is the default next hop of its IPv6
+        // VIPs, which go over the same IPv4 session (RFC 4760: MP_REACH_NLRI, IPv6 unicast).
+        n.Ns.Exec("ip addr add 2001:db8:61::2/64 dev e0 nodad");
+        router.Exec("ip addr add 2001:db8:61::1/64 dev p-lbb nodad");
         string dir = n.StateDir;
         File.WriteAllText(Path.Combine(dir, "bird.conf"), """
             router id 10.61.0.1;
@@ -164,6 +168,7 @@ public partial class DaemonTests(ITestOutputHelper output)
               hold time 6; keepalive time 2; connect retry time 1; connect delay time 1; error wait time 1, 2;
               bfd on;
               ipv4 { import all; export none; };
+              ipv6 { import all; export none; };
             }
             """);
         using var bird = ExternalDaemon.Start(router, "bird", ["-f", "-c", Path.Combine(dir, "bird.conf"), "-s", Path.Combine(dir, "bird.ctl")], output);
@@ -175,10 +180,16 @@ public partial class DaemonTests(ITestOutputHelper output)
         var d = await StartAsync(n, "--bgp-router-id", "10.61.0.2", "--bgp-local-as", "65001", "--bgp-peer", "10.61.0.1:65000", "--bgp-next-hop", "10.61.0.2",
             "--bfd", "--node-check", "http://10.61.0.1:18282/", "--bgp-community", "65001:100", "--bgp-large-community", "65001:7:8");
         Assert.EndsWith("201", Curl(n, "PUT", "/api/v1/services/web", """{"vip":"192.0.2.10","port":80,"protocol":"tcp","encap":"ipip"}"""), StringComparison.Ordinal);
+        Assert.EndsWith("201", Curl(n, "PUT", "/api/v1/services/web6", """{"vip":"2001:db8:ff::10","port":80,"protocol":"tcp","encap":"gue"}"""), StringComparison.Ordinal);
         string show = "";
         await Eventually(() => (show = Birdc("show route 192.0.2.10/32")).Contains("10.61.0.2", StringComparison.Ordinal), 30, "VIP in BIRD");
         output.WriteLine(show);
         Assert.Contains("via 10.61.0.2", show, StringComparison.Ordinal);
+        // The IPv6 VIP over the IPv4 session, with the interface's global IPv6 address as next hop.
+        string show6 = "";
+        await Eventually(() => (show6 = Birdc("show route 2001:db8:ff::10/128")).Contains("2001:db8:61::2", StringComparison.Ordinal), 30, "IPv6 VIP in BIRD");
+        output.WriteLine(show6);
+        Assert.Contains("via 2001:db8:61::2", show6, StringComparison.Ordinal);
         // The communities of --bgp-community / --bgp-large-community, as BIRD decoded them.
         string all = Birdc("show route 192.0.2.10/32 all");
         output.WriteLine(all);
@@ -186,7 +197,7 @@ public partial class DaemonTests(ITestOutputHelper output)
         Assert.Contains("BGP.large_community: (65001, 7, 8)", all, StringComparison.Ordinal);
         string state = Curl(n, "GET", "/api/v1/state");
         Assert.Contains("\"state\":\"Established\"", state, StringComparison.Ordinal);
-        Assert.Contains("\"announced\":[\"192.0.2.10/32\"]", state, StringComparison.Ordinal);
+        Assert.Contains("\"announced\":[\"192.0.2.10/32\",\"2001:db8:ff::10/128\"]", state, StringComparison.Ordinal);
         Assert.Equal(1UL, Metric(Curl(n, "GET", "/metrics"), "lb_vip_announced", "vip=\"192.0.2.10/32\""));
 
         // BFD on the router session, Up on both sides.
@@ -196,6 +207,7 @@ public partial class DaemonTests(ITestOutputHelper output)
         // The node's own check fails (fall 2 at 1 s): the VIP is withdrawn; it passes again (rise 2): announced again.
         target.Dispose();
         await Eventually(() => !Birdc("show route 192.0.2.10/32").Contains("192.0.2.10", StringComparison.Ordinal), 20, "VIP withdrawn on node check failure");
+        await Eventually(() => !Birdc("show route 2001:db8:ff::10/128").Contains("2001:db8:ff::10", StringComparison.Ordinal), 20, "IPv6 VIP withdrawn on node check failure");
         Assert.Contains("\nlb_node_healthy 0\n", Curl(n, "GET", "/metrics"), StringComparison.Ordinal);
         using var target2 = StartCheckTarget();
         await Eventually(() => Birdc("show route 192.0.2.10/32").Contains("10.61.0.2", StringComparison.Ordinal), 20, "VIP announced again");
@@ -203,6 +215,7 @@ public partial class DaemonTests(ITestOutputHelper output)
         long t0 = Environment.TickCount64;
         d.Signal(15);
         await Eventually(() => !Birdc("show route 192.0.2.10/32").Contains("192.0.2.10", StringComparison.Ordinal), 20, "VIP withdrawn in BIRD");
+        await Eventually(() => !Birdc("show route 2001:db8:ff::10/128").Contains("2001:db8:ff::10", StringComparison.Ordinal), 20, "IPv6 VIP withdrawn in BIRD");
         output.WriteLine($"withdrawn {Environment.TickCount64 - t0} ms after SIGTERM");
         Assert.True(d.WaitForExit(TimeSpan.FromSeconds(15)));
         Assert.Contains("VIP 192.0.2.10/32 withdrawn", d.Log, StringComparison.Ordinal);

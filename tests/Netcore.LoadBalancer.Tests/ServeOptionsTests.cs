@@ -32,4 +32,26 @@ public class ServeOptionsTests
             Assert.StartsWith(opt + ":", e.Message, StringComparison.Ordinal);
         }
     }
+
+    [Fact]
+    public void BgpNextHop_IsOnePerFamily_AndOnlyAUnicastAddressARouterCanForwardTo()
+    {
+        var o = ServeOptions.Parse([.. Required, "--bgp-next-hop", "2001:db8:7::2", "--bgp-next-hop", "10.0.2.2"]);
+        Assert.Equal(System.Net.IPAddress.Parse("10.0.2.2"), o.BgpNextHopV4);
+        Assert.Equal(System.Net.IPAddress.Parse("2001:db8:7::2"), o.BgpNextHopV6);
+        var only4 = ServeOptions.Parse([.. Required, "--bgp-next-hop", "::ffff:10.0.2.3"]);
+        Assert.Equal(System.Net.IPAddress.Parse("10.0.2.3"), only4.BgpNextHopV4); // IPv4-mapped is the IPv4 address
+        Assert.Null(only4.BgpNextHopV6);
+        Assert.Null(ServeOptions.Parse(Required).BgpNextHopV4);
+        foreach (var bad in new[] { new[] { "10.0.2.2", "10.0.2.3" }, ["2001:db8::1", "2001:db8::2"] })
+        {
+            var e = Assert.Throws<ArgumentException>(() => ServeOptions.Parse([.. Required, "--bgp-next-hop", bad[0], "--bgp-next-hop", bad[1]]));
+            Assert.Contains("two IPv", e.Message, StringComparison.Ordinal);
+        }
+        foreach (var bad in new[] { "0.0.0.0", "::", "255.255.255.255", "224.0.0.5", "ff02::2", "127.0.0.1", "::1", "fe80::1", "nope" })
+        {
+            var e = Assert.Throws<ArgumentException>(() => ServeOptions.Parse([.. Required, "--bgp-next-hop", bad]));
+            Assert.StartsWith("--bgp-next-hop: '" + bad + "'", e.Message, StringComparison.Ordinal);
+        }
+    }
 }

@@ -58,7 +58,7 @@ internal static partial class ServeCommand
 
         // The interface, its MTU and addresses, through Netcore.Netlink in this namespace.
         int ifindex, mtu;
-        IPAddress? src4 = o.SourceV4, src6 = o.SourceV6;
+        IPAddress? src4 = o.SourceV4, src6 = o.SourceV6, if4 = null, if6 = null;
         using (var nl = NetlinkClient.Open())
         {
             var link = await nl.TryGetLinkAsync(o.Interface, stop.Token).ConfigureAwait(false);
@@ -72,10 +72,12 @@ internal static partial class ServeCommand
             await foreach (var a in nl.GetAddressesAsync(ifindex: ifindex, cancellationToken: stop.Token).ConfigureAwait(false))
             {
                 if (a.Address.AddressFamily == AddressFamily.InterNetwork)
-                    src4 ??= a.Address;
+                    if4 ??= a.Address;
                 else if (!a.Address.IsIPv6LinkLocal)
-                    src6 ??= a.Address;
+                    if6 ??= a.Address;
             }
+            src4 ??= if4;
+            src6 ??= if6;
         }
 
         string? fs = XdpDataPlane.FileSystemOf(o.PinDirectory);
@@ -112,7 +114,8 @@ internal static partial class ServeCommand
         {
             bgp = new VipAnnouncer(new VipAnnouncerOptions
             {
-                RouterId = o.BgpRouterId!, LocalAs = o.BgpLocalAs, Peers = o.BgpPeers, NextHop = o.BgpNextHop ?? src4,
+                RouterId = o.BgpRouterId!, LocalAs = o.BgpLocalAs, Peers = o.BgpPeers,
+                NextHopV4 = o.BgpNextHopV4 ?? if4, NextHopV6 = o.BgpNextHopV6 ?? if6,
                 Bfd = o.Bfd, Interface = o.Interface,
                 RouteAttributes = new BgpPathAttributes { Communities = [.. o.BgpCommunities], LargeCommunities = [.. o.BgpLargeCommunities] },
             }, loggerFactory);

@@ -30,7 +30,12 @@ internal sealed record ServeOptions
     public IPAddress? BgpRouterId { get; init; }
     public uint BgpLocalAs { get; init; }
     public IReadOnlyList<(IPAddress Address, uint As)> BgpPeers { get; init; } = [];
-    public IPAddress? BgpNextHop { get; init; }
+
+    /// <summary>Next hop of the IPv4 VIP routes (<c>--bgp-next-hop</c> with an IPv4 address); null: the interface's IPv4 address.</summary>
+    public IPAddress? BgpNextHopV4 { get; init; }
+
+    /// <summary>Next hop of the IPv6 VIP routes (<c>--bgp-next-hop</c> with an IPv6 address); null: the interface's global IPv6 address.</summary>
+    public IPAddress? BgpNextHopV6 { get; init; }
 
     /// <summary>Communities (RFC 1997) the VIP routes carry.</summary>
     public IReadOnlyList<Netcore.Bgp.BgpCommunity> BgpCommunities { get; init; } = [];
@@ -62,7 +67,7 @@ internal sealed record ServeOptions
         ArgumentNullException.ThrowIfNull(args);
         string? iface = null, db = null, token = null, node = null, pin = null, nodeCheck = null;
         IPEndPoint? api = null;
-        IPAddress? routerId = null, nextHop = null, src4 = null, src6 = null;
+        IPAddress? routerId = null, nextHop4 = null, nextHop6 = null, src4 = null, src6 = null;
         uint localAs = 0, seed = DefaultHashSeed;
         int table = Maglev.MaglevTableBuilder.DefaultSize;
         int? mtu = null;
@@ -89,7 +94,15 @@ internal sealed record ServeOptions
                 case "--bgp-router-id": routerId = Ip(V(), a); break;
                 case "--bgp-local-as": localAs = UInt(V(), a); break;
                 case "--bgp-peer": peers.Add(Peer(V())); break;
-                case "--bgp-next-hop": nextHop = Ip(V(), a); break;
+                case "--bgp-next-hop":
+                    // One per family: IPv4 VIPs go with the IPv4 one, IPv6 VIPs with the IPv6 one, over
+                    // any session (RFC 4760 3: the next hop's family is the NLRI's, not the session's).
+                    IPAddress hop = NextHop(V());
+                    if (hop.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork)
+                        nextHop4 = nextHop4 is null ? hop : throw new ArgumentException($"--bgp-next-hop: two IPv4 next hops ({nextHop4}, {hop})");
+                    else
+                        nextHop6 = nextHop6 is null ? hop : throw new ArgumentException($"--bgp-next-hop: two IPv6 next hops ({nextHop6}, {hop})");
+                    break;
                 case "--bfd": bfd = true; break;
                 case "--node-check": nodeCheck = V(); break;
                 case "--xdp-mode":
@@ -147,7 +160,7 @@ internal sealed record ServeOptions
         {
             Interface = iface, Api = api, Db = db, Token = token, NodeName = node,
             PinDirectory = pin ?? Path.Combine("/sys/fs/bpf/netcore-lb", node),
-            BgpRouterId = routerId, BgpLocalAs = localAs, BgpPeers = peers, BgpNextHop = nextHop, Bfd = bfd,
+            BgpRouterId = routerId, BgpLocalAs = localAs, BgpPeers = peers, BgpNextHopV4 = nextHop4, BgpNextHopV6 = nextHop6, Bfd = bfd,
             NodeCheck = nodeCheck, XdpMode = mode, JsonLogs = json, DetachOnExit = detach, GatewayMac = gw,
             SourceV4 = src4, SourceV6 = src6, HashSeed = seed, TableSize = table, Mtu = mtu,
             IcmpRate = icmpRate, BgpCommunities = communities, BgpLargeCommunities = large,
@@ -177,6 +190,23 @@ internal sealed record ServeOptions
 
     private static IPAddress Ip(string s, string what) =>
         IPAddress.TryParse(s, out var a) ? a : throw new ArgumentException($"{what}: '{s}' is not an IP address");
+
+    /// <summary>A <c>--bgp-next-hop</c>: a unicast address a router can forward to.</summary>
+    private static IPAddress NextHop(string s)
+    {
+        IPAddress hop = Ip(s, "--bgp-next-hop");
+        if (hop.IsIPv4MappedToIPv6)
+            hop = hop.MapToIPv4();
+        byte[] b = hop.GetAddressBytes();
+        bool v4 = b.Length == 4;
+        if (hop.Equals(IPAddress.Any) || hop.Equals(IPAddress.IPv6Any) || hop.Equals(IPAddress.Broadcast) || IPAddress.IsLoopback(hop)
+            || (v4 && b[0] >= 224) || (!v4 && b[0] == 0xff))
+            throw new ArgumentException($"--bgp-next-hop: '{s}' is not a unicast address a router can forward to");
+        // RFC 2545 3: the next hop of IPv6 routes is a global address (a link-local one may only come second).
+        if (hop.IsIPv6LinkLocal)
+            throw new ArgumentException($"--bgp-next-hop: '{s}' is link-local; IPv6 routes need a global next hop (RFC 2545 3)");
+        return hop;
+    }
 
     /// <summary>A community option's value (RFC 1997 "asn:value" or a well-known name; RFC 8092 "a:b:c").</summary>
     private static T Community<T>(string s, string what, Func<string, T> parse)

@@ -18,8 +18,15 @@ internal sealed record VipAnnouncerOptions
     /// <summary>Routers to peer with.</summary>
     public required IReadOnlyList<(IPAddress Address, uint As)> Peers { get; init; }
 
-    /// <summary>Next hop of the VIP routes (this node's address); null: the session's local address.</summary>
-    public IPAddress? NextHop { get; init; }
+    /// <summary>Next hop of the IPv4 VIP routes (this node's IPv4 address); null: the session's local address when it is IPv4.</summary>
+    public IPAddress? NextHopV4 { get; init; }
+
+    /// <summary>
+    /// Next hop of the IPv6 VIP routes (this node's global IPv6 address), sent over IPv4 sessions too
+    /// (RFC 4760 3: MP_REACH_NLRI carries a next hop of the NLRI's family); null: the session's local
+    /// address when it is IPv6, else IPv6 VIPs are not announced (Netcore.Bgp logs why).
+    /// </summary>
+    public IPAddress? NextHopV6 { get; init; }
 
     /// <summary>Communities (RFC 1997) and large communities (RFC 8092) on every VIP route, for the routers' policies.</summary>
     public BgpPathAttributes RouteAttributes { get; init; } = new();
@@ -103,9 +110,9 @@ internal sealed partial class VipAnnouncer : IAsyncDisposable
                 HoldTime = _options.HoldTime,
                 ConnectRetryTime = TimeSpan.FromSeconds(1),
                 MaxConnectRetryTime = TimeSpan.FromSeconds(5),
-                NextHopIPv4 = _options.NextHop?.AddressFamily == AddressFamily.InterNetwork ? _options.NextHop : null,
-                NextHopIPv6 = _options.NextHop?.AddressFamily == AddressFamily.InterNetworkV6 ? _options.NextHop : null,
-                LocalAddress = _options.NextHop?.AddressFamily == address.AddressFamily ? _options.NextHop : null,
+                NextHopIPv4 = _options.NextHopV4,
+                NextHopIPv6 = _options.NextHopV6,
+                LocalAddress = LocalAddressFor(address),
                 Description = "netcore-lb router",
             });
             peer.StateChanged += (_, e) => LogPeerState(_log, e.Peer.RemoteAddress, e.OldState.ToString(), e.NewState.ToString());
@@ -115,7 +122,7 @@ internal sealed partial class VipAnnouncer : IAsyncDisposable
                 var session = _bfdHost.OpenSession(new BfdSessionOptions
                 {
                     Peer = address,
-                    LocalAddress = _options.NextHop?.AddressFamily == address.AddressFamily ? _options.NextHop : null,
+                    LocalAddress = LocalAddressFor(address),
                     Interface = _options.Interface,
                 });
                 _bfd[address] = session;
@@ -123,6 +130,10 @@ internal sealed partial class VipAnnouncer : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>The session's source: this node's next hop of the peer's family, so the router sees the address it forwards to.</summary>
+    private IPAddress? LocalAddressFor(IPAddress peer) =>
+        peer.AddressFamily == AddressFamily.InterNetwork ? _options.NextHopV4 : _options.NextHopV6;
 
     private async Task WatchBfdAsync(BgpPeer peer, BfdSession session, CancellationToken ct)
     {
