@@ -156,6 +156,45 @@ public sealed class ApiTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/healthz")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/readyz")).StatusCode);
     }
+    [Fact]
+    public async Task Node_WithoutBgp_Is409_AndItsBodyIsValidatedFirst()
+    {
+        Assert.Equal((HttpStatusCode.Conflict, "node"), await CodeOf(_http.GetAsync("/api/v1/node")));
+        Assert.Equal((HttpStatusCode.Conflict, "node"), await CodeOf(Put("/api/v1/node", """{"drained":true}""")));
+        Assert.Equal((HttpStatusCode.BadRequest, "drained"), await CodeOf(Put("/api/v1/node", """{"drained":"yes"}""")));
+        Assert.Equal((HttpStatusCode.BadRequest, "drained"), await CodeOf(Put("/api/v1/node", """{}""")));
+        Assert.Equal((HttpStatusCode.BadRequest, "drained"), await CodeOf(Put("/api/v1/node", """[true]""")));
+        Assert.Equal((HttpStatusCode.BadRequest, "weight"), await CodeOf(Put("/api/v1/node", """{"drained":true,"weight":1}""")));
+        Assert.Equal((HttpStatusCode.BadRequest, "body"), await CodeOf(Put("/api/v1/node", null)));
+        Assert.Equal((HttpStatusCode.BadRequest, "body"), await CodeOf(Put("/api/v1/node", "{")));
+        using var anonymous = new HttpClient { BaseAddress = _api.Address };
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/api/v1/node")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Node_PassesTheDrainToTheHook_AndAnswersWithItsState()
+    {
+        var calls = new List<bool?>();
+        bool drained = false;
+        var hooks = new ApiHooks
+        {
+            Ready = () => true, Metrics = () => "", State = () => new { },
+            Node = (drain, _) =>
+            {
+                calls.Add(drain);
+                drained = drain ?? drained;
+                return Task.FromResult<object>(new { drained });
+            },
+        };
+        await using var api = await ApiServer.StartAsync(new IPEndPoint(IPAddress.Loopback, 0), null, _ctl, hooks, null, CancellationToken.None);
+        using var http = new HttpClient { BaseAddress = api.Address };
+        Assert.Equal("{\"drained\":false}", await http.GetStringAsync("/api/v1/node"));
+        var r = await http.PutAsync("/api/v1/node", new StringContent("""{"drained":true}""", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        Assert.Equal("{\"drained\":true}", await r.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.BadRequest, (await http.PutAsync("/api/v1/node", new StringContent("""{"drained":1}""", Encoding.UTF8, "application/json"))).StatusCode);
+        Assert.Equal([null, true], calls); // the invalid body never reached the hook
+    }
 }
 
 /// <summary>Rise/fall hysteresis and the real TCP/HTTP probes against local listeners.</summary>

@@ -177,8 +177,9 @@ public partial class DaemonTests(ITestOutputHelper output)
         // The node's own check: an HTTP server on the router side that the test stops and starts.
         ExternalDaemon StartCheckTarget() => ExternalDaemon.Start(router, "python3", ["-m", "http.server", "--bind", "10.61.0.1", "18282", "--directory", dir], output);
         var target = StartCheckTarget();
-        var d = await StartAsync(n, "--bgp-router-id", "10.61.0.2", "--bgp-local-as", "65001", "--bgp-peer", "10.61.0.1:65000", "--bgp-next-hop", "10.61.0.2",
-            "--bfd", "--node-check", "http://10.61.0.1:18282/", "--bgp-community", "65001:100", "--bgp-large-community", "65001:7:8");
+        string[] args = ["--bgp-router-id", "10.61.0.2", "--bgp-local-as", "65001", "--bgp-peer", "10.61.0.1:65000", "--bgp-next-hop", "10.61.0.2",
+            "--bfd", "--node-check", "http://10.61.0.1:18282/", "--bgp-community", "65001:100", "--bgp-large-community", "65001:7:8"];
+        var d = await StartAsync(n, args);
         Assert.EndsWith("201", Curl(n, "PUT", "/api/v1/services/web", """{"vip":"192.0.2.10","port":80,"protocol":"tcp","encap":"ipip"}"""), StringComparison.Ordinal);
         Assert.EndsWith("201", Curl(n, "PUT", "/api/v1/services/web6", """{"vip":"2001:db8:ff::10","port":80,"protocol":"tcp","encap":"gue"}"""), StringComparison.Ordinal);
         string show = "";
@@ -211,6 +212,29 @@ public partial class DaemonTests(ITestOutputHelper output)
         Assert.Contains("\nlb_node_healthy 0\n", Curl(n, "GET", "/metrics"), StringComparison.Ordinal);
         using var target2 = StartCheckTarget();
         await Eventually(() => Birdc("show route 192.0.2.10/32").Contains("10.61.0.2", StringComparison.Ordinal), 20, "VIP announced again");
+
+        // An operator drains the node: both VIPs withdrawn while the node is healthy and the session up.
+        string drained = Curl(n, "PUT", "/api/v1/node", """{"drained":true}""");
+        Assert.EndsWith("200", drained, StringComparison.Ordinal);
+        Assert.Contains("\"drained\":true,\"healthy\":true", drained, StringComparison.Ordinal);
+        await Eventually(() => !Birdc("show route 192.0.2.10/32").Contains("192.0.2.10", StringComparison.Ordinal), 20, "VIP withdrawn on drain");
+        await Eventually(() => !Birdc("show route 2001:db8:ff::10/128").Contains("2001:db8:ff::10", StringComparison.Ordinal), 20, "IPv6 VIP withdrawn on drain");
+        Assert.Contains("\nlb_node_drained 1\n", Curl(n, "GET", "/metrics"), StringComparison.Ordinal);
+        Assert.Contains("\"state\":\"Established\"", Curl(n, "GET", "/api/v1/state"), StringComparison.Ordinal);
+        Assert.EndsWith("400", Curl(n, "PUT", "/api/v1/node", """{"drained":"yes"}"""), StringComparison.Ordinal);
+        // The drain outlives a restart: the new session comes up and announces nothing.
+        d.Signal(15);
+        Assert.True(d.WaitForExit(TimeSpan.FromSeconds(15)));
+        d.Dispose();
+        d = await StartAsync(n, args);
+        await Eventually(() => Curl(n, "GET", "/api/v1/state").Contains("\"state\":\"Established\"", StringComparison.Ordinal), 30, "session after the restart");
+        await Task.Delay(2000); // time enough for an UPDATE that should not come
+        Assert.DoesNotContain("192.0.2.10", Birdc("show route 192.0.2.10/32"), StringComparison.Ordinal);
+        Assert.Contains("\"drained\":true", Curl(n, "GET", "/api/v1/node"), StringComparison.Ordinal);
+        // Undrained: announced again.
+        Assert.Contains("\"drained\":false", Curl(n, "PUT", "/api/v1/node", """{"drained":false}"""), StringComparison.Ordinal);
+        await Eventually(() => Birdc("show route 192.0.2.10/32").Contains("10.61.0.2", StringComparison.Ordinal), 30, "VIP announced after undrain");
+        await Eventually(() => Birdc("show route 2001:db8:ff::10/128").Contains("2001:db8:61::2", StringComparison.Ordinal), 30, "IPv6 VIP announced after undrain");
 
         long t0 = Environment.TickCount64;
         d.Signal(15);

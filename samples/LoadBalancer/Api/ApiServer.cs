@@ -24,6 +24,12 @@ internal sealed record ApiHooks
 
     /// <summary>True when the daemon is ready (GET /readyz answers 200, otherwise 503).</summary>
     public required Func<bool> Ready { get; init; }
+
+    /// <summary>
+    /// GET /api/v1/node (argument null) and PUT /api/v1/node (argument: drain or undrain) answer
+    /// with the node's announcement state; null when the daemon has no BGP (409 then).
+    /// </summary>
+    public Func<bool?, CancellationToken, Task<object>>? Node { get; init; }
 }
 
 /// <summary>
@@ -123,6 +129,24 @@ internal sealed class ApiServer : IAsyncDisposable
             return Results.Json(controller.Drain(name, Validation.BackendAddress(address)), Json);
         }));
 
+        app.MapGet("/api/v1/node", async (HttpRequest req) => hooks.Node is null ? NoBgp() : Results.Json(await hooks.Node(null, req.HttpContext.RequestAborted).ConfigureAwait(false), Json));
+        app.MapPut("/api/v1/node", async (HttpRequest req) =>
+        {
+            var (body, error) = await ReadBodyAsync(req, required: true).ConfigureAwait(false);
+            if (error is not null)
+                return error;
+            if (body.ValueKind != JsonValueKind.Object || !body.TryGetProperty("drained", out var d) || d.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+                return Error(StatusCodes.Status400BadRequest, "drained", "drained: true or false is required");
+            foreach (var p in body.EnumerateObject())
+            {
+                if (p.Name != "drained")
+                    return Error(StatusCodes.Status400BadRequest, p.Name, $"{p.Name}: unknown field");
+            }
+            if (hooks.Node is null)
+                return NoBgp();
+            return Results.Json(await hooks.Node(d.GetBoolean(), req.HttpContext.RequestAborted).ConfigureAwait(false), Json);
+        });
+
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
         string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new ApiServer(app, new Uri(bound));
@@ -162,6 +186,9 @@ internal sealed class ApiServer : IAsyncDisposable
             return (default, Error(StatusCodes.Status400BadRequest, "body", $"body: not valid JSON ({e.Message})"));
         }
     }
+
+    private static IResult NoBgp() =>
+        Error(StatusCodes.Status409Conflict, "node", "node: draining withdraws the VIPs, and this daemon announces none (no --bgp-peer)");
 
     private static IResult Error(int status, string field, string message) =>
         Results.Json(new { error = message, field }, Json, statusCode: status);

@@ -91,6 +91,8 @@ internal static class MetricsText
         {
             Family("lb_node_healthy", "gauge", "1 when the node's own check passes (VIPs announced).");
             sb.Append("lb_node_healthy ").Append(bgp.NodeHealthy ? 1 : 0).Append('\n');
+            Family("lb_node_drained", "gauge", "1 while an operator has drained the node (VIPs withdrawn).");
+            sb.Append("lb_node_drained ").Append(bgp.Drained ? 1 : 0).Append('\n');
             var peers = bgp.Peers();
             Family("lb_bgp_peer_established", "gauge", "1 when the BGP session is Established.");
             foreach (var p in peers)

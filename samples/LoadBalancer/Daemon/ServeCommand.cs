@@ -21,6 +21,9 @@ namespace Netcore.LoadBalancer.Daemon;
 /// </summary>
 internal static partial class ServeCommand
 {
+    /// <summary>The meta key that keeps an operator's drain (PUT /api/v1/node) across restarts.</summary>
+    private const string DrainedKey = "node_drained";
+
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
         ServeOptions o;
@@ -119,6 +122,9 @@ internal static partial class ServeCommand
                 Bfd = o.Bfd, Interface = o.Interface,
                 RouteAttributes = new BgpPathAttributes { Communities = [.. o.BgpCommunities], LargeCommunities = [.. o.BgpLargeCommunities] },
             }, loggerFactory);
+            // A drained node stays drained across restarts (an operator's maintenance outlives them).
+            if (store.GetMeta(DrainedKey, 0) != 0)
+                await bgp.SetDrainedAsync(true, stop.Token).ConfigureAwait(false);
             await bgp.StartAsync(stop.Token).ConfigureAwait(false);
             var announcer = bgp;
             controller.VipsChanged += () => _ = announcer.SetVipsAsync(controller.Vips(), CancellationToken.None);
@@ -139,6 +145,15 @@ internal static partial class ServeCommand
         {
             Ready = () => Volatile.Read(ref ready),
             Metrics = () => MetricsText.Render(controller, dp, bgp),
+            Node = bgp is null ? null : async (drain, ct) =>
+            {
+                if (drain is bool dr)
+                {
+                    store.SetMeta(DrainedKey, dr ? 1 : 0);
+                    await bgp.SetDrainedAsync(dr, ct).ConfigureAwait(false);
+                }
+                return new { drained = bgp.Drained, healthy = bgp.NodeHealthy, announced = bgp.Announced };
+            },
             State = () => new
             {
                 node = o.NodeName,
@@ -150,6 +165,7 @@ internal static partial class ServeCommand
                 tableSize = controller.TableSize,
                 tableGeneration = controller.Generation,
                 nodeHealthy = bgp?.NodeHealthy ?? true,
+                nodeDrained = bgp?.Drained ?? false,
                 services = controller.Services(),
                 bgp = bgp is null ? null : new { peers = bgp.Peers(), announced = bgp.Announced },
             },

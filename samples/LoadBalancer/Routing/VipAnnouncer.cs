@@ -63,6 +63,7 @@ internal sealed partial class VipAnnouncer : IAsyncDisposable
     private BfdHost? _bfdHost;
     private readonly List<Task> _watchers = [];
     private bool _nodeHealthy = true;
+    private bool _drained;
     private bool _stopping;
     private IReadOnlyList<IPAddress> _vips = [];
 
@@ -86,6 +87,9 @@ internal sealed partial class VipAnnouncer : IAsyncDisposable
 
     /// <summary>Whether the node's own check passes.</summary>
     public bool NodeHealthy => _nodeHealthy;
+
+    /// <summary>Whether an operator drained the node (its VIPs withdrawn while it stays up).</summary>
+    public bool Drained => _drained;
 
     /// <summary>Peers and their state.</summary>
     public IReadOnlyList<PeerView> Peers()
@@ -166,6 +170,18 @@ internal sealed partial class VipAnnouncer : IAsyncDisposable
         return ReconcileAsync(cancellationToken);
     }
 
+    /// <summary>
+    /// Drains the node for maintenance (true: every VIP withdrawn, so the routers move its flows to
+    /// the other nodes, which compute the same tables) or puts it back (false: announced again while
+    /// the node check passes). The data plane keeps forwarding what still arrives.
+    /// </summary>
+    public Task SetDrainedAsync(bool drained, CancellationToken cancellationToken)
+    {
+        _drained = drained;
+        LogNode(_log, drained ? "drained: withdrawing" : "undrained: announcing while healthy");
+        return ReconcileAsync(cancellationToken);
+    }
+
     /// <summary>Withdraws every VIP (daemon stopping) and waits briefly for the UPDATEs to leave.</summary>
     public async Task WithdrawAllAsync(CancellationToken cancellationToken)
     {
@@ -180,7 +196,7 @@ internal sealed partial class VipAnnouncer : IAsyncDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var want = _stopping || !_nodeHealthy ? [] : _vips.Select(v => new BgpPrefix(v, v.AddressFamily == AddressFamily.InterNetwork ? 32 : 128)).ToHashSet();
+            var want = _stopping || !_nodeHealthy || _drained ? [] : _vips.Select(v => new BgpPrefix(v, v.AddressFamily == AddressFamily.InterNetwork ? 32 : 128)).ToHashSet();
             List<BgpPrefix> add, remove;
             lock (_announced)
             {
