@@ -12,7 +12,7 @@ namespace Netcore.LoadBalancer.Tests;
 /// bpf/lb.c under BPF_PROG_TEST_RUN (loaded through Netcore.Xdp): crafted frames in, exact frames out.
 /// XDP actions: 1 = XDP_DROP, 2 = XDP_PASS, 3 = XDP_TX.
 /// </summary>
-public class DataPlaneTests
+public partial class DataPlaneTests
 {
     private const int Drop = 1, Pass = 2, Tx = 3;
     private const uint Seed = 0x5EED1234;
@@ -173,8 +173,20 @@ public class DataPlaneTests
         { "v4-first-fragment", (int)LbGlobalCounter.Fragment },
         { "v4-later-fragment", (int)LbGlobalCounter.Fragment },
         { "v6-fragment", (int)LbGlobalCounter.Fragment },
-        { "v6-hop-by-hop", (int)LbGlobalCounter.ExtensionHeader },
-        { "v6-routing-header", (int)LbGlobalCounter.ExtensionHeader },
+        { "v6-hbh-fragment", (int)LbGlobalCounter.Fragment },
+        { "v6-routing-segments-left", (int)LbGlobalCounter.ExtensionHeader },
+        { "v6-too-many-exthdrs", (int)LbGlobalCounter.ExtensionHeader },
+        { "v6-esp", (int)LbGlobalCounter.Pass },
+        { "v6-hbh-esp", (int)LbGlobalCounter.Pass },
+        { "v6-no-next-header", (int)LbGlobalCounter.Pass },
+        { "v6-dest-no-next-header", (int)LbGlobalCounter.Pass },
+        { "v6-hbh-icmpv6", (int)LbGlobalCounter.Pass },
+        { "v6-hbh-mobility", (int)LbGlobalCounter.Pass },
+        { "v6-hbh-other-port", (int)LbGlobalCounter.Pass },
+        { "v6-hbh-not-first", (int)LbGlobalCounter.Malformed },
+        { "v6-exthdr-truncated", (int)LbGlobalCounter.Malformed },
+        { "v6-exthdr-cut-in-first-8", (int)LbGlobalCounter.Malformed },
+        { "v6-ports-truncated-after-exthdr", (int)LbGlobalCounter.Malformed },
     };
 
     private static byte[] PassFrame(string name)
@@ -200,10 +212,7 @@ public class DataPlaneTests
             "v4-later-fragment" => Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.10", Tcp, TcpSeg(40000, 80), flagsAndOffset: 0x00b9)),
             // RFC 8200 4.5 Fragment header in front of the TCP segment.
             "v6-fragment" => Eth(EthIPv6, Ipv6("2001:db8:f::1", "2001:db8::10", 44, [Tcp, 0, 0x00, 0x01, 0, 0, 0, 42, .. TcpSeg(50000, 443)])),
-            "v6-hop-by-hop" => Eth(EthIPv6, Ipv6("2001:db8:f::1", "2001:db8::10", 0, [Tcp, 0, 1, 4, 0, 0, 0, 0, .. TcpSeg(50000, 443)])),
-            // RFC 8200 4.4 Routing header (type 4 segment routing, no segments left), then TCP.
-            "v6-routing-header" => Eth(EthIPv6, Ipv6("2001:db8:f::1", "2001:db8::10", 43, [Tcp, 0, 4, 0, 0, 0, 0, 0, .. TcpSeg(50000, 443)])),
-            _ => throw new ArgumentException(name),
+            _ => ExtPassFrame(name),
         };
     }
 

@@ -36,7 +36,11 @@
  *   (the stack counts and drops malformed packets; counted in LB_G_MALFORMED);
  * - IPv4 fragments (RFC 791: MF set or fragment offset non-zero) and IPv6 Fragment headers:
  *   PASS; a non-first fragment carries no ports, so it cannot be hashed like its first fragment;
- * - IPv6 extension headers before TCP/UDP: PASS (LB_G_EXTHDR);
+ * - IPv6 extension headers (RFC 8200 4): Hop-by-Hop (first only), Destination Options, Routing with
+ *   Segments Left 0 and AH are walked, up to LB_EXTHDR_MAX, to reach TCP/UDP; the inner packet
+ *   goes into the tunnel whole, extension headers included. A Routing header with Segments Left
+ *   non-zero or a longer chain: PASS (LB_G_EXTHDR); ESP, No Next Header or any other next header:
+ *   PASS (LB_G_PASS, not TCP/UDP); a Hop-by-Hop header that is not first: PASS (LB_G_MALFORMED);
  * - a matched packet whose IP length runs past the frame: DROP (backend drops); Ethernet padding
  *   after the IP packet is trimmed before encapsulation.
  */
@@ -61,7 +65,18 @@
 
 #define IP_DF 0x4000
 #define IP_MF_OFFSET 0x3fff /* RFC 791 3.1: MF flag and 13-bit fragment offset */
+/* IPv6 Next Header values (RFC 8200 4; IANA "Assigned Internet Protocol Numbers"). */
+#define NEXTHDR_HOP 0       /* Hop-by-Hop Options, RFC 8200 4.3 */
+#define NEXTHDR_ROUTING 43  /* RFC 8200 4.4 */
 #define NEXTHDR_FRAGMENT 44 /* RFC 8200 4.5 */
+#define NEXTHDR_AUTH 51     /* Authentication Header, RFC 4302 2 */
+#define NEXTHDR_DEST 60     /* Destination Options, RFC 8200 4.6 */
+/* How many extension headers lb6 walks to reach TCP/UDP. RFC 8200 4.1 lets each header appear
+ * at most once, Destination Options twice; of those lb6 walks Hop-by-Hop, Destination Options,
+ * Routing, AH and Destination Options (a Fragment header or ESP ends the walk with XDP_PASS), so
+ * 5 covers every packet that follows the RFC's order; a longer chain repeats a header and goes to
+ * the stack (LB_G_EXTHDR). The bound is what lets the verifier walk a fixed, unrolled chain. */
+#define LB_EXTHDR_MAX 5
 #define GUE_HDR_LEN 4
 #define OUTER_TTL 64
 
@@ -893,11 +908,66 @@ static __always_inline int flow6_way(struct lb_flow6_set *fs, __u64 s0, __u64 s1
     return -1;
 }
 
+/* IPv6 extension headers between the IPv6 header and TCP/UDP (RFC 8200 4), for a packet whose
+ * first next header is neither: the headers a node other than the final destination would not
+ * act on are walked, so the packet is hashed and remembered by its 5-tuple like any other and
+ * goes into the tunnel whole (the backend, the final destination, processes them):
+ * - Hop-by-Hop Options (RFC 8200 4.3), only directly after the IPv6 header (4.1); elsewhere it is
+ *   invalid (the stack answers with a Parameter Problem): LB_G_MALFORMED;
+ * - Destination Options (4.6);
+ * - Routing (4.4) with Segments Left 0: a node ignores such a header and goes on to the next one;
+ *   with Segments Left non-zero the destination address is not the final one (the node, the VIP,
+ *   is a waypoint that must process the header and send the packet on): the stack's, LB_G_EXTHDR;
+ * - Authentication Header (RFC 4302 2: Payload Length in 4-octet units minus 2); the backend
+ *   verifies it over the packet as it arrived, which the tunnel carries unchanged.
+ * The length of the first three is (Hdr Ext Len + 1) 8-octet units (4.3-4.6). A Fragment header
+ * (4.5: later fragments carry no ports): LB_G_FRAGMENT; ESP (RFC 4303: the ports are encrypted),
+ * No Next Header (59, RFC 8200 4.7), ICMPv6 or any other value: not TCP/UDP, LB_G_PASS; a header
+ * the frame does not hold whole (its first 8 bytes): LB_G_MALFORMED; more than LB_EXTHDR_MAX
+ * headers: LB_G_EXTHDR. Returns the lb_global counter to PASS with, or -1 with *proto and *l4_off
+ * (from the IPv6 header) set to TCP/UDP. */
+static __always_inline int walk6(void *ip6, void *data_end, __u32 *proto, __u32 *l4_off)
+{
+    __u32 nh = *proto, off = sizeof(struct ipv6hdr);
+#pragma unroll
+    for (int i = 0; i < LB_EXTHDR_MAX; i++) {
+        if (nh == NEXTHDR_FRAGMENT)
+            return LB_G_FRAGMENT;
+        if (nh != NEXTHDR_HOP && nh != NEXTHDR_DEST && nh != NEXTHDR_ROUTING && nh != NEXTHDR_AUTH)
+            return LB_G_PASS;
+        if (nh == NEXTHDR_HOP && i != 0)
+            return LB_G_MALFORMED;
+        void *h = ip6 + off;
+        if (h + 8 > data_end)
+            return LB_G_MALFORMED;
+        /* Next Header | Hdr Ext Len (AH: Payload Len) | Routing Type, Segments Left | ... */
+        __u32 len = *(__u8 *)(h + 1);
+        if (nh == NEXTHDR_ROUTING && *(__u8 *)(h + 3) != 0)
+            return LB_G_EXTHDR;
+        off += nh == NEXTHDR_AUTH ? (len + 2) * 4 : (len + 1) * 8;
+        nh = *(__u8 *)h;
+        if (nh == IPPROTO_TCP || nh == IPPROTO_UDP) {
+            *proto = nh;
+            *l4_off = off;
+            return -1;
+        }
+    }
+    if (nh == NEXTHDR_FRAGMENT)
+        return LB_G_FRAGMENT;
+    return nh == NEXTHDR_HOP || nh == NEXTHDR_DEST || nh == NEXTHDR_ROUTING || nh == NEXTHDR_AUTH ? LB_G_EXTHDR : LB_G_PASS;
+}
+
 /* IPv6. As for IPv4, a remembered flow (found by its 5-tuple in lb_flows6) is forwarded to its
  * backend without the service lookup or the flow hash (its entry keeps the hash as its entropy);
- * any other packet goes through lb_vips, the flow hash and the service's ring, and is remembered. */
-static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
+ * any other packet goes through lb_vips, the flow hash and the service's ring, and is remembered.
+ * Extension headers before TCP/UDP are walked (walk6). A BPF-to-BPF call rather than inlined:
+ * clang allocates registers over the whole function, so IPv6 code inlined into lb_xdp changes
+ * fast4's registers and spills (it did, with the extension-header walk); out of line, lb_xdp's
+ * IPv4 code does not depend on it. The call costs an IPv6 packet a few instructions. */
+static __noinline int lb6(struct xdp_md *ctx)
 {
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
     struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
     if ((void *)(ip6 + 1) > data_end)
         return pass(LB_G_MALFORMED);
@@ -905,14 +975,13 @@ static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
     if ((w0 & 0xf0) != 0x60)
         return pass(LB_G_MALFORMED);
     __u32 proto = ip6->nexthdr;
-    if (proto == NEXTHDR_FRAGMENT)
-        return pass(LB_G_FRAGMENT);
+    __u32 l4_off = sizeof(*ip6); /* where TCP/UDP starts, from the IPv6 header */
     if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
-        /* RFC 8200 4.1: Hop-by-Hop (0), Routing (43), Destination Options (60) and AH (51)
-         * headers are not walked here; they and other transports go to the stack. */
-        return pass(proto == 0 || proto == 43 || proto == 60 || proto == 51 ? LB_G_EXTHDR : LB_G_PASS);
+        int why = walk6(ip6, data_end, &proto, &l4_off);
+        if (why >= 0)
+            return pass(why);
     }
-    void *ports = ip6 + 1;
+    void *ports = (void *)ip6 + l4_off;
     if (ports + 4 > data_end)
         return pass(LB_G_MALFORMED);
     __u32 ports_word = *(__u32 *)ports;
@@ -920,8 +989,9 @@ static __always_inline int lb6(struct xdp_md *ctx, void *data, void *data_end)
     __u64 s1 = *((__u64 *)&ip6->saddr + 1);
     __u64 k0 = *(__u64 *)&ip6->daddr;
     __u64 k1 = *((__u64 *)&ip6->daddr + 1);
+    /* The payload length must at least cover the extension headers and the ports (RFC 8200 3). */
     __u32 l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
-    if (l3_len < sizeof(*ip6) + 4)
+    if (l3_len < l4_off + 4)
         l3_len = 0;
     __u64 key = ports_word | (proto == IPPROTO_UDP ? LB_FLOW4_UDP : 0) | LB_FLOW4_VALID;
     __u32 set = lb_flow6_set_of(lb_flow6_mix(s0, s1, k0, k1, ports_word));
@@ -1003,7 +1073,7 @@ int lb_xdp(struct xdp_md *ctx)
         return lb4(ctx, data, data_end);
     }
     if (h_proto == bpf_htons(ETH_P_IPV6))
-        return lb6(ctx, data, data_end);
+        return lb6(ctx);
     return pass(LB_G_PASS);
 }
 
