@@ -41,6 +41,7 @@
  *   goes into the tunnel whole, extension headers included. A Routing header with Segments Left
  *   non-zero or a longer chain: PASS (LB_G_EXTHDR); ESP, No Next Header or any other next header:
  *   PASS (LB_G_PASS, not TCP/UDP); a Hop-by-Hop header that is not first: PASS (LB_G_MALFORMED);
+ * - VLAN-tagged frames (802.1Q, QinQ one level): as untagged, the tags kept (lb_vlan);
  * - a matched packet whose IP length runs past the frame: DROP (backend drops); Ethernet padding
  *   after the IP packet is trimmed before encapsulation.
  */
@@ -254,19 +255,47 @@ static __always_inline int encap_error(struct lb_stats *bs, __u32 frame_len)
     return XDP_DROP;
 }
 
+/* VLAN tags (IEEE 802.1Q; 802.1ad QinQ): a tagged frame's `l2` is its Ethernet header with its
+ * tags (ETH_HLEN + 4 or + 8); `tags` holds the tag bytes (TPID, TCI; twice for QinQ) as they lie
+ * in the frame, bytes 12 on, and a frame sent back out carries them in the same place. An
+ * untagged frame's l2 is the constant ETH_HLEN, for which the code compiles as without tags. */
+#define VLAN_HLEN 4
+static __always_inline __u64 get_tags(void *data, const __u64 l2)
+{
+    if (l2 == ETH_HLEN + VLAN_HLEN)
+        return *(__u32 *)(data + 12);
+    if (l2 == ETH_HLEN + 2 * VLAN_HLEN)
+        return *(__u64 *)(data + 12);
+    return 0;
+}
+
+static __always_inline void put_tags(void *data, const __u64 l2, __u64 tags)
+{
+    if (l2 == ETH_HLEN + VLAN_HLEN)
+        *(__u32 *)(data + 12) = tags;
+    else if (l2 == ETH_HLEN + 2 * VLAN_HLEN)
+        *(__u64 *)(data + 12) = tags;
+}
+
 #ifdef LB_BENCH
 /* Benchmark build only: BPF_PROG_TEST_RUN with a repeat count does not reset the frame between
  * runs, so undo the encapsulation to make every run take this same path: the frame's 14-byte
  * Ethernet header is written back where it was (over the end of the outer headers just written,
  * through the packet pointer still valid) and one more bpf_xdp_adjust_head moves the start back. */
-static __always_inline int bench_undo(struct xdp_md *ctx, void *data, __u64 mac0, __u64 mac1, const int overhead)
+static __always_inline int bench_undo(struct xdp_md *ctx, void *data, __u64 mac0, __u64 mac1, const int overhead,
+                                      const __u64 l2, __u64 tags, __u32 ethertype)
 {
     *(__u64 *)(data + overhead) = mac0;
     *(__u32 *)(data + overhead + 8) = mac1;
-    *(__u16 *)(data + overhead + 12) = mac1 >> 32;
+    if (l2 == ETH_HLEN) {
+        *(__u16 *)(data + overhead + 12) = mac1 >> 32;
+    } else {
+        put_tags(data + overhead, l2, tags);
+        *(__u16 *)(data + overhead + l2 - 2) = ethertype;
+    }
     return bpf_xdp_adjust_head(ctx, overhead) ? XDP_ABORTED : XDP_TX;
 }
-#define DONE(overhead) return bench_undo(ctx, data, mac0, mac1, overhead)
+#define DONE(overhead) return bench_undo(ctx, data, mac0, mac1, overhead, l2, in.tags, inner_v6 ? 0xdd86 : 0x0008)
 #else
 #define DONE(overhead) (void)mac0; (void)mac1; return XDP_TX
 #endif
@@ -276,19 +305,21 @@ static __always_inline int bench_undo(struct xdp_md *ctx, void *data, __u64 mac0
 /* What the outer headers take from the frame: its Ethernet header and the inner packet's TOS /
  * traffic class and IP length. */
 struct inner {
-    __u64 mac0, mac1; /* the frame's bytes 0-7, 8-11 and the EtherType */
+    __u64 mac0, mac1; /* the frame's bytes 0-7, 8-11 and 12-13 (the EtherType, or a tag's TPID) */
     __u64 dst;        /* destination MAC of the outer frame: the gateway, else the frame's source */
+    __u64 tags;       /* the VLAN tags (get_tags) */
     __u32 tos, l3_len;
 };
 
 static __always_inline int read_inner(void *data, void *data_end, struct lb_backend *be, const int inner_v6,
-                                      struct inner *in)
+                                      struct inner *in, const __u64 l2)
 {
-    void *ip = data + sizeof(struct ethhdr);
+    void *ip = data + l2;
     if (ip + (inner_v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) > data_end)
         return -1;
     in->mac0 = *(__u64 *)data;
     in->mac1 = *(__u32 *)(data + 8) | ((__u64)*(__u16 *)(data + 12) << 32);
+    in->tags = get_tags(data, l2);
     if (!inner_v6) {
         in->tos = *(__u8 *)(ip + 1);
         in->l3_len = bpf_ntohs(*(__u16 *)(ip + 2));
@@ -341,17 +372,26 @@ static __always_inline void put_udp_gue_chain(void *at, __u64 udp, __u32 inner_p
  * (w0-w2: Ethernet and the start of the outer IP header, the same span for both families)
  * written: the new start of the frame, with the outer headers and the Ethernet header inside
  * it, or 0. */
-static __always_inline void *push_head(struct xdp_md *ctx, const int overhead, __u64 w0, __u64 w1, __u64 w2)
+static __always_inline void *push_head(struct xdp_md *ctx, const int overhead, __u64 w0, __u64 w1, __u64 w2,
+                                       const __u64 l2, __u64 tags)
 {
     if (bpf_xdp_adjust_head(ctx, -overhead))
         return 0;
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
-    if (data + sizeof(struct ethhdr) + overhead > data_end)
+    if (data + l2 + overhead > data_end)
         return 0;
-    *(__u64 *)data = w0;
-    *(__u64 *)(data + 8) = w1;
-    *(__u64 *)(data + 16) = w2;
+    /* A tagged frame: the untagged layout is written `t` bytes on, then its first 12 bytes go
+     * back to the start (the MACs) and the tags fill the gap, before the outer EtherType. */
+    const int t = l2 - ETH_HLEN;
+    *(__u64 *)(data + t) = w0;
+    *(__u64 *)(data + t + 8) = w1;
+    *(__u64 *)(data + t + 16) = w2;
+    if (t) {
+        *(__u64 *)data = w0;
+        *(__u32 *)(data + 8) = w1;
+        put_tags(data, l2, tags);
+    }
     return data;
 }
 
@@ -360,15 +400,17 @@ static __always_inline void *push_head(struct xdp_md *ctx, const int overhead, _
  * then the headroom is made (push_head) and the words are written as unaligned 64-bit stores:
  * only the stores wait for the helper call. */
 static __always_inline int tx4(struct xdp_md *ctx, struct lb_backend *be, struct lb_stats *bs, __u32 frame_len,
-                               __u32 entropy, const int inner_v6, const int gue, const int chained, __u32 second)
+                               __u32 entropy, const int inner_v6, const int gue, const int chained, __u32 second,
+                               const __u64 l2)
 {
+    const int t = l2 - ETH_HLEN; /* bytes of VLAN tags */
     /* With `chained` (GUE only) the second hop rides as LB_GUE_CHAIN_LEN bytes of private data (lb.h). */
     const int chain = gue && chained ? LB_GUE_CHAIN_LEN : 0;
     const int overhead = sizeof(struct iphdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0) + chain;
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
     struct inner in;
-    if (read_inner(data, data_end, be, inner_v6, &in))
+    if (read_inner(data, data_end, be, inner_v6, &in, l2))
         return encap_error(bs, frame_len);
     __u32 inner_proto = inner_v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
     __u32 outer_proto = gue ? IPPROTO_UDP : inner_proto;
@@ -392,22 +434,23 @@ static __always_inline int tx4(struct xdp_md *ctx, struct lb_backend *be, struct
     __u32 daddr_hi = *(__u16 *)&be->addr[2];                                                 /* 32-33 */
     __u64 udp = udp_word(be, entropy, in.l3_len + chain);
 
-    data = push_head(ctx, overhead, e0, e1, i0);
+    data = push_head(ctx, overhead, e0, e1, i0, l2, in.tags);
     if (!data)
         return encap_error(bs, frame_len);
-    *(__u64 *)(data + 24) = i1;
-    *(__u16 *)(data + 32) = daddr_hi;
+    *(__u64 *)(data + t + 24) = i1;
+    *(__u16 *)(data + t + 32) = daddr_hi;
     if (chain)
-        put_udp_gue_chain(data + 34, udp, inner_proto, second);
+        put_udp_gue_chain(data + t + 34, udp, inner_proto, second);
     else if (gue)
-        put_udp_gue(data + 34, udp, inner_proto);
+        put_udp_gue(data + t + 34, udp, inner_proto);
     DONE(overhead);
 }
 
 /* Outer IPv6 toward an IPv6 backend (RFC 2473, or UDP + GUE); the source is lb_config.src_v6. */
 static __always_inline int tx6(struct xdp_md *ctx, struct lb_backend *be, struct lb_stats *bs, __u32 frame_len,
-                               __u32 entropy, const int inner_v6, const int gue)
+                               __u32 entropy, const int inner_v6, const int gue, const __u64 l2)
 {
+    const int t = l2 - ETH_HLEN; /* bytes of VLAN tags */
     const int overhead = sizeof(struct ipv6hdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
     __u32 zero = 0;
     struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
@@ -416,7 +459,7 @@ static __always_inline int tx6(struct xdp_md *ctx, struct lb_backend *be, struct
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
     struct inner in;
-    if (read_inner(data, data_end, be, inner_v6, &in))
+    if (read_inner(data, data_end, be, inner_v6, &in, l2))
         return drop_svc(0, bs, 1);
     count_tx(bs, frame_len);
     __u32 inner_proto = inner_v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
@@ -430,15 +473,15 @@ static __always_inline int tx6(struct xdp_md *ctx, struct lb_backend *be, struct
     __u64 i0 = (vtf >> 16) | ((__u64)plen << 16) | (*(__u64 *)cfg->src_v6 << 48);
     __u64 udp = udp_word(be, entropy, in.l3_len);
 
-    data = push_head(ctx, overhead, e0, e1, i0);
+    data = push_head(ctx, overhead, e0, e1, i0, l2, in.tags);
     if (!data)
         return encap_error(bs, frame_len);
-    *(__u64 *)(data + 22) = *(__u64 *)cfg->src_v6;
-    *(__u64 *)(data + 30) = *(__u64 *)&cfg->src_v6[8];
-    *(__u64 *)(data + 38) = *(__u64 *)be->addr;
-    *(__u64 *)(data + 46) = *(__u64 *)&be->addr[8];
+    *(__u64 *)(data + t + 22) = *(__u64 *)cfg->src_v6;
+    *(__u64 *)(data + t + 30) = *(__u64 *)&cfg->src_v6[8];
+    *(__u64 *)(data + t + 38) = *(__u64 *)be->addr;
+    *(__u64 *)(data + t + 46) = *(__u64 *)&be->addr[8];
     if (gue)
-        put_udp_gue(data + 54, udp, inner_proto);
+        put_udp_gue(data + t + 54, udp, inner_proto);
     DONE(overhead);
 }
 
@@ -571,16 +614,16 @@ static __always_inline __u16 csum_fold(__u64 sum)
  * VIP), and quotes the start of the packet (LB_ICMP4_QUOTE / LB_ICMP6_QUOTE bytes). The frame is
  * reused: trimmed to the quote, and the new headers pushed in front of it, over the old Ethernet
  * header. Returns XDP_TX when the error was built, else XDP_DROP. */
-static __always_inline int too_big(struct xdp_md *ctx, __u32 frame_len, __u32 mtu, const int v6)
+static __always_inline int too_big(struct xdp_md *ctx, __u32 frame_len, __u32 mtu, const int v6, const __u64 l2)
 {
     const int quote = v6 ? LB_ICMP6_QUOTE : LB_ICMP4_QUOTE;
     const int l3 = v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
     const int push = l3 + 8;     /* the new IP and ICMP headers; the Ethernet header is reused */
-    const int total = sizeof(struct ethhdr) + push + quote;
+    const int total = l2 + push + quote;
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
-    void *ip = data + sizeof(struct ethhdr);
-    if (ip + l3 > data_end || frame_len < sizeof(struct ethhdr) + quote)
+    void *ip = data + l2;
+    if (ip + l3 > data_end || frame_len < l2 + quote)
         return XDP_DROP;
     if (!v6) {
         /* RFC 1191 3 / RFC 792: "fragmentation needed and DF set" answers DF packets only (the
@@ -606,6 +649,7 @@ static __always_inline int too_big(struct xdp_md *ctx, __u32 frame_len, __u32 mt
      * and the IPv4 TOS. */
     __u64 mac0 = *(__u64 *)data;               /* destination MAC, source MAC bytes 0-1 */
     __u32 mac1 = *(__u32 *)(data + 8);         /* source MAC bytes 2-5 */
+    __u64 tags = get_tags(data, l2);           /* the VLAN tags, which the reply carries back */
     __u64 a0 = 0, a1 = 0, a2 = 0, a3 = 0;      /* source, destination */
     __u32 tos = 0;
     if (v6) {
@@ -620,7 +664,7 @@ static __always_inline int too_big(struct xdp_md *ctx, __u32 frame_len, __u32 mt
         a2 = *(__u32 *)(ip + 16);
         tos = *(__u8 *)(ip + 1);
     }
-    if (bpf_xdp_adjust_tail(ctx, (int)(sizeof(struct ethhdr) + quote) - (int)frame_len))
+    if (bpf_xdp_adjust_tail(ctx, (int)(l2 + quote) - (int)frame_len))
         return XDP_DROP;
     if (bpf_xdp_adjust_head(ctx, -push))
         return XDP_DROP;
@@ -633,38 +677,40 @@ static __always_inline int too_big(struct xdp_md *ctx, __u32 frame_len, __u32 mt
     *(__u16 *)(data + 4) = mac1 >> 16;
     *(__u32 *)(data + 6) = (__u32)mac0;
     *(__u16 *)(data + 10) = mac0 >> 32;
-    void *icmp = data + sizeof(struct ethhdr) + l3;
+    put_tags(data, l2, tags);
+    const int t = l2 - ETH_HLEN; /* the IP header starts t bytes later than untagged */
+    void *icmp = data + l2 + l3;
     __u64 sum = 0;
     if (!v6) {
-        *(__u16 *)(data + 12) = bpf_htons(ETH_P_IP);
+        *(__u16 *)(data + t + 12) = bpf_htons(ETH_P_IP);
         /* RFC 791 3.1; TOS per RFC 1812 4.3.2.5 (precedence 6, internetwork control, with the
          * invoking packet's TOS bits); id 0, no DF; protocol 1 (ICMP). */
-        *(__u32 *)(data + 14) = 0x45 | ((0xc0 | (tos & 0x1e)) << 8) | (bpf_htons(push + quote) << 16);
-        *(__u32 *)(data + 18) = 0;
-        *(__u32 *)(data + 22) = OUTER_TTL | (IPPROTO_ICMP << 8);
-        *(__u32 *)(data + 26) = (__u32)a2;
-        *(__u32 *)(data + 30) = (__u32)a0;
-        *(__u16 *)(data + 24) = csum_fold(csum_add_bytes(0, data + 14, 20));
+        *(__u32 *)(data + t + 14) = 0x45 | ((0xc0 | (tos & 0x1e)) << 8) | (bpf_htons(push + quote) << 16);
+        *(__u32 *)(data + t + 18) = 0;
+        *(__u32 *)(data + t + 22) = OUTER_TTL | (IPPROTO_ICMP << 8);
+        *(__u32 *)(data + t + 26) = (__u32)a2;
+        *(__u32 *)(data + t + 30) = (__u32)a0;
+        *(__u16 *)(data + t + 24) = csum_fold(csum_add_bytes(0, data + t + 14, 20));
         /* RFC 792 / RFC 1191 4: type 3 (destination unreachable), code 4 (fragmentation needed
          * and DF set), checksum, 16 unused bits, next-hop MTU. */
         *(__u32 *)icmp = 3 | (4 << 8);
         *(__u32 *)(icmp + 4) = bpf_htonl(mtu);
     } else {
-        *(__u16 *)(data + 12) = bpf_htons(ETH_P_IPV6);
+        *(__u16 *)(data + t + 12) = bpf_htons(ETH_P_IPV6);
         /* RFC 8200 3: version 6, traffic class 0, flow label 0; payload length, next header 58
          * (ICMPv6), hop limit; source = the address the packet was sent to, destination = its
          * source. */
-        *(__u32 *)(data + 14) = 0x60;
-        *(__u32 *)(data + 18) = bpf_htons(8 + quote) | (IPPROTO_ICMPV6 << 16) | (OUTER_TTL << 24);
-        *(__u64 *)(data + 22) = a2;
-        *(__u64 *)(data + 30) = a3;
-        *(__u64 *)(data + 38) = a0;
-        *(__u64 *)(data + 46) = a1;
+        *(__u32 *)(data + t + 14) = 0x60;
+        *(__u32 *)(data + t + 18) = bpf_htons(8 + quote) | (IPPROTO_ICMPV6 << 16) | (OUTER_TTL << 24);
+        *(__u64 *)(data + t + 22) = a2;
+        *(__u64 *)(data + t + 30) = a3;
+        *(__u64 *)(data + t + 38) = a0;
+        *(__u64 *)(data + t + 46) = a1;
         /* RFC 4443 3.2: type 2 (packet too big), code 0, checksum, MTU. The checksum covers the
          * pseudo-header (RFC 8200 8.1): both addresses, the upper-layer length and next header. */
         *(__u32 *)icmp = 2;
         *(__u32 *)(icmp + 4) = bpf_htonl(mtu);
-        sum = csum_add_bytes(0, data + 22, 32);
+        sum = csum_add_bytes(0, data + t + 22, 32);
         sum += (__u64)bpf_htonl(8 + quote) + bpf_htonl(IPPROTO_ICMPV6);
     }
     sum = csum_add_bytes(sum, icmp, 8 + quote);
@@ -679,29 +725,29 @@ static __always_inline int too_big(struct xdp_md *ctx, __u32 frame_len, __u32 mt
  * feeds the GUE source port and the IPv6 flow label; `second` (second_hop) is carried in the GUE
  * header when not 0. */
 static __always_inline int forward(struct xdp_md *ctx, void *data, void *data_end, struct lb_backend *be,
-                                   __u32 bid, __u32 l3_len, __u32 entropy, const int v6, __u32 second)
+                                   __u32 bid, __u32 l3_len, __u32 entropy, const int v6, __u32 second, const __u64 l2)
 {
     struct lb_stats *bs = bpf_map_lookup_elem(&lb_be_stats, &bid);
     __u32 frame_len = data_end - data;
-    if (l3_len == 0 || l3_len + sizeof(struct ethhdr) > frame_len)
+    if (l3_len == 0 || l3_len + l2 > frame_len)
         return drop_svc(0, bs, 0);
     __u32 gue = be->encap == LB_ENCAP_GUE;
     if (l3_len > be->max_inner) {
         drop_svc(0, bs, 1);
-        return too_big(ctx, frame_len, be->max_inner, v6);
+        return too_big(ctx, frame_len, be->max_inner, v6, l2);
     }
-    __u32 excess = frame_len - sizeof(struct ethhdr) - l3_len;
+    __u32 excess = frame_len - l2 - l3_len;
     if (be->family == LB_FAMILY_V4) {
         count_tx(bs, frame_len);
         if (excess && bpf_xdp_adjust_tail(ctx, -(int)excess))
             return encap_error(bs, frame_len);
         if (!gue)
-            return tx4(ctx, be, bs, frame_len, entropy, v6, 0, 0, 0);
-        return second ? tx4(ctx, be, bs, frame_len, entropy, v6, 1, 1, second) : tx4(ctx, be, bs, frame_len, entropy, v6, 1, 0, 0);
+            return tx4(ctx, be, bs, frame_len, entropy, v6, 0, 0, 0, l2);
+        return second ? tx4(ctx, be, bs, frame_len, entropy, v6, 1, 1, second, l2) : tx4(ctx, be, bs, frame_len, entropy, v6, 1, 0, 0, l2);
     }
     if (excess && bpf_xdp_adjust_tail(ctx, -(int)excess))
         return drop_svc(0, bs, 1);
-    return gue ? tx6(ctx, be, bs, frame_len, entropy, v6, 1) : tx6(ctx, be, bs, frame_len, entropy, v6, 0);
+    return gue ? tx6(ctx, be, bs, frame_len, entropy, v6, 1, l2) : tx6(ctx, be, bs, frame_len, entropy, v6, 0, l2);
 }
 
 /* IPv4, a remembered flow to an IPv4 backend, no IP options, no Ethernet padding: the path of
@@ -764,15 +810,16 @@ static __always_inline int fast4(struct xdp_md *ctx)
         return -1;
     count_tx(bs, frame_len);
     __u32 entropy = lb_flow4_entropy(key);
-    return be->encap == LB_ENCAP_GUE ? tx4(ctx, be, bs, frame_len, entropy, 0, 1, 0, 0) : tx4(ctx, be, bs, frame_len, entropy, 0, 0, 0, 0);
+    return be->encap == LB_ENCAP_GUE ? tx4(ctx, be, bs, frame_len, entropy, 0, 1, 0, 0, ETH_HLEN)
+                                     : tx4(ctx, be, bs, frame_len, entropy, 0, 0, 0, 0, ETH_HLEN);
 }
 
 /* IPv4. A remembered flow (the path of every packet after a connection's first) is found by its
  * 5-tuple in lb_flows and forwarded to its backend without looking the service up; any other
  * packet goes through lb_vips, the flow hash and the service's ring, and is remembered. */
-static __always_inline int lb4(struct xdp_md *ctx, void *data, void *data_end)
+static __always_inline int lb4(struct xdp_md *ctx, void *data, void *data_end, const __u64 l2)
 {
-    struct iphdr *ip = data + sizeof(struct ethhdr);
+    struct iphdr *ip = data + l2;
     if ((void *)(ip + 1) > data_end)
         return pass(LB_G_MALFORMED);
     /* RFC 791 3.1: version 4, IHL >= 5 words. */
@@ -825,7 +872,7 @@ static __always_inline int lb4(struct xdp_md *ctx, void *data, void *data_end)
             fs->way[0].addrs = addrs;
             fs->way[0].tag = tag;
         }
-        return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0, 0);
+        return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0, 0, l2);
     }
 
     __u32 ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V4 << 24);
@@ -861,7 +908,7 @@ static __always_inline int lb4(struct xdp_md *ctx, void *data, void *data_end)
         fs->way[0].addrs = addrs;
         fs->way[0].tag = key | ((__u64)bid << 48);
     }
-    return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0, second);
+    return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0, second, l2);
 }
 
 /* Writes an lb_flows6 entry so that a reader on another CPU never takes it for another flow's:
@@ -964,11 +1011,9 @@ static __always_inline int walk6(void *ip6, void *data_end, __u32 *proto, __u32 
  * clang allocates registers over the whole function, so IPv6 code inlined into lb_xdp changes
  * fast4's registers and spills (it did, with the extension-header walk); out of line, lb_xdp's
  * IPv4 code does not depend on it. The call costs an IPv6 packet a few instructions. */
-static __noinline int lb6(struct xdp_md *ctx)
+static __always_inline int lb6_at(struct xdp_md *ctx, void *data, void *data_end, const __u64 l2)
 {
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
-    struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+    struct ipv6hdr *ip6 = data + l2;
     if ((void *)(ip6 + 1) > data_end)
         return pass(LB_G_MALFORMED);
     __u32 w0 = *(__u32 *)ip6; /* version, traffic class, flow label (bytes in packet order) */
@@ -1014,7 +1059,7 @@ static __noinline int lb6(struct xdp_md *ctx)
             flow6_demote(fs);
             flow6_put(&fs->way[0], s0, s1, k0, k1, tag, h);
         }
-        return forward(ctx, data, data_end, be, bid, l3_len, h, 1, 0);
+        return forward(ctx, data, data_end, be, bid, l3_len, h, 1, 0, l2);
     }
 
     __u32 ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V6 << 24);
@@ -1050,7 +1095,44 @@ static __noinline int lb6(struct xdp_md *ctx)
             flow6_demote(fs);
         flow6_put(&fs->way[0], s0, s1, k0, k1, key | ((__u64)bid << 48), h);
     }
-    return forward(ctx, data, data_end, be, bid, l3_len, h, 1, second);
+    return forward(ctx, data, data_end, be, bid, l3_len, h, 1, second, l2);
+}
+
+static __noinline int lb6(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    return lb6_at(ctx, data, data_end, ETH_HLEN);
+}
+
+/* A VLAN-tagged frame (IEEE 802.1Q tag, TPID 0x8100; or an 802.1ad service tag, TPID 0x88a8 or
+ * 0x8100, followed by an 802.1Q tag: QinQ, one level) carrying IPv4 or IPv6: load balanced like
+ * an untagged frame, and whatever it causes to be sent (the encapsulated packet, an ICMP error)
+ * leaves with the same tags right after the Ethernet addresses. The Ethernet header with its tags
+ * is a constant for each path (18 or 22 bytes), so each is compiled for its size (lb4, lb6_at);
+ * out of line, like lb6, so that lb_xdp's untagged IPv4 code does not change. Anything else
+ * tagged (another EtherType, a third tag) goes to the stack; a tag cut short is malformed. */
+static __noinline int lb_vlan(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    if (data + ETH_HLEN + VLAN_HLEN > data_end)
+        return pass(LB_G_MALFORMED);
+    __u16 type = *(__u16 *)(data + 16);
+    if (type == bpf_htons(ETH_P_IP))
+        return lb4(ctx, data, data_end, ETH_HLEN + VLAN_HLEN);
+    if (type == bpf_htons(ETH_P_IPV6))
+        return lb6_at(ctx, data, data_end, ETH_HLEN + VLAN_HLEN);
+    if (type != bpf_htons(ETH_P_8021Q))
+        return pass(LB_G_PASS);
+    if (data + ETH_HLEN + 2 * VLAN_HLEN > data_end)
+        return pass(LB_G_MALFORMED);
+    type = *(__u16 *)(data + 20);
+    if (type == bpf_htons(ETH_P_IP))
+        return lb4(ctx, data, data_end, ETH_HLEN + 2 * VLAN_HLEN);
+    if (type == bpf_htons(ETH_P_IPV6))
+        return lb6_at(ctx, data, data_end, ETH_HLEN + 2 * VLAN_HLEN);
+    return pass(LB_G_PASS);
 }
 
 SEC("xdp")
@@ -1070,10 +1152,12 @@ int lb_xdp(struct xdp_md *ctx)
         data_end = (void *)(long)ctx->data_end;
         if (data + sizeof(struct ethhdr) > data_end)
             return pass(LB_G_MALFORMED);
-        return lb4(ctx, data, data_end);
+        return lb4(ctx, data, data_end, ETH_HLEN);
     }
     if (h_proto == bpf_htons(ETH_P_IPV6))
         return lb6(ctx);
+    if (h_proto == bpf_htons(ETH_P_8021Q) || h_proto == bpf_htons(ETH_P_8021AD))
+        return lb_vlan(ctx);
     return pass(LB_G_PASS);
 }
 
