@@ -47,6 +47,12 @@ for r in root.findall(".//{*}UnitTestResult"):
     print(f"  {r.get('testName')}:")
     for line in ((m.text if m is not None and m.text else "") .splitlines())[:8]: print("    " + line)
     for line in ((t.text if t is not None and t.text else "").splitlines())[:4]: print("    " + line)
+    # The end of what the test wrote (daemon and peer logs dumped on failure), for the cause.
+    o = r.find(".//{*}Output/{*}StdOut")
+    out = (o.text if o is not None and o.text else "").splitlines()
+    if out:
+        print(f"    --- its output, last {min(len(out), 80)} of {len(out)} lines:")
+        for line in out[-80:]: print("    | " + line[:300])
 PY
   fi
 done
