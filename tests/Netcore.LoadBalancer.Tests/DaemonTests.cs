@@ -178,7 +178,7 @@ public partial class DaemonTests(ITestOutputHelper output)
         ExternalDaemon StartCheckTarget() => ExternalDaemon.Start(router, "python3", ["-m", "http.server", "--bind", "10.61.0.1", "18282", "--directory", dir], output);
         var target = StartCheckTarget();
         string[] args = ["--bgp-router-id", "10.61.0.2", "--bgp-local-as", "65001", "--bgp-peer", "10.61.0.1:65000", "--bgp-next-hop", "10.61.0.2",
-            "--bfd", "--node-check", "http://10.61.0.1:18282/", "--bgp-community", "65001:100", "--bgp-large-community", "65001:7:8"];
+            "--bfd", "--node-check", "http://10.61.0.1:18282/", "--bgp-community", "65001:100", "--bgp-large-community", "65001:7:8", "--bgp-med", "70"];
         var d = await StartAsync(n, args);
         Assert.EndsWith("201", Curl(n, "PUT", "/api/v1/services/web", """{"vip":"192.0.2.10","port":80,"protocol":"tcp","encap":"ipip"}"""), StringComparison.Ordinal);
         Assert.EndsWith("201", Curl(n, "PUT", "/api/v1/services/web6", """{"vip":"2001:db8:ff::10","port":80,"protocol":"tcp","encap":"gue"}"""), StringComparison.Ordinal);
@@ -196,6 +196,7 @@ public partial class DaemonTests(ITestOutputHelper output)
         output.WriteLine(all);
         Assert.Contains("BGP.community: (65001,100)", all, StringComparison.Ordinal);
         Assert.Contains("BGP.large_community: (65001, 7, 8)", all, StringComparison.Ordinal);
+        Assert.Contains("BGP.med: 70", all, StringComparison.Ordinal);
         string state = Curl(n, "GET", "/api/v1/state");
         Assert.Contains("\"state\":\"Established\"", state, StringComparison.Ordinal);
         Assert.Contains("\"announced\":[\"192.0.2.10/32\",\"2001:db8:ff::10/128\"]", state, StringComparison.Ordinal);

@@ -26,7 +26,9 @@ public class ServeOptionsTests
         Assert.Equal([new Netcore.Bgp.BgpCommunity(65001, 100), Netcore.Bgp.BgpCommunity.NoExport], o.BgpCommunities);
         Assert.Equal([new Netcore.Bgp.BgpLargeCommunity(4200000001, 7, 8)], o.BgpLargeCommunities);
         Assert.Empty(ServeOptions.Parse(Required).BgpCommunities);
-        foreach (var (opt, bad) in new[] { ("--bgp-community", "65001"), ("--bgp-community", "70000:1"), ("--bgp-community", "a:b"), ("--bgp-large-community", "1:2") })
+        Assert.Null(ServeOptions.Parse(Required).BgpMed);
+        Assert.Equal(4294967295u, ServeOptions.Parse([.. Required, "--bgp-med", "4294967295"]).BgpMed);
+        foreach (var (opt, bad) in new[] { ("--bgp-community", "65001"), ("--bgp-community", "70000:1"), ("--bgp-community", "a:b"), ("--bgp-large-community", "1:2"), ("--bgp-med", "-1"), ("--bgp-med", "4294967296") })
         {
             var e = Assert.Throws<ArgumentException>(() => ServeOptions.Parse([.. Required, opt, bad]));
             Assert.StartsWith(opt + ":", e.Message, StringComparison.Ordinal);

@@ -120,7 +120,7 @@ internal static partial class ServeCommand
                 RouterId = o.BgpRouterId!, LocalAs = o.BgpLocalAs, Peers = o.BgpPeers,
                 NextHopV4 = o.BgpNextHopV4 ?? if4, NextHopV6 = o.BgpNextHopV6 ?? if6,
                 Bfd = o.Bfd, Interface = o.Interface,
-                RouteAttributes = new BgpPathAttributes { Communities = [.. o.BgpCommunities], LargeCommunities = [.. o.BgpLargeCommunities] },
+                RouteAttributes = new BgpPathAttributes { Communities = [.. o.BgpCommunities], LargeCommunities = [.. o.BgpLargeCommunities], Med = o.BgpMed },
             }, loggerFactory);
             // A drained node stays drained across restarts (an operator's maintenance outlives them).
             if (store.GetMeta(DrainedKey, 0) != 0)

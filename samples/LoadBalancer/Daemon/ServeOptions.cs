@@ -12,7 +12,7 @@ internal sealed record ServeOptions
         usage: Netcore.LoadBalancer serve --interface IF --api 127.0.0.1:PORT --db PATH
                  [--netns NAME] [--token T] [--pin-dir DIR] [--node-name NAME]
                  [--bgp-router-id IP --bgp-local-as N --bgp-peer IP:AS ...] [--bgp-next-hop IP] [--bfd]
-                 [--bgp-community ASN:V|NAME ...] [--bgp-large-community A:B:C ...]
+                 [--bgp-community ASN:V|NAME ...] [--bgp-large-community A:B:C ...] [--bgp-med N]
                  [--node-check tcp:IP:PORT|http://...] [--xdp-mode native|generic] [--log-format text|json]
                  [--detach-on-exit] [--gateway-mac MAC] [--source-v4 IP] [--source-v6 IP]
                  [--hash-seed N] [--table-size PRIME] [--mtu N] [--icmp-rate N]
@@ -39,6 +39,9 @@ internal sealed record ServeOptions
 
     /// <summary>Communities (RFC 1997) the VIP routes carry.</summary>
     public IReadOnlyList<Netcore.Bgp.BgpCommunity> BgpCommunities { get; init; } = [];
+
+    /// <summary>MULTI_EXIT_DISC (RFC 4271 5.1.4) on the VIP routes: routers prefer the nodes with the lowest; null: none.</summary>
+    public uint? BgpMed { get; init; }
 
     /// <summary>Large communities (RFC 8092) the VIP routes carry.</summary>
     public IReadOnlyList<Netcore.Bgp.BgpLargeCommunity> BgpLargeCommunities { get; init; } = [];
@@ -68,6 +71,7 @@ internal sealed record ServeOptions
         string? iface = null, db = null, token = null, node = null, pin = null, nodeCheck = null;
         IPEndPoint? api = null;
         IPAddress? routerId = null, nextHop4 = null, nextHop6 = null, src4 = null, src6 = null;
+        uint? med = null;
         uint localAs = 0, seed = DefaultHashSeed;
         int table = Maglev.MaglevTableBuilder.DefaultSize;
         int? mtu = null;
@@ -140,6 +144,7 @@ internal sealed record ServeOptions
                 case "--table-size": table = (int)UInt(V(), a); break;
                 case "--mtu": mtu = (int)UInt(V(), a); break;
                 case "--icmp-rate": icmpRate = UInt(V(), a); break;
+                case "--bgp-med": med = UInt(V(), a); break;
                 case "--bgp-community": communities.Add(Community(V(), a, Netcore.Bgp.BgpCommunity.Parse)); break;
                 case "--bgp-large-community": large.Add(Community(V(), a, Netcore.Bgp.BgpLargeCommunity.Parse)); break;
                 default: throw new ArgumentException($"unknown option {a}");
@@ -163,7 +168,7 @@ internal sealed record ServeOptions
             BgpRouterId = routerId, BgpLocalAs = localAs, BgpPeers = peers, BgpNextHopV4 = nextHop4, BgpNextHopV6 = nextHop6, Bfd = bfd,
             NodeCheck = nodeCheck, XdpMode = mode, JsonLogs = json, DetachOnExit = detach, GatewayMac = gw,
             SourceV4 = src4, SourceV6 = src6, HashSeed = seed, TableSize = table, Mtu = mtu,
-            IcmpRate = icmpRate, BgpCommunities = communities, BgpLargeCommunities = large,
+            IcmpRate = icmpRate, BgpCommunities = communities, BgpLargeCommunities = large, BgpMed = med,
         };
     }
 
