@@ -45,6 +45,7 @@
  * - a matched packet whose IP length runs past the frame: DROP (backend drops); Ethernet padding
  *   after the IP packet is trimmed before encapsulation.
  */
+#ifndef LB_PATH /* lb.c includes itself for the tagged paths: this part once (see LB_PATH below) */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -257,8 +258,8 @@ static __always_inline int encap_error(struct lb_stats *bs, __u32 frame_len)
 
 /* VLAN tags (IEEE 802.1Q; 802.1ad QinQ): a tagged frame's `l2` is its Ethernet header with its
  * tags (ETH_HLEN + 4 or + 8); `tags` holds the tag bytes (TPID, TCI; twice for QinQ) as they lie
- * in the frame, bytes 12 on, and a frame sent back out carries them in the same place. An
- * untagged frame's l2 is the constant ETH_HLEN, for which the code compiles as without tags. */
+ * in the frame, bytes 12 on, and a frame sent back out carries them in the same place. Used by
+ * the tagged paths only (LB_PATH below). */
 #define VLAN_HLEN 4
 static __always_inline __u64 get_tags(void *data, const __u64 l2)
 {
@@ -282,22 +283,29 @@ static __always_inline void put_tags(void *data, const __u64 l2, __u64 tags)
  * runs, so undo the encapsulation to make every run take this same path: the frame's 14-byte
  * Ethernet header is written back where it was (over the end of the outer headers just written,
  * through the packet pointer still valid) and one more bpf_xdp_adjust_head moves the start back. */
-static __always_inline int bench_undo(struct xdp_md *ctx, void *data, __u64 mac0, __u64 mac1, const int overhead,
-                                      const __u64 l2, __u64 tags, __u32 ethertype)
+static __always_inline int bench_undo(struct xdp_md *ctx, void *data, __u64 mac0, __u64 mac1, const int overhead)
 {
     *(__u64 *)(data + overhead) = mac0;
     *(__u32 *)(data + overhead + 8) = mac1;
-    if (l2 == ETH_HLEN) {
-        *(__u16 *)(data + overhead + 12) = mac1 >> 32;
-    } else {
-        put_tags(data + overhead, l2, tags);
-        *(__u16 *)(data + overhead + l2 - 2) = ethertype;
-    }
+    *(__u16 *)(data + overhead + 12) = mac1 >> 32;
     return bpf_xdp_adjust_head(ctx, overhead) ? XDP_ABORTED : XDP_TX;
 }
-#define DONE(overhead) return bench_undo(ctx, data, mac0, mac1, overhead, l2, in.tags, inner_v6 ? 0xdd86 : 0x0008)
+#define DONE(overhead) return bench_undo(ctx, data, mac0, mac1, overhead)
+
+/* The same for a tagged frame: its tags and the inner EtherType go back too. */
+static __always_inline int bench_undo_tagged(struct xdp_md *ctx, void *data, __u64 mac0, __u64 mac1, const int overhead,
+                                             const __u64 l2, __u64 tags, __u16 ethertype)
+{
+    *(__u64 *)(data + overhead) = mac0;
+    *(__u32 *)(data + overhead + 8) = mac1;
+    put_tags(data + overhead, l2, tags);
+    *(__u16 *)(data + overhead + l2 - 2) = ethertype;
+    return bpf_xdp_adjust_head(ctx, overhead) ? XDP_ABORTED : XDP_TX;
+}
+#define DONE_TAGGED(overhead) return bench_undo_tagged(ctx, data, mac0, mac1, overhead, LB_L2, in.tags, inner_v6 ? 0xdd86 : 0x0008)
 #else
 #define DONE(overhead) (void)mac0; (void)mac1; return XDP_TX
+#define DONE_TAGGED(overhead) DONE(overhead)
 #endif
 
 #define MAC_MASK 0xffffffffffffull
@@ -311,27 +319,6 @@ struct inner {
     __u32 tos, l3_len;
 };
 
-static __always_inline int read_inner(void *data, void *data_end, struct lb_backend *be, const int inner_v6,
-                                      struct inner *in, const __u64 l2)
-{
-    void *ip = data + l2;
-    if (ip + (inner_v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) > data_end)
-        return -1;
-    in->mac0 = *(__u64 *)data;
-    in->mac1 = *(__u32 *)(data + 8) | ((__u64)*(__u16 *)(data + 12) << 32);
-    in->tags = get_tags(data, l2);
-    if (!inner_v6) {
-        in->tos = *(__u8 *)(ip + 1);
-        in->l3_len = bpf_ntohs(*(__u16 *)(ip + 2));
-    } else {
-        __u32 w0 = *(__u32 *)ip; /* version, traffic class, flow label (bytes in packet order) */
-        in->tos = ((w0 & 0xf) << 4) | ((w0 >> 12) & 0xf);
-        in->l3_len = sizeof(struct ipv6hdr) + bpf_ntohs(*(__u16 *)(ip + 4));
-    }
-    __u64 gw = *(__u64 *)be->gw_mac & MAC_MASK;
-    in->dst = gw ? gw : (in->mac0 >> 48) | ((in->mac1 & 0xffffffff) << 16);
-    return 0;
-}
 
 /* Bytes 0-15 of the outer frame as two 64-bit words: destination MAC (in->dst), source MAC (the
  * frame's own destination), the outer EtherType (as it lies in the packet, read little-endian)
@@ -367,123 +354,8 @@ static __always_inline void put_udp_gue_chain(void *at, __u64 udp, __u32 inner_p
     *(__u64 *)(at + 8) = (LB_GUE_CHAIN_LEN / 4) | (inner_proto << 8) | ((__u64)second << 32);
 }
 
-/* Room for `overhead` bytes of outer headers (one constant-size bpf_xdp_adjust_head, so the new
- * head depends on predicted branches, not on loaded data), and the outer frame's bytes 0-23
- * (w0-w2: Ethernet and the start of the outer IP header, the same span for both families)
- * written: the new start of the frame, with the outer headers and the Ethernet header inside
- * it, or 0. */
-static __always_inline void *push_head(struct xdp_md *ctx, const int overhead, __u64 w0, __u64 w1, __u64 w2,
-                                       const __u64 l2, __u64 tags)
-{
-    if (bpf_xdp_adjust_head(ctx, -overhead))
-        return 0;
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
-    if (data + l2 + overhead > data_end)
-        return 0;
-    /* A tagged frame: the untagged layout is written `t` bytes on, then its first 12 bytes go
-     * back to the start (the MACs) and the tags fill the gap, before the outer EtherType. */
-    const int t = l2 - ETH_HLEN;
-    *(__u64 *)(data + t) = w0;
-    *(__u64 *)(data + t + 8) = w1;
-    *(__u64 *)(data + t + 16) = w2;
-    if (t) {
-        *(__u64 *)data = w0;
-        *(__u32 *)(data + 8) = w1;
-        put_tags(data, l2, tags);
-    }
-    return data;
-}
 
-/* Outer IPv4 toward an IPv4 backend (RFC 2003 IPIP, or UDP + GUE). The header words are built
- * first, from the backend's template and the frame (the frame is trimmed and counted already),
- * then the headroom is made (push_head) and the words are written as unaligned 64-bit stores:
- * only the stores wait for the helper call. */
-static __always_inline int tx4(struct xdp_md *ctx, struct lb_backend *be, struct lb_stats *bs, __u32 frame_len,
-                               __u32 entropy, const int inner_v6, const int gue, const int chained, __u32 second,
-                               const __u64 l2)
-{
-    const int t = l2 - ETH_HLEN; /* bytes of VLAN tags */
-    /* With `chained` (GUE only) the second hop rides as LB_GUE_CHAIN_LEN bytes of private data (lb.h). */
-    const int chain = gue && chained ? LB_GUE_CHAIN_LEN : 0;
-    const int overhead = sizeof(struct iphdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0) + chain;
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
-    struct inner in;
-    if (read_inner(data, data_end, be, inner_v6, &in, l2))
-        return encap_error(bs, frame_len);
-    __u32 inner_proto = inner_v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
-    __u32 outer_proto = gue ? IPPROTO_UDP : inner_proto;
-    /* RFC 791 3.1: version 4, IHL 5, the inner TOS (RFC 2003 3.1), total length | id 0, DF
-     * (RFC 2003 3.1: the encapsulator MAY set it) | TTL, protocol, checksum | source |
-     * destination. The checksum is the one's complement sum of the 16-bit words, which does
-     * not depend on byte order (RFC 1071 2(B)), so it is summed on little-endian words. */
-    __u32 len = bpf_htons(overhead + in.l3_len);
-    __u32 w0 = 0x45 | (in.tos << 8) | (len << 16);
-    __u32 w2 = OUTER_TTL | (outer_proto << 8);
-    /* lb_backend.csum_base holds the constant words; add the TOS, length and protocol words
-     * (RFC 1624) and fold: at most 2^18, so two folds give 16 bits. */
-    __u32 sum = be->csum_base + (in.tos << 8) + len + (outer_proto << 8);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    w2 |= (~sum & 0xffff) << 16;
-    __u64 mac0 = in.mac0, mac1 = in.mac1, e0, e1;
-    eth_words(&in, 0x0008, w0, &e0, &e1);                                                    /* 0-15 */
-    __u64 i0 = (w0 >> 16) | (0x00400000ull << 16) | ((__u64)(w2 & 0xffff) << 48);           /* 16-23 */
-    __u64 i1 = (w2 >> 16) | be->ip_tail;                                                     /* 24-31 */
-    __u32 daddr_hi = *(__u16 *)&be->addr[2];                                                 /* 32-33 */
-    __u64 udp = udp_word(be, entropy, in.l3_len + chain);
 
-    data = push_head(ctx, overhead, e0, e1, i0, l2, in.tags);
-    if (!data)
-        return encap_error(bs, frame_len);
-    *(__u64 *)(data + t + 24) = i1;
-    *(__u16 *)(data + t + 32) = daddr_hi;
-    if (chain)
-        put_udp_gue_chain(data + t + 34, udp, inner_proto, second);
-    else if (gue)
-        put_udp_gue(data + t + 34, udp, inner_proto);
-    DONE(overhead);
-}
-
-/* Outer IPv6 toward an IPv6 backend (RFC 2473, or UDP + GUE); the source is lb_config.src_v6. */
-static __always_inline int tx6(struct xdp_md *ctx, struct lb_backend *be, struct lb_stats *bs, __u32 frame_len,
-                               __u32 entropy, const int inner_v6, const int gue, const __u64 l2)
-{
-    const int t = l2 - ETH_HLEN; /* bytes of VLAN tags */
-    const int overhead = sizeof(struct ipv6hdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
-    __u32 zero = 0;
-    struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
-    if (!cfg)
-        return drop_svc(0, bs, 1);
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
-    struct inner in;
-    if (read_inner(data, data_end, be, inner_v6, &in, l2))
-        return drop_svc(0, bs, 1);
-    count_tx(bs, frame_len);
-    __u32 inner_proto = inner_v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
-    __u32 outer_proto = gue ? IPPROTO_UDP : inner_proto;
-    /* RFC 8200 3 / RFC 6438: version 6, inner traffic class, flow label from the flow entropy |
-     * payload length, next header, hop limit | source | destination. */
-    __u32 vtf = bpf_htonl((6u << 28) | (in.tos << 20) | (entropy & 0xfffff));
-    __u32 plen = bpf_htons(overhead - sizeof(struct ipv6hdr) + in.l3_len) | (outer_proto << 16) | (OUTER_TTL << 24);
-    __u64 mac0 = in.mac0, mac1 = in.mac1, e0, e1;
-    eth_words(&in, 0xdd86, vtf, &e0, &e1);
-    __u64 i0 = (vtf >> 16) | ((__u64)plen << 16) | (*(__u64 *)cfg->src_v6 << 48);
-    __u64 udp = udp_word(be, entropy, in.l3_len);
-
-    data = push_head(ctx, overhead, e0, e1, i0, l2, in.tags);
-    if (!data)
-        return encap_error(bs, frame_len);
-    *(__u64 *)(data + t + 22) = *(__u64 *)cfg->src_v6;
-    *(__u64 *)(data + t + 30) = *(__u64 *)&cfg->src_v6[8];
-    *(__u64 *)(data + t + 38) = *(__u64 *)be->addr;
-    *(__u64 *)(data + t + 46) = *(__u64 *)&be->addr[8];
-    if (gue)
-        put_udp_gue(data + t + 54, udp, inner_proto);
-    DONE(overhead);
-}
 
 /* The packet's service: its slot in the key's lb_vips bucket, compared as the key lies in
  * memory (three words; for IPv4 the address's upper words are zero). */
@@ -606,310 +478,9 @@ static __always_inline __u16 csum_fold(__u64 sum)
     return ~sum & 0xffff;
 }
 
-/* A matched packet whose encapsulation would exceed the MTU (it is dropped and counted as an
- * encap error by the caller): answered, within lb_config.icmp_rate, with an ICMP error that tells
- * the sender the largest packet that fits (`mtu`, lb_backend.max_inner), so its path MTU discovery
- * (RFC 1191, RFC 8201) shrinks the flow's packets instead of them being lost. The error goes back
- * the way the packet came (MACs swapped, XDP_TX) from the address the packet was sent to (the
- * VIP), and quotes the start of the packet (LB_ICMP4_QUOTE / LB_ICMP6_QUOTE bytes). The frame is
- * reused: trimmed to the quote, and the new headers pushed in front of it, over the old Ethernet
- * header. Returns XDP_TX when the error was built, else XDP_DROP. */
-static __always_inline int too_big(struct xdp_md *ctx, __u32 frame_len, __u32 mtu, const int v6, const __u64 l2)
-{
-    const int quote = v6 ? LB_ICMP6_QUOTE : LB_ICMP4_QUOTE;
-    const int l3 = v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
-    const int push = l3 + 8;     /* the new IP and ICMP headers; the Ethernet header is reused */
-    const int total = l2 + push + quote;
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
-    void *ip = data + l2;
-    if (ip + l3 > data_end || frame_len < l2 + quote)
-        return XDP_DROP;
-    if (!v6) {
-        /* RFC 1191 3 / RFC 792: "fragmentation needed and DF set" answers DF packets only (the
-         * others could be fragmented; we do not fragment, so they are dropped). A next-hop MTU
-         * below the IPv4 minimum of 68 (RFC 791) is not advertised. */
-        if (!(*(__u16 *)(ip + 6) & bpf_htons(IP_DF)) || mtu < 68)
-            return XDP_DROP;
-        /* RFC 1812 4.3.2.7: no ICMP error to a source that is not one host: 0/8, 127/8,
-         * multicast 224/4 and 240/4 (class E and the limited broadcast). */
-        __u32 first = *(__u8 *)(ip + 12);
-        if (first == 0 || first == 127 || first >= 224)
-            return XDP_DROP;
-    } else {
-        if (mtu < 1280)
-            return XDP_DROP; /* RFC 8200 5: no IPv6 link is smaller; a node ignores less (RFC 8201 4) */
-        /* RFC 4443 2.4(e.5, e.6): not to the unspecified address or a multicast source. */
-        if (*(__u8 *)(ip + 8) == 0xff || (*(__u64 *)(ip + 8) == 0 && *(__u64 *)(ip + 16) == 0))
-            return XDP_DROP;
-    }
-    if (!icmp_allowed())
-        return pass_count(LB_G_TOO_BIG_LIMITED, XDP_DROP);
-    /* What the new headers take from the old ones: the MACs (swapped), the addresses (swapped)
-     * and the IPv4 TOS. */
-    __u64 mac0 = *(__u64 *)data;               /* destination MAC, source MAC bytes 0-1 */
-    __u32 mac1 = *(__u32 *)(data + 8);         /* source MAC bytes 2-5 */
-    __u64 tags = get_tags(data, l2);           /* the VLAN tags, which the reply carries back */
-    __u64 a0 = 0, a1 = 0, a2 = 0, a3 = 0;      /* source, destination */
-    __u32 tos = 0;
-    if (v6) {
-        if (ip + sizeof(struct ipv6hdr) > data_end)
-            return XDP_DROP;
-        a0 = *(__u64 *)(ip + 8);
-        a1 = *(__u64 *)(ip + 16);
-        a2 = *(__u64 *)(ip + 24);
-        a3 = *(__u64 *)(ip + 32);
-    } else {
-        a0 = *(__u32 *)(ip + 12);
-        a2 = *(__u32 *)(ip + 16);
-        tos = *(__u8 *)(ip + 1);
-    }
-    if (bpf_xdp_adjust_tail(ctx, (int)(l2 + quote) - (int)frame_len))
-        return XDP_DROP;
-    if (bpf_xdp_adjust_head(ctx, -push))
-        return XDP_DROP;
-    data = (void *)(long)ctx->data;
-    data_end = (void *)(long)ctx->data_end;
-    if (data + total > data_end)
-        return XDP_DROP;
-    /* Ethernet: back to the sender's MAC, from the one it used. */
-    *(__u32 *)data = (__u32)(mac0 >> 48) | (mac1 << 16);
-    *(__u16 *)(data + 4) = mac1 >> 16;
-    *(__u32 *)(data + 6) = (__u32)mac0;
-    *(__u16 *)(data + 10) = mac0 >> 32;
-    put_tags(data, l2, tags);
-    const int t = l2 - ETH_HLEN; /* the IP header starts t bytes later than untagged */
-    void *icmp = data + l2 + l3;
-    __u64 sum = 0;
-    if (!v6) {
-        *(__u16 *)(data + t + 12) = bpf_htons(ETH_P_IP);
-        /* RFC 791 3.1; TOS per RFC 1812 4.3.2.5 (precedence 6, internetwork control, with the
-         * invoking packet's TOS bits); id 0, no DF; protocol 1 (ICMP). */
-        *(__u32 *)(data + t + 14) = 0x45 | ((0xc0 | (tos & 0x1e)) << 8) | (bpf_htons(push + quote) << 16);
-        *(__u32 *)(data + t + 18) = 0;
-        *(__u32 *)(data + t + 22) = OUTER_TTL | (IPPROTO_ICMP << 8);
-        *(__u32 *)(data + t + 26) = (__u32)a2;
-        *(__u32 *)(data + t + 30) = (__u32)a0;
-        *(__u16 *)(data + t + 24) = csum_fold(csum_add_bytes(0, data + t + 14, 20));
-        /* RFC 792 / RFC 1191 4: type 3 (destination unreachable), code 4 (fragmentation needed
-         * and DF set), checksum, 16 unused bits, next-hop MTU. */
-        *(__u32 *)icmp = 3 | (4 << 8);
-        *(__u32 *)(icmp + 4) = bpf_htonl(mtu);
-    } else {
-        *(__u16 *)(data + t + 12) = bpf_htons(ETH_P_IPV6);
-        /* RFC 8200 3: version 6, traffic class 0, flow label 0; payload length, next header 58
-         * (ICMPv6), hop limit; source = the address the packet was sent to, destination = its
-         * source. */
-        *(__u32 *)(data + t + 14) = 0x60;
-        *(__u32 *)(data + t + 18) = bpf_htons(8 + quote) | (IPPROTO_ICMPV6 << 16) | (OUTER_TTL << 24);
-        *(__u64 *)(data + t + 22) = a2;
-        *(__u64 *)(data + t + 30) = a3;
-        *(__u64 *)(data + t + 38) = a0;
-        *(__u64 *)(data + t + 46) = a1;
-        /* RFC 4443 3.2: type 2 (packet too big), code 0, checksum, MTU. The checksum covers the
-         * pseudo-header (RFC 8200 8.1): both addresses, the upper-layer length and next header. */
-        *(__u32 *)icmp = 2;
-        *(__u32 *)(icmp + 4) = bpf_htonl(mtu);
-        sum = csum_add_bytes(0, data + t + 22, 32);
-        sum += (__u64)bpf_htonl(8 + quote) + bpf_htonl(IPPROTO_ICMPV6);
-    }
-    sum = csum_add_bytes(sum, icmp, 8 + quote);
-    *(__u16 *)(icmp + 2) = csum_fold(sum);
-    return pass_count(LB_G_TOO_BIG, XDP_TX);
-}
 
-/* Sends a packet whose backend is known (any path but the remembered-IPv4-flow one, fast4):
- * counted on the backend (lb_be_stats; a service's counters are its own lb_svc_stats, for packets
- * that got no backend, plus its backends', see lb.h), checked against the frame and the MTU,
- * trimmed of Ethernet padding, encapsulated as the backend's service says, XDP_TX. `entropy`
- * feeds the GUE source port and the IPv6 flow label; `second` (second_hop) is carried in the GUE
- * header when not 0. */
-static __always_inline int forward(struct xdp_md *ctx, void *data, void *data_end, struct lb_backend *be,
-                                   __u32 bid, __u32 l3_len, __u32 entropy, const int v6, __u32 second, const __u64 l2)
-{
-    struct lb_stats *bs = bpf_map_lookup_elem(&lb_be_stats, &bid);
-    __u32 frame_len = data_end - data;
-    if (l3_len == 0 || l3_len + l2 > frame_len)
-        return drop_svc(0, bs, 0);
-    __u32 gue = be->encap == LB_ENCAP_GUE;
-    if (l3_len > be->max_inner) {
-        drop_svc(0, bs, 1);
-        return too_big(ctx, frame_len, be->max_inner, v6, l2);
-    }
-    __u32 excess = frame_len - l2 - l3_len;
-    if (be->family == LB_FAMILY_V4) {
-        count_tx(bs, frame_len);
-        if (excess && bpf_xdp_adjust_tail(ctx, -(int)excess))
-            return encap_error(bs, frame_len);
-        if (!gue)
-            return tx4(ctx, be, bs, frame_len, entropy, v6, 0, 0, 0, l2);
-        return second ? tx4(ctx, be, bs, frame_len, entropy, v6, 1, 1, second, l2) : tx4(ctx, be, bs, frame_len, entropy, v6, 1, 0, 0, l2);
-    }
-    if (excess && bpf_xdp_adjust_tail(ctx, -(int)excess))
-        return drop_svc(0, bs, 1);
-    return gue ? tx6(ctx, be, bs, frame_len, entropy, v6, 1, l2) : tx6(ctx, be, bs, frame_len, entropy, v6, 0, l2);
-}
 
-/* IPv4, a remembered flow to an IPv4 backend, no IP options, no Ethernet padding: the path of
- * every packet of a connection after its first. The flow is found by its 5-tuple in lb_flows and
- * sent to its backend without the service lookup, the flow hash or lb_config. Staged so that few
- * values live across the helper calls: the packet is re-read from ctx after the lookups. Returns
- * -1 for anything else (lb4 then takes the packet from the start). */
-static __always_inline int fast4(struct xdp_md *ctx)
-{
-#ifdef LB_BENCH_NEW_FLOWS
-    return -1; /* benchmark build: every packet is a new flow (lb4) */
-#endif
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
-    void *ip = data + sizeof(struct ethhdr);
-    if (ip + sizeof(struct iphdr) + 4 > data_end)
-        return -1;
-    if (*(__u8 *)ip != 0x45 || (*(__u16 *)(ip + 6) & bpf_htons(IP_MF_OFFSET)))
-        return -1;
-    __u32 proto = *(__u8 *)(ip + 9);
-    __u64 udp = proto == IPPROTO_UDP ? LB_FLOW4_UDP : 0;
-    if (proto != IPPROTO_TCP && !udp)
-        return -1;
-    __u64 addrs = *(__u64 *)(ip + 12);
-    __u32 ports = *(__u32 *)(ip + 20);
-    __u64 m = lb_flow4_mix(addrs, ports);
-    asm volatile("" : "+r"(m)); /* keeps clang from turning lb_flow4_check's shift into a second multiply */
-    __u64 key = ports | lb_flow4_check(m) | udp | LB_FLOW4_VALID;
-    __u32 set = lb_flow4_set_of(m);
-    struct lb_flow4_set *fs = bpf_map_lookup_elem(&lb_flows, &set);
-    if (!fs)
-        return -1;
-    __u64 tag;
-    if (fs->way[0].addrs == addrs && ((tag = fs->way[0].tag) & LB_FLOW4_KEY) == key) {
-    } else if (fs->way[1].addrs == addrs && ((tag = fs->way[1].tag) & LB_FLOW4_KEY) == key) {
-        /* Used again: back to way 0, so the set evicts the flow used least recently. */
-        fs->way[1] = fs->way[0];
-        fs->way[0].addrs = addrs;
-        fs->way[0].tag = tag;
-    } else {
-        return -1;
-    }
-    __u32 bid = (tag >> 48) & 0x7fff;
-    struct lb_backend *be = bpf_map_lookup_elem(&lb_backends, &bid);
-    /* family IPv4 and no flag, in one 16-bit compare (any flag sends the packet the general way) */
-    if (!be || *(__u16 *)&be->family != LB_FAMILY_V4)
-        return -1;
-    struct lb_stats *bs = bpf_map_lookup_elem(&lb_be_stats, &bid);
-    data = (void *)(long)ctx->data;
-    data_end = (void *)(long)ctx->data_end;
-    if (data + sizeof(struct ethhdr) + sizeof(struct iphdr) + 4 > data_end)
-        return -1;
-    /* The IP length covers the whole frame after the Ethernet header (no padding), so it also
-     * covers the header and the ports, which the bound above puts inside the frame. */
-    __u32 frame_len = data_end - data;
-    __u32 l3_len = bpf_ntohs(*(__u16 *)(data + sizeof(struct ethhdr) + 2));
-    if (l3_len + sizeof(struct ethhdr) != frame_len)
-        return -1;
-    if (l3_len > be->max_inner)
-        return -1;
-    count_tx(bs, frame_len);
-    __u32 entropy = lb_flow4_entropy(key);
-    return be->encap == LB_ENCAP_GUE ? tx4(ctx, be, bs, frame_len, entropy, 0, 1, 0, 0, ETH_HLEN)
-                                     : tx4(ctx, be, bs, frame_len, entropy, 0, 0, 0, 0, ETH_HLEN);
-}
 
-/* IPv4. A remembered flow (the path of every packet after a connection's first) is found by its
- * 5-tuple in lb_flows and forwarded to its backend without looking the service up; any other
- * packet goes through lb_vips, the flow hash and the service's ring, and is remembered. */
-static __always_inline int lb4(struct xdp_md *ctx, void *data, void *data_end, const __u64 l2)
-{
-    struct iphdr *ip = data + l2;
-    if ((void *)(ip + 1) > data_end)
-        return pass(LB_G_MALFORMED);
-    /* RFC 791 3.1: version 4, IHL >= 5 words. */
-    __u32 vihl = *(__u8 *)ip;
-    if ((vihl >> 4) != 4 || (vihl & 0xf) < 5)
-        return pass(LB_G_MALFORMED);
-    if (ip->frag_off & bpf_htons(IP_MF_OFFSET))
-        return pass(LB_G_FRAGMENT);
-    __u32 proto = ip->protocol;
-    if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
-        return pass(LB_G_PASS);
-    __u32 ihl = (vihl & 0xf) * 4;
-    void *ports = (void *)ip + ihl;
-    if (ports + 4 > data_end)
-        return pass(LB_G_MALFORMED);
-    __u32 ports_word = *(__u32 *)ports;
-    __u64 addrs = *(__u64 *)&ip->saddr;
-    __u64 m = lb_flow4_mix(addrs, ports_word);
-    __u64 key = ports_word | lb_flow4_check(m) | (proto == IPPROTO_UDP ? LB_FLOW4_UDP : 0) | LB_FLOW4_VALID;
-    __u32 set = lb_flow4_set_of(m);
-    struct lb_flow4_set *fs = bpf_map_lookup_elem(&lb_flows, &set);
-    if (!fs)
-        return pass(LB_G_PASS); /* never: the set index is below LB_FLOW_SETS */
-    /* The IP length must at least cover the header and the ports (RFC 791 3.1 Total Length). */
-    __u32 l3_len = bpf_ntohs(ip->tot_len);
-    if (l3_len < ihl + 4)
-        l3_len = 0;
-
-    /* A flow seen before keeps its backend while that backend is in use and not down, even when
-     * the ring no longer names it (drain: weight 0 for new flows, open ones continue). */
-    struct lb_backend *be;
-    __u32 bid;
-    __u64 tag;
-    int way;
-    if (fs->way[0].addrs == addrs && ((tag = fs->way[0].tag) & LB_FLOW4_KEY) == key)
-        way = 0;
-    else if (fs->way[1].addrs == addrs && ((tag = fs->way[1].tag) & LB_FLOW4_KEY) == key)
-        way = 1;
-    else
-        way = -1;
-#ifdef LB_BENCH_NEW_FLOWS
-    /* Benchmark build only: every packet is a flow the memory does not know (the path of the
-     * first packet of each connection), so that path can be measured on one repeated frame. */
-    way = -1;
-#endif
-    if (way >= 0 && (be = remembered(tag, &bid))) {
-        if (way) {
-            /* Used again: back to way 0, so the set evicts the flow used least recently. */
-            fs->way[1] = fs->way[0];
-            fs->way[0].addrs = addrs;
-            fs->way[0].tag = tag;
-        }
-        return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0, 0, l2);
-    }
-
-    __u32 ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V4 << 24);
-    __u32 daddr = addrs >> 32;
-    struct lb_service *svc = find_service(daddr, 0, ppf);
-    if (!svc)
-        return pass(LB_G_PASS);
-    /* From here on the packet is ours: it is transmitted or dropped, never passed. */
-    __u32 sid = svc->id;
-    __u32 zero = 0;
-    struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
-    if (!cfg)
-        return drop_no_backend(sid);
-    __u32 h = cfg->hash_seed;
-    h = mix(h, (__u32)addrs);
-    h = mix(h, daddr);
-    h = mix(h, ports_word);
-    h = mix(h, proto);
-    h = fmix(h, 16);
-    __u32 second = 0;
-    be = pick(svc, sid, h, &bid, &second);
-    if (!be)
-        return drop_no_backend(sid);
-    /* Daisy chaining (lb.h): a packet that may belong to a connection opened before its slot
-     * moved carries the previous backend, and such a flow is not remembered (its next packets
-     * must carry it too); a connection's first segment belongs to the first hop. */
-    second = may_be_established(proto, ports, data_end) ? second_hop(be, sid, second) : 0;
-    if (!second) {
-        /* Remember it: in the way of a stale entry of this flow (its backend went down), else the
-         * new entry in way 0 and the previous way 0 in way 1. */
-        if (way != 0)
-            fs->way[1] = fs->way[0];
-        fs->way[0].addrs = addrs;
-        fs->way[0].tag = key | ((__u64)bid << 48);
-    }
-    return forward(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0, second, l2);
-}
 
 /* Writes an lb_flows6 entry so that a reader on another CPU never takes it for another flow's:
  * the tag (with the valid bit) is cleared first and written last, with compiler barriers between,
@@ -995,13 +566,429 @@ static __always_inline int walk6(void *ip6, void *data_end, __u32 *proto, __u32 
         nh = *(__u8 *)h;
         if (nh == IPPROTO_TCP || nh == IPPROTO_UDP) {
             *proto = nh;
-            *l4_off = off;
+            /* At most 40 + 5 x 2048: the mask changes nothing but gives every exit of the walk
+             * the same bounds, so the verifier checks the rest of lb6 once for all of them. */
+            *l4_off = off & 0x3fff;
             return -1;
         }
     }
     if (nh == NEXTHDR_FRAGMENT)
         return LB_G_FRAGMENT;
     return nh == NEXTHDR_HOP || nh == NEXTHDR_DEST || nh == NEXTHDR_ROUTING || nh == NEXTHDR_AUTH ? LB_G_EXTHDR : LB_G_PASS;
+}
+
+
+/* The paths that depend on the frame's Ethernet header length (14 bytes, or 18 / 22 with VLAN
+ * tags): written once below, in terms of LB_L2 (that length, a constant) and LB_T (the tag bytes,
+ * 0, 4 or 8), and compiled three times: here untagged under their own names, then, by lb.c
+ * including itself, as NAME_vlan and NAME_qinq for tagged frames (lb_vlan). Separate functions,
+ * not one function with the length as an argument: clang specializes a function on an argument
+ * every caller passes as the same constant before inlining it, so with tagged callers too the
+ * untagged path (fast4 with it) compiled to other instructions. */
+#define LB_PATH(name) name
+#define LB_L2 sizeof(struct ethhdr)
+#define LB_T 0
+#endif /* !LB_PATH */
+
+static __always_inline int LB_PATH(read_inner)(void *data, void *data_end, struct lb_backend *be, const int inner_v6, struct inner *in)
+{
+    void *ip = data + LB_L2;
+    if (ip + (inner_v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) > data_end)
+        return -1;
+    in->mac0 = *(__u64 *)data;
+    in->mac1 = *(__u32 *)(data + 8) | ((__u64)*(__u16 *)(data + 12) << 32);
+#if LB_T
+    in->tags = get_tags(data, LB_L2);
+#endif
+    if (!inner_v6) {
+        in->tos = *(__u8 *)(ip + 1);
+        in->l3_len = bpf_ntohs(*(__u16 *)(ip + 2));
+    } else {
+        __u32 w0 = *(__u32 *)ip; /* version, traffic class, flow label (bytes in packet order) */
+        in->tos = ((w0 & 0xf) << 4) | ((w0 >> 12) & 0xf);
+        in->l3_len = sizeof(struct ipv6hdr) + bpf_ntohs(*(__u16 *)(ip + 4));
+    }
+    __u64 gw = *(__u64 *)be->gw_mac & MAC_MASK;
+    in->dst = gw ? gw : (in->mac0 >> 48) | ((in->mac1 & 0xffffffff) << 16);
+    return 0;
+}
+
+/* Room for `overhead` bytes of outer headers (one constant-size bpf_xdp_adjust_head, so the new
+ * head depends on predicted branches, not on loaded data), and the outer frame's bytes 0-23
+ * (w0-w2: Ethernet and the start of the outer IP header, the same span for both families)
+ * written: the new start of the frame, with the outer headers and the Ethernet header inside
+ * it, or 0. A tagged frame: the untagged layout is written LB_T bytes on, then its first 12
+ * bytes go back to the start (the MACs) and the tags fill the gap, before the outer EtherType. */
+static __always_inline void *LB_PATH(push_head)(struct xdp_md *ctx, const int overhead, __u64 w0, __u64 w1, __u64 w2,
+                                                __u64 tags)
+{
+    if (bpf_xdp_adjust_head(ctx, -overhead))
+        return 0;
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    if (data + LB_L2 + overhead > data_end)
+        return 0;
+#if LB_T
+    *(__u64 *)(data + LB_T) = w0;
+    *(__u64 *)(data + (LB_T + 8)) = w1;
+    *(__u64 *)(data + (LB_T + 16)) = w2;
+    *(__u64 *)data = w0;
+    *(__u32 *)(data + 8) = w1;
+    put_tags(data, LB_L2, tags);
+#else
+    (void)tags;
+    *(__u64 *)data = w0;
+    *(__u64 *)(data + 8) = w1;
+    *(__u64 *)(data + 16) = w2;
+#endif
+    return data;
+}
+
+/* Outer IPv4 toward an IPv4 backend (RFC 2003 IPIP, or UDP + GUE). The header words are built
+ * first, from the backend's template and the frame (the frame is trimmed and counted already),
+ * then the headroom is made (push_head) and the words are written as unaligned 64-bit stores:
+ * only the stores wait for the helper call. */
+static __always_inline int LB_PATH(tx4)(struct xdp_md *ctx, struct lb_backend *be, struct lb_stats *bs, __u32 frame_len,
+                               __u32 entropy, const int inner_v6, const int gue, const int chained, __u32 second)
+{
+    /* With `chained` (GUE only) the second hop rides as LB_GUE_CHAIN_LEN bytes of private data (lb.h). */
+    const int chain = gue && chained ? LB_GUE_CHAIN_LEN : 0;
+    const int overhead = sizeof(struct iphdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0) + chain;
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    struct inner in;
+    if (LB_PATH(read_inner)(data, data_end, be, inner_v6, &in))
+        return encap_error(bs, frame_len);
+    __u32 inner_proto = inner_v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
+    __u32 outer_proto = gue ? IPPROTO_UDP : inner_proto;
+    /* RFC 791 3.1: version 4, IHL 5, the inner TOS (RFC 2003 3.1), total length | id 0, DF
+     * (RFC 2003 3.1: the encapsulator MAY set it) | TTL, protocol, checksum | source |
+     * destination. The checksum is the one's complement sum of the 16-bit words, which does
+     * not depend on byte order (RFC 1071 2(B)), so it is summed on little-endian words. */
+    __u32 len = bpf_htons(overhead + in.l3_len);
+    __u32 w0 = 0x45 | (in.tos << 8) | (len << 16);
+    __u32 w2 = OUTER_TTL | (outer_proto << 8);
+    /* lb_backend.csum_base holds the constant words; add the TOS, length and protocol words
+     * (RFC 1624) and fold: at most 2^18, so two folds give 16 bits. */
+    __u32 sum = be->csum_base + (in.tos << 8) + len + (outer_proto << 8);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    w2 |= (~sum & 0xffff) << 16;
+    __u64 mac0 = in.mac0, mac1 = in.mac1, e0, e1;
+    eth_words(&in, 0x0008, w0, &e0, &e1);                                                    /* 0-15 */
+    __u64 i0 = (w0 >> 16) | (0x00400000ull << 16) | ((__u64)(w2 & 0xffff) << 48);           /* 16-23 */
+    __u64 i1 = (w2 >> 16) | be->ip_tail;                                                     /* 24-31 */
+    __u32 daddr_hi = *(__u16 *)&be->addr[2];                                                 /* 32-33 */
+    __u64 udp = udp_word(be, entropy, in.l3_len + chain);
+
+#if LB_T
+    data = LB_PATH(push_head)(ctx, overhead, e0, e1, i0, in.tags);
+#else
+    data = LB_PATH(push_head)(ctx, overhead, e0, e1, i0, 0);
+#endif
+    if (!data)
+        return encap_error(bs, frame_len);
+    *(__u64 *)(data + (LB_T + 24)) = i1;
+    *(__u16 *)(data + (LB_T + 32)) = daddr_hi;
+    if (chain)
+        put_udp_gue_chain(data + (LB_T + 34), udp, inner_proto, second);
+    else if (gue)
+        put_udp_gue(data + (LB_T + 34), udp, inner_proto);
+#if LB_T
+    DONE_TAGGED(overhead);
+#else
+    DONE(overhead);
+#endif
+}
+
+/* Outer IPv6 toward an IPv6 backend (RFC 2473, or UDP + GUE); the source is lb_config.src_v6. */
+static __always_inline int LB_PATH(tx6)(struct xdp_md *ctx, struct lb_backend *be, struct lb_stats *bs, __u32 frame_len,
+                               __u32 entropy, const int inner_v6, const int gue)
+{
+    const int overhead = sizeof(struct ipv6hdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
+    __u32 zero = 0;
+    struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+    if (!cfg)
+        return drop_svc(0, bs, 1);
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    struct inner in;
+    if (LB_PATH(read_inner)(data, data_end, be, inner_v6, &in))
+        return drop_svc(0, bs, 1);
+    count_tx(bs, frame_len);
+    __u32 inner_proto = inner_v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
+    __u32 outer_proto = gue ? IPPROTO_UDP : inner_proto;
+    /* RFC 8200 3 / RFC 6438: version 6, inner traffic class, flow label from the flow entropy |
+     * payload length, next header, hop limit | source | destination. */
+    __u32 vtf = bpf_htonl((6u << 28) | (in.tos << 20) | (entropy & 0xfffff));
+    __u32 plen = bpf_htons(overhead - sizeof(struct ipv6hdr) + in.l3_len) | (outer_proto << 16) | (OUTER_TTL << 24);
+    __u64 mac0 = in.mac0, mac1 = in.mac1, e0, e1;
+    eth_words(&in, 0xdd86, vtf, &e0, &e1);
+    __u64 i0 = (vtf >> 16) | ((__u64)plen << 16) | (*(__u64 *)cfg->src_v6 << 48);
+    __u64 udp = udp_word(be, entropy, in.l3_len);
+
+#if LB_T
+    data = LB_PATH(push_head)(ctx, overhead, e0, e1, i0, in.tags);
+#else
+    data = LB_PATH(push_head)(ctx, overhead, e0, e1, i0, 0);
+#endif
+    if (!data)
+        return encap_error(bs, frame_len);
+    *(__u64 *)(data + (LB_T + 22)) = *(__u64 *)cfg->src_v6;
+    *(__u64 *)(data + (LB_T + 30)) = *(__u64 *)&cfg->src_v6[8];
+    *(__u64 *)(data + (LB_T + 38)) = *(__u64 *)be->addr;
+    *(__u64 *)(data + (LB_T + 46)) = *(__u64 *)&be->addr[8];
+    if (gue)
+        put_udp_gue(data + (LB_T + 54), udp, inner_proto);
+#if LB_T
+    DONE_TAGGED(overhead);
+#else
+    DONE(overhead);
+#endif
+}
+
+/* A matched packet whose encapsulation would exceed the MTU (it is dropped and counted as an
+ * encap error by the caller): answered, within lb_config.icmp_rate, with an ICMP error that tells
+ * the sender the largest packet that fits (`mtu`, lb_backend.max_inner), so its path MTU discovery
+ * (RFC 1191, RFC 8201) shrinks the flow's packets instead of them being lost. The error goes back
+ * the way the packet came (MACs swapped, XDP_TX) from the address the packet was sent to (the
+ * VIP), and quotes the start of the packet (LB_ICMP4_QUOTE / LB_ICMP6_QUOTE bytes). The frame is
+ * reused: trimmed to the quote, and the new headers pushed in front of it, over the old Ethernet
+ * header. Returns XDP_TX when the error was built, else XDP_DROP. */
+static __always_inline int LB_PATH(too_big)(struct xdp_md *ctx, __u32 frame_len, __u32 mtu, const int v6)
+{
+    const int quote = v6 ? LB_ICMP6_QUOTE : LB_ICMP4_QUOTE;
+    const int l3 = v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
+    const int push = l3 + 8;     /* the new IP and ICMP headers; the Ethernet header is reused */
+    const int total = LB_L2 + push + quote;
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    void *ip = data + LB_L2;
+    if (ip + l3 > data_end || frame_len < LB_L2 + quote)
+        return XDP_DROP;
+    if (!v6) {
+        /* RFC 1191 3 / RFC 792: "fragmentation needed and DF set" answers DF packets only (the
+         * others could be fragmented; we do not fragment, so they are dropped). A next-hop MTU
+         * below the IPv4 minimum of 68 (RFC 791) is not advertised. */
+        if (!(*(__u16 *)(ip + 6) & bpf_htons(IP_DF)) || mtu < 68)
+            return XDP_DROP;
+        /* RFC 1812 4.3.2.7: no ICMP error to a source that is not one host: 0/8, 127/8,
+         * multicast 224/4 and 240/4 (class E and the limited broadcast). */
+        __u32 first = *(__u8 *)(ip + 12);
+        if (first == 0 || first == 127 || first >= 224)
+            return XDP_DROP;
+    } else {
+        if (mtu < 1280)
+            return XDP_DROP; /* RFC 8200 5: no IPv6 link is smaller; a node ignores less (RFC 8201 4) */
+        /* RFC 4443 2.4(e.5, e.6): not to the unspecified address or a multicast source. */
+        if (*(__u8 *)(ip + 8) == 0xff || (*(__u64 *)(ip + 8) == 0 && *(__u64 *)(ip + 16) == 0))
+            return XDP_DROP;
+    }
+    if (!icmp_allowed())
+        return pass_count(LB_G_TOO_BIG_LIMITED, XDP_DROP);
+    /* What the new headers take from the old ones: the MACs (swapped), the addresses (swapped)
+     * and the IPv4 TOS. */
+    __u64 mac0 = *(__u64 *)data;               /* destination MAC, source MAC bytes 0-1 */
+    __u32 mac1 = *(__u32 *)(data + 8);         /* source MAC bytes 2-5 */
+#if LB_T
+    __u64 tags = get_tags(data, LB_L2);           /* the VLAN tags, which the reply carries back */
+#endif
+    __u64 a0 = 0, a1 = 0, a2 = 0, a3 = 0;      /* source, destination */
+    __u32 tos = 0;
+    if (v6) {
+        if (ip + sizeof(struct ipv6hdr) > data_end)
+            return XDP_DROP;
+        a0 = *(__u64 *)(ip + 8);
+        a1 = *(__u64 *)(ip + 16);
+        a2 = *(__u64 *)(ip + 24);
+        a3 = *(__u64 *)(ip + 32);
+    } else {
+        a0 = *(__u32 *)(ip + 12);
+        a2 = *(__u32 *)(ip + 16);
+        tos = *(__u8 *)(ip + 1);
+    }
+    if (bpf_xdp_adjust_tail(ctx, (int)(LB_L2 + quote) - (int)frame_len))
+        return XDP_DROP;
+    if (bpf_xdp_adjust_head(ctx, -push))
+        return XDP_DROP;
+    data = (void *)(long)ctx->data;
+    data_end = (void *)(long)ctx->data_end;
+    if (data + total > data_end)
+        return XDP_DROP;
+    /* Ethernet: back to the sender's MAC, from the one it used. */
+    *(__u32 *)data = (__u32)(mac0 >> 48) | (mac1 << 16);
+    *(__u16 *)(data + 4) = mac1 >> 16;
+    *(__u32 *)(data + 6) = (__u32)mac0;
+    *(__u16 *)(data + 10) = mac0 >> 32;
+#if LB_T
+    put_tags(data, LB_L2, tags);                  /* the IP header starts LB_T bytes later */
+#endif
+    void *icmp = data + LB_L2 + l3;
+    __u64 sum = 0;
+    if (!v6) {
+        *(__u16 *)(data + (LB_T + 12)) = bpf_htons(ETH_P_IP);
+        /* RFC 791 3.1; TOS per RFC 1812 4.3.2.5 (precedence 6, internetwork control, with the
+         * invoking packet's TOS bits); id 0, no DF; protocol 1 (ICMP). */
+        *(__u32 *)(data + (LB_T + 14)) = 0x45 | ((0xc0 | (tos & 0x1e)) << 8) | (bpf_htons(push + quote) << 16);
+        *(__u32 *)(data + (LB_T + 18)) = 0;
+        *(__u32 *)(data + (LB_T + 22)) = OUTER_TTL | (IPPROTO_ICMP << 8);
+        *(__u32 *)(data + (LB_T + 26)) = (__u32)a2;
+        *(__u32 *)(data + (LB_T + 30)) = (__u32)a0;
+        *(__u16 *)(data + (LB_T + 24)) = csum_fold(csum_add_bytes(0, data + (LB_T + 14), 20));
+        /* RFC 792 / RFC 1191 4: type 3 (destination unreachable), code 4 (fragmentation needed
+         * and DF set), checksum, 16 unused bits, next-hop MTU. */
+        *(__u32 *)icmp = 3 | (4 << 8);
+        *(__u32 *)(icmp + 4) = bpf_htonl(mtu);
+    } else {
+        *(__u16 *)(data + (LB_T + 12)) = bpf_htons(ETH_P_IPV6);
+        /* RFC 8200 3: version 6, traffic class 0, flow label 0; payload length, next header 58
+         * (ICMPv6), hop limit; source = the address the packet was sent to, destination = its
+         * source. */
+        *(__u32 *)(data + (LB_T + 14)) = 0x60;
+        *(__u32 *)(data + (LB_T + 18)) = bpf_htons(8 + quote) | (IPPROTO_ICMPV6 << 16) | (OUTER_TTL << 24);
+        *(__u64 *)(data + (LB_T + 22)) = a2;
+        *(__u64 *)(data + (LB_T + 30)) = a3;
+        *(__u64 *)(data + (LB_T + 38)) = a0;
+        *(__u64 *)(data + (LB_T + 46)) = a1;
+        /* RFC 4443 3.2: type 2 (packet too big), code 0, checksum, MTU. The checksum covers the
+         * pseudo-header (RFC 8200 8.1): both addresses, the upper-layer length and next header. */
+        *(__u32 *)icmp = 2;
+        *(__u32 *)(icmp + 4) = bpf_htonl(mtu);
+        sum = csum_add_bytes(0, data + (LB_T + 22), 32);
+        sum += (__u64)bpf_htonl(8 + quote) + bpf_htonl(IPPROTO_ICMPV6);
+    }
+    sum = csum_add_bytes(sum, icmp, 8 + quote);
+    *(__u16 *)(icmp + 2) = csum_fold(sum);
+    return pass_count(LB_G_TOO_BIG, XDP_TX);
+}
+
+/* Sends a packet whose backend is known (any path but the remembered-IPv4-flow one, fast4):
+ * counted on the backend (lb_be_stats; a service's counters are its own lb_svc_stats, for packets
+ * that got no backend, plus its backends', see lb.h), checked against the frame and the MTU,
+ * trimmed of Ethernet padding, encapsulated as the backend's service says, XDP_TX. `entropy`
+ * feeds the GUE source port and the IPv6 flow label; `second` (second_hop) is carried in the GUE
+ * header when not 0. */
+static __always_inline int LB_PATH(forward)(struct xdp_md *ctx, void *data, void *data_end, struct lb_backend *be,
+                                   __u32 bid, __u32 l3_len, __u32 entropy, const int v6, __u32 second)
+{
+    struct lb_stats *bs = bpf_map_lookup_elem(&lb_be_stats, &bid);
+    __u32 frame_len = data_end - data;
+    if (l3_len == 0 || l3_len + LB_L2 > frame_len)
+        return drop_svc(0, bs, 0);
+    __u32 gue = be->encap == LB_ENCAP_GUE;
+    if (l3_len > be->max_inner) {
+        drop_svc(0, bs, 1);
+        return LB_PATH(too_big)(ctx, frame_len, be->max_inner, v6);
+    }
+    __u32 excess = frame_len - LB_L2 - l3_len;
+    if (be->family == LB_FAMILY_V4) {
+        count_tx(bs, frame_len);
+        if (excess && bpf_xdp_adjust_tail(ctx, -(int)excess))
+            return encap_error(bs, frame_len);
+        if (!gue)
+            return LB_PATH(tx4)(ctx, be, bs, frame_len, entropy, v6, 0, 0, 0);
+        return second ? LB_PATH(tx4)(ctx, be, bs, frame_len, entropy, v6, 1, 1, second) : LB_PATH(tx4)(ctx, be, bs, frame_len, entropy, v6, 1, 0, 0);
+    }
+    if (excess && bpf_xdp_adjust_tail(ctx, -(int)excess))
+        return drop_svc(0, bs, 1);
+    return gue ? LB_PATH(tx6)(ctx, be, bs, frame_len, entropy, v6, 1) : LB_PATH(tx6)(ctx, be, bs, frame_len, entropy, v6, 0);
+}
+
+/* IPv4. A remembered flow (the path of every packet after a connection's first) is found by its
+ * 5-tuple in lb_flows and forwarded to its backend without looking the service up; any other
+ * packet goes through lb_vips, the flow hash and the service's ring, and is remembered. */
+static __always_inline int LB_PATH(lb4)(struct xdp_md *ctx, void *data, void *data_end)
+{
+    struct iphdr *ip = data + LB_L2;
+    if ((void *)(ip + 1) > data_end)
+        return pass(LB_G_MALFORMED);
+    /* RFC 791 3.1: version 4, IHL >= 5 words. */
+    __u32 vihl = *(__u8 *)ip;
+    if ((vihl >> 4) != 4 || (vihl & 0xf) < 5)
+        return pass(LB_G_MALFORMED);
+    if (ip->frag_off & bpf_htons(IP_MF_OFFSET))
+        return pass(LB_G_FRAGMENT);
+    __u32 proto = ip->protocol;
+    if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+        return pass(LB_G_PASS);
+    __u32 ihl = (vihl & 0xf) * 4;
+    void *ports = (void *)ip + ihl;
+    if (ports + 4 > data_end)
+        return pass(LB_G_MALFORMED);
+    __u32 ports_word = *(__u32 *)ports;
+    __u64 addrs = *(__u64 *)&ip->saddr;
+    __u64 m = lb_flow4_mix(addrs, ports_word);
+    __u64 key = ports_word | lb_flow4_check(m) | (proto == IPPROTO_UDP ? LB_FLOW4_UDP : 0) | LB_FLOW4_VALID;
+    __u32 set = lb_flow4_set_of(m);
+    struct lb_flow4_set *fs = bpf_map_lookup_elem(&lb_flows, &set);
+    if (!fs)
+        return pass(LB_G_PASS); /* never: the set index is below LB_FLOW_SETS */
+    /* The IP length must at least cover the header and the ports (RFC 791 3.1 Total Length). */
+    __u32 l3_len = bpf_ntohs(ip->tot_len);
+    if (l3_len < ihl + 4)
+        l3_len = 0;
+
+    /* A flow seen before keeps its backend while that backend is in use and not down, even when
+     * the ring no longer names it (drain: weight 0 for new flows, open ones continue). */
+    struct lb_backend *be;
+    __u32 bid;
+    __u64 tag;
+    int way;
+    if (fs->way[0].addrs == addrs && ((tag = fs->way[0].tag) & LB_FLOW4_KEY) == key)
+        way = 0;
+    else if (fs->way[1].addrs == addrs && ((tag = fs->way[1].tag) & LB_FLOW4_KEY) == key)
+        way = 1;
+    else
+        way = -1;
+#ifdef LB_BENCH_NEW_FLOWS
+    /* Benchmark build only: every packet is a flow the memory does not know (the path of the
+     * first packet of each connection), so that path can be measured on one repeated frame. */
+    way = -1;
+#endif
+    if (way >= 0 && (be = remembered(tag, &bid))) {
+        if (way) {
+            /* Used again: back to way 0, so the set evicts the flow used least recently. */
+            fs->way[1] = fs->way[0];
+            fs->way[0].addrs = addrs;
+            fs->way[0].tag = tag;
+        }
+        return LB_PATH(forward)(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0, 0);
+    }
+
+    __u32 ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V4 << 24);
+    __u32 daddr = addrs >> 32;
+    struct lb_service *svc = find_service(daddr, 0, ppf);
+    if (!svc)
+        return pass(LB_G_PASS);
+    /* From here on the packet is ours: it is transmitted or dropped, never passed. */
+    __u32 sid = svc->id;
+    __u32 zero = 0;
+    struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+    if (!cfg)
+        return drop_no_backend(sid);
+    __u32 h = cfg->hash_seed;
+    h = mix(h, (__u32)addrs);
+    h = mix(h, daddr);
+    h = mix(h, ports_word);
+    h = mix(h, proto);
+    h = fmix(h, 16);
+    __u32 second = 0;
+    be = pick(svc, sid, h, &bid, &second);
+    if (!be)
+        return drop_no_backend(sid);
+    /* Daisy chaining (lb.h): a packet that may belong to a connection opened before its slot
+     * moved carries the previous backend, and such a flow is not remembered (its next packets
+     * must carry it too); a connection's first segment belongs to the first hop. */
+    second = may_be_established(proto, ports, data_end) ? second_hop(be, sid, second) : 0;
+    if (!second) {
+        /* Remember it: in the way of a stale entry of this flow (its backend went down), else the
+         * new entry in way 0 and the previous way 0 in way 1. */
+        if (way != 0)
+            fs->way[1] = fs->way[0];
+        fs->way[0].addrs = addrs;
+        fs->way[0].tag = key | ((__u64)bid << 48);
+    }
+    return LB_PATH(forward)(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0, second);
 }
 
 /* IPv6. As for IPv4, a remembered flow (found by its 5-tuple in lb_flows6) is forwarded to its
@@ -1011,9 +998,9 @@ static __always_inline int walk6(void *ip6, void *data_end, __u32 *proto, __u32 
  * clang allocates registers over the whole function, so IPv6 code inlined into lb_xdp changes
  * fast4's registers and spills (it did, with the extension-header walk); out of line, lb_xdp's
  * IPv4 code does not depend on it. The call costs an IPv6 packet a few instructions. */
-static __always_inline int lb6_at(struct xdp_md *ctx, void *data, void *data_end, const __u64 l2)
+static __always_inline int LB_PATH(lb6_at)(struct xdp_md *ctx, void *data, void *data_end)
 {
-    struct ipv6hdr *ip6 = data + l2;
+    struct ipv6hdr *ip6 = data + LB_L2;
     if ((void *)(ip6 + 1) > data_end)
         return pass(LB_G_MALFORMED);
     __u32 w0 = *(__u32 *)ip6; /* version, traffic class, flow label (bytes in packet order) */
@@ -1059,7 +1046,7 @@ static __always_inline int lb6_at(struct xdp_md *ctx, void *data, void *data_end
             flow6_demote(fs);
             flow6_put(&fs->way[0], s0, s1, k0, k1, tag, h);
         }
-        return forward(ctx, data, data_end, be, bid, l3_len, h, 1, 0, l2);
+        return LB_PATH(forward)(ctx, data, data_end, be, bid, l3_len, h, 1, 0);
     }
 
     __u32 ppf = (ports_word >> 16) | (proto << 16) | (LB_FAMILY_V6 << 24);
@@ -1095,22 +1082,104 @@ static __always_inline int lb6_at(struct xdp_md *ctx, void *data, void *data_end
             flow6_demote(fs);
         flow6_put(&fs->way[0], s0, s1, k0, k1, key | ((__u64)bid << 48), h);
     }
-    return forward(ctx, data, data_end, be, bid, l3_len, h, 1, second, l2);
+    return LB_PATH(forward)(ctx, data, data_end, be, bid, l3_len, h, 1, second);
+}
+
+#if LB_T == 0
+#undef LB_PATH
+#undef LB_L2
+#undef LB_T
+#define LB_PATH(name) name##_vlan
+#define LB_L2 (sizeof(struct ethhdr) + VLAN_HLEN)
+#define LB_T VLAN_HLEN
+#include "lb.c"
+#undef LB_PATH
+#undef LB_L2
+#undef LB_T
+#define LB_PATH(name) name##_qinq
+#define LB_L2 (sizeof(struct ethhdr) + 2 * VLAN_HLEN)
+#define LB_T (2 * VLAN_HLEN)
+#include "lb.c"
+#undef LB_PATH
+#undef LB_L2
+#undef LB_T
+
+/* IPv4, a remembered flow to an IPv4 backend, no IP options, no Ethernet padding: the path of
+ * every packet of a connection after its first. The flow is found by its 5-tuple in lb_flows and
+ * sent to its backend without the service lookup, the flow hash or lb_config. Staged so that few
+ * values live across the helper calls: the packet is re-read from ctx after the lookups. Returns
+ * -1 for anything else (lb4 then takes the packet from the start). */
+static __always_inline int fast4(struct xdp_md *ctx)
+{
+#ifdef LB_BENCH_NEW_FLOWS
+    return -1; /* benchmark build: every packet is a new flow (lb4) */
+#endif
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    void *ip = data + sizeof(struct ethhdr);
+    if (ip + sizeof(struct iphdr) + 4 > data_end)
+        return -1;
+    if (*(__u8 *)ip != 0x45 || (*(__u16 *)(ip + 6) & bpf_htons(IP_MF_OFFSET)))
+        return -1;
+    __u32 proto = *(__u8 *)(ip + 9);
+    __u64 udp = proto == IPPROTO_UDP ? LB_FLOW4_UDP : 0;
+    if (proto != IPPROTO_TCP && !udp)
+        return -1;
+    __u64 addrs = *(__u64 *)(ip + 12);
+    __u32 ports = *(__u32 *)(ip + 20);
+    __u64 m = lb_flow4_mix(addrs, ports);
+    asm volatile("" : "+r"(m)); /* keeps clang from turning lb_flow4_check's shift into a second multiply */
+    __u64 key = ports | lb_flow4_check(m) | udp | LB_FLOW4_VALID;
+    __u32 set = lb_flow4_set_of(m);
+    struct lb_flow4_set *fs = bpf_map_lookup_elem(&lb_flows, &set);
+    if (!fs)
+        return -1;
+    __u64 tag;
+    if (fs->way[0].addrs == addrs && ((tag = fs->way[0].tag) & LB_FLOW4_KEY) == key) {
+    } else if (fs->way[1].addrs == addrs && ((tag = fs->way[1].tag) & LB_FLOW4_KEY) == key) {
+        /* Used again: back to way 0, so the set evicts the flow used least recently. */
+        fs->way[1] = fs->way[0];
+        fs->way[0].addrs = addrs;
+        fs->way[0].tag = tag;
+    } else {
+        return -1;
+    }
+    __u32 bid = (tag >> 48) & 0x7fff;
+    struct lb_backend *be = bpf_map_lookup_elem(&lb_backends, &bid);
+    /* family IPv4 and no flag, in one 16-bit compare (any flag sends the packet the general way) */
+    if (!be || *(__u16 *)&be->family != LB_FAMILY_V4)
+        return -1;
+    struct lb_stats *bs = bpf_map_lookup_elem(&lb_be_stats, &bid);
+    data = (void *)(long)ctx->data;
+    data_end = (void *)(long)ctx->data_end;
+    if (data + sizeof(struct ethhdr) + sizeof(struct iphdr) + 4 > data_end)
+        return -1;
+    /* The IP length covers the whole frame after the Ethernet header (no padding), so it also
+     * covers the header and the ports, which the bound above puts inside the frame. */
+    __u32 frame_len = data_end - data;
+    __u32 l3_len = bpf_ntohs(*(__u16 *)(data + sizeof(struct ethhdr) + 2));
+    if (l3_len + sizeof(struct ethhdr) != frame_len)
+        return -1;
+    if (l3_len > be->max_inner)
+        return -1;
+    count_tx(bs, frame_len);
+    __u32 entropy = lb_flow4_entropy(key);
+    return be->encap == LB_ENCAP_GUE ? tx4(ctx, be, bs, frame_len, entropy, 0, 1, 0, 0) : tx4(ctx, be, bs, frame_len, entropy, 0, 0, 0, 0);
 }
 
 static __noinline int lb6(struct xdp_md *ctx)
 {
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
-    return lb6_at(ctx, data, data_end, ETH_HLEN);
+    return lb6_at(ctx, data, data_end);
 }
 
 /* A VLAN-tagged frame (IEEE 802.1Q tag, TPID 0x8100; or an 802.1ad service tag, TPID 0x88a8 or
  * 0x8100, followed by an 802.1Q tag: QinQ, one level) carrying IPv4 or IPv6: load balanced like
  * an untagged frame, and whatever it causes to be sent (the encapsulated packet, an ICMP error)
  * leaves with the same tags right after the Ethernet addresses. The Ethernet header with its tags
- * is a constant for each path (18 or 22 bytes), so each is compiled for its size (lb4, lb6_at);
- * out of line, like lb6, so that lb_xdp's untagged IPv4 code does not change. Anything else
+ * is a constant for each path (18 or 22 bytes), so each is compiled for its size (lb4_vlan,
+ * lb6_at_vlan, lb4_qinq, lb6_at_qinq: LB_PATH above); out of line, like lb6. Anything else
  * tagged (another EtherType, a third tag) goes to the stack; a tag cut short is malformed. */
 static __noinline int lb_vlan(struct xdp_md *ctx)
 {
@@ -1120,18 +1189,18 @@ static __noinline int lb_vlan(struct xdp_md *ctx)
         return pass(LB_G_MALFORMED);
     __u16 type = *(__u16 *)(data + 16);
     if (type == bpf_htons(ETH_P_IP))
-        return lb4(ctx, data, data_end, ETH_HLEN + VLAN_HLEN);
+        return lb4_vlan(ctx, data, data_end);
     if (type == bpf_htons(ETH_P_IPV6))
-        return lb6_at(ctx, data, data_end, ETH_HLEN + VLAN_HLEN);
+        return lb6_at_vlan(ctx, data, data_end);
     if (type != bpf_htons(ETH_P_8021Q))
         return pass(LB_G_PASS);
     if (data + ETH_HLEN + 2 * VLAN_HLEN > data_end)
         return pass(LB_G_MALFORMED);
     type = *(__u16 *)(data + 20);
     if (type == bpf_htons(ETH_P_IP))
-        return lb4(ctx, data, data_end, ETH_HLEN + 2 * VLAN_HLEN);
+        return lb4_qinq(ctx, data, data_end);
     if (type == bpf_htons(ETH_P_IPV6))
-        return lb6_at(ctx, data, data_end, ETH_HLEN + 2 * VLAN_HLEN);
+        return lb6_at_qinq(ctx, data, data_end);
     return pass(LB_G_PASS);
 }
 
@@ -1152,7 +1221,7 @@ int lb_xdp(struct xdp_md *ctx)
         data_end = (void *)(long)ctx->data_end;
         if (data + sizeof(struct ethhdr) > data_end)
             return pass(LB_G_MALFORMED);
-        return lb4(ctx, data, data_end, ETH_HLEN);
+        return lb4(ctx, data, data_end);
     }
     if (h_proto == bpf_htons(ETH_P_IPV6))
         return lb6(ctx);
@@ -1162,3 +1231,4 @@ int lb_xdp(struct xdp_md *ctx)
 }
 
 char _license[] SEC("license") = "Dual MIT/GPL";
+#endif /* LB_T == 0 */
