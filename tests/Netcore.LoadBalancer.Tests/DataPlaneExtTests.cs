@@ -12,10 +12,10 @@ namespace Netcore.LoadBalancer.Tests;
 /// </summary>
 public partial class DataPlaneTests
 {
-    private const byte HopByHop = 0, Routing = 43, Fragment = 44, Esp = 50, Ah = 51, NoNextHeader = 59, DestOpts = 60;
+    internal const byte HopByHop = 0, Routing = 43, Fragment = 44, Esp = 50, Ah = 51, NoNextHeader = 59, DestOpts = 60;
 
     /// <summary>Hop-by-Hop or Destination Options (RFC 8200 4.3, 4.6) of <paramref name="units"/> + 1 8-octet units: a PadN option fills it.</summary>
-    private static byte[] Opts(byte next, int units = 0)
+    internal static byte[] Opts(byte next, int units = 0)
     {
         var h = new byte[(units + 1) * 8];
         h[0] = next;
@@ -26,7 +26,7 @@ public partial class DataPlaneTests
     }
 
     /// <summary>A Routing header (RFC 8200 4.4) of type 4 (segment routing, RFC 8754) with one segment: 24 bytes.</summary>
-    private static byte[] Rh(byte next, byte segmentsLeft)
+    internal static byte[] Rh(byte next, byte segmentsLeft)
     {
         var h = new byte[24];
         h[0] = next;
@@ -38,7 +38,7 @@ public partial class DataPlaneTests
     }
 
     /// <summary>An Authentication Header (RFC 4302 2) with a 12-byte ICV: 24 bytes, Payload Length (24 / 4) - 2 = 4.</summary>
-    private static byte[] AhHeader(byte next)
+    internal static byte[] AhHeader(byte next)
     {
         var h = new byte[24];
         h[0] = next;
@@ -51,7 +51,7 @@ public partial class DataPlaneTests
     }
 
     /// <summary>A Fragment header (RFC 8200 4.5): offset 0, M set.</summary>
-    private static byte[] Frag(byte next) => [next, 0, 0x00, 0x01, 0, 0, 0, 42];
+    internal static byte[] Frag(byte next) => [next, 0, 0x00, 0x01, 0, 0, 0, 42];
 
     private const string ExtSrc = "2001:db8:f::41";
 

@@ -18,7 +18,8 @@
  * header; they hold the extension fields the flags announce, then private data, whose meaning is
  * up to the two ends. lb.c sets no flag, so its private data starts right after the header: one
  * word, the second hop's IPv4 address in network order, 0 = none). Only an inner TCP segment is
- * chained, IPv4 or IPv6 (lb.c names a second hop for IPv4 and IPv6 clients of IPv4 backends).
+ * chained, IPv4 or IPv6 (lb.c names a second hop for IPv4 and IPv6 clients of IPv4 backends;
+ * IPv6 also behind the extension headers lb.c walks: tcp_offset6).
  * The first hop keeps the packet if it belongs to a connection it knows
  * (a socket in its established / SYN-received / time-wait tables, or the final ACK of a SYN-cookie
  * handshake it answered) or opens one (a SYN); otherwise the connection must be the second
@@ -138,19 +139,57 @@ static __always_inline int belongs_elsewhere4(struct xdp_md *ctx, struct iphdr *
     return tcp_elsewhere(ctx, &tuple, sizeof(tuple.ipv4), iph, sizeof(*iph), th);
 }
 
-/* The inner packet at `ip6h` is IPv6 (as the GUE header announced): chained only if its Next
- * Header is TCP itself. RFC 8200 4: extension headers sit between the IPv6 header and the upper
- * layer; they are not walked here, so a packet with any (a Fragment header, 4.5, included: a
- * non-first fragment has no ports, and even a first one may carry them only in a later fragment)
- * stays with the first hop, which decapsulates it as before. */
+/* IPv6 extension headers (RFC 8200 4) lb.c walks to reach TCP (its walk6, the same rules): Hop-by-
+ * Hop Options (4.3) only first (4.1), Destination Options (4.6), Routing (4.4) with Segments Left
+ * 0, the Authentication Header (RFC 4302 2.2: Payload Length in 4-octet units minus 2); at most
+ * DECAP_EXTHDR_MAX of them (RFC 8200 4.1's order has no more such headers). */
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_AUTH 51
+#define NEXTHDR_DEST 60
+#define DECAP_EXTHDR_MAX 5
+
+/* The offset of the TCP header from the IPv6 header at `ip6h`, through the extension headers
+ * above, or 0 when the upper layer is not TCP behind them: any other header (a Fragment header,
+ * 4.5, included: a non-first fragment has no ports, and even a first one may carry them only in a
+ * later fragment; ESP, RFC 4303: the ports are encrypted), a Routing header with segments left
+ * (this host is not the final destination), one cut short or too many. */
+static __always_inline __u32 tcp_offset6(struct ipv6hdr *ip6h, void *data_end)
+{
+    __u32 nh = ip6h->nexthdr, off = sizeof(*ip6h);
+#pragma unroll
+    for (int i = 0; i < DECAP_EXTHDR_MAX; i++) {
+        if (nh == IPPROTO_TCP)
+            return off;
+        if (nh != NEXTHDR_DEST && nh != NEXTHDR_ROUTING && nh != NEXTHDR_AUTH && (nh != NEXTHDR_HOP || i != 0))
+            return 0;
+        __u8 *h = (void *)ip6h + off;
+        if ((void *)(h + 8) > data_end)
+            return 0;
+        if (nh == NEXTHDR_ROUTING && h[3] != 0)
+            return 0;
+        off += nh == NEXTHDR_AUTH ? (h[1] + 2) * 4 : (h[1] + 1) * 8;
+        nh = h[0];
+    }
+    /* At most 40 + 5 x 2048: the mask keeps the value and gives the verifier one bound. */
+    return nh == IPPROTO_TCP ? off & 0x3fff : 0;
+}
+
+/* The inner packet at `ip6h` is IPv6 (as the GUE header announced): chained only if it is a TCP
+ * segment, directly behind the IPv6 header or behind extension headers lb.c walks (tcp_offset6):
+ * lb.c hashed and chained it on the ports behind them. Anything else stays with the first hop,
+ * which decapsulates it as before. */
 static __always_inline int belongs_elsewhere6(struct xdp_md *ctx, struct ipv6hdr *ip6h, void *data_end)
 {
     if ((void *)(ip6h + 1) > data_end)
         return 0;
-    /* RFC 8200 3: version 6; 4: Next Header names the upper layer only without extension headers. */
-    if (ip6h->version != 6 || ip6h->nexthdr != IPPROTO_TCP)
+    /* RFC 8200 3: version 6. */
+    if (ip6h->version != 6)
         return 0;
-    struct tcphdr *th = (void *)(ip6h + 1);
+    __u32 off = tcp_offset6(ip6h, data_end);
+    if (!off)
+        return 0;
+    struct tcphdr *th = (void *)ip6h + off;
     if ((void *)(th + 1) > data_end)
         return 0;
     struct bpf_sock_tuple tuple = {};

@@ -352,30 +352,65 @@ public sealed class DecapTests : IDisposable
     }
 
     [LinuxFact(Root = true, Bpf = true)]
-    public void SecondHop_Ipv6NewConnectionsExtensionHeadersAndUnchainedTraffic_StayHere()
+    public void SecondHop_Ipv6NewConnectionsFragmentsAndUnchainedTraffic_StayHere()
     {
         BpfProgram p = Load(local4: Backend4);
         using TestNetns ns = NewHost();
         // Each an ACK of no connection but for the SYN (a program that did not honour the rule
         // would send them on): the extension headers' first 8 bytes, read as TCP, say ACK.
-        byte[] destOptions = [Packets.Tcp, 0, 1, 4, 0, 0, 0, 0];      // RFC 8200 4.6: Hdr Ext Len 0, PadN of 4
         byte[] firstFragment = [Packets.Tcp, 0, 0x00, 0x01, 0, 0, 0x12, 0x34]; // RFC 8200 4.5: offset 0, M = 1
-        byte[] hopByHop = [Packets.Tcp, 0, 1, 4, 0, 0, 0, 0];          // RFC 8200 4.3
+        const byte dest = DataPlaneTests.DestOpts, hop = DataPlaneTests.HopByHop;
         var kept = new List<byte[]>
         {
             TcpFrame6(40050, Syn),                                     // a SYN opens a connection here (first hop)
-            TcpFrame6(40051, Ack, extensionType: 60, extension: destOptions),
+            TcpFrame6(40051, Syn, extensionType: hop, extension: DataPlaneTests.Opts(Packets.Tcp)),  // behind Hop-by-Hop too
             TcpFrame6(40052, Ack, extensionType: 44, extension: firstFragment),
-            TcpFrame6(40053, Ack, extensionType: 0, extension: hopByHop),
+            TcpFrame6(40053, Ack, extensionType: hop, extension: [.. DataPlaneTests.Opts(44), .. firstFragment]),
+            // RFC 8200 4.4: segments left, this host is not the final destination.
+            TcpFrame6(40056, Ack, extensionType: DataPlaneTests.Routing, extension: DataPlaneTests.Rh(Packets.Tcp, 1)),
+            // RFC 8200 4.1: Hop-by-Hop only first.
+            TcpFrame6(40057, Ack, extensionType: dest, extension: [.. DataPlaneTests.Opts(hop), .. DataPlaneTests.Opts(Packets.Tcp)]),
+            // Six walkable headers, one more than lb.c and decap.c walk.
+            TcpFrame6(40058, Ack, extensionType: dest, extension: [.. DataPlaneTests.Opts(dest), .. DataPlaneTests.Opts(dest), .. DataPlaneTests.Opts(dest), .. DataPlaneTests.Opts(dest), .. DataPlaneTests.Opts(dest), .. DataPlaneTests.Opts(Packets.Tcp)]),
             Packets.Eth(Packets.EthIPv6, Packets.Ipv6(Client6.ToString(), Vip6.ToString(), Packets.Udp, Packets.UdpDgram(40054, 53, 30))), // UDP is not chained
         };
         byte[] ack = TcpFrame6(40055, Ack);
         AssertKept(ns, p, kept, ack);
-        Assert.Equal(7ul, Counter(LabXdp.DecapCounter.Gue));
+        Assert.Equal(10ul, Counter(LabXdp.DecapCounter.Gue));
         Assert.Equal(0ul, Counter(LabXdp.DecapCounter.Forwarded));
         // The same ACK with a usable second hop is sent on (the cases above were kept for their
         // own reason, not for want of a second hop).
         AssertSentOn(ns, p, ack);
+    }
+
+    [LinuxFact(Root = true, Bpf = true)]
+    public void SecondHop_Ipv6BehindExtensionHeaders_IsLookedUpByTheTcpPortsBehindThem()
+    {
+        // lb.c walks Hop-by-Hop, Destination Options, Routing (no segments left) and AH to the
+        // ports and chains such a segment; decap.c walks the same headers to look it up.
+        BpfProgram p = Load(local4: Backend4);
+        using TestNetns ns = NewHost();
+        const byte dest = DataPlaneTests.DestOpts, hop = DataPlaneTests.HopByHop;
+        byte[][] chains =
+        [
+            DataPlaneTests.Opts(Packets.Tcp),
+            [.. DataPlaneTests.Opts(dest), .. DataPlaneTests.Opts(Packets.Tcp, 1)],
+            [.. DataPlaneTests.Opts(dest), .. DataPlaneTests.Opts(DataPlaneTests.Routing), .. DataPlaneTests.Rh(DataPlaneTests.Ah, 0), .. DataPlaneTests.AhHeader(dest), .. DataPlaneTests.Opts(Packets.Tcp)],
+        ];
+        // No connection here: sent on.
+        for (int i = 0; i < chains.Length; i++)
+            AssertSentOn(ns, p, TcpFrame6((ushort)(40070 + i), Ack, extensionType: hop, extension: chains[i]));
+        AssertSentOn(ns, p, TcpFrame6(40073, Ack, extensionType: DataPlaneTests.Ah, extension: DataPlaneTests.AhHeader(Packets.Tcp)));
+        Assert.Equal(4ul, Counter(LabXdp.DecapCounter.Forwarded));
+        // A connection of this host: kept, whatever headers its segments carry.
+        using Socket listener = Listen(ns, v6: true);
+        using Socket client = Connect(ns, 40080, v6: true);
+        using Socket accepted = listener.Accept();
+        foreach (byte[] chain in chains)
+            AssertStays(ns, p, TcpFrame6(40080, Ack, extensionType: hop, extension: chain));
+        AssertStays(ns, p, TcpFrame6(40080, Ack, extensionType: DataPlaneTests.Ah, extension: DataPlaneTests.AhHeader(Packets.Tcp)));
+        Assert.Equal(4ul, Counter(LabXdp.DecapCounter.Gue));
+        Assert.Equal(4ul, Counter(LabXdp.DecapCounter.Forwarded));
     }
 
     [LinuxTheory(Root = true, Bpf = true)]
