@@ -191,6 +191,26 @@ public partial class DataPlaneTests
         Assert.Equal(1UL, lb.BackendStats(BeId(3)).drops);
     }
 
+    [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
+    [InlineData((byte)0x10)]
+    [InlineData((byte)0x02)]
+    public void Ipv6ExtensionHeaders_DaisyChain_TheSecondHopRidesAlong_UnlessTheSegmentOpensTheConnection(byte flags)
+    {
+        // Service 6 (IPv6 VIP, GUE to an IPv4 backend) with a second hop: the TCP flags are read
+        // behind the extension headers, so an ACK carries the second hop and a SYN does not.
+        using var lb = Setup();
+        lb.SetBackend(31, ChainSecond, 6);
+        lb.SwapRing(6, BeId(6) | (31u << 16));
+        var (frame, plain) = WithExt("2001:db8::20", HopByHop, [.. Opts(DestOpts), .. Opts(Ah), .. AhHeader(Tcp)], Tcp, TcpSeg(50120, 80, flags: flags, payload: flags == 0x02 ? 0 : 50));
+        var (action, output) = lb.Run(frame);
+        Assert.Equal(Tx, action);
+        bool opens = flags == 0x02;
+        byte[] expected = LbModel.Encapsulate(frame, Be4, Encapsulation.Gue, 6080, GatewayMac, Src4, Src6, Seed, secondHop: opens ? null : ChainSecond);
+        BinaryPrimitives.WriteUInt16BigEndian(expected.AsSpan(14 + 20), (ushort)(0xC000 | (LbModel.FlowHash(plain, Seed) & 0x3FFF)));
+        Assert.Equal(LbBpf.Hex(expected), LbBpf.Hex(output));
+        Assert.Equal(opens ? BeId(6) : null, lb.RememberedBackend(plain));
+    }
+
     /// <summary>IPv6 frames with extension headers that lb.c passes to the stack (PassCases).</summary>
     private static byte[] ExtPassFrame(string name)
     {

@@ -177,6 +177,53 @@ public partial class DataPlaneTests
     }
 
     [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void Property_MutatedTaggedAndExtensionHeaderFrames_PassUnchanged_OrCarryTheInnerPacketWholeWithTheTags()
+    {
+        // Mutations (flipped bytes, truncations, appended bytes) of tagged frames and of IPv6
+        // frames with extension headers: a passed frame leaves unchanged; a transmitted one (no
+        // ICMP: these are shorter than a quote) leaves with the gateway's and this node's MACs,
+        // the input's tags, and the inner IP packet whole at its end.
+        using var lb = Setup();
+        var valid = new[]
+        {
+            Tagged(Case("v4-udp-gue").Frame, Vlan100),
+            Tagged(Case("v6-tcp-ipip").Frame, QinQ),
+            ExtCase("five-headers-v4-gue").Frame,
+            Tagged(ExtCase("ah-udp-gue").Frame, QinQ8100),
+        };
+        var gen = FsCheck.Fluent.Gen.OneOf(valid.Select(Properties.Mutations));
+        int sent = 0;
+        Properties.Check(gen, frame =>
+        {
+            if (frame.Length < 14)
+                return;   // BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header
+            var (action, output) = lb.Run(frame);
+            Assert.True(action is Drop or Pass or Tx, $"action {action}");
+            if (action == Pass)
+                Assert.Equal(LbBpf.Hex(frame), LbBpf.Hex(output));
+            if (action != Tx)
+                return;
+            sent++;
+            // The Ethernet header length lb_vlan saw: 802.1Q or 802.1ad, then optionally 802.1Q.
+            int l2 = 14;
+            ushort type = BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(12));
+            if (type is Tpid8021Q or Tpid8021AD)
+            {
+                l2 = 18;
+                if (BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(16)) == Tpid8021Q)
+                    l2 = 22;
+            }
+            bool v6 = BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(l2 - 2)) == EthIPv6;
+            int l3 = v6 ? 40 + BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(l2 + 4)) : BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(l2 + 2));
+            Assert.Equal(LbBpf.Hex(GatewayMac), LbBpf.Hex(output.AsSpan(0, 6)));
+            Assert.Equal(LbBpf.Hex(frame.AsSpan(0, 6)), LbBpf.Hex(output.AsSpan(6, 6)));
+            Assert.Equal(LbBpf.Hex(frame.AsSpan(12, l2 - 14)), LbBpf.Hex(output.AsSpan(12, l2 - 14)));
+            Assert.Equal(LbBpf.Hex(frame.AsSpan(l2, l3)), LbBpf.Hex(output.AsSpan(output.Length - l3)));
+        }, maxTest: 200, seed: 0x564C414E45UL);
+        Assert.True(sent >= 20, $"only {sent} of 200 mutated frames were transmitted");
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
     public void TaggedMatchedButTruncatedPayload_IsDropped()
     {
         // The IP length runs past the frame (counted after the tags): dropped on the backend.
