@@ -577,7 +577,6 @@ static __always_inline int walk6(void *ip6, void *data_end, __u32 *proto, __u32 
     return nh == NEXTHDR_HOP || nh == NEXTHDR_DEST || nh == NEXTHDR_ROUTING || nh == NEXTHDR_AUTH ? LB_G_EXTHDR : LB_G_PASS;
 }
 
-
 /* The paths that depend on the frame's Ethernet header length (14 bytes, or 18 / 22 with VLAN
  * tags): written once below, in terms of LB_L2 (that length, a constant) and LB_T (the tag bytes,
  * 0, 4 or 8), and compiled three times: here untagged under their own names, then, by lb.c
@@ -590,6 +589,8 @@ static __always_inline int walk6(void *ip6, void *data_end, __u32 *proto, __u32 
 #define LB_T 0
 #endif /* !LB_PATH */
 
+/* Reads what the outer headers take from the frame (struct inner): its MACs (and tags) and the
+ * inner IP header's TOS / traffic class and length; -1 when that header is not in the frame. */
 static __always_inline int LB_PATH(read_inner)(void *data, void *data_end, struct lb_backend *be, const int inner_v6, struct inner *in)
 {
     void *ip = data + LB_L2;
@@ -1086,6 +1087,8 @@ static __always_inline int LB_PATH(lb6_at)(struct xdp_md *ctx, void *data, void 
 }
 
 #if LB_T == 0
+/* The tagged instances of the paths above (lb.c again, its first part skipped), then what only
+ * exists once: fast4, the entry points and the dispatch. */
 #undef LB_PATH
 #undef LB_L2
 #undef LB_T
