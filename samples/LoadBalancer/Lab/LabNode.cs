@@ -192,6 +192,10 @@ internal sealed class LabNode : IAsyncDisposable
     public Task DrainBackendAsync(string service, IPAddress backend, CancellationToken ct) =>
         SendAsync(HttpMethod.Post, $"api/v1/services/{service}/backends/{backend}/drain", null, ct);
 
+    /// <summary>PUT /api/v1/node: drains the node (its VIPs withdrawn) or puts it back.</summary>
+    public Task SetDrainedAsync(bool drained, CancellationToken ct) =>
+        SendAsync(HttpMethod.Put, "api/v1/node", new JsonObject { ["drained"] = drained }, ct);
+
     /// <summary>GET /api/v1/state as JSON.</summary>
     public async Task<JsonNode?> StateAsync(CancellationToken ct) =>
         JsonNode.Parse(await _http.GetStringAsync(new Uri("api/v1/state", UriKind.Relative), ct).ConfigureAwait(false));

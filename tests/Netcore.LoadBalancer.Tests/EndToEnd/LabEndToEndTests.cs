@@ -109,8 +109,8 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
         });
 
     [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
-    public Task LongLivedConnections_SurviveANodeDying_AndADaemonRestart() =>
-        WithLabAsync([100, 100, 100], 100, async (lab, ct) =>
+    public Task LongLivedConnections_SurviveANodeDying_ADaemonRestart_AndADrain() =>
+        WithLabAsync([100, 100, 100], 120, async (lab, ct) =>
         {
             ulong[] before = [await ServicePacketsAsync(lab.Nodes[0], ct), await ServicePacketsAsync(lab.Nodes[1], ct)];
             using var conns = await OpenAsync(lab, 24, ct);
@@ -134,6 +134,17 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
             await lab.WaitForVipFromAsync([1], TimeSpan.FromSeconds(20), ct);
             Assert.Equal(names, await RequestAllAsync(conns, ct));
             await lab.Nodes[1].StartAsync(ct);
+            await lab.WaitForVipFromAsync([1, 2], Converge, ct);
+            Assert.Equal(names, await RequestAllAsync(conns, ct));
+
+            // An operator drains lb1 (PUT /api/v1/node): the router drops it from the ECMP group and its
+            // flows move to lb2, on the same connections; put back, it carries flows again.
+            await lab.Nodes[0].SetDrainedAsync(true, ct);
+            await lab.WaitForVipFromAsync([2], TimeSpan.FromSeconds(20), ct);
+            ulong lb1Before = await ServicePacketsAsync(lab.Nodes[0], ct);
+            Assert.Equal(names, await RequestAllAsync(conns, ct));
+            Assert.Equal(lb1Before, await ServicePacketsAsync(lab.Nodes[0], ct)); // nothing went through the drained node
+            await lab.Nodes[0].SetDrainedAsync(false, ct);
             await lab.WaitForVipFromAsync([1, 2], Converge, ct);
             Assert.Equal(names, await RequestAllAsync(conns, ct));
             Assert.Equal(0, (await lab.SendRequestsAsync(40, ct)).Failed);
