@@ -589,6 +589,17 @@ static __always_inline int walk6(void *ip6, void *data_end, __u32 *proto, __u32 
 #define LB_T 0
 #endif /* !LB_PATH */
 
+/* What tx4 and tx6 give push_head for the tags, and how they finish, in this instance. */
+#undef PATH_TAGS
+#undef PATH_DONE
+#if LB_T
+#define PATH_TAGS(in) ((in).tags)
+#define PATH_DONE(overhead) DONE_TAGGED(overhead)
+#else
+#define PATH_TAGS(in) 0
+#define PATH_DONE(overhead) DONE(overhead)
+#endif
+
 /* Reads what the outer headers take from the frame (struct inner): its MACs (and tags) and the
  * inner IP header's TOS / traffic class and length; -1 when that header is not in the frame. */
 static __always_inline int LB_PATH(read_inner)(void *data, void *data_end, struct lb_backend *be, const int inner_v6, struct inner *in)
@@ -682,11 +693,7 @@ static __always_inline int LB_PATH(tx4)(struct xdp_md *ctx, struct lb_backend *b
     __u32 daddr_hi = *(__u16 *)&be->addr[2];                                                 /* 32-33 */
     __u64 udp = udp_word(be, entropy, in.l3_len + chain);
 
-#if LB_T
-    data = LB_PATH(push_head)(ctx, overhead, e0, e1, i0, in.tags);
-#else
-    data = LB_PATH(push_head)(ctx, overhead, e0, e1, i0, 0);
-#endif
+    data = LB_PATH(push_head)(ctx, overhead, e0, e1, i0, PATH_TAGS(in));
     if (!data)
         return encap_error(bs, frame_len);
     *(__u64 *)(data + (LB_T + 24)) = i1;
@@ -695,11 +702,7 @@ static __always_inline int LB_PATH(tx4)(struct xdp_md *ctx, struct lb_backend *b
         put_udp_gue_chain(data + (LB_T + 34), udp, inner_proto, second);
     else if (gue)
         put_udp_gue(data + (LB_T + 34), udp, inner_proto);
-#if LB_T
-    DONE_TAGGED(overhead);
-#else
-    DONE(overhead);
-#endif
+    PATH_DONE(overhead);
 }
 
 /* Outer IPv6 toward an IPv6 backend (RFC 2473, or UDP + GUE); the source is lb_config.src_v6. */
@@ -728,11 +731,7 @@ static __always_inline int LB_PATH(tx6)(struct xdp_md *ctx, struct lb_backend *b
     __u64 i0 = (vtf >> 16) | ((__u64)plen << 16) | (*(__u64 *)cfg->src_v6 << 48);
     __u64 udp = udp_word(be, entropy, in.l3_len);
 
-#if LB_T
-    data = LB_PATH(push_head)(ctx, overhead, e0, e1, i0, in.tags);
-#else
-    data = LB_PATH(push_head)(ctx, overhead, e0, e1, i0, 0);
-#endif
+    data = LB_PATH(push_head)(ctx, overhead, e0, e1, i0, PATH_TAGS(in));
     if (!data)
         return encap_error(bs, frame_len);
     *(__u64 *)(data + (LB_T + 22)) = *(__u64 *)cfg->src_v6;
@@ -741,11 +740,7 @@ static __always_inline int LB_PATH(tx6)(struct xdp_md *ctx, struct lb_backend *b
     *(__u64 *)(data + (LB_T + 46)) = *(__u64 *)&be->addr[8];
     if (gue)
         put_udp_gue(data + (LB_T + 54), udp, inner_proto);
-#if LB_T
-    DONE_TAGGED(overhead);
-#else
-    DONE(overhead);
-#endif
+    PATH_DONE(overhead);
 }
 
 /* A matched packet whose encapsulation would exceed the MTU (it is dropped and counted as an
