@@ -132,17 +132,8 @@ public partial class DataPlaneTests
 
     [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
     [MemberData(nameof(TaggedPassCases))]
-    public void TaggedNotOurs_IsPassedUnchanged_AndCountedWithItsReason(string name, int counter)
-    {
-        using var lb = Setup();
-        byte[] frame = TaggedPassFrame(name);
-        var (action, output) = lb.Run(frame);
-        Assert.Equal(Pass, action);
-        Assert.Equal(LbBpf.Hex(frame), LbBpf.Hex(output));
-        Assert.Equal(1UL, lb.Global((LbGlobalCounter)counter));
-        foreach (var s in Services)
-            Assert.Equal(0UL, lb.ServiceStats(s.Id).packets + lb.ServiceStats(s.Id).drops);
-    }
+    public void TaggedNotOurs_IsPassedUnchanged_AndCountedWithItsReason(string name, int counter) =>
+        AssertPassedAndCounted(TaggedPassFrame(name), counter);
 
     [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
     [InlineData(1, 1480, "vlan")]   // IPv4 TCP, IPIP
