@@ -311,19 +311,79 @@ public sealed class ControlPlaneTests : IDisposable
     }
 
     [Fact]
-    public void WithSecondHops_Property_SecondIsThePreviousFirstOrSecond_AllowedAndNeverTheFirst()
+    public void SecondHops_OnlyPairBackendsOfOneAddressFamily_Ipv6PairsIncluded()
+    {
+        // Two IPv4 and two IPv6 backends; 2001:db8::1 reweighted takes slots from all three others.
+        // A moved slot names its previous backend only if both are of one family (its address rides
+        // in the GUE header of the first hop's outer family: lb.h LB_GUE_CHAIN_LEN / LB_GUE_CHAIN6_LEN).
+        var (ctl, dp, store) = Open();
+        using var _s = store;
+        using var _c = ctl;
+        ctl.PutService(Web());
+        var family = new Dictionary<uint, AddressFamily>();
+        foreach (string a in new[] { "10.0.0.1", "10.0.0.2", "2001:db8::1", "2001:db8::2" })
+        {
+            var ip = IPAddress.Parse(a);
+            family[ctl.PutBackend("web", ip, 100).View.Id] = ip.AddressFamily;
+        }
+        uint[] r1 = dp.Rings[0];
+        ctl.PutBackend("web", IPAddress.Parse("2001:db8::1"), 300);
+        uint[] r2 = dp.Rings[0];
+        int v6Pairs = 0, v4Pairs = 0, mixed = 0;
+        for (int i = 0; i < r2.Length; i++)
+        {
+            uint f1 = LbMaps.RingFirst(r1[i]), f2 = LbMaps.RingFirst(r2[i]), second = LbMaps.RingSecond(r2[i]);
+            if (second != 0)
+                Assert.Equal(family[f2], family[second]);   // never a mixed pair
+            if (f1 == f2)
+                continue;
+            if (family[f1] != family[f2])
+            {
+                mixed++;
+                Assert.Equal(0u, second);
+            }
+            else
+            {
+                Assert.Equal(f1, second);
+                if (family[f2] == AddressFamily.InterNetworkV6)
+                    v6Pairs++;
+                else
+                    v4Pairs++;
+            }
+        }
+        Assert.True(v6Pairs > 1000, $"IPv6 -> IPv6 moves: {v6Pairs}");   // IPv6 pairs get second hops now
+        Assert.True(mixed > 1000, $"mixed moves: {mixed}");
+        // (Maglev also moves a few slots between the other backends: IPv4 pairs, checked above too.)
+        Assert.InRange(v4Pairs, 0, Size / 100);
+
+        // The IPv6 second hops follow the same rules: down, none; drained, kept.
+        // (The IPv6 slots moved from 2001:db8::2 to 2001:db8::1: 2001:db8::2 is their second hop.)
+        uint v6Second = ctl.GetService("web").Backends.Single(b => b.Address == "2001:db8::2").Id;
+        Assert.Contains(dp.Rings[0], v => LbMaps.RingSecond(v) == v6Second);
+        ctl.Drain("web", IPAddress.Parse("2001:db8::2"));
+        Assert.Contains(dp.Rings[0], v => LbMaps.RingSecond(v) == v6Second);
+        ctl.SetHealth("web", IPAddress.Parse("2001:db8::2"), up: false);
+        Assert.DoesNotContain(v6Second, dp.Rings[0].Select(LbMaps.RingSecond));
+    }
+
+    [Fact]
+    public void WithSecondHops_Property_SecondIsThePreviousFirstOrSecond_AllowedOfTheFirstsFamilyAndNeverTheFirst()
     {
         var slots = Gen.ArrayOf(Gen.Choose(0, 6), 64);
         var gen = from a in slots from b in slots select (a, b);
+        // Backends 1..3 are IPv4, 4..6 IPv6; 5 and 6 are not allowed (down / removed).
+        static bool V6(uint id) => id >= 4;
+        static bool CanBeSecond(uint first, uint second) => second < 5 && V6(first) == V6(second);
+        int v6Kept = 0;
         Properties.Check(gen, pair =>
         {
-            // 0 stands for an empty slot; backends 1..6, of which 5 and 6 are not allowed (down / removed).
+            // 0 stands for an empty slot.
             uint Id(int x) => x == 0 ? LbMaps.NoBackend : (uint)x;
             uint[] prevFirsts = [.. pair.Item1.Select(Id)], firsts = [.. pair.Item2.Select(Id)];
-            uint[] previous = LbMaps.WithSecondHops(prevFirsts, null, _ => true);
+            uint[] previous = LbMaps.WithSecondHops(prevFirsts, null, (_, _) => true);
             Assert.All(previous, v => Assert.Equal(0u, LbMaps.RingSecond(v)));   // no history, no second hops
             previous = [.. previous.Select((v, i) => v == LbMaps.NoBackend ? v : v | ((uint)((i % 7) % 5) << 16))];
-            uint[] next = LbMaps.WithSecondHops(firsts, previous, id => id < 5);
+            uint[] next = LbMaps.WithSecondHops(firsts, previous, CanBeSecond);
             for (int i = 0; i < next.Length; i++)
             {
                 if (firsts[i] == LbMaps.NoBackend)
@@ -334,11 +394,14 @@ public sealed class ControlPlaneTests : IDisposable
                 Assert.Equal(firsts[i], LbMaps.RingFirst(next[i]));
                 uint second = LbMaps.RingSecond(next[i]), was = LbMaps.RingFirst(previous[i]);
                 uint expected = was != firsts[i] ? (was == LbMaps.NoBackend ? 0 : was) : LbMaps.RingSecond(previous[i]);
-                if (expected == firsts[i] || expected >= 5)
+                if (expected == firsts[i] || (expected != 0 && !CanBeSecond(firsts[i], expected)))
                     expected = 0;
                 Assert.Equal(expected, second);
+                if (second != 0 && V6(second))
+                    v6Kept++;
             }
         }, maxTest: 200, seed: 20261122);
+        Assert.True(v6Kept > 0);   // the property did exercise IPv6 pairs
     }
 
     [Fact]

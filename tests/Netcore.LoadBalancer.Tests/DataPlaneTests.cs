@@ -353,7 +353,7 @@ public partial class DataPlaneTests
     [InlineData(1, 1480)]   // IPv4 TCP, IPIP: 1500 - 20
     [InlineData(2, 1464)]   // IPv4 UDP, GUE: 1500 - 20 - 8 - 4, - 4 kept for a second hop (lb.h)
     [InlineData(3, 1460)]   // IPv6 TCP, IPIP: 1500 - 40
-    [InlineData(4, 1448)]   // IPv6 UDP, GUE: 1500 - 40 - 8 - 4
+    [InlineData(4, 1432)]   // IPv6 UDP, GUE: 1500 - 40 - 8 - 4, - 16 kept for an IPv6 second hop (lb.h)
     [InlineData(5, 1460)]   // IPv4 TCP to an IPv6 backend
     public void AboveMtu_DfPacket_IsAnsweredWithTooBig_ExactBytes(uint service, int maxInner)
     {
@@ -392,7 +392,7 @@ public partial class DataPlaneTests
         // checksums run over the quoted bytes in 512-byte steps, so their carries depend on them):
         // every message must be the one ExpectedTooBig builds from the RFCs.
         using var lb = Setup(icmpRate: 1_000_000);
-        var maxInner = new Dictionary<uint, int> { [1] = 1480, [2] = 1464, [3] = 1460, [4] = 1448, [5] = 1460, [6] = 1464 };
+        var maxInner = new Dictionary<uint, int> { [1] = 1480, [2] = 1464, [3] = 1460, [4] = 1432, [5] = 1460, [6] = 1464 };
         var gen =
             from service in Gen.Elements(1u, 2u, 3u, 4u, 5u, 6u)
             from extra in Gen.Choose(1, 1500)
@@ -1009,20 +1009,127 @@ public partial class DataPlaneTests
         Assert.Equal(opens ? BeId(6) : null, lb.RememberedBackend(frame));
     }
 
-    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
-    public void DaisyChain_ToAnIpv6FirstHop_NothingToCarryItIn()
+    // Daisy chaining to IPv6 backends: service 8 (TCP over GUE, its VIP of the client's family)
+    // with backends 40 (the slot's first hop) and 41 (its second hop), IPv6 unless a case says.
+    private static readonly IPAddress Chain6First = IPAddress.Parse("2001:db8:1::40"), Chain6Second = IPAddress.Parse("2001:db8:1::41");
+
+    private static LbBpf SetupChain6(bool v6Client, IPAddress? first = null, IPAddress? second = null, bool secondDown = false)
     {
-        // A GUE service whose slot names an IPv6 backend first: GUE over IPv6 carries no second hop.
-        using var lb = Setup();
-        lb.SetBackend(33, Be6, 8);
-        lb.SetBackend(34, ChainSecond, 8);
-        lb.AddService(LbServiceKey.Create(IPAddress.Parse("2001:db8::30"), 80, ProtocolType.Tcp), LbService.Create(8, 13, Encapsulation.Gue, 6080));
-        lb.SwapRing(8, 33u | (34u << 16));
-        byte[] frame = Eth(EthIPv6, Ipv6("2001:db8:f::9", "2001:db8::30", Tcp, TcpSeg(50101, 80, flags: 0x10, payload: 20)));
+        var lb = Setup();
+        try
+        {
+            lb.SetBackend(40, first ?? Chain6First, 8);
+            lb.SetBackend(41, second ?? Chain6Second, 8, down: secondDown);
+            lb.AddService(LbServiceKey.Create(IPAddress.Parse(v6Client ? "2001:db8::40" : "192.0.2.40"), 80, ProtocolType.Tcp), LbService.Create(8, 13, Encapsulation.Gue, 6080));
+            lb.SwapRing(8, 40u | (41u << 16));
+            return lb;
+        }
+        catch
+        {
+            lb.Dispose();
+            throw;
+        }
+    }
+
+    private static byte[] Chain6Frame(bool v6Client, byte flags, int payload = 100) => v6Client
+        ? Eth(EthIPv6, Ipv6("2001:db8:f::9", "2001:db8::40", Tcp, TcpSeg(50200, 80, flags: flags, payload: payload), trafficClass: 0x20, flowLabel: 0xabcde))
+        : Eth(EthIPv4, Ipv4("198.51.100.7", "192.0.2.40", Tcp, TcpSeg(41200, 80, flags: flags, payload: payload), tos: 0x28));
+
+    [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
+    [InlineData(false, (byte)0x10)]   // IPv4 client: ACK
+    [InlineData(false, (byte)0x18)]   // PSH ACK
+    [InlineData(false, (byte)0x11)]   // FIN ACK
+    [InlineData(false, (byte)0x04)]   // RST
+    [InlineData(false, (byte)0x12)]   // SYN ACK (not an opening SYN)
+    [InlineData(false, (byte)0x02)]   // the opening SYN: unchained, remembered
+    [InlineData(true, (byte)0x10)]    // IPv6 client: the same
+    [InlineData(true, (byte)0x18)]
+    [InlineData(true, (byte)0x11)]
+    [InlineData(true, (byte)0x04)]
+    [InlineData(true, (byte)0x12)]
+    [InlineData(true, (byte)0x02)]
+    public void DaisyChain_ToAnIpv6FirstHop_CarriesTheIpv6SecondHop_UnlessItOpensTheConnection(bool v6Client, byte flags)
+    {
+        using var lb = SetupChain6(v6Client);
+        byte[] frame = Chain6Frame(v6Client, flags, payload: flags == 0x02 ? 0 : 100);
+        bool opens = flags == 0x02;
+        for (int packet = 0; packet < 2; packet++)   // every packet of it: an unchained flow from memory the second time
+        {
+            var (action, output) = lb.Run(frame);
+            Assert.Equal(Tx, action);
+            byte[] expected = LbModel.Encapsulate(frame, Chain6First, Encapsulation.Gue, 6080, GatewayMac, Src4, Src6, Seed, secondHop: opens ? null : Chain6Second);
+            Assert.Equal(LbBpf.Hex(expected), LbBpf.Hex(output));
+            Assert.Equal(opens ? 40u : null, lb.RememberedBackend(frame));   // a chained flow is not remembered
+        }
+        Assert.Equal(2UL, lb.BackendStats(40).packets);
+        Assert.Equal(0UL, lb.BackendStats(41).packets);
+    }
+
+    [LinuxFact(Bpf = true, Tools = ["clang-14"])]
+    public void DaisyChain_Ipv6Gue_FieldByField()
+    {
+        // Literal checks of the chained GUE-over-IPv6 header, independent of the model.
+        using var lb = SetupChain6(v6Client: false);
+        byte[] frame = Chain6Frame(false, 0x10, payload: 10);
+        var (action, o) = lb.Run(frame);
+        Assert.Equal(Tx, action);
+        int inner = frame.Length - 14;
+        Assert.Equal(frame.Length + 68, o.Length);                                  // IPv6 40 + UDP 8 + GUE 4 + private data 16
+        Assert.Equal(0x86dd, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(12)));
+        Assert.Equal(0x62, o[14]);                                                  // version 6, traffic class 0x28 (high nibble 2)
+        Assert.Equal(inner + 28, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(18))); // payload length
+        Assert.Equal(17, o[20]);                                                    // next header UDP
+        Assert.Equal(64, o[21]);                                                    // hop limit
+        Assert.Equal(Src6.GetAddressBytes(), o[22..38]);
+        Assert.Equal(Chain6First.GetAddressBytes(), o[38..54]);                     // to the first hop
+        Assert.Equal(0xC000, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(54)) & 0xC000);
+        Assert.Equal(6080, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(56)));
+        Assert.Equal(inner + 28, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(58)));   // UDP length
+        Assert.Equal(0, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(60)));            // UDP checksum 0 (RFC 6935/6936)
+        Assert.Equal("04 04 00 00", LbBpf.Hex(o[62..66]));                           // Ver 0, C 0, Hlen 4 | IPIP | flags 0
+        Assert.Equal(Chain6Second.GetAddressBytes(), o[66..82]);                     // private data: the second hop
+        Assert.Equal(frame[14..], o[82..]);
+    }
+
+    [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
+    [InlineData(false, "down")]
+    [InlineData(true, "down")]
+    [InlineData(false, "v6-first-v4-second")]   // mixed families: no GUE header carries both
+    [InlineData(true, "v6-first-v4-second")]
+    [InlineData(false, "v4-first-v6-second")]
+    [InlineData(true, "v4-first-v6-second")]
+    public void DaisyChain_Ipv6_NoUsableSecondHop_PlainEncapsulation_AndRemembered(bool v6Client, string why)
+    {
+        IPAddress first = why == "v4-first-v6-second" ? ChainFirst : Chain6First;
+        IPAddress second = why == "v6-first-v4-second" ? ChainSecond : Chain6Second;
+        using var lb = SetupChain6(v6Client, first, second, secondDown: why == "down");
+        byte[] frame = Chain6Frame(v6Client, 0x10);
         var (action, output) = lb.Run(frame);
         Assert.Equal(Tx, action);
-        Assert.Equal(LbBpf.Hex(LbModel.Encapsulate(frame, Be6, Encapsulation.Gue, 6080, GatewayMac, Src4, Src6, Seed)), LbBpf.Hex(output));
-        Assert.Equal(33u, lb.RememberedBackend(frame));
+        Assert.Equal(LbBpf.Hex(LbModel.Encapsulate(frame, first, Encapsulation.Gue, 6080, GatewayMac, Src4, Src6, Seed)), LbBpf.Hex(output));
+        Assert.Equal(40u, lb.RememberedBackend(frame));
+    }
+
+    [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void DaisyChain_ToAnIpv6Backend_TheLargestPacketThatFits_FitsWithTheSecondHop(bool v6Client)
+    {
+        // max_inner of a GUE IPv6 backend keeps LB_GUE_CHAIN6_LEN bytes for the second hop
+        // (1500 - 40 - 8 - 4 - 16 = 1432): a chained packet of 1432 bytes leaves at exactly the
+        // MTU; one byte more gets the ICMP / ICMPv6 too-big with 1432.
+        const int maxInner = 1432;
+        int header = (v6Client ? 40 : 20) + 20;
+        using var lb = SetupChain6(v6Client);
+        byte[] fits = Chain6Frame(v6Client, 0x10, payload: maxInner - header);
+        var (action, output) = lb.Run(fits);
+        Assert.Equal(Tx, action);
+        Assert.Equal(14 + 1500, output.Length);
+        Assert.Equal(LbBpf.Hex(LbModel.Encapsulate(fits, Chain6First, Encapsulation.Gue, 6080, GatewayMac, Src4, Src6, Seed, secondHop: Chain6Second)), LbBpf.Hex(output));
+        byte[] over = Chain6Frame(v6Client, 0x10, payload: maxInner - header + 1);
+        (action, output) = lb.Run(over);
+        Assert.Equal(Tx, action);
+        Assert.Equal(LbBpf.Hex(ExpectedTooBig(over, maxInner)), LbBpf.Hex(output));
     }
 
     [LinuxFact(Bpf = true, Tools = ["clang-14"])]

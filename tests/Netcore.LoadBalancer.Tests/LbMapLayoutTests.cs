@@ -40,7 +40,7 @@ public class LbMapLayoutTests
             "LB_FLOW_SET_MUL", "LB_LAYOUT_VERSION",
             "LB_FLOW4_UDP", "LB_FLOW4_VALID", "LB_FLOW4_CHECK", "LB_FLOW4_KEY", "LB_SVC_RETIRED", "LB_SVC_STATS_ENTRIES",
             "LB_G_TOO_BIG", "LB_G_TOO_BIG_LIMITED", "LB_G_COUNT", "LB_ICMP4_QUOTE", "LB_ICMP6_QUOTE",
-            "LB_GUE_CHAIN_LEN", "LB_RING_FIRST(0x0abc0123u)", "LB_RING_SECOND(0x0abc0123u)",
+            "LB_GUE_CHAIN_LEN", "LB_GUE_CHAIN6_LEN", "LB_RING_FIRST(0x0abc0123u)", "LB_RING_SECOND(0x0abc0123u)",
         ], $"-I{HeaderDir}");
         Assert.Equal(LbMaps.MaxServices, v["LB_MAX_SERVICES"]);
         Assert.Equal(LbMaps.MaxBackends, v["LB_MAX_BACKENDS"]);
@@ -66,6 +66,7 @@ public class LbMapLayoutTests
         Assert.Equal(LbMaps.FlowSetMul, unchecked((ulong)v["LB_FLOW_SET_MUL"]));
         Assert.Equal(LbMaps.LayoutVersion, (uint)v["LB_LAYOUT_VERSION"]);
         Assert.Equal(LbMaps.GueChainLength, v["LB_GUE_CHAIN_LEN"]);
+        Assert.Equal(LbMaps.GueChain6Length, v["LB_GUE_CHAIN6_LEN"]);
         Assert.Equal(LbMaps.RingFirst(0x0abc0123u), (uint)v["LB_RING_FIRST(0x0abc0123u)"]);
         Assert.Equal(LbMaps.RingSecond(0x0abc0123u), (uint)v["LB_RING_SECOND(0x0abc0123u)"]);
         Assert.Equal(LbMaps.Flow4Udp, unchecked((ulong)v["LB_FLOW4_UDP"]));
@@ -169,7 +170,7 @@ public class LbMapLayoutTests
         // 1500 - 20 - 8 - 4, and 4 bytes kept for a second hop (lb.h LB_GUE_CHAIN_LEN)
         Assert.Equal(1464, LbBackend.Create(IPAddress.Parse("10.0.0.7"), 3).WithConfig(cfg).WithService(gue).WithTemplate().max_inner);
         var v6 = LbBackend.Create(IPAddress.Parse("2001:db8::8"), 3).WithConfig(cfg).WithService(gue).WithTemplate();
-        Assert.Equal(1448, v6.max_inner);                                   // 1500 - 40 - 8 - 4
+        Assert.Equal(1432, v6.max_inner);                                   // 1500 - 40 - 8 - 4, and 16 kept for an IPv6 second hop (LB_GUE_CHAIN6_LEN)
         Assert.Equal(0UL, v6.ip_tail);
         var tiny = LbConfig.Create([1, 2, 3, 4, 5, 6], null, null, 30, 7);
         Assert.Equal(0, LbBackend.Create(IPAddress.Parse("2001:db8::8"), 3).WithConfig(tiny).WithTemplate().max_inner); // nothing fits

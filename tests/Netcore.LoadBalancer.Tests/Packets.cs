@@ -153,11 +153,13 @@ internal static class LbModel
 
     /// <summary>
     /// The frame lb.c must transmit for <paramref name="frame"/> sent to <paramref name="backend"/>;
-    /// with <paramref name="secondHop"/> (GUE only, an IPv4 backend) the GUE header carries it as 4
-    /// bytes of private data (Hlen 1), the daisy chain of README.md.
+    /// with <paramref name="secondHop"/> (GUE only, of the backend's family) the GUE header carries it
+    /// as private data, the daisy chain of README.md: an IPv4 address in 4 bytes (Hlen 1), an IPv6
+    /// one in 16 (Hlen 4). <paramref name="udpChecksum"/>: the outer UDP checksum computed (RFC 768;
+    /// over IPv6 with the RFC 8200 8.1 pseudo-header) instead of 0, which lb.c never sends.
     /// </summary>
     public static byte[] Encapsulate(byte[] frame, IPAddress backend, Encapsulation encap, ushort guePort,
-        byte[] gatewayMac, IPAddress sourceV4, IPAddress sourceV6, uint seed, IPAddress? secondHop = null)
+        byte[] gatewayMac, IPAddress sourceV4, IPAddress sourceV6, uint seed, IPAddress? secondHop = null, bool udpChecksum = false)
     {
         bool innerV6 = BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(12)) == Packets.EthIPv6;
         // Flow entropy of the outer headers (bpf/lb.h): an IPv6 flow's hash; an IPv4 flow's 15
@@ -173,17 +175,15 @@ internal static class LbModel
         var tail = new List<byte>();
         if (gue)
         {
-            var udp = new byte[secondHop is null ? 12 : 16];
+            byte[] hop = secondHop?.GetAddressBytes() ?? [];
+            var udp = new byte[12 + hop.Length];
             BinaryPrimitives.WriteUInt16BigEndian(udp, (ushort)(0xC000 | (hash & 0x3FFF)));
             BinaryPrimitives.WriteUInt16BigEndian(udp.AsSpan(2), guePort);
             BinaryPrimitives.WriteUInt16BigEndian(udp.AsSpan(4), (ushort)(udp.Length + l3Len));
             // checksum 0; GUE variant 0: Ver 0, C 0, Hlen (words of private data), proto, flags 0x0000
             udp[9] = innerProto;
-            if (secondHop is not null)
-            {
-                udp[8] = 1;
-                secondHop.GetAddressBytes().CopyTo(udp, 12);
-            }
+            udp[8] = (byte)(hop.Length / 4);
+            hop.CopyTo(udp, 12);
             tail.AddRange(udp);
         }
         tail.AddRange(inner);
@@ -212,6 +212,17 @@ internal static class LbModel
             ip[7] = 64;
             sourceV6.GetAddressBytes().CopyTo(ip, 8);
             backend.GetAddressBytes().CopyTo(ip, 24);
+        }
+        if (gue && udpChecksum)
+        {
+            byte[] seg = [.. tail];
+            byte[] from = (outerV6 ? sourceV6 : sourceV4).GetAddressBytes(), to = backend.GetAddressBytes();
+            byte[] pseudo = outerV6
+                ? [.. from, .. to, 0, 0, (byte)(seg.Length >> 8), (byte)seg.Length, 0, 0, 0, Packets.Udp, .. seg]
+                : [.. from, .. to, 0, Packets.Udp, (byte)(seg.Length >> 8), (byte)seg.Length, .. seg];
+            ushort c = Packets.Checksum(pseudo);
+            BinaryPrimitives.WriteUInt16BigEndian(seg.AsSpan(6), c == 0 ? (ushort)0xffff : c);
+            tail = [.. seg];
         }
         bool zeroGw = gatewayMac.All(b => b == 0);
         byte[] dst = zeroGw ? frame[6..12] : gatewayMac;

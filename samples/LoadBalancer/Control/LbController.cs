@@ -375,11 +375,12 @@ internal sealed partial class LbController : IDisposable
         if (svc.Spec.Encap == Encapsulation.Gue)
         {
             // Daisy chaining (lb.h): a moved slot names its previous backend as second hop, while
-            // that backend is still this service's, IPv4 (the GUE private data holds an IPv4
-            // address) and not down; a drained one qualifies (its connections continue).
-            var second = list.Where(b => b.Health != BackendHealth.Down && b.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork)
-                .Select(b => b.Id).ToHashSet();
-            ring = LbMaps.WithSecondHops(ring, svc.Ring, second.Contains);
+            // that backend is still this service's, not down, and of the slot's backend's address
+            // family (its address rides in the GUE header of that family: IPv4 in one word, IPv6
+            // in four); a drained one qualifies (its connections continue).
+            var family = list.ToDictionary(b => b.Id, b => b.Address.AddressFamily);
+            var second = list.Where(b => b.Health != BackendHealth.Down).Select(b => b.Id).ToHashSet();
+            ring = LbMaps.WithSecondHops(ring, svc.Ring, (f, s) => second.Contains(s) && family.TryGetValue(f, out var ff) && family[s] == ff);
         }
         _dp.SwapRing(svc.Id, ring);
         svc.Ring = ring;

@@ -122,8 +122,11 @@ internal static class LbMaps
         return values;
     }
 
-    /// <summary>LB_GUE_CHAIN_LEN: bytes of GUE private data that carry a second hop (lb.h).</summary>
+    /// <summary>LB_GUE_CHAIN_LEN: bytes of GUE private data that carry an IPv4 second hop (lb.h).</summary>
     public const int GueChainLength = 4;
+
+    /// <summary>LB_GUE_CHAIN6_LEN: bytes of GUE private data that carry an IPv6 second hop (lb.h).</summary>
+    public const int GueChain6Length = 16;
 
     /// <summary>LB_RING_FIRST (lb.h): the slot's backend.</summary>
     public static uint RingFirst(uint value) => value == NoBackend ? NoBackend : value & 0xffff;
@@ -135,10 +138,11 @@ internal static class LbMaps
     /// Daisy chaining (lb.h, Unimog): <paramref name="firsts"/> (a new ring's backend ids) with the
     /// second hops written in. A slot whose backend changed from <paramref name="previous"/> gets the
     /// backend it had as its second hop; a slot that kept its backend keeps its second hop. A second
-    /// hop is kept only while <paramref name="canBeSecond"/> says so (the backend is still the
-    /// service's and not down) and differs from the first.
+    /// hop is kept only while <paramref name="canBeSecond"/>(first, second) says so (the second is
+    /// still the service's, not down, and of the first's address family: its address rides in the
+    /// GUE header of the first's outer family) and differs from the first.
     /// </summary>
-    public static uint[] WithSecondHops(uint[] firsts, uint[]? previous, Func<uint, bool> canBeSecond)
+    public static uint[] WithSecondHops(uint[] firsts, uint[]? previous, Func<uint, uint, bool> canBeSecond)
     {
         ArgumentNullException.ThrowIfNull(firsts);
         ArgumentNullException.ThrowIfNull(canBeSecond);
@@ -158,7 +162,7 @@ internal static class LbMaps
                 uint was = RingFirst(previous![i]);
                 second = was != first ? (was == NoBackend ? 0 : was) : RingSecond(previous[i]);
             }
-            if (second == first || (second != 0 && !canBeSecond(second)))
+            if (second == first || (second != 0 && !canBeSecond(first, second)))
                 second = 0;
             values[i] = first | (second << 16);
         }
@@ -345,9 +349,10 @@ internal unsafe struct LbBackend
             b.csum_base = (ushort)sum;
             b.ip_tail = ((ulong)b.src_v4 << 16) | ((ulong)(daddr & 0xffff) << 48);
         }
-        // GUE to an IPv4 backend reserves room for a second hop (lb.h, LB_GUE_CHAIN_LEN).
-        bool gue = b.encap == (byte)Encapsulation.Gue;
-        int overhead = (b.family == LbMaps.FamilyV6 ? 40 : 20) + (gue ? 12 : 0) + (gue && b.family == LbMaps.FamilyV4 ? LbMaps.GueChainLength : 0);
+        // GUE reserves room for a second hop (lb.h): LB_GUE_CHAIN_LEN to an IPv4 backend,
+        // LB_GUE_CHAIN6_LEN to an IPv6 one, chained or not, so one MTU holds for every packet of a flow.
+        bool gue = b.encap == (byte)Encapsulation.Gue, v6 = b.family == LbMaps.FamilyV6;
+        int overhead = (v6 ? 40 : 20) + (gue ? 12 + (v6 ? LbMaps.GueChain6Length : LbMaps.GueChainLength) : 0);
         b.max_inner = b.mtu == 0 ? ushort.MaxValue : (ushort)Math.Max(0, b.mtu - overhead);
         return b;
     }

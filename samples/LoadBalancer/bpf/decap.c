@@ -16,10 +16,11 @@
  * owner (the first hop) and names the slot's previous owner (the second hop) in the GUE header's
  * private data (draft-ietf-intarea-gue-09 section 3: Hlen counts the 32-bit words after the GUE
  * header; they hold the extension fields the flags announce, then private data, whose meaning is
- * up to the two ends. lb.c sets no flag, so its private data starts right after the header: one
- * word, the second hop's IPv4 address in network order, 0 = none). Only an inner TCP segment is
- * chained, IPv4 or IPv6 (lb.c names a second hop for IPv4 and IPv6 clients of IPv4 backends;
- * IPv6 also behind the extension headers lb.c walks: tcp_offset6).
+ * up to the two ends. lb.c sets no flag, so its private data starts right after the header: the
+ * second hop's address in network order, of the outer header's family, 0 = none: over IPv4 one
+ * word, Hlen 1; over IPv6 four words, Hlen 4). Only an inner TCP segment is chained, IPv4 or
+ * IPv6 (lb.c names a second hop for IPv4 and IPv6 clients of IPv4 and of IPv6 backends; IPv6
+ * also behind the extension headers lb.c walks: tcp_offset6).
  * The first hop keeps the packet if it belongs to a connection it knows
  * (a socket in its established / SYN-received / time-wait tables, or the final ACK of a SYN-cookie
  * handshake it answered) or opens one (a SYN); otherwise the connection must be the second
@@ -200,6 +201,13 @@ static __always_inline int belongs_elsewhere6(struct xdp_md *ctx, struct ipv6hdr
     return tcp_elsewhere(ctx, &tuple, sizeof(tuple.ipv6), ip6h, sizeof(*ip6h), th);
 }
 
+/* Whether the inner packet at `inner` (IPv4 or IPv6, as the GUE header's proto says) must go on
+ * to the second hop: the same decision for both outer families. */
+static __always_inline int elsewhere(struct xdp_md *ctx, __u8 inner_proto, void *inner, void *data_end)
+{
+    return inner_proto == IPPROTO_IPIP ? belongs_elsewhere4(ctx, inner, data_end) : belongs_elsewhere6(ctx, inner, data_end);
+}
+
 /* Sends a GUE packet on to its second hop `hop` (network order): the outer IPv4 header goes from
  * this host (the old destination, an address the router's reverse-path filter expects on this
  * link) to the second hop, the private word is zeroed, and the frame returns to the router that
@@ -228,10 +236,48 @@ static __always_inline int forward_second_hop(struct ethhdr *eth, struct iphdr *
     return count(DECAP_FORWARDED, XDP_TX);
 }
 
+/* The same over IPv6: the outer IPv6 header goes from this host (the old destination) to the
+ * second hop `hop` (16 bytes, network order), the four private words are zeroed, MACs swapped.
+ * The hop limit is left as it came, as the IPv4 TTL above (the router decremented it on the way
+ * here and does again on the way on; the zeroed private data, not the hop limit, is what keeps
+ * the packet from going round). lb.c sends the UDP checksum as 0 (RFC 6935/6936 for tunnels over
+ * IPv6), which stays 0; a non-zero one is updated (RFC 1624 eqn. 3): the pseudo-header's source
+ * (RFC 8200 8.1) goes from old_src to old_dst and its destination from old_dst to the hop, and the
+ * private data from the hop to zero, so the one's complement sum loses exactly old_src; a result
+ * of 0 is sent as 0xffff (RFC 8200 8.1: zero means no checksum). */
+static __always_inline int forward_second_hop6(struct ethhdr *eth, struct ipv6hdr *ip6, struct udphdr *udp, __u32 *priv)
+{
+    if (udp->check) {
+        __u32 sum = (__u16)~udp->check;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            __u32 w = ip6->saddr.in6_u.u6_addr32[i];
+            sum += (__u16)~(w & 0xffff) + (__u16)~(w >> 16);
+        }
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        __u16 check = (__u16)~sum;
+        udp->check = check ? check : 0xffff;
+    }
+    ip6->saddr = ip6->daddr;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        ip6->daddr.in6_u.u6_addr32[i] = priv[i];
+        priv[i] = 0;
+    }
+
+    __u8 mac[ETH_ALEN];
+    __builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+    __builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+    __builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+    return count(DECAP_FORWARDED, XDP_TX);
+}
+
 /* Outer transport at `l4` (after an outer IP header of `ip_len` bytes) with protocol `proto`:
- * decapsulate if it is IPIP or GUE. `ip4` is the outer IPv4 header (NULL for outer IPv6). */
-static __always_inline int decap_l4(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip4, void *l4,
-                                    void *data_end, __u8 proto, __u32 ip_len)
+ * decapsulate if it is IPIP or GUE. `ip4` is the outer IPv4 header (NULL for outer IPv6), `ip6`
+ * the outer IPv6 header (NULL for outer IPv4). */
+static __always_inline int decap_l4(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *ip4, struct ipv6hdr *ip6,
+                                    void *l4, void *data_end, __u8 proto, __u32 ip_len)
 {
     if (proto == IPPROTO_IPIP || proto == IPPROTO_IPV6) {
         /* The inner header must be there and match the announced family. */
@@ -265,18 +311,26 @@ static __always_inline int decap_l4(struct xdp_md *ctx, struct ethhdr *eth, stru
         return count(DECAP_MALFORMED, XDP_PASS);
     if ((inner[0] >> 4) != (inner_proto == IPPROTO_IPIP ? 4 : 6))
         return count(DECAP_MALFORMED, XDP_PASS);
-    /* A second hop (daisy chaining, see the top): outer IPv4, IPv4 or IPv6 inner, no flags (so
-     * no extension field comes before the private data), at least one word of private data,
-     * non-zero and not this host. */
+    /* A second hop (daisy chaining, see the top): IPv4 or IPv6 inner, no flags (so no extension
+     * field comes before the private data), private data enough for an address of the outer
+     * family (one word over IPv4, four over IPv6), non-zero and not this host. */
     if (ip4 && hlen >= 4 && gh[2] == 0 && gh[3] == 0) {
         __be32 *priv = (void *)(gh + GUE_HDR_LEN);
         if ((void *)(priv + 1) > data_end)
             return count(DECAP_MALFORMED, XDP_PASS); /* cannot happen: inner is after it */
         __be32 hop = *priv;
-        if (hop && hop != ip4->daddr &&
-            (inner_proto == IPPROTO_IPIP ? belongs_elsewhere4(ctx, (void *)inner, data_end)
-                                         : belongs_elsewhere6(ctx, (void *)inner, data_end)))
+        if (hop && hop != ip4->daddr && elsewhere(ctx, inner_proto, inner, data_end))
             return forward_second_hop(eth, ip4, priv, hop);
+    }
+    if (ip6 && hlen >= 16 && gh[2] == 0 && gh[3] == 0) {
+        __u32 *priv = (void *)(gh + GUE_HDR_LEN);
+        if ((void *)(priv + 4) > data_end)
+            return count(DECAP_MALFORMED, XDP_PASS); /* cannot happen: inner is after it */
+        __u32 *self = ip6->daddr.in6_u.u6_addr32;
+        if ((priv[0] | priv[1] | priv[2] | priv[3]) &&
+            ((priv[0] ^ self[0]) | (priv[1] ^ self[1]) | (priv[2] ^ self[2]) | (priv[3] ^ self[3])) &&
+            elsewhere(ctx, inner_proto, inner, data_end))
+            return forward_second_hop6(eth, ip6, udp, priv);
     }
     return strip_outer(ctx, ip_len + sizeof(*udp) + GUE_HDR_LEN + hlen, inner_proto, DECAP_GUE);
 }
@@ -304,7 +358,7 @@ int decap_xdp(struct xdp_md *ctx)
         __u32 ihl = ip->ihl * 4;
         if (ihl > 60)
             return count(DECAP_MALFORMED, XDP_PASS);
-        return decap_l4(ctx, eth, ip, (void *)ip + ihl, data_end, ip->protocol, ihl);
+        return decap_l4(ctx, eth, ip, NULL, (void *)ip + ihl, data_end, ip->protocol, ihl);
     }
     if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
         struct ipv6hdr *ip6 = (void *)(eth + 1);
@@ -322,7 +376,7 @@ int decap_xdp(struct xdp_md *ctx)
                 if (ip6->daddr.in6_u.u6_addr8[i] != decap_local_v6[i])
                     return count(DECAP_PASS, XDP_PASS);
         }
-        return decap_l4(ctx, eth, NULL, ip6 + 1, data_end, ip6->nexthdr, sizeof(*ip6));
+        return decap_l4(ctx, eth, NULL, ip6, ip6 + 1, data_end, ip6->nexthdr, sizeof(*ip6));
     }
     return count(DECAP_PASS, XDP_PASS);
 }

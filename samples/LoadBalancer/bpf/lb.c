@@ -12,8 +12,9 @@
  *
  * Daisy chaining (Unimog; lb.h LB_RING_FIRST/SECOND): a ring slot that changed backend keeps the
  * previous one as its second hop. A TCP segment that is not an opening SYN, of a flow this node
- * does not remember, to a GUE service with an IPv4 backend, goes to the slot's backend with the
- * second hop's address in the GUE header and is not remembered; that backend (bpf/decap.c) keeps
+ * does not remember, to a GUE service, goes to the slot's backend with the second hop's address
+ * (of the same family: IPv4 over IPv4, IPv6 over IPv6) in the GUE header and is not remembered;
+ * that backend (bpf/decap.c) keeps
  * it if the connection is its own and otherwise sends it on to the second hop. So a connection
  * survives its slot moving even on a node that never saw it (the router moved it from a node
  * that died).
@@ -331,10 +332,11 @@ static __always_inline void eth_words(struct inner *in, __u64 ethertype, __u64 f
 
 /* UDP and GUE headers of both outer families: source port with flow entropy in the dynamic range
  * (RFC 8086 3.2.1 practice), the service's destination port, length, checksum 0 (RFC 768 for
- * IPv4; RFC 6935/6936 allow it for tunnels over IPv6); then GUE variant 0
- * (draft-ietf-intarea-gue-09 3.1: Ver=0, C=0, Hlen | Proto | Flags=0; Hlen counts the 32-bit
- * words after the first four: 0, or 1 with a second hop as private data). `l3_len` is what
- * follows the GUE header's first four bytes. */
+ * IPv4; RFC 6935/6936 allow it for tunnels over IPv6, chained packets included: the receiver
+ * must accept a zero checksum, RFC 6936 5); then GUE variant 0 (draft-ietf-intarea-gue-09 3.1:
+ * Ver=0, C=0, Hlen | Proto | Flags=0; Hlen counts the 32-bit words after the first four: 0, or
+ * with a second hop as private data 1 over IPv4 and 4 over IPv6). `l3_len` is what follows the
+ * GUE header's first four bytes. */
 static __always_inline __u64 udp_word(struct lb_backend *be, __u32 entropy, __u32 l3_len)
 {
     return bpf_htons(0xc000 | (entropy & 0x3fff)) | ((__u64)be->gue_port << 16) |
@@ -352,6 +354,15 @@ static __always_inline void put_udp_gue_chain(void *at, __u64 udp, __u32 inner_p
 {
     *(__u64 *)at = udp;
     *(__u64 *)(at + 8) = (LB_GUE_CHAIN_LEN / 4) | (inner_proto << 8) | ((__u64)second << 32);
+}
+
+/* The same over IPv6: four words of private data, the second hop's IPv6 address `sb->addr`. */
+static __always_inline void put_udp_gue_chain6(void *at, __u64 udp, __u32 inner_proto, struct lb_backend *sb)
+{
+    *(__u64 *)at = udp;
+    *(__u64 *)(at + 8) = (LB_GUE_CHAIN6_LEN / 4) | (inner_proto << 8) | ((__u64)*(__u32 *)sb->addr << 32);
+    *(__u64 *)(at + 16) = *(__u64 *)&sb->addr[4];
+    *(__u32 *)(at + 24) = *(__u32 *)&sb->addr[12];
 }
 
 
@@ -413,18 +424,18 @@ static __always_inline struct lb_backend *pick(struct lb_service *svc, __u32 sid
     return be;
 }
 
-/* Daisy chaining (lb.h): the IPv4 address (as it lies in memory) of the slot's second hop when
- * the packet should carry it, else 0. Only a GUE service to an IPv4 first hop carries one, and
- * only to an IPv4 backend of the same service that is in use and not down (a drained one is the
- * point: its open connections continue). */
-static __always_inline __u32 second_hop(struct lb_backend *first, __u32 sid, __u32 second)
+/* Daisy chaining (lb.h): the slot's second hop when the packet should carry it, else 0. Only a
+ * GUE service carries one, and only to a backend of the same service, of the first hop's family
+ * (its address rides in the outer family's GUE header: IPv4 in one word, IPv6 in four), in use
+ * and not down (a drained one is the point: its open connections continue). */
+static __always_inline struct lb_backend *second_hop(struct lb_backend *first, __u32 sid, __u32 second)
 {
-    if (second == 0 || first->encap != LB_ENCAP_GUE || first->family != LB_FAMILY_V4)
+    if (second == 0 || first->encap != LB_ENCAP_GUE)
         return 0;
     struct lb_backend *sb = bpf_map_lookup_elem(&lb_backends, &second);
-    if (!sb || sb->family != LB_FAMILY_V4 || (sb->flags & LB_BE_F_DOWN) || sb->service != sid)
+    if (!sb || sb->family != first->family || (sb->flags & LB_BE_F_DOWN) || sb->service != sid)
         return 0;
-    return *(__u32 *)sb->addr;
+    return sb;
 }
 
 /* Whether a packet may belong to a connection opened before its slot moved, and so should carry
@@ -705,11 +716,14 @@ static __always_inline int LB_PATH(tx4)(struct xdp_md *ctx, struct lb_backend *b
     PATH_DONE(overhead);
 }
 
-/* Outer IPv6 toward an IPv6 backend (RFC 2473, or UDP + GUE); the source is lb_config.src_v6. */
+/* Outer IPv6 toward an IPv6 backend (RFC 2473, or UDP + GUE); the source is lb_config.src_v6.
+ * With `chained` (GUE only) the second hop `sb`'s IPv6 address rides as LB_GUE_CHAIN6_LEN bytes
+ * of private data (lb.h). */
 static __always_inline int LB_PATH(tx6)(struct xdp_md *ctx, struct lb_backend *be, struct lb_stats *bs, __u32 frame_len,
-                               __u32 entropy, const int inner_v6, const int gue)
+                               __u32 entropy, const int inner_v6, const int gue, const int chained, struct lb_backend *sb)
 {
-    const int overhead = sizeof(struct ipv6hdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0);
+    const int chain = gue && chained ? LB_GUE_CHAIN6_LEN : 0;
+    const int overhead = sizeof(struct ipv6hdr) + (gue ? sizeof(struct udphdr) + GUE_HDR_LEN : 0) + chain;
     __u32 zero = 0;
     struct lb_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
     if (!cfg)
@@ -729,7 +743,7 @@ static __always_inline int LB_PATH(tx6)(struct xdp_md *ctx, struct lb_backend *b
     __u64 mac0 = in.mac0, mac1 = in.mac1, e0, e1;
     eth_words(&in, 0xdd86, vtf, &e0, &e1);
     __u64 i0 = (vtf >> 16) | ((__u64)plen << 16) | (*(__u64 *)cfg->src_v6 << 48);
-    __u64 udp = udp_word(be, entropy, in.l3_len);
+    __u64 udp = udp_word(be, entropy, in.l3_len + chain);
 
     data = LB_PATH(push_head)(ctx, overhead, e0, e1, i0, PATH_TAGS(in));
     if (!data)
@@ -738,7 +752,9 @@ static __always_inline int LB_PATH(tx6)(struct xdp_md *ctx, struct lb_backend *b
     *(__u64 *)(data + (LB_T + 30)) = *(__u64 *)&cfg->src_v6[8];
     *(__u64 *)(data + (LB_T + 38)) = *(__u64 *)be->addr;
     *(__u64 *)(data + (LB_T + 46)) = *(__u64 *)&be->addr[8];
-    if (gue)
+    if (chain)
+        put_udp_gue_chain6(data + (LB_T + 54), udp, inner_proto, sb);
+    else if (gue)
         put_udp_gue(data + (LB_T + 54), udp, inner_proto);
     PATH_DONE(overhead);
 }
@@ -862,10 +878,10 @@ static __always_inline int LB_PATH(too_big)(struct xdp_md *ctx, __u32 frame_len,
  * counted on the backend (lb_be_stats; a service's counters are its own lb_svc_stats, for packets
  * that got no backend, plus its backends', see lb.h), checked against the frame and the MTU,
  * trimmed of Ethernet padding, encapsulated as the backend's service says, XDP_TX. `entropy`
- * feeds the GUE source port and the IPv6 flow label; `second` (second_hop) is carried in the GUE
- * header when not 0. */
+ * feeds the GUE source port and the IPv6 flow label; the address of `sb` (second_hop, of the
+ * backend's family) is carried in the GUE header when not 0. */
 static __always_inline int LB_PATH(forward)(struct xdp_md *ctx, void *data, void *data_end, struct lb_backend *be,
-                                   __u32 bid, __u32 l3_len, __u32 entropy, const int v6, __u32 second)
+                                   __u32 bid, __u32 l3_len, __u32 entropy, const int v6, struct lb_backend *sb)
 {
     struct lb_stats *bs = bpf_map_lookup_elem(&lb_be_stats, &bid);
     __u32 frame_len = data_end - data;
@@ -883,11 +899,13 @@ static __always_inline int LB_PATH(forward)(struct xdp_md *ctx, void *data, void
             return encap_error(bs, frame_len);
         if (!gue)
             return LB_PATH(tx4)(ctx, be, bs, frame_len, entropy, v6, 0, 0, 0);
-        return second ? LB_PATH(tx4)(ctx, be, bs, frame_len, entropy, v6, 1, 1, second) : LB_PATH(tx4)(ctx, be, bs, frame_len, entropy, v6, 1, 0, 0);
+        return sb ? LB_PATH(tx4)(ctx, be, bs, frame_len, entropy, v6, 1, 1, *(__u32 *)sb->addr) : LB_PATH(tx4)(ctx, be, bs, frame_len, entropy, v6, 1, 0, 0);
     }
     if (excess && bpf_xdp_adjust_tail(ctx, -(int)excess))
         return drop_svc(0, bs, 1);
-    return gue ? LB_PATH(tx6)(ctx, be, bs, frame_len, entropy, v6, 1) : LB_PATH(tx6)(ctx, be, bs, frame_len, entropy, v6, 0);
+    if (!gue)
+        return LB_PATH(tx6)(ctx, be, bs, frame_len, entropy, v6, 0, 0, 0);
+    return sb ? LB_PATH(tx6)(ctx, be, bs, frame_len, entropy, v6, 1, 1, sb) : LB_PATH(tx6)(ctx, be, bs, frame_len, entropy, v6, 1, 0, 0);
 }
 
 /* IPv4. A remembered flow (the path of every packet after a connection's first) is found by its
@@ -975,8 +993,8 @@ static __always_inline int LB_PATH(lb4)(struct xdp_md *ctx, void *data, void *da
     /* Daisy chaining (lb.h): a packet that may belong to a connection opened before its slot
      * moved carries the previous backend, and such a flow is not remembered (its next packets
      * must carry it too); a connection's first segment belongs to the first hop. */
-    second = may_be_established(proto, ports, data_end) ? second_hop(be, sid, second) : 0;
-    if (!second) {
+    struct lb_backend *sb = may_be_established(proto, ports, data_end) ? second_hop(be, sid, second) : 0;
+    if (!sb) {
         /* Remember it: in the way of a stale entry of this flow (its backend went down), else the
          * new entry in way 0 and the previous way 0 in way 1. */
         if (way != 0)
@@ -984,7 +1002,7 @@ static __always_inline int LB_PATH(lb4)(struct xdp_md *ctx, void *data, void *da
         fs->way[0].addrs = addrs;
         fs->way[0].tag = key | ((__u64)bid << 48);
     }
-    return LB_PATH(forward)(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0, second);
+    return LB_PATH(forward)(ctx, data, data_end, be, bid, l3_len, lb_flow4_entropy(key), 0, sb);
 }
 
 /* IPv6. As for IPv4, a remembered flow (found by its 5-tuple in lb_flows6) is forwarded to its
@@ -1069,16 +1087,16 @@ static __always_inline int LB_PATH(lb6_at)(struct xdp_md *ctx, void *data, void 
     be = pick(svc, sid, h, &bid, &second);
     if (!be)
         return drop_no_backend(sid);
-    /* Daisy chaining, as in lb4 (an IPv4 first hop only: the second hop rides in GUE over IPv4). */
-    second = may_be_established(proto, ports, data_end) ? second_hop(be, sid, second) : 0;
-    if (!second) {
+    /* Daisy chaining, as in lb4 (to an IPv4 or an IPv6 first hop). */
+    struct lb_backend *sb = may_be_established(proto, ports, data_end) ? second_hop(be, sid, second) : 0;
+    if (!sb) {
         /* Remember it: in the way of a stale entry of this flow (its backend went down), else the
          * new entry in way 0 and the previous way 0 in way 1. */
         if (way != 0)
             flow6_demote(fs);
         flow6_put(&fs->way[0], s0, s1, k0, k1, key | ((__u64)bid << 48), h);
     }
-    return LB_PATH(forward)(ctx, data, data_end, be, bid, l3_len, h, 1, second);
+    return LB_PATH(forward)(ctx, data, data_end, be, bid, l3_len, h, 1, sb);
 }
 
 #if LB_T == 0

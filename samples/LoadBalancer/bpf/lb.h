@@ -16,14 +16,17 @@
 /* Any other ring value is first | second << 16: the slot's backend (the first hop) and, for
  * daisy chaining (Unimog), the backend the slot named before the table last changed it (the
  * second hop; 0 = none, backend ids start at 1). A GUE service sends a TCP segment (not an
- * opening SYN) of a flow this node does not remember to an IPv4 first hop with the second hop's
- * IPv4 address (an IPv4 backend of the service, not down) as GUE private data (LB_GUE_CHAIN_LEN
- * bytes after the GUE header, Hlen 1: draft-ietf-intarea-gue-09 3.1); the first hop keeps the
- * packet if it has the connection or the packet opens one, else forwards it to the second hop
- * (bpf/decap.c), so a connection survives its slot moving while no node remembers it. */
+ * opening SYN) of a flow this node does not remember to the first hop with the second hop's
+ * address (a backend of the service of the first hop's family, in use, not down) as GUE private
+ * data after the GUE header (draft-ietf-intarea-gue-09 3.1): to an IPv4 first hop its IPv4
+ * address, LB_GUE_CHAIN_LEN bytes (Hlen 1); to an IPv6 first hop its IPv6 address,
+ * LB_GUE_CHAIN6_LEN bytes (Hlen 4). The first hop keeps the packet if it has the connection or
+ * the packet opens one, else forwards it to the second hop (bpf/decap.c), so a connection
+ * survives its slot moving while no node remembers it. */
 #define LB_RING_FIRST(v) ((v) & 0xffffu)
 #define LB_RING_SECOND(v) ((v) >> 16)
 #define LB_GUE_CHAIN_LEN 4
+#define LB_GUE_CHAIN6_LEN 16
 
 #define LB_ENCAP_IPIP 1 /* Katran style: IPv4-in-IPv4 (proto 4) / IPv6-in-IPv6 (next header 41), RFC 2003 / RFC 2473 */
 #define LB_ENCAP_GUE 2  /* Unimog style: outer IP + UDP + GUE variant 0 header (draft-ietf-intarea-gue-09 3.1) */
@@ -107,8 +110,9 @@ struct __attribute__((aligned(8))) lb_backend {
     __u8 reserved0;
     __be16 gue_port;    /* the service's lb_service.gue_port */
     /* The largest inner IP packet whose encapsulation toward this backend fits lb_config.mtu:
-     * mtu - (20 or 40, + 12 with GUE, + LB_GUE_CHAIN_LEN with GUE to an IPv4 backend, which may
-     * carry a second hop), 0 when nothing fits, 0xffff when mtu is 0 (no check). */
+     * mtu - (20 or 40, + 12 with GUE, + the room a second hop may take with GUE: LB_GUE_CHAIN_LEN
+     * to an IPv4 backend, LB_GUE_CHAIN6_LEN to an IPv6 one), 0 when nothing fits, 0xffff when mtu
+     * is 0 (no check). */
     __u16 max_inner;
     __u16 reserved1;
     __u32 reserved2;

@@ -22,17 +22,19 @@ public sealed class DecapTests : IDisposable
     private const uint XdpDrop = 1, XdpPass = 2, XdpTx = 3;
     private const byte Fin = 0x01, Syn = 0x02, Ack = 0x10;
     private static readonly IPAddress Vip = IPAddress.Parse("192.0.2.10"), Client = IPAddress.Parse("10.0.1.2");
-    private static readonly IPAddress SecondHop = IPAddress.Parse("10.0.12.2");
+    private static readonly IPAddress SecondHop = IPAddress.Parse("10.0.12.2"), SecondHop6 = IPAddress.Parse("fd00::12:2");
     private static readonly IPAddress Backend4 = IPAddress.Parse("10.0.11.2"), Backend6 = IPAddress.Parse("fd00::11:2");
     private static readonly IPAddress Src4 = IPAddress.Parse("10.0.2.2"), Src6 = IPAddress.Parse("fd00::2:2");
     private BpfObject? _obj;
 
-    private BpfProgram Load(IPAddress? local4 = null)
+    private BpfProgram Load(IPAddress? local4 = null, IPAddress? local6 = null)
     {
         _obj?.Dispose();
         var constants = new Dictionary<string, byte[]>();
         if (local4 is not null)
             constants["decap_local_v4"] = local4.GetAddressBytes();
+        if (local6 is not null)
+            constants["decap_local_v6"] = local6.GetAddressBytes();
         _obj = BpfObject.Load(LabXdp.ObjectPath, new BpfObjectOptions { Constants = constants });
         return _obj.Program("decap_xdp");
     }
@@ -185,8 +187,19 @@ public sealed class DecapTests : IDisposable
     private static byte[] Segment(bool v6, ushort sport, byte flags, uint? seq = null, uint ackSeq = 0x0A100C0D) =>
         v6 ? TcpFrame6(sport, flags, seq ?? 0x01100304, ackSeq) : TcpFrame(sport, flags, seq ?? 0x01020304, ackSeq);
 
-    private static byte[] Chained(byte[] client, IPAddress? secondHop) =>
-        LbModel.Encapsulate(client, Backend4, Encapsulation.Gue, 6080, Packets.GatewayMac, Src4, Src6, 7, secondHop: secondHop);
+    /// <summary>
+    /// <paramref name="client"/> as lb.c sends it to this backend with <paramref name="secondHop"/>:
+    /// over IPv4 to <see cref="Backend4"/>, or with <paramref name="outer6"/> over IPv6 to
+    /// <see cref="Backend6"/> (the hop's address, of either family, as the GUE private data).
+    /// </summary>
+    private static byte[] Chained(byte[] client, IPAddress? secondHop, bool outer6 = false, bool udpChecksum = false) =>
+        LbModel.Encapsulate(client, outer6 ? Backend6 : Backend4, Encapsulation.Gue, 6080, Packets.GatewayMac, Src4, Src6, 7, secondHop: secondHop, udpChecksum: udpChecksum);
+
+    /// <summary>The second hop of the outer family.</summary>
+    private static IPAddress Hop(bool outer6) => outer6 ? SecondHop6 : SecondHop;
+
+    /// <summary>Loads decap.o for this backend's own addresses (both families).</summary>
+    private BpfProgram LoadBackend() => Load(local4: Backend4, local6: Backend6);
 
     /// <summary>Runs the program on a thread inside <paramref name="ns"/> (its sockets are what bpf_skc_lookup_tcp sees).</summary>
     private static (uint Action, byte[] Output) RunIn(TestNetns ns, BpfProgram p, byte[] frame) =>
@@ -202,16 +215,21 @@ public sealed class DecapTests : IDisposable
 
     /// <summary>
     /// The output of a packet sent on to <paramref name="hop"/>, built independently with the model:
-    /// the same GUE packet from this backend to the second hop with a zero private word (the model
-    /// computes the IPv4 header checksum from scratch), MACs swapped back toward the router.
+    /// the same GUE packet from this backend to the second hop with zero private data (the model
+    /// computes the IPv4 header checksum, and with <paramref name="udpChecksum"/> the UDP one, from
+    /// scratch; the IPv6 hop limit and flow label are lb.c's, which the backend leaves), MACs
+    /// swapped back toward the router.
     /// </summary>
-    private static void AssertForwarded(byte[] client, byte[] wire, IPAddress hop, (uint Action, byte[] Output) r)
+    private static void AssertForwarded(byte[] client, byte[] wire, IPAddress hop, (uint Action, byte[] Output) r, bool udpChecksum = false)
     {
         Assert.Equal(XdpTx, r.Action);
-        byte[] model = LbModel.Encapsulate(client, hop, Encapsulation.Gue, 6080, Packets.GatewayMac, Backend4, Src6, 7, secondHop: IPAddress.Any);
-        byte[] expected = Packets.Eth(Packets.EthIPv4, model[14..], dst: wire[6..12], src: wire[0..6]);
+        bool outer6 = hop.AddressFamily == AddressFamily.InterNetworkV6;
+        byte[] model = LbModel.Encapsulate(client, hop, Encapsulation.Gue, 6080, Packets.GatewayMac, Backend4, Backend6, 7,
+            secondHop: outer6 ? IPAddress.IPv6Any : IPAddress.Any, udpChecksum: udpChecksum);
+        byte[] expected = Packets.Eth(outer6 ? Packets.EthIPv6 : Packets.EthIPv4, model[14..], dst: wire[6..12], src: wire[0..6]);
         Assert.Equal(LbBpf.Hex(expected), LbBpf.Hex(r.Output));
-        Assert.Equal(0, Packets.Checksum(r.Output.AsSpan(14, 20)));
+        if (!outer6)
+            Assert.Equal(0, Packets.Checksum(r.Output.AsSpan(14, 20)));
     }
 
     private static Socket Listen(TestNetns ns, bool v6 = false) => NetnsThread.Run(ns.Path, () =>
@@ -231,11 +249,13 @@ public sealed class DecapTests : IDisposable
     });
 
     [LinuxTheory(Root = true, Bpf = true)]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void SecondHop_ConnectionKnownHere_IsDecapsulatedLocally(bool v6)
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    public void SecondHop_ConnectionKnownHere_IsDecapsulatedLocally(bool v6, bool outer6)
     {
-        BpfProgram p = Load(local4: Backend4);
+        BpfProgram p = LoadBackend();
         using TestNetns ns = NewHost();
         using Socket listener = Listen(ns, v6);
         using Socket client = Connect(ns, 40000, v6);
@@ -245,17 +265,17 @@ public sealed class DecapTests : IDisposable
         // header (the ports are found through the IHL, RFC 791 3.1).
         ulong kept = 0;
         byte[] established = Segment(v6, 40000, Ack);
-        AssertStays(ns, p, established);
+        AssertStays(ns, p, established, outer6: outer6);
         kept++;
         if (!v6)
         {
             byte[] frame = TcpFrame(40000, Ack, ipOptions: [1, 1, 1, 0]);
-            AssertStays(ns, p, frame);
+            AssertStays(ns, p, frame, outer6: outer6);
             kept++;
         }
         // A FIN|ACK of the same connection too: anything but a bare SYN is looked up.
         byte[] fin = Segment(v6, 40000, Fin | Ack);
-        AssertStays(ns, p, fin);
+        AssertStays(ns, p, fin, outer6: outer6);
         kept++;
         Assert.Equal(kept, Counter(LabXdp.DecapCounter.Gue));
         Assert.Equal(0ul, Counter(LabXdp.DecapCounter.Forwarded));
@@ -271,16 +291,18 @@ public sealed class DecapTests : IDisposable
             Thread.Sleep(20);
         Assert.Contains(v6 ? "[2001:db8::10]:80" : "192.0.2.10:80", ns.Exec("ss -Htan state time-wait"), StringComparison.Ordinal);
         byte[] late = Segment(v6, 40000, Ack);
-        AssertStays(ns, p, late);
+        AssertStays(ns, p, late, outer6: outer6);
         Assert.Equal(0ul, Counter(LabXdp.DecapCounter.Forwarded));
     }
 
     [LinuxTheory(Root = true, Bpf = true)]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void SecondHop_UnknownConnection_IsSentOnToTheSecondHop(bool v6)
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    public void SecondHop_UnknownConnection_IsSentOnToTheSecondHop(bool v6, bool outer6)
     {
-        BpfProgram p = Load(local4: Backend4);
+        BpfProgram p = LoadBackend();
         using TestNetns ns = NewHost();
         int forwarded = 0;
         // No socket at all: an ACK, a data segment with PSH, a RST and (IPv4) one with inner IP options.
@@ -289,50 +311,55 @@ public sealed class DecapTests : IDisposable
             frames.Add(TcpFrame(40013, Ack, ipOptions: [1, 1, 1, 0]));
         foreach (byte[] frame in frames)
         {
-            byte[] wire = Chained(frame, SecondHop);
-            AssertForwarded(frame, wire, SecondHop, RunIn(ns, p, wire));
+            byte[] wire = Chained(frame, Hop(outer6), outer6);
+            AssertForwarded(frame, wire, Hop(outer6), RunIn(ns, p, wire));
             Assert.Equal((ulong)++forwarded, Counter(LabXdp.DecapCounter.Forwarded));
         }
         // A listener on the VIP's port but no connection, and an ACK that is no valid SYN cookie
         // (this listener never sent one: bpf_tcp_check_syncookie answers -ENOENT).
         using Socket listener = Listen(ns, v6);
         byte[] ack = Segment(v6, 40020, Ack);
-        AssertSentOn(ns, p, ack);
+        AssertSentOn(ns, p, ack, outer6);
         Assert.Equal((ulong)forwarded + 1, Counter(LabXdp.DecapCounter.Forwarded));
         Assert.Equal(0ul, Counter(LabXdp.DecapCounter.Gue));
     }
 
-    /// <summary><paramref name="client"/>, encapsulated with second hop <paramref name="hop"/> (default <see cref="SecondHop"/>), is decapsulated here.</summary>
-    private static void AssertStays(TestNetns ns, BpfProgram p, byte[] client, IPAddress? hop = null)
+    /// <summary>
+    /// <paramref name="client"/>, encapsulated (over IPv6 with <paramref name="outer6"/>) with second
+    /// hop <paramref name="hop"/> (default: <see cref="Hop"/>), is decapsulated here.
+    /// </summary>
+    private static void AssertStays(TestNetns ns, BpfProgram p, byte[] client, IPAddress? hop = null, bool outer6 = false)
     {
-        byte[] wire = Chained(client, hop ?? SecondHop);
+        byte[] wire = Chained(client, hop ?? Hop(outer6), outer6);
         AssertDecapsulated(client, wire, RunIn(ns, p, wire));
     }
 
-    /// <summary><paramref name="client"/>, encapsulated with second hop <see cref="SecondHop"/>, is sent on to it.</summary>
-    private static void AssertSentOn(TestNetns ns, BpfProgram p, byte[] client)
+    /// <summary><paramref name="client"/>, encapsulated with second hop <see cref="Hop"/>, is sent on to it.</summary>
+    private static void AssertSentOn(TestNetns ns, BpfProgram p, byte[] client, bool outer6 = false)
     {
-        byte[] wire = Chained(client, SecondHop);
-        AssertForwarded(client, wire, SecondHop, RunIn(ns, p, wire));
+        byte[] wire = Chained(client, Hop(outer6), outer6);
+        AssertForwarded(client, wire, Hop(outer6), RunIn(ns, p, wire));
     }
 
     /// <summary>
-    /// Every frame of <paramref name="kept"/>, chained to <see cref="SecondHop"/>, is decapsulated
-    /// here; so is <paramref name="ack"/> (an ACK of no connection) when its second hop is not
-    /// usable: none (0.0.0.0), or this host itself.
+    /// Every frame of <paramref name="kept"/>, chained to <see cref="Hop"/>, is decapsulated here;
+    /// so is <paramref name="ack"/> (an ACK of no connection) when its second hop is not usable:
+    /// none (0.0.0.0 / ::), or this host itself.
     /// </summary>
-    private static void AssertKept(TestNetns ns, BpfProgram p, IEnumerable<byte[]> kept, byte[] ack)
+    private static void AssertKept(TestNetns ns, BpfProgram p, IEnumerable<byte[]> kept, byte[] ack, bool outer6 = false)
     {
         foreach (byte[] frame in kept)
-            AssertStays(ns, p, frame);
-        foreach (IPAddress hop in new[] { IPAddress.Any, Backend4 })
-            AssertStays(ns, p, ack, hop);
+            AssertStays(ns, p, frame, outer6: outer6);
+        foreach (IPAddress hop in outer6 ? new[] { IPAddress.IPv6Any, Backend6 } : new[] { IPAddress.Any, Backend4 })
+            AssertStays(ns, p, ack, hop, outer6);
     }
 
-    [LinuxFact(Root = true, Bpf = true)]
-    public void SecondHop_NewConnectionsAndUnchainedTraffic_StayHere()
+    [LinuxTheory(Root = true, Bpf = true)]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void SecondHop_NewConnectionsAndUnchainedTraffic_StayHere(bool outer6)
     {
-        BpfProgram p = Load(local4: Backend4);
+        BpfProgram p = LoadBackend();
         using TestNetns ns = NewHost();
         var kept = new List<byte[]>
         {
@@ -341,20 +368,30 @@ public sealed class DecapTests : IDisposable
             Packets.Eth(Packets.EthIPv4, Packets.Ipv4(Client.ToString(), Vip.ToString(), Packets.Udp, Packets.UdpDgram(40032, 53, 30))), // UDP is not chained
         };
         byte[] ack = TcpFrame(40033, Ack);
-        AssertKept(ns, p, kept, ack);
+        AssertKept(ns, p, kept, ack, outer6);
         // A GUE flag set: the word after the header would be an extension field, not private
         // data (draft-ietf-intarea-gue-09 section 3), so it names no second hop.
-        byte[] flagged = Chained(ack, SecondHop);
-        flagged[14 + 20 + 8 + 3] = 0x01;
+        byte[] flagged = Chained(ack, Hop(outer6), outer6);
+        flagged[14 + (outer6 ? 40 : 20) + 8 + 3] = 0x01;
         AssertDecapsulated(ack, flagged, RunIn(ns, p, flagged));
-        Assert.Equal(6ul, Counter(LabXdp.DecapCounter.Gue));
+        ulong gue = 6;
+        if (outer6)
+        {
+            // Over IPv6 a second hop takes four words: one word of private data (an IPv4 address,
+            // Hlen 1) names none there.
+            AssertStays(ns, p, ack, SecondHop, outer6: true);
+            gue++;
+        }
+        Assert.Equal(gue, Counter(LabXdp.DecapCounter.Gue));
         Assert.Equal(0ul, Counter(LabXdp.DecapCounter.Forwarded));
     }
 
-    [LinuxFact(Root = true, Bpf = true)]
-    public void SecondHop_Ipv6NewConnectionsFragmentsAndUnchainedTraffic_StayHere()
+    [LinuxTheory(Root = true, Bpf = true)]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void SecondHop_Ipv6NewConnectionsFragmentsAndUnchainedTraffic_StayHere(bool outer6)
     {
-        BpfProgram p = Load(local4: Backend4);
+        BpfProgram p = LoadBackend();
         using TestNetns ns = NewHost();
         // Each an ACK of no connection but for the SYN (a program that did not honour the rule
         // would send them on): the extension headers' first 8 bytes, read as TCP, say ACK.
@@ -375,12 +412,12 @@ public sealed class DecapTests : IDisposable
             Packets.Eth(Packets.EthIPv6, Packets.Ipv6(Client6.ToString(), Vip6.ToString(), Packets.Udp, Packets.UdpDgram(40054, 53, 30))), // UDP is not chained
         };
         byte[] ack = TcpFrame6(40055, Ack);
-        AssertKept(ns, p, kept, ack);
+        AssertKept(ns, p, kept, ack, outer6);
         Assert.Equal(10ul, Counter(LabXdp.DecapCounter.Gue));
         Assert.Equal(0ul, Counter(LabXdp.DecapCounter.Forwarded));
         // The same ACK with a usable second hop is sent on (the cases above were kept for their
         // own reason, not for want of a second hop).
-        AssertSentOn(ns, p, ack);
+        AssertSentOn(ns, p, ack, outer6);
     }
 
     [LinuxFact(Root = true, Bpf = true)]
@@ -414,11 +451,13 @@ public sealed class DecapTests : IDisposable
     }
 
     [LinuxTheory(Root = true, Bpf = true)]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void SecondHop_FinalAckOfASynCookieHandshakeAnsweredHere_StaysHere(bool v6)
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    public void SecondHop_FinalAckOfASynCookieHandshakeAnsweredHere_StaysHere(bool v6, bool outer6)
     {
-        BpfProgram p = Load(local4: Backend4);
+        BpfProgram p = LoadBackend();
         using TestNetns ns = NewHost();
         // tcp_syncookies=2: the listener answers every SYN with a cookie and keeps no request
         // socket (ip-sysctl.rst; the net.ipv4 knob governs IPv6 listeners too), so only the cookie
@@ -455,14 +494,34 @@ public sealed class DecapTests : IDisposable
         });
         // The final ACK acknowledges the cookie: the connection is this host's.
         byte[] ack = Segment(v6, sport, Ack, seq: isn + 1, ackSeq: synAckSeq + 1);
-        AssertStays(ns, p, ack);
+        AssertStays(ns, p, ack, outer6: outer6);
         // The same ACK with the cookie's hash bits changed is no cookie of ours: sent on. (Not
         // the cookie + 1: the low bits hold the MSS index, so a neighbouring value can be valid,
         // Linux syncookies.c; bit 20 is in the 24-bit hash part.)
         byte[] wrong = Segment(v6, sport, Ack, seq: isn + 1, ackSeq: synAckSeq + 1 + (1u << 20));
-        AssertSentOn(ns, p, wrong);
+        AssertSentOn(ns, p, wrong, outer6);
         Assert.Equal(1ul, Counter(LabXdp.DecapCounter.Gue));
         Assert.Equal(1ul, Counter(LabXdp.DecapCounter.Forwarded));
+    }
+
+    [LinuxTheory(Root = true, Bpf = true)]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void SecondHop_Ipv6Outer_ANonZeroUdpChecksum_IsUpdatedForTheNewAddresses(bool v6)
+    {
+        // lb.c sends GUE over IPv6 with a zero UDP checksum (RFC 6935/6936), which the forward
+        // leaves 0 (the other tests); a sender that computed one gets it updated (RFC 1624) for the
+        // new pseudo-header addresses and the zeroed private data: the model computes it afresh.
+        BpfProgram p = LoadBackend();
+        using TestNetns ns = NewHost();
+        foreach (ushort sport in new ushort[] { 40090, 40091, 40092, 40093 })
+        {
+            byte[] client = Segment(v6, sport, Ack, ackSeq: 0x0A100C0Du + sport);
+            byte[] wire = Chained(client, SecondHop6, outer6: true, udpChecksum: true);
+            Assert.NotEqual(0, BinaryPrimitives.ReadUInt16BigEndian(wire.AsSpan(14 + 40 + 6)));
+            AssertForwarded(client, wire, SecondHop6, RunIn(ns, p, wire), udpChecksum: true);
+        }
+        Assert.Equal(4ul, Counter(LabXdp.DecapCounter.Forwarded));
     }
 
     /// <summary>
