@@ -246,6 +246,86 @@ public partial class DaemonTests(ITestOutputHelper output)
         Assert.Contains("VIP 192.0.2.10/32 withdrawn", d.Log, StringComparison.Ordinal);
     }
 
+    [LinuxFact(Root = true, Netns = true, Bpf = true, Tools = ["clang-14", "curl", "bird", "birdc"])]
+    public async Task Serve_SendsEachRouterItsOwnPolicy_BirdOnTwoSessionsSeesTwoRoutes()
+    {
+        using var router = TestNetns.Create("lbr");
+        using var n = CreateNode("lbp", router);
+        n.Ns.Exec("ip addr add 2001:db8:61::2/64 dev e0 nodad");
+        router.Exec("ip addr add 2001:db8:61::1/64 dev p-lbp nodad");
+        router.Exec("ip addr add 10.61.0.3/24 dev p-lbp");
+        string dir = n.StateDir;
+        // Two routers: two BIRDs in one namespace, each bound to its own address (one BIRD cannot
+        // hold two sessions to the same neighbour: it locks the neighbour address per protocol).
+        string Conf(string name, string local, bool bfd)
+        {
+            string path = Path.Combine(dir, name + ".conf");
+            File.WriteAllText(path, $$"""
+            router id {{local}};
+            log stderr all;
+            protocol device { scan time 1; }
+            {{(bfd ? "protocol bfd { interface \"*\" { min rx interval 100 ms; min tx interval 100 ms; }; }" : "")}}
+            protocol bgp {{name}} {
+              local {{local}} as 65000; neighbor 10.61.0.2 as 65001; strict bind on; bfd {{(bfd ? "on" : "off")}};
+              hold time 6; keepalive time 2; connect retry time 1; connect delay time 1; error wait time 1, 2;
+              ipv4 { import all; export none; };
+              ipv6 { import all; export none; };
+            }
+            """);
+            return path;
+        }
+        using var birdA = ExternalDaemon.Start(router, "bird", ["-f", "-c", Conf("lb_a", "10.61.0.1", bfd: false), "-s", Path.Combine(dir, "a.ctl")], output);
+        using var birdB = ExternalDaemon.Start(router, "bird", ["-f", "-c", Conf("lb_b", "10.61.0.3", bfd: true), "-s", Path.Combine(dir, "b.ctl")], output);
+        string Birdc(string ctl, string cmd) => router.TryExec($"birdc -s {dir}/{ctl}.ctl {cmd}").StdOut;
+
+        // Router a: every VIP, MED 10 and one more community. Router b: only 192.0.2.0/24, MED 90,
+        // the local AS twice more (a standby path there), a large community and BFD (no --bfd).
+        await StartAsync(n, "--bgp-router-id", "10.61.0.2", "--bgp-local-as", "65001", "--bgp-community", "65001:100", "--bgp-med", "50",
+            "--bgp-peer", "10.61.0.1:65000,med=10,community=65001:1",
+            "--bgp-peer", "10.61.0.3:65000,med=90,prepend=2,large-community=65001:7:9,vips=192.0.2.0/24,bfd=on");
+        Assert.EndsWith("201", Curl(n, "PUT", "/api/v1/services/web", """{"vip":"192.0.2.10","port":80,"protocol":"tcp","encap":"ipip"}"""), StringComparison.Ordinal);
+        Assert.EndsWith("201", Curl(n, "PUT", "/api/v1/services/web2", """{"vip":"198.51.100.10","port":80,"protocol":"tcp","encap":"ipip"}"""), StringComparison.Ordinal);
+        Assert.EndsWith("201", Curl(n, "PUT", "/api/v1/services/web6", """{"vip":"2001:db8:ff::10","port":80,"protocol":"tcp","encap":"gue"}"""), StringComparison.Ordinal);
+
+        string Route(string prefix, string router) => Birdc(router == "lb_a" ? "a" : "b", $"show route {prefix} all");
+        string a = "", b = "";
+        await Eventually(() => (a = Route("192.0.2.10/32", "lb_a")).Contains("BGP.med", StringComparison.Ordinal)
+            && (b = Route("192.0.2.10/32", "lb_b")).Contains("BGP.med", StringComparison.Ordinal), 30, "the VIP from both sessions");
+        output.WriteLine(a + b);
+        Assert.Contains("BGP.med: 10", a, StringComparison.Ordinal);
+        Assert.Matches(@"BGP\.as_path: 65001\r?\n", a); // once: Netcore.Bgp's own prepend on the eBGP session
+        Assert.Contains("BGP.community: (65001,100) (65001,1)", a, StringComparison.Ordinal);
+        Assert.DoesNotContain("BGP.large_community", a, StringComparison.Ordinal);
+        Assert.Contains("BGP.med: 90", b, StringComparison.Ordinal);
+        Assert.Contains("BGP.as_path: 65001 65001 65001", b, StringComparison.Ordinal);
+        Assert.Contains("BGP.community: (65001,100)", b, StringComparison.Ordinal);
+        Assert.DoesNotContain("(65001,1)", b, StringComparison.Ordinal);
+        Assert.Contains("BGP.large_community: (65001, 7, 9)", b, StringComparison.Ordinal);
+
+        // The VIPs outside b's prefix go to a only.
+        await Eventually(() => Route("198.51.100.10/32", "lb_a").Contains("BGP.med: 10", StringComparison.Ordinal)
+            && Route("2001:db8:ff::10/128", "lb_a").Contains("BGP.med: 10", StringComparison.Ordinal), 30, "the other VIPs at a");
+        await Task.Delay(1000);
+        Assert.DoesNotContain("198.51.100.10", Route("198.51.100.10/32", "lb_b"), StringComparison.Ordinal);
+        Assert.DoesNotContain("2001:db8:ff::10", Route("2001:db8:ff::10/128", "lb_b"), StringComparison.Ordinal);
+        string state = Curl(n, "GET", "/api/v1/state");
+        output.WriteLine(state);
+        Assert.Contains("\"policy\":\"med=90,prepend=2,large-community=65001:7:9,vips=192.0.2.0/24\",\"announced\":[\"192.0.2.10/32\"]", state, StringComparison.Ordinal);
+        Assert.Contains("\"policy\":\"med=10,community=65001:1\",\"announced\":[\"192.0.2.10/32\",\"198.51.100.10/32\",\"2001:db8:ff::10/128\"]", state, StringComparison.Ordinal);
+        // BFD on b's session only.
+        await Eventually(() => Curl(n, "GET", "/api/v1/state").Contains("\"address\":\"10.61.0.3\",\"remoteAs\":65000,\"state\":\"Established\",\"bfd\":\"Up\"", StringComparison.Ordinal), 30, "BFD Up on b's session");
+        Assert.Contains("\"address\":\"10.61.0.1\",\"remoteAs\":65000,\"state\":\"Established\",\"bfd\":null", Curl(n, "GET", "/api/v1/state"), StringComparison.Ordinal);
+        string metrics = Curl(n, "GET", "/metrics");
+        Assert.Equal(3UL, Metric(metrics, "lb_bgp_peer_routes", "peer=\"10.61.0.1\""));
+        Assert.Equal(1UL, Metric(metrics, "lb_bgp_peer_routes", "peer=\"10.61.0.3\""));
+
+        // Removing a service withdraws its VIP from the router that had it; the other keeps its routes.
+        Assert.EndsWith("204", Curl(n, "DELETE", "/api/v1/services/web2"), StringComparison.Ordinal);
+        await Eventually(() => !Route("198.51.100.10/32", "lb_a").Contains("198.51.100.10", StringComparison.Ordinal), 20, "web2 withdrawn at a");
+        Assert.Contains("BGP.med: 90", Route("192.0.2.10/32", "lb_b"), StringComparison.Ordinal);
+        Assert.Equal(2UL, Metric(Curl(n, "GET", "/metrics"), "lb_bgp_peer_routes", "peer=\"10.61.0.1\""));
+    }
+
     private static async Task Eventually(Func<bool> condition, int seconds, string what)
     {
         long end = Environment.TickCount64 + seconds * 1000L;

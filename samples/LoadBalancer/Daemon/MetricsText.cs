@@ -100,6 +100,9 @@ internal static class MetricsText
             Family("lb_bfd_session_up", "gauge", "1 when the BFD session to the router is Up.");
             foreach (var p in peers.Where(p => p.Bfd is not null))
                 Sample("lb_bfd_session_up", $"peer=\"{p.Address}\",state=\"{p.Bfd}\"", p.Bfd == "Up" ? 1 : 0);
+            Family("lb_bgp_peer_routes", "gauge", "VIP routes sent to the router (its --bgp-peer policy decides which).");
+            foreach (var p in peers)
+                Sample("lb_bgp_peer_routes", $"peer=\"{p.Address}\"", p.Announced.Count);
             Family("lb_vip_announced", "gauge", "1 for each VIP announced over BGP.");
             foreach (string v in bgp.Announced)
                 Sample("lb_vip_announced", $"vip=\"{v}\"", 1);

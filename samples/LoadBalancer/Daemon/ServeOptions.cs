@@ -11,7 +11,7 @@ internal sealed record ServeOptions
     public const string Usage = """
         usage: Netcore.LoadBalancer serve --interface IF --api 127.0.0.1:PORT --db PATH
                  [--netns NAME] [--token T] [--pin-dir DIR] [--node-name NAME]
-                 [--bgp-router-id IP --bgp-local-as N --bgp-peer IP:AS ...] [--bgp-next-hop IP] [--bfd]
+                 [--bgp-router-id IP --bgp-local-as N --bgp-peer IP:AS[,KEY=VALUE...] ...] [--bgp-next-hop IP] [--bfd]
                  [--bgp-community ASN:V|NAME ...] [--bgp-large-community A:B:C ...] [--bgp-med N]
                  [--node-check tcp:IP:PORT|http://...] [--xdp-mode native|generic] [--log-format text|json]
                  [--detach-on-exit] [--gateway-mac MAC] [--source-v4 IP] [--source-v6 IP]
@@ -29,7 +29,9 @@ internal sealed record ServeOptions
     public required string PinDirectory { get; init; }
     public IPAddress? BgpRouterId { get; init; }
     public uint BgpLocalAs { get; init; }
-    public IReadOnlyList<(IPAddress Address, uint As)> BgpPeers { get; init; } = [];
+
+    /// <summary>The routers (<c>--bgp-peer</c>), each with its own policy.</summary>
+    public IReadOnlyList<Routing.BgpPeerConfig> BgpPeers { get; init; } = [];
 
     /// <summary>Next hop of the IPv4 VIP routes (<c>--bgp-next-hop</c> with an IPv4 address); null: the interface's IPv4 address.</summary>
     public IPAddress? BgpNextHopV4 { get; init; }
@@ -76,7 +78,7 @@ internal sealed record ServeOptions
         int table = Maglev.MaglevTableBuilder.DefaultSize;
         int? mtu = null;
         uint icmpRate = DataPlane.LbConfig.DefaultIcmpRate;
-        var peers = new List<(IPAddress, uint)>();
+        var peerArgs = new List<string>();
         var communities = new List<Netcore.Bgp.BgpCommunity>();
         var large = new List<Netcore.Bgp.BgpLargeCommunity>();
         bool bfd = false, json = false, detach = false;
@@ -97,7 +99,7 @@ internal sealed record ServeOptions
                 case "--node-name": node = V(); break;
                 case "--bgp-router-id": routerId = Ip(V(), a); break;
                 case "--bgp-local-as": localAs = UInt(V(), a); break;
-                case "--bgp-peer": peers.Add(Peer(V())); break;
+                case "--bgp-peer": peerArgs.Add(V()); break;
                 case "--bgp-next-hop":
                     // One per family: IPv4 VIPs go with the IPv4 one, IPv6 VIPs with the IPv6 one, over
                     // any session (RFC 4760 3: the next hop's family is the NLRI's, not the session's).
@@ -156,8 +158,12 @@ internal sealed record ServeOptions
             throw new ArgumentException("--api is required");
         if (db is null)
             throw new ArgumentException("--db is required");
-        if (peers.Count > 0 && (routerId is null || localAs == 0))
+        if (peerArgs.Count > 0 && (routerId is null || localAs == 0))
             throw new ArgumentException("--bgp-peer needs --bgp-router-id and --bgp-local-as");
+        // After the loop: a peer's policy depends on --bgp-local-as, which may come later.
+        var peers = peerArgs.Select(p => Routing.BgpPeerConfig.Parse(p, localAs)).ToList();
+        foreach (var dup in peers.GroupBy(p => p.Address).Where(g => g.Count() > 1))
+            throw new ArgumentException($"--bgp-peer: {dup.Key} given twice");
         node ??= DefaultNodeName();
         if (node.Length == 0 || node.Contains('/', StringComparison.Ordinal) || node is "." or "..")
             throw new ArgumentException($"--node-name: '{node}' cannot name a directory");
@@ -228,14 +234,4 @@ internal sealed record ServeOptions
 
     private static uint UInt(string s, string what) =>
         uint.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out uint v) ? v : throw new ArgumentException($"{what}: '{s}' is not a non-negative integer");
-
-    /// <summary>IP:AS, with an IPv6 address in brackets ([2001:db8::1]:65000).</summary>
-    private static (IPAddress, uint) Peer(string s)
-    {
-        int colon = s.LastIndexOf(':');
-        if (colon <= 0)
-            throw new ArgumentException($"--bgp-peer: '{s}' is not IP:AS");
-        string ip = s[..colon].Trim('[', ']');
-        return (Ip(ip, "--bgp-peer"), UInt(s[(colon + 1)..], "--bgp-peer"));
-    }
 }

@@ -15,8 +15,8 @@ internal sealed record VipAnnouncerOptions
     /// <summary>Local AS.</summary>
     public required uint LocalAs { get; init; }
 
-    /// <summary>Routers to peer with.</summary>
-    public required IReadOnlyList<(IPAddress Address, uint As)> Peers { get; init; }
+    /// <summary>Routers to peer with, each with its own export policy (<see cref="BgpPeerConfig"/>).</summary>
+    public required IReadOnlyList<BgpPeerConfig> Peers { get; init; }
 
     /// <summary>Next hop of the IPv4 VIP routes (this node's IPv4 address); null: the session's local address when it is IPv4.</summary>
     public IPAddress? NextHopV4 { get; init; }
@@ -28,10 +28,10 @@ internal sealed record VipAnnouncerOptions
     /// </summary>
     public IPAddress? NextHopV6 { get; init; }
 
-    /// <summary>Communities (RFC 1997) and large communities (RFC 8092) on every VIP route, for the routers' policies.</summary>
+    /// <summary>Communities (RFC 1997), large communities (RFC 8092) and MED on every VIP route, before each peer's policy.</summary>
     public BgpPathAttributes RouteAttributes { get; init; } = new();
 
-    /// <summary>Run BFD (single hop) on each router session; a BFD Down resets the BGP session.</summary>
+    /// <summary>Run BFD (single hop) on each router session unless its <see cref="BgpPeerConfig.Bfd"/> says otherwise; a BFD Down resets the BGP session.</summary>
     public bool Bfd { get; init; }
 
     /// <summary>Interface of the BFD sessions.</summary>
@@ -41,21 +41,23 @@ internal sealed record VipAnnouncerOptions
     public TimeSpan HoldTime { get; init; } = TimeSpan.FromSeconds(9);
 }
 
-/// <summary>What <c>/api/v1/state</c> shows of a BGP peer.</summary>
-internal sealed record PeerView(string Address, uint RemoteAs, string State, string? Bfd, IReadOnlyList<string> Announced);
+/// <summary>What <c>/api/v1/state</c> shows of a BGP peer: its session, BFD, policy (the <c>--bgp-peer</c> options) and the VIPs sent to it.</summary>
+internal sealed record PeerView(string Address, uint RemoteAs, string State, string? Bfd, string? Policy, IReadOnlyList<string> Announced);
 
 /// <summary>
 /// Announces each VIP as a host route (/32, /128) to every router over BGP (Netcore.Bgp) with this
 /// node as next hop, while the node is healthy; withdraws them when the node's own check fails or
-/// the daemon stops. Routes are kept per peer by Netcore.Bgp (its Adj-RIB-Out) and re-sent on every
-/// new session, so announcing before a session is up is enough.
+/// the daemon stops. Each router's export policy (<see cref="BgpPeerConfig.ExportPolicy"/>, a
+/// Netcore.Bgp <see cref="BgpPolicy"/>) decides which VIPs it gets and with what attributes. Routes
+/// are kept per peer by Netcore.Bgp (its Adj-RIB-Out) and re-sent on every new session, so
+/// announcing before a session is up is enough.
 /// </summary>
 internal sealed partial class VipAnnouncer : IAsyncDisposable
 {
     private readonly VipAnnouncerOptions _options;
     private readonly ILogger _log;
     private readonly BgpSpeaker _speaker;
-    private readonly List<BgpPeer> _peers = [];
+    private readonly List<Router> _peers = [];
     private readonly Dictionary<IPAddress, BfdSession> _bfd = [];
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly HashSet<BgpPrefix> _announced = [];
@@ -95,18 +97,19 @@ internal sealed partial class VipAnnouncer : IAsyncDisposable
     public IReadOnlyList<PeerView> Peers()
     {
         var announced = Announced;
-        return [.. _peers.Select(p => new PeerView(p.RemoteAddress.ToString(), p.Options.RemoteAs, p.State.ToString(),
-            _bfd.TryGetValue(p.RemoteAddress, out var s) ? s.State.ToString() : null, announced))];
+        return [.. _peers.Select(r => new PeerView(r.Peer.RemoteAddress.ToString(), r.Peer.Options.RemoteAs, r.Peer.State.ToString(),
+            _bfd.TryGetValue(r.Peer.RemoteAddress, out var s) ? s.State.ToString() : null, r.Config.Describe(), r.SentList()))];
     }
 
     /// <summary>Starts the speaker, the peers and (optionally) BFD.</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         await _speaker.StartAsync(cancellationToken).ConfigureAwait(false);
-        if (_options.Bfd)
+        if (_options.Peers.Any(p => p.Bfd ?? _options.Bfd))
             _bfdHost = new BfdHost();
-        foreach (var (address, remoteAs) in _options.Peers)
+        foreach (var config in _options.Peers)
         {
+            var (address, remoteAs) = (config.Address, config.As);
             var peer = _speaker.AddPeer(new BgpPeerOptions
             {
                 RemoteAddress = address,
@@ -120,10 +123,10 @@ internal sealed partial class VipAnnouncer : IAsyncDisposable
                 Description = "netcore-lb router",
             });
             peer.StateChanged += (_, e) => LogPeerState(_log, e.Peer.RemoteAddress, e.OldState.ToString(), e.NewState.ToString());
-            _peers.Add(peer);
-            if (_bfdHost is not null)
+            _peers.Add(new Router(peer, config, config.ExportPolicy(), _options.LocalAs));
+            if (config.Bfd ?? _options.Bfd)
             {
-                var session = _bfdHost.OpenSession(new BfdSessionOptions
+                var session = _bfdHost!.OpenSession(new BfdSessionOptions
                 {
                     Peer = address,
                     LocalAddress = LocalAddressFor(address),
@@ -203,14 +206,21 @@ internal sealed partial class VipAnnouncer : IAsyncDisposable
                 add = [.. want.Where(p => !_announced.Contains(p))];
                 remove = [.. _announced.Where(p => !want.Contains(p))];
             }
-            foreach (var peer in _peers)
+            foreach (var router in _peers)
             {
+                var peer = router.Peer;
                 try
                 {
-                    if (remove.Count > 0)
-                        await peer.WithdrawAsync(remove, cancellationToken).ConfigureAwait(false);
-                    if (add.Count > 0)
-                        await peer.AnnounceAsync(add.Select(p => new BgpRoute(p, _options.RouteAttributes)), cancellationToken).ConfigureAwait(false);
+                    // Withdraw only what this router was sent; announce what its policy accepts,
+                    // with the attributes the policy gives it.
+                    var withdraw = remove.Where(router.WasSent).ToList();
+                    if (withdraw.Count > 0)
+                        await peer.WithdrawAsync(withdraw, cancellationToken).ConfigureAwait(false);
+                    router.Forget(withdraw);
+                    var routes = add.Select(p => router.Route(p, _options.RouteAttributes)).OfType<BgpRoute>().ToList();
+                    if (routes.Count > 0)
+                        await peer.AnnounceAsync(routes, cancellationToken).ConfigureAwait(false);
+                    router.Remember(routes);
                 }
                 catch (Exception e) when (e is InvalidOperationException or ArgumentException or IOException)
                 {
@@ -232,6 +242,52 @@ internal sealed partial class VipAnnouncer : IAsyncDisposable
         finally
         {
             _gate.Release();
+        }
+    }
+
+    /// <summary>A router: its session, its configuration, its export policy and what it was sent.</summary>
+    private sealed class Router(BgpPeer peer, BgpPeerConfig config, BgpPolicy? policy, uint localAs)
+    {
+        private readonly HashSet<BgpPrefix> _sent = [];
+
+        public BgpPeer Peer { get; } = peer;
+
+        public BgpPeerConfig Config { get; } = config;
+
+        /// <summary>The VIP route for this router, or null when its policy rejects the VIP.</summary>
+        public BgpRoute? Route(BgpPrefix vip, BgpPathAttributes attributes)
+        {
+            if (policy is null)
+                return new BgpRoute(vip, attributes);
+            var context = new BgpPolicyContext(Peer.RemoteAddress, Config.As, localAs, BgpPolicyDirection.Export);
+            var a = policy.Apply(vip, attributes, context);
+            return a is null ? null : new BgpRoute(vip, a);
+        }
+
+        public bool WasSent(BgpPrefix p)
+        {
+            lock (_sent)
+                return _sent.Contains(p);
+        }
+
+        public void Remember(IEnumerable<BgpRoute> routes)
+        {
+            lock (_sent)
+                foreach (var r in routes)
+                    _sent.Add(r.Prefix);
+        }
+
+        public void Forget(IEnumerable<BgpPrefix> prefixes)
+        {
+            lock (_sent)
+                foreach (var p in prefixes)
+                    _sent.Remove(p);
+        }
+
+        public IReadOnlyList<string> SentList()
+        {
+            lock (_sent)
+                return [.. _sent.Select(p => p.ToString()).Order(StringComparer.Ordinal)];
         }
     }
 
