@@ -1111,6 +1111,24 @@ public partial class DataPlaneTests
     }
 
     [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
+    [InlineData(false, "vlan")]
+    [InlineData(true, "qinq")]
+    [InlineData(false, "qinq-8100")]
+    [InlineData(true, "vlan")]
+    public void DaisyChain_ToAnIpv6FirstHop_Tagged_CarriesTheSecondHopAndTheTags(bool v6Client, string tagging)
+    {
+        // The tagged paths (lb_vlan) chain like the untagged ones: the untagged output with the
+        // frame's tags after the MACs.
+        using var lb = SetupChain6(v6Client);
+        byte[] untagged = Chain6Frame(v6Client, 0x10), tags = Tags(tagging);
+        var (action, output) = lb.Run(Tagged(untagged, tags));
+        Assert.Equal(Tx, action);
+        byte[] expected = LbModel.Encapsulate(untagged, Chain6First, Encapsulation.Gue, 6080, GatewayMac, Src4, Src6, Seed, secondHop: Chain6Second);
+        Assert.Equal(LbBpf.Hex(Tagged(expected, tags)), LbBpf.Hex(output));
+        Assert.Null(lb.RememberedBackend(untagged));
+    }
+
+    [LinuxTheory(Bpf = true, Tools = ["clang-14"])]
     [InlineData(false)]
     [InlineData(true)]
     public void DaisyChain_ToAnIpv6Backend_TheLargestPacketThatFits_FitsWithTheSecondHop(bool v6Client)
