@@ -40,6 +40,18 @@ public class AssemblerTests
         Assert.Equal("asm_xdp", prog.GetInfo().Name);
     }
 
+    [LinuxFact(Bpf = true)]
+    public void TestRun_ReportsTheAverageRunTimeInNanoseconds()
+    {
+        // An XDP program that only returns XDP_TX runs in a few to a few tens of nanoseconds: below a
+        // TimeSpan's 100 ns tick, so Duration alone would read 0 (it did, before AverageNanoseconds).
+        using var prog = new BpfAssembler().Mov(BpfRegister.R0, 3).Exit().Load(BpfProgramType.Xdp, null, new BpfProgramOptions { Name = "asm_tx" });
+        var r = prog.TestRun(new byte[64], default, repeat: 200_000);
+        Assert.Equal(3u, r.ReturnValue);
+        Assert.InRange(r.AverageNanoseconds, 1u, 5_000u);
+        Assert.Equal(r.AverageNanoseconds / 100, (uint)r.Duration.Ticks);
+    }
+
     [Fact]
     public void UndefinedLabelAndMissingMapAreReported()
     {
