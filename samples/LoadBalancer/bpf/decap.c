@@ -237,7 +237,8 @@ static __always_inline int forward_second_hop(struct ethhdr *eth, struct iphdr *
 }
 
 /* The same over IPv6: the outer IPv6 header goes from this host (the old destination) to the
- * second hop `hop` (16 bytes, network order), the four private words are zeroed, MACs swapped.
+ * second hop, the IPv6 address in the four private words `priv` (network order), which are then
+ * zeroed; MACs swapped.
  * The hop limit is left as it came, as the IPv4 TTL above (the router decremented it on the way
  * here and does again on the way on; the zeroed private data, not the hop limit, is what keeps
  * the packet from going round). lb.c sends the UDP checksum as 0 (RFC 6935/6936 for tunnels over

@@ -14,10 +14,9 @@
  * previous one as its second hop. A TCP segment that is not an opening SYN, of a flow this node
  * does not remember, to a GUE service, goes to the slot's backend with the second hop's address
  * (of the same family: IPv4 over IPv4, IPv6 over IPv6) in the GUE header and is not remembered;
- * that backend (bpf/decap.c) keeps
- * it if the connection is its own and otherwise sends it on to the second hop. So a connection
- * survives its slot moving even on a node that never saw it (the router moved it from a node
- * that died).
+ * that backend (bpf/decap.c) keeps it if the connection is its own and otherwise sends it on to
+ * the second hop. So a connection survives its slot moving even on a node that never saw it (the
+ * router moved it from a node that died).
  *
  * Cost: the hot path makes no map-lookup calls (ARRAY and PERCPU_ARRAY lookups are inlined by
  * the verifier; the ring's inner-map lookup, a call, is only made for a flow the memory does
