@@ -6,8 +6,8 @@ namespace Netcore.LoadBalancer;
 
 /// <summary>
 /// Command line of the sample: <c>serve</c> runs the daemon (see README.md);
-/// <c>maglev NAME=WEIGHT...</c> prints the shares of a table and <c>maglev-bench</c> times builds
-/// (used by benchmarks/compare/lb-xdp.sh).
+/// <c>maglev NAME=WEIGHT...</c> prints the shares of a table, <c>maglev-bench</c> times builds and
+/// <c>xdp-bench</c> measures the XDP program (both used by benchmarks/compare/lb-xdp.sh).
 /// </summary>
 public static class Program
 {
@@ -22,7 +22,8 @@ public static class Program
                 "serve" => await Daemon.ServeCommand.RunAsync(args[1..], CancellationToken.None).ConfigureAwait(false),
                 "lab" => await Lab.LabCommand.RunAsync(args[1..], CancellationToken.None).ConfigureAwait(false),
                 "maglev" => Shares(args[1..]),
-                "maglev-bench" => Bench(args[1..]),
+                "maglev-bench" => MaglevBench(args[1..]),
+                "xdp-bench" => Bench.XdpBench.Run(args[1..]),
                 _ => Usage(),
             };
         }
@@ -43,6 +44,9 @@ public static class Program
                    Netcore.LoadBalancer maglev-bench [--backends N] [--size M] [--runs R]
                      time table builds (N backends of weight 1); prints wall-clock
                      min/median/p90 and the median of the thread's CPU time, in ms
+                   Netcore.LoadBalancer xdp-bench --floor OBJ --skeleton OBJ [--repeat N] [--runs R]
+                     per-packet cost of bpf/lb_bench.o under BPF_PROG_TEST_RUN against the floor
+                     program (benchmarks/compare/lb-xdp.sh builds OBJs and says what is measured)
             """);
         return 2;
     }
@@ -75,7 +79,7 @@ public static class Program
         return 0;
     }
 
-    private static int Bench(string[] args)
+    private static int MaglevBench(string[] args)
     {
         int n = 100, size = MaglevTableBuilder.DefaultSize, runs = 200;
         for (int i = 0; i + 1 < args.Length; i += 2)
@@ -88,6 +92,14 @@ public static class Program
                 default: throw new ArgumentException($"unknown option {args[i]}");
             }
         }
+        Console.WriteLine(MaglevBuild(n, size, runs).Line);
+        return 0;
+    }
+
+    /// <summary>Times <paramref name="runs"/> builds of a table of <paramref name="size"/> over <paramref name="n"/> backends of weight 1 (after 20 to warm up).</summary>
+    /// <returns>The figures as one line, and the wall-clock median in ms.</returns>
+    internal static (string Line, double MedianMs) MaglevBuild(int n, int size, int runs)
+    {
         var backends = Enumerable.Range(0, n)
             .Select(i => new MaglevBackend(string.Create(CultureInfo.InvariantCulture, $"10.1.{i / 256}.{i % 256}:80"), 1))
             .ToArray();
@@ -108,9 +120,8 @@ public static class Program
         Array.Sort(ms);
         Array.Sort(cpuMs);
         // Wall-clock figures, then the thread's CPU time (excludes time preempted on a busy host).
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"maglev build: backends={n} size={size} runs={runs} min_ms={ms[0]:F3} median_ms={ms[runs / 2]:F3} p90_ms={ms[runs * 9 / 10]:F3} cpu_median_ms={cpuMs[runs / 2]:F3}"));
-        return 0;
+        return (string.Create(CultureInfo.InvariantCulture,
+            $"maglev build: backends={n} size={size} runs={runs} min_ms={ms[0]:F3} median_ms={ms[runs / 2]:F3} p90_ms={ms[runs * 9 / 10]:F3} cpu_median_ms={cpuMs[runs / 2]:F3}"), ms[runs / 2]);
     }
 
     private static int ParseInt(string s, string what) =>
