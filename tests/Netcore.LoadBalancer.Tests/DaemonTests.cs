@@ -44,13 +44,22 @@ public partial class DaemonTests(ITestOutputHelper output)
         }
     }
 
-    private static Node CreateNode(string hint, TestNetns peer)
+    /// <summary>A node namespace on a veth to <paramref name="peer"/> (10.61.0.2 here, 10.61.0.1 there; the peer's end is p-<paramref name="hint"/>).</summary>
+    /// <param name="hint">Namespace name hint.</param>
+    /// <param name="peer">The router's namespace.</param>
+    /// <param name="ipv6">Global IPv6 addresses on the link too (2001:db8:61::2 the node, ::1 the peer).</param>
+    private static Node CreateNode(string hint, TestNetns peer, bool ipv6 = false)
     {
         var ns = TestNetns.Create(hint);
         try
         {
             ns.Exec("ip link set lo up");
             ns.Veth("e0", peer, "p-" + hint, localAddress: "10.61.0.2/24", remoteAddress: "10.61.0.1/24");
+            if (ipv6)
+            {
+                ns.Exec("ip addr add 2001:db8:61::2/64 dev e0 nodad");
+                peer.Exec($"ip addr add 2001:db8:61::1/64 dev p-{hint} nodad");
+            }
             return new Node
             {
                 Ns = ns,
@@ -152,11 +161,9 @@ public partial class DaemonTests(ITestOutputHelper output)
     public async Task Serve_AnnouncesTheVipToBird_AndWithdrawsItOnSigterm()
     {
         using var router = TestNetns.Create("lbr");
-        using var n = CreateNode("lbb", router);
         // IPv6 on the link too: the node's global IPv6 address is the default next hop of its IPv6
         // VIPs, which go over the same IPv4 session (RFC 4760: MP_REACH_NLRI, IPv6 unicast).
-        n.Ns.Exec("ip addr add 2001:db8:61::2/64 dev e0 nodad");
-        router.Exec("ip addr add 2001:db8:61::1/64 dev p-lbb nodad");
+        using var n = CreateNode("lbb", router, ipv6: true);
         string dir = n.StateDir;
         File.WriteAllText(Path.Combine(dir, "bird.conf"), """
             router id 10.61.0.1;
@@ -250,9 +257,7 @@ public partial class DaemonTests(ITestOutputHelper output)
     public async Task Serve_SendsEachRouterItsOwnPolicy_BirdOnTwoSessionsSeesTwoRoutes()
     {
         using var router = TestNetns.Create("lbr");
-        using var n = CreateNode("lbp", router);
-        n.Ns.Exec("ip addr add 2001:db8:61::2/64 dev e0 nodad");
-        router.Exec("ip addr add 2001:db8:61::1/64 dev p-lbp nodad");
+        using var n = CreateNode("lbp", router, ipv6: true);
         router.Exec("ip addr add 10.61.0.3/24 dev p-lbp");
         string dir = n.StateDir;
         // Two routers: two BIRDs in one namespace, each bound to its own address (one BIRD cannot
