@@ -4,6 +4,7 @@
 # build time for 100 backends at 65,537 entries.
 #
 #   sudo benchmarks/compare/lb-xdp.sh            # REPEAT=1000000 RUNS=15 by default
+#   sudo BASELINE=/tmp/old/lb_bench.o benchmarks/compare/lb-xdp.sh   # also an A/B against another build
 #
 # The script builds the sample and the two reference programs below with clang-14; the measuring
 # is "Netcore.LoadBalancer xdp-bench" (samples/LoadBalancer/Bench/XdpBench.cs), which loads every
@@ -96,4 +97,7 @@ clang-14 -O2 -mcpu=v3 -g -target bpf -I/usr/include/x86_64-linux-gnu -c "$TMP/sk
 # Frames (XdpBench.cs): established = IPv4 TCP ACK with 100 bytes to 192.0.2.10:80 (IPIP
 # service), SYN = a TCP SYN to it, v6 = IPv6 UDP with 100 bytes to [2001:db8::10]:443 (GUE
 # service), other = a TCP ACK to 192.0.2.99 (no service: XDP_PASS). Every run checks the action.
-dotnet "$OUT/Netcore.LoadBalancer.dll" xdp-bench --floor "$TMP/floor.o" --skeleton "$TMP/skeleton.o" --repeat "$REPEAT" --runs "$RUNS"
+# BASELINE=path/to/lb_bench.o (another build of lb.c, same map layout) measures it in the same
+# rounds too and prints this/baseline: an A/B comparison the host's swings weigh on alike.
+dotnet "$OUT/Netcore.LoadBalancer.dll" xdp-bench --floor "$TMP/floor.o" --skeleton "$TMP/skeleton.o" --repeat "$REPEAT" --runs "$RUNS" \
+  ${BASELINE:+--baseline "$BASELINE"}

@@ -44,7 +44,7 @@ public static class Program
                    Netcore.LoadBalancer maglev-bench [--backends N] [--size M] [--runs R]
                      time table builds (N backends of weight 1); prints wall-clock
                      min/median/p90 and the median of the thread's CPU time, in ms
-                   Netcore.LoadBalancer xdp-bench --floor OBJ --skeleton OBJ [--repeat N] [--runs R]
+                   Netcore.LoadBalancer xdp-bench --floor OBJ --skeleton OBJ [--repeat N] [--runs R] [--baseline OBJ]
                      per-packet cost of bpf/lb_bench.o under BPF_PROG_TEST_RUN against the floor
                      program (benchmarks/compare/lb-xdp.sh builds OBJs and says what is measured)
             """);

@@ -14,7 +14,9 @@ namespace Netcore.LoadBalancer.Bench;
 /// everything loaded and configured through Netcore.Xdp and the daemon's own
 /// <see cref="XdpDataPlane"/>; then the Maglev build time. The script's header says what each
 /// figure means. Prints lines starting with <c>lb-xdp:</c>, the last one
-/// <c>lb-xdp: packet lb/floor = X; build ms = B</c>.
+/// <c>lb-xdp: packet lb/floor = X; build ms = B</c>. With <c>--baseline OBJ</c> (an lb_bench.o
+/// of another build, same map layout) that object is measured in the same rounds too, for an A/B
+/// comparison that the host's swings weigh on alike.
 /// </summary>
 internal static class XdpBench
 {
@@ -25,7 +27,7 @@ internal static class XdpBench
 
     public static int Run(string[] args)
     {
-        string? floorPath = null, skeletonPath = null;
+        string? floorPath = null, skeletonPath = null, baselinePath = null;
         int repeat = 1_000_000, runs = 15;
         for (int i = 0; i < args.Length; i++)
         {
@@ -37,6 +39,7 @@ internal static class XdpBench
                 case "--skeleton": skeletonPath = V(); break;
                 case "--repeat": repeat = Positive(V(), a); break;
                 case "--runs": runs = Positive(V(), a); break;
+                case "--baseline": baselinePath = V(); break;
                 default: throw new ArgumentException($"unknown option {a}");
             }
         }
@@ -51,6 +54,7 @@ internal static class XdpBench
             using var skeletonObj = BpfObject.Load(skeletonPath);
             using var lb = Open(Path.Combine(bpfDir, "lb_bench.o"), pins + "-lb");
             using var lbNew = Open(Path.Combine(bpfDir, "lb_bench_new.o"), pins + "-new");
+            using var baseline = baselinePath is null ? null : Open(baselinePath, pins + "-base");
             var floor = floorObj.Program("xdp_floor");
             var skeleton = skeletonObj.Program("xdp_skeleton");
 
@@ -63,6 +67,7 @@ internal static class XdpBench
             // run weighs on the floor and on lb alike.
             var f = new List<double>(); var k = new List<double>(); var e = new List<double>(); var s = new List<double>();
             var v = new List<double>(); var o = new List<double>(); var n = new List<double>();
+            var be = new List<double>(); var bs = new List<double>(); var bv = new List<double>();
             for (int r = 0; r < runs; r++)
             {
                 f.Add(Once(floor, est, XdpTx, repeat));
@@ -72,6 +77,12 @@ internal static class XdpBench
                 v.Add(Once(lb.Program, v6gue, XdpTx, repeat));
                 o.Add(Once(lb.Program, other, XdpPass, repeat));
                 n.Add(Once(lbNew.Program, syn, XdpTx, repeat));
+                if (baseline is not null)
+                {
+                    be.Add(Once(baseline.Program, est, XdpTx, repeat));
+                    bs.Add(Once(baseline.Program, syn, XdpTx, repeat));
+                    bv.Add(Once(baseline.Program, v6gue, XdpTx, repeat));
+                }
             }
             double floorM = Median(f), estM = Median(e), synM = Median(s), skelM = Median(k);
             Say($"BPF_PROG_TEST_RUN, repeat {repeat}, median of {runs} rounds (ns per packet; loaded with Netcore.Xdp)");
@@ -83,6 +94,12 @@ internal static class XdpBench
             Say($"  lb new flow, SYN (lb_bench_new.o: hash, ring, memory write; information) {Median(n)}");
             Say($"  helper calls alone (push, 34-byte header, undo; information) {skelM}");
             Say($"  lb established beyond the helper calls (information)  {estM - skelM}");
+            if (baseline is not null)
+            {
+                Say($"  baseline {baselinePath}: established {Median(be)}, SYN {Median(bs)}, IPv6 UDP GUE {Median(bv)}");
+                Say($"  this/baseline: established {estM / Median(be):F2}, SYN {synM / Median(bs):F2}, IPv6 UDP GUE {Median(v) / Median(bv):F2}; "
+                    + $"per round (established) {string.Join(' ', e.Select((x, i) => (x / be[i]).ToString("F2", CultureInfo.InvariantCulture)))}");
+            }
 
             var (buildLine, buildMs) = Program.MaglevBuild(Backends, MaglevTableBuilder.DefaultSize, 200);
             Say("  " + buildLine);
@@ -102,7 +119,7 @@ internal static class XdpBench
         }
         finally
         {
-            foreach (string dir in new[] { pins + "-lb", pins + "-new" })
+            foreach (string dir in new[] { pins + "-lb", pins + "-new", pins + "-base" })
                 if (Directory.Exists(dir))
                 {
                     foreach (string file in Directory.EnumerateFiles(dir))
