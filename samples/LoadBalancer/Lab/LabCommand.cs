@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
 namespace Netcore.LoadBalancer.Lab;
@@ -16,12 +17,15 @@ public static class LabCommand
     public const string Usage = """
         usage: Netcore.LoadBalancer lab [--requests N] [--weights W1,W2,W3] [--encap gue|ipip]
                                         [--xdp-mode native|generic] [--parallel P] [--bfd] [--hold]
+                                        [--backend-family ipv4|ipv6]
                Netcore.LoadBalancer lab --cleanup [--all]
           builds the lab (needs root, bird, birdc, ethtool, clang-built bpf/decap.o), sends N
           requests (default 400) to the VIP on new connections, prints which backend answered
           against the weights (default 100,200,100), the BGP state and the LB counters, and
           removes everything on exit (Ctrl-C included). --bfd runs BFD on the router sessions.
-          --hold keeps the lab up until Ctrl-C.
+          --hold keeps the lab up until Ctrl-C. --backend-family ipv6 gives the LB nodes' and
+          the backends' links IPv6 and configures the backends by their IPv6 addresses (the
+          client and the VIP stay IPv4: IPv4 in IPv6 GUE or IPIP).
           --cleanup removes namespaces, bpffs folders and temporary folders named lb-PID-*
           whose PID is gone (--all: of every other process too).
         """;
@@ -55,6 +59,17 @@ public static class LabCommand
                         options = options with { XdpMode = Next() };
                         if (options.XdpMode is not ("native" or "generic"))
                             throw new ArgumentException("--xdp-mode: native or generic");
+                        break;
+                    case "--backend-family":
+                        options = options with
+                        {
+                            BackendFamily = Next() switch
+                            {
+                                "ipv4" => AddressFamily.InterNetwork,
+                                "ipv6" => AddressFamily.InterNetworkV6,
+                                _ => throw new ArgumentException("--backend-family: ipv4 or ipv6"),
+                            },
+                        };
                         break;
                     case "--hold": hold = true; break;
                     case "--bfd": options = options with { Bfd = true }; break;
@@ -94,7 +109,7 @@ public static class LabCommand
         LabEnvironment? lab = null;
         try
         {
-            Console.WriteLine($"lab: building (weights {string.Join(':', options.Weights)}, encap {options.Encap}, XDP {options.XdpMode})");
+            Console.WriteLine($"lab: building (weights {string.Join(':', options.Weights)}, encap {options.Encap}, XDP {options.XdpMode}{(options.BackendFamily == AddressFamily.InterNetworkV6 ? ", IPv6 backends" : "")})");
             lab = await LabEnvironment.StartAsync(options, Console.Out, cts.Token).ConfigureAwait(false);
             Console.WriteLine("lab: waiting for the router to learn the VIP from both LB nodes...");
             await lab.WaitForVipFromAsync([1, 2], TimeSpan.FromSeconds(60), cts.Token).ConfigureAwait(false);

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 
 namespace Netcore.LoadBalancer.Lab;
 
@@ -30,6 +31,13 @@ public sealed record LabOptions
 
     /// <summary>Name prefix of everything the lab creates; default lb-PID-N-.</summary>
     public string? Prefix { get; init; }
+
+    /// <summary>
+    /// Address family of the service's backends: <see cref="AddressFamily.InterNetwork"/> (default)
+    /// or <see cref="AddressFamily.InterNetworkV6"/>, which gives the LB nodes' and the backends'
+    /// links IPv6 and configures the backends by their IPv6 addresses (the client and the VIP stay IPv4).
+    /// </summary>
+    public AddressFamily BackendFamily { get; init; } = AddressFamily.InterNetwork;
 }
 
 /// <summary>
@@ -80,6 +88,12 @@ public sealed class LabEnvironment : IAsyncDisposable
     /// <summary>The VIP as a /32 prefix (as the router sees it).</summary>
     public static string VipPrefix => LabTopology.Vip + "/32";
 
+    /// <summary>True when the service's backends are addressed over IPv6 (<see cref="LabOptions.BackendFamily"/>).</summary>
+    public bool Ipv6Backends => Options.BackendFamily == AddressFamily.InterNetworkV6;
+
+    /// <summary>The address the service knows backend <paramref name="i"/> (1-based) by: IPv4 or IPv6 per <see cref="LabOptions.BackendFamily"/>.</summary>
+    public IPAddress BackendAddress(int i) => Ipv6Backends ? LabTopology.BackendAddress6(i) : LabTopology.BackendAddress(i);
+
     /// <summary>Backend names (be1, be2, ...) in order.</summary>
     public IReadOnlyList<string> BackendNames => [.. Enumerable.Range(1, Options.Weights.Count).Select(BackendName)];
 
@@ -108,10 +122,12 @@ public sealed class LabEnvironment : IAsyncDisposable
     {
         string prefix = Options.Prefix ?? LabTopology.NewPrefix();
         _stateDir = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), prefix + "state")).FullName;
-        _topology = await LabTopology.CreateAsync(prefix, Options.Weights.Count, _log, ct).ConfigureAwait(false);
+        if (Options.BackendFamily is not (AddressFamily.InterNetwork or AddressFamily.InterNetworkV6))
+            throw new ArgumentException($"backend family {Options.BackendFamily}: InterNetwork or InterNetworkV6", nameof(Options));
+        _topology = await LabTopology.CreateAsync(prefix, Options.Weights.Count, Ipv6Backends, _log, ct).ConfigureAwait(false);
         _xdp = await LabXdp.AttachAsync(_topology, _log, ct).ConfigureAwait(false);
         for (int i = 1; i <= Options.Weights.Count; i++)
-            _servers.Add(BackendServer.Start(_topology.Backend(i), BackendName(i), ServicePort, LabTopology.ClientAddress));
+            _servers.Add(BackendServer.Start(_topology.Backend(i), BackendName(i), ServicePort, LabTopology.ClientAddress, Ipv6Backends));
         _router = await LabRouter.StartAsync(_topology, _stateDir, Options.Bfd, ct).ConfigureAwait(false);
         for (int i = 1; i <= 2; i++)
             _nodes.Add(new LabNode(_topology, i, _stateDir, Options.XdpMode, Options.Bfd));
@@ -131,7 +147,7 @@ public sealed class LabEnvironment : IAsyncDisposable
         {
             await n.PutServiceAsync(ServiceName, service, ct).ConfigureAwait(false);
             for (int i = 1; i <= Options.Weights.Count; i++)
-                await n.PutBackendAsync(ServiceName, LabTopology.BackendAddress(i), Options.Weights[i - 1], ct).ConfigureAwait(false);
+                await n.PutBackendAsync(ServiceName, BackendAddress(i), Options.Weights[i - 1], ct).ConfigureAwait(false);
         }
     }
 
@@ -172,13 +188,13 @@ public sealed class LabEnvironment : IAsyncDisposable
     public async Task FailNodeAsync(int i, CancellationToken ct)
     {
         await _nodes[i - 1].KillAsync().ConfigureAwait(false);
-        await Topology.SetHostLinkAsync(Topology.LbNode(i), LabTopology.RouterLbAddress(i), up: false, ct).ConfigureAwait(false);
+        await Topology.SetHostLinkAsync(Topology.LbNode(i), LabTopology.RouterLbAddress(i), null, up: false, ct).ConfigureAwait(false);
     }
 
     /// <summary>Node <paramref name="i"/> comes back: link up (with its default route) and the daemon started again.</summary>
     public async Task RecoverNodeAsync(int i, CancellationToken ct)
     {
-        await Topology.SetHostLinkAsync(Topology.LbNode(i), LabTopology.RouterLbAddress(i), up: true, ct).ConfigureAwait(false);
+        await Topology.SetHostLinkAsync(Topology.LbNode(i), LabTopology.RouterLbAddress(i), Ipv6Backends ? LabTopology.RouterLbAddress6(i) : null, up: true, ct).ConfigureAwait(false);
         await _nodes[i - 1].StartAsync(ct).ConfigureAwait(false);
     }
 

@@ -10,22 +10,23 @@ namespace Netcore.LoadBalancer.Lab;
 /// <summary>
 /// A backend's HTTP server, hosted by the lab process: a listening socket created inside the
 /// backend's namespace (on 0.0.0.0:80, so it takes connections to the VIP after decapsulation
-/// and health checks to the backend's own address). Every response body is the backend's name.
+/// and health checks to the backend's own address; with IPv6 backends also an IPv6-only one on
+/// [::]:80 for the health checks to the backend's IPv6 address). Every response body is the backend's name.
 /// HTTP/1.1 keep-alive is honoured so the tests can hold long-lived connections.
 /// </summary>
 internal sealed class BackendServer : IAsyncDisposable
 {
-    private readonly Socket _listener;
+    private readonly Socket[] _listeners;
     private readonly CancellationTokenSource _stop = new();
-    private readonly Task _accept;
+    private readonly Task[] _accept;
     private readonly ConcurrentDictionary<Socket, byte> _open = new();
     private long _clientConnections, _requests, _otherConnections;
 
-    private BackendServer(string name, Socket listener, IPAddress clientAddress)
+    private BackendServer(string name, Socket[] listeners, IPAddress clientAddress)
     {
         Name = name;
-        _listener = listener;
-        _accept = AcceptLoopAsync(clientAddress);
+        _listeners = listeners;
+        _accept = [.. listeners.Select(l => AcceptLoopAsync(l, clientAddress))];
     }
 
     /// <summary>The backend's name, the body of every response.</summary>
@@ -46,16 +47,35 @@ internal sealed class BackendServer : IAsyncDisposable
     /// </summary>
     public bool Healthy { get; set; } = true;
 
-    /// <summary>Starts listening on <paramref name="port"/> inside namespace <paramref name="ns"/>.</summary>
-    public static BackendServer Start(string ns, string name, int port, IPAddress clientAddress)
+    /// <summary>Starts listening on <paramref name="port"/> inside namespace <paramref name="ns"/> (and on [::]:port too with <paramref name="ipv6"/>).</summary>
+    public static BackendServer Start(string ns, string name, int port, IPAddress clientAddress, bool ipv6 = false)
     {
-        Socket listener = NetnsThread.Run(LabTopology.NsPath(ns), () =>
+        var listeners = new List<Socket>();
+        try
         {
-            var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            listeners.Add(Listen(ns, IPAddress.Any, port));
+            if (ipv6)
+                listeners.Add(Listen(ns, IPAddress.IPv6Any, port));
+            return new BackendServer(name, [.. listeners], clientAddress);
+        }
+        catch
+        {
+            foreach (Socket l in listeners)
+                l.Dispose();
+            throw;
+        }
+    }
+
+    private static Socket Listen(string ns, IPAddress any, int port) =>
+        NetnsThread.Run(LabTopology.NsPath(ns), () =>
+        {
+            var s = new Socket(any.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
             try
             {
                 s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-                s.Bind(new IPEndPoint(IPAddress.Any, port));
+                if (any.AddressFamily == AddressFamily.InterNetworkV6)
+                    s.DualMode = false;   // IPV6_V6ONLY: IPv4 stays with the IPv4 socket
+                s.Bind(new IPEndPoint(any, port));
                 s.Listen(1024);
                 return s;
             }
@@ -65,10 +85,8 @@ internal sealed class BackendServer : IAsyncDisposable
                 throw;
             }
         });
-        return new BackendServer(name, listener, clientAddress);
-    }
 
-    private async Task AcceptLoopAsync(IPAddress clientAddress)
+    private async Task AcceptLoopAsync(Socket listener, IPAddress clientAddress)
     {
         await Task.Yield();
         while (!_stop.IsCancellationRequested)
@@ -76,7 +94,7 @@ internal sealed class BackendServer : IAsyncDisposable
             Socket c;
             try
             {
-                c = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
+                c = await listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
             {
@@ -128,10 +146,11 @@ internal sealed class BackendServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
-        _listener.Dispose();
+        foreach (Socket l in _listeners)
+            l.Dispose();
         foreach (Socket s in _open.Keys)
             s.Dispose();
-        await _accept.ConfigureAwait(false);
+        await Task.WhenAll(_accept).ConfigureAwait(false);
         _stop.Dispose();
     }
 }

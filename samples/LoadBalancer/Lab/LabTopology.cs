@@ -13,6 +13,11 @@ namespace Netcore.LoadBalancer.Lab;
 ///   lb2    10.0.3.2 ── r-lb2 10.0.3.1 │
 ///   beN    10.0.1N.2 ── r-beN 10.0.1N.1 ┘ (N = 1..3; the VIP on lo, decap.o on e0)
 /// </code>
+/// With IPv6 backends (<see cref="Ipv6Backends"/>) the LB nodes' and the backends' links also
+/// carry IPv6: host fd00:10:0:S::2, router fd00:10:0:S::1 (S = the IPv4 third octet: 2, 3, 11..19),
+/// added without DAD (IFA_F_NODAD, usable at once), a default IPv6 route via the router on those
+/// hosts and IPv6 forwarding on the router. The client stays IPv4 only: its packets reach IPv6
+/// backends inside IPv6 GUE or IPIP ("4in6"), and the backends answer it over IPv4.
 /// Every namespace is named <see cref="Prefix"/> + role, so several labs (and the tests) run side
 /// by side; addresses repeat across labs because each lab's hosts live in their own namespaces.
 /// Transmit checksum offload is turned off on every veth: XDP (on the LB nodes, the router's
@@ -44,10 +49,11 @@ internal sealed class LabTopology : IDisposable
     private static int s_sequence;
     private readonly List<string> _namespaces = [];
 
-    private LabTopology(string prefix, int backends)
+    private LabTopology(string prefix, int backends, bool ipv6Backends)
     {
         Prefix = prefix;
         BackendCount = backends;
+        Ipv6Backends = ipv6Backends;
     }
 
     /// <summary>Names start with this (unique per process and lab).</summary>
@@ -55,6 +61,9 @@ internal sealed class LabTopology : IDisposable
 
     /// <summary>Number of backends (1..9).</summary>
     public int BackendCount { get; }
+
+    /// <summary>True when the LB nodes' and the backends' links carry IPv6 as well (see the class summary).</summary>
+    public bool Ipv6Backends { get; }
 
     /// <summary>Namespace of the HTTP client.</summary>
     public string Client => Prefix + "client";
@@ -77,6 +86,19 @@ internal sealed class LabTopology : IDisposable
     /// <summary>Address of backend <paramref name="i"/> (its real address; the VIP is on its lo).</summary>
     public static IPAddress BackendAddress(int i) => IPAddress.Parse($"10.0.{10 + i}.2");
 
+    /// <summary>IPv6 address of LB node <paramref name="i"/> on its link to the router (its outer source toward IPv6 backends).</summary>
+    public static IPAddress LbNodeAddress6(int i) => Address6(1 + i, 2);
+
+    /// <summary>The router's IPv6 address on its link to LB node <paramref name="i"/>.</summary>
+    public static IPAddress RouterLbAddress6(int i) => Address6(1 + i, 1);
+
+    /// <summary>IPv6 address of backend <paramref name="i"/> (with IPv6 backends).</summary>
+    public static IPAddress BackendAddress6(int i) => Address6(10 + i, 2);
+
+    /// <summary>fd00:10:0:S::H, the IPv6 twin of 10.0.S.H (a unique local address, RFC 4193, global scope).</summary>
+    private static IPAddress Address6(int subnet, int host) =>
+        IPAddress.Parse(string.Create(CultureInfo.InvariantCulture, $"fd00:10:0:{subnet}::{host}"));
+
     /// <summary>The router's interface toward LB node <paramref name="i"/>.</summary>
     public static string RouterLbLink(int i) => "r-lb" + i.ToString(CultureInfo.InvariantCulture);
 
@@ -91,11 +113,11 @@ internal sealed class LabTopology : IDisposable
     public static string NsPath(string name) => NetnsThread.ResolvePath(name);
 
     /// <summary>Creates the namespaces, links, addresses, routes and sysctls. On failure everything made is removed.</summary>
-    public static async Task<LabTopology> CreateAsync(string prefix, int backends, TextWriter log, CancellationToken ct)
+    public static async Task<LabTopology> CreateAsync(string prefix, int backends, bool ipv6Backends, TextWriter log, CancellationToken ct)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(backends, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(backends, 9);
-        var t = new LabTopology(prefix, backends);
+        var t = new LabTopology(prefix, backends, ipv6Backends);
         try
         {
             await t.BuildAsync(log, ct).ConfigureAwait(false);
@@ -110,14 +132,14 @@ internal sealed class LabTopology : IDisposable
 
     private async Task BuildAsync(TextWriter log, CancellationToken ct)
     {
-        var hosts = new List<(string Ns, string RouterEnd, IPAddress HostAddr, IPAddress RouterAddr, int Mtu)>
+        var hosts = new List<(string Ns, string RouterEnd, IPAddress HostAddr, IPAddress RouterAddr, int Mtu, IPAddress? HostAddr6, IPAddress? RouterAddr6)>
         {
-            (Client, "r-c", ClientAddress, IPAddress.Parse("10.0.1.1"), ClientMtu),
+            (Client, "r-c", ClientAddress, IPAddress.Parse("10.0.1.1"), ClientMtu, null, null),
         };
         for (int i = 1; i <= 2; i++)
-            hosts.Add((LbNode(i), RouterLbLink(i), LbNodeAddress(i), RouterLbAddress(i), 1500));
+            hosts.Add((LbNode(i), RouterLbLink(i), LbNodeAddress(i), RouterLbAddress(i), 1500, LbNodeAddress6(i), RouterLbAddress6(i)));
         for (int i = 1; i <= BackendCount; i++)
-            hosts.Add((Backend(i), "r-be" + i.ToString(CultureInfo.InvariantCulture), BackendAddress(i), IPAddress.Parse($"10.0.{10 + i}.1"), 1500));
+            hosts.Add((Backend(i), "r-be" + i.ToString(CultureInfo.InvariantCulture), BackendAddress(i), IPAddress.Parse($"10.0.{10 + i}.1"), 1500, BackendAddress6(i), Address6(10 + i, 1)));
 
         NewNamespace(Router);
         using var routerNs = NetworkNamespace.Open(Router);
@@ -126,8 +148,10 @@ internal sealed class LabTopology : IDisposable
         WriteSysctl(Router, "net/ipv4/ip_forward", "1");
         // Hash flows by L4 5-tuple across the ECMP next hops (ip-sysctl.rst fib_multipath_hash_policy).
         WriteSysctl(Router, "net/ipv4/fib_multipath_hash_policy", "1");
+        if (Ipv6Backends)
+            WriteSysctl(Router, "net/ipv6/conf/all/forwarding", "1");   // also sets conf/default (ip-sysctl.rst)
 
-        foreach (var (ns, routerEnd, hostAddr, routerAddr, mtu) in hosts)
+        foreach (var (ns, routerEnd, hostAddr, routerAddr, mtu, hostAddr6, routerAddr6) in hosts)
         {
             NewNamespace(ns);
             using var hostNs = NetworkNamespace.Open(ns);
@@ -142,6 +166,15 @@ internal sealed class LabTopology : IDisposable
             int lo = await host.GetLinkIndexAsync("lo", ct).ConfigureAwait(false);
             await host.SetLinkUpAsync(lo, ct).ConfigureAwait(false);
             await host.AddRouteAsync(new Route { Destination = IPNetwork.Parse("0.0.0.0/0"), Gateway = routerAddr, OutputIndex = h }, cancellationToken: ct).ConfigureAwait(false);
+            if (Ipv6Backends && hostAddr6 is not null && routerAddr6 is not null)
+            {
+                // Kept when the link goes down (a failed node's link comes back with its address;
+                // by default IPv6 drops every address on link down, ip-sysctl.rst keep_addr_on_down).
+                WriteSysctl(ns, "net/ipv6/conf/all/keep_addr_on_down", "1");
+                await router.AddAddressAsync(r, routerAddr6, 64, noDad: true, ct).ConfigureAwait(false);
+                await host.AddAddressAsync(h, hostAddr6, 64, noDad: true, ct).ConfigureAwait(false);
+                await host.AddRouteAsync(new Route { Destination = IPNetwork.Parse("::/0"), Gateway = routerAddr6, OutputIndex = h }, cancellationToken: ct).ConfigureAwait(false);
+            }
             await LabProcess.RunAsync(["ip", "netns", "exec", Router, "ethtool", "-K", routerEnd, "tx", "off"], ct).ConfigureAwait(false);
             await LabProcess.RunAsync(["ip", "netns", "exec", ns, "ethtool", "-K", HostLink, "tx", "off"], ct).ConfigureAwait(false);
         }
@@ -159,9 +192,10 @@ internal sealed class LabTopology : IDisposable
 
     /// <summary>
     /// Sets a host's link to the router up or down. Taking a link down flushes the routes through
-    /// it, so bringing it up restores the default route via <paramref name="gateway"/>.
+    /// it, so bringing it up restores the default route via <paramref name="gateway"/> (and the
+    /// IPv6 one via <paramref name="gateway6"/> when given).
     /// </summary>
-    public async Task SetHostLinkAsync(string ns, IPAddress gateway, bool up, CancellationToken ct)
+    public async Task SetHostLinkAsync(string ns, IPAddress gateway, IPAddress? gateway6, bool up, CancellationToken ct)
     {
         using var nl = NetlinkClient.Open(ns);
         int e0 = await nl.GetLinkIndexAsync(HostLink, ct).ConfigureAwait(false);
@@ -172,6 +206,8 @@ internal sealed class LabTopology : IDisposable
         }
         await nl.SetLinkUpAsync(e0, ct).ConfigureAwait(false);
         await nl.AddRouteAsync(new Route { Destination = IPNetwork.Parse("0.0.0.0/0"), Gateway = gateway, OutputIndex = e0 }, RouteWriteMode.Replace, ct).ConfigureAwait(false);
+        if (gateway6 is not null)
+            await nl.AddRouteAsync(new Route { Destination = IPNetwork.Parse("::/0"), Gateway = gateway6, OutputIndex = e0 }, RouteWriteMode.Replace, ct).ConfigureAwait(false);
     }
 
     private void NewNamespace(string name)

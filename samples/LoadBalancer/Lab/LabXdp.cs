@@ -6,7 +6,8 @@ namespace Netcore.LoadBalancer.Lab;
 /// <summary>
 /// The lab's own XDP programs (bpf/decap.o), loaded through Netcore.Xdp and attached with
 /// IFLA_XDP in native mode: <c>decap_xdp</c> on each backend's e0 (one load per backend, with
-/// <c>decap_local_v4</c> set to the backend's address) and <c>pass_xdp</c> on the router's ends
+/// <c>decap_local_v4</c> set to the backend's address, and with IPv6 backends <c>decap_local_v6</c>
+/// to its IPv6 address) and <c>pass_xdp</c> on the router's ends
 /// of the LB nodes' and the backends' links (XDP_TX on a veth is delivered to the peer's NAPI,
 /// which exists only while the peer has an XDP program: lb.c transmits with it, and decap_xdp
 /// sends a daisy-chained packet on to its second hop with it). The attachments live as long as
@@ -55,7 +56,13 @@ internal sealed class LabXdp : IDisposable
             {
                 var obj = BpfObject.Load(ObjectPath, new BpfObjectOptions
                 {
-                    Constants = new Dictionary<string, byte[]> { ["decap_local_v4"] = LabTopology.BackendAddress(i).GetAddressBytes() },
+                    Constants = t.Ipv6Backends
+                        ? new Dictionary<string, byte[]>
+                        {
+                            ["decap_local_v4"] = LabTopology.BackendAddress(i).GetAddressBytes(),
+                            ["decap_local_v6"] = LabTopology.BackendAddress6(i).GetAddressBytes(),
+                        }
+                        : new Dictionary<string, byte[]> { ["decap_local_v4"] = LabTopology.BackendAddress(i).GetAddressBytes() },
                 });
                 x._objects.Add(obj);
                 x._decap[i] = obj;

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
@@ -56,10 +57,11 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
     }
 
     /// <summary>Runs <paramref name="body"/> on a fresh lab; on failure the daemons' and BIRD's output go to the test log.</summary>
-    private async Task WithLabAsync(IReadOnlyList<int> weights, int seconds, Func<LabEnvironment, CancellationToken, Task> body, string encap = "gue", bool bfd = false)
+    private async Task WithLabAsync(IReadOnlyList<int> weights, int seconds, Func<LabEnvironment, CancellationToken, Task> body, string encap = "gue", bool bfd = false,
+        AddressFamily backendFamily = AddressFamily.InterNetwork)
     {
         CancellationToken ct = Timeout(seconds);
-        LabEnvironment lab = await StartLabAsync(new LabOptions { Weights = weights, Encap = encap, Bfd = bfd }, ct);
+        LabEnvironment lab = await StartLabAsync(new LabOptions { Weights = weights, Encap = encap, Bfd = bfd, BackendFamily = backendFamily }, ct);
         bool ok = false;
         try
         {
@@ -194,8 +196,10 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
             Assert.Equal(0, (await lab.SendRequestsAsync(40, ct)).Failed);
         });
 
-    [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
-    public Task Connections_SurviveATableChangeAndThenTheirNodeDying_ThroughTheSecondHop() =>
+    [LinuxTheory(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
+    [InlineData(AddressFamily.InterNetwork)]     // GUE over IPv4, the second hop in 4 bytes (Hlen 1)
+    [InlineData(AddressFamily.InterNetworkV6)]   // the IPv4 client's packets in GUE over IPv6, the second hop in 16 bytes (Hlen 4)
+    public Task Connections_SurviveATableChangeAndThenTheirNodeDying_ThroughTheSecondHop(AddressFamily backendFamily) =>
         WithLabAsync([100, 100, 100], 120, async (lab, ct) =>
         {
             // Daisy chaining (bpf/lb.h, bpf/decap.c). Connections are open through both nodes; the
@@ -205,15 +209,20 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
             // the new owner, backend 1, which has no such connection - what saves it is the second
             // hop lb2 puts in the GUE header (the slot's previous backend), to which backend 1's
             // decap.c forwards it. Without that, backend 1's stack would answer with a reset.
+            // With IPv6 backends the same happens over IPv6 between the nodes, the router and the backends.
             using var conns = await OpenAsync(lab, 64, ct);
             string[] names = await RequestAllAsync(conns, ct);
             string[] ring = await ReadRingAsync(lab.Nodes[0], ct);
+            Assert.All(ring, a => Assert.Equal(backendFamily, IPAddress.Parse(a).AddressFamily));
             foreach (var n in lab.Nodes)
-                await n.PutBackendAsync(LabEnvironment.ServiceName, LabTopology.BackendAddress(1), 300, ct);
+                await n.PutBackendAsync(LabEnvironment.ServiceName, lab.BackendAddress(1), 300, ct);
             string[] after = await ReadRingAsync(lab.Nodes[0], ct);
             Assert.True(after.AsEnumerable().SequenceEqual(await ReadRingAsync(lab.Nodes[1], ct)), "the two nodes' tables differ after the change");
             int moved = Enumerable.Range(0, ring.Length).Count(i => ring[i] != after[i]);
             output.WriteLine($"reweight moved {moved} of {ring.Length} slots ({100.0 * moved / ring.Length:F1}%)");
+            // Every moved slot names the backend it had as its second hop (both backends of one family).
+            string[] second = await ReadRingAsync(lab.Nodes[1], ct, secondHops: true);
+            Assert.All(Enumerable.Range(0, ring.Length).Where(i => ring[i] != after[i]), i => Assert.Equal(ring[i], second[i]));
             Assert.Equal(names, await RequestAllAsync(conns, ct));   // the nodes remember their flows
 
             await lab.FailNodeAsync(1, ct);
@@ -229,7 +238,7 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
             // New connections after all that still spread over every backend.
             RequestTally tally = await lab.SendRequestsAsync(60, ct);
             Assert.Equal(0, tally.Failed);
-        });
+        }, backendFamily: backendFamily);
 
     [LinuxFact(Root = true, Bpf = true, Netns = true, Tools = ["bird", "birdc", "ethtool", "nsenter"])]
     public Task RemovingOneOfThreeBackends_MovesAboutAThirdOfTheTable_AndBreaksNoOtherConnection() =>
@@ -453,9 +462,10 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
 
     /// <summary>
     /// The service's Maglev table as the XDP program sees it: the ring map the node's pinned
-    /// lb_maglev points to, each entry turned into its backend's address (via /api/v1/state's ids).
+    /// lb_maglev points to, each entry turned into its backend's address (via /api/v1/state's ids);
+    /// with <paramref name="secondHops"/> each entry's second hop instead ("none" where it has none).
     /// </summary>
-    private static async Task<string[]> ReadRingAsync(LabNode node, CancellationToken ct)
+    private static async Task<string[]> ReadRingAsync(LabNode node, CancellationToken ct, bool secondHops = false)
     {
         JsonNode state = await node.StateAsync(ct) ?? throw new InvalidOperationException("no state");
         JsonNode svc = state["services"]!.AsArray().Single(s => (string?)s!["name"] == LabEnvironment.ServiceName)!;
@@ -473,7 +483,7 @@ public sealed partial class LabEndToEndTests(ITestOutputHelper output)
         {
             int n = ringMap.LookupBatch(cursor, keys, values);
             for (int i = 0; i < n; i++)
-                result[keys[i]] = addresses.TryGetValue(LbMaps.RingFirst(values[i]), out string? a) ? a : "none";   // the slot's backend, not its second hop
+                result[keys[i]] = addresses.TryGetValue(secondHops ? LbMaps.RingSecond(values[i]) : LbMaps.RingFirst(values[i]), out string? a) ? a : "none";
         }
         return result;
     }
