@@ -1,0 +1,257 @@
+using System.Globalization;
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+using System.Text.Json;
+using Netcore.Xdp;
+
+namespace Netcore.Egress.Daemon;
+
+/// <summary>An inclusive range of TCP/UDP ports.</summary>
+/// <param name="First">First port of the range.</param>
+/// <param name="Last">Last port of the range (at least <paramref name="First"/>).</param>
+public readonly record struct PortRange(ushort First, ushort Last)
+{
+    /// <summary>Number of ports in the range.</summary>
+    public int Count => Last - First + 1;
+
+    /// <summary>True when <paramref name="port"/> is in the range.</summary>
+    public bool Contains(int port) => port >= First && port <= Last;
+
+    /// <summary>True when the two ranges share a port.</summary>
+    public bool Overlaps(PortRange other) => First <= other.Last && other.First <= Last;
+
+    /// <summary>Parses <c>FIRST-LAST</c> or a single port.</summary>
+    /// <exception cref="EgressConfigException">Not a range of ports 1-65535.</exception>
+    public static PortRange Parse(string text, string field)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        int dash = text.IndexOf('-', StringComparison.Ordinal);
+        string a = dash < 0 ? text : text[..dash], b = dash < 0 ? text : text[(dash + 1)..];
+        // RFC 6335 6: port 0 is reserved; a source port is 1-65535.
+        if (!ushort.TryParse(a.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out ushort first) || first == 0 ||
+            !ushort.TryParse(b.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out ushort last) || last == 0)
+            throw new EgressConfigException(field, $"'{text}' is not a port range FIRST-LAST of ports 1-65535");
+        if (last < first)
+            throw new EgressConfigException(field, $"'{text}': the last port is below the first");
+        return new PortRange(first, last);
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{First}-{Last}");
+}
+
+/// <summary>Another machine sharing the address: its port range and its uplink MAC.</summary>
+/// <param name="Ports">The ports it owns on the shared address.</param>
+/// <param name="Mac">Its uplink's MAC address on the shared L2 segment.</param>
+public sealed record EgressPeer(PortRange Ports, PhysicalAddress Mac);
+
+/// <summary>An invalid setting: names the field and what is wrong.</summary>
+public sealed class EgressConfigException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public EgressConfigException(string field, string message) : base($"{field}: {message}") => Field = field;
+
+    /// <summary>Creates the exception.</summary>
+    public EgressConfigException() : this("config", "invalid") { }
+
+    /// <summary>Creates the exception.</summary>
+    public EgressConfigException(string message) : this("config", message) { }
+
+    /// <summary>Creates the exception.</summary>
+    public EgressConfigException(string message, Exception innerException) : base(message, innerException) => Field = "config";
+
+    /// <summary>The setting that is wrong.</summary>
+    public string Field { get; } = "config";
+}
+
+/// <summary>The daemon's settings, validated (command line or JSON file).</summary>
+public sealed record EgressConfig
+{
+    /// <summary>Largest number of other machines (egress_owners has 256 slots; 0 and 1 are reserved).</summary>
+    public const int MaxPeers = 254;
+
+    /// <summary>The uplink: the XDP program is attached here.</summary>
+    public required string Interface { get; init; }
+
+    /// <summary>The shared egress IPv4 address.</summary>
+    public required IPAddress SharedAddress { get; init; }
+
+    /// <summary>This machine's ports on the shared address.</summary>
+    public required PortRange Ports { get; init; }
+
+    /// <summary>The other machines.</summary>
+    public IReadOnlyList<EgressPeer> Peers { get; init; } = [];
+
+    /// <summary>Proxy, /metrics and /healthz address. Default 127.0.0.1:3128.</summary>
+    public IPEndPoint Listen { get; init; } = new(IPAddress.Loopback, 3128);
+
+    /// <summary>Device that gets the shared address as /32. Default <c>lo</c> (see README: ARP).</summary>
+    public string AddressDevice { get; init; } = "lo";
+
+    /// <summary>XDP attach mode. Default native.</summary>
+    public XdpMode XdpMode { get; init; } = XdpMode.Native;
+
+    /// <summary>Set arp_ignore=1 and arp_announce=2 on the uplink. Default true.</summary>
+    public bool ArpSysctls { get; init; } = true;
+
+    /// <summary>Checks the settings together (ranges disjoint, addresses usable).</summary>
+    /// <exception cref="EgressConfigException">The first problem found.</exception>
+    public EgressConfig Validate()
+    {
+        if (string.IsNullOrEmpty(Interface) || Interface.Length > 15)
+            throw new EgressConfigException("interface", "an interface name of 1-15 characters is required"); // IFNAMSIZ 16 with NUL (linux/if.h)
+        if (string.IsNullOrEmpty(AddressDevice) || AddressDevice.Length > 15)
+            throw new EgressConfigException("addressDevice", "an interface name of 1-15 characters is required");
+        ValidateShared(SharedAddress);
+        if (!IPAddress.IsLoopback(Listen.Address))
+            throw new EgressConfigException("listen", $"{Listen} is not a loopback address: the proxy has no authentication");
+        if (Peers.Count > MaxPeers)
+            throw new EgressConfigException("peers", $"at most {MaxPeers} other machines");
+        for (int i = 0; i < Peers.Count; i++)
+        {
+            var p = Peers[i];
+            if (p.Ports.Overlaps(Ports))
+                throw new EgressConfigException("peers", $"range {p.Ports} overlaps this machine's {Ports}: each port has one owner");
+            for (int j = 0; j < i; j++)
+                if (Peers[j].Ports.Overlaps(p.Ports))
+                    throw new EgressConfigException("peers", $"ranges {Peers[j].Ports} and {p.Ports} overlap");
+            ValidateMac(p.Mac, "peers");
+        }
+        return this;
+    }
+
+    private static void ValidateShared(IPAddress a)
+    {
+        // IPv4 only (the data plane reads IPv4 headers); a unicast address a router can route:
+        // not 0.0.0.0/8 (RFC 1122 3.2.1.3), loopback, multicast (RFC 5771) or broadcast (RFC 919).
+        if (a.AddressFamily != AddressFamily.InterNetwork)
+            throw new EgressConfigException("sharedAddress", $"{a} is not an IPv4 address (IPv6 is not built)");
+        byte[] b = a.GetAddressBytes();
+        if (b[0] == 0 || b[0] == 127 || b[0] >= 224)
+            throw new EgressConfigException("sharedAddress", $"{a} is not a unicast address");
+    }
+
+    internal static void ValidateMac(PhysicalAddress mac, string field)
+    {
+        byte[] b = mac.GetAddressBytes();
+        // IEEE 802 (RFC 7042 2.1): 6 octets; the I/G bit (least significant bit of the first octet) 1 = group.
+        if (b.Length != 6)
+            throw new EgressConfigException(field, $"'{mac}' is not a 6-octet MAC address");
+        if ((b[0] & 1) != 0 || b.All(x => x == 0))
+            throw new EgressConfigException(field, $"'{FormatMac(mac)}' is not a unicast MAC address");
+    }
+
+    /// <summary>Parses <c>aa:bb:cc:dd:ee:ff</c> (or with dashes).</summary>
+    internal static PhysicalAddress ParseMac(string text, string field)
+    {
+        try
+        {
+            var mac = PhysicalAddress.Parse(text.Replace(':', '-'));
+            ValidateMac(mac, field);
+            return mac;
+        }
+        catch (FormatException)
+        {
+            throw new EgressConfigException(field, $"'{text}' is not a MAC address");
+        }
+    }
+
+    internal static string FormatMac(PhysicalAddress mac) =>
+        string.Join(':', mac.GetAddressBytes().Select(x => x.ToString("x2", CultureInfo.InvariantCulture)));
+
+    /// <summary>Parses a peer <c>FIRST-LAST=MAC</c>.</summary>
+    public static EgressPeer ParsePeer(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        int eq = text.IndexOf('=', StringComparison.Ordinal);
+        if (eq < 0)
+            throw new EgressConfigException("peer", $"'{text}' is not FIRST-LAST=MAC");
+        return new EgressPeer(PortRange.Parse(text[..eq], "peer"), ParseMac(text[(eq + 1)..], "peer"));
+    }
+
+    /// <summary>Parses <c>IP:PORT</c> (IPv4) as the listen address.</summary>
+    public static IPEndPoint ParseListen(string text)
+    {
+        if (!IPEndPoint.TryParse(text ?? "", out var ep) || ep.Port == 0 && !text!.EndsWith(":0", StringComparison.Ordinal))
+            throw new EgressConfigException("listen", $"'{text}' is not IP:PORT");
+        return ep;
+    }
+
+    /// <summary>Reads a JSON file (README: Configuration) and validates it.</summary>
+    public static EgressConfig Load(string path)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(File.ReadAllText(path), new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException e)
+        {
+            throw new EgressConfigException($"{path}: not JSON: {e.Message}", e);
+        }
+        using (doc)
+            return FromJson(doc.RootElement);
+    }
+
+    /// <summary>Builds the settings from a parsed JSON object.</summary>
+    public static EgressConfig FromJson(JsonElement root)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw new EgressConfigException("config", "the file must hold a JSON object");
+        string Str(string name, bool required)
+        {
+            if (!root.TryGetProperty(name, out var v))
+                return required ? throw new EgressConfigException(name, "is required") : "";
+            return v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new EgressConfigException(name, "must be a string");
+        }
+        foreach (var p in root.EnumerateObject())
+            if (p.Name is not ("interface" or "sharedAddress" or "ports" or "peers" or "listen" or "addressDevice" or "xdpMode" or "arpSysctls"))
+                throw new EgressConfigException(p.Name, "unknown setting");
+        var peers = new List<EgressPeer>();
+        if (root.TryGetProperty("peers", out var pa))
+        {
+            if (pa.ValueKind != JsonValueKind.Array)
+                throw new EgressConfigException("peers", "must be an array");
+            foreach (var pe in pa.EnumerateArray())
+            {
+                if (pe.ValueKind != JsonValueKind.Object || !pe.TryGetProperty("ports", out var pp) || pp.ValueKind != JsonValueKind.String ||
+                    !pe.TryGetProperty("mac", out var pm) || pm.ValueKind != JsonValueKind.String)
+                    throw new EgressConfigException("peers", "each peer is {\"ports\": \"FIRST-LAST\", \"mac\": \"aa:bb:cc:dd:ee:ff\"}");
+                peers.Add(new EgressPeer(PortRange.Parse(pp.GetString()!, "peers"), ParseMac(pm.GetString()!, "peers")));
+            }
+        }
+        string shared = Str("sharedAddress", true), listen = Str("listen", false), device = Str("addressDevice", false), mode = Str("xdpMode", false);
+        bool arp = true;
+        if (root.TryGetProperty("arpSysctls", out var av))
+            arp = av.ValueKind switch
+            {
+                JsonValueKind.True => true,
+                JsonValueKind.False => false,
+                _ => throw new EgressConfigException("arpSysctls", "must be true or false"),
+            };
+        return new EgressConfig
+        {
+            Interface = Str("interface", true),
+            SharedAddress = ParseShared(shared),
+            Ports = PortRange.Parse(Str("ports", true), "ports"),
+            Peers = peers,
+            Listen = listen.Length == 0 ? new IPEndPoint(IPAddress.Loopback, 3128) : ParseListen(listen),
+            AddressDevice = device.Length == 0 ? "lo" : device,
+            XdpMode = mode.Length == 0 ? XdpMode.Native : ParseMode(mode),
+            ArpSysctls = arp,
+        }.Validate();
+    }
+
+    /// <summary>Parses the shared address.</summary>
+    public static IPAddress ParseShared(string text) =>
+        IPAddress.TryParse(text ?? "", out var a) ? a : throw new EgressConfigException("sharedAddress", $"'{text}' is not an IP address");
+
+    /// <summary>Parses <c>native</c> or <c>generic</c>.</summary>
+    public static XdpMode ParseMode(string text) => text switch
+    {
+        "native" => XdpMode.Native,
+        "generic" => XdpMode.Generic,
+        _ => throw new EgressConfigException("xdpMode", $"'{text}' is not native or generic"),
+    };
+}

@@ -1,0 +1,129 @@
+using System.Globalization;
+using System.Net.NetworkInformation;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Netcore.Egress.DataPlane;
+using Netcore.Egress.Proxy;
+using Netcore.Netlink;
+
+namespace Netcore.Egress.Daemon;
+
+/// <summary>
+/// <c>serve</c>: puts the shared address on the address device (/32), keeps the uplink from
+/// answering ARP for it, loads and attaches egress.o with the port owners, serves the proxy, and on
+/// SIGTERM/SIGINT detaches and removes what it added.
+/// </summary>
+internal static partial class ServeCommand
+{
+    /// <summary>Runs until <paramref name="ct"/> or SIGTERM/SIGINT.</summary>
+    public static async Task<int> RunAsync(EgressConfig cfg, ILoggerFactory loggerFactory, CancellationToken ct)
+    {
+        var log = loggerFactory.CreateLogger("Netcore.Egress");
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+
+        CheckLocalPortRange(cfg.Ports);
+        using var nl = NetlinkClient.Open();
+        Link uplink = await nl.GetLinkAsync(cfg.Interface, stop.Token).ConfigureAwait(false);
+        PhysicalAddress mac = uplink.Address is { } m && m.GetAddressBytes().Length == 6
+            ? m : throw new EgressConfigException("interface", $"{cfg.Interface} has no Ethernet address");
+        int addressIndex = await nl.GetLinkIndexAsync(cfg.AddressDevice, stop.Token).ConfigureAwait(false);
+
+        if (cfg.ArpSysctls)
+        {
+            // Documentation/networking/ip-sysctl.rst: arp_ignore=1 answers only for addresses
+            // configured on the receiving interface (the shared address is on lo, so never for it);
+            // arp_announce=2 takes the ARP request's source address from the target's subnet, never
+            // the shared address (so the other machines never see their own address as a sender).
+            WriteSysctl($"net/ipv4/conf/{cfg.Interface}/arp_ignore", "1");
+            WriteSysctl($"net/ipv4/conf/{cfg.Interface}/arp_announce", "2");
+        }
+        var address = new InterfaceAddress { IfIndex = addressIndex, Address = cfg.SharedAddress, PrefixLength = 32 };
+        bool added = false;
+        try
+        {
+            await nl.AddAddressAsync(address, false, stop.Token).ConfigureAwait(false);
+            added = true;
+        }
+        catch (NetlinkException e) when (e.NativeErrorCode == 17)
+        {
+            Log.AddressPresent(log, cfg.SharedAddress.ToString(), cfg.AddressDevice); // EEXIST: kept on exit
+        }
+
+        using var stats = new ProxyStats();
+        try
+        {
+            using var dp = EgressDataPlane.Load(cfg.SharedAddress, mac);
+            dp.SetOwners(cfg.Ports, cfg.Peers);
+            dp.Attach(uplink.Index, cfg.XdpMode);
+            Log.Attached(log, cfg.Interface, dp.Program.GetInfo().Id, dp.LinkId ?? 0, cfg.XdpMode.ToString(), cfg.SharedAddress.ToString(), cfg.Ports.ToString(), cfg.Peers.Count);
+            foreach (var p in cfg.Peers)
+                Log.Peer(log, p.Ports.ToString(), EgressConfig.FormatMac(p.Mac));
+
+            var proxy = new ConnectProxy(cfg, stats, () => MetricsText.Render(cfg, dp, stats), loggerFactory.CreateLogger("Netcore.Egress.Proxy"));
+            await using (proxy.ConfigureAwait(false))
+            {
+                proxy.Start();
+                // The test and the README read this line for the port (listen on :0 picks one).
+                Log.Listening(log, proxy.LocalEndPoint.ToString());
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+                Log.Stopping(log);
+            }
+            dp.Detach();
+        }
+        finally
+        {
+            if (added)
+                await nl.DeleteAddressAsync(address, CancellationToken.None).ConfigureAwait(false);
+        }
+        Log.Stopped(log);
+        return 0;
+    }
+
+    /// <summary>
+    /// The kernel clamps IP_LOCAL_PORT_RANGE to net.ipv4.ip_local_port_range
+    /// (net/ipv4/inet_connection_sock.c inet_sk_get_local_port_range): a socket range outside it is
+    /// ignored, and connect() would pick another machine's port.
+    /// </summary>
+    internal static void CheckLocalPortRange(PortRange ports)
+    {
+        string text = File.ReadAllText("/proc/sys/net/ipv4/ip_local_port_range");
+        string[] parts = text.Split((char[])['\t', ' ', '\n'], StringSplitOptions.RemoveEmptyEntries);
+        int lo = int.Parse(parts[0], CultureInfo.InvariantCulture), hi = int.Parse(parts[1], CultureInfo.InvariantCulture);
+        if (ports.First < lo || ports.Last > hi)
+            throw new EgressConfigException("ports", $"{ports} is not inside net.ipv4.ip_local_port_range {lo}-{hi} (the kernel clamps a socket's range to it): widen it with sysctl -w net.ipv4.ip_local_port_range=\"{Math.Min(lo, ports.First)} {Math.Max(hi, ports.Last)}\"");
+    }
+
+    private static void WriteSysctl(string path, string value) => File.WriteAllText("/proc/sys/" + path, value);
+
+    internal static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "egress_xdp attached to {Interface} (program {ProgramId}, link {LinkId}, {Mode}); shared address {Shared}, this machine's ports {Ports}, {Peers} other machines")]
+        public static partial void Attached(ILogger logger, string @interface, uint programId, uint linkId, string mode, string shared, string ports, int peers);
+
+        [LoggerMessage(2, LogLevel.Information, "ports {Ports} belong to {Mac}")]
+        public static partial void Peer(ILogger logger, string ports, string mac);
+
+        [LoggerMessage(3, LogLevel.Information, "listening on {Endpoint} (CONNECT proxy, /metrics, /healthz)")]
+        public static partial void Listening(ILogger logger, string endpoint);
+
+        [LoggerMessage(4, LogLevel.Information, "{Address}/32 was already on {Device}; it stays there on exit")]
+        public static partial void AddressPresent(ILogger logger, string address, string device);
+
+        [LoggerMessage(5, LogLevel.Information, "stopping: closing tunnels, detaching the program")]
+        public static partial void Stopping(ILogger logger);
+
+        [LoggerMessage(7, LogLevel.Critical, "egress: {Message}")]
+        public static partial void Failed(ILogger logger, Exception exception, string message);
+
+        [LoggerMessage(6, LogLevel.Information, "stopped")]
+        public static partial void Stopped(ILogger logger);
+    }
+}

@@ -1,0 +1,88 @@
+using System.CommandLine;
+using Microsoft.Extensions.Logging;
+using Netcore.Egress.Daemon;
+using Netcore.Netlink;
+using Netcore.Xdp;
+
+namespace Netcore.Egress;
+
+/// <summary>
+/// Netcore.Egress: a soft-unicast egress daemon. <c>serve</c> runs until SIGTERM or SIGINT; see
+/// README.md for the options and what the machine needs.
+/// </summary>
+public static class Program
+{
+    /// <summary>Entry point.</summary>
+    public static async Task<int> Main(string[] args)
+    {
+        var config = new Option<FileInfo?>("--config", "-c") { Description = "JSON configuration file (command-line options override its values)" };
+        var iface = new Option<string?>("--interface") { Description = "Uplink: the XDP program is attached here" };
+        var shared = new Option<string?>("--address") { Description = "The shared egress IPv4 address" };
+        var ports = new Option<string?>("--ports") { Description = "This machine's source ports on it, FIRST-LAST" };
+        var peers = new Option<string[]>("--peer") { Description = "Another machine: FIRST-LAST=MAC (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var listen = new Option<string?>("--listen") { Description = "Proxy, /metrics and /healthz address (default 127.0.0.1:3128)" };
+        var device = new Option<string?>("--address-device") { Description = "Device that gets the shared address /32 (default lo)" };
+        var mode = new Option<string?>("--xdp-mode") { Description = "native (default) or generic" };
+        var noArp = new Option<bool>("--no-arp-sysctls") { Description = "Leave arp_ignore / arp_announce of the uplink alone" };
+        var level = new Option<LogLevel>("--log-level") { Description = "Minimum log level", DefaultValueFactory = _ => LogLevel.Information };
+        var json = new Option<bool>("--log-json") { Description = "Log one JSON object per line" };
+        var serve = new Command("serve", "Share the egress address: steer return traffic with XDP and serve the CONNECT proxy")
+        {
+            config, iface, shared, ports, peers, listen, device, mode, noArp, level, json,
+        };
+        serve.SetAction(async (parse, ct) =>
+        {
+            EgressConfig cfg;
+            try
+            {
+                cfg = Build(parse.GetValue(config), parse.GetValue(iface), parse.GetValue(shared), parse.GetValue(ports), parse.GetValue(peers) ?? [],
+                    parse.GetValue(listen), parse.GetValue(device), parse.GetValue(mode), parse.GetValue(noArp));
+            }
+            catch (Exception e) when (e is EgressConfigException or IOException or UnauthorizedAccessException)
+            {
+                await Console.Error.WriteLineAsync($"egress: {e.Message}").ConfigureAwait(false);
+                return 2;
+            }
+            using var loggerFactory = LoggerFactory.Create(b =>
+            {
+                if (parse.GetValue(json))
+                    b.AddJsonConsole(o => { o.UseUtcTimestamp = true; o.TimestampFormat = "O"; });
+                else
+                    b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; o.UseUtcTimestamp = true; });
+                b.SetMinimumLevel(parse.GetValue(level));
+            });
+            try
+            {
+                return await ServeCommand.RunAsync(cfg, loggerFactory, ct).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is EgressConfigException or NetlinkException or BpfException or BpfObjectException or IOException or UnauthorizedAccessException)
+            {
+                ServeCommand.Log.Failed(loggerFactory.CreateLogger("Netcore.Egress"), e, e.Message);
+                return 1;
+            }
+        });
+        var root = new RootCommand("Netcore.Egress: soft-unicast egress (a shared IPv4 address, a port range per machine)") { serve };
+        return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }).ConfigureAwait(false);
+    }
+
+    /// <summary>Settings from a file (optional) overridden by options, validated.</summary>
+    internal static EgressConfig Build(FileInfo? file, string? iface, string? shared, string? ports, string[] peers, string? listen, string? device, string? mode, bool noArp)
+    {
+        EgressConfig? b = file is null ? null : EgressConfig.Load(file.FullName);
+        string? i = iface ?? b?.Interface;
+        if (i is null)
+            throw new EgressConfigException("interface", "--interface or a config file is required");
+        var cfg = new EgressConfig
+        {
+            Interface = i,
+            SharedAddress = shared is not null ? EgressConfig.ParseShared(shared) : b?.SharedAddress ?? throw new EgressConfigException("sharedAddress", "--address is required"),
+            Ports = ports is not null ? PortRange.Parse(ports, "ports") : b?.Ports ?? throw new EgressConfigException("ports", "--ports is required"),
+            Peers = peers.Length > 0 ? peers.Select(EgressConfig.ParsePeer).ToList() : b?.Peers ?? [],
+            Listen = listen is not null ? EgressConfig.ParseListen(listen) : b?.Listen ?? new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 3128),
+            AddressDevice = device ?? b?.AddressDevice ?? "lo",
+            XdpMode = mode is not null ? EgressConfig.ParseMode(mode) : b?.XdpMode ?? XdpMode.Native,
+            ArpSysctls = !noArp && (b?.ArpSysctls ?? true),
+        };
+        return cfg.Validate();
+    }
+}

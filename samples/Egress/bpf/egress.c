@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/* Netcore sample egress daemon: soft-unicast return traffic (XDP, on each machine's uplink).
+ *
+ * Soft-unicast (Cloudflare blog 2022, "How Cloudflare erases the IP address scarcity"): several
+ * machines share one egress IPv4 address and each owns a disjoint range of source ports on it.
+ * Return traffic for the shared address reaches any of the machines (the router spreads it with
+ * ECMP, or the address is anycast). This program sends a packet whose destination port belongs
+ * to another machine on to that machine over the shared L2 segment: Ethernet destination = the
+ * owner's MAC, Ethernet source = this machine's uplink MAC (a switch keeps learning the router's
+ * MAC on the router's port), XDP_TX. Nothing else in the frame changes, so no checksum does.
+ *
+ * What is looked at (everything else passes to the stack unchanged):
+ * - IPv4 (EtherType 0x0800, no VLAN tag) to egress_shared_v4, IHL >= 5 (RFC 791 3.1);
+ * - TCP (RFC 9293 3.1) or UDP (RFC 768): the destination port, at IHL * 4, picks the owner;
+ * - ICMP errors about such a flow (RFC 792: destination unreachable 3, source quench 4, time
+ *   exceeded 11, parameter problem 12; RFC 1812 4.3.2.3: they quote the offending IP header and
+ *   at least its first 8 data octets): the quoted packet left from the shared address, so its
+ *   SOURCE port is the flow's port on this side and picks the owner (path MTU discovery, RFC 1191,
+ *   needs the "fragmentation needed" message on the machine that owns the connection);
+ * - IP fragments (MF set or a non-zero offset, RFC 791 3.1) pass here: a non-first fragment has
+ *   no port, and sending the first one elsewhere would separate it from the rest of its datagram.
+ *
+ * Maps: egress_ports[port] = 0 nobody's (pass), 1 this machine's (pass, "local"), k >= 2 the
+ * owner in egress_owners[k] (forward). Per-CPU counters in egress_stats.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#define IP_MF_OFFSET 0x3fff /* RFC 791 3.1: MF flag and fragment offset */
+#define IP_OFFSET 0x1fff    /* RFC 791 3.1: fragment offset (non-zero: no transport header) */
+
+/* RFC 792 (linux/icmp.h, which pulls in libc headers the BPF target lacks). */
+#define ICMP_DEST_UNREACH 3
+#define ICMP_SOURCE_QUENCH 4
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+struct icmphdr {
+    __u8 type;
+    __u8 code;
+    __sum16 checksum;
+    __be32 rest; /* unused, or pointer / next-hop MTU (RFC 1191) */
+};
+
+/* Set before load (BpfObjectOptions.Constants). */
+const volatile __be32 egress_shared_v4 = 0;     /* network order; 0 matches nothing */
+const volatile __u8 egress_local_mac[ETH_ALEN] = {}; /* this machine's uplink MAC: source of forwarded frames */
+
+#define EGRESS_PORT_NONE 0
+#define EGRESS_PORT_LOCAL 1
+#define EGRESS_MAX_OWNERS 256
+
+struct egress_owner {
+    __u8 mac[ETH_ALEN];
+    __u16 pad;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 65536);
+    __type(key, __u32);   /* port, host order */
+    __type(value, __u32); /* EGRESS_PORT_NONE, EGRESS_PORT_LOCAL or an owner index >= 2 */
+} egress_ports SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, EGRESS_MAX_OWNERS);
+    __type(key, __u32);
+    __type(value, struct egress_owner);
+} egress_owners SEC(".maps");
+
+#define EGRESS_FORWARDED 0 /* another machine's port: sent to it (XDP_TX) */
+#define EGRESS_LOCAL 1     /* this machine's port: passed */
+#define EGRESS_PASSED 2    /* not for the shared address, not TCP/UDP/ICMP error, fragment, port of nobody: passed */
+#define EGRESS_MALFORMED 3 /* to the shared address but a header is cut or invalid: passed */
+#define EGRESS_COUNT 4
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, EGRESS_COUNT);
+    __type(key, __u32);
+    __type(value, __u64);
+} egress_stats SEC(".maps");
+
+static __always_inline int count(__u32 idx, int action)
+{
+    __u64 *c = bpf_map_lookup_elem(&egress_stats, &idx);
+    if (c)
+        *c += 1;
+    return action;
+}
+
+/* The verdict for a packet whose flow's port on this side is `port` (network order). */
+static __always_inline int by_port(struct ethhdr *eth, __be16 port)
+{
+    __u32 key = bpf_ntohs(port);
+    __u32 *owner = bpf_map_lookup_elem(&egress_ports, &key);
+    if (!owner || *owner == EGRESS_PORT_NONE)
+        return count(EGRESS_PASSED, XDP_PASS);
+    if (*owner == EGRESS_PORT_LOCAL)
+        return count(EGRESS_LOCAL, XDP_PASS);
+    __u32 idx = *owner;
+    struct egress_owner *o = bpf_map_lookup_elem(&egress_owners, &idx);
+    if (!o)
+        return count(EGRESS_PASSED, XDP_PASS);
+    __builtin_memcpy(eth->h_dest, o->mac, ETH_ALEN);
+    __u8 src[ETH_ALEN];
+    for (int i = 0; i < ETH_ALEN; i++)
+        src[i] = egress_local_mac[i];
+    __builtin_memcpy(eth->h_source, src, ETH_ALEN);
+    return count(EGRESS_FORWARDED, XDP_TX);
+}
+
+/* An ICMP error (RFC 792) to the shared address: the quoted datagram is one of ours (source =
+ * the shared address), TCP or UDP; its source port is our side's port. */
+static __always_inline int icmp_error(struct ethhdr *eth, struct icmphdr *ic, void *data_end)
+{
+    if ((void *)(ic + 1) > data_end)
+        return count(EGRESS_MALFORMED, XDP_PASS);
+    if (ic->type != ICMP_DEST_UNREACH && ic->type != ICMP_SOURCE_QUENCH &&
+        ic->type != ICMP_TIME_EXCEEDED && ic->type != ICMP_PARAMETERPROB)
+        return count(EGRESS_PASSED, XDP_PASS); /* echo and the rest: not a flow's */
+    struct iphdr *in = (void *)(ic + 1);
+    if ((void *)(in + 1) > data_end)
+        return count(EGRESS_MALFORMED, XDP_PASS);
+    if (in->version != 4 || in->ihl < 5)
+        return count(EGRESS_MALFORMED, XDP_PASS);
+    if (in->saddr != egress_shared_v4 ||
+        (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP) ||
+        (in->frag_off & bpf_htons(IP_OFFSET)))
+        return count(EGRESS_PASSED, XDP_PASS); /* not about one of our flows, or no ports quoted */
+    __be16 *ports = (void *)in + in->ihl * 4;
+    if ((void *)(ports + 2) > data_end) /* RFC 1812 4.3.2.3: at least 8 octets are quoted */
+        return count(EGRESS_MALFORMED, XDP_PASS);
+    return by_port(eth, ports[0]);
+}
+
+SEC("xdp")
+int egress_xdp(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > data_end)
+        return count(EGRESS_MALFORMED, XDP_PASS);
+    if (eth->h_proto != bpf_htons(ETH_P_IP))
+        return count(EGRESS_PASSED, XDP_PASS);
+    struct iphdr *iph = (void *)(eth + 1);
+    if ((void *)(iph + 1) > data_end)
+        return count(EGRESS_MALFORMED, XDP_PASS);
+    if (iph->daddr != egress_shared_v4)
+        return count(EGRESS_PASSED, XDP_PASS);
+    /* RFC 791 3.1: version 4, IHL counts 32-bit words and is at least 5. */
+    if (iph->version != 4 || iph->ihl < 5)
+        return count(EGRESS_MALFORMED, XDP_PASS);
+    if (iph->frag_off & bpf_htons(IP_MF_OFFSET))
+        return count(EGRESS_PASSED, XDP_PASS);
+    void *l4 = (void *)iph + iph->ihl * 4;
+    if (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP) {
+        /* TCP and UDP both start with source port, destination port (RFC 9293 3.1, RFC 768). */
+        __be16 *ports = l4;
+        if ((void *)(ports + 2) > data_end)
+            return count(EGRESS_MALFORMED, XDP_PASS);
+        return by_port(eth, ports[1]);
+    }
+    if (iph->protocol == IPPROTO_ICMP)
+        return icmp_error(eth, l4, data_end);
+    return count(EGRESS_PASSED, XDP_PASS);
+}
+
+/* For the peer end of a veth in the lab: XDP_TX on a veth is delivered to the peer's NAPI, which
+ * exists only while the peer has an XDP program (drivers/net/veth.c, veth_xdp_xmit). */
+SEC("xdp")
+int pass_xdp(struct xdp_md *ctx)
+{
+    return XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
