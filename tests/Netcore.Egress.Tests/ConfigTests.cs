@@ -1,0 +1,158 @@
+using System.Net;
+using System.Text.Json;
+using Netcore.Egress.Daemon;
+using Netcore.Egress.Proxy;
+
+namespace Netcore.Egress.Tests;
+
+/// <summary>Settings (options and JSON), validation, and the proxy's request parsing.</summary>
+public sealed class ConfigTests
+{
+    private static EgressConfig Valid(params string[] peers) => Program.Build(null, "up0", "192.0.2.1", "33000-33999", peers, null, null, null, false);
+
+    [Fact]
+    public void Options_BuildAValidatedConfig_WithDefaults()
+    {
+        var c = Valid("34000-34999=02:00:00:00:00:0b", "35000=02-00-00-00-00-0c");
+        Assert.Equal(new PortRange(33000, 33999), c.Ports);
+        Assert.Equal(2, c.Peers.Count);
+        Assert.Equal(new PortRange(35000, 35000), c.Peers[1].Ports);
+        Assert.Equal("02:00:00:00:00:0b", EgressConfig.FormatMac(c.Peers[0].Mac));
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, 3128), c.Listen);
+        Assert.Equal("lo", c.AddressDevice);
+        Assert.True(c.ArpSysctls);
+    }
+
+    [Theory]
+    [InlineData("33500-34500=02:00:00:00:00:0b", "peers")]  // overlaps this machine's range
+    [InlineData("34000-34999=01:00:5e:00:00:01", "peer")]   // group MAC (I/G bit)
+    [InlineData("34000-34999=00:00:00:00:00:00", "peer")]   // all-zero MAC
+    [InlineData("34000-34999", "peer")]                     // no MAC
+    [InlineData("0-10=02:00:00:00:00:0b", "peer")]          // RFC 6335 6: port 0 reserved
+    [InlineData("40000-39999=02:00:00:00:00:0b", "peer")]   // reversed
+    [InlineData("70000=02:00:00:00:00:0b", "peer")]         // not a port
+    public void BadPeers_AreRejected_NamingTheField(string peer, string field)
+    {
+        var e = Assert.Throws<EgressConfigException>(() => Valid(peer));
+        Assert.Equal(field, e.Field);
+    }
+
+    [Fact]
+    public void OverlappingPeers_AreRejected()
+    {
+        var e = Assert.Throws<EgressConfigException>(() => Valid("34000-34999=02:00:00:00:00:0b", "34999-35100=02:00:00:00:00:0c"));
+        Assert.Contains("overlap", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("2001:db8::1")]
+    [InlineData("0.0.0.1")]
+    [InlineData("127.0.0.1")]
+    [InlineData("224.0.0.1")]
+    [InlineData("255.255.255.255")]
+    [InlineData("not-an-address")]
+    public void SharedAddress_MustBeUnicastIpv4(string address)
+    {
+        var e = Assert.Throws<EgressConfigException>(() => Program.Build(null, "up0", address, "33000-33999", [], null, null, null, false));
+        Assert.Equal("sharedAddress", e.Field);
+    }
+
+    [Fact]
+    public void Listen_MustBeLoopback()
+    {
+        var e = Assert.Throws<EgressConfigException>(() => Program.Build(null, "up0", "192.0.2.1", "33000-33999", [], "0.0.0.0:3128", null, null, false));
+        Assert.Equal("listen", e.Field);
+    }
+
+    [Fact]
+    public void JsonFile_IsRead_AndOptionsOverrideIt()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"egress-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, """
+            { "interface": "eth1", "sharedAddress": "198.51.100.9", "ports": "40000-40999",
+              "peers": [ { "ports": "41000-41999", "mac": "02:00:00:00:00:0b" } ],
+              "listen": "127.0.0.1:0", "xdpMode": "generic", "arpSysctls": false }
+            """);
+        try
+        {
+            var c = Program.Build(new FileInfo(path), null, null, null, [], null, null, null, false);
+            Assert.Equal("eth1", c.Interface);
+            Assert.Equal(IPAddress.Parse("198.51.100.9"), c.SharedAddress);
+            Assert.Equal(Netcore.Xdp.XdpMode.Generic, c.XdpMode);
+            Assert.False(c.ArpSysctls);
+            Assert.Equal(0, c.Listen.Port);
+            Assert.Single(c.Peers);
+            var o = Program.Build(new FileInfo(path), "eth2", null, "42000-42999", [], null, null, null, false);
+            Assert.Equal("eth2", o.Interface);
+            Assert.Equal(new PortRange(42000, 42999), o.Ports);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Theory]
+    [InlineData("""{ "interface": "eth1", "sharedAddress": "192.0.2.1", "ports": "1-2", "colour": "red" }""", "colour")]
+    [InlineData("""{ "sharedAddress": "192.0.2.1", "ports": "1-2" }""", "interface")]
+    [InlineData("""{ "interface": "eth1", "sharedAddress": "192.0.2.1", "ports": 5 }""", "ports")]
+    [InlineData("""{ "interface": "eth1", "sharedAddress": "192.0.2.1", "ports": "1-2", "peers": [ { "ports": "3-4" } ] }""", "peers")]
+    [InlineData("""{ "interface": "eth1", "sharedAddress": "192.0.2.1", "ports": "1-2", "xdpMode": "turbo" }""", "xdpMode")]
+    public void BadJson_IsRejected_NamingTheField(string json, string field)
+    {
+        using var doc = JsonDocument.Parse(json);
+        Assert.Equal(field, Assert.Throws<EgressConfigException>(() => EgressConfig.FromJson(doc.RootElement)).Field);
+    }
+
+    [Fact]
+    public void IpLocalPortRangeValue_IsFirstInTheLowHalf_LastInTheHigh()
+    {
+        // linux/in.h IP_LOCAL_PORT_RANGE: "low 16 bits: lower bound, high 16 bits: upper bound".
+        Assert.Equal(0x84D08128u, SourceSocket.RangeValue(new PortRange(33064, 34000)));
+        Assert.Equal(24, SourceSocket.IpBindAddressNoPort);
+        Assert.Equal(51, SourceSocket.IpLocalPortRange);
+    }
+
+    [LinuxFact(Tools = ["gcc"])]
+    public void LinuxHeaderConstants_MatchTheOnesUsed()
+    {
+        var v = CHeaderProbe.Evaluate(["linux/in.h"], ["IP_BIND_ADDRESS_NO_PORT", "IP_LOCAL_PORT_RANGE"]);
+        Assert.Equal(SourceSocket.IpBindAddressNoPort, (int)v["IP_BIND_ADDRESS_NO_PORT"]);
+        Assert.Equal(SourceSocket.IpLocalPortRange, (int)v["IP_LOCAL_PORT_RANGE"]);
+    }
+
+    [Theory]
+    [InlineData("CONNECT 10.0.1.2:8080 HTTP/1.1\r\nHost: 10.0.1.2:8080\r\n\r\n", "CONNECT", "10.0.1.2:8080", true)]
+    [InlineData("GET /metrics HTTP/1.1\r\n\r\n", "GET", "/metrics", true)]
+    [InlineData("CONNECT 10.0.1.2:8080\r\n\r\n", "", "", false)]
+    [InlineData("CONNECT  10.0.1.2:8080 HTTP/1.1\r\n\r\n", "", "", false)]
+    [InlineData("CONNECT 10.0.1.2:8080 SPDY/3\r\n\r\n", "", "", false)]
+    public void RequestLine_IsParsedPerRfc9112(string head, string method, string target, bool ok)
+    {
+        byte[] b = System.Text.Encoding.ASCII.GetBytes(head);
+        Assert.Equal(b.Length, ConnectProxy.HeadEnd(b));
+        Assert.Equal(ok, ConnectProxy.TryParseRequestLine(b, out string m, out string t));
+        if (ok)
+        {
+            Assert.Equal(method, m);
+            Assert.Equal(target, t);
+        }
+    }
+
+    [Theory]
+    [InlineData("example.com:443", "example.com", 443, true)]
+    [InlineData("[2001:db8::1]:443", "2001:db8::1", 443, true)]
+    [InlineData("example.com", "", 0, false)]
+    [InlineData("example.com:0", "", 0, false)]
+    [InlineData("example.com:65536", "", 0, false)]
+    [InlineData(":80", "", 0, false)]
+    public void Authority_IsHostColonPort(string target, string host, int port, bool ok)
+    {
+        Assert.Equal(ok, ConnectProxy.TryParseAuthority(target, out string h, out int p));
+        if (ok)
+        {
+            Assert.Equal(host, h);
+            Assert.Equal(port, p);
+        }
+    }
+}

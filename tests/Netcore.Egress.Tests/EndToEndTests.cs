@@ -1,0 +1,175 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Netcore.Xdp;
+
+namespace Netcore.Egress.Tests;
+
+/// <summary>
+/// Two machines sharing 192.0.2.1 behind a router that spreads the address's traffic over both by
+/// L4 hash (ECMP, fib_multipath_hash_policy=1), a server behind the router, and the daemon
+/// (<c>Netcore.Egress serve</c>, a separate process) on each machine. Each in its own namespace:
+/// <code>
+///   machine A (up0 10.0.0.2)  --\
+///                                br0 10.0.0.1 [router] 10.0.1.1 -- 10.0.1.2 [server :8080]
+///   machine B (up0 10.0.0.3)  --/   192.0.2.1/32 nexthop via 10.0.0.2, nexthop via 10.0.0.3
+/// </code>
+/// </summary>
+public sealed partial class EndToEndTests(ITestOutputHelper output)
+{
+    private const string Shared = "192.0.2.1";
+    private const string RangeA = "33000-33999", RangeB = "34000-34999";
+    private const int Requests = 40;
+
+    /// <summary>Answers every GET with the peer's address:port as the server saw it.</summary>
+    private const string ServerScript = """
+        import http.server
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                b = ("%s:%d\n" % self.client_address).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(b)))
+                self.end_headers()
+                self.wfile.write(b)
+            def log_message(self, *a):
+                pass
+        http.server.ThreadingHTTPServer(("0.0.0.0", 8080), H).serve_forever()
+        """;
+
+    private static string DaemonDll => Path.Combine(AppContext.BaseDirectory, "Netcore.Egress.dll");
+
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["curl", "python3", "ethtool", "dotnet"])]
+    public async Task RequestsThroughEitherMachine_AllSucceed_FromItsPorts_WithReturnTrafficSteered_AndFailWithoutTheProgram()
+    {
+        using var r = TestNetns.Create("egr");
+        using var a = TestNetns.Create("ega");
+        using var b = TestNetns.Create("egb");
+        using var s = TestNetns.Create("egs");
+        r.Exec("ip link add br0 type bridge && ip link set br0 up && ip addr add 10.0.0.1/24 dev br0");
+        a.Veth("up0", r, "ra", "10.0.0.2/24");
+        b.Veth("up0", r, "rb", "10.0.0.3/24");
+        s.Veth("e0", r, "rs", "10.0.1.2/24", "10.0.1.1/24");
+        r.Exec("ip link set ra master br0 && ip link set rb master br0");
+        foreach (var m in new[] { a, b })
+            m.Exec("ip route add default via 10.0.0.1");
+        s.Exec("ip route add default via 10.0.1.1");
+        r.Exec("sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=3 net.ipv4.fib_multipath_hash_fields=0x0037 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
+        r.Exec($"ip route add {Shared}/32 nexthop via 10.0.0.2 dev br0 nexthop via 10.0.0.3 dev br0");
+        // XDP sees raw frames: a CHECKSUM_PARTIAL packet would be forwarded with its TCP checksum unfinished.
+        foreach (var (ns, dev) in new[] { (a, "up0"), (b, "up0"), (s, "e0"), (r, "ra"), (r, "rb"), (r, "rs") })
+            ns.Exec($"ethtool -K {dev} tx off >/dev/null");
+        // XDP_TX on a veth reaches the peer only when the peer has an XDP program (veth_xdp_xmit).
+        using (var pass = BpfObject.Load(Path.Combine(AppContext.BaseDirectory, "bpf", "egress.o")))
+        using (var rn = Netcore.Netlink.NetlinkClient.Open(r.Name))
+            foreach (string dev in new[] { "ra", "rb" })
+                await XdpNetlinkAttachment.AttachAsync(rn, await rn.GetLinkIndexAsync(dev), pass.Program("pass_xdp"), XdpMode.Native);
+
+        string macA = Mac(a), macB = Mac(b);
+        using var server = ExternalDaemon.Start(s, "python3", ["-c", ServerScript], output);
+        using var da = StartDaemon(a, RangeA, $"{RangeB}={macB}");
+        using var db = StartDaemon(b, RangeB, $"{RangeA}={macA}");
+        await da.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
+        await db.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
+        WaitForServer(r);
+        Assert.Contains($"{Shared}/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
+        Assert.Equal("1", a.Exec("sysctl -n net.ipv4.conf.up0.arp_ignore").Trim());
+
+        // Every request succeeds, from the shared address and a port of its machine's range.
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        foreach (var (m, range) in new[] { (a, RangeA), (b, RangeB) })
+        {
+            string[] lines = Curl(m, Requests, parallel: false, maxTime: 10);
+            var pr = PortRange(range);
+            Assert.Equal(Requests, lines.Length);
+            foreach (string line in lines)
+            {
+                Assert.StartsWith(Shared + ":", line, StringComparison.Ordinal);
+                int port = int.Parse(line[(Shared.Length + 1)..], CultureInfo.InvariantCulture);
+                Assert.InRange(port, pr.First, pr.Last);
+            }
+        }
+        output.WriteLine($"{2 * Requests} requests through the proxies in {sw.ElapsedMilliseconds} ms");
+        var ma = Metrics(a);
+        var mb = Metrics(b);
+        output.WriteLine($"A: forwarded {ma["forwarded"]} local {ma["local"]} passed {ma["passed"]} malformed {ma["malformed"]}, tunnels {ma["tunnels"]}");
+        output.WriteLine($"B: forwarded {mb["forwarded"]} local {mb["local"]} passed {mb["passed"]} malformed {mb["malformed"]}, tunnels {mb["tunnels"]}");
+        // With L4 hashing each flow's return traffic lands on the other machine with probability 1/2:
+        // none of 40 flows doing so has probability 2^-40.
+        Assert.True(ma["forwarded"] > 0, "A forwarded nothing");
+        Assert.True(mb["forwarded"] > 0, "B forwarded nothing");
+        Assert.True(ma["local"] > 0 && mb["local"] > 0);
+        Assert.Equal(Requests, ma["tunnels"]);
+        Assert.Equal(Requests, mb["tunnels"]);
+
+        // Must fail: detach both programs (BPF_LINK_DETACH on the daemons' links). A flow whose
+        // return traffic lands on the other machine now meets no socket there (a RST), so its
+        // request fails; all 16 of a machine's requests succeeding has probability 2^-16 each.
+        foreach (var d in new[] { da, db })
+        {
+            using var link = BpfLink.FromId(uint.Parse(LinkIdRegex().Match(d.Log).Groups[1].Value, CultureInfo.InvariantCulture));
+            link.Detach();
+        }
+        int failedA = 16 - Curl(a, 16, parallel: true, maxTime: 3).Length;
+        int failedB = 16 - Curl(b, 16, parallel: true, maxTime: 3).Length;
+        output.WriteLine($"without the program: {failedA} of 16 failed through A, {failedB} of 16 through B");
+        Assert.True(failedA > 0, "every request through A succeeded without the XDP program");
+        Assert.True(failedB > 0, "every request through B succeeded without the XDP program");
+
+        // SIGTERM: the daemon removes the shared address it added and exits 0.
+        da.Signal(15);
+        Assert.True(da.WaitForExit(TimeSpan.FromSeconds(30)), "daemon A did not stop on SIGTERM");
+        Assert.DoesNotContain(Shared + "/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
+        Assert.Contains("stopped", da.Log, StringComparison.Ordinal);
+    }
+
+    private ExternalDaemon StartDaemon(TestNetns ns, string range, string peer) =>
+        ExternalDaemon.Start(ns, "dotnet", [DaemonDll, "serve", "--interface", "up0", "--address", Shared, "--ports", range, "--peer", peer, "--listen", "127.0.0.1:3128"], output);
+
+    private static string Mac(TestNetns ns) => ns.IpJson("link show up0")[0].GetProperty("address").GetString()!;
+
+    private static (int First, int Last) PortRange(string r)
+    {
+        string[] p = r.Split('-');
+        return (int.Parse(p[0], CultureInfo.InvariantCulture), int.Parse(p[1], CultureInfo.InvariantCulture));
+    }
+
+    private static void WaitForServer(TestNetns r)
+    {
+        for (int i = 0; i < 100; i++)
+        {
+            if (r.TryExec("curl -s --max-time 1 http://10.0.1.2:8080/").ExitCode == 0)
+                return;
+            Thread.Sleep(100);
+        }
+        throw new TimeoutException("the HTTP server in the server namespace did not answer");
+    }
+
+    /// <summary>Requests through the machine's proxy (CONNECT, curl -p); returns the bodies of those that succeeded.</summary>
+    private static string[] Curl(TestNetns m, int n, bool parallel, int maxTime)
+    {
+        string one = $"curl -s -p -x http://127.0.0.1:3128 --max-time {maxTime} http://10.0.1.2:8080/";
+        string script = parallel
+            ? $"for i in $(seq {n}); do ({one}; echo) & done; wait"
+            : $"for i in $(seq {n}); do {one}; echo; done";
+        return m.TryExec(script, TimeSpan.FromSeconds(maxTime * (parallel ? 2 : n) + 30)).StdOut
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+    }
+
+    private static Dictionary<string, long> Metrics(TestNetns m)
+    {
+        string text = m.Exec("curl -s --max-time 5 http://127.0.0.1:3128/metrics");
+        var d = new Dictionary<string, long>();
+        foreach (Match x in XdpMetricRegex().Matches(text))
+            d[x.Groups[1].Value] = long.Parse(x.Groups[2].Value, CultureInfo.InvariantCulture);
+        d["tunnels"] = long.Parse(TunnelsRegex().Match(text).Groups[1].Value, CultureInfo.InvariantCulture);
+        return d;
+    }
+
+    [GeneratedRegex(@"^egress_xdp_packets_total\{result=""(\w+)""\} (\d+)$", RegexOptions.Multiline)]
+    private static partial Regex XdpMetricRegex();
+
+    [GeneratedRegex(@"^egress_proxy_tunnels_total (\d+)$", RegexOptions.Multiline)]
+    private static partial Regex TunnelsRegex();
+
+    [GeneratedRegex(@"link (\d+),")]
+    private static partial Regex LinkIdRegex();
+}
