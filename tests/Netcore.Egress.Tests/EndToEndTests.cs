@@ -6,7 +6,9 @@ namespace Netcore.Egress.Tests;
 
 /// <summary>
 /// Two machines sharing 192.0.2.1 behind a router that spreads the address's traffic over both by
-/// L4 hash (ECMP, fib_multipath_hash_policy=1), a server behind the router, and the daemon
+/// L4 hash (ECMP: fib_multipath_hash_policy=3 with the 5-tuple as fields; policy 1 takes a forwarded
+/// packet's existing skb hash, which over veth is the server socket's random txhash, re-rolled on
+/// retransmission: see README "The lab"), a server behind the router, and the daemon
 /// (<c>Netcore.Egress serve</c>, a separate process) on each machine. Each in its own namespace:
 /// <code>
 ///   machine A (up0 10.0.0.2)  --\
@@ -119,6 +121,40 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         Assert.True(da.WaitForExit(TimeSpan.FromSeconds(30)), "daemon A did not stop on SIGTERM");
         Assert.DoesNotContain(Shared + "/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
         Assert.Contains("stopped", da.Log, StringComparison.Ordinal);
+    }
+
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet"])]
+    public async Task Daemon_OnSigterm_DetachesAndRemovesTheAddress_OnSigkillTheKernelDetaches()
+    {
+        using var a = TestNetns.Create("egd");
+        using var p = TestNetns.Create("egp");
+        a.Veth("up0", p, "e0", "10.0.0.2/24", "10.0.0.1/24");
+        using (var d = StartDaemon(a, RangeA, $"{RangeB}=02:00:00:00:00:0b"))
+        {
+            await d.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
+            Assert.True(a.IpJson("link show up0")[0].TryGetProperty("xdp", out _), "no XDP program on up0");
+            Assert.Contains($"{Shared}/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
+            Assert.Equal("2", a.Exec("sysctl -n net.ipv4.conf.up0.arp_announce").Trim());
+            Assert.Equal("ok", a.Exec("curl -s --max-time 5 http://127.0.0.1:3128/healthz").Trim());
+            d.Signal(15);
+            Assert.True(d.WaitForExit(TimeSpan.FromSeconds(30)), "the daemon did not stop on SIGTERM");
+            Assert.Contains("stopped", d.Log, StringComparison.Ordinal);
+        }
+        Assert.False(a.IpJson("link show up0")[0].TryGetProperty("xdp", out _), "an XDP program is still on up0 after SIGTERM");
+        Assert.DoesNotContain(Shared + "/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
+
+        using (var d = StartDaemon(a, RangeA, $"{RangeB}=02:00:00:00:00:0b"))
+        {
+            await d.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
+            d.Signal(9);
+            Assert.True(d.WaitForExit(TimeSpan.FromSeconds(30)));
+        }
+        // The bpf_link was this process's only reference: the kernel detached the program with it.
+        // The address stays (nothing ran to remove it); the next start finds it and keeps it.
+        for (int i = 0; i < 50 && a.IpJson("link show up0")[0].TryGetProperty("xdp", out _); i++)
+            Thread.Sleep(100);
+        Assert.False(a.IpJson("link show up0")[0].TryGetProperty("xdp", out _), "an XDP program is still on up0 after SIGKILL");
+        Assert.Contains($"{Shared}/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
     }
 
     private ExternalDaemon StartDaemon(TestNetns ns, string range, string peer) =>
