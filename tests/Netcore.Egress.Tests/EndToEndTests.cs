@@ -32,6 +32,20 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
                 self.send_header("Content-Length", str(len(b)))
                 self.end_headers()
                 self.wfile.write(b)
+            def do_POST(self):
+                n = 0
+                left = int(self.headers["Content-Length"])
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 65536))
+                    if not chunk:
+                        break
+                    n += len(chunk)
+                    left -= len(chunk)
+                b = ("%s:%d %d\n" % (self.client_address[0], self.client_address[1], n)).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(b)))
+                self.end_headers()
+                self.wfile.write(b)
             def log_message(self, *a):
                 pass
         http.server.ThreadingHTTPServer(("0.0.0.0", 8080), H).serve_forever()
@@ -42,36 +56,8 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
     [LinuxFact(Netns = true, Bpf = true, Tools = ["curl", "python3", "ethtool", "dotnet"])]
     public async Task RequestsThroughEitherMachine_AllSucceed_FromItsPorts_WithReturnTrafficSteered_AndFailWithoutTheProgram()
     {
-        using var r = TestNetns.Create("egr");
-        using var a = TestNetns.Create("ega");
-        using var b = TestNetns.Create("egb");
-        using var s = TestNetns.Create("egs");
-        r.Exec("ip link add br0 type bridge && ip link set br0 up && ip addr add 10.0.0.1/24 dev br0");
-        a.Veth("up0", r, "ra", "10.0.0.2/24");
-        b.Veth("up0", r, "rb", "10.0.0.3/24");
-        s.Veth("e0", r, "rs", "10.0.1.2/24", "10.0.1.1/24");
-        r.Exec("ip link set ra master br0 && ip link set rb master br0");
-        foreach (var m in new[] { a, b })
-            m.Exec("ip route add default via 10.0.0.1");
-        s.Exec("ip route add default via 10.0.1.1");
-        r.Exec("sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=3 net.ipv4.fib_multipath_hash_fields=0x0037 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
-        r.Exec($"ip route add {Shared}/32 nexthop via 10.0.0.2 dev br0 nexthop via 10.0.0.3 dev br0");
-        // XDP sees raw frames: a CHECKSUM_PARTIAL packet would be forwarded with its TCP checksum unfinished.
-        foreach (var (ns, dev) in new[] { (a, "up0"), (b, "up0"), (s, "e0"), (r, "ra"), (r, "rb"), (r, "rs") })
-            ns.Exec($"ethtool -K {dev} tx off >/dev/null");
-        // XDP_TX on a veth reaches the peer only when the peer has an XDP program (veth_xdp_xmit).
-        using (var pass = BpfObject.Load(Path.Combine(AppContext.BaseDirectory, "bpf", "egress.o")))
-        using (var rn = Netcore.Netlink.NetlinkClient.Open(r.Name))
-            foreach (string dev in new[] { "ra", "rb" })
-                await XdpNetlinkAttachment.AttachAsync(rn, await rn.GetLinkIndexAsync(dev), pass.Program("pass_xdp"), XdpMode.Native);
-
-        string macA = Mac(a), macB = Mac(b);
-        using var server = ExternalDaemon.Start(s, "python3", ["-c", ServerScript], output);
-        using var da = StartDaemon(a, RangeA, $"{RangeB}={macB}");
-        using var db = StartDaemon(b, RangeB, $"{RangeA}={macA}");
-        await da.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
-        await db.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
-        WaitForServer(r);
+        using var lab = await Lab.StartAsync(output);
+        var (r, a, b, da, db) = (lab.R, lab.A, lab.B, lab.DaemonA, lab.DaemonB);
         Assert.Contains($"{Shared}/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
         Assert.Equal("1", a.Exec("sysctl -n net.ipv4.conf.up0.arp_ignore").Trim());
 
@@ -105,11 +91,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         // Must fail: detach both programs (BPF_LINK_DETACH on the daemons' links). A flow whose
         // return traffic lands on the other machine now meets no socket there (a RST), so its
         // request fails; all 16 of a machine's requests succeeding has probability 2^-16 each.
-        foreach (var d in new[] { da, db })
-        {
-            using var link = BpfLink.FromId(uint.Parse(LinkIdRegex().Match(d.Log).Groups[1].Value, CultureInfo.InvariantCulture));
-            link.Detach();
-        }
+        DetachPrograms(da, db);
         int failedA = 16 - Curl(a, 16, parallel: true, maxTime: 3).Length;
         int failedB = 16 - Curl(b, 16, parallel: true, maxTime: 3).Length;
         output.WriteLine($"without the program: {failedA} of 16 failed through A, {failedB} of 16 through B");
@@ -121,6 +103,63 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         Assert.True(da.WaitForExit(TimeSpan.FromSeconds(30)), "daemon A did not stop on SIGTERM");
         Assert.DoesNotContain(Shared + "/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
         Assert.Contains("stopped", da.Log, StringComparison.Ordinal);
+    }
+
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["curl", "python3", "ethtool", "dotnet"])]
+    public async Task Uploads_LearnThePathMtu_WhereverTheRoutersIcmpErrorsLand()
+    {
+        // The router's end of the server link has MTU 1280: full-size segments from the machines (DF
+        // set, path MTU discovery, RFC 1191) make the router send ICMP "fragmentation needed" to
+        // 192.0.2.1, which ECMP delivers to either machine (hashed on the quoted segment). egress.c
+        // sends each to the machine whose port the quoted segment came from. A learned path MTU is
+        // kept per destination address, so each upload goes to a server address of its own: every
+        // upload then depends on its own ICMP errors reaching its machine (about half of them land on
+        // the other one). With the ICMP case of egress.c disabled this test fails (README).
+        using var lab = await Lab.StartAsync(output, serverMtu: 1280);
+        const int Per = 16;
+        lab.S.Exec("for i in $(seq 100 163); do ip addr add 10.0.1.$i/24 dev e0; done");
+
+        int ok = 0;
+        foreach (var (m, range, first) in new[] { (lab.A, RangeA, 100), (lab.B, RangeB, 100 + Per) })
+        {
+            string[] lines = Uploads(m, first, Per, maxTime: 20);
+            Assert.Equal(Per, lines.Length);
+            var pr = PortRange(range);
+            foreach (string line in lines)
+            {
+                Assert.EndsWith(" " + UploadSize.ToString(CultureInfo.InvariantCulture), line, StringComparison.Ordinal);
+                Assert.StartsWith(Shared + ":", line, StringComparison.Ordinal);
+                Assert.InRange(int.Parse(line[(Shared.Length + 1)..line.IndexOf(' ', StringComparison.Ordinal)], CultureInfo.InvariantCulture), pr.First, pr.Last);
+            }
+            // The route cache holds the path MTU learned from the ICMP errors, for every destination.
+            for (int i = first; i < first + Per; i++)
+                Assert.Contains("mtu 1280", m.Exec($"ip route get 10.0.1.{i} from {Shared}"), StringComparison.Ordinal);
+            ok += lines.Length;
+        }
+        var ma = Metrics(lab.A);
+        var mb = Metrics(lab.B);
+        output.WriteLine($"{ok} uploads of {UploadSize} bytes; A: forwarded {ma["forwarded"]} local {ma["local"]}; B: forwarded {mb["forwarded"]} local {mb["local"]}");
+        output.WriteLine("router: " + lab.R.Exec("nstat -az IcmpOutDestUnreachs 2>/dev/null | tail -n +2 | tr -s ' '").Trim());
+    }
+
+    private const int UploadSize = 200_000;
+
+    /// <summary>Parallel uploads through the machine's proxy, to 10.0.1.FIRST and on; the bodies of those answered.</summary>
+    private static string[] Uploads(TestNetns m, int first, int count, int maxTime)
+    {
+        string one = $"head -c {UploadSize} /dev/zero | curl -s -p -x http://127.0.0.1:3128 --max-time {maxTime} --data-binary @- http://10.0.1.$i:8080/";
+        return m.TryExec($"for i in $(seq {first} {first + count - 1}); do ({one}; echo) & done; wait", TimeSpan.FromSeconds(maxTime + 60)).StdOut
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+    }
+
+    /// <summary>BPF_LINK_DETACH on each daemon's link, found by the id in its start-up log.</summary>
+    private static void DetachPrograms(params ExternalDaemon[] daemons)
+    {
+        foreach (var d in daemons)
+        {
+            using var link = BpfLink.FromId(uint.Parse(LinkIdRegex().Match(d.Log).Groups[1].Value, CultureInfo.InvariantCulture));
+            link.Detach();
+        }
     }
 
     [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet"])]
@@ -157,8 +196,89 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         Assert.Contains($"{Shared}/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
     }
 
-    private ExternalDaemon StartDaemon(TestNetns ns, string range, string peer) =>
+    private ExternalDaemon StartDaemon(TestNetns ns, string range, string peer) => StartDaemon(ns, range, peer, output);
+
+    private static ExternalDaemon StartDaemon(TestNetns ns, string range, string peer, ITestOutputHelper output) =>
         ExternalDaemon.Start(ns, "dotnet", [DaemonDll, "serve", "--interface", "up0", "--address", Shared, "--ports", range, "--peer", peer, "--listen", "127.0.0.1:3128"], output);
+
+    /// <summary>The topology of the class comment, with the server and both daemons running.</summary>
+    private sealed class Lab : IDisposable
+    {
+        private readonly List<IDisposable> _owned = [];
+
+        public TestNetns R { get; private set; } = null!;
+        public TestNetns A { get; private set; } = null!;
+        public TestNetns B { get; private set; } = null!;
+        public TestNetns S { get; private set; } = null!;
+        public ExternalDaemon DaemonA { get; private set; } = null!;
+        public ExternalDaemon DaemonB { get; private set; } = null!;
+
+        private T Own<T>(T d) where T : IDisposable
+        {
+            _owned.Add(d);
+            return d;
+        }
+
+        /// <param name="output">Test output (daemon logs).</param>
+        /// <param name="serverMtu">MTU of the router's end of the server link, or null for 1500.</param>
+        public static async Task<Lab> StartAsync(ITestOutputHelper output, int? serverMtu = null)
+        {
+            var lab = new Lab();
+            try
+            {
+                await lab.BuildAsync(output, serverMtu);
+                return lab;
+            }
+            catch
+            {
+                lab.Dispose();
+                throw;
+            }
+        }
+
+        private async Task BuildAsync(ITestOutputHelper output, int? serverMtu)
+        {
+            var r = R = Own(TestNetns.Create("egr"));
+            var a = A = Own(TestNetns.Create("ega"));
+            var b = B = Own(TestNetns.Create("egb"));
+            var s = S = Own(TestNetns.Create("egs"));
+            r.Exec("ip link add br0 type bridge && ip link set br0 up && ip addr add 10.0.0.1/24 dev br0");
+            a.Veth("up0", r, "ra", "10.0.0.2/24");
+            b.Veth("up0", r, "rb", "10.0.0.3/24");
+            s.Veth("e0", r, "rs", "10.0.1.2/24", "10.0.1.1/24");
+            if (serverMtu is int mtu)
+                r.Exec($"ip link set rs mtu {mtu}"); // the router's end only: the server still advertises MSS 1460
+            r.Exec("ip link set ra master br0 && ip link set rb master br0");
+            foreach (var m in new[] { a, b })
+                m.Exec("ip route add default via 10.0.0.1");
+            s.Exec("ip route add default via 10.0.1.1");
+            r.Exec("sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=3 net.ipv4.fib_multipath_hash_fields=0x0037 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
+            r.Exec($"ip route add {Shared}/32 nexthop via 10.0.0.2 dev br0 nexthop via 10.0.0.3 dev br0");
+            // XDP sees raw frames: a CHECKSUM_PARTIAL packet would be forwarded with its TCP checksum unfinished.
+            foreach (var (ns, dev) in new[] { (a, "up0"), (b, "up0"), (s, "e0"), (r, "ra"), (r, "rb"), (r, "rs") })
+                ns.Exec($"ethtool -K {dev} tx off >/dev/null");
+            // XDP_TX on a veth reaches the peer only when the peer has an XDP program (veth_xdp_xmit).
+            using (var pass = BpfObject.Load(Path.Combine(AppContext.BaseDirectory, "bpf", "egress.o")))
+            using (var rn = Netcore.Netlink.NetlinkClient.Open(r.Name))
+                foreach (string dev in new[] { "ra", "rb" })
+                    await XdpNetlinkAttachment.AttachAsync(rn, await rn.GetLinkIndexAsync(dev), pass.Program("pass_xdp"), XdpMode.Native);
+
+            string macA = Mac(a), macB = Mac(b);
+            Own(ExternalDaemon.Start(s, "python3", ["-c", ServerScript], output));
+            DaemonA = Own(StartDaemon(a, RangeA, $"{RangeB}={macB}", output));
+            DaemonB = Own(StartDaemon(b, RangeB, $"{RangeA}={macA}", output));
+            await DaemonA.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
+            await DaemonB.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
+            WaitForServer(r);
+        }
+
+        /// <summary>Daemons and server first, then the namespaces.</summary>
+        public void Dispose()
+        {
+            for (int i = _owned.Count - 1; i >= 0; i--)
+                _owned[i].Dispose();
+        }
+    }
 
     private static string Mac(TestNetns ns) => ns.IpJson("link show up0")[0].GetProperty("address").GetString()!;
 
