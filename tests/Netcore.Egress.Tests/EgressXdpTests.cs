@@ -64,14 +64,14 @@ public sealed class EgressXdpTests : IDisposable
         return want;
     }
 
-    private ulong[] Counters() => [Dp.Count(EgressCounter.Forwarded), Dp.Count(EgressCounter.Local), Dp.Count(EgressCounter.Passed), Dp.Count(EgressCounter.Malformed)];
+    private ulong[] Counters() => [Dp.Count(EgressCounter.Forwarded), Dp.Count(EgressCounter.Local), Dp.Count(EgressCounter.Passed), Dp.Count(EgressCounter.Malformed), Dp.Count(EgressCounter.Bounced)];
 
     private void AssertCounted(EgressCounter c, Action run)
     {
         ulong[] before = Counters();
         run();
         ulong[] after = Counters();
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < before.Length; i++)
             Assert.Equal(before[i] + (i == (int)c ? 1UL : 0UL), after[i]);
     }
 
@@ -107,6 +107,25 @@ public sealed class EgressXdpTests : IDisposable
             Assert.Equal(XdpTx, action);
             Assert.Equal(Forwarded(f, owner == 'b' ? s_macB : s_macC), output);
         });
+    }
+
+    [LinuxFact(Bpf = true)]
+    public void AFrameAnotherMachineSentHere_IsNeverSentOn_SoDisagreeingTablesCannotLoop()
+    {
+        // B sent this frame here (its source MAC) because B's table says 35000 is not B's; ours says
+        // it is C's. Sending it on could bounce it between machines forever: it is passed instead.
+        byte[] fromB = Frames.Ipv4(s_server, s_shared, Frames.Tcp, Frames.TcpSegment(443, 35000), s_localMac);
+        s_macB.CopyTo(fromB, 6);
+        AssertCounted(EgressCounter.Bounced, () => Expect(XdpPass, fromB, fromB));
+        // Sent here by B for one of our ports: ours, as usual.
+        byte[] ours = Frames.Ipv4(s_server, s_shared, Frames.Tcp, Frames.TcpSegment(443, 33001), s_localMac);
+        s_macB.CopyTo(ours, 6);
+        AssertCounted(EgressCounter.Local, () => Expect(XdpPass, ours, ours));
+        // After a reconfiguration without C, C's MAC is no longer a peer's.
+        Dp.SetOwners(s_local, [s_peers[0], new EgressPeer(new PortRange(36000, 36099), new PhysicalAddress([0x02, 0, 0, 0, 0, 0x0d]))]);
+        byte[] fromC = Frames.Ipv4(s_server, s_shared, Frames.Tcp, Frames.TcpSegment(443, 34000), s_localMac);
+        s_macC.CopyTo(fromC, 6);
+        AssertCounted(EgressCounter.Forwarded, () => Expect(XdpTx, Forwarded(fromC, s_macB), fromC));
     }
 
     [LinuxFact(Bpf = true)]

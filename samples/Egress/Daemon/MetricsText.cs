@@ -23,8 +23,8 @@ internal static class MetricsText
 
         Family("egress_info", "gauge", "The shared address and this machine's port range.");
         Sample("egress_info", $"shared=\"{config.SharedAddress}\",ports=\"{config.Ports}\",interface=\"{config.Interface}\",peers=\"{config.Peers.Count}\"", 1);
-        Family("egress_xdp_packets_total", "counter", "Packets seen by the XDP program on the uplink, by what it did: forwarded to the port's owner, local (this machine's port), passed (not ours to steer), malformed.");
-        foreach (var (c, name) in new[] { (EgressCounter.Forwarded, "forwarded"), (EgressCounter.Local, "local"), (EgressCounter.Passed, "passed"), (EgressCounter.Malformed, "malformed") })
+        Family("egress_xdp_packets_total", "counter", "Packets seen by the XDP program on the uplink, by what it did: forwarded to the port's owner, local (this machine's port), passed (not ours to steer), malformed, bounced (another machine's port in a frame another machine sent here: the tables disagree).");
+        foreach (var (c, name) in new[] { (EgressCounter.Forwarded, "forwarded"), (EgressCounter.Local, "local"), (EgressCounter.Passed, "passed"), (EgressCounter.Malformed, "malformed"), (EgressCounter.Bounced, "bounced") })
             Sample("egress_xdp_packets_total", $"result=\"{name}\"", dataPlane.Count(c));
         Family("egress_proxy_tunnels_total", "counter", "CONNECT tunnels opened from the shared address.");
         Sample("egress_proxy_tunnels_total", "", proxy.Opened);

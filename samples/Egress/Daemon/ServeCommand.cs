@@ -28,6 +28,9 @@ internal static partial class ServeCommand
         Link uplink = await nl.GetLinkAsync(cfg.Interface, stop.Token).ConfigureAwait(false);
         PhysicalAddress mac = uplink.Address is { } m && m.GetAddressBytes().Length == 6
             ? m : throw new EgressConfigException("interface", $"{cfg.Interface} has no Ethernet address");
+        foreach (var p in cfg.Peers)
+            if (p.Mac.Equals(mac))
+                throw new EgressConfigException("peers", $"{EgressConfig.FormatMac(p.Mac)} ({p.Ports}) is this machine's own uplink MAC");
         int addressIndex = await nl.GetLinkIndexAsync(cfg.AddressDevice, stop.Token).ConfigureAwait(false);
 
         if (cfg.ArpSysctls)

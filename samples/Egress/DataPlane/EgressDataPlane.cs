@@ -17,6 +17,8 @@ internal enum EgressCounter : uint
     Passed = 2,
     /// <summary>To the shared address with a cut or invalid header: passed.</summary>
     Malformed = 3,
+    /// <summary>Another machine's port in a frame another machine sent here (the tables disagree): passed, never sent on.</summary>
+    Bounced = 4,
 }
 
 /// <summary>egress_owners value (bpf/egress.c struct egress_owner).</summary>
@@ -80,6 +82,12 @@ internal sealed class EgressDataPlane : IDisposable
     {
         ArgumentNullException.ThrowIfNull(peers);
         var owners = _obj.Map("egress_owners").AsMap<uint, EgressOwner>();
+        var peerMacs = _obj.Map("egress_peer_macs").AsMap<ulong, uint>();
+        var stale = new List<ulong>();
+        foreach (ulong k in peerMacs.Keys)
+            stale.Add(k);
+        foreach (ulong k in stale)
+            peerMacs.Delete(k);
         var values = new uint[PortCount];
         for (int i = 0; i < peers.Count; i++)
         {
@@ -92,12 +100,22 @@ internal sealed class EgressDataPlane : IDisposable
             }
             uint slot = (uint)i + 2;
             owners.Update(slot, o);
+            peerMacs.Update(MacKey(mac), slot);
             for (int p = peers[i].Ports.First; p <= peers[i].Ports.Last; p++)
                 values[p] = slot;
         }
         for (int p = local.First; p <= local.Last; p++)
             values[p] = PortLocal;
         WritePorts(values);
+    }
+
+    /// <summary>egress_peer_macs key: the 6 bytes in frame order in the low bytes of a u64 (little-endian host).</summary>
+    private static ulong MacKey(byte[] mac)
+    {
+        Span<byte> k = stackalloc byte[8];
+        k.Clear();
+        mac.AsSpan(0, 6).CopyTo(k);
+        return BitConverter.ToUInt64(k);
     }
 
     /// <summary>Marks every port nobody's (the program then passes everything).</summary>

@@ -21,7 +21,8 @@
  *   no port, and sending the first one elsewhere would separate it from the rest of its datagram.
  *
  * Maps: egress_ports[port] = 0 nobody's (pass), 1 this machine's (pass, "local"), k >= 2 the
- * owner in egress_owners[k] (forward). Per-CPU counters in egress_stats.
+ * owner in egress_owners[k] (forward, unless another machine already sent it here:
+ * egress_peer_macs). Per-CPU counters in egress_stats.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -76,7 +77,19 @@ struct {
 #define EGRESS_LOCAL 1     /* this machine's port: passed */
 #define EGRESS_PASSED 2    /* not for the shared address, not TCP/UDP/ICMP error, fragment, port of nobody: passed */
 #define EGRESS_MALFORMED 3 /* to the shared address but a header is cut or invalid: passed */
-#define EGRESS_COUNT 4
+#define EGRESS_BOUNCED 4   /* another machine's port, but another machine sent it here: passed, never sent on */
+#define EGRESS_COUNT 5
+
+/* The other machines' MACs (the 6 bytes in the low bytes of a u64 key, in frame order; value
+ * unused). A frame whose Ethernet source is one of them was already sent on once by that machine:
+ * it is never sent on again, so machines whose tables disagree (a reconfiguration half done)
+ * cannot bounce a packet between them forever (XDP_TX does not decrement the TTL). */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, EGRESS_MAX_OWNERS);
+    __type(key, __u64);
+    __type(value, __u32);
+} egress_peer_macs SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -106,6 +119,10 @@ static __always_inline int by_port(struct ethhdr *eth, __be16 port)
     struct egress_owner *o = bpf_map_lookup_elem(&egress_owners, &idx);
     if (!o)
         return count(EGRESS_PASSED, XDP_PASS);
+    __u64 src_key = 0;
+    __builtin_memcpy(&src_key, eth->h_source, ETH_ALEN);
+    if (bpf_map_lookup_elem(&egress_peer_macs, &src_key))
+        return count(EGRESS_BOUNCED, XDP_PASS);
     __builtin_memcpy(eth->h_dest, o->mac, ETH_ALEN);
     __u8 src[ETH_ALEN];
     for (int i = 0; i < ETH_ALEN; i++)
