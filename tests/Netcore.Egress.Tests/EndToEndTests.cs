@@ -162,8 +162,8 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         }
     }
 
-    [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet"])]
-    public async Task Daemon_OnSigterm_DetachesAndRemovesTheAddress_OnSigkillTheKernelDetaches()
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet", "curl", "python3"])]
+    public async Task Daemon_AnswersProxyErrors_OnSigtermDetachesAndRemovesTheAddress_OnSigkillTheKernelDetaches()
     {
         using var a = TestNetns.Create("egd");
         using var p = TestNetns.Create("egp");
@@ -175,6 +175,18 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
             Assert.Contains($"{Shared}/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
             Assert.Equal("2", a.Exec("sysctl -n net.ipv4.conf.up0.arp_announce").Trim());
             Assert.Equal("ok", a.Exec("curl -s --max-time 5 http://127.0.0.1:3128/healthz").Trim());
+            // Proxy errors: a refused upstream is 502 (RFC 9110 15.6.3), another method 405 with
+            // Allow (15.5.6), a request line that is not RFC 9112 3 is 400; each counted.
+            p.Exec($"ip route add {Shared}/32 via 10.0.0.2");
+            Assert.Equal("502", a.TryExec("curl -s -o /dev/null -w '%{http_connect}' -p -x http://127.0.0.1:3128 --max-time 5 http://10.0.0.1:9/").StdOut.Trim());
+            Assert.Equal("405", a.Exec("curl -s -o /dev/null -w '%{http_code}' -X POST --max-time 5 http://127.0.0.1:3128/").Trim());
+            Assert.Contains("Allow: CONNECT, GET", a.Exec("curl -s -i -X DELETE --max-time 5 http://127.0.0.1:3128/"), StringComparison.Ordinal);
+            const string BadRequest = "import socket; s = socket.create_connection(('127.0.0.1', 3128)); s.sendall(b'CONNECT 10.0.0.1 HTTP/1.1\\r\\n\\r\\n'); print(s.recv(100).decode())";
+            Assert.StartsWith("HTTP/1.1 400", a.Exec($"python3 -c \"{BadRequest}\""), StringComparison.Ordinal);
+            string metrics = a.Exec("curl -s --max-time 5 http://127.0.0.1:3128/metrics");
+            Assert.Contains("egress_proxy_failures_total{reason=\"connect\"} 1\n", metrics, StringComparison.Ordinal);
+            Assert.Contains("egress_proxy_failures_total{reason=\"bad_request\"} 3\n", metrics, StringComparison.Ordinal);
+            Assert.Contains("egress_proxy_tunnels_total 0\n", metrics, StringComparison.Ordinal);
             d.Signal(15);
             Assert.True(d.WaitForExit(TimeSpan.FromSeconds(30)), "the daemon did not stop on SIGTERM");
             Assert.Contains("stopped", d.Log, StringComparison.Ordinal);
@@ -194,6 +206,21 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
             Thread.Sleep(100);
         Assert.False(a.IpJson("link show up0")[0].TryGetProperty("xdp", out _), "an XDP program is still on up0 after SIGKILL");
         Assert.Contains($"{Shared}/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
+    }
+
+    [LinuxFact(Netns = true, Tools = ["dotnet"])]
+    public void Daemon_RefusesARangeOutsideIpLocalPortRange()
+    {
+        // The kernel would clamp the socket's range to net.ipv4.ip_local_port_range (32768-60999 by
+        // default) and connect() could pick another machine's port: the daemon does not start.
+        using var a = TestNetns.Create("egl");
+        using var p = TestNetns.Create("egm");
+        a.Veth("up0", p, "e0", "10.0.0.2/24", "10.0.0.1/24");
+        using var d = StartDaemon(a, "20000-20999", "34000-34999=02:00:00:00:00:0b");
+        Assert.True(d.WaitForExit(TimeSpan.FromSeconds(60)), "the daemon did not exit");
+        Assert.Contains("not inside net.ipv4.ip_local_port_range 32768-60999", d.Log, StringComparison.Ordinal);
+        Assert.False(a.IpJson("link show up0")[0].TryGetProperty("xdp", out _));
+        Assert.DoesNotContain(Shared, a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
     }
 
     private ExternalDaemon StartDaemon(TestNetns ns, string range, string peer) => StartDaemon(ns, range, peer, output);
