@@ -32,11 +32,13 @@ public static class Program
         };
         serve.SetAction(async (parse, ct) =>
         {
+            // The file (if any) read again with the same options on top: SIGHUP calls this too.
+            EgressConfig Reload() => Build(parse.GetValue(config), parse.GetValue(iface), parse.GetValue(shared), parse.GetValue(ports), parse.GetValue(peers) ?? [],
+                parse.GetValue(listen), parse.GetValue(device), parse.GetValue(mode), parse.GetValue(noArp));
             EgressConfig cfg;
             try
             {
-                cfg = Build(parse.GetValue(config), parse.GetValue(iface), parse.GetValue(shared), parse.GetValue(ports), parse.GetValue(peers) ?? [],
-                    parse.GetValue(listen), parse.GetValue(device), parse.GetValue(mode), parse.GetValue(noArp));
+                cfg = Reload();
             }
             catch (Exception e) when (e is EgressConfigException or IOException or UnauthorizedAccessException)
             {
@@ -53,7 +55,7 @@ public static class Program
             });
             try
             {
-                return await ServeCommand.RunAsync(cfg, loggerFactory, ct).ConfigureAwait(false);
+                return await ServeCommand.RunAsync(cfg, loggerFactory, Reload, ct).ConfigureAwait(false);
             }
             catch (Exception e) when (e is EgressConfigException or NetlinkException or BpfException or BpfObjectException or IOException or UnauthorizedAccessException)
             {

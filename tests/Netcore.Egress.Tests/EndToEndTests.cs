@@ -223,6 +223,75 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         Assert.DoesNotContain(Shared, a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
     }
 
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet", "curl"])]
+    public async Task Sighup_RereadsTheRangeAndThePeers_IntoTheRunningProgram_AndKeepsThemOnABadFile()
+    {
+        using var a = TestNetns.Create("egh");
+        using var p = TestNetns.Create("egi");
+        a.Veth("up0", p, "e0", "10.0.0.2/24", "10.0.0.1/24");
+        string file = Path.Combine(Path.GetTempPath(), $"egress-{Guid.NewGuid():N}.json");
+        static string Config(string ports, params string[] peers) =>
+            $$"""{ "interface": "up0", "sharedAddress": "{{Shared}}", "ports": "{{ports}}", "listen": "127.0.0.1:3128", "peers": [{{string.Join(",", peers.Select(x => $$"""{ "ports": "{{x.Split('=')[0]}}", "mac": "{{x.Split('=')[1]}}" }"""))}}] }""";
+        File.WriteAllText(file, Config("33000-33999", "34000-34999=02:00:00:00:00:0b"));
+        try
+        {
+            using var d = ExternalDaemon.Start(a, "dotnet", [DaemonDll, "serve", "--config", file], output);
+            await d.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
+            Assert.Contains("ports=\"33000-33999\",interface=\"up0\",peers=\"1\"", a.Exec("curl -s --max-time 5 http://127.0.0.1:3128/metrics"), StringComparison.Ordinal);
+            using var ports = PortsMap(d);
+            Assert.Equal(1u, ports.Lookup(33999));
+            Assert.Equal(2u, ports.Lookup(34000));
+            Assert.Equal(0u, ports.Lookup(35000));
+
+            // This machine gives up 33500-33999 to a third machine.
+            File.WriteAllText(file, Config("33000-33499", "34000-34999=02:00:00:00:00:0b", "33500-33999=02:00:00:00:00:0c"));
+            d.Signal(1);
+            await d.WaitForOutputAsync("reloaded", TimeSpan.FromSeconds(30));
+            Assert.Contains("ports=\"33000-33499\",interface=\"up0\",peers=\"2\"", a.Exec("curl -s --max-time 5 http://127.0.0.1:3128/metrics"), StringComparison.Ordinal);
+            Assert.Equal(1u, ports.Lookup(33499));
+            Assert.Equal(3u, ports.Lookup(33500));
+            Assert.Equal(2u, ports.Lookup(34999));
+            Assert.True(a.IpJson("link show up0")[0].TryGetProperty("xdp", out _), "the program was detached by the reload");
+
+            // A file with overlapping ranges: logged, the settings in force stay.
+            File.WriteAllText(file, Config("33000-33499", "33400-34999=02:00:00:00:00:0b"));
+            d.Signal(1);
+            await d.WaitForOutputAsync("reload failed", TimeSpan.FromSeconds(30));
+            Assert.Equal(3u, ports.Lookup(33500));
+            Assert.Equal(1u, ports.Lookup(33400));
+            Assert.True(d.IsRunning);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    /// <summary>egress_ports of the daemon's program (by the program id in its start-up log).</summary>
+    private static DisposableMap PortsMap(ExternalDaemon d)
+    {
+        uint progId = uint.Parse(ProgramIdRegex().Match(d.Log).Groups[1].Value, CultureInfo.InvariantCulture);
+        using var prog = BpfProgram.FromId(progId);
+        foreach (uint id in prog.GetInfo().MapIds)
+        {
+            var m = BpfMap.FromId(id);
+            if (m.Name == "egress_ports")
+                return new DisposableMap(m);
+            m.Dispose();
+        }
+        throw new InvalidOperationException("egress_ports not found among the program's maps");
+    }
+
+    private sealed class DisposableMap(BpfMap map) : IDisposable
+    {
+        public uint Lookup(uint port) => map.AsMap<uint, uint>().Lookup(port);
+
+        public void Dispose() => map.Dispose();
+    }
+
+    [GeneratedRegex(@"\(program (\d+),")]
+    private static partial Regex ProgramIdRegex();
+
     private ExternalDaemon StartDaemon(TestNetns ns, string range, string peer) => StartDaemon(ns, range, peer, output);
 
     private static ExternalDaemon StartDaemon(TestNetns ns, string range, string peer, ITestOutputHelper output) =>

@@ -16,7 +16,11 @@ namespace Netcore.Egress.Daemon;
 internal static partial class ServeCommand
 {
     /// <summary>Runs until <paramref name="ct"/> or SIGTERM/SIGINT.</summary>
-    public static async Task<int> RunAsync(EgressConfig cfg, ILoggerFactory loggerFactory, CancellationToken ct)
+    /// <param name="cfg">The settings.</param>
+    /// <param name="loggerFactory">Logging.</param>
+    /// <param name="reload">Reads the settings again (SIGHUP); null: SIGHUP is ignored.</param>
+    /// <param name="ct">Stops the daemon.</param>
+    public static async Task<int> RunAsync(EgressConfig cfg, ILoggerFactory loggerFactory, Func<EgressConfig>? reload, CancellationToken ct)
     {
         var log = loggerFactory.CreateLogger("Netcore.Egress");
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -64,9 +68,21 @@ internal static partial class ServeCommand
             foreach (var p in cfg.Peers)
                 Log.Peer(log, p.Ports.ToString(), EgressConfig.FormatMac(p.Mac));
 
-            var proxy = new ConnectProxy(cfg, stats, () => MetricsText.Render(cfg, dp, stats), loggerFactory.CreateLogger("Netcore.Egress.Proxy"));
+            var current = cfg;
+            var proxy = new ConnectProxy(cfg, stats, () => MetricsText.Render(current, dp, stats), loggerFactory.CreateLogger("Netcore.Egress.Proxy"));
             await using (proxy.ConfigureAwait(false))
             {
+                var gate = new object();
+                // SIGHUP: this machine's range and the other machines are read again and written to
+                // the maps in place (no detach); what needs a restart is reported and kept.
+                using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
+                {
+                    c.Cancel = true;
+                    if (reload is null)
+                        return;
+                    lock (gate)
+                        current = ApplyReload(current, reload, dp, proxy, log);
+                });
                 proxy.Start();
                 // The test and the README read this line for the port (listen on :0 picks one).
                 Log.Listening(log, proxy.LocalEndPoint.ToString());
@@ -88,6 +104,32 @@ internal static partial class ServeCommand
         }
         Log.Stopped(log);
         return 0;
+    }
+
+    /// <summary>Reads the settings again and applies the range and the peers; returns the settings in force.</summary>
+    internal static EgressConfig ApplyReload(EgressConfig current, Func<EgressConfig> reload, EgressDataPlane dp, ConnectProxy proxy, ILogger log)
+    {
+        EgressConfig next;
+        try
+        {
+            next = reload();
+            CheckLocalPortRange(next.Ports);
+        }
+        catch (Exception e) when (e is EgressConfigException or IOException or UnauthorizedAccessException)
+        {
+            Log.ReloadFailed(log, e.Message);
+            return current;
+        }
+        if (next.Interface != current.Interface || !next.SharedAddress.Equals(current.SharedAddress) || !next.Listen.Equals(current.Listen) ||
+            next.AddressDevice != current.AddressDevice || next.XdpMode != current.XdpMode || next.ArpSysctls != current.ArpSysctls)
+            Log.ReloadNeedsRestart(log);
+        var applied = current with { Ports = next.Ports, Peers = next.Peers };
+        // Ports that move between machines: connections open on them break either way; the
+        // table is rewritten whole (BPF_MAP_UPDATE_BATCH, array entries change one by one).
+        dp.SetOwners(applied.Ports, applied.Peers);
+        proxy.Update(applied);
+        Log.Reloaded(log, applied.Ports.ToString(), applied.Peers.Count);
+        return applied;
     }
 
     /// <summary>
@@ -125,6 +167,15 @@ internal static partial class ServeCommand
 
         [LoggerMessage(7, LogLevel.Critical, "egress: {Message}")]
         public static partial void Failed(ILogger logger, Exception exception, string message);
+
+        [LoggerMessage(8, LogLevel.Information, "reloaded: this machine's ports {Ports}, {Peers} other machines")]
+        public static partial void Reloaded(ILogger logger, string ports, int peers);
+
+        [LoggerMessage(9, LogLevel.Error, "reload failed, the settings in force are kept: {Message}")]
+        public static partial void ReloadFailed(ILogger logger, string message);
+
+        [LoggerMessage(10, LogLevel.Warning, "reload: only the port range and the peers change without a restart; the interface, shared address, listen address, address device, XDP mode and ARP setting in force are kept")]
+        public static partial void ReloadNeedsRestart(ILogger logger);
 
         [LoggerMessage(6, LogLevel.Information, "stopped")]
         public static partial void Stopped(ILogger logger);

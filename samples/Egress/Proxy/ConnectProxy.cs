@@ -20,7 +20,7 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
     private static readonly TimeSpan s_connectTimeout = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan s_headTimeout = TimeSpan.FromSeconds(10);
 
-    private readonly EgressConfig _config;
+    private volatile EgressConfig _config;
     private readonly Func<string> _metrics;
     private readonly ProxyStats _stats;
     private readonly ILogger _log;
@@ -40,6 +40,9 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
 
     /// <summary>The bound address (port 0 in the settings picks one).</summary>
     public IPEndPoint LocalEndPoint => (IPEndPoint)_listener.LocalEndPoint!;
+
+    /// <summary>New connections use <paramref name="config"/> (this machine's range after a reload).</summary>
+    public void Update(EgressConfig config) => _config = config;
 
     public void Start()
     {
@@ -165,7 +168,8 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
             await ReplyAsync(client, "502 Bad Gateway", "", ct).ConfigureAwait(false);
             return;
         }
-        using var upstream = SourceSocket.Create(_config.SharedAddress, _config.Ports);
+        var config = _config; // one configuration for the whole connection (a reload may swap it)
+        using var upstream = SourceSocket.Create(config.SharedAddress, config.Ports);
         using (var cc = CancellationTokenSource.CreateLinkedTokenSource(ct))
         {
             cc.CancelAfter(s_connectTimeout);
@@ -189,12 +193,12 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
             }
         }
         var local = (IPEndPoint)upstream.LocalEndPoint!;
-        if (!_config.Ports.Contains(local.Port))
+        if (!config.Ports.Contains(local.Port))
         {
             // The kernel clamps IP_LOCAL_PORT_RANGE to net.ipv4.ip_local_port_range
             // (inet_sk_get_local_port_range); a port of another machine must never be used.
             _stats.Fail(ProxyFailure.PortOutOfRange);
-            Log.PortOutOfRange(_log, local.Port, _config.Ports.ToString());
+            Log.PortOutOfRange(_log, local.Port, config.Ports.ToString());
             await ReplyAsync(client, "502 Bad Gateway", "", ct).ConfigureAwait(false);
             return;
         }
