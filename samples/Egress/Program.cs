@@ -26,15 +26,18 @@ public static class Program
         var noArp = new Option<bool>("--no-arp-sysctls") { Description = "Leave arp_ignore / arp_announce of the uplink alone" };
         var level = new Option<LogLevel>("--log-level") { Description = "Minimum log level", DefaultValueFactory = _ => LogLevel.Information };
         var json = new Option<bool>("--log-json") { Description = "Log one JSON object per line" };
+        var bgpPeer = new Option<string[]>("--bgp-peer") { Description = "Announce the shared /32 over BGP to this router: IP:AS (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var bgpAs = new Option<uint?>("--bgp-local-as") { Description = "This machine's AS number (with --bgp-peer)" };
+        var bgpId = new Option<string?>("--bgp-router-id") { Description = "BGP identifier (default: the uplink's IPv4 address)" };
         var serve = new Command("serve", "Share the egress address: steer return traffic with XDP and serve the CONNECT proxy")
         {
-            config, iface, shared, ports, peers, listen, device, mode, noArp, level, json,
+            config, iface, shared, ports, peers, listen, device, mode, noArp, level, json, bgpPeer, bgpAs, bgpId,
         };
         serve.SetAction(async (parse, ct) =>
         {
             // The file (if any) read again with the same options on top: SIGHUP calls this too.
-            EgressConfig Reload() => Build(parse.GetValue(config), parse.GetValue(iface), parse.GetValue(shared), parse.GetValue(ports), parse.GetValue(peers) ?? [],
-                parse.GetValue(listen), parse.GetValue(device), parse.GetValue(mode), parse.GetValue(noArp));
+            EgressConfig Reload() => WithBgp(Build(parse.GetValue(config), parse.GetValue(iface), parse.GetValue(shared), parse.GetValue(ports), parse.GetValue(peers) ?? [],
+                parse.GetValue(listen), parse.GetValue(device), parse.GetValue(mode), parse.GetValue(noArp)), parse.GetValue(bgpPeer) ?? [], parse.GetValue(bgpAs), parse.GetValue(bgpId));
             EgressConfig cfg;
             try
             {
@@ -67,6 +70,15 @@ public static class Program
         return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }).ConfigureAwait(false);
     }
 
+    /// <summary>The BGP options on top of <paramref name="c"/>, validated.</summary>
+    internal static EgressConfig WithBgp(EgressConfig c, string[] peers, uint? localAs, string? routerId) => (c with
+    {
+        BgpPeers = peers.Length > 0 ? peers.Select(Routing.BgpRouterPeer.Parse).ToList() : c.BgpPeers,
+        BgpLocalAs = localAs ?? c.BgpLocalAs,
+        BgpRouterId = routerId is null ? c.BgpRouterId
+            : System.Net.IPAddress.TryParse(routerId, out var id) ? id : throw new EgressConfigException("bgpRouterId", $"'{routerId}' is not an IP address"),
+    }).Validate();
+
     /// <summary>Settings from a file (optional) overridden by options, validated.</summary>
     internal static EgressConfig Build(FileInfo? file, string? iface, string? shared, string? ports, string[] peers, string? listen, string? device, string? mode, bool noArp)
     {
@@ -84,6 +96,9 @@ public static class Program
             AddressDevice = device ?? b?.AddressDevice ?? "lo",
             XdpMode = mode is not null ? EgressConfig.ParseMode(mode) : b?.XdpMode ?? XdpMode.Native,
             ArpSysctls = !noArp && (b?.ArpSysctls ?? true),
+            BgpPeers = b?.BgpPeers ?? [],
+            BgpLocalAs = b?.BgpLocalAs,
+            BgpRouterId = b?.BgpRouterId,
         };
         return cfg.Validate();
     }

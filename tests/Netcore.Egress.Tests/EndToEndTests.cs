@@ -48,7 +48,9 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
                 self.wfile.write(b)
             def log_message(self, *a):
                 pass
-        http.server.ThreadingHTTPServer(("0.0.0.0", 8080), H).serve_forever()
+        class S(http.server.ThreadingHTTPServer):
+            request_queue_size = 128  # listen backlog (socketserver's default is 5)
+        S(("0.0.0.0", 8080), H).serve_forever()
         """;
 
     private static string DaemonDll => Path.Combine(AppContext.BaseDirectory, "Netcore.Egress.dll");
@@ -145,11 +147,13 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
     private const int UploadSize = 200_000;
 
     /// <summary>Parallel uploads through the machine's proxy, to 10.0.1.FIRST and on; the bodies of those answered.</summary>
-    private static string[] Uploads(TestNetns m, int first, int count, int maxTime)
+    private string[] Uploads(TestNetns m, int first, int count, int maxTime)
     {
-        string one = $"head -c {UploadSize} /dev/zero | curl -s -p -x http://127.0.0.1:3128 --max-time {maxTime} --data-binary @- http://10.0.1.$i:8080/";
-        return m.TryExec($"for i in $(seq {first} {first + count - 1}); do ({one}; echo) & done; wait", TimeSpan.FromSeconds(maxTime + 60)).StdOut
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        string one = $"head -c {UploadSize} /dev/zero | curl -sS -p -x http://127.0.0.1:3128 --max-time {maxTime} --data-binary @- http://10.0.1.$i:8080/";
+        var r = m.TryExec($"for i in $(seq {first} {first + count - 1}); do ({one}; echo) & done; wait", TimeSpan.FromSeconds(maxTime + 60));
+        if (r.StdErr.Length > 0)
+            output.WriteLine($"curl: {r.StdErr.Trim()}");
+        return r.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
     }
 
     /// <summary>BPF_LINK_DETACH on each daemon's link, found by the id in its start-up log.</summary>
@@ -294,8 +298,68 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
 
     private ExternalDaemon StartDaemon(TestNetns ns, string range, string peer) => StartDaemon(ns, range, peer, output);
 
-    private static ExternalDaemon StartDaemon(TestNetns ns, string range, string peer, ITestOutputHelper output) =>
-        ExternalDaemon.Start(ns, "dotnet", [DaemonDll, "serve", "--interface", "up0", "--address", Shared, "--ports", range, "--peer", peer, "--listen", "127.0.0.1:3128"], output);
+    private static ExternalDaemon StartDaemon(TestNetns ns, string range, string peer, ITestOutputHelper output, params string[] extra) =>
+        ExternalDaemon.Start(ns, "dotnet", [DaemonDll, "serve", "--interface", "up0", "--address", Shared, "--ports", range, "--peer", peer, "--listen", "127.0.0.1:3128", .. extra], output);
+
+    private sealed class TempDir : IDisposable
+    {
+        public string Path { get; } = Directory.CreateTempSubdirectory("egress-").FullName;
+
+        public void Dispose() => Directory.Delete(Path, recursive: true);
+    }
+
+    /// <summary>The next hops of the router's route to the shared address (kernel, after BIRD).</summary>
+    private static string[] RouterNextHops(TestNetns r)
+    {
+        var routes = r.IpJson($"route show {Shared}/32");
+        if (routes.GetArrayLength() == 0)
+            return [];
+        var route = routes[0];
+        if (route.TryGetProperty("nexthops", out var hops))
+            return [.. hops.EnumerateArray().Select(h => h.GetProperty("gateway").GetString()!).Order(StringComparer.Ordinal)];
+        return route.TryGetProperty("gateway", out var g) ? [g.GetString()!] : [];
+    }
+
+    private static void WaitForNextHops(TestNetns r, string[] want, TimeSpan timeout)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        string[] got = [];
+        while (sw.Elapsed < timeout)
+        {
+            got = RouterNextHops(r);
+            if (got.SequenceEqual(want))
+                return;
+            Thread.Sleep(200);
+        }
+        throw new TimeoutException($"the router's next hops for {Shared}: [{string.Join(", ", got)}], expected [{string.Join(", ", want)}]");
+    }
+
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["curl", "python3", "ethtool", "dotnet", "bird"])]
+    public async Task SharedAddressAnnouncedOverBgp_BecomesAnEcmpRoute_AndAStoppedMachineIsWithdrawn()
+    {
+        using var lab = await Lab.StartAsync(output, bgp: true);
+        WaitForNextHops(lab.R, ["10.0.0.2", "10.0.0.3"], TimeSpan.FromSeconds(30));
+        const int N = 20;
+        foreach (var (m, range) in new[] { (lab.A, RangeA), (lab.B, RangeB) })
+        {
+            string[] lines = Curl(m, N, parallel: false, maxTime: 10);
+            Assert.Equal(N, lines.Length);
+            var pr = PortRange(range);
+            Assert.All(lines, l => Assert.InRange(int.Parse(l[(Shared.Length + 1)..], CultureInfo.InvariantCulture), pr.First, pr.Last));
+        }
+        long forwardedB = Metrics(lab.B)["forwarded"];
+        Assert.True(Metrics(lab.A)["forwarded"] > 0 && forwardedB > 0, "a machine forwarded nothing: the router's route is not spread over both");
+
+        // SIGTERM: A closes its session (Cease), BIRD withdraws it, and everything lands on B.
+        lab.DaemonA.Signal(15);
+        Assert.True(lab.DaemonA.WaitForExit(TimeSpan.FromSeconds(30)));
+        WaitForNextHops(lab.R, ["10.0.0.3"], TimeSpan.FromSeconds(15));
+        string[] after = Curl(lab.B, N, parallel: false, maxTime: 10);
+        Assert.Equal(N, after.Length);
+        var mb = Metrics(lab.B);
+        output.WriteLine($"after A stopped: B forwarded {mb["forwarded"]} (before {forwardedB}), local {mb["local"]}");
+        Assert.Equal(forwardedB, mb["forwarded"]);
+    }
 
     /// <summary>The topology of the class comment, with the server and both daemons running.</summary>
     private sealed class Lab : IDisposable
@@ -317,12 +381,13 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
 
         /// <param name="output">Test output (daemon logs).</param>
         /// <param name="serverMtu">MTU of the router's end of the server link, or null for 1500.</param>
-        public static async Task<Lab> StartAsync(ITestOutputHelper output, int? serverMtu = null)
+        /// <param name="bgp">BIRD on the router learns the shared /32 from both daemons over BGP (instead of a static route).</param>
+        public static async Task<Lab> StartAsync(ITestOutputHelper output, int? serverMtu = null, bool bgp = false)
         {
             var lab = new Lab();
             try
             {
-                await lab.BuildAsync(output, serverMtu);
+                await lab.BuildAsync(output, serverMtu, bgp);
                 return lab;
             }
             catch
@@ -332,7 +397,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
             }
         }
 
-        private async Task BuildAsync(ITestOutputHelper output, int? serverMtu)
+        private async Task BuildAsync(ITestOutputHelper output, int? serverMtu, bool bgp)
         {
             var r = R = Own(TestNetns.Create("egr"));
             var a = A = Own(TestNetns.Create("ega"));
@@ -349,7 +414,25 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
                 m.Exec("ip route add default via 10.0.0.1");
             s.Exec("ip route add default via 10.0.1.1");
             r.Exec("sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=3 net.ipv4.fib_multipath_hash_fields=0x0037 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
-            r.Exec($"ip route add {Shared}/32 nexthop via 10.0.0.2 dev br0 nexthop via 10.0.0.3 dev br0");
+            string[] bgpArgs = [];
+            if (!bgp)
+                r.Exec($"ip route add {Shared}/32 nexthop via 10.0.0.2 dev br0 nexthop via 10.0.0.3 dev br0");
+            else
+            {
+                // BIRD: one eBGP session per machine; the kernel protocol merges the two equal routes
+                // into one ECMP route (merge paths).
+                var dir = Own(new TempDir());
+                File.WriteAllText(Path.Combine(dir.Path, "bird.conf"), """
+                    router id 10.0.0.1;
+                    log stderr all;
+                    protocol device { scan time 2; }
+                    protocol kernel { ipv4 { import none; export all; }; merge paths on; }
+                    protocol bgp m1 { local 10.0.0.1 as 65000; neighbor 10.0.0.2 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv4 { import all; export none; }; }
+                    protocol bgp m2 { local 10.0.0.1 as 65000; neighbor 10.0.0.3 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv4 { import all; export none; }; }
+                    """);
+                Own(ExternalDaemon.Start(r, "bird", ["-f", "-c", Path.Combine(dir.Path, "bird.conf"), "-s", Path.Combine(dir.Path, "bird.ctl")], output));
+                bgpArgs = ["--bgp-local-as", "65001", "--bgp-peer", "10.0.0.1:65000"];
+            }
             // XDP sees raw frames: a CHECKSUM_PARTIAL packet would be forwarded with its TCP checksum unfinished.
             foreach (var (ns, dev) in new[] { (a, "up0"), (b, "up0"), (s, "e0"), (r, "ra"), (r, "rb"), (r, "rs") })
                 ns.Exec($"ethtool -K {dev} tx off >/dev/null");
@@ -361,8 +444,8 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
 
             string macA = Mac(a), macB = Mac(b);
             Own(ExternalDaemon.Start(s, "python3", ["-c", ServerScript], output));
-            DaemonA = Own(StartDaemon(a, RangeA, $"{RangeB}={macB}", output));
-            DaemonB = Own(StartDaemon(b, RangeB, $"{RangeA}={macA}", output));
+            DaemonA = Own(StartDaemon(a, RangeA, $"{RangeB}={macB}", output, bgpArgs));
+            DaemonB = Own(StartDaemon(b, RangeB, $"{RangeA}={macA}", output, bgpArgs));
             await DaemonA.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
             await DaemonB.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
             WaitForServer(r);

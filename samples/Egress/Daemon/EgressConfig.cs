@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using System.Text.Json;
+using Netcore.Egress.Routing;
 using Netcore.Xdp;
 
 namespace Netcore.Egress.Daemon;
@@ -95,6 +96,15 @@ public sealed record EgressConfig
     /// <summary>Set arp_ignore=1 and arp_announce=2 on the uplink. Default true.</summary>
     public bool ArpSysctls { get; init; } = true;
 
+    /// <summary>Routers to announce the shared /32 to over BGP; empty: no BGP (a static route on the router).</summary>
+    public IReadOnlyList<BgpRouterPeer> BgpPeers { get; init; } = [];
+
+    /// <summary>This machine's AS number for BGP (required with <see cref="BgpPeers"/>).</summary>
+    public uint? BgpLocalAs { get; init; }
+
+    /// <summary>BGP identifier; default the uplink's first IPv4 address.</summary>
+    public IPAddress? BgpRouterId { get; init; }
+
     /// <summary>Checks the settings together (ranges disjoint, addresses usable).</summary>
     /// <exception cref="EgressConfigException">The first problem found.</exception>
     public EgressConfig Validate()
@@ -106,6 +116,10 @@ public sealed record EgressConfig
         ValidateShared(SharedAddress);
         if (!IPAddress.IsLoopback(Listen.Address))
             throw new EgressConfigException("listen", $"{Listen} is not a loopback address: the proxy has no authentication");
+        if (BgpPeers.Count > 0 && BgpLocalAs is null or 0)
+            throw new EgressConfigException("bgpLocalAs", "an AS number 1-4294967295 is required to announce over BGP (RFC 7607: AS 0 is reserved)");
+        if (BgpRouterId is { } id && (id.AddressFamily != AddressFamily.InterNetwork || id.Equals(IPAddress.Any)))
+            throw new EgressConfigException("bgpRouterId", $"{id} is not a non-zero IPv4 address (RFC 6286 2.1)");
         if (Peers.Count > MaxPeers)
             throw new EgressConfigException("peers", $"at most {MaxPeers} other machines");
         for (int i = 0; i < Peers.Count; i++)
@@ -206,7 +220,7 @@ public sealed record EgressConfig
             return v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new EgressConfigException(name, "must be a string");
         }
         foreach (var p in root.EnumerateObject())
-            if (p.Name is not ("interface" or "sharedAddress" or "ports" or "peers" or "listen" or "addressDevice" or "xdpMode" or "arpSysctls"))
+            if (p.Name is not ("interface" or "sharedAddress" or "ports" or "peers" or "listen" or "addressDevice" or "xdpMode" or "arpSysctls" or "bgp"))
                 throw new EgressConfigException(p.Name, "unknown setting");
         var peers = new List<EgressPeer>();
         if (root.TryGetProperty("peers", out var pa))
@@ -230,8 +244,37 @@ public sealed record EgressConfig
                 JsonValueKind.False => false,
                 _ => throw new EgressConfigException("arpSysctls", "must be true or false"),
             };
+        var bgpPeers = new List<BgpRouterPeer>();
+        uint? localAs = null;
+        IPAddress? routerId = null;
+        if (root.TryGetProperty("bgp", out var bgp))
+        {
+            if (bgp.ValueKind != JsonValueKind.Object)
+                throw new EgressConfigException("bgp", "must be {\"localAs\": N, \"routerId\": \"IP\", \"peers\": [\"IP:AS\"]}");
+            foreach (var p in bgp.EnumerateObject())
+            {
+                switch (p.Name)
+                {
+                    case "localAs" when p.Value.ValueKind == JsonValueKind.Number && p.Value.TryGetUInt32(out uint asn):
+                        localAs = asn;
+                        break;
+                    case "routerId" when p.Value.ValueKind == JsonValueKind.String:
+                        routerId = IPAddress.TryParse(p.Value.GetString(), out var rid) ? rid : throw new EgressConfigException("bgpRouterId", $"'{p.Value.GetString()}' is not an IP address");
+                        break;
+                    case "peers" when p.Value.ValueKind == JsonValueKind.Array:
+                        foreach (var e in p.Value.EnumerateArray())
+                            bgpPeers.Add(e.ValueKind == JsonValueKind.String ? BgpRouterPeer.Parse(e.GetString()!) : throw new EgressConfigException("bgpPeer", "each BGP peer is a string IP:AS"));
+                        break;
+                    default:
+                        throw new EgressConfigException("bgp", $"'{p.Name}' is unknown or of the wrong type (localAs: number, routerId: string, peers: array of \"IP:AS\")");
+                }
+            }
+        }
         return new EgressConfig
         {
+            BgpPeers = bgpPeers,
+            BgpLocalAs = localAs,
+            BgpRouterId = routerId,
             Interface = Str("interface", true),
             SharedAddress = ParseShared(shared),
             Ports = PortRange.Parse(Str("ports", true), "ports"),

@@ -1,9 +1,11 @@
+using System.Net;
 using System.Globalization;
 using System.Net.NetworkInformation;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Netcore.Egress.DataPlane;
 using Netcore.Egress.Proxy;
+using Netcore.Egress.Routing;
 using Netcore.Netlink;
 
 namespace Netcore.Egress.Daemon;
@@ -68,6 +70,7 @@ internal static partial class ServeCommand
             foreach (var p in cfg.Peers)
                 Log.Peer(log, p.Ports.ToString(), EgressConfig.FormatMac(p.Mac));
 
+            SharedPrefixAnnouncer? bgp = null;
             var current = cfg;
             var proxy = new ConnectProxy(cfg, stats, () => MetricsText.Render(current, dp, stats), loggerFactory.CreateLogger("Netcore.Egress.Proxy"));
             await using (proxy.ConfigureAwait(false))
@@ -88,12 +91,30 @@ internal static partial class ServeCommand
                 Log.Listening(log, proxy.LocalEndPoint.ToString());
                 try
                 {
-                    await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
+                    try
+                    {
+                        if (cfg.BgpPeers.Count > 0)
+                        {
+                            // Announced last: the router sends the address's traffic here only once
+                            // the program steers it and the proxy runs.
+                            IPAddress nextHop = await UplinkAddressAsync(nl, uplink.Index, stop.Token).ConfigureAwait(false);
+                            bgp = new SharedPrefixAnnouncer(cfg.BgpRouterId ?? nextHop, cfg.BgpLocalAs!.Value, loggerFactory);
+                            await bgp.StartAsync(cfg.SharedAddress, nextHop, cfg.BgpPeers, stop.Token).ConfigureAwait(false);
+                        }
+                        await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                    }
+                    Log.Stopping(log);
                 }
-                catch (OperationCanceledException)
+                finally
                 {
+                    // Withdrawn first (Cease): the routers stop sending the address's traffic here
+                    // while the program still steers what is on its way.
+                    if (bgp is not null)
+                        await bgp.DisposeAsync().ConfigureAwait(false);
                 }
-                Log.Stopping(log);
             }
             dp.Detach();
         }
@@ -104,6 +125,14 @@ internal static partial class ServeCommand
         }
         Log.Stopped(log);
         return 0;
+    }
+
+    /// <summary>The uplink's first IPv4 address: the BGP next hop and session address.</summary>
+    private static async Task<IPAddress> UplinkAddressAsync(NetlinkClient nl, int ifindex, CancellationToken ct)
+    {
+        await foreach (var a in nl.GetAddressesAsync(System.Net.Sockets.AddressFamily.InterNetwork, ifindex, ct).ConfigureAwait(false))
+            return a.Address;
+        throw new EgressConfigException("interface", "the uplink has no IPv4 address to announce the shared address from (BGP next hop)");
     }
 
     /// <summary>Reads the settings again and applies the range and the peers; returns the settings in force.</summary>
@@ -121,7 +150,8 @@ internal static partial class ServeCommand
             return current;
         }
         if (next.Interface != current.Interface || !next.SharedAddress.Equals(current.SharedAddress) || !next.Listen.Equals(current.Listen) ||
-            next.AddressDevice != current.AddressDevice || next.XdpMode != current.XdpMode || next.ArpSysctls != current.ArpSysctls)
+            next.AddressDevice != current.AddressDevice || next.XdpMode != current.XdpMode || next.ArpSysctls != current.ArpSysctls ||
+            !next.BgpPeers.SequenceEqual(current.BgpPeers) || next.BgpLocalAs != current.BgpLocalAs || !Equals(next.BgpRouterId, current.BgpRouterId))
             Log.ReloadNeedsRestart(log);
         var applied = current with { Ports = next.Ports, Peers = next.Peers };
         // Ports that move between machines: connections open on them break either way; the
@@ -174,7 +204,7 @@ internal static partial class ServeCommand
         [LoggerMessage(9, LogLevel.Error, "reload failed, the settings in force are kept: {Message}")]
         public static partial void ReloadFailed(ILogger logger, string message);
 
-        [LoggerMessage(10, LogLevel.Warning, "reload: only the port range and the peers change without a restart; the interface, shared address, listen address, address device, XDP mode and ARP setting in force are kept")]
+        [LoggerMessage(10, LogLevel.Warning, "reload: only the port range and the peers change without a restart; the interface, shared address, listen address, address device, XDP mode, ARP and BGP settings in force are kept")]
         public static partial void ReloadNeedsRestart(ILogger logger);
 
         [LoggerMessage(6, LogLevel.Information, "stopped")]

@@ -1,0 +1,79 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Netcore.Bgp;
+using Netcore.Egress.Daemon;
+
+namespace Netcore.Egress.Routing;
+
+/// <summary>A router to announce the shared address to: its address and AS.</summary>
+/// <param name="Address">The router's IPv4 address on the uplink's segment.</param>
+/// <param name="As">The router's AS number.</param>
+public sealed record BgpRouterPeer(IPAddress Address, uint As)
+{
+    /// <summary>Parses <c>IP:AS</c>.</summary>
+    /// <exception cref="EgressConfigException">Not an IPv4 address and a 32-bit AS number (RFC 6793).</exception>
+    public static BgpRouterPeer Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        int colon = text.LastIndexOf(':');
+        if (colon <= 0 || !IPAddress.TryParse(text[..colon], out var a) || a.AddressFamily != AddressFamily.InterNetwork ||
+            !uint.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out uint asn) || asn == 0)
+            throw new EgressConfigException("bgpPeer", $"'{text}' is not IPV4:AS (AS 1-4294967295; RFC 7607: AS 0 is reserved)");
+        return new BgpRouterPeer(a, asn);
+    }
+}
+
+/// <summary>
+/// Announces the shared address as a /32 over BGP (Netcore.Bgp) to the routers on the uplink's
+/// segment, next hop this machine's uplink address: every machine announcing it makes the router's
+/// route an ECMP route over the machines that are up (routers with multipath, e.g. BIRD's
+/// <c>merge paths on</c>), and a machine that stops withdraws itself (Cease on SIGTERM; the hold
+/// timer on a crash). Started once the XDP program is attached and the proxy listens, so a router
+/// never sends the address's traffic to a machine that cannot steer it yet.
+/// </summary>
+internal sealed partial class SharedPrefixAnnouncer : IAsyncDisposable
+{
+    private readonly BgpSpeaker _speaker;
+    private readonly ILogger _log;
+
+    public SharedPrefixAnnouncer(IPAddress routerId, uint localAs, ILoggerFactory loggerFactory)
+    {
+        _speaker = new BgpSpeaker(new BgpSpeakerOptions { RouterId = routerId, LocalAs = localAs }, loggerFactory);
+        _log = loggerFactory.CreateLogger("Netcore.Egress.Bgp");
+    }
+
+    /// <summary>Originates <paramref name="shared"/>/32 and opens a session to each router.</summary>
+    public async Task StartAsync(IPAddress shared, IPAddress nextHop, IReadOnlyList<BgpRouterPeer> routers, CancellationToken ct)
+    {
+        await _speaker.OriginateAsync(new BgpPrefix(shared, 32), new BgpPathAttributes { NextHop = nextHop }, ct).ConfigureAwait(false);
+        await _speaker.StartAsync(ct).ConfigureAwait(false);
+        foreach (var r in routers)
+        {
+            // Netcore.Bgp logs each session's state changes itself (BgpPeer event 1).
+            _speaker.AddPeer(new BgpPeerOptions
+            {
+                RemoteAddress = r.Address,
+                RemoteAs = r.As,
+                LocalAddress = nextHop,
+                HoldTime = TimeSpan.FromSeconds(9),
+                ConnectRetryTime = TimeSpan.FromSeconds(1),
+                Families = [BgpFamily.IPv4Unicast],
+                NextHopIPv4 = nextHop,
+                // RFC 8212: eBGP exports nothing without a policy; this speaker originates only the
+                // shared /32 and learns nothing it should pass on.
+                ExportPolicy = BgpPolicy.AcceptAll,
+                ImportPolicy = BgpPolicy.RejectAll,
+                Description = "netcore-egress router",
+            });
+        }
+        LogAnnouncing(_log, shared.ToString(), nextHop.ToString(), routers.Count);
+    }
+
+    /// <summary>Closes every session with Cease (the routers withdraw this machine at once).</summary>
+    public ValueTask DisposeAsync() => _speaker.DisposeAsync();
+
+    [LoggerMessage(30, LogLevel.Information, "BGP: announcing {Shared}/32 with next hop {NextHop} to {Routers} routers")]
+    private static partial void LogAnnouncing(ILogger logger, string shared, string nextHop, int routers);
+}
