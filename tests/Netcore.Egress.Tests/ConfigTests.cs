@@ -105,6 +105,33 @@ public sealed class ConfigTests
     }
 
     [Fact]
+    public void Bgp_FromJsonAndOptions_IsValidated()
+    {
+        using var doc = JsonDocument.Parse("""
+            { "interface": "up0", "sharedAddress": "192.0.2.1", "ports": "33000-33999",
+              "bgp": { "localAs": 4200000001, "routerId": "10.0.0.2", "peers": ["10.0.0.1:65000", "10.0.0.254:65000"] } }
+            """);
+        var c = EgressConfig.FromJson(doc.RootElement);
+        Assert.Equal(4200000001u, c.BgpLocalAs);
+        Assert.Equal(IPAddress.Parse("10.0.0.2"), c.BgpRouterId);
+        Assert.Equal([new Netcore.Egress.Routing.BgpRouterPeer(IPAddress.Parse("10.0.0.1"), 65000), new(IPAddress.Parse("10.0.0.254"), 65000)], c.BgpPeers);
+        var o = Program.WithBgp(Valid(), ["10.0.0.1:65000"], 65001, null);
+        Assert.Equal(65001u, o.BgpLocalAs);
+        Assert.Single(o.BgpPeers);
+        Assert.Equal("bgpLocalAs", Assert.Throws<EgressConfigException>(() => Program.WithBgp(Valid(), ["10.0.0.1:65000"], null, null)).Field);
+        Assert.Equal("bgpRouterId", Assert.Throws<EgressConfigException>(() => Program.WithBgp(Valid(), ["10.0.0.1:65000"], 65001, "2001:db8::1")).Field);
+    }
+
+    [Theory]
+    [InlineData("10.0.0.1")]
+    [InlineData("10.0.0.1:0")]          // RFC 7607: AS 0 is reserved
+    [InlineData("10.0.0.1:4294967296")]
+    [InlineData("[2001:db8::1]:65000")]
+    [InlineData("router:65000")]
+    public void BgpPeer_IsIpv4ColonAs(string text) =>
+        Assert.Equal("bgpPeer", Assert.Throws<EgressConfigException>(() => Netcore.Egress.Routing.BgpRouterPeer.Parse(text)).Field);
+
+    [Fact]
     public void IpLocalPortRangeValue_IsFirstInTheLowHalf_LastInTheHigh()
     {
         // linux/in.h IP_LOCAL_PORT_RANGE: "low 16 bits: lower bound, high 16 bits: upper bound".
