@@ -413,7 +413,11 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
             foreach (var m in new[] { a, b })
                 m.Exec("ip route add default via 10.0.0.1");
             s.Exec("ip route add default via 10.0.1.1");
-            r.Exec("sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=3 net.ipv4.fib_multipath_hash_fields=0x0037 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
+            // icmp_ratelimit 0: the router's "fragmentation needed" errors all go to one address
+            // (192.0.2.1), and Linux limits ICMP errors per destination (net/ipv4/icmp.c,
+            // icmpv4_xrlim_allow: a token a second, a burst of 6), so with the default 16 parallel
+            // uploads would wait on the limiter rather than on where the errors land.
+            r.Exec("sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=3 net.ipv4.fib_multipath_hash_fields=0x0037 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 net.ipv4.icmp_ratelimit=0");
             string[] bgpArgs = [];
             if (!bgp)
                 r.Exec($"ip route add {Shared}/32 nexthop via 10.0.0.2 dev br0 nexthop via 10.0.0.3 dev br0");
