@@ -96,6 +96,9 @@ public class MapTests
         Assert.True(map.TryLookup(2, back));
         Assert.True(values.SequenceEqual(back));
         Assert.Equal(BpfMap.PossibleCpus.Count, map.CpuCount);
+        // Sum: 100 + 200 + ... over the possible CPUs; a key without a value (hash types) sums to 0.
+        Assert.Equal((ulong)(map.CpuCount * (map.CpuCount + 1) / 2 * 100), map.Sum(2u));
+        Assert.Equal(0ul, map.Sum(3u));
     }
 
     [LinuxFact(Bpf = true)]

@@ -146,17 +146,7 @@ internal sealed class EgressDataPlane : IDisposable
     public uint OwnerOf(ushort port) => _obj.Map("egress_ports").AsMap<uint, uint>().Lookup(port);
 
     /// <summary>A counter summed over CPUs.</summary>
-    public ulong Count(EgressCounter counter)
-    {
-        var map = _obj.Map("egress_stats").AsPerCpu<uint, ulong>();
-        Span<ulong> perCpu = stackalloc ulong[map.CpuCount];
-        if (!map.TryLookup((uint)counter, perCpu))
-            return 0;
-        ulong sum = 0;
-        foreach (ulong v in perCpu)
-            sum += v;
-        return sum;
-    }
+    public ulong Count(EgressCounter counter) => _obj.Map("egress_stats").AsPerCpu<uint, ulong>().Sum((uint)counter);
 
     /// <summary>Attaches the program to <paramref name="ifindex"/> with a bpf_link (this process's).</summary>
     public void Attach(int ifindex, XdpMode mode)

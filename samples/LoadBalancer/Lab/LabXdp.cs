@@ -84,17 +84,7 @@ internal sealed class LabXdp : IDisposable
     private static string RouterBackendLink(int i) => "r-be" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>A decap_stats counter of backend <paramref name="backend"/>, summed over CPUs.</summary>
-    public ulong DecapCount(int backend, DecapCounter counter)
-    {
-        var map = _decap[backend].Map("decap_stats").AsPerCpu<uint, ulong>();
-        Span<ulong> perCpu = stackalloc ulong[map.CpuCount];
-        if (!map.TryLookup((uint)counter, perCpu))
-            return 0;
-        ulong sum = 0;
-        foreach (ulong v in perCpu)
-            sum += v;
-        return sum;
-    }
+    public ulong DecapCount(int backend, DecapCounter counter) => _decap[backend].Map("decap_stats").AsPerCpu<uint, ulong>().Sum((uint)counter);
 
     /// <summary>Closes the objects' descriptors (the attached programs stay with their interfaces).</summary>
     public void Dispose()

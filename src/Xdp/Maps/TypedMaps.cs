@@ -285,3 +285,29 @@ public sealed unsafe class MappedArray<T> : IDisposable where T : unmanaged
         }
     }
 }
+
+/// <summary>Helpers for per-CPU maps of 64-bit counters (each CPU adds to its own slot, the reader sums).</summary>
+public static class PerCpuCounterExtensions
+{
+    /// <summary>The sum over every possible CPU of the counter at <paramref name="key"/>; 0 when the key has no value (a per-CPU hash without it).</summary>
+    public static ulong Sum<TKey>(this PerCpuMap<TKey, ulong> map, in TKey key) where TKey : unmanaged
+    {
+        int n = map.CpuCount;
+        ulong[]? rented = n > 256 ? System.Buffers.ArrayPool<ulong>.Shared.Rent(n) : null;
+        Span<ulong> perCpu = rented ?? stackalloc ulong[256];
+        try
+        {
+            if (!map.TryLookup(key, perCpu[..n]))
+                return 0;
+            ulong sum = 0;
+            foreach (ulong v in perCpu[..n])
+                sum += v;
+            return sum;
+        }
+        finally
+        {
+            if (rented is not null)
+                System.Buffers.ArrayPool<ulong>.Shared.Return(rented);
+        }
+    }
+}
