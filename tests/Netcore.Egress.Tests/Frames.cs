@@ -28,7 +28,7 @@ internal static class Frames
         dst.GetAddressBytes().CopyTo(ip[16..]);
         for (int i = 0; i < optionWords * 4; i++)
             ip[20 + i] = 1; // RFC 791 3.1: No Operation options
-        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], Checksum(ip[..(ihl * 4)]));
+        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], InternetChecksum.Compute(ip[..(ihl * 4)]));
         l4.CopyTo(f, 14 + ihl * 4);
         return f;
     }
@@ -68,20 +68,7 @@ internal static class Frames
         m[1] = code;
         BinaryPrimitives.WriteUInt16BigEndian(m.AsSpan(6), 1400); // RFC 1191: next-hop MTU
         quoted.CopyTo(m.AsSpan(8));
-        BinaryPrimitives.WriteUInt16BigEndian(m.AsSpan(2), Checksum(m));
+        BinaryPrimitives.WriteUInt16BigEndian(m.AsSpan(2), InternetChecksum.Compute(m));
         return m;
-    }
-
-    /// <summary>RFC 1071 Internet checksum.</summary>
-    public static ushort Checksum(ReadOnlySpan<byte> b)
-    {
-        uint sum = 0;
-        for (int i = 0; i + 1 < b.Length; i += 2)
-            sum += BinaryPrimitives.ReadUInt16BigEndian(b[i..]);
-        if ((b.Length & 1) != 0)
-            sum += (uint)b[^1] << 8;
-        while (sum > 0xffff)
-            sum = (sum & 0xffff) + (sum >> 16);
-        return (ushort)~sum;
     }
 }

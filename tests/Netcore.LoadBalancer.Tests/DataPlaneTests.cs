@@ -128,7 +128,7 @@ public partial class DataPlaneTests
         Assert.Equal("08 00 45 28", LbBpf.Hex(o[12..16]));                       // IPv4, IHL 5, TOS copied
         Assert.Equal(frame.Length - 14 + 20, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(16)));
         Assert.Equal("00 00 40 00 40 04", LbBpf.Hex(o[18..24]));                 // id 0, DF, TTL 64, protocol 4
-        Assert.Equal(0, Checksum(o.AsSpan(14, 20)));                              // header checksum verifies
+        Assert.Equal(0, InternetChecksum.Compute(o.AsSpan(14, 20)));                              // header checksum verifies
         Assert.Equal("0a 00 00 01 0a 00 00 07", LbBpf.Hex(o[26..34]));           // 10.0.0.1 -> 10.0.0.7
         Assert.Equal(frame[14..], o[34..]);                                       // inner packet untouched
     }
@@ -323,11 +323,11 @@ public partial class DataPlaneTests
             ip[9] = 1;
             frame.AsSpan(14 + 16, 4).CopyTo(ip[12..]);
             frame.AsSpan(14 + 12, 4).CopyTo(ip[16..]);
-            BinaryPrimitives.WriteUInt16BigEndian(ip[10..], Checksum(ip));
+            BinaryPrimitives.WriteUInt16BigEndian(ip[10..], InternetChecksum.Compute(ip));
             icmp[0] = 3;
             icmp[1] = 4;
             BinaryPrimitives.WriteUInt16BigEndian(icmp[6..], (ushort)mtu);
-            BinaryPrimitives.WriteUInt16BigEndian(icmp[2..], Checksum(icmp));
+            BinaryPrimitives.WriteUInt16BigEndian(icmp[2..], InternetChecksum.Compute(icmp));
         }
         else
         {
@@ -344,7 +344,7 @@ public partial class DataPlaneTests
             BinaryPrimitives.WriteUInt32BigEndian(pseudo.AsSpan(32), (uint)(8 + quote));
             pseudo[39] = 58;
             icmp.CopyTo(pseudo.AsSpan(40));
-            BinaryPrimitives.WriteUInt16BigEndian(icmp[2..], Checksum(pseudo));
+            BinaryPrimitives.WriteUInt16BigEndian(icmp[2..], InternetChecksum.Compute(pseudo));
         }
         return o;
     }
@@ -945,7 +945,7 @@ public partial class DataPlaneTests
         Assert.Equal(Tx, action);
         Assert.Equal(frame.Length + 36, o.Length);                                  // IPv4 20 + UDP 8 + GUE 4 + private data 4
         Assert.Equal(frame.Length - 14 + 36, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(16)));
-        Assert.Equal(0, Checksum(o.AsSpan(14, 20)));
+        Assert.Equal(0, InternetChecksum.Compute(o.AsSpan(14, 20)));
         Assert.Equal("0a 00 00 01 0a 00 00 1e", LbBpf.Hex(o[26..34]));             // 10.0.0.1 -> 10.0.0.30 (first hop)
         Assert.Equal(6080, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(36)));
         Assert.Equal(frame.Length - 14 + 16, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(38)));   // UDP length

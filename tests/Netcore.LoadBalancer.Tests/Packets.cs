@@ -39,7 +39,7 @@ internal static class Packets
         IPAddress.Parse(src).GetAddressBytes().CopyTo(p, 12);
         IPAddress.Parse(dst).GetAddressBytes().CopyTo(p, 16);
         options?.CopyTo(p, 20);
-        BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(10), Checksum(p.AsSpan(0, ihl)));
+        BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(10), InternetChecksum.Compute(p.AsSpan(0, ihl)));
         l4.CopyTo(p, ihl);
         return p;
     }
@@ -84,19 +84,6 @@ internal static class Packets
         for (int i = 0; i < payload; i++)
             s[8 + i] = (byte)(0xA0 + i);
         return s;
-    }
-
-    /// <summary>RFC 1071 Internet checksum.</summary>
-    public static ushort Checksum(ReadOnlySpan<byte> data)
-    {
-        uint sum = 0;
-        for (int i = 0; i + 1 < data.Length; i += 2)
-            sum += BinaryPrimitives.ReadUInt16BigEndian(data[i..]);
-        if ((data.Length & 1) != 0)
-            sum += (uint)data[^1] << 8;
-        while (sum > 0xffff)
-            sum = (sum & 0xffff) + (sum >> 16);
-        return (ushort)~sum;
     }
 }
 
@@ -201,7 +188,7 @@ internal static class LbModel
             ip[9] = nextProto;
             sourceV4.GetAddressBytes().CopyTo(ip, 12);
             backend.GetAddressBytes().CopyTo(ip, 16);
-            BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(10), Packets.Checksum(ip));
+            BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(10), InternetChecksum.Compute(ip));
         }
         else
         {
@@ -220,7 +207,7 @@ internal static class LbModel
             byte[] pseudo = outerV6
                 ? [.. from, .. to, 0, 0, (byte)(seg.Length >> 8), (byte)seg.Length, 0, 0, 0, Packets.Udp, .. seg]
                 : [.. from, .. to, 0, Packets.Udp, (byte)(seg.Length >> 8), (byte)seg.Length, .. seg];
-            ushort c = Packets.Checksum(pseudo);
+            ushort c = InternetChecksum.Compute(pseudo);
             BinaryPrimitives.WriteUInt16BigEndian(seg.AsSpan(6), c == 0 ? (ushort)0xffff : c);
             tail = [.. seg];
         }

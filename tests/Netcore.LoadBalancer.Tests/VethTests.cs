@@ -70,7 +70,7 @@ public class VethTests(ITestOutputHelper output)
             Assert.Equal(4, frame[23]);                                                         // IPIP
             Assert.Equal("10.9.0.3", new IPAddress(frame.AsSpan(26, 4)).ToString());
             Assert.Equal("10.9.0.7", new IPAddress(frame.AsSpan(30, 4)).ToString());
-            Assert.Equal(0, Packets.Checksum(frame.AsSpan(14, 20)));
+            Assert.Equal(0, InternetChecksum.Compute(frame.AsSpan(14, 20)));
             Assert.Equal("10.9.0.2", new IPAddress(frame.AsSpan(34 + 12, 4)).ToString());    // inner packet: client -> VIP
             Assert.Equal("192.0.2.10", new IPAddress(frame.AsSpan(34 + 16, 4)).ToString());
             int l4 = 34 + (frame[34] & 0x0f) * 4;

@@ -91,7 +91,7 @@ public sealed class DecapTests : IDisposable
         withOptions[gue] = 2;
         BinaryPrimitives.WriteUInt16BigEndian(withOptions.AsSpan(14 + 2), (ushort)(withOptions.Length - 14));
         BinaryPrimitives.WriteUInt16BigEndian(withOptions.AsSpan(14 + 10), 0);
-        BinaryPrimitives.WriteUInt16BigEndian(withOptions.AsSpan(14 + 10), Packets.Checksum(withOptions.AsSpan(14, 20)));
+        BinaryPrimitives.WriteUInt16BigEndian(withOptions.AsSpan(14 + 10), InternetChecksum.Compute(withOptions.AsSpan(14, 20)));
         BinaryPrimitives.WriteUInt16BigEndian(withOptions.AsSpan(14 + 20 + 4), (ushort)(withOptions.Length - 14 - 20));
         var (action, output) = Run(p, withOptions);
         Assert.Equal(XdpPass, action);
@@ -220,7 +220,7 @@ public sealed class DecapTests : IDisposable
         byte[] expected = Packets.Eth(outer6 ? Packets.EthIPv6 : Packets.EthIPv4, model[14..], dst: wire[6..12], src: wire[0..6]);
         Assert.Equal(LbBpf.Hex(expected), LbBpf.Hex(r.Output));
         if (!outer6)
-            Assert.Equal(0, Packets.Checksum(r.Output.AsSpan(14, 20)));
+            Assert.Equal(0, InternetChecksum.Compute(r.Output.AsSpan(14, 20)));
     }
 
     private static Socket Listen(TestNetns ns, bool v6 = false) => NetnsThread.Run(ns.Path, () =>
@@ -524,7 +524,7 @@ public sealed class DecapTests : IDisposable
         byte[] pseudo = src.AddressFamily == AddressFamily.InterNetworkV6
             ? [.. src.GetAddressBytes(), .. dst.GetAddressBytes(), 0, 0, (byte)(segment.Length >> 8), (byte)segment.Length, 0, 0, 0, Packets.Tcp, .. segment]
             : [.. src.GetAddressBytes(), .. dst.GetAddressBytes(), 0, Packets.Tcp, (byte)(segment.Length >> 8), (byte)segment.Length, .. segment];
-        return Packets.Checksum(pseudo);
+        return InternetChecksum.Compute(pseudo);
     }
 
     public void Dispose() => _obj?.Dispose();
