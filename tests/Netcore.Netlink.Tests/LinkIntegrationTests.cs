@@ -108,6 +108,13 @@ public sealed class LinkIntegrationTests
         Assert.False(vx.GetProperty("learning").GetBoolean());
         Assert.Equal(9, vx.GetProperty("ttl").GetInt32());
         Assert.Equal("e0", vx.GetProperty("link").GetString());
+        // The same settings read back through Link.InfoData (IFLA_INFO_DATA kept raw, linux/if_link.h IFLA_VXLAN_*).
+        Link vxLink = await client.GetLinkAsync("vx0");
+        byte[] Data(ushort type) => vxLink.InfoData.Single(a => a.Type == type).Value.ToArray();
+        Assert.Equal(4242u, BitConverter.ToUInt32(Data(1 /* IFLA_VXLAN_ID */)));
+        Assert.Equal(IPAddress.Parse("192.0.2.2").GetAddressBytes(), Data(2 /* IFLA_VXLAN_GROUP */));
+        Assert.Equal(IPAddress.Parse("192.0.2.1").GetAddressBytes(), Data(4 /* IFLA_VXLAN_LOCAL */));
+        Assert.Equal(new byte[] { 0x12, 0xB5 }, Data(15 /* IFLA_VXLAN_PORT, network order */));
 
         await client.CreateLinkAsync(new MacvlanSpec("mv0", e0) { Mode = MacvlanMode.Private });
         JsonElement mv = IpLink(ns, "mv0");

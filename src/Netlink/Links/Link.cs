@@ -79,6 +79,13 @@ public sealed record Link
 
     /// <summary>Top-level attributes this version does not decode.</summary>
     public IReadOnlyList<RawAttribute> UnknownAttributes { get; init; } = [];
+
+    /// <summary>
+    /// IFLA_LINKINFO/IFLA_INFO_DATA: the kind's own attributes, raw (e.g. IFLA_VXLAN_ID, IFLA_GRE_REMOTE
+    /// in linux/if_link.h and linux/if_tunnel.h), so a caller can compare an existing link with a spec;
+    /// empty for kinds without them.
+    /// </summary>
+    public IReadOnlyList<RawAttribute> InfoData { get; init; } = [];
 }
 
 /// <summary>Changes applied by <see cref="NetlinkClient.SetLinkAsync"/>; null members are left as they are.</summary>

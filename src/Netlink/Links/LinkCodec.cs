@@ -21,7 +21,7 @@ internal static class LinkCodec
         string? kind = null, portKind = null, alias = null;
         var oper = LinkOperState.Unknown;
         XdpStatus? xdp = null;
-        List<RawAttribute>? unknown = null;
+        List<RawAttribute>? unknown = null, infoData = null;
         var a = m.Attributes(System.Runtime.CompilerServices.Unsafe.SizeOf<ifinfomsg>());
         while (a.TryRead(out ushort t, out ReadOnlySpan<byte> v))
         {
@@ -43,6 +43,12 @@ internal static class LinkCodec
                     {
                         if (lt == Nl.IFLA_INFO_KIND) kind = Attr.String(lv);
                         else if (lt == Nl.IFLA_INFO_SLAVE_KIND) portKind = Attr.String(lv);
+                        else if (lt == Nl.IFLA_INFO_DATA)
+                        {
+                            var d = new AttributeReader(lv);
+                            while (d.TryRead(out ushort dt, out ReadOnlySpan<byte> dv))
+                                (infoData ??= []).Add(new RawAttribute(dt, dv.ToArray()));
+                        }
                     }
                     break;
                 case Nl.IFLA_BROADCAST:
@@ -72,6 +78,7 @@ internal static class LinkCodec
             Alias = alias,
             Xdp = xdp,
             UnknownAttributes = unknown ?? (IReadOnlyList<RawAttribute>)[],
+            InfoData = infoData ?? (IReadOnlyList<RawAttribute>)[],
         };
         return true;
     }
