@@ -131,6 +131,29 @@ public sealed class CgroupTests(ITestOutputHelper output)
     }
 
     [LinuxFact(Root = true)]
+    public void CpuWeightIsWrittenOnTheV2ScaleOrAsV1Shares()
+    {
+        using var group = Cgroup.Create(Unique("weight"), controllers: CgroupControllers.Cpu);
+        string Read()
+        {
+            foreach (string d in group.Directories)
+            {
+                if (File.Exists(Path.Combine(d, "cpu.weight")))
+                    return File.ReadAllText(Path.Combine(d, "cpu.weight")).Trim();
+                if (File.Exists(Path.Combine(d, "cpu.shares")))
+                    return File.ReadAllText(Path.Combine(d, "cpu.shares")).Trim();
+            }
+            throw new InvalidOperationException("no cpu.weight or cpu.shares");
+        }
+        group.SetCpuWeight(300);
+        Assert.Equal(group.Version == CgroupVersion.V2 ? "300" : "3072", Read());
+        group.SetCpuWeight(null);
+        Assert.Equal(group.Version == CgroupVersion.V2 ? "100" : "1024", Read());
+        Assert.Throws<ArgumentOutOfRangeException>(() => group.SetCpuWeight(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => group.SetCpuWeight(10001));
+    }
+
+    [LinuxFact(Root = true)]
     public void PidsLimitMakesForkFail()
     {
         using var group = Cgroup.Create(Unique("pids"), controllers: CgroupControllers.Pids);

@@ -216,6 +216,23 @@ public sealed class Cgroup : IDisposable
         }
     }
 
+    /// <summary>
+    /// Relative CPU weight against sibling groups when the CPU is contended, on the v2 scale
+    /// (1-10000, default 100): v2 cpu.weight; v1 cpu.shares = weight × 1024 / 100 (default 1024,
+    /// kernel range 2-262144). Null restores the default.
+    /// </summary>
+    public void SetCpuWeight(int? weight)
+    {
+        // cgroup-v2.rst "cpu.weight": [1, 10000], default 100.
+        if (weight is < 1 or > 10000)
+            throw new ArgumentOutOfRangeException(nameof(weight), "a CPU weight is 1 to 10000");
+        int w = weight ?? 100;
+        if (Version == CgroupVersion.V2)
+            WriteFile(Path.Combine(Dir("cpu"), "cpu.weight"), w.ToString(CultureInfo.InvariantCulture));
+        else
+            WriteFile(Path.Combine(Dir("cpu"), "cpu.shares"), Math.Clamp(w * 1024L / 100, 2, 262144).ToString(CultureInfo.InvariantCulture));
+    }
+
     /// <summary>Memory limit in bytes (v2 memory.max, v1 memory.limit_in_bytes); null removes it.</summary>
     public void SetMemoryLimit(long? bytes)
     {
