@@ -1,0 +1,526 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Netcore.Bfd;
+using Netcore.Bgp;
+using Netcore.Interconnect.Config;
+using Netcore.Interconnect.Routing;
+using Netcore.Interconnect.Tunnels;
+using Netcore.Netlink;
+
+namespace Netcore.Interconnect.Daemon;
+
+/// <summary>
+/// The site router: tunnels, one eBGP session and one BFD session per tunnel, route selection and
+/// the kernel FIB. Every event (BFD change, BGP state change, UPDATE, reload) goes through one
+/// queue and one loop, which updates the state, selects and writes the difference to the kernel,
+/// so the FIB is written by one task in event order.
+/// </summary>
+internal sealed partial class InterconnectDaemon : IAsyncDisposable
+{
+    private readonly ILogger _log;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly NetlinkClient _nl;
+    private readonly Channel<Event> _events = Channel.CreateUnbounded<Event>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly List<Tunnel> _tunnels = [];
+    private readonly Dictionary<IPNetwork, IReadOnlyList<string>> _installed = [];
+    private readonly object _stateLock = new();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Task> _tasks = [];
+    private InterconnectConfig _config;
+    private BgpSpeaker? _speaker;
+    private BfdHost? _bfd;
+    private HashSet<IPNetwork> _originated = [];
+
+    public InterconnectDaemon(InterconnectConfig config, ILoggerFactory loggerFactory, NetlinkClient? netlink = null)
+    {
+        _config = config;
+        _loggerFactory = loggerFactory;
+        _log = loggerFactory.CreateLogger("Netcore.Interconnect");
+        _nl = netlink ?? NetlinkClient.Open();
+    }
+
+    /// <summary>Counters and gauges (also on the meter <c>Netcore.Interconnect</c>).</summary>
+    public InterconnectMetrics Metrics { get; } = new();
+
+    /// <summary>True once every tunnel exists and its sessions are configured.</summary>
+    public bool Started { get; private set; }
+
+    /// <summary>The configuration in force.</summary>
+    public InterconnectConfig Config => _config;
+
+    /// <summary>Creates the tunnels, starts BGP and BFD per tunnel, announces the site's prefixes.</summary>
+    public async Task StartAsync(CancellationToken ct)
+    {
+        foreach (var t in _config.Tunnels)
+        {
+            TunnelDevice dev = await TunnelManager.EnsureAsync(_nl, t, ct).ConfigureAwait(false);
+            _tunnels.Add(new Tunnel(t, dev));
+            LogTunnel(_log, t.Name, t.Kind.ToString().ToLowerInvariant(), t.Local, t.Remote, dev.Index, dev.Created ? "created" : "adopted");
+        }
+        _speaker = new BgpSpeaker(new BgpSpeakerOptions
+        {
+            RouterId = _config.RouterId,
+            LocalAs = _config.Asn,
+            // Route selection is per tunnel here (RouteSelector); the updates are read as received.
+            Rib = new BgpRibOptions { Enabled = false },
+        }, _loggerFactory);
+        await _speaker.StartAsync(ct).ConfigureAwait(false);
+        if (_tunnels.Any(t => t.Config.Bfd.Enabled))
+            _bfd = new BfdHost();
+        foreach (var t in _tunnels)
+        {
+            var c = t.Config;
+            t.Peer = _speaker.AddPeer(new BgpPeerOptions
+            {
+                RemoteAddress = c.InnerPeer,
+                RemoteAs = c.PeerAsn,
+                LocalAddress = c.InnerLocal,
+                HoldTime = _config.HoldTime,
+                ConnectRetryTime = TimeSpan.FromSeconds(1),
+                MaxConnectRetryTime = TimeSpan.FromSeconds(4),
+                ConnectTimeout = TimeSpan.FromSeconds(2),
+                NextHopIPv4 = c.InnerLocal,
+                Families = [BgpFamily.IPv4Unicast],
+                Description = "interconnect " + c.Name,
+            });
+            var tunnel = t;
+            t.Peer.StateChanged += (_, e) => _events.Writer.TryWrite(new BgpStateEvent(tunnel, e.OldState, e.NewState, e.Notification?.ToString()));
+            if (c.Bfd.Enabled)
+            {
+                t.Bfd = _bfd!.OpenSession(new BfdSessionOptions
+                {
+                    Peer = c.InnerPeer,
+                    LocalAddress = c.InnerLocal,
+                    Interface = c.Name,
+                    DesiredMinTxInterval = c.Bfd.Interval,
+                    RequiredMinRxInterval = c.Bfd.Interval,
+                    DetectMultiplier = c.Bfd.Multiplier,
+                });
+                _tasks.Add(WatchBfdAsync(t, t.Bfd, _stop.Token));
+            }
+        }
+        await AnnounceAsync(_config.Originate, ct).ConfigureAwait(false);
+        _tasks.Add(ReadUpdatesAsync(_speaker, _stop.Token));
+        _tasks.Add(RunAsync(_stop.Token));
+        Started = true;
+    }
+
+    /// <summary>Reads the configuration again (SIGHUP): preferences, import filters and originated prefixes change in place.</summary>
+    public void Reload(InterconnectConfig next) => _events.Writer.TryWrite(new ReloadEvent(next));
+
+    /// <summary>Waits until the event queue has been worked through (tests and the lab).</summary>
+    public Task FlushAsync()
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _events.Writer.TryWrite(new FlushEvent(done));
+        return done.Task;
+    }
+
+    private async Task WatchBfdAsync(Tunnel t, BfdSession session, CancellationToken ct)
+    {
+        try
+        {
+            await foreach (var change in session.WatchAsync(ct).ConfigureAwait(false))
+                _events.Writer.TryWrite(new BfdEvent(t, change));
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task ReadUpdatesAsync(BgpSpeaker speaker, CancellationToken ct)
+    {
+        try
+        {
+            await foreach (var u in speaker.ReadUpdatesAsync(ct).ConfigureAwait(false))
+            {
+                var t = _tunnels.FirstOrDefault(x => x.Peer == u.Peer);
+                if (t is not null)
+                    _events.Writer.TryWrite(new UpdateEvent(t, u));
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task RunAsync(CancellationToken ct)
+    {
+        try
+        {
+            await foreach (var e in _events.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+            {
+                var after = new List<Func<Task>>();
+                lock (_stateLock)
+                    Apply(e, after);
+                if (e is FlushEvent f)
+                {
+                    f.Done.TrySetResult();
+                    continue;
+                }
+                await ProgramFibAsync(ct).ConfigureAwait(false);
+                if (e is BfdEvent { Change: { OldState: BfdState.Up, NewState: not BfdState.Up } } bfdDown)
+                {
+                    // From the BFD state change (kernel receive clock of the last packet) to the FIB written.
+                    double ms = Stopwatch.GetElapsedTime(bfdDown.Change.Timestamp).TotalMilliseconds;
+                    Metrics.LastFailoverMilliseconds = ms;
+                    LogFailover(_log, bfdDown.Tunnel.Config.Name, ms);
+                }
+                foreach (var a in after)
+                    _ = RunDetachedAsync(a);
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task RunDetachedAsync(Func<Task> action)
+    {
+        try
+        {
+            await action().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is InvalidOperationException or IOException or OperationCanceledException or SocketException)
+        {
+            LogActionFailed(_log, e.Message);
+        }
+    }
+
+    /// <summary>Applies one event to the state (under the state lock); actions that talk to peers go into <paramref name="after"/>.</summary>
+    private void Apply(Event e, List<Func<Task>> after)
+    {
+        switch (e)
+        {
+            case BfdEvent { Tunnel: var t, Change: var c }:
+                t.BfdState = c.NewState;
+                LogBfd(_log, t.Config.Name, c.OldState.ToString(), c.NewState.ToString(), c.Diagnostic.ToString());
+                if (c.OldState == BfdState.Up && c.NewState != BfdState.Up)
+                {
+                    Metrics.BfdDown(t.Config.Name);
+                    t.LastBfdDown = DateTimeOffset.UtcNow;
+                    // RFC 5882 4.3: BFD Down means the path is gone; the BGP session is taken down at
+                    // once rather than waiting for the hold timer (its routes already left above).
+                    t.Received.Clear();
+                    if (t.Peer is { } peer)
+                        after.Add(() => peer.ResetAsync("BFD session down (RFC 5882)", _stop.Token));
+                }
+                break;
+            case BgpStateEvent { Tunnel: var t } s:
+                t.BgpState = s.New;
+                LogBgp(_log, t.Config.Name, s.Old.ToString(), s.New.ToString(), s.Notification ?? "");
+                // RFC 4271 9.1.4/8: the routes of a session that is not Established are gone.
+                if (s.New != BgpPeerState.Established)
+                    t.Received.Clear();
+                break;
+            case UpdateEvent { Tunnel: var t, Update: var u }:
+                foreach (var p in u.Withdrawn)
+                    t.Received.Remove(ToNetwork(p));
+                foreach (var r in u.Announced)
+                    if (!r.Prefix.IsIPv6)
+                        t.Received.Add(ToNetwork(r.Prefix));
+                int accepted = t.Received.Count(t.Config.Import.Accepts);
+                if (t.Config.Import.MaxPrefixes is int max && accepted > max && !t.MaxPrefixExceeded)
+                {
+                    // RFC 4486 4 (Cease, Maximum Number of Prefixes Reached): the session is closed and
+                    // stays down until the operator reloads.
+                    t.MaxPrefixExceeded = true;
+                    t.Received.Clear();
+                    LogMaxPrefix(_log, t.Config.Name, accepted, max);
+                    if (t.Peer is { } peer)
+                        after.Add(() => peer.ShutdownAsync($"maximum number of prefixes reached ({max})", _stop.Token));
+                }
+                break;
+            case ReloadEvent { Config: var next }:
+                ApplyReload(next, after);
+                break;
+        }
+    }
+
+    private void ApplyReload(InterconnectConfig next, List<Func<Task>> after)
+    {
+        var cur = _config;
+        bool restart = cur.Asn != next.Asn || !cur.RouterId.Equals(next.RouterId) || cur.Table != next.Table || cur.Protocol != next.Protocol ||
+            cur.HoldTime != next.HoldTime || !cur.Api.Equals(next.Api) || cur.Tunnels.Count != next.Tunnels.Count;
+        var tunnels = new List<TunnelConfig>();
+        for (int i = 0; i < cur.Tunnels.Count; i++)
+        {
+            var a = cur.Tunnels[i];
+            var b = i < next.Tunnels.Count ? next.Tunnels[i] : null;
+            if (b is null || !SameStructure(a, b))
+            {
+                restart = true;
+                tunnels.Add(a);
+                continue;
+            }
+            var t = _tunnels[i];
+            var applied = a with { Preference = b.Preference, Import = b.Import };
+            t.Config = applied;
+            tunnels.Add(applied);
+            if (t.MaxPrefixExceeded)
+            {
+                t.MaxPrefixExceeded = false;
+                if (t.Peer is { } peer)
+                    after.Add(() => peer.StartAsync(_stop.Token));
+            }
+        }
+        if (restart)
+            LogReloadRestart(_log);
+        var originate = next.Originate;
+        _config = cur with { Tunnels = tunnels, Originate = originate };
+        after.Add(() => AnnounceAsync(originate, _stop.Token));
+        LogReloaded(_log, string.Join(", ", tunnels.Select(t => $"{t.Name}={t.Preference}")), originate.Count);
+    }
+
+    /// <summary>Everything but the preference and the import filter is the same (those change in place).</summary>
+    private static bool SameStructure(TunnelConfig a, TunnelConfig b) =>
+        a.Name == b.Name && a.Kind == b.Kind && a.Local.Equals(b.Local) && a.Remote.Equals(b.Remote) && a.Vni == b.Vni && a.Port == b.Port &&
+        a.Key == b.Key && a.InnerLocal.Equals(b.InnerLocal) && a.InnerPrefixLength == b.InnerPrefixLength && a.InnerPeer.Equals(b.InnerPeer) &&
+        a.Mtu == b.Mtu && a.PeerAsn == b.PeerAsn && a.Bfd == b.Bfd;
+
+    /// <summary>Announces <paramref name="prefixes"/> to every PoP and withdraws what was announced before and is not in the list.</summary>
+    private async Task AnnounceAsync(IReadOnlyList<IPNetwork> prefixes, CancellationToken ct)
+    {
+        var want = prefixes.ToHashSet();
+        var withdraw = _originated.Where(p => !want.Contains(p)).Select(ToBgp).ToList();
+        var announce = want.Where(p => !_originated.Contains(p)).Select(p => new BgpRoute(ToBgp(p), new BgpPathAttributes())).ToList();
+        foreach (var t in _tunnels)
+        {
+            if (t.Peer is null)
+                continue;
+            if (withdraw.Count > 0)
+                await t.Peer.WithdrawAsync(withdraw, ct).ConfigureAwait(false);
+            if (announce.Count > 0)
+                await t.Peer.AnnounceAsync(announce, ct).ConfigureAwait(false);
+        }
+        _originated = want;
+        foreach (var p in announce)
+            LogOriginate(_log, "announced", p.Prefix.ToString());
+        foreach (var p in withdraw)
+            LogOriginate(_log, "withdrawn", p.ToString());
+    }
+
+    /// <summary>Selects and writes the difference to the kernel table.</summary>
+    private async Task ProgramFibAsync(CancellationToken ct)
+    {
+        Dictionary<IPNetwork, IReadOnlyList<string>> wanted;
+        lock (_stateLock)
+            wanted = Selection();
+        var (write, delete) = RouteSelector.Diff(_installed, wanted);
+        foreach (var p in delete)
+        {
+            try
+            {
+                await _nl.DeleteRouteAsync(KernelRoute(p, null), ct).ConfigureAwait(false);
+            }
+            catch (NetlinkException e) when (e.NativeErrorCode == 3 /* ESRCH: already gone */)
+            {
+            }
+            _installed.Remove(p);
+            Metrics.FibUpdate();
+            LogRoute(_log, p.ToString(), "removed", "");
+        }
+        foreach (var (p, names) in write)
+        {
+            try
+            {
+                await _nl.ReplaceRouteAsync(KernelRoute(p, names), ct).ConfigureAwait(false);
+                _installed[p] = names;
+                Metrics.FibUpdate();
+                LogRoute(_log, p.ToString(), "via", string.Join(", ", names));
+            }
+            catch (NetlinkException e)
+            {
+                LogRouteFailed(_log, p.ToString(), e.Message);
+            }
+        }
+        Metrics.FibRoutes = _installed.Count;
+    }
+
+    private Dictionary<IPNetwork, IReadOnlyList<string>> Selection()
+    {
+        var candidates = _tunnels.Select(t => new TunnelCandidate(t.Config.Name, t.Config.Preference, t.Usable)).ToList();
+        var accepted = _tunnels.ToDictionary(t => t.Config.Name, t => (IReadOnlySet<IPNetwork>)t.Received.Where(t.Config.Import.Accepts).ToHashSet());
+        return RouteSelector.Select(candidates, accepted);
+    }
+
+    /// <summary>The kernel route of a prefix through tunnels (one gateway, or ECMP next hops), in our table and with our protocol number.</summary>
+    private Route KernelRoute(IPNetwork prefix, IReadOnlyList<string>? tunnels)
+    {
+        var hops = tunnels?.Select(n => _tunnels.First(t => t.Config.Name == n)).Select(t => new NextHop(t.Config.InnerPeer, t.Device.Index)).ToList();
+        return hops is { Count: 1 }
+            ? new Route { Destination = prefix, Gateway = hops[0].Gateway, OutputIndex = hops[0].OutputIndex, Table = _config.Table, Protocol = (RouteProtocol)_config.Protocol }
+            : new Route { Destination = prefix, NextHops = hops, Table = _config.Table, Protocol = (RouteProtocol)_config.Protocol };
+    }
+
+    /// <summary>The state shown at <c>/api/v1/state</c>.</summary>
+    public StateView State()
+    {
+        lock (_stateLock)
+        {
+            var tunnels = _tunnels.Select(t => new TunnelView(
+                t.Config.Name, t.Config.Kind.ToString().ToLowerInvariant(), t.Config.Local.ToString(), t.Config.Remote.ToString(), t.Config.Vni,
+                t.Device.Index, t.Device.Created, t.Config.Mtu, $"{t.Config.InnerLocal}/{t.Config.InnerPrefixLength}", t.Config.InnerPeer.ToString(),
+                t.Config.PeerAsn, t.Config.Preference, t.BgpState.ToString(), t.Config.Bfd.Enabled ? t.BfdState.ToString() : "off",
+                t.Usable, t.Received.Count, t.Received.Count(t.Config.Import.Accepts), t.MaxPrefixExceeded, Metrics.BfdDownCount(t.Config.Name), t.LastBfdDown)).ToList();
+            var routes = _installed.OrderBy(kv => kv.Key.ToString(), StringComparer.Ordinal).Select(kv => new RouteView(kv.Key.ToString(), kv.Value,
+                [.. kv.Value.Select(n => _tunnels.First(t => t.Config.Name == n).Config.InnerPeer.ToString())])).ToList();
+            return new StateView(_config.Asn, _config.RouterId.ToString(), _config.Table, _config.Protocol,
+                [.. _originated.Select(p => p.ToString()).Order(StringComparer.Ordinal)], tunnels, routes);
+        }
+    }
+
+    /// <summary>At least one tunnel carries traffic.</summary>
+    public bool Ready
+    {
+        get
+        {
+            lock (_stateLock)
+                return Started && _tunnels.Any(t => t.Usable);
+        }
+    }
+
+    /// <summary>Withdraws the site's prefixes, closes the sessions, removes its routes and the tunnels it created.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        LogStopping(_log);
+        try
+        {
+            if (_speaker is not null && _originated.Count > 0)
+            {
+                await AnnounceAsync([], CancellationToken.None).ConfigureAwait(false);
+                await Task.Delay(200).ConfigureAwait(false); // the WITHDRAW leaves before the Cease
+            }
+        }
+        catch (Exception e) when (e is InvalidOperationException or IOException)
+        {
+            LogActionFailed(_log, e.Message);
+        }
+        await _stop.CancelAsync().ConfigureAwait(false);
+        foreach (var task in _tasks)
+            await task.ConfigureAwait(false);
+        foreach (var t in _tunnels)
+            t.Bfd?.Dispose(); // AdminDown to the PoP (RFC 5880 6.8.16): a planned stop, not a failure
+        if (_bfd is not null)
+            await _bfd.DisposeAsync().ConfigureAwait(false);
+        if (_speaker is not null)
+            await _speaker.DisposeAsync().ConfigureAwait(false);
+        foreach (var p in _installed.Keys.ToList())
+        {
+            try
+            {
+                await _nl.DeleteRouteAsync(KernelRoute(p, null), CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (NetlinkException)
+            {
+            }
+        }
+        _installed.Clear();
+        foreach (var t in _tunnels)
+        {
+            try
+            {
+                await TunnelManager.RemoveAsync(_nl, t.Device, t.Config, CancellationToken.None).ConfigureAwait(false);
+                LogTunnelRemoved(_log, t.Config.Name, t.Device.Created ? "deleted" : "kept (adopted)");
+            }
+            catch (NetlinkException e)
+            {
+                LogActionFailed(_log, $"removing {t.Config.Name}: {e.Message}");
+            }
+        }
+        _nl.Dispose();
+        _stop.Dispose();
+        Metrics.Dispose();
+        LogStopped(_log);
+    }
+
+    internal static IPNetwork ToNetwork(BgpPrefix p) => new(p.Address, p.Length);
+
+    internal static BgpPrefix ToBgp(IPNetwork p) => new(p.BaseAddress, p.PrefixLength);
+
+    /// <summary>A tunnel's runtime state.</summary>
+    private sealed class Tunnel(TunnelConfig config, TunnelDevice device)
+    {
+        public TunnelConfig Config { get; set; } = config;
+        public TunnelDevice Device { get; } = device;
+        public BgpPeer? Peer { get; set; }
+        public BfdSession? Bfd { get; set; }
+        public BgpPeerState BgpState { get; set; } = BgpPeerState.Idle;
+        public BfdState BfdState { get; set; } = BfdState.Down;
+        public HashSet<IPNetwork> Received { get; } = [];
+        public bool MaxPrefixExceeded { get; set; }
+        public DateTimeOffset? LastBfdDown { get; set; }
+
+        /// <summary>RFC 5882 4.3: with BFD on, a session is only used while BFD is Up.</summary>
+        public bool Usable => BgpState == BgpPeerState.Established && !MaxPrefixExceeded && (!Config.Bfd.Enabled || BfdState == BfdState.Up);
+    }
+
+    private abstract record Event;
+
+    private sealed record BfdEvent(Tunnel Tunnel, BfdStateChange Change) : Event;
+
+    private sealed record BgpStateEvent(Tunnel Tunnel, BgpPeerState Old, BgpPeerState New, string? Notification) : Event;
+
+    private sealed record UpdateEvent(Tunnel Tunnel, BgpRouteUpdate Update) : Event;
+
+    private sealed record ReloadEvent(InterconnectConfig Config) : Event;
+
+    private sealed record FlushEvent(TaskCompletionSource Done) : Event;
+
+    [LoggerMessage(1, LogLevel.Information, "tunnel {Name}: {Kind} {Local} -> {Remote}, ifindex {Index} ({How})")]
+    private static partial void LogTunnel(ILogger logger, string name, string kind, IPAddress local, IPAddress remote, int index, string how);
+
+    [LoggerMessage(2, LogLevel.Information, "tunnel {Name}: BGP {Old} -> {New} {Notification}")]
+    private static partial void LogBgp(ILogger logger, string name, string old, string @new, string notification);
+
+    [LoggerMessage(3, LogLevel.Warning, "tunnel {Name}: BFD {Old} -> {New} ({Diagnostic})")]
+    private static partial void LogBfd(ILogger logger, string name, string old, string @new, string diagnostic);
+
+    [LoggerMessage(4, LogLevel.Information, "route {Prefix} {What} {Tunnels}")]
+    private static partial void LogRoute(ILogger logger, string prefix, string what, string tunnels);
+
+    [LoggerMessage(5, LogLevel.Error, "route {Prefix} could not be written: {Error}")]
+    private static partial void LogRouteFailed(ILogger logger, string prefix, string error);
+
+    [LoggerMessage(6, LogLevel.Warning, "tunnel {Name}: BFD Down, routes moved off it {Milliseconds:F1} ms after the BFD state change")]
+    private static partial void LogFailover(ILogger logger, string name, double milliseconds);
+
+    [LoggerMessage(7, LogLevel.Error, "tunnel {Name}: {Accepted} prefixes accepted, more than the maximum {Max}; session shut down until a reload (RFC 4486)")]
+    private static partial void LogMaxPrefix(ILogger logger, string name, int accepted, int max);
+
+    [LoggerMessage(8, LogLevel.Information, "originated {Prefix} {What}")]
+    private static partial void LogOriginate(ILogger logger, string what, string prefix);
+
+    [LoggerMessage(9, LogLevel.Warning, "{Message}")]
+    private static partial void LogActionFailed(ILogger logger, string message);
+
+    [LoggerMessage(10, LogLevel.Information, "reloaded: preferences {Preferences}, {Originated} originated prefixes")]
+    private static partial void LogReloaded(ILogger logger, string preferences, int originated);
+
+    [LoggerMessage(11, LogLevel.Warning, "reload: only preferences, import filters and originated prefixes change without a restart; the other settings in force are kept")]
+    private static partial void LogReloadRestart(ILogger logger);
+
+    [LoggerMessage(12, LogLevel.Information, "stopping: withdrawing, closing sessions, removing routes and tunnels")]
+    private static partial void LogStopping(ILogger logger);
+
+    [LoggerMessage(13, LogLevel.Information, "tunnel {Name} {What}")]
+    private static partial void LogTunnelRemoved(ILogger logger, string name, string what);
+
+    [LoggerMessage(14, LogLevel.Information, "stopped")]
+    private static partial void LogStopped(ILogger logger);
+}
+
+/// <summary>A tunnel in <c>/api/v1/state</c>.</summary>
+internal sealed record TunnelView(string Name, string Kind, string Local, string Remote, uint? Vni, int Ifindex, bool Created, int Mtu,
+    string InnerLocal, string InnerPeer, uint PeerAsn, uint Preference, string Bgp, string Bfd, bool Usable, int PrefixesReceived,
+    int PrefixesAccepted, bool MaxPrefixExceeded, long BfdDownEvents, DateTimeOffset? LastBfdDown);
+
+/// <summary>An installed prefix and the tunnel(s) it goes through.</summary>
+internal sealed record RouteView(string Prefix, IReadOnlyList<string> Tunnels, IReadOnlyList<string> NextHops);
+
+/// <summary>The body of <c>/api/v1/state</c>.</summary>
+internal sealed record StateView(uint Asn, string RouterId, uint Table, byte Protocol, IReadOnlyList<string> Originated,
+    IReadOnlyList<TunnelView> Tunnels, IReadOnlyList<RouteView> Routes);

@@ -1,0 +1,306 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace Netcore.Interconnect.Lab;
+
+/// <summary>A lab step that failed (the command, its exit code and output in the message).</summary>
+public sealed class LabException(string message) : Exception(message)
+{
+}
+
+/// <summary>
+/// The lab's namespaces (also used by the end-to-end tests):
+/// <code>
+///   site (the daemon; 10.10.0.1/24 on lo)            host (10.20.0.1/24 on br0; default via pop1)
+///     u0 100.64.0.1 ── inet (transit, forwarding) ──┐    br0 ── lan of pop1 10.20.0.2, lan of pop2 10.20.0.3
+///                      p1 100.64.1.1 ── pop1 u0 100.64.1.2   (BIRD, AS 65001, vxlan "tun" VNI 101, 169.254.1.1/31)
+///                      p2 100.64.2.1 ── pop2 u0 100.64.2.2   (BIRD, AS 65002, vxlan "tun" VNI 102, 169.254.2.1/31)
+/// </code>
+/// Each PoP announces the host's LAN 10.20.0.0/24 to the site over BGP with BFD (100 ms x 3) and
+/// installs the site's 10.10.0.0/24; if its tunnel is gone it forwards the site's traffic to the
+/// other PoP over the LAN (a static route of metric 500 under BIRD's).
+/// </summary>
+internal sealed class LabTopology : IDisposable
+{
+    public const string SitePrefix = "10.10.0.0/24", SiteAddress = "10.10.0.1", RemotePrefix = "10.20.0.0/24", HostAddress = "10.20.0.1";
+    public const uint SiteAs = 65000;
+
+    private readonly List<Process> _birds = [];
+    private readonly List<StringBuilder> _birdLogs = [];
+    private bool _disposed;
+
+    private LabTopology(string prefix, string dir)
+    {
+        Prefix = prefix;
+        Directory = dir;
+    }
+
+    public string Prefix { get; }
+
+    /// <summary>Working directory (configuration files, BIRD sockets).</summary>
+    public string Directory { get; }
+
+    public string Site => Prefix + "site";
+    public string Inet => Prefix + "inet";
+    public string Host => Prefix + "host";
+    public string Pop(int i) => Prefix + "pop" + i.ToString(CultureInfo.InvariantCulture);
+
+    public static string PopUnderlay(int i) => $"100.64.{i}.2";
+    public static string PopInner(int i) => $"169.254.{i}.1";
+    public static string SiteInner(int i) => $"169.254.{i}.0";
+
+    /// <summary>Builds the namespaces and starts BIRD in both PoPs.</summary>
+    public static async Task<LabTopology> CreateAsync(string prefix, CancellationToken ct)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), prefix + "lab");
+        System.IO.Directory.CreateDirectory(dir);
+        var t = new LabTopology(prefix, dir);
+        try
+        {
+            t.Build();
+            for (int i = 1; i <= 2; i++)
+                await t.StartBirdAsync(i, ct).ConfigureAwait(false);
+            return t;
+        }
+        catch
+        {
+            t.Dispose();
+            throw;
+        }
+    }
+
+    private void Build()
+    {
+        foreach (string ns in new[] { Site, Inet, Pop(1), Pop(2), Host })
+        {
+            Run($"ip netns del {ns} 2>/dev/null; ip netns add {ns}");
+            Run($"ip -n {ns} link set lo up");
+            Run($"ip netns exec {ns} sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
+        }
+        foreach (string ns in new[] { Inet, Pop(1), Pop(2) })
+            Run($"ip netns exec {ns} sysctl -qw net.ipv4.ip_forward=1");
+        Veth(Site, "u0", "100.64.0.1/30", Inet, "s0", "100.64.0.2/30");
+        Run($"ip -n {Site} route add default via 100.64.0.2");
+        Run($"ip -n {Site} addr add {SiteAddress}/24 dev lo");
+        Run($"ip -n {Host} link add br0 type bridge");
+        Run($"ip -n {Host} addr add {HostAddress}/24 dev br0");
+        Run($"ip -n {Host} link set br0 up");
+        for (int i = 1; i <= 2; i++)
+        {
+            string pop = Pop(i);
+            Veth(Inet, $"p{i}", $"100.64.{i}.1/30", pop, "u0", $"{PopUnderlay(i)}/30");
+            Run($"ip -n {pop} route add default via 100.64.{i}.1");
+            Veth(Host, $"h{i}", null, pop, "lan", $"10.20.0.{i + 1}/24");
+            Run($"ip -n {Host} link set h{i} master br0");
+            Run($"ip -n {pop} link add tun type vxlan id {100 + i} local {PopUnderlay(i)} remote 100.64.0.1 dstport 4789 nolearning");
+            Run($"ip -n {pop} link set tun mtu 1450 up");
+            Run($"ip -n {pop} addr add {PopInner(i)}/31 dev tun");
+            // The other PoP over the LAN, under BIRD's route (kernel protocol metric 32).
+            Run($"ip -n {pop} route add {SitePrefix} via 10.20.0.{(i == 1 ? 3 : 2)} metric 500");
+        }
+        Run($"ip -n {Host} route add default via 10.20.0.2");
+    }
+
+    private static void Veth(string a, string an, string? aAddr, string b, string bn, string? bAddr)
+    {
+        Run($"ip -n {a} link add {an} type veth peer name {bn} netns {b}");
+        if (aAddr is not null)
+            Run($"ip -n {a} addr add {aAddr} dev {an}");
+        if (bAddr is not null)
+            Run($"ip -n {b} addr add {bAddr} dev {bn}");
+        Run($"ip -n {a} link set {an} up");
+        Run($"ip -n {b} link set {bn} up");
+    }
+
+    /// <summary>The BIRD 2 configuration of PoP <paramref name="i"/>.</summary>
+    public static string BirdConfig(int i) => $$"""
+        router id {{PopUnderlay(i)}};
+        log stderr all;
+        protocol device { scan time 2; }
+        protocol direct { ipv4; interface "lan"; }
+        protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }
+        protocol bfd {
+          interface "tun" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
+        }
+        protocol bgp site {
+          local {{PopInner(i)}} as {{65000 + i}};
+          neighbor {{SiteInner(i)}} as {{SiteAs}};
+          hold time 90;
+          connect retry time 1;
+          error wait time 1, 2;
+          bfd on;
+          ipv4 { import all; export where net = {{RemotePrefix}}; };
+        }
+
+        """;
+
+    private async Task StartBirdAsync(int i, CancellationToken ct)
+    {
+        string conf = Path.Combine(Directory, $"bird{i}.conf"), sock = BirdSocket(i);
+        await File.WriteAllTextAsync(conf, BirdConfig(i), ct).ConfigureAwait(false);
+        var log = new StringBuilder();
+        var psi = new ProcessStartInfo("ip") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (string a in new[] { "netns", "exec", Pop(i), "bird", "-f", "-c", conf, "-s", sock, "-P", Path.Combine(Directory, $"bird{i}.pid") })
+            psi.ArgumentList.Add(a);
+        var p = Process.Start(psi) ?? throw new LabException("could not start bird");
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        _birds.Add(p);
+        _birdLogs.Add(log);
+        var sw = Stopwatch.StartNew();
+        while (!File.Exists(sock))
+        {
+            if (p.HasExited || sw.Elapsed > TimeSpan.FromSeconds(10))
+                throw new LabException($"bird in {Pop(i)} did not start: {log}");
+            await Task.Delay(50, ct).ConfigureAwait(false);
+        }
+    }
+
+    public string BirdSocket(int i) => Path.Combine(Directory, $"bird{i}.ctl");
+
+    /// <summary>BIRD's output so far (for failure messages).</summary>
+    public string BirdLog(int i)
+    {
+        var log = _birdLogs[i - 1];
+        lock (log)
+            return log.ToString();
+    }
+
+    /// <summary>A birdc command's output.</summary>
+    public string Birdc(int i, string command) => Run($"birdc -s {BirdSocket(i)} {command}", check: false).Stdout;
+
+    /// <summary>
+    /// The daemon's configuration for this lab: pop1 and pop2 with the given preferences (equal: ECMP),
+    /// BFD on or off on the site's side, hold time 90 s.
+    /// </summary>
+    public static string SiteConfig(uint pref1, uint pref2, bool bfd, string api = "127.0.0.1:9180", uint table = 254)
+    {
+        string Tunnel(int i, uint pref) => $$"""
+                {
+                  "name": "pop{{i}}", "kind": "vxlan", "local": "100.64.0.1", "remote": "{{PopUnderlay(i)}}", "vni": {{100 + i}},
+                  "innerLocal": "{{SiteInner(i)}}/31", "innerPeer": "{{PopInner(i)}}", "mtu": 1450,
+                  "peerAsn": {{65000 + i}}, "preference": {{pref}},
+                  "bfd": { "enabled": {{(bfd ? "true" : "false")}}, "intervalMs": 100, "multiplier": 3 },
+                  "import": { "allow": ["10.20.0.0/16 le 24"], "maxPrefixes": 100 }
+                }
+            """;
+        return $$"""
+            {
+              "asn": {{SiteAs}}, "routerId": "{{SiteAddress}}", "originate": ["{{SitePrefix}}"],
+              "table": {{table}}, "protocol": 199, "holdTimeSeconds": 90, "api": "{{api}}",
+              "tunnels": [
+            {{Tunnel(1, pref1)}},
+            {{Tunnel(2, pref2)}}
+              ]
+            }
+            """;
+    }
+
+    /// <summary>Drops the site's underlay packets to PoP <paramref name="i"/> in the transit namespace (a blackhole route).</summary>
+    public void Cut(int i) => Run($"ip -n {Inet} route replace blackhole {PopUnderlay(i)}/32");
+
+    /// <summary>Removes the blackhole of <see cref="Cut"/>.</summary>
+    public void Restore(int i) => Run($"ip -n {Inet} route del blackhole {PopUnderlay(i)}/32");
+
+    /// <summary>The devices the site's kernel sends <paramref name="prefix"/> through (one, several for ECMP, none).</summary>
+    public IReadOnlyList<string> SiteRouteDevices(string prefix = RemotePrefix, uint table = 254)
+    {
+        string json = Run($"ip -n {Site} -j route show table {table} {prefix}").Stdout;
+        using var doc = JsonDocument.Parse(string.IsNullOrWhiteSpace(json) ? "[]" : json);
+        var devs = new List<string>();
+        foreach (var r in doc.RootElement.EnumerateArray())
+        {
+            if (r.TryGetProperty("nexthops", out var nhs))
+                devs.AddRange(nhs.EnumerateArray().Select(n => n.GetProperty("dev").GetString()!));
+            else if (r.TryGetProperty("dev", out var dev))
+                devs.Add(dev.GetString()!);
+        }
+        devs.Sort(StringComparer.Ordinal);
+        return devs;
+    }
+
+    /// <summary>One ping from the site's address to the host (1 s timeout); true when answered.</summary>
+    public bool Ping() => Run($"ip netns exec {Site} ping -n -q -c 1 -W 1 -I {SiteAddress} {HostAddress}", check: false).Code == 0;
+
+    /// <summary>A TCP connection from the site's address to a listener on the host; true when it connected and read the greeting.</summary>
+    public bool Tcp(int port) =>
+        Run($"ip netns exec {Site} python3 -c \"import socket;s=socket.socket();s.settimeout(2);s.bind(('{SiteAddress}',0));s.connect(('{HostAddress}',{port}));assert s.recv(5)==b'hello'\"", check: false).Code == 0;
+
+    /// <summary>Starts a TCP listener on the host that greets every connection (killed with the namespace).</summary>
+    public void StartTcpServer(int port)
+    {
+        var psi = new ProcessStartInfo("ip") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in new[] { "netns", "exec", Host, "python3", "-c",
+            $"import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',{port}))\ns.listen(16)\nwhile True:\n c,_=s.accept()\n c.sendall(b'hello')\n c.close()" })
+            psi.ArgumentList.Add(a);
+        Process.Start(psi)?.Dispose();
+        var sw = Stopwatch.StartNew();
+        while (!Run($"ip netns exec {Host} ss -Hltn 'sport = :{port}'", check: false).Stdout.Contains("LISTEN", StringComparison.Ordinal) && sw.Elapsed < TimeSpan.FromSeconds(5))
+            Thread.Sleep(50);
+    }
+
+    /// <summary>The command line that runs this program's <c>serve</c> inside the site namespace.</summary>
+    public IReadOnlyList<string> DaemonCommand(string configPath)
+    {
+        string self = Environment.ProcessPath ?? "dotnet";
+        string dll = typeof(LabTopology).Assembly.Location;
+        var argv = new List<string> { "ip", "netns", "exec", Site };
+        if (self.EndsWith("/Netcore.Interconnect", StringComparison.Ordinal))
+            argv.Add(self); // the apphost
+        else
+            argv.AddRange(["dotnet", dll]);
+        argv.AddRange(["serve", "--config", configPath]);
+        return argv;
+    }
+
+    /// <summary>Runs a shell command line; returns its exit code and output; throws when <paramref name="check"/> and it failed.</summary>
+    public static (int Code, string Stdout) Run(string commandLine, bool check = true)
+    {
+        var psi = new ProcessStartInfo("/bin/sh") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add(commandLine);
+        using var p = Process.Start(psi) ?? throw new LabException("cannot start /bin/sh");
+        Task<string> err = p.StandardError.ReadToEndAsync();
+        string stdout = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        if (check && p.ExitCode != 0)
+            throw new LabException($"'{commandLine}' exited with {p.ExitCode}: {err.Result.Trim()} {stdout.Trim()}");
+        return (p.ExitCode, stdout);
+    }
+
+    /// <summary>Stops BIRD and deletes every namespace (processes inside are killed) and the working directory.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+            return;
+        _disposed = true;
+        foreach (var p in _birds)
+        {
+            try
+            {
+                if (!p.HasExited)
+                {
+                    p.Kill();
+                    p.WaitForExit(3000);
+                }
+            }
+            catch (InvalidOperationException)
+            {
+            }
+            p.Dispose();
+        }
+        foreach (string ns in new[] { Site, Inet, Pop(1), Pop(2), Host })
+            Run($"for p in $(ip netns pids {ns} 2>/dev/null); do kill -9 $p; done; ip netns del {ns} 2>/dev/null", check: false);
+        try
+        {
+            System.IO.Directory.Delete(Directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
