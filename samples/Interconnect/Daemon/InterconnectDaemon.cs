@@ -198,7 +198,13 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
             case BfdEvent { Tunnel: var t, Change: var c }:
                 t.BfdState = c.NewState;
                 LogBfd(_log, t.Config.Name, c.OldState.ToString(), c.NewState.ToString(), c.Diagnostic.ToString());
-                if (c.OldState == BfdState.Up && c.NewState != BfdState.Up)
+                // RFC 5882 3.2: a Down because the peer went AdminDown is not a path failure (the
+                // PoP took BFD down on purpose); the session and its routes stay, on BGP's word alone.
+                t.BfdPeerAdminDown = c.NewState != BfdState.Up &&
+                    (c.RemoteDiagnostic == BfdDiagnostic.AdministrativelyDown || t.Bfd?.RemoteState == BfdState.AdminDown);
+                if (c.OldState == BfdState.Up && c.NewState != BfdState.Up && t.BfdPeerAdminDown)
+                    LogBfdAdminDown(_log, t.Config.Name);
+                else if (c.OldState == BfdState.Up && c.NewState != BfdState.Up)
                 {
                     Metrics.BfdDown(t.Config.Name);
                     t.LastBfdDown = DateTimeOffset.UtcNow;
@@ -210,10 +216,12 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
                 }
                 break;
             case BgpStateEvent { Tunnel: var t } s:
-                t.BgpState = s.New;
+                // Transitions are raised on the session's threads and can arrive here out of order:
+                // the peer's state now is what counts.
+                t.BgpState = t.Peer?.State ?? s.New;
                 LogBgp(_log, t.Config.Name, s.Old.ToString(), s.New.ToString(), s.Notification ?? "");
-                // RFC 4271 9.1.4/8: the routes of a session that is not Established are gone.
-                if (s.New != BgpPeerState.Established)
+                // RFC 4271 8 and 9: the routes of a session that is not Established are gone.
+                if (t.BgpState != BgpPeerState.Established)
                     t.Received.Clear();
                 break;
             case UpdateEvent { Tunnel: var t, Update: var u }:
@@ -453,9 +461,14 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
         public HashSet<IPNetwork> Received { get; } = [];
         public bool MaxPrefixExceeded { get; set; }
         public DateTimeOffset? LastBfdDown { get; set; }
+        public bool BfdPeerAdminDown { get; set; }
 
-        /// <summary>RFC 5882 4.3: with BFD on, a session is only used while BFD is Up.</summary>
-        public bool Usable => BgpState == BgpPeerState.Established && !MaxPrefixExceeded && (!Config.Bfd.Enabled || BfdState == BfdState.Up);
+        /// <summary>
+        /// RFC 5882 4.3: with BFD on, a session is only used while BFD is Up (or Down only because the
+        /// peer signalled AdminDown, 3.2).
+        /// </summary>
+        public bool Usable => BgpState == BgpPeerState.Established && !MaxPrefixExceeded &&
+            (!Config.Bfd.Enabled || BfdState == BfdState.Up || BfdPeerAdminDown);
     }
 
     private abstract record Event;
@@ -508,6 +521,9 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
 
     [LoggerMessage(13, LogLevel.Information, "tunnel {Name} {What}")]
     private static partial void LogTunnelRemoved(ILogger logger, string name, string what);
+
+    [LoggerMessage(15, LogLevel.Warning, "tunnel {Name}: the PoP took BFD AdminDown; not a failure (RFC 5882 3.2), BGP alone decides")]
+    private static partial void LogBfdAdminDown(ILogger logger, string name);
 
     [LoggerMessage(14, LogLevel.Information, "stopped")]
     private static partial void LogStopped(ILogger logger);

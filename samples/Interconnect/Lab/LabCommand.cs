@@ -86,7 +86,7 @@ internal static class LabCommand
             var restore = Stopwatch.StartNew();
             lab.Restore(1);
             await WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1"]) && lab.Ping(), TimeSpan.FromSeconds(40), "the route back via pop1", daemon, cts.Token).ConfigureAwait(false);
-            Say($"back via pop1 {restore.Elapsed.TotalSeconds:F1} s after the restore (BFD Up, BGP reconnect, routes again)");
+            Say($"back via pop1 {restore.Elapsed.TotalSeconds:F1} s after the restore" + (bfd ? " (BFD Up, BGP reconnected, routes learned again)" : " (without BFD the session never noticed the cut)"));
             Say("daemon state (GET /api/v1/state):");
             Console.WriteLine(Summary(LabTopology.Run($"ip netns exec {lab.Site} curl -s http://127.0.0.1:9180/api/v1/state").Stdout));
         }

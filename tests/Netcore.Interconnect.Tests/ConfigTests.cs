@@ -1,0 +1,138 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Netcore.Interconnect.Config;
+using Netcore.Interconnect.Lab;
+
+namespace Netcore.Interconnect.Tests;
+
+/// <summary>The JSON configuration and its validation rules.</summary>
+public sealed class ConfigTests
+{
+    private static string ExampleJson => File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "interconnect.example.json"));
+
+    [Fact]
+    public void Example_ParsesWithTheDocumentedValues()
+    {
+        var c = InterconnectConfig.Parse(ExampleJson);
+        Assert.Equal(65000u, c.Asn);
+        Assert.Equal(IPAddress.Parse("10.10.0.1"), c.RouterId);
+        Assert.Equal([IPNetwork.Parse("10.10.0.0/24")], c.Originate);
+        Assert.Equal(254u, c.Table);
+        Assert.Equal((byte)199, c.Protocol);
+        Assert.Equal(TimeSpan.FromSeconds(90), c.HoldTime);
+        Assert.Equal(3, c.Tunnels.Count);
+        var pop1 = c.Tunnels[0];
+        Assert.Equal(TunnelKind.Vxlan, pop1.Kind);
+        Assert.Equal(101u, pop1.Vni);
+        Assert.Equal((ushort)4789, pop1.Port);
+        Assert.Equal(IPNetwork.Parse("169.254.1.0/31"), pop1.InnerNetwork);
+        Assert.Equal(InterconnectConfig.Primary, pop1.Preference);
+        Assert.Equal(InterconnectConfig.Backup, c.Tunnels[1].Preference);
+        Assert.Equal(new BfdSettings(true, TimeSpan.FromMilliseconds(100), 3), pop1.Bfd);
+        Assert.Equal(100, pop1.Import.MaxPrefixes);
+        var gre = c.Tunnels[2];
+        Assert.Equal(TunnelKind.Gre, gre.Kind);
+        Assert.Equal(7u, gre.Key);
+        Assert.Equal(1476, gre.Mtu);         // default: 1500 - 20 (IPv4) - 4 (GRE)
+        Assert.Null(gre.Import.MaxPrefixes);
+    }
+
+    [Fact]
+    public void LabConfig_IsValid_AndEqualPreferencesAreAllowed()
+    {
+        var c = InterconnectConfig.Parse(LabTopology.SiteConfig(150, 150, bfd: false));
+        Assert.All(c.Tunnels, t => Assert.Equal(150u, t.Preference));
+        Assert.All(c.Tunnels, t => Assert.False(t.Bfd.Enabled));
+    }
+
+    [Theory]
+    [InlineData(TunnelKind.Vxlan, "192.0.2.1", 1450)]   // RFC 7348 4: 50 bytes over IPv4
+    [InlineData(TunnelKind.Vxlan, "2001:db8::1", 1430)]
+    [InlineData(TunnelKind.Gre, "192.0.2.1", 1476)]
+    [InlineData(TunnelKind.Gre, "2001:db8::1", 1456)]
+    [InlineData(TunnelKind.Ipip, "192.0.2.1", 1480)]
+    public void DefaultMtu_FitsA1500ByteUnderlay(TunnelKind kind, string local, int mtu) =>
+        Assert.Equal(mtu, InterconnectConfig.DefaultMtu(kind, IPAddress.Parse(local)));
+
+    /// <summary>Each edit breaks one rule; the error names the field.</summary>
+    [Theory]
+    [InlineData("$.asn", "0", "asn")]                                       // RFC 7607
+    [InlineData("$.asn", "23456", "asn")]                                   // RFC 6793 AS_TRANS
+    [InlineData("$.asn", "4294967295", "asn")]                              // RFC 7300
+    [InlineData("$.routerId", "\"0.0.0.0\"", "routerId")]                   // RFC 6286 2.1
+    [InlineData("$.routerId", "\"2001:db8::1\"", "routerId")]
+    [InlineData("$.table", "255", "table")]                                 // RT_TABLE_LOCAL
+    [InlineData("$.table", "0", "table")]
+    [InlineData("$.protocol", "4", "protocol")]                             // RTPROT_STATIC and below
+    [InlineData("$.protocol", "300", "protocol")]
+    [InlineData("$.holdTimeSeconds", "2", "holdTimeSeconds")]               // RFC 4271 4.2
+    [InlineData("$.originate", "[\"10.10.0.1/24\"]", "originate[0]")]       // RFC 4632 host bits
+    [InlineData("$.originate", "[\"0.0.0.0/0\"]", "originate[0]")]
+    [InlineData("$.tunnels", "[]", "tunnels")]
+    [InlineData("$.bogus", "1", "$.bogus")]
+    [InlineData("t0.name", "\"averyveryverylongname\"", "tunnels[0].name")]  // IFNAMSIZ
+    [InlineData("t0.name", "\"a/b\"", "tunnels[0].name")]
+    [InlineData("t1.name", "\"pop1\"", "tunnels[1].name")]                  // duplicate
+    [InlineData("t0.kind", "\"geneve\"", "tunnels[0].kind")]
+    [InlineData("t0.vni", "16777216", "tunnels[0].vni")]                    // RFC 7348 5: 24 bits
+    [InlineData("t0.vni", "null", "tunnels[0].vni")]
+    [InlineData("t1.vni", "101", "tunnels[1].vni")]                         // same VNI and port twice
+    [InlineData("t0.key", "5", "tunnels[0].key")]                           // a key on vxlan
+    [InlineData("t0.remote", "\"2001:db8::2\"", "tunnels[0].remote")]       // family mismatch
+    [InlineData("t0.remote", "\"224.0.0.5\"", "tunnels[0].remote")]         // point to point: unicast
+    [InlineData("t0.port", "0", "tunnels[0].port")]
+    [InlineData("t0.innerLocal", "\"169.254.1.0\"", "tunnels[0].innerLocal")]
+    [InlineData("t0.innerLocal", "\"169.254.1.0/32\"", "tunnels[0].innerLocal")]  // no room for a peer
+    [InlineData("t0.innerPeer", "\"169.254.9.1\"", "tunnels[0].innerPeer")] // not on the link (RFC 5881)
+    [InlineData("t0.innerPeer", "\"169.254.1.0\"", "tunnels[0].innerPeer")] // our own address
+    [InlineData("t1.innerLocal", "\"169.254.2.0/22\"", "tunnels[1].innerLocal")]  // overlaps pop1
+    [InlineData("t0.mtu", "67", "tunnels[0].mtu")]                          // RFC 791 minimum 68
+    [InlineData("t0.peerAsn", "65000", "tunnels[0].peerAsn")]               // eBGP only
+    [InlineData("t0.peerAsn", "0", "tunnels[0].peerAsn")]
+    [InlineData("t0.preference", "\"best\"", "tunnels[0].preference")]
+    [InlineData("t0.bfd", "{\"multiplier\": 0}", "tunnels[0].bfd.multiplier")]   // RFC 5880 4.1
+    [InlineData("t0.bfd", "{\"multiplier\": 256}", "tunnels[0].bfd.multiplier")]
+    [InlineData("t0.bfd", "{\"intervalMs\": 5}", "tunnels[0].bfd.intervalMs")]
+    [InlineData("t0.import", "{\"allow\": [\"10.20.0.0/16 le 8\"]}", "tunnels[0].import.allow[0]")]
+    [InlineData("t0.import", "{\"allow\": [\"10.20.0.0/16\"], \"maxPrefixes\": 0}", "tunnels[0].import.maxPrefixes")]
+    public void BrokenRule_IsRejected_NamingTheField(string where, string value, string field)
+    {
+        var root = JsonNode.Parse(LabTopology.SiteConfig(200, 100, true))!.AsObject();
+        JsonNode? v = JsonNode.Parse(value);
+        if (where.StartsWith("$.", StringComparison.Ordinal))
+            root[where[2..]] = v;
+        else
+            root["tunnels"]![where[1] - '0']!.AsObject()[where[3..]] = v;
+        var e = Assert.Throws<InterconnectConfigException>(() => InterconnectConfig.Parse(root.ToJsonString()));
+        Assert.Equal(field, e.Field);
+    }
+
+    [Fact]
+    public void IpipWithIpv6Underlay_IsRejected_Rfc2003()
+    {
+        var root = JsonNode.Parse(LabTopology.SiteConfig(200, 100, true))!.AsObject();
+        var t = root["tunnels"]![0]!.AsObject();
+        t["kind"] = "ipip";
+        t.Remove("vni");
+        t["local"] = "2001:db8::1";
+        t["remote"] = "2001:db8::2";
+        var e = Assert.Throws<InterconnectConfigException>(() => InterconnectConfig.Parse(root.ToJsonString()));
+        Assert.Equal("tunnels[0].local", e.Field);
+        Assert.Contains("RFC 2003", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void NotJson_IsAConfigError() =>
+        Assert.Equal("$", Assert.Throws<InterconnectConfigException>(() => InterconnectConfig.Parse("{ nope")).Field);
+
+    [Theory]
+    [InlineData("10.20.0.0/16", "10.20.0.0/16", true)]
+    [InlineData("10.20.0.0/16", "10.20.1.0/24", false)]      // exact unless "le"
+    [InlineData("10.20.0.0/16 le 24", "10.20.1.0/24", true)]
+    [InlineData("10.20.0.0/16 le 24", "10.20.1.0/25", false)]
+    [InlineData("10.20.0.0/16 le 24", "10.21.0.0/24", false)]
+    [InlineData("10.20.0.0/16 le 24", "10.0.0.0/8", false)]  // shorter than the rule's prefix
+    [InlineData("10.20.0.0/16 le 32", "10.20.9.9/32", true)]
+    public void ImportRule_MatchesLikeAPrefixListEntry(string rule, string prefix, bool matches) =>
+        Assert.Equal(matches, InterconnectConfig.ParseRule(rule, "r").Matches(IPNetwork.Parse(prefix)));
+}

@@ -1,0 +1,162 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Netcore.Interconnect.Lab;
+
+namespace Netcore.Interconnect.Tests;
+
+/// <summary>
+/// The daemon (a child process in the site namespace) with two real BIRD PoPs over vxlan tunnels
+/// through a transit namespace (<see cref="LabTopology"/>), BGP hold time 90 s: only BFD can explain
+/// a move within seconds.
+/// </summary>
+public sealed class EndToEndTests(ITestOutputHelper output)
+{
+    private static int s_counter;
+    private const int TcpPort = 8080;
+
+    private static string Sh(string commandLine) => LabTopology.Run(commandLine).Stdout;
+
+    private static string NewPrefix() => $"{TestNetns.Prefix}ic{Environment.ProcessId % 10000}-{Interlocked.Increment(ref s_counter)}-";
+
+    private sealed class Setup : IDisposable
+    {
+        public required LabTopology Lab { get; init; }
+        public required ExternalDaemon Daemon { get; init; }
+        public required string ConfigPath { get; init; }
+        public required ITestOutputHelper Output { get; init; }
+
+        public JsonElement State()
+        {
+            var (code, json) = LabTopology.Run($"ip netns exec {Lab.Site} curl -sf http://127.0.0.1:9180/api/v1/state", check: false);
+            Assert.True(code == 0, $"GET /api/v1/state failed ({code})");
+            using var doc = JsonDocument.Parse(json);
+            return doc.RootElement.Clone();
+        }
+
+        public JsonElement TunnelState(string name) => State().GetProperty("tunnels").EnumerateArray().Single(t => t.GetProperty("name").GetString() == name);
+
+        public async Task<TimeSpan> WaitAsync(Func<bool> done, TimeSpan timeout, string what)
+        {
+            var sw = Stopwatch.StartNew();
+            while (!done())
+            {
+                if (sw.Elapsed > timeout)
+                {
+                    throw new TimeoutException($"{what} did not happen within {timeout.TotalSeconds} s; site route via [{string.Join(",", Lab.SiteRouteDevices())}]\n" +
+                        $"pop1: {Lab.Birdc(1, "show protocols all site")}\npop2: {Lab.Birdc(2, "show protocols")}");
+                }
+                if (!Daemon.IsRunning)
+                    throw new InvalidOperationException("the daemon exited:\n" + Daemon.Log);
+                await Task.Delay(10);
+            }
+            return sw.Elapsed;
+        }
+
+        public void Dispose()
+        {
+            Daemon.Dispose();
+            Output.WriteLine("--- pop1 BIRD ---\n" + Lab.BirdLog(1));
+            Lab.Dispose();
+        }
+    }
+
+    private async Task<Setup> StartAsync(uint pref1, uint pref2, bool bfd)
+    {
+        var lab = await LabTopology.CreateAsync(NewPrefix(), CancellationToken.None);
+        try
+        {
+            string config = Path.Combine(lab.Directory, "interconnect.json");
+            File.WriteAllText(config, LabTopology.SiteConfig(pref1, pref2, bfd));
+            var argv = lab.DaemonCommand(config);
+            var daemon = ExternalDaemon.Start(null, argv[0], argv.Skip(1), output);
+            var s = new Setup { Lab = lab, Daemon = daemon, ConfigPath = config, Output = output };
+            await daemon.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(30));
+            return s;
+        }
+        catch
+        {
+            lab.Dispose();
+            throw;
+        }
+    }
+
+    [LinuxFact(Netns = true, Tools = ["bird", "birdc", "ping", "python3", "curl", "dotnet"])]
+    public async Task Primary_FailsOverOnBfdDownLongBeforeTheHoldTimer_ComesBack_EcmpOnReload_CleansUpOnStop()
+    {
+        using var s = await StartAsync(200, 100, bfd: true);
+        var lab = s.Lab;
+        // Up: the remote prefix via the primary tunnel only, with our protocol number; traffic flows.
+        var up = await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1"]), TimeSpan.FromSeconds(40), "route via pop1");
+        output.WriteLine($"route via pop1 {up.TotalSeconds:F1} s after the daemon listened");
+        var route = Sh($"ip -n {lab.Site} -j route show {LabTopology.RemotePrefix}");
+        Assert.Contains("\"protocol\":\"199\"", route.Replace(" ", "", StringComparison.Ordinal), StringComparison.Ordinal);
+        Assert.Contains("\"gateway\":\"169.254.1.1\"", route, StringComparison.Ordinal);
+        await s.WaitAsync(lab.Ping, TimeSpan.FromSeconds(10), "ping via pop1");
+        lab.StartTcpServer(TcpPort);
+        Assert.True(lab.Tcp(TcpPort), "TCP to the host via pop1");
+        // The site's prefix at both BIRDs, from AS 65000.
+        foreach (int i in new[] { 1, 2 })
+            await s.WaitAsync(() => lab.Birdc(i, $"show route for {LabTopology.SitePrefix}").Contains("AS65000", StringComparison.Ordinal), TimeSpan.FromSeconds(10), $"pop{i} learning the site prefix");
+        var routes = s.State().GetProperty("routes");
+        Assert.Equal(["pop1"], routes[0].GetProperty("tunnels").EnumerateArray().Select(t => t.GetString()));
+        Assert.Equal("Up", s.TunnelState("pop1").GetProperty("bfd").GetString());
+        Assert.Equal("Established", s.TunnelState("pop2").GetProperty("bgp").GetString());
+
+        // Cut the primary's underlay in transit: BFD Down, the route moves to the backup.
+        lab.Cut(1);
+        var moved = await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop2"]), TimeSpan.FromSeconds(30), "route via pop2 after the cut");
+        output.WriteLine($"route via pop2 {moved.TotalMilliseconds:F0} ms after the cut (BFD 100 ms x 3, hold time 90 s)");
+        // Behaviour, not a timing target: a move well inside the 90 s hold time can only be BFD's doing.
+        Assert.True(moved < TimeSpan.FromSeconds(30), $"moved after {moved}");
+        var pop1 = s.TunnelState("pop1");
+        Assert.NotEqual("Up", pop1.GetProperty("bfd").GetString());
+        Assert.True(pop1.GetProperty("bfdDownEvents").GetInt64() >= 1);
+        Assert.False(pop1.GetProperty("usable").GetBoolean());
+        await s.WaitAsync(lab.Ping, TimeSpan.FromSeconds(10), "ping via pop2");
+        Assert.True(lab.Tcp(TcpPort), "TCP to the host via pop2");
+        string metrics = Sh($"ip netns exec {lab.Site} curl -sf http://127.0.0.1:9180/metrics");
+        Assert.Contains("interconnect_bfd_down_total{tunnel=\"pop1\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("interconnect_tunnel_usable{tunnel=\"pop1\"} 0", metrics, StringComparison.Ordinal);
+        Assert.Equal(0, LabTopology.Run($"ip netns exec {lab.Site} curl -sf http://127.0.0.1:9180/readyz", check: false).Code);
+
+        // Restore: back on the primary.
+        lab.Restore(1);
+        var back = await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1"]), TimeSpan.FromSeconds(40), "route back via pop1");
+        output.WriteLine($"route back via pop1 {back.TotalSeconds:F1} s after the restore");
+        await s.WaitAsync(lab.Ping, TimeSpan.FromSeconds(10), "ping via pop1 again");
+
+        // SIGHUP with equal preferences: one ECMP route over both tunnels.
+        File.WriteAllText(s.ConfigPath, LabTopology.SiteConfig(150, 150, bfd: true));
+        s.Daemon.Signal(1);
+        await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1", "pop2"]), TimeSpan.FromSeconds(10), "ECMP route after the reload");
+        Assert.True(lab.Ping(), "ping over the ECMP route");
+
+        // SIGTERM: routes, tunnels and the announcements are gone.
+        s.Daemon.Signal(15);
+        Assert.True(s.Daemon.WaitForExit(TimeSpan.FromSeconds(15)), "the daemon did not stop on SIGTERM");
+        Assert.Empty(lab.SiteRouteDevices());
+        Assert.Equal("", Sh($"ip -n {lab.Site} -o link show type vxlan").Trim());
+        foreach (int i in new[] { 1, 2 })
+            await s.WaitAsync(() => !lab.Birdc(i, $"show route for {LabTopology.SitePrefix}").Contains("AS65000", StringComparison.Ordinal), TimeSpan.FromSeconds(10), $"pop{i} forgetting the site prefix");
+    }
+
+    /// <summary>
+    /// The same cut with BFD off on the site's side: BGP alone (hold time 90 s) keeps the dead primary,
+    /// which is what the test above would see if BFD did not move the route (its must-fail case).
+    /// </summary>
+    [LinuxFact(Netns = true, Tools = ["bird", "birdc", "ping", "python3", "curl", "dotnet"])]
+    public async Task WithoutBfd_TheRouteStaysOnTheDeadPrimary()
+    {
+        using var s = await StartAsync(200, 100, bfd: false);
+        var lab = s.Lab;
+        await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1"]), TimeSpan.FromSeconds(40), "route via pop1");
+        await s.WaitAsync(lab.Ping, TimeSpan.FromSeconds(10), "ping via pop1");
+        lab.Cut(1);
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        Assert.Equal(["pop1"], lab.SiteRouteDevices());
+        Assert.False(lab.Ping(), "the primary is cut");
+        var pop1 = s.TunnelState("pop1");
+        Assert.Equal("off", pop1.GetProperty("bfd").GetString());
+        Assert.Equal("Established", pop1.GetProperty("bgp").GetString());
+    }
+}
