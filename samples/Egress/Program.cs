@@ -29,15 +29,20 @@ public static class Program
         var bgpPeer = new Option<string[]>("--bgp-peer") { Description = "Announce the shared /32 over BGP to this router: IP:AS (repeatable)", AllowMultipleArgumentsPerToken = false };
         var bgpAs = new Option<uint?>("--bgp-local-as") { Description = "This machine's AS number (with --bgp-peer)" };
         var bgpId = new Option<string?>("--bgp-router-id") { Description = "BGP identifier (default: the uplink's IPv4 address)" };
+        var api = new Option<string?>("--api") { Description = "REST API, /readyz, /healthz, /metrics address: a loopback IP:PORT or none (default 127.0.0.1:3129)" };
+        var token = new Option<string?>("--api-token") { Description = "Bearer token required on /api/* and /metrics" };
+        var db = new Option<string?>("--db") { Description = $"SQLite file of the range and peers, or none (default {EgressConfig.DefaultDb})" };
+        var reseed = new Option<bool>("--db-reseed") { Description = "Start from the options' and file's range and peers even when the store holds others (and store them)" };
         var serve = new Command("serve", "Share the egress address: steer return traffic with XDP and serve the CONNECT proxy")
         {
-            config, iface, shared, ports, peers, listen, device, mode, noArp, level, json, bgpPeer, bgpAs, bgpId,
+            config, iface, shared, ports, peers, listen, device, mode, noArp, level, json, bgpPeer, bgpAs, bgpId, api, token, db, reseed,
         };
         serve.SetAction(async (parse, ct) =>
         {
             // The file (if any) read again with the same options on top: SIGHUP calls this too.
             EgressConfig Reload() => WithBgp(Build(parse.GetValue(config), parse.GetValue(iface), parse.GetValue(shared), parse.GetValue(ports), parse.GetValue(peers) ?? [],
-                parse.GetValue(listen), parse.GetValue(device), parse.GetValue(mode), parse.GetValue(noArp)), parse.GetValue(bgpPeer) ?? [], parse.GetValue(bgpAs), parse.GetValue(bgpId));
+                parse.GetValue(listen), parse.GetValue(device), parse.GetValue(mode), parse.GetValue(noArp), parse.GetValue(api), parse.GetValue(token), parse.GetValue(db)),
+                parse.GetValue(bgpPeer) ?? [], parse.GetValue(bgpAs), parse.GetValue(bgpId));
             EgressConfig cfg;
             try
             {
@@ -58,15 +63,30 @@ public static class Program
             });
             try
             {
-                return await ServeCommand.RunAsync(cfg, loggerFactory, Reload, ct).ConfigureAwait(false);
+                return await ServeCommand.RunAsync(cfg, loggerFactory, Reload, ct, parse.GetValue(reseed)).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is EgressConfigException or NetlinkException or BpfException or BpfObjectException or IOException or UnauthorizedAccessException)
+            catch (Exception e) when (e is EgressConfigException or NetlinkException or BpfException or BpfObjectException or IOException or UnauthorizedAccessException or Microsoft.Data.Sqlite.SqliteException)
             {
                 ServeCommand.Log.Failed(loggerFactory.CreateLogger("Netcore.Egress"), e, e.Message);
                 return 1;
             }
         });
-        var root = new RootCommand("Netcore.Egress: soft-unicast egress (a shared IPv4 address, a port range per machine)") { serve };
+        var labRequests = new Option<int>("--requests") { Description = "Requests through each machine's proxy (default 10)", DefaultValueFactory = _ => 10 };
+        var labBgp = new Option<bool>("--bgp") { Description = "BIRD on the router learns the shared /32 from both daemons over BGP (default: a static ECMP route)" };
+        var labHold = new Option<bool>("--hold") { Description = "Keep the lab up after the report until Ctrl-C" };
+        var labMode = new Option<string>("--xdp-mode") { Description = "The daemons' attach mode: native (default) or generic", DefaultValueFactory = _ => "native" };
+        labMode.AcceptOnlyFromAmong("native", "generic");
+        labRequests.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() is < 1 or > 10000)
+                r.AddError("--requests: 1 to 10000");
+        });
+        var lab = new Command("lab", "Build the two-machine topology in namespaces (needs root, ethtool; bird with --bgp), send requests through each machine's proxy, print where the server saw them and the counters, remove everything (also on Ctrl-C)")
+        {
+            labRequests, labBgp, labHold, labMode,
+        };
+        lab.SetAction((parse, ct) => Lab.LabCommand.RunAsync(new Lab.LabOptions(parse.GetValue(labRequests), parse.GetValue(labBgp), parse.GetValue(labMode)!), parse.GetValue(labHold), ct));
+        var root = new RootCommand("Netcore.Egress: soft-unicast egress (a shared IPv4 address, a port range per machine)") { serve, lab };
         return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }).ConfigureAwait(false);
     }
 
@@ -80,17 +100,24 @@ public static class Program
     }).Validate();
 
     /// <summary>Settings from a file (optional) overridden by options, validated.</summary>
-    internal static EgressConfig Build(FileInfo? file, string? iface, string? shared, string? ports, string[] peers, string? listen, string? device, string? mode, bool noArp)
+    internal static EgressConfig Build(FileInfo? file, string? iface, string? shared, string? ports, string[] peers, string? listen, string? device, string? mode, bool noArp,
+        string? api = null, string? token = null, string? db = null)
     {
         EgressConfig? b = file is null ? null : EgressConfig.Load(file.FullName);
         string? i = iface ?? b?.Interface;
         if (i is null)
             throw new EgressConfigException("interface", "--interface or a config file is required");
+        string? dbPath = db is not null ? (db == "none" ? null : db) : b is null ? EgressConfig.DefaultDb : b.Db;
         var cfg = new EgressConfig
         {
             Interface = i,
             SharedAddress = shared is not null ? EgressConfig.ParseShared(shared) : b?.SharedAddress ?? throw new EgressConfigException("sharedAddress", "--address is required"),
-            Ports = ports is not null ? PortRange.Parse(ports, "ports") : b?.Ports ?? throw new EgressConfigException("ports", "--ports is required"),
+            // Without --ports or a file's, the store's range (a daemon configured over the API).
+            Ports = ports is not null ? PortRange.Parse(ports, "ports") : b?.Ports ?? (dbPath is null ? null : Control.ConfigStore.PeekPorts(dbPath))
+                ?? throw new EgressConfigException("ports", "--ports is required (or a store that holds a range)"),
+            Api = api is not null ? EgressConfig.ParseApi(api) : b is null ? EgressConfig.DefaultApi : b.Api,
+            ApiToken = token ?? b?.ApiToken,
+            Db = dbPath,
             Peers = peers.Length > 0 ? peers.Select(EgressConfig.ParsePeer).ToList() : b?.Peers ?? [],
             Listen = listen is not null ? EgressConfig.ParseListen(listen) : b?.Listen ?? new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 3128),
             AddressDevice = device ?? b?.AddressDevice ?? "lo",

@@ -44,6 +44,63 @@ public sealed class ConfigTests
         Assert.Contains("overlap", e.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void APeerMac_GivenTwice_IsRejected_OneRangePerMachine()
+    {
+        var e = Assert.Throws<EgressConfigException>(() => Valid("34000-34999=02:00:00:00:00:0b", "35000-35999=02:00:00:00:00:0b"));
+        Assert.Contains("given twice", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ApiTokenAndStore_Options_FileAndDefaults()
+    {
+        var d = Valid();
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, 3129), d.Api);
+        Assert.Null(d.ApiToken);
+        Assert.Equal(EgressConfig.DefaultDb, d.Db);
+        var o = Program.Build(null, "up0", "192.0.2.1", "33000-33999", [], null, null, null, false, "none", "abc-DEF_1.2~3+4/5==", "none");
+        Assert.Null(o.Api);
+        Assert.Null(o.Db);
+        Assert.Equal("abc-DEF_1.2~3+4/5==", o.ApiToken);
+        // RFC 6750 2.1 b64token; the API on loopback only.
+        Assert.Equal("apiToken", Assert.Throws<EgressConfigException>(() => Program.Build(null, "up0", "192.0.2.1", "33000-33999", [], null, null, null, false, null, "has space")).Field);
+        Assert.Equal("apiToken", Assert.Throws<EgressConfigException>(() => Program.Build(null, "up0", "192.0.2.1", "33000-33999", [], null, null, null, false, null, "=")).Field);
+        Assert.Equal("api", Assert.Throws<EgressConfigException>(() => Program.Build(null, "up0", "192.0.2.1", "33000-33999", [], null, null, null, false, "0.0.0.0:3129")).Field);
+        Assert.Equal("api", Assert.Throws<EgressConfigException>(() => Program.Build(null, "up0", "192.0.2.1", "33000-33999", [], null, null, null, false, "localhost")).Field);
+        using var doc = JsonDocument.Parse("""{ "interface": "eth1", "sharedAddress": "192.0.2.1", "ports": "40000-40999", "api": "127.0.0.1:4000", "apiToken": "t", "db": "/tmp/x.db" }""");
+        var j = EgressConfig.FromJson(doc.RootElement);
+        Assert.Equal(4000, j.Api!.Port);
+        Assert.Equal("t", j.ApiToken);
+        Assert.Equal("/tmp/x.db", j.Db);
+    }
+
+    [Fact]
+    public void WithoutPorts_TheStoredRangeIsUsed_AndNoneIsAnError()
+    {
+        string dir = Directory.CreateTempSubdirectory("egress-store-").FullName;
+        try
+        {
+            string db = Path.Combine(dir, "egress.db");
+            Assert.Equal("ports", Assert.Throws<EgressConfigException>(() => Program.Build(null, "up0", "192.0.2.1", null, [], null, null, null, false, null, null, db)).Field);
+            Assert.False(File.Exists(db)); // looking does not create it
+            using (var store = new Control.ConfigStore(db))
+            {
+                Assert.Null(store.Load());
+                store.Save(new PortRange(40000, 40999), [EgressConfig.ParsePeer("41000-41999=02:00:00:00:00:0b")], () => { });
+                // A failing apply rolls the transaction back.
+                Assert.Throws<InvalidOperationException>(() => store.Save(new PortRange(1, 2), [], () => throw new InvalidOperationException()));
+                var (ports, peers) = store.Load()!.Value;
+                Assert.Equal(new PortRange(40000, 40999), ports);
+                Assert.Equal("02:00:00:00:00:0b", EgressConfig.FormatMac(Assert.Single(peers).Mac));
+            }
+            Assert.Equal(new PortRange(40000, 40999), Program.Build(null, "up0", "192.0.2.1", null, [], null, null, null, false, null, null, db).Ports);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Theory]
     [InlineData("2001:db8::1")]
     [InlineData("0.0.0.1")]

@@ -161,10 +161,13 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
     {
         foreach (var d in daemons)
         {
-            using var link = BpfLink.FromId(uint.Parse(LinkIdRegex().Match(d.Log).Groups[1].Value, CultureInfo.InvariantCulture));
+            using var link = BpfLink.FromId(LinkId(d));
             link.Detach();
         }
     }
+
+    /// <summary>The id of the daemon's bpf_link, from its start-up log.</summary>
+    internal static uint LinkId(ExternalDaemon d) => uint.Parse(LinkIdRegex().Match(d.Log).Groups[1].Value, CultureInfo.InvariantCulture);
 
     [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet", "curl", "python3"])]
     public async Task Daemon_AnswersProxyErrors_OnSigtermDetachesAndRemovesTheAddress_OnSigkillTheKernelDetaches()
@@ -222,7 +225,11 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         a.Veth("up0", p, "e0", "10.0.0.2/24", "10.0.0.1/24");
         using var d = StartDaemon(a, "20000-20999", "34000-34999=02:00:00:00:00:0b");
         Assert.True(d.WaitForExit(TimeSpan.FromSeconds(60)), "the daemon did not exit");
-        Assert.Contains("not inside net.ipv4.ip_local_port_range 32768-60999", d.Log, StringComparison.Ordinal);
+        // Process.WaitForExit(timeout) does not wait for the end of the redirected output: the line may come a little later.
+        const string Message = "not inside net.ipv4.ip_local_port_range 32768-60999";
+        for (int i = 0; i < 100 && !d.Log.Contains(Message, StringComparison.Ordinal); i++)
+            Thread.Sleep(50);
+        Assert.Contains(Message, d.Log, StringComparison.Ordinal);
         Assert.False(a.IpJson("link show up0")[0].TryGetProperty("xdp", out _));
         Assert.DoesNotContain(Shared, a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
     }
@@ -239,7 +246,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         File.WriteAllText(file, Config("33000-33999", "34000-34999=02:00:00:00:00:0b"));
         try
         {
-            using var d = ExternalDaemon.Start(a, "dotnet", [DaemonDll, "serve", "--config", file], output);
+            using var d = ExternalDaemon.Start(a, "dotnet", [DaemonDll, "serve", "--config", file, "--db", "none"], output);
             await d.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
             Assert.Contains("ports=\"33000-33999\",interface=\"up0\",peers=\"1\"", a.Exec("curl -s --max-time 5 http://127.0.0.1:3128/metrics"), StringComparison.Ordinal);
             using var ports = PortsMap(d);
@@ -272,7 +279,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
     }
 
     /// <summary>egress_ports of the daemon's program (by the program id in its start-up log).</summary>
-    private static DisposableMap PortsMap(ExternalDaemon d)
+    internal static DisposableMap PortsMap(ExternalDaemon d)
     {
         uint progId = uint.Parse(ProgramIdRegex().Match(d.Log).Groups[1].Value, CultureInfo.InvariantCulture);
         using var prog = BpfProgram.FromId(progId);
@@ -286,7 +293,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         throw new InvalidOperationException("egress_ports not found among the program's maps");
     }
 
-    private sealed class DisposableMap(BpfMap map) : IDisposable
+    internal sealed class DisposableMap(BpfMap map) : IDisposable
     {
         public uint Lookup(uint port) => map.AsMap<uint, uint>().Lookup(port);
 
@@ -299,7 +306,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
     private ExternalDaemon StartDaemon(TestNetns ns, string range, string peer) => StartDaemon(ns, range, peer, output);
 
     private static ExternalDaemon StartDaemon(TestNetns ns, string range, string peer, ITestOutputHelper output, params string[] extra) =>
-        ExternalDaemon.Start(ns, "dotnet", [DaemonDll, "serve", "--interface", "up0", "--address", Shared, "--ports", range, "--peer", peer, "--listen", "127.0.0.1:3128", .. extra], output);
+        ExternalDaemon.Start(ns, "dotnet", [DaemonDll, "serve", "--interface", "up0", "--address", Shared, "--ports", range, "--peer", peer, "--listen", "127.0.0.1:3128", "--db", "none", .. extra], output);
 
     private sealed class TempDir : IDisposable
     {

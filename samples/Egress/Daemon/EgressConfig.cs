@@ -105,6 +105,21 @@ public sealed record EgressConfig
     /// <summary>BGP identifier; default the uplink's first IPv4 address.</summary>
     public IPAddress? BgpRouterId { get; init; }
 
+    /// <summary>The default REST API address.</summary>
+    public static IPEndPoint DefaultApi { get; } = new(IPAddress.Loopback, 3129);
+
+    /// <summary>The default SQLite store.</summary>
+    public const string DefaultDb = "/var/lib/netcore-egress/egress.db";
+
+    /// <summary>REST API, /readyz, /healthz and /metrics address (a loopback address); null: no API. Default 127.0.0.1:3129.</summary>
+    public IPEndPoint? Api { get; init; } = DefaultApi;
+
+    /// <summary>Bearer token the API requires on /api/* and /metrics (RFC 6750); null: none.</summary>
+    public string? ApiToken { get; init; }
+
+    /// <summary>SQLite file holding this machine's range and the peers; null: nothing is stored. Default <see cref="DefaultDb"/>.</summary>
+    public string? Db { get; init; } = DefaultDb;
+
     /// <summary>Checks the settings together (ranges disjoint, addresses usable).</summary>
     /// <exception cref="EgressConfigException">The first problem found.</exception>
     public EgressConfig Validate()
@@ -116,6 +131,11 @@ public sealed record EgressConfig
         ValidateShared(SharedAddress);
         if (!IPAddress.IsLoopback(Listen.Address))
             throw new EgressConfigException("listen", $"{Listen} is not a loopback address: the proxy has no authentication");
+        if (Api is { } api && !IPAddress.IsLoopback(api.Address))
+            throw new EgressConfigException("api", $"{api} is not a loopback address: the API changes the data plane");
+        ValidateToken(ApiToken);
+        if (Db is { Length: 0 })
+            throw new EgressConfigException("db", "an empty path (use none for no store)");
         if (BgpPeers.Count > 0 && BgpLocalAs is null or 0)
             throw new EgressConfigException("bgpLocalAs", "an AS number 1-4294967295 is required to announce over BGP (RFC 7607: AS 0 is reserved)");
         if (BgpRouterId is { } id && (id.AddressFamily != AddressFamily.InterNetwork || id.Equals(IPAddress.Any)))
@@ -128,12 +148,33 @@ public sealed record EgressConfig
             if (p.Ports.Overlaps(Ports))
                 throw new EgressConfigException("peers", $"range {p.Ports} overlaps this machine's {Ports}: each port has one owner");
             for (int j = 0; j < i; j++)
+            {
                 if (Peers[j].Ports.Overlaps(p.Ports))
                     throw new EgressConfigException("peers", $"ranges {Peers[j].Ports} and {p.Ports} overlap");
+                // One machine, one range: a peer is known by its MAC (the API's key, the owner slot's).
+                if (Peers[j].Mac.Equals(p.Mac))
+                    throw new EgressConfigException("peers", $"{FormatMac(p.Mac)} is given twice ({Peers[j].Ports} and {p.Ports}): one range per machine");
+            }
             ValidateMac(p.Mac, "peers");
         }
         return this;
     }
+
+    /// <summary>RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".</summary>
+    internal static void ValidateToken(string? token)
+    {
+        if (token is null)
+            return;
+        string body = token.TrimEnd('=');
+        if (body.Length == 0 || !body.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '~' or '+' or '/'))
+            throw new EgressConfigException("apiToken", "a token of letters, digits and -._~+/ (RFC 6750 2.1 b64token) is required");
+    }
+
+    /// <summary>Parses the API address: <c>IP:PORT</c> or <c>none</c>.</summary>
+    public static IPEndPoint? ParseApi(string text) =>
+        text == "none" ? null
+        : IPEndPoint.TryParse(text ?? "", out var ep) && (ep.Port != 0 || text!.EndsWith(":0", StringComparison.Ordinal)) ? ep
+        : throw new EgressConfigException("api", $"'{text}' is not IP:PORT or none");
 
     private static void ValidateShared(IPAddress a)
     {
@@ -162,6 +203,8 @@ public sealed record EgressConfig
         try
         {
             var mac = PhysicalAddress.Parse(text.Replace(':', '-'));
+            if (mac.GetAddressBytes().Length != 6)
+                throw new EgressConfigException(field, $"'{text}' is not a 6-octet MAC address");
             ValidateMac(mac, field);
             return mac;
         }
@@ -220,7 +263,7 @@ public sealed record EgressConfig
             return v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new EgressConfigException(name, "must be a string");
         }
         foreach (var p in root.EnumerateObject())
-            if (p.Name is not ("interface" or "sharedAddress" or "ports" or "peers" or "listen" or "addressDevice" or "xdpMode" or "arpSysctls" or "bgp"))
+            if (p.Name is not ("interface" or "sharedAddress" or "ports" or "peers" or "listen" or "addressDevice" or "xdpMode" or "arpSysctls" or "bgp" or "api" or "apiToken" or "db"))
                 throw new EgressConfigException(p.Name, "unknown setting");
         var peers = new List<EgressPeer>();
         if (root.TryGetProperty("peers", out var pa))
@@ -236,6 +279,8 @@ public sealed record EgressConfig
             }
         }
         string shared = Str("sharedAddress", true), listen = Str("listen", false), device = Str("addressDevice", false), mode = Str("xdpMode", false);
+        string api = Str("api", false), db = Str("db", false);
+        string? token = root.TryGetProperty("apiToken", out _) ? Str("apiToken", false) : null;
         bool arp = true;
         if (root.TryGetProperty("arpSysctls", out var av))
             arp = av.ValueKind switch
@@ -283,6 +328,9 @@ public sealed record EgressConfig
             AddressDevice = device.Length == 0 ? "lo" : device,
             XdpMode = mode.Length == 0 ? XdpMode.Native : ParseMode(mode),
             ArpSysctls = arp,
+            Api = api.Length == 0 ? DefaultApi : ParseApi(api),
+            ApiToken = token,
+            Db = db.Length == 0 ? DefaultDb : db == "none" ? null : db,
         }.Validate();
     }
 

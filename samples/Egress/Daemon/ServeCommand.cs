@@ -3,6 +3,8 @@ using System.Globalization;
 using System.Net.NetworkInformation;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
+using Netcore.Egress.Api;
+using Netcore.Egress.Control;
 using Netcore.Egress.DataPlane;
 using Netcore.Egress.Proxy;
 using Netcore.Egress.Routing;
@@ -18,17 +20,30 @@ namespace Netcore.Egress.Daemon;
 internal static partial class ServeCommand
 {
     /// <summary>Runs until <paramref name="ct"/> or SIGTERM/SIGINT.</summary>
-    /// <param name="cfg">The settings.</param>
+    /// <param name="cfg">The settings (file and options).</param>
     /// <param name="loggerFactory">Logging.</param>
     /// <param name="reload">Reads the settings again (SIGHUP); null: SIGHUP is ignored.</param>
     /// <param name="ct">Stops the daemon.</param>
-    public static async Task<int> RunAsync(EgressConfig cfg, ILoggerFactory loggerFactory, Func<EgressConfig>? reload, CancellationToken ct)
+    /// <param name="reseed">Start from <paramref name="cfg"/>'s range and peers even when the store holds others.</param>
+    public static async Task<int> RunAsync(EgressConfig cfg, ILoggerFactory loggerFactory, Func<EgressConfig>? reload, CancellationToken ct, bool reseed = false)
     {
         var log = loggerFactory.CreateLogger("Netcore.Egress");
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
 
+        // The store wins over the file and options once it holds a range (API changes survive a
+        // restart); --db-reseed or SIGHUP puts the file's and options' range and peers in force.
+        using var store = cfg.Db is null ? null : new ConfigStore(cfg.Db);
+        string source = cfg.Db is null ? "options" : "options (stored in " + cfg.Db + ")";
+        if (store?.Load() is { } stored && !reseed)
+        {
+            if (stored.Ports != cfg.Ports || !stored.Peers.SequenceEqual(cfg.Peers))
+                Log.StoreWins(log, store.Path, stored.Ports.ToString(), stored.Peers.Count, cfg.Ports.ToString(), cfg.Peers.Count);
+            cfg = cfg with { Ports = stored.Ports, Peers = stored.Peers };
+            source = "store " + store.Path;
+        }
+        cfg.Validate();
         CheckLocalPortRange(cfg.Ports);
         using var nl = NetlinkClient.Open();
         Link uplink = await nl.GetLinkAsync(cfg.Interface, stop.Token).ConfigureAwait(false);
@@ -64,33 +79,61 @@ internal static partial class ServeCommand
         try
         {
             using var dp = EgressDataPlane.Load(cfg.SharedAddress, mac);
-            dp.SetOwners(cfg.Ports, cfg.Peers);
+            var controller = new EgressController(cfg, dp, store, mac, log);
+            controller.Initialize(cfg, source);
             dp.Attach(uplink.Index, cfg.XdpMode);
             Log.Attached(log, cfg.Interface, dp.Program.GetInfo().Id, dp.LinkId ?? 0, cfg.XdpMode.ToString(), cfg.SharedAddress.ToString(), cfg.Ports.ToString(), cfg.Peers.Count);
             foreach (var p in cfg.Peers)
                 Log.Peer(log, p.Ports.ToString(), EgressConfig.FormatMac(p.Mac));
 
             SharedPrefixAnnouncer? bgp = null;
-            var current = cfg;
-            var proxy = new ConnectProxy(cfg, stats, () => MetricsText.Render(current, dp, stats), loggerFactory.CreateLogger("Netcore.Egress.Proxy"));
+            async Task<Readiness> ReadyAsync(CancellationToken c)
+            {
+                // Ready: the program steers (attached to the uplink), the address is in place, and
+                // with BGP a router has the route (a session Established).
+                var reasons = new List<string>();
+                var now = controller.Current;
+                if (dp.AttachedIfindex != uplink.Index)
+                    reasons.Add($"program: egress_xdp is not attached to {now.Interface}");
+                if (!await AddressPresentAsync(addressIndex, now.SharedAddress, c).ConfigureAwait(false))
+                    reasons.Add($"address: {now.SharedAddress}/32 is not on {now.AddressDevice}");
+                if (now.BgpPeers.Count > 0)
+                {
+                    var sessions = bgp?.Sessions ?? [];
+                    if (!sessions.Any(x => x.State == Netcore.Bgp.BgpPeerState.Established))
+                        reasons.Add("bgp: no session Established (" + (sessions.Count == 0 ? "not started" : string.Join(", ", sessions.Select(x => $"{x.Router} {x.State}"))) + ")");
+                }
+                return new Readiness(reasons);
+            }
+            string Metrics() => MetricsText.Render(controller.Current, dp, stats);
+            var proxy = new ConnectProxy(cfg, stats, Metrics, loggerFactory.CreateLogger("Netcore.Egress.Proxy"), ReadyAsync);
+            controller.Applied = proxy.Update;
             await using (proxy.ConfigureAwait(false))
             {
-                var gate = new object();
                 // SIGHUP: this machine's range and the other machines are read again and written to
-                // the maps in place (no detach); what needs a restart is reported and kept.
+                // the maps in place (no detach) and to the store; what needs a restart is reported and kept.
                 using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
                 {
                     c.Cancel = true;
-                    if (reload is null)
-                        return;
-                    lock (gate)
-                        current = ApplyReload(current, reload, dp, proxy, log);
+                    if (reload is not null)
+                        controller.Reload(reload);
                 });
                 proxy.Start();
-                // The test and the README read this line for the port (listen on :0 picks one).
-                Log.Listening(log, proxy.LocalEndPoint.ToString());
+                ApiServer? api = null;
                 try
                 {
+                    if (cfg.Api is { } apiEndpoint)
+                    {
+                        api = await ApiServer.StartAsync(apiEndpoint, cfg.ApiToken, controller, new ApiHooks
+                        {
+                            Metrics = Metrics,
+                            Ready = ReadyAsync,
+                            State = async c => State(controller, dp, stats, bgp, await ReadyAsync(c).ConfigureAwait(false)),
+                        }, stop.Token).ConfigureAwait(false);
+                        Log.Api(log, api.Address.ToString(), cfg.ApiToken is not null);
+                    }
+                    // The test and the README read this line for the port (listen on :0 picks one).
+                    Log.Listening(log, proxy.LocalEndPoint.ToString());
                     try
                     {
                         if (cfg.BgpPeers.Count > 0)
@@ -114,6 +157,8 @@ internal static partial class ServeCommand
                     // while the program still steers what is on its way.
                     if (bgp is not null)
                         await bgp.DisposeAsync().ConfigureAwait(false);
+                    if (api is not null)
+                        await api.DisposeAsync().ConfigureAwait(false);
                 }
             }
             dp.Detach();
@@ -127,39 +172,51 @@ internal static partial class ServeCommand
         return 0;
     }
 
+    /// <summary>GET /api/v1/state.</summary>
+    private static object State(EgressController controller, EgressDataPlane dp, ProxyStats stats, SharedPrefixAnnouncer? bgp, Readiness ready)
+    {
+        var c = controller.Current;
+        uint? linkId = dp.LinkId;
+        return new
+        {
+            sharedAddress = c.SharedAddress.ToString(),
+            @interface = c.Interface,
+            addressDevice = c.AddressDevice,
+            ports = c.Ports.ToString(),
+            peers = c.Peers.Select(p => ApiServer.PeerView(controller, p)).ToList(),
+            program = new { attached = dp.AttachedIfindex != 0, id = dp.Program.GetInfo().Id, linkId, mode = c.XdpMode.ToString().ToLowerInvariant() },
+            counters = new
+            {
+                forwarded = dp.Count(EgressCounter.Forwarded),
+                local = dp.Count(EgressCounter.Local),
+                passed = dp.Count(EgressCounter.Passed),
+                malformed = dp.Count(EgressCounter.Malformed),
+                bounced = dp.Count(EgressCounter.Bounced),
+            },
+            proxy = new { listen = c.Listen.ToString(), tunnels = stats.Opened, active = stats.Active, bytesUp = stats.BytesUp, bytesDown = stats.BytesDown },
+            bgp = (bgp?.Sessions ?? []).Select(x => new { router = x.Router.ToString(), state = x.State.ToString() }).ToList(),
+            store = controller.Store?.Path,
+            ready = ready.Ready,
+            notReady = ready.Reasons,
+        };
+    }
+
+    /// <summary>True when <paramref name="shared"/>/32 is on the address device.</summary>
+    private static async Task<bool> AddressPresentAsync(int ifindex, IPAddress shared, CancellationToken ct)
+    {
+        using var nl = NetlinkClient.Open();
+        await foreach (var a in nl.GetAddressesAsync(System.Net.Sockets.AddressFamily.InterNetwork, ifindex, ct).ConfigureAwait(false))
+            if (a.Address.Equals(shared))
+                return true;
+        return false;
+    }
+
     /// <summary>The uplink's first IPv4 address: the BGP next hop and session address.</summary>
     private static async Task<IPAddress> UplinkAddressAsync(NetlinkClient nl, int ifindex, CancellationToken ct)
     {
         await foreach (var a in nl.GetAddressesAsync(System.Net.Sockets.AddressFamily.InterNetwork, ifindex, ct).ConfigureAwait(false))
             return a.Address;
         throw new EgressConfigException("interface", "the uplink has no IPv4 address to announce the shared address from (BGP next hop)");
-    }
-
-    /// <summary>Reads the settings again and applies the range and the peers; returns the settings in force.</summary>
-    internal static EgressConfig ApplyReload(EgressConfig current, Func<EgressConfig> reload, EgressDataPlane dp, ConnectProxy proxy, ILogger log)
-    {
-        EgressConfig next;
-        try
-        {
-            next = reload();
-            CheckLocalPortRange(next.Ports);
-        }
-        catch (Exception e) when (e is EgressConfigException or IOException or UnauthorizedAccessException)
-        {
-            Log.ReloadFailed(log, e.Message);
-            return current;
-        }
-        if (next.Interface != current.Interface || !next.SharedAddress.Equals(current.SharedAddress) || !next.Listen.Equals(current.Listen) ||
-            next.AddressDevice != current.AddressDevice || next.XdpMode != current.XdpMode || next.ArpSysctls != current.ArpSysctls ||
-            !next.BgpPeers.SequenceEqual(current.BgpPeers) || next.BgpLocalAs != current.BgpLocalAs || !Equals(next.BgpRouterId, current.BgpRouterId))
-            Log.ReloadNeedsRestart(log);
-        var applied = current with { Ports = next.Ports, Peers = next.Peers };
-        // Ports that move between machines: connections open on them break either way; the
-        // table is rewritten whole (BPF_MAP_UPDATE_BATCH, array entries change one by one).
-        dp.SetOwners(applied.Ports, applied.Peers);
-        proxy.Update(applied);
-        Log.Reloaded(log, applied.Ports.ToString(), applied.Peers.Count);
-        return applied;
     }
 
     /// <summary>
@@ -186,7 +243,13 @@ internal static partial class ServeCommand
         [LoggerMessage(2, LogLevel.Information, "ports {Ports} belong to {Mac}")]
         public static partial void Peer(ILogger logger, string ports, string mac);
 
-        [LoggerMessage(3, LogLevel.Information, "listening on {Endpoint} (CONNECT proxy, /metrics, /healthz)")]
+        [LoggerMessage(12, LogLevel.Information, "REST API on {Address} (token required: {Token}; /api/v1, /readyz, /healthz, /metrics)")]
+        public static partial void Api(ILogger logger, string address, bool token);
+
+        [LoggerMessage(13, LogLevel.Warning, "the store {Path} holds ports {StoredPorts} and {StoredPeers} other machines, used instead of the options' {Ports} and {Peers} (SIGHUP or --db-reseed applies the options and file)")]
+        public static partial void StoreWins(ILogger logger, string path, string storedPorts, int storedPeers, string ports, int peers);
+
+        [LoggerMessage(3, LogLevel.Information, "listening on {Endpoint} (CONNECT proxy, /metrics, /healthz, /readyz)")]
         public static partial void Listening(ILogger logger, string endpoint);
 
         [LoggerMessage(4, LogLevel.Information, "{Address}/32 was already on {Device}; it stays there on exit")]

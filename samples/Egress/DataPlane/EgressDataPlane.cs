@@ -45,6 +45,9 @@ internal sealed class EgressDataPlane : IDisposable
 
     private const int PortCount = 65536;
     private readonly BpfObject _obj;
+    // What egress_ports holds (zero after load) and the owner slot of each peer MAC key.
+    private readonly uint[] _ports = new uint[PortCount];
+    private readonly Dictionary<ulong, uint> _slots = [];
     private BpfLink? _link;
 
     private EgressDataPlane(BpfObject obj) => _obj = obj;
@@ -57,6 +60,12 @@ internal sealed class EgressDataPlane : IDisposable
 
     /// <summary>The id of the attached program's link, or null when not attached.</summary>
     public uint? LinkId => _link?.GetInfo().Id;
+
+    /// <summary>
+    /// The interface the program is attached to now, or 0: the kernel reports ifindex 0 for an XDP
+    /// link that was detached (BPF_LINK_DETACH by someone else, or the device went away).
+    /// </summary>
+    public int AttachedIfindex => _link?.GetInfo().Ifindex ?? 0;
 
     /// <summary>Loads the object with the shared address and this machine's uplink MAC.</summary>
     public static EgressDataPlane Load(IPAddress shared, PhysicalAddress localMac, string? objectPath = null)
@@ -75,38 +84,75 @@ internal sealed class EgressDataPlane : IDisposable
     }
 
     /// <summary>
-    /// Writes the whole port table: this machine's range local, each peer's range to its owner slot
-    /// (2, 3, ...), every other port nobody's. Owners are written before the ports that name them.
+    /// Makes the port table say: this machine's range local, each peer's range its owner slot, every
+    /// other port nobody's. Applied so that a packet never sees a port without a valid owner: a
+    /// peer keeps its slot while its MAC stays a peer's (slots are stable across updates; a new
+    /// peer gets a slot no port names), the new slots' MACs are written before any port names them,
+    /// then only the ports whose owner changes are written (each straight from the old owner to the
+    /// new one; an array entry is one aligned u32, so a lookup reads the old or the new value), and
+    /// the removed peers' MACs go last. Returns the number of port entries written.
     /// </summary>
-    public void SetOwners(PortRange local, IReadOnlyList<EgressPeer> peers)
+    public int SetOwners(PortRange local, IReadOnlyList<EgressPeer> peers)
     {
         ArgumentNullException.ThrowIfNull(peers);
         var owners = _obj.Map("egress_owners").AsMap<uint, EgressOwner>();
         var peerMacs = _obj.Map("egress_peer_macs").AsMap<ulong, uint>();
-        var stale = new List<ulong>();
-        foreach (ulong k in peerMacs.Keys)
-            stale.Add(k);
-        foreach (ulong k in stale)
-            peerMacs.Delete(k);
-        var values = new uint[PortCount];
-        for (int i = 0; i < peers.Count; i++)
+        var next = new Dictionary<ulong, uint>();
+        foreach (var p in peers)
         {
+            ulong key = MacKey(p.Mac.GetAddressBytes());
+            if (_slots.TryGetValue(key, out uint s))
+                next[key] = s;
+        }
+        foreach (var p in peers)
+        {
+            byte[] mac = p.Mac.GetAddressBytes();
+            ulong key = MacKey(mac);
+            if (next.ContainsKey(key))
+                continue;
+            // The lowest slot neither kept nor still named by a port of the table in force; only when
+            // all 254 are taken is a slot of a removed peer reused (its ports are rewritten below).
+            uint slot = FreeSlot(next.Values, _slots.Values) ?? FreeSlot(next.Values, [])
+                ?? throw new EgressConfigException("peers", $"at most {EgressConfig.MaxPeers} other machines");
+            next[key] = slot;
             var o = default(EgressOwner);
-            byte[] mac = peers[i].Mac.GetAddressBytes();
             unsafe
             {
                 for (int b = 0; b < 6; b++)
                     o.Mac[b] = mac[b];
             }
-            uint slot = (uint)i + 2;
             owners.Update(slot, o);
-            peerMacs.Update(MacKey(mac), slot);
-            for (int p = peers[i].Ports.First; p <= peers[i].Ports.Last; p++)
-                values[p] = slot;
+            peerMacs.Update(key, slot);
         }
-        for (int p = local.First; p <= local.Last; p++)
-            values[p] = PortLocal;
-        WritePorts(values);
+        var values = new uint[PortCount];
+        foreach (var p in peers)
+        {
+            uint slot = next[MacKey(p.Mac.GetAddressBytes())];
+            for (int port = p.Ports.First; port <= p.Ports.Last; port++)
+                values[port] = slot;
+        }
+        for (int port = local.First; port <= local.Last; port++)
+            values[port] = PortLocal;
+        int written = WritePorts(values);
+        foreach (ulong gone in _slots.Keys.Where(k => !next.ContainsKey(k)).ToList())
+            peerMacs.Delete(gone);
+        _slots.Clear();
+        foreach (var (k, v) in next)
+            _slots[k] = v;
+        return written;
+    }
+
+    /// <summary>The owner slot of each peer MAC in force (as written by <see cref="SetOwners"/>).</summary>
+    public uint SlotOf(PhysicalAddress mac) => _slots.GetValueOrDefault(MacKey(mac.GetAddressBytes()));
+
+    private static uint? FreeSlot(IEnumerable<uint> taken, IEnumerable<uint> avoid)
+    {
+        var used = new HashSet<uint>(taken);
+        used.UnionWith(avoid);
+        for (uint s = 2; s < 2 + EgressConfig.MaxPeers; s++)
+            if (!used.Contains(s))
+                return s;
+        return null;
     }
 
     /// <summary>egress_peer_macs key: the 6 bytes in frame order in the low bytes of a u64 (little-endian host).</summary>
@@ -121,25 +167,34 @@ internal sealed class EgressDataPlane : IDisposable
     /// <summary>Marks every port nobody's (the program then passes everything).</summary>
     public void ClearOwners() => WritePorts(new uint[PortCount]);
 
-    private void WritePorts(uint[] values)
+    /// <summary>Writes the entries of <paramref name="values"/> that differ from the table in force; returns how many.</summary>
+    private int WritePorts(uint[] values)
     {
         var ports = _obj.Map("egress_ports").AsMap<uint, uint>();
-        var keys = new uint[PortCount];
+        var keys = new List<uint>();
+        var vals = new List<uint>();
         for (uint i = 0; i < PortCount; i++)
-            keys[i] = i;
-        // BPF_MAP_UPDATE_BATCH: a few system calls for the 65,536 entries (array maps support it).
-        const int Chunk = 8192;
-        for (int off = 0; off < PortCount; off += Chunk)
         {
-            int done = 0;
-            while (done < Chunk)
+            if (values[i] != _ports[i])
             {
-                int n = ports.UpdateBatch(keys.AsSpan(off + done, Chunk - done), values.AsSpan(off + done, Chunk - done));
-                if (n <= 0)
-                    throw new InvalidOperationException($"BPF_MAP_UPDATE_BATCH on egress_ports wrote nothing at port {off + done}");
-                done += n;
+                keys.Add(i);
+                vals.Add(values[i]);
             }
         }
+        uint[] k = [.. keys], v = [.. vals];
+        // BPF_MAP_UPDATE_BATCH: a few system calls for up to 65,536 entries (array maps support it);
+        // each entry is still written on its own (kernel/bpf/arraymap.c array_map_update_elem).
+        const int Chunk = 8192;
+        for (int off = 0; off < k.Length;)
+        {
+            int len = Math.Min(Chunk, k.Length - off);
+            int n = ports.UpdateBatch(k.AsSpan(off, len), v.AsSpan(off, len));
+            if (n <= 0)
+                throw new InvalidOperationException($"BPF_MAP_UPDATE_BATCH on egress_ports wrote nothing at port {k[off]}");
+            off += n;
+        }
+        Array.Copy(values, _ports, PortCount);
+        return k.Length;
     }
 
     /// <summary>The owner slot of <paramref name="port"/> as the program sees it.</summary>

@@ -11,7 +11,7 @@ namespace Netcore.Egress.Proxy;
 /// HTTP CONNECT proxy (RFC 9110 9.3.6) on a loopback address: each CONNECT opens an outbound TCP
 /// connection from the shared address and a port of this machine's range (<see cref="SourceSocket"/>)
 /// and then relays bytes both ways. The same listener answers <c>GET /metrics</c> (Prometheus
-/// text) and <c>GET /healthz</c>.
+/// text), <c>GET /healthz</c> and <c>GET /readyz</c>.
 /// </summary>
 internal sealed partial class ConnectProxy : IAsyncDisposable
 {
@@ -22,6 +22,7 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
 
     private volatile EgressConfig _config;
     private readonly Func<string> _metrics;
+    private readonly Func<CancellationToken, Task<Api.Readiness>>? _ready;
     private readonly ProxyStats _stats;
     private readonly ILogger _log;
     private readonly Socket _listener;
@@ -29,8 +30,9 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
     private readonly List<Task> _clients = [];
     private Task? _accept;
 
-    public ConnectProxy(EgressConfig config, ProxyStats stats, Func<string> metrics, ILogger log)
+    public ConnectProxy(EgressConfig config, ProxyStats stats, Func<string> metrics, ILogger log, Func<CancellationToken, Task<Api.Readiness>>? ready = null)
     {
+        _ready = ready;
         _config = config;
         _stats = stats;
         _metrics = metrics;
@@ -128,6 +130,12 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
         if (method == "GET" && target == "/healthz")
         {
             await ReplyAsync(client, "200 OK", "ok\n", ct).ConfigureAwait(false);
+            return;
+        }
+        if (method == "GET" && target == "/readyz" && _ready is not null)
+        {
+            var r = await _ready(ct).ConfigureAwait(false);
+            await ReplyAsync(client, r.Ready ? "200 OK" : "503 Service Unavailable", r.Text, ct).ConfigureAwait(false);
             return;
         }
         if (method != "CONNECT")

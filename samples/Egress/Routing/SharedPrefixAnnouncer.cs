@@ -71,6 +71,10 @@ internal sealed partial class SharedPrefixAnnouncer : IAsyncDisposable
         LogAnnouncing(_log, shared.ToString(), nextHop.ToString(), routers.Count);
     }
 
+    /// <summary>Each router's session state.</summary>
+    public IReadOnlyList<(IPAddress Router, BgpPeerState State)> Sessions =>
+        [.. _speaker.Peers.Select(p => (p.RemoteAddress, p.State)).OrderBy(x => x.RemoteAddress.ToString(), StringComparer.Ordinal)];
+
     /// <summary>Closes every session with Cease (the routers withdraw this machine at once).</summary>
     public ValueTask DisposeAsync() => _speaker.DisposeAsync();
 

@@ -1,0 +1,68 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace Netcore.Egress.Tests;
+
+/// <summary>The <c>lab</c> command, run as a process: its report, and nothing left behind (also after Ctrl-C).</summary>
+public sealed partial class LabTests(ITestOutputHelper output)
+{
+    private static string DaemonDll => Path.Combine(AppContext.BaseDirectory, "Netcore.Egress.dll");
+
+    /// <summary>Namespaces and temporary folders of the lab run by process <paramref name="pid"/>.</summary>
+    private static string[] Leftovers(int pid)
+    {
+        string prefix = $"eg-{pid}-";
+        var ns = Directory.Exists("/run/netns") ? Directory.GetFiles("/run/netns").Select(Path.GetFileName).Where(n => n!.StartsWith(prefix, StringComparison.Ordinal)) : [];
+        var dirs = Directory.GetDirectories(Path.GetTempPath(), prefix + "*");
+        return [.. ns!, .. dirs];
+    }
+
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet", "ethtool"])]
+    public async Task Lab_SendsRequestsThroughBothMachines_ReportsWhereTheServerSawThem_AndRemovesEverything()
+    {
+        using var lab = ExternalDaemon.Start(null, "dotnet", [DaemonDll, "lab", "--requests", "8"], output);
+        await lab.WaitForOutputAsync("lab: removed", TimeSpan.FromSeconds(120));
+        Assert.True(lab.WaitForExit(TimeSpan.FromSeconds(10)));
+        string log = lab.Log;
+        Assert.Contains("lab: both machines answer /readyz 200", log, StringComparison.Ordinal);
+        Assert.Contains("lab: all 16 requests answered", log, StringComparison.Ordinal);
+        // Each request: the machine it went through, the address and port the server saw, and
+        // whose range that port is in.
+        var rows = RowRegex().Matches(log);
+        Assert.Equal(16, rows.Count);
+        foreach (Match m in rows)
+        {
+            Assert.Equal(m.Groups["via"].Value, m.Groups["owner"].Value);
+            int port = int.Parse(m.Groups["port"].Value, CultureInfo.InvariantCulture);
+            Assert.InRange(port, m.Groups["via"].Value == "A" ? 33000 : 34000, m.Groups["via"].Value == "A" ? 33999 : 34999);
+        }
+        Assert.Equal(8, rows.Count(m => m.Groups["via"].Value == "A"));
+        // The counters: return traffic of about half the flows lands on the other machine, so
+        // nothing forwarded by either after 16 flows has probability 2^-16.
+        var machines = MachineRegex().Matches(log);
+        Assert.Equal(2, machines.Count);
+        Assert.Equal("33000-33999", machines[0].Groups["ports"].Value);
+        Assert.Equal("34000-34999", machines[1].Groups["ports"].Value);
+        Assert.True(machines.Sum(m => long.Parse(m.Groups["fwd"].Value, CultureInfo.InvariantCulture)) > 0, "neither machine forwarded a packet");
+        Assert.All(machines, m => Assert.Equal("8", m.Groups["tunnels"].Value));
+        Assert.Empty(Leftovers(lab.Pid));
+    }
+
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet", "ethtool"])]
+    public async Task Lab_Interrupted_RemovesEverything()
+    {
+        using var lab = ExternalDaemon.Start(null, "dotnet", [DaemonDll, "lab", "--requests", "1", "--hold"], output);
+        await lab.WaitForOutputAsync("lab: up", TimeSpan.FromSeconds(120));
+        Assert.NotEmpty(Leftovers(lab.Pid));
+        lab.Signal(2); // SIGINT, as Ctrl-C
+        Assert.True(lab.WaitForExit(TimeSpan.FromSeconds(60)), "the lab did not exit on SIGINT");
+        Assert.Contains("lab: removed", lab.Log, StringComparison.Ordinal);
+        Assert.Empty(Leftovers(lab.Pid));
+    }
+
+    [GeneratedRegex(@"^\s+\d+\s+(?<via>[AB])\s+192\.0\.2\.1:(?<port>\d+)\s+(?<owner>\S+)$", RegexOptions.Multiline)]
+    private static partial Regex RowRegex();
+
+    [GeneratedRegex(@"^machine [AB]: ports (?<ports>\S+), .*XDP forwarded (?<fwd>\d+) .*proxy tunnels (?<tunnels>\d+)$", RegexOptions.Multiline)]
+    private static partial Regex MachineRegex();
+}
