@@ -68,9 +68,11 @@ public sealed class RouteSelectorTests
             from usable in Gen.Elements(true, true, false)
             from mask in Gen.Choose(0, 15)
             select (Preference: (uint)pref, Usable: usable, Mask: mask);
-        var gen = from ts in Gen.ListOf(tunnelGen, 0).Select(l => l.Take(6).ToList())
+        var gen = from n in Gen.Choose(0, 6)
+                  from ts in Gen.ListOf(tunnelGen, n).Select(l => l.ToList())
                   from oldMask in Gen.Choose(0, 15)
                   select (Tunnels: ts, OldMask: oldMask);
+        int contested = 0;
         Properties.Check(gen, input =>
         {
             var tunnels = input.Tunnels.Select((t, i) => new TunnelCandidate("t" + i, t.Preference, t.Usable)).ToList();
@@ -80,6 +82,8 @@ public sealed class RouteSelectorTests
             foreach (var p in prefixes)
             {
                 var announcers = tunnels.Where(t => t.Usable && accepted[t.Name].Contains(p)).ToList();
+                if (announcers.Select(t => t.Preference).Distinct().Count() > 1)
+                    Interlocked.Increment(ref contested);
                 if (announcers.Count == 0)
                 {
                     if (s.ContainsKey(p))
@@ -98,5 +102,7 @@ public sealed class RouteSelectorTests
                 installed[p] = names;
             return installed.Count == s.Count && s.All(kv => installed[kv.Key].SequenceEqual(kv.Value));
         }, maxTest: 500, seed: 20261122);
+        // The generator does produce the interesting case: usable announcers of different preferences.
+        Assert.True(contested > 100, $"only {contested} contested prefixes were generated");
     }
 }

@@ -62,7 +62,7 @@ internal static class LabCommand
             Say($"pop1 BIRD learned the site's prefix: {RouteLine(lab.Birdc(1, "show route for 10.10.0.0/24"))}");
             Say($"pop2 BIRD learned the site's prefix: {RouteLine(lab.Birdc(2, "show route for 10.10.0.0/24"))}");
 
-            Say("cutting pop1's underlay in the transit namespace (blackhole 100.64.1.2/32)");
+            Say("cutting pop1's underlay in the transit namespace (its link there down: both directions lost)");
             daemon.MarkCut();
             var cut = Stopwatch.StartNew();
             lab.Cut(1);

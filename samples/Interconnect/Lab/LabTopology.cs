@@ -200,11 +200,15 @@ internal sealed class LabTopology : IDisposable
             """;
     }
 
-    /// <summary>Drops the site's underlay packets to PoP <paramref name="i"/> in the transit namespace (a blackhole route).</summary>
-    public void Cut(int i) => Run($"ip -n {Inet} route replace blackhole {PopUnderlay(i)}/32");
+    /// <summary>
+    /// Cuts PoP <paramref name="i"/>'s underlay in the transit namespace (its link there goes down):
+    /// both directions are lost, so nothing the PoP sends (its BFD Down, a BGP NOTIFICATION) reaches
+    /// the site either.
+    /// </summary>
+    public void Cut(int i) => Run($"ip -n {Inet} link set p{i} down");
 
-    /// <summary>Removes the blackhole of <see cref="Cut"/>.</summary>
-    public void Restore(int i) => Run($"ip -n {Inet} route del blackhole {PopUnderlay(i)}/32");
+    /// <summary>Brings the link of <see cref="Cut"/> back up.</summary>
+    public void Restore(int i) => Run($"ip -n {Inet} link set p{i} up");
 
     /// <summary>The devices the site's kernel sends <paramref name="prefix"/> through (one, several for ECMP, none).</summary>
     public IReadOnlyList<string> SiteRouteDevices(string prefix = RemotePrefix, uint table = 254)
