@@ -62,6 +62,40 @@ public sealed class RealJobTests(ITestOutputHelper output)
         Assert.Equal([pid, pid, pid, pid], new[] { first, spin, fault, after }.Select(j => j.WorkerPid!.Value));
     }
 
+    [LinuxFact(Kvm = true, Tools = ["gcc", "objcopy"])]
+    public async Task OneSlotSharedByWeightsOneAndThreeGoesAQuarterAndThreeQuarters()
+    {
+        await using var ts = TestScheduler.Start(output, cgroups: false, slots: 1);
+        ts.Tenant("alpha", weight: 1);
+        ts.Tenant("beta", weight: 3);
+        ts.Tenant("blocker");
+        byte[] data = new byte[16 << 10];
+        new Random(3).NextBytes(data);
+        byte[] input = GuestPrograms.ChecksumInput(20, data);
+        // Warm a worker and sandbox per tenant, then hold the only slot while both queues fill up.
+        await ts.RunAsync("alpha", "checksum", input);
+        await ts.RunAsync("beta", "checksum", input);
+        JobRecord block = ts.Submit("blocker", "spinner", [], timeoutMs: 500);
+        var jobs = new List<JobRecord>();
+        for (int i = 0; i < 60; i++)
+        {
+            jobs.Add(ts.Submit("alpha", "checksum", input));
+            jobs.Add(ts.Submit("beta", "checksum", input));
+        }
+        await ts.Scheduler.WhenFinishedAsync(block.Id).WaitAsync(TimeSpan.FromSeconds(60));
+        var done = new List<JobRecord>();
+        foreach (JobRecord j in jobs)
+            done.Add(await ts.Scheduler.WhenFinishedAsync(j.Id).WaitAsync(TimeSpan.FromSeconds(90)));
+        Assert.All(done, j => Assert.Equal(JobState.Succeeded, j.State));
+        // While both were backlogged: every job started no later than beta's last one.
+        DateTimeOffset cutoff = done.Where(j => j.Spec.Tenant == "beta").Max(j => j.StartedAt!.Value);
+        var window = done.Where(j => j.StartedAt <= cutoff).ToList();
+        double alpha = window.Count(j => j.Spec.Tenant == "alpha") / (double)window.Count;
+        output.WriteLine($"{window.Count} jobs while both were backlogged: alpha {alpha:P1}; run median {done.Select(j => (j.FinishedAt - j.StartedAt)!.Value.TotalMilliseconds).Order().ElementAt(done.Count / 2):F2} ms");
+        // Charged by measured slot time, so the share follows the weights within run-time noise.
+        Assert.InRange(alpha, 0.17, 0.33);
+    }
+
     private static string CgroupLine(int pid, string controller)
     {
         // /proc/PID/cgroup: "ID:CONTROLLERS:PATH" (v1) or "0::PATH" (v2).
