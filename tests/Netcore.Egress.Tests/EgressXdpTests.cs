@@ -243,4 +243,30 @@ public sealed class EgressXdpTests : IDisposable
         Assert.Equal(EgressDataPlane.PortNone, Dp.OwnerOf(35100));
         Assert.Equal(XdpTx, Run(f).Action);
     }
+
+    [LinuxFact(Bpf = true)]
+    public void SetOwners_KeepsEachPeersSlot_WritesOnlyTheChangedPorts_AndNeverReusesASlotStillNamed()
+    {
+        Assert.Equal(2u, Dp.OwnerOf(34000));
+        Assert.Equal(3u, Dp.OwnerOf(35000));
+        // The same configuration again: nothing to write.
+        Assert.Equal(0, Dp.SetOwners(s_local, s_peers));
+        // B removed, D added: C keeps slot 3 (its 100 ports are not rewritten), D does not get B's
+        // slot 2 (the table in force still names it while the update runs) but 4; written: B's
+        // 1,000 ports (to nobody) and D's 10.
+        var d = new EgressPeer(new PortRange(36000, 36009), new PhysicalAddress([0x02, 0, 0, 0, 0, 0x0d]));
+        Assert.Equal(1010, Dp.SetOwners(s_local, [s_peers[1], d]));
+        Assert.Equal(3u, Dp.OwnerOf(35000));
+        Assert.Equal(4u, Dp.OwnerOf(36000));
+        Assert.Equal(EgressDataPlane.PortNone, Dp.OwnerOf(34000));
+        Assert.Equal(3u, Dp.SlotOf(s_peers[1].Mac));
+        // A frame for C's port still leaves for C's MAC; D's for D's.
+        byte[] f = Frames.Ipv4(s_server, s_shared, Frames.Tcp, Frames.TcpSegment(443, 35000), s_localMac);
+        Expect(XdpTx, Forwarded(f, s_macC), f);
+        byte[] g = Frames.Ipv4(s_server, s_shared, Frames.Tcp, Frames.TcpSegment(443, 36009), s_localMac);
+        Expect(XdpTx, Forwarded(g, [0x02, 0, 0, 0, 0, 0x0d]), g);
+        // C grows by 100 ports: only those are written.
+        Assert.Equal(100, Dp.SetOwners(s_local, [s_peers[1] with { Ports = new PortRange(35000, 35199) }, d]));
+        Assert.Equal(3u, Dp.OwnerOf(35199));
+    }
 }
