@@ -60,13 +60,13 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         }
     }
 
-    private async Task<Setup> StartAsync(uint pref1, uint pref2, bool bfd)
+    private async Task<Setup> StartAsync(uint pref1, uint pref2, bool bfd, int maxPrefixes1 = 100, IReadOnlyList<string>? pop1Extra = null)
     {
-        var lab = await LabTopology.CreateAsync(NewPrefix(), CancellationToken.None);
+        var lab = await LabTopology.CreateAsync(NewPrefix(), CancellationToken.None, pop1Extra);
         try
         {
             string config = Path.Combine(lab.Directory, "interconnect.json");
-            File.WriteAllText(config, LabTopology.SiteConfig(pref1, pref2, bfd));
+            File.WriteAllText(config, LabTopology.SiteConfig(pref1, pref2, bfd, maxPrefixes1: maxPrefixes1));
             var argv = lab.DaemonCommand(config);
             var daemon = ExternalDaemon.Start(null, argv[0], argv.Skip(1), output);
             var s = new Setup { Lab = lab, Daemon = daemon, ConfigPath = config, Output = output };
@@ -158,5 +158,34 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         var pop1 = s.TunnelState("pop1");
         Assert.Equal("off", pop1.GetProperty("bfd").GetString());
         Assert.Equal("Established", pop1.GetProperty("bgp").GetString());
+    }
+
+    /// <summary>
+    /// pop1 announces 10.20.0.0/24, 10.20.5.0/24, 10.20.6.0/24 and 10.99.0.0/24: the import filter
+    /// (10.20.0.0/16 le 24) drops 10.99.0.0/24, and three accepted prefixes over a maximum of 2 shut
+    /// pop1's session (RFC 4486), so everything goes via pop2; a reload with a higher maximum brings
+    /// pop1 back as the primary, still without 10.99.0.0/24.
+    /// </summary>
+    [LinuxFact(Netns = true, Tools = ["bird", "birdc", "ping", "python3", "curl", "dotnet"])]
+    public async Task ImportFilterAndMaxPrefix_AreApplied_AndAReloadLiftsTheShutdown()
+    {
+        using var s = await StartAsync(200, 100, bfd: true, maxPrefixes1: 2, pop1Extra: ["10.20.5.0/24", "10.20.6.0/24", "10.99.0.0/24"]);
+        var lab = s.Lab;
+        await s.WaitAsync(() => s.TunnelState("pop1").GetProperty("maxPrefixExceeded").GetBoolean() && lab.SiteRouteDevices().SequenceEqual(["pop2"]),
+            TimeSpan.FromSeconds(40), "pop1 shut down for max-prefix, route via pop2");
+        var pop1 = s.TunnelState("pop1");
+        Assert.Equal("Idle", pop1.GetProperty("bgp").GetString());
+        Assert.False(pop1.GetProperty("usable").GetBoolean());
+        Assert.Empty(lab.SiteRouteDevices("10.20.5.0/24"));
+
+        File.WriteAllText(s.ConfigPath, LabTopology.SiteConfig(200, 100, bfd: true, maxPrefixes1: 10));
+        s.Daemon.Signal(1);
+        await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1"]) && lab.SiteRouteDevices("10.20.6.0/24").SequenceEqual(["pop1"]),
+            TimeSpan.FromSeconds(30), "pop1 back after the reload");
+        Assert.Equal(["pop1"], lab.SiteRouteDevices("10.20.5.0/24"));
+        Assert.Empty(lab.SiteRouteDevices("10.99.0.0/24"));
+        pop1 = s.TunnelState("pop1");
+        Assert.Equal(4, pop1.GetProperty("prefixesReceived").GetInt32());
+        Assert.Equal(3, pop1.GetProperty("prefixesAccepted").GetInt32());
     }
 }

@@ -208,10 +208,14 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
                 {
                     Metrics.BfdDown(t.Config.Name);
                     t.LastBfdDown = DateTimeOffset.UtcNow;
-                    // RFC 5882 4.3: BFD Down means the path is gone; the BGP session is taken down at
-                    // once rather than waiting for the hold timer (its routes already left above).
+                    // RFC 5882 4.3: BFD Down means the path is gone: the tunnel's routes leave now (it is
+                    // not usable until BFD is Up again) and, when we stopped hearing the PoP, the BGP
+                    // session is taken down at once rather than by the hold timer. When the PoP itself
+                    // signalled Down it is alive and its BGP acts on its own BFD; BIRD also re-creates
+                    // its BFD session (first packets: Down) whenever its BGP session restarts, and a
+                    // reset here would restart it again, a loop seen in the tests.
                     t.Received.Clear();
-                    if (t.Peer is { } peer)
+                    if (t.Peer is { } peer && !t.MaxPrefixExceeded && c.Diagnostic != BfdDiagnostic.NeighborSignaledSessionDown)
                         after.Add(() => peer.ResetAsync("BFD session down (RFC 5882)", _stop.Token));
                 }
                 break;

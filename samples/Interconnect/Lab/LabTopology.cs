@@ -30,6 +30,7 @@ internal sealed class LabTopology : IDisposable
     private readonly List<Process> _birds = [];
     private readonly List<StringBuilder> _birdLogs = [];
     private bool _disposed;
+    private IReadOnlyList<string> _pop1Extra = [];
 
     private LabTopology(string prefix, string dir)
     {
@@ -51,12 +52,12 @@ internal sealed class LabTopology : IDisposable
     public static string PopInner(int i) => $"169.254.{i}.1";
     public static string SiteInner(int i) => $"169.254.{i}.0";
 
-    /// <summary>Builds the namespaces and starts BIRD in both PoPs.</summary>
-    public static async Task<LabTopology> CreateAsync(string prefix, CancellationToken ct)
+    /// <summary>Builds the namespaces and starts BIRD in both PoPs; pop1 also announces <paramref name="pop1Extra"/> (static blackholes there).</summary>
+    public static async Task<LabTopology> CreateAsync(string prefix, CancellationToken ct, IReadOnlyList<string>? pop1Extra = null)
     {
         string dir = Path.Combine(Path.GetTempPath(), prefix + "lab");
         System.IO.Directory.CreateDirectory(dir);
-        var t = new LabTopology(prefix, dir);
+        var t = new LabTopology(prefix, dir) { _pop1Extra = pop1Extra ?? [] };
         try
         {
             t.Build();
@@ -114,8 +115,8 @@ internal sealed class LabTopology : IDisposable
         Run($"ip -n {b} link set {bn} up");
     }
 
-    /// <summary>The BIRD 2 configuration of PoP <paramref name="i"/>.</summary>
-    public static string BirdConfig(int i) => $$"""
+    /// <summary>The BIRD 2 configuration of PoP <paramref name="i"/>, announcing the LAN and <paramref name="extra"/>.</summary>
+    public static string BirdConfig(int i, IReadOnlyList<string>? extra = null) => $$"""
         router id {{PopUnderlay(i)}};
         log stderr all;
         protocol device { scan time 2; }
@@ -131,15 +132,16 @@ internal sealed class LabTopology : IDisposable
           connect retry time 1;
           error wait time 1, 2;
           bfd on;
-          ipv4 { import all; export where net = {{RemotePrefix}}; };
+          ipv4 { import all; export where net = {{RemotePrefix}} || source = RTS_STATIC; };
         }
+        protocol static { ipv4; {{string.Concat((extra ?? []).Select(p => $"route {p} blackhole; "))}}}
 
         """;
 
     private async Task StartBirdAsync(int i, CancellationToken ct)
     {
         string conf = Path.Combine(Directory, $"bird{i}.conf"), sock = BirdSocket(i);
-        await File.WriteAllTextAsync(conf, BirdConfig(i), ct).ConfigureAwait(false);
+        await File.WriteAllTextAsync(conf, BirdConfig(i, i == 1 ? _pop1Extra : null), ct).ConfigureAwait(false);
         var log = new StringBuilder();
         var psi = new ProcessStartInfo("ip") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
         foreach (string a in new[] { "netns", "exec", Pop(i), "bird", "-f", "-c", conf, "-s", sock, "-P", Path.Combine(Directory, $"bird{i}.pid") })
@@ -177,7 +179,7 @@ internal sealed class LabTopology : IDisposable
     /// The daemon's configuration for this lab: pop1 and pop2 with the given preferences (equal: ECMP),
     /// BFD on or off on the site's side, hold time 90 s.
     /// </summary>
-    public static string SiteConfig(uint pref1, uint pref2, bool bfd, string api = "127.0.0.1:9180", uint table = 254)
+    public static string SiteConfig(uint pref1, uint pref2, bool bfd, string api = "127.0.0.1:9180", uint table = 254, int maxPrefixes1 = 100)
     {
         string Tunnel(int i, uint pref) => $$"""
                 {
@@ -185,7 +187,7 @@ internal sealed class LabTopology : IDisposable
                   "innerLocal": "{{SiteInner(i)}}/31", "innerPeer": "{{PopInner(i)}}", "mtu": 1450,
                   "peerAsn": {{65000 + i}}, "preference": {{pref}},
                   "bfd": { "enabled": {{(bfd ? "true" : "false")}}, "intervalMs": 100, "multiplier": 3 },
-                  "import": { "allow": ["10.20.0.0/16 le 24"], "maxPrefixes": 100 }
+                  "import": { "allow": ["10.20.0.0/16 le 24"], "maxPrefixes": {{(i == 1 ? maxPrefixes1 : 100)}} }
                 }
             """;
         return $$"""
