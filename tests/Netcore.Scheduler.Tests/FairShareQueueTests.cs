@@ -72,6 +72,24 @@ public sealed class FairShareQueueTests
     }
 
     [Fact]
+    public void ServiceATenantGotWhileNobodyElseWaitedIsNotHeldAgainstItInTheNextBusyPeriod()
+    {
+        var q = new FairShareQueue<long>();
+        q.SetWeight("a", 1);
+        q.SetWeight("b", 1);
+        for (int i = 0; i < 50; i++)
+            q.Enqueue("b", i, 0);
+        Assert.All(Drain(q, 50), t => Assert.Equal("b", t)); // b alone: the node was otherwise idle
+        Assert.Equal(0, q.Count);
+        for (int i = 0; i < 50; i++)
+            q.Enqueue("a", 100 + i, 0); // a first, then b: a new busy period for both
+        for (int i = 0; i < 50; i++)
+            q.Enqueue("b", 200 + i, 0);
+        var next = Drain(q, 20);
+        Assert.InRange(next.Count(t => t == "b"), 9, 11);
+    }
+
+    [Fact]
     public void IneligibleTenantsAreSkippedAndCancelledItemsLeave()
     {
         var q = new FairShareQueue<long>();

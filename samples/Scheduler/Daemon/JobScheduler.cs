@@ -550,7 +550,9 @@ internal sealed class JobScheduler : IAsyncDisposable
         {
             _running.Remove(job.Id);
             _capacity.Release(r.Demand);
-            double cost = (now - (r.RunStart ?? now)).TotalSeconds * r.Demand.Vcpus;
+            // The charge: CPU time the worker used for the job (guest time included), which a loaded host
+            // does not inflate the way it does wall time; wall time in the worker when it died.
+            double cost = resp is { CpuMs: > 0 } ? resp.CpuMs / 1000 : (now - (r.RunStart ?? now)).TotalSeconds * r.Demand.Vcpus;
             _queue.Charge(t.Spec.Name, cost - r.Estimate);
             t.EstimateSeconds = 0.8 * t.EstimateSeconds + 0.2 * cost / r.Demand.Vcpus;
             t.Active--;

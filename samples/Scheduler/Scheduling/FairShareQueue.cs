@@ -8,7 +8,11 @@ namespace Netcore.Scheduler.Scheduling;
 /// again starts at the current virtual time (the smallest pass among backlogged tenants), so idle time
 /// is not banked as credit and cannot starve the others later; every backlogged tenant's pass is
 /// eventually the smallest, so none starves either. Within a tenant items leave by priority (higher
-/// first), then in arrival order. Not thread-safe: the scheduler holds its lock around every call.
+/// first), then in arrival order. When no tenant is backlogged a new busy period starts and a tenant
+/// that becomes backlogged is levelled up to the largest pass: service a tenant got while nobody else
+/// was waiting (warming up alone, say) is not held against it later (start-time fair queueing resets
+/// the system virtual time the same way at the end of a busy period). Not thread-safe: the scheduler
+/// holds its lock around every call.
 /// </summary>
 /// <typeparam name="T">The queued item (a job id).</typeparam>
 internal sealed class FairShareQueue<T> where T : notnull
@@ -35,7 +39,6 @@ internal sealed class FairShareQueue<T> where T : notnull
     private readonly Dictionary<string, Tenant> _tenants = new(StringComparer.Ordinal);
     private readonly Dictionary<T, (Tenant Tenant, int NegPriority, long Seq)> _where = [];
     private long _seq;
-    private double _virtualTime;
 
     /// <summary>Items queued over all tenants.</summary>
     public int Count => _where.Count;
@@ -108,7 +111,6 @@ internal sealed class FairShareQueue<T> where T : notnull
         var first = t.Items.Min;
         t.Items.Remove(first);
         _where.Remove(first.Item);
-        _virtualTime = Math.Max(_virtualTime, t.Pass);
         t.Pass += cost / t.Weight;
         return first.Item;
     }
@@ -123,15 +125,17 @@ internal sealed class FairShareQueue<T> where T : notnull
             t.Pass = Math.Max(0, t.Pass + cost / t.Weight);
     }
 
+    /// <summary>The smallest pass among backlogged tenants; in a new busy period (none backlogged) the largest pass of all.</summary>
     private double CurrentVirtualTime()
     {
-        double min = double.MaxValue;
+        double min = double.MaxValue, max = 0;
         foreach (Tenant t in _tenants.Values)
         {
             if (t.Items.Count > 0 && t.Pass < min)
                 min = t.Pass;
+            max = Math.Max(max, t.Pass);
         }
-        return min == double.MaxValue ? _virtualTime : min;
+        return min == double.MaxValue ? max : min;
     }
 
     private Tenant Get(string name)

@@ -69,6 +69,7 @@ internal static class WorkerMain
         CancellationTokenSource? current = null;
         long currentId = 0;
         var currentLock = new Lock();
+        using var self = System.Diagnostics.Process.GetCurrentProcess();
         var runner = new Thread(() =>
         {
             var warm = new Dictionary<string, Warm>(StringComparer.Ordinal);
@@ -82,9 +83,12 @@ internal static class WorkerMain
                     currentId = req.Id;
                 }
                 WorkerResponse resp;
+                TimeSpan cpu0 = self.TotalProcessorTime;
                 try
                 {
                     resp = req.Kind == "linux" ? RunLinux(req, cts.Token) : RunFunction(kvm, req, warm, lru, cts.Token);
+                    self.Refresh();
+                    resp = resp with { CpuMs = (self.TotalProcessorTime - cpu0).TotalMilliseconds };
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {

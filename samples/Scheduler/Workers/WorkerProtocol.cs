@@ -58,6 +58,8 @@ internal sealed record WorkerResponse(long Id, RunStatus Status)
     public byte[]? Output { get; init; }
     public string? Message { get; init; }
     public double GuestMs { get; init; }
+    /// <summary>CPU time the worker process used during the run (guest time included: KVM accounts it to the vCPU thread).</summary>
+    public double CpuMs { get; init; }
     public bool Cold { get; init; }
     public int HostCalls { get; init; }
 }
