@@ -112,6 +112,18 @@ public sealed partial class BgpPeer : IConnectionOwner
     public Task ResetAsync(string? message = null, CancellationToken cancellationToken = default) =>
         StopAsync(BgpNotification.Shutdown(message, reset: true), restart: true, cancellationToken);
 
+    /// <summary>
+    /// Closes the session with a NOTIFICATION of the caller's choice, e.g. Cease / BFD Down (RFC 9384)
+    /// or Cease / Maximum Number of Prefixes Reached (RFC 4486 4); then reconnects after the
+    /// connect-retry time like <see cref="ResetAsync"/>, or with <paramref name="reconnect"/> false stays
+    /// Idle until <see cref="StartAsync"/> like <see cref="ShutdownAsync"/>.
+    /// </summary>
+    public Task CloseAsync(BgpNotification notification, bool reconnect, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(notification);
+        return StopAsync(notification, reconnect, cancellationToken);
+    }
+
     internal async Task StopAsync(BgpNotification notification, bool restart, CancellationToken ct)
     {
         await _gate.WaitAsync(ct).ConfigureAwait(false);

@@ -106,6 +106,35 @@ public class SessionTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task CloseAsync_sends_the_callers_notification_and_reconnects_or_stays_idle()
+    {
+        var (a, b, pa, pb) = Pair(65001, 65002);
+        await using var _a = a;
+        await using var _b = b;
+        await a.StartAsync();
+        await b.StartAsync();
+        var pA = a.AddPeer(Towards("127.0.0.2", 65002, pb, "127.0.0.1"));
+        var pB = b.AddPeer(Towards("127.0.0.1", 65001, pa, "127.0.0.2"));
+        await Within(pA.WaitForStateAsync(BgpPeerState.Established));
+        await Within(pB.WaitForStateAsync(BgpPeerState.Established));
+        // RFC 9384: Cease / BFD Down; the session comes back (reconnect).
+        await pA.CloseAsync(new BgpNotification(BgpErrorCode.Cease, (byte)BgpCeaseError.BfdDown), reconnect: true);
+        await Within(pB.WaitForStateAsync(BgpPeerState.Active));
+        Assert.Equal(BgpErrorCode.Cease, pB.Statistics.LastError?.Code);
+        Assert.Equal((byte)BgpCeaseError.BfdDown, pB.Statistics.LastError?.Subcode);
+        await Within(pA.WaitForStateAsync(BgpPeerState.Established));
+        await Within(pB.WaitForStateAsync(BgpPeerState.Established));
+        // RFC 4486 4: Cease / Maximum Number of Prefixes Reached with AFI, SAFI and the limit; stays down.
+        byte[] data = [0, 1, 1, 0, 0, 0, 2];
+        await pA.CloseAsync(new BgpNotification(BgpErrorCode.Cease, (byte)BgpCeaseError.MaximumPrefixesReached, data), reconnect: false);
+        await Within(pB.WaitForStateAsync(BgpPeerState.Active));
+        Assert.Equal((byte)BgpCeaseError.MaximumPrefixesReached, pB.Statistics.LastError?.Subcode);
+        Assert.Equal(data, pB.Statistics.LastError!.Data.ToArray());
+        await Task.Delay(1500);
+        Assert.Equal(BgpPeerState.Idle, pA.State);
+    }
+
+    [Fact]
     public async Task Simultaneous_connects_collapse_to_one_session()
     {
         // Both sides active with short retry: the two TCP connections cross and RFC 4271 6.8 keeps one.
