@@ -126,13 +126,21 @@ internal sealed class JobScheduler : IAsyncDisposable
         _log = log;
         _capacity = new NodeCapacity(options.VcpuSlots, options.MemoryBytes);
         Preflight = KvmPreflight.Run();
+        _store = new JobStore(options.DbPath);
         if (options.UseCgroups)
         {
-            _cgroupVersion = Cgroup.Detect(options.CgroupRoot) ?? throw new CgroupException(
-                $"no cgroup hierarchy with the cpu and memory controllers under {options.CgroupRoot}; run with --no-cgroups to schedule without limits");
-            _parent = Cgroup.Create(options.CgroupParent, _cgroupVersion, options.CgroupRoot);
+            try
+            {
+                _cgroupVersion = Cgroup.Detect(options.CgroupRoot) ?? throw new CgroupException(
+                    $"no cgroup hierarchy with the cpu and memory controllers under {options.CgroupRoot}; run with --no-cgroups to schedule without limits");
+                _parent = Cgroup.Create(options.CgroupParent, _cgroupVersion, options.CgroupRoot);
+            }
+            catch
+            {
+                _store.Dispose();
+                throw;
+            }
         }
-        _store = new JobStore(options.DbPath);
     }
 
     /// <summary>What the host can run (Linux microVM jobs need <see cref="PreflightReport.CanBootLinux"/>).</summary>

@@ -67,6 +67,7 @@ internal static class WorkerMain
 
         var queue = new BlockingCollection<WorkerRequest>();
         CancellationTokenSource? current = null;
+        var cancelledEarly = new HashSet<long>();
         long currentId = 0;
         var currentLock = new Lock();
         using var self = System.Diagnostics.Process.GetCurrentProcess();
@@ -81,6 +82,8 @@ internal static class WorkerMain
                 {
                     current = cts;
                     currentId = req.Id;
+                    if (cancelledEarly.Remove(req.Id))
+                        cts.Cancel();
                 }
                 WorkerResponse resp;
                 TimeSpan cpu0 = self.TotalProcessorTime;
@@ -118,6 +121,8 @@ internal static class WorkerMain
                 {
                     if (current is not null && currentId == req.Id)
                         current.Cancel();
+                    else
+                        cancelledEarly.Add(req.Id); // the cancel overtook its run
                 }
             }
             else if (req.Op == "exit")
@@ -170,6 +175,7 @@ internal static class WorkerMain
         w.Output.SetLength(0);
         try
         {
+            ct.ThrowIfCancellationRequested();
             SandboxResult r = w.Sandbox.Run(req.Input ?? [], ct);
             return new WorkerResponse(req.Id, RunStatus.Succeeded)
             {

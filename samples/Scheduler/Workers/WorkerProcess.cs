@@ -17,6 +17,7 @@ internal sealed class WorkerProcess : IDisposable
     private readonly Lock _lock = new();
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly StringBuilder _stderr = new();
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
     private TaskCompletionSource<WorkerResponse>? _pending;
     private long _pendingId;
 
@@ -208,14 +209,20 @@ internal sealed class WorkerProcess : IDisposable
 
     private async Task SendAsync(WorkerRequest request)
     {
+        // A run and a cancel can be sent from different threads: one line at a time.
+        await _writeLock.WaitAsync().ConfigureAwait(false);
         try
         {
             await _process.StandardInput.WriteLineAsync(WorkerProtocol.Encode(request)).ConfigureAwait(false);
             await _process.StandardInput.FlushAsync().ConfigureAwait(false);
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
         {
-            // Broken pipe: the reader reports the death.
+            // Broken pipe or killed: the reader reports the death.
+        }
+        finally
+        {
+            _writeLock.Release();
         }
     }
 
@@ -256,5 +263,6 @@ internal sealed class WorkerProcess : IDisposable
     {
         Kill();
         _process.Dispose();
+        _writeLock.Dispose();
     }
 }
