@@ -177,6 +177,8 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         Assert.Equal("Idle", pop1.GetProperty("bgp").GetString());
         Assert.False(pop1.GetProperty("usable").GetBoolean());
         Assert.Empty(lab.SiteRouteDevices("10.20.5.0/24"));
+        // BIRD got Cease / Maximum Number of Prefixes Reached (RFC 4486).
+        Assert.Contains("Maximum number of prefixes reached", lab.Birdc(1, "show protocols all site"), StringComparison.OrdinalIgnoreCase);
 
         File.WriteAllText(s.ConfigPath, LabTopology.SiteConfig(200, 100, bfd: true, maxPrefixes1: 10));
         s.Daemon.Signal(1);

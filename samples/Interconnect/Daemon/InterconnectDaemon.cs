@@ -216,7 +216,7 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
                     // reset here would restart it again, a loop seen in the tests.
                     t.Received.Clear();
                     if (t.Peer is { } peer && !t.MaxPrefixExceeded && c.Diagnostic != BfdDiagnostic.NeighborSignaledSessionDown)
-                        after.Add(() => peer.ResetAsync("BFD session down (RFC 5882)", _stop.Token));
+                        after.Add(() => peer.CloseAsync(new BgpNotification(BgpErrorCode.Cease, (byte)BgpCeaseError.BfdDown), reconnect: true, _stop.Token)); // RFC 9384
                 }
                 break;
             case BgpStateEvent { Tunnel: var t } s:
@@ -242,8 +242,10 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
                     t.MaxPrefixExceeded = true;
                     t.Received.Clear();
                     LogMaxPrefix(_log, t.Config.Name, accepted, max);
+                    // RFC 4486 4: the data is AFI (2 octets), SAFI (1) and the upper bound (4).
+                    byte[] data = [0, 1, 1, (byte)(max >> 24), (byte)(max >> 16), (byte)(max >> 8), (byte)max];
                     if (t.Peer is { } peer)
-                        after.Add(() => peer.ShutdownAsync($"maximum number of prefixes reached ({max})", _stop.Token));
+                        after.Add(() => peer.CloseAsync(new BgpNotification(BgpErrorCode.Cease, (byte)BgpCeaseError.MaximumPrefixesReached, data), reconnect: false, _stop.Token));
                 }
                 break;
             case ReloadEvent { Config: var next }:
