@@ -98,6 +98,27 @@ public sealed class RealJobTests(ITestOutputHelper output)
         Assert.InRange(alpha, 0.17, 0.33);
     }
 
+    [LinuxFact(Kvm = true, Tools = ["gcc", "objcopy"])]
+    public async Task JobsWaitForNodeMemoryAndAJobThatCanNeverFitIsRefused()
+    {
+        // 4 slots but 16 MiB of guest memory: two 8 MiB sandboxes at a time.
+        await using var ts = TestScheduler.Start(output, cgroups: false, slots: 4, memoryMb: 16);
+        ts.Tenant("t", maxWorkers: 3);
+        var e = Assert.Throws<RequestException>(() => ts.Submit("t", "checksum", [], memoryMb: 20));
+        Assert.Equal((RequestErrorKind.Unprocessable, "memoryMb"), (e.Kind, e.Field));
+        output.WriteLine(e.Message);
+        var jobs = Enumerable.Range(0, 3).Select(_ => ts.Submit("t", "spinner", [], timeoutMs: 600)).ToList();
+        var done = new List<JobRecord>();
+        foreach (JobRecord j in jobs)
+            done.Add(await ts.Scheduler.WhenFinishedAsync(j.Id).WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.All(done, j => Assert.Equal(JobState.TimedOut, j.State));
+        // The third started only when one of the first two had given its memory back.
+        Assert.True(done[2].StartedAt >= new[] { done[0].FinishedAt!.Value, done[1].FinishedAt!.Value }.Min(),
+            $"third started {done[2].StartedAt:O}, first two ended {done[0].FinishedAt:O} {done[1].FinishedAt:O}");
+        Assert.True(done[1].StartedAt < done[0].FinishedAt, "the first two ran together");
+        Assert.Equal((0, 0L), (ts.Scheduler.Capacity.UsedVcpus, ts.Scheduler.Capacity.UsedMemory));
+    }
+
     private static string CgroupLine(int pid, string controller)
     {
         // /proc/PID/cgroup: "ID:CONTROLLERS:PATH" (v1) or "0::PATH" (v2).

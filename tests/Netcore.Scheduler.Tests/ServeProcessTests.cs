@@ -79,6 +79,10 @@ public sealed class ServeProcessTests(ITestOutputHelper output)
                 await Task.Delay(20);
             }
             Assert.True(Directory.Exists($"/sys/fs/cgroup/memory/{parent}/t") || Directory.Exists($"/sys/fs/cgroup/{parent}/t"));
+            string metrics = await http.GetStringAsync("/metrics");
+            Assert.Contains("scheduler_running_jobs{tenant=\"t\"} 1\n", metrics, StringComparison.Ordinal);
+            Assert.Contains("scheduler_tenant_cpu_seconds_total{tenant=\"t\"} ", metrics, StringComparison.Ordinal);
+            Assert.Contains("scheduler_tenant_memory_bytes{tenant=\"t\"} ", metrics, StringComparison.Ordinal);
 
             Shell.Run("kill", ["-TERM", daemon.Id.ToString(CultureInfo.InvariantCulture)]);
             Assert.True(daemon.WaitForExit(TimeSpan.FromSeconds(40)), "the daemon did not exit after SIGTERM");

@@ -36,12 +36,12 @@ internal sealed class TestScheduler : IAsyncDisposable
 
     public static string NewDbPath() => Path.Combine(Path.GetTempPath(), $"nc-sched-test-{Guid.NewGuid():N}.db");
 
-    public static TestScheduler Start(ITestOutputHelper output, bool cgroups, int slots = 2, string? db = null, string? parent = null, bool keepDb = false)
+    public static TestScheduler Start(ITestOutputHelper output, bool cgroups, int slots = 2, string? db = null, string? parent = null, bool keepDb = false, int memoryMb = 2048)
     {
         db ??= NewDbPath();
         parent ??= $"netcore-sched-test-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..6]}";
         var log = new OutputLogger(output);
-        var s = JobScheduler.Start(new SchedulerOptions { DbPath = db, VcpuSlots = slots, MemoryBytes = 2L << 30, UseCgroups = cgroups, CgroupParent = parent }, log);
+        var s = JobScheduler.Start(new SchedulerOptions { DbPath = db, VcpuSlots = slots, MemoryBytes = (long)memoryMb << 20, UseCgroups = cgroups, CgroupParent = parent }, log);
         return new TestScheduler(s, db, parent, keepDb);
     }
 
