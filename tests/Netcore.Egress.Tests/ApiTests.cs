@@ -81,7 +81,7 @@ public sealed class ApiTests(ITestOutputHelper output)
         public void Dispose() => Directory.Delete(Path, recursive: true);
     }
 
-    [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet", "bash", "timeout"])]
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet", "bash", "timeout", "curl", "python3"])]
     public async Task Api_ChangesPeersAndTheRange_LiveInTheXdpTable_RejectsBadInput_AndTheStoreKeepsThemAcrossARestart()
     {
         var (a, p) = Machine("ega");
@@ -128,6 +128,17 @@ public sealed class ApiTests(ITestOutputHelper output)
             Assert.Equal(1u, ports.Lookup(33499));
             Assert.Equal(0u, ports.Lookup(33500));
             Assert.Contains("ports=\"33000-33499\"", await c.GetStringAsync("metrics"), StringComparison.Ordinal);
+            // New connections through the proxy leave from the new range (8 in a row: all inside
+            // the lower half by chance with the old range has probability about 2^-8).
+            using (ExternalDaemon.Start(p, "python3", ["-c", EndToEndTests.ServerScript], output))
+            {
+                for (int i = 0; i < 50 && p.TryExec("curl -s --max-time 1 http://10.0.0.1:8080/").ExitCode != 0; i++)
+                    await Task.Delay(100);
+                string[] seen = a.Exec("for i in 1 2 3 4 5 6 7 8; do curl -s -p -x http://127.0.0.1:3128 --max-time 5 http://10.0.0.1:8080/; echo; done")
+                    .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                Assert.Equal(8, seen.Length);
+                Assert.All(seen, x => Assert.InRange(int.Parse(x[(Shared.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture), 33000, 33499));
+            }
 
             // Invalid requests: a 4xx with a message naming the field, and nothing changes.
             static async Task<string> Config(HttpClient c)
@@ -266,10 +277,11 @@ public sealed class ApiTests(ITestOutputHelper output)
             Assert.Fail($"/readyz: {(int)got.Item1} {got.Item2}, expected {(int)want} with '{text}'");
         }
 
-        // No router yet: the program and the address are in place, no session is Established.
+        // No router yet: the program and the address are in place, no session is Established (the
+        // speaker starts just after "listening on": "not started" until then).
+        await WaitFor(HttpStatusCode.ServiceUnavailable, "bgp: no session Established (10.0.0.1 ");
         var (status, body) = await Ready();
         Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
-        Assert.Contains("bgp: no session Established (10.0.0.1 ", body, StringComparison.Ordinal);
         Assert.DoesNotContain("program", body, StringComparison.Ordinal);
         Assert.DoesNotContain("address", body, StringComparison.Ordinal);
         // The proxy's port answers the same.

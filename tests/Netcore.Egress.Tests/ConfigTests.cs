@@ -45,6 +45,15 @@ public sealed class ConfigTests
     }
 
     [Fact]
+    public void TheExampleFile_Loads()
+    {
+        var c = EgressConfig.Load(Path.Combine(AppContext.BaseDirectory, "egress.example.json"));
+        Assert.Equal(new PortRange(33000, 33999), c.Ports);
+        Assert.Equal(3129, c.Api!.Port);
+        Assert.Equal(EgressConfig.DefaultDb, c.Db);
+    }
+
+    [Fact]
     public void APeerMac_GivenTwice_IsRejected_OneRangePerMachine()
     {
         var e = Assert.Throws<EgressConfigException>(() => Valid("34000-34999=02:00:00:00:00:0b", "35000-35999=02:00:00:00:00:0b"));

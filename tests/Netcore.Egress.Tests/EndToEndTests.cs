@@ -23,7 +23,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
     private const int Requests = 40;
 
     /// <summary>Answers every GET with the peer's address:port as the server saw it.</summary>
-    private const string ServerScript = """
+    internal const string ServerScript = """
         import http.server
         class H(http.server.BaseHTTPRequestHandler):
             def do_GET(self):

@@ -172,6 +172,11 @@ internal sealed class ApiServer : IAsyncDisposable
         {
             return Error(StatusCodes.Status400BadRequest, e.Field, e.Message);
         }
+        catch (Exception e) when (e is Netcore.Xdp.BpfException or InvalidOperationException or Microsoft.Data.Sqlite.SqliteException or IOException)
+        {
+            // The data plane or the store refused: the change is not in force (see EgressController).
+            return Error(StatusCodes.Status500InternalServerError, "daemon", "the change could not be applied: " + e.Message);
+        }
     }
 
     /// <summary>Reads a JSON object body with only the fields <paramref name="allowed"/>.</summary>

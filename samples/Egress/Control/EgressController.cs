@@ -135,7 +135,15 @@ internal sealed partial class EgressController
                 !next.BgpPeers.SequenceEqual(cur.BgpPeers) || next.BgpLocalAs != cur.BgpLocalAs || !Equals(next.BgpRouterId, cur.BgpRouterId) ||
                 !Equals(next.Api, cur.Api) || next.ApiToken != cur.ApiToken || next.Db != cur.Db)
                 ServeCommand.Log.ReloadNeedsRestart(_log);
-            Apply(cur with { Ports = next.Ports, Peers = next.Peers }, "SIGHUP");
+            try
+            {
+                Apply(cur with { Ports = next.Ports, Peers = next.Peers }, "SIGHUP");
+            }
+            catch (Exception e) when (e is Netcore.Xdp.BpfException or InvalidOperationException or Microsoft.Data.Sqlite.SqliteException)
+            {
+                ServeCommand.Log.ReloadFailed(_log, e.Message);
+                return;
+            }
             ServeCommand.Log.Reloaded(_log, next.Ports.ToString(), next.Peers.Count);
         }
     }
@@ -154,9 +162,27 @@ internal sealed partial class EgressController
     {
         Check(next);
         int written = 0;
+        var before = _current;
         void Take()
         {
-            written = _dp.SetOwners(next.Ports, next.Peers);
+            try
+            {
+                written = _dp.SetOwners(next.Ports, next.Peers);
+            }
+            catch (Exception e) when (e is Netcore.Xdp.BpfException or InvalidOperationException)
+            {
+                // bpf(2) failed part way: put back the configuration in force (best effort; the
+                // entries written are tracked one by one), the store rolls back, the caller gets the error.
+                try
+                {
+                    _dp.SetOwners(before.Ports, before.Peers);
+                }
+                catch (Exception e2) when (e2 is Netcore.Xdp.BpfException or InvalidOperationException)
+                {
+                    LogRestoreFailed(_log, e2.Message);
+                }
+                throw;
+            }
             Applied?.Invoke(next);
         }
         if (_store is null)
@@ -166,6 +192,9 @@ internal sealed partial class EgressController
         _current = next;
         LogApplied(_log, source, next.Ports.ToString(), next.Peers.Count, written);
     }
+
+    [LoggerMessage(14, LogLevel.Critical, "the port table could not be put back after a failed change; it may differ from the configuration in force: {Message}")]
+    private static partial void LogRestoreFailed(ILogger logger, string message);
 
     private static EgressApiException NotFound(PhysicalAddress mac) =>
         new(404, "mac", $"{EgressConfig.FormatMac(mac)} is not a peer");

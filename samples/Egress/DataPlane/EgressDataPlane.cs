@@ -191,9 +191,12 @@ internal sealed class EgressDataPlane : IDisposable
             int n = ports.UpdateBatch(k.AsSpan(off, len), v.AsSpan(off, len));
             if (n <= 0)
                 throw new InvalidOperationException($"BPF_MAP_UPDATE_BATCH on egress_ports wrote nothing at port {k[off]}");
+            // What the map holds, entry by entry: after a failure part way, the next call rewrites
+            // exactly what differs.
+            for (int i = off; i < off + n; i++)
+                _ports[k[i]] = v[i];
             off += n;
         }
-        Array.Copy(values, _ports, PortCount);
         return k.Length;
     }
 
