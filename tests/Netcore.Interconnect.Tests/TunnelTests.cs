@@ -132,3 +132,43 @@ public sealed class TunnelTests
         }
     }
 }
+
+/// <summary>The serve command's exits: a bad file, a failure at start (nothing left behind).</summary>
+public sealed class ServeExitTests
+{
+    private static string Dll => Path.Combine(AppContext.BaseDirectory, "Netcore.Interconnect.dll");
+
+    [LinuxFact(Netns = true, Tools = ["dotnet"])]
+    public void BadConfig_Exits2NamingTheField_AndAStartFailureExits1WithTheCreatedTunnelRemoved()
+    {
+        using var ns = TestNetns.Create("ics");
+        string dir = Path.Combine(Path.GetTempPath(), ns.Name);
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var root = JsonNode.Parse(LabTopology.SiteConfig(200, 100, true, api: "127.0.0.1:0"))!.AsObject();
+            root["tunnels"]![1]!["vni"] = 16777216;
+            string bad = Path.Combine(dir, "bad.json");
+            File.WriteAllText(bad, root.ToJsonString());
+            var r = Shell.Run("ip", ["netns", "exec", ns.Name, "dotnet", Dll, "serve", "--config", bad], TimeSpan.FromSeconds(60));
+            Assert.Equal(2, r.ExitCode);
+            Assert.Contains("tunnels[1].vni", r.StdErr, StringComparison.Ordinal);
+            Assert.Contains("RFC 7348", r.StdErr, StringComparison.Ordinal);
+
+            // The second tunnel cannot be created (a veth already holds its name): the first, created
+            // a moment before, is removed again and the process exits 1 with the reason.
+            ns.Exec("ip link add pop2 type veth peer name pop2b");
+            string conflict = Path.Combine(dir, "conflict.json");
+            File.WriteAllText(conflict, LabTopology.SiteConfig(200, 100, true, api: "127.0.0.1:0"));
+            r = Shell.Run("ip", ["netns", "exec", ns.Name, "dotnet", Dll, "serve", "--config", conflict], TimeSpan.FromSeconds(60));
+            Assert.Equal(1, r.ExitCode);
+            Assert.Contains("tunnel pop2", r.StdOut + r.StdErr, StringComparison.Ordinal);
+            Assert.NotEqual(0, ns.TryExec("ip link show pop1").ExitCode);
+            Assert.Equal(0, ns.TryExec("ip link show pop2").ExitCode);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
