@@ -74,6 +74,8 @@ public sealed class ConfigTests
     [InlineData("t0.name", "\"a/b\"", "tunnels[0].name")]
     [InlineData("t1.name", "\"pop1\"", "tunnels[1].name")]                  // duplicate
     [InlineData("t0.kind", "\"geneve\"", "tunnels[0].kind")]
+    [InlineData("t0.kind", "5", "tunnels[0].kind")]                         // not a string
+    [InlineData("t0.local", "\"nope\"", "tunnels[0].local")]
     [InlineData("t0.vni", "16777216", "tunnels[0].vni")]                    // RFC 7348 5: 24 bits
     [InlineData("t0.vni", "null", "tunnels[0].vni")]
     [InlineData("t1.vni", "101", "tunnels[1].vni")]                         // same VNI and port twice

@@ -187,8 +187,8 @@ public sealed record InterconnectConfig
         if (t.ValueKind != JsonValueKind.Object)
             throw new InterconnectConfigException(path, "a tunnel is a JSON object");
         Known(t, path, "name", "kind", "local", "remote", "vni", "port", "key", "innerLocal", "innerPeer", "mtu", "peerAsn", "preference", "bfd", "import");
-        string name = Str(t, "name") ?? throw new InterconnectConfigException(path + ".name", "required");
-        string kindText = Str(t, "kind") ?? throw new InterconnectConfigException(path + ".kind", "required (vxlan, gre or ipip)");
+        string name = Str(t, "name", path + ".name") ?? throw new InterconnectConfigException(path + ".name", "required");
+        string kindText = Str(t, "kind", path + ".kind") ?? throw new InterconnectConfigException(path + ".kind", "required (vxlan, gre or ipip)");
         TunnelKind kind = kindText switch
         {
             "vxlan" => TunnelKind.Vxlan,
@@ -196,7 +196,7 @@ public sealed record InterconnectConfig
             "ipip" => TunnelKind.Ipip,
             _ => throw new InterconnectConfigException(path + ".kind", $"'{kindText}' is not vxlan, gre or ipip"),
         };
-        string inner = Str(t, "innerLocal") ?? throw new InterconnectConfigException(path + ".innerLocal", "required: this side's inner address with its prefix length, e.g. 169.254.1.0/31");
+        string inner = Str(t, "innerLocal", path + ".innerLocal") ?? throw new InterconnectConfigException(path + ".innerLocal", "required: this side's inner address with its prefix length, e.g. 169.254.1.0/31");
         int slash = inner.IndexOf('/', StringComparison.Ordinal);
         if (slash < 0 || !IPAddress.TryParse(inner.AsSpan(0, slash), out var innerAddr) ||
             !int.TryParse(inner.AsSpan(slash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int innerLen))
@@ -225,7 +225,7 @@ public sealed record InterconnectConfig
                 throw new InterconnectConfigException(path + ".import", "{\"allow\": [...], \"maxPrefixes\": N}");
             Known(imp, path + ".import", "allow", "maxPrefixes");
             int k = 0;
-            foreach (string rule in Strings(imp, "allow"))
+            foreach (string rule in Strings(imp, "allow", path + ".import.allow"))
                 allow.Add(ParseRule(rule, $"{path}.import.allow[{k++}]"));
             maxPrefixes = U32(imp, "maxPrefixes", path + ".import.maxPrefixes") is uint mp ? (int)Math.Min(mp, int.MaxValue) : null;
         }
@@ -467,9 +467,9 @@ public sealed record InterconnectConfig
                 throw new InterconnectConfigException($"{path}.{p.Name}", $"unknown setting (known: {string.Join(", ", names)})");
     }
 
-    private static string? Str(JsonElement o, string name) =>
+    private static string? Str(JsonElement o, string name, string? field = null) =>
         !o.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
-        : v.ValueKind == JsonValueKind.String ? v.GetString() : throw new InterconnectConfigException(name, "a string is expected");
+        : v.ValueKind == JsonValueKind.String ? v.GetString() : throw new InterconnectConfigException(field ?? name, "a string is expected");
 
     private static uint? U32(JsonElement o, string name, string field) =>
         !o.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
@@ -477,14 +477,14 @@ public sealed record InterconnectConfig
         : throw new InterconnectConfigException(field, $"{v.GetRawText()} is not a number 0-4294967295");
 
     private static IPAddress? Address(JsonElement o, string name, string field) =>
-        Str(o, name) is not string s ? null : IPAddress.TryParse(s, out var a) ? a : throw new InterconnectConfigException(field, $"'{s}' is not an IP address");
+        Str(o, name, field) is not string s ? null : IPAddress.TryParse(s, out var a) ? a : throw new InterconnectConfigException(field, $"'{s}' is not an IP address");
 
-    private static IEnumerable<string> Strings(JsonElement o, string name)
+    private static IEnumerable<string> Strings(JsonElement o, string name, string? field = null)
     {
         if (!o.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null)
             return [];
         if (v.ValueKind != JsonValueKind.Array || v.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.String))
-            throw new InterconnectConfigException(name, "a list of strings is expected");
+            throw new InterconnectConfigException(field ?? name, "a list of strings is expected");
         return [.. v.EnumerateArray().Select(e => e.GetString()!)];
     }
 }
