@@ -60,13 +60,13 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         }
     }
 
-    private async Task<Setup> StartAsync(uint pref1, uint pref2, bool bfd, int maxPrefixes1 = 100, IReadOnlyList<string>? pop1Extra = null)
+    private async Task<Setup> StartAsync(uint pref1, uint pref2, bool bfd, int maxPrefixes1 = 100, IReadOnlyList<string>? pop1Extra = null, uint table = 254)
     {
         var lab = await LabTopology.CreateAsync(NewPrefix(), CancellationToken.None, pop1Extra);
         try
         {
             string config = Path.Combine(lab.Directory, "interconnect.json");
-            File.WriteAllText(config, LabTopology.SiteConfig(pref1, pref2, bfd, maxPrefixes1: maxPrefixes1));
+            File.WriteAllText(config, LabTopology.SiteConfig(pref1, pref2, bfd, table: table, maxPrefixes1: maxPrefixes1));
             var argv = lab.DaemonCommand(config);
             var daemon = ExternalDaemon.Start(null, argv[0], argv.Skip(1), output);
             var s = new Setup { Lab = lab, Daemon = daemon, ConfigPath = config, Output = output };
@@ -169,23 +169,24 @@ public sealed class EndToEndTests(ITestOutputHelper output)
     [LinuxFact(Netns = true, Tools = ["bird", "birdc", "ping", "python3", "curl", "dotnet"])]
     public async Task ImportFilterAndMaxPrefix_AreApplied_AndAReloadLiftsTheShutdown()
     {
-        using var s = await StartAsync(200, 100, bfd: true, maxPrefixes1: 2, pop1Extra: ["10.20.5.0/24", "10.20.6.0/24", "10.99.0.0/24"]);
+        using var s = await StartAsync(200, 100, bfd: true, maxPrefixes1: 2, pop1Extra: ["10.20.5.0/24", "10.20.6.0/24", "10.99.0.0/24"], table: 100);
         var lab = s.Lab;
-        await s.WaitAsync(() => s.TunnelState("pop1").GetProperty("maxPrefixExceeded").GetBoolean() && lab.SiteRouteDevices().SequenceEqual(["pop2"]),
+        await s.WaitAsync(() => s.TunnelState("pop1").GetProperty("maxPrefixExceeded").GetBoolean() && lab.SiteRouteDevices(table: 100).SequenceEqual(["pop2"]),
             TimeSpan.FromSeconds(40), "pop1 shut down for max-prefix, route via pop2");
         var pop1 = s.TunnelState("pop1");
         Assert.Equal("Idle", pop1.GetProperty("bgp").GetString());
         Assert.False(pop1.GetProperty("usable").GetBoolean());
-        Assert.Empty(lab.SiteRouteDevices("10.20.5.0/24"));
+        Assert.Empty(lab.SiteRouteDevices("10.20.5.0/24", 100));
+        Assert.Empty(lab.SiteRouteDevices());   // the main table is not ours here
         // BIRD got Cease / Maximum Number of Prefixes Reached (RFC 4486).
         Assert.Contains("Maximum number of prefixes reached", lab.Birdc(1, "show protocols all site"), StringComparison.OrdinalIgnoreCase);
 
-        File.WriteAllText(s.ConfigPath, LabTopology.SiteConfig(200, 100, bfd: true, maxPrefixes1: 10));
+        File.WriteAllText(s.ConfigPath, LabTopology.SiteConfig(200, 100, bfd: true, table: 100, maxPrefixes1: 10));
         s.Daemon.Signal(1);
-        await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1"]) && lab.SiteRouteDevices("10.20.6.0/24").SequenceEqual(["pop1"]),
+        await s.WaitAsync(() => lab.SiteRouteDevices(table: 100).SequenceEqual(["pop1"]) && lab.SiteRouteDevices("10.20.6.0/24", 100).SequenceEqual(["pop1"]),
             TimeSpan.FromSeconds(30), "pop1 back after the reload");
-        Assert.Equal(["pop1"], lab.SiteRouteDevices("10.20.5.0/24"));
-        Assert.Empty(lab.SiteRouteDevices("10.99.0.0/24"));
+        Assert.Equal(["pop1"], lab.SiteRouteDevices("10.20.5.0/24", 100));
+        Assert.Empty(lab.SiteRouteDevices("10.99.0.0/24", 100));
         pop1 = s.TunnelState("pop1");
         Assert.Equal(4, pop1.GetProperty("prefixesReceived").GetInt32());
         Assert.Equal(3, pop1.GetProperty("prefixesAccepted").GetInt32());
