@@ -220,7 +220,21 @@ public sealed class ApiTests(ITestOutputHelper output)
             await d.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
             using var c = Client(a);
             Assert.Equal("33000-33999", (await StateAsync(c)).GetProperty("ports").GetString());
+            d.Signal(15);
+            Assert.True(d.WaitForExit(TimeSpan.FromSeconds(30)));
         }
+        // --db-reseed: the options win over the store, and replace it.
+        using (var d = Start(a, dir.Db, "--ports", "33000-33899", "--db-reseed"))
+        {
+            await d.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
+            Assert.DoesNotContain("used instead of the options'", d.Log, StringComparison.Ordinal);
+            using var c = Client(a);
+            var s = await StateAsync(c);
+            Assert.Equal("33000-33899", s.GetProperty("ports").GetString());
+            Assert.Empty(s.GetProperty("peers").EnumerateArray());
+        }
+        using (var store = new Control.ConfigStore(dir.Db))
+            Assert.Equal(new Daemon.PortRange(33000, 33899), store.Load()!.Value.Ports);
     }
 
     [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet"])]
