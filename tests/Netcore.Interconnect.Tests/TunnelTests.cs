@@ -101,6 +101,32 @@ public sealed class TunnelTests
         Assert.NotEqual(0, ns.TryExec("ip link show pop1").ExitCode);
     }
 
+    [LinuxFact(Netns = true)]
+    public async Task Vxlan_OverAnIpv6Underlay_IsCreatedAndAdopted()
+    {
+        using var ns = TestNetns.Create("ic6");
+        using var nl = NetlinkClient.Open(ns.Name);
+        var cfg = Tunnel(0, t =>
+        {
+            t["local"] = "2001:db8::1";
+            t["remote"] = "2001:db8:1::2";
+            t.Remove("mtu");
+        });
+        Assert.Equal(1430, cfg.Mtu); // RFC 7348 4: 70 bytes over IPv6
+        var dev = await TunnelManager.EnsureAsync(nl, cfg, CancellationToken.None);
+        var data = IpLink(ns, "pop1").GetProperty("linkinfo").GetProperty("info_data");
+        Assert.Equal("2001:db8:1::2", data.GetProperty("remote6").GetString());
+        Assert.Equal("2001:db8::1", data.GetProperty("local6").GetString());
+        Assert.False((await TunnelManager.EnsureAsync(nl, cfg, CancellationToken.None)).Created);
+        await Assert.ThrowsAsync<TunnelConflictException>(() => TunnelManager.EnsureAsync(nl, Tunnel(0, t =>
+        {
+            t["local"] = "2001:db8::1";
+            t["remote"] = "2001:db8:1::3";
+        }), CancellationToken.None));
+        await TunnelManager.RemoveAsync(nl, dev, cfg, CancellationToken.None);
+        Assert.NotEqual(0, ns.TryExec("ip link show pop1").ExitCode);
+    }
+
     /// <summary>This kernel has no gre module: the request reaches the kernel and is refused with an error naming the kind.</summary>
     [LinuxFact(Netns = true)]
     public async Task GreAndIpip_WithoutTheKernelKind_FailWithAnErrorNamingIt()
