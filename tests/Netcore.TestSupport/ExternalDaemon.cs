@@ -71,7 +71,13 @@ public sealed class ExternalDaemon : IDisposable
             if (_lines.Any(re.IsMatch))
                 return;
             if (_process.HasExited)
+            {
+                // The last lines may still be in the pipe when the exit is seen: read them first.
+                DrainOutput();
+                if (_lines.Any(re.IsMatch))
+                    return;
                 throw new InvalidOperationException($"{_label} exited with {_process.ExitCode} before printing /{pattern}/:\n{Log}");
+            }
             await Task.Delay(50).ConfigureAwait(false);
         }
         throw new TimeoutException($"{_label} did not print /{pattern}/ within {timeout}:\n{Log}");
@@ -80,8 +86,22 @@ public sealed class ExternalDaemon : IDisposable
     /// <summary>Sends a signal (default SIGKILL) to the process.</summary>
     public void Signal(int signal = 9) => Shell.Sh($"kill -{signal} {_process.Id}");
 
-    /// <summary>Waits for the process to exit.</summary>
-    public bool WaitForExit(TimeSpan timeout) => _process.WaitForExit(timeout);
+    /// <summary>Waits for the process to exit; when it has, its output has been read to the end (what it printed last is in <see cref="Log"/>).</summary>
+    public bool WaitForExit(TimeSpan timeout)
+    {
+        if (!_process.WaitForExit(timeout))
+            return false;
+        DrainOutput();
+        return true;
+    }
+
+    /// <summary>
+    /// After the exit, waits (at most 2 s) until the asynchronous readers have seen the end of
+    /// stdout and stderr: Process.WaitForExit(timeout) returns at the exit, possibly before the
+    /// last lines are delivered; the overload without a timeout waits for them, but would block for
+    /// good if a child of the daemon still held the pipes, hence the bound.
+    /// </summary>
+    private void DrainOutput() => Task.Run(() => _process.WaitForExit()).Wait(TimeSpan.FromSeconds(2));
 
     /// <summary>Stops the process and writes its log to the test output.</summary>
     public void Dispose()
@@ -100,6 +120,8 @@ public sealed class ExternalDaemon : IDisposable
                     _process.WaitForExit(TimeSpan.FromSeconds(3));
                 }
             }
+            if (_process.HasExited)
+                DrainOutput();
         }
         catch (InvalidOperationException)
         {
