@@ -330,8 +330,13 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
             {
                 await _nl.DeleteRouteAsync(KernelRoute(p, null), ct).ConfigureAwait(false);
             }
-            catch (NetlinkException e) when (e.NativeErrorCode == 3 /* ESRCH: already gone */)
+            catch (NetlinkException e) when (e.NativeErrorCode == 3 /* ESRCH: already gone (e.g. the device was removed) */)
             {
+            }
+            catch (NetlinkException e)
+            {
+                LogRouteFailed(_log, p.ToString(), e.Message);
+                continue; // kept as installed: the next event tries again
             }
             _installed.Remove(p);
             Metrics.FibUpdate();
