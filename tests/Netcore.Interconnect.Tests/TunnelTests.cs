@@ -164,6 +164,40 @@ public sealed class ServeExitTests
 {
     private static string Dll => Path.Combine(AppContext.BaseDirectory, "Netcore.Interconnect.dll");
 
+    /// <summary>A route of the daemon's protocol left by a previous run (SIGKILL) is removed; other protocols' routes are not touched.</summary>
+    [LinuxFact(Netns = true, Tools = ["dotnet", "curl"])]
+    public async Task StaleRoutesOfAPreviousRun_AreRemoved_OthersKept()
+    {
+        using var ns = TestNetns.Create("icr");
+        string dir = Path.Combine(Path.GetTempPath(), ns.Name);
+        Directory.CreateDirectory(dir);
+        try
+        {
+            ns.Exec("ip route add 10.20.7.0/24 dev lo proto 199 && ip route add 10.20.8.0/24 dev lo proto static");
+            string config = Path.Combine(dir, "c.json");
+            File.WriteAllText(config, LabTopology.SiteConfig(200, 100, true, api: "127.0.0.1:9180"));
+            using (var d = ExternalDaemon.Start(ns, "dotnet", [Dll, "serve", "--config", config]))
+            {
+                await d.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(30));
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                while (ns.TryExec("ip route show 10.20.7.0/24").StdOut.Trim().Length > 0 && sw.Elapsed < TimeSpan.FromSeconds(15))
+                    await Task.Delay(100);
+                Assert.Equal("", ns.TryExec("ip route show 10.20.7.0/24").StdOut.Trim());
+                Assert.Contains("10.20.8.0/24", ns.Exec("ip route show proto static"), StringComparison.Ordinal);
+                // No peer answers here: not ready, but healthy.
+                Assert.NotEqual(0, ns.TryExec("curl -sf http://127.0.0.1:9180/readyz").ExitCode);
+                Assert.Equal(0, ns.TryExec("curl -sf http://127.0.0.1:9180/healthz").ExitCode);
+                d.Signal(15);
+                Assert.True(d.WaitForExit(TimeSpan.FromSeconds(15)));
+            }
+            Assert.NotEqual(0, ns.TryExec("ip link show pop1").ExitCode);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [LinuxFact(Netns = true, Tools = ["dotnet"])]
     public void BadConfig_Exits2NamingTheField_AndAStartFailureExits1WithTheCreatedTunnelRemoved()
     {

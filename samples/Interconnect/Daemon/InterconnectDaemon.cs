@@ -54,6 +54,13 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
     /// <summary>Creates the tunnels, starts BGP and BFD per tunnel, announces the site's prefixes.</summary>
     public async Task StartAsync(CancellationToken ct)
     {
+        // Routes of our protocol in our table are a previous run's (a crash, a SIGKILL): taken as
+        // installed so that the first selection replaces what is still wanted and deletes the rest.
+        foreach (var r in await _nl.GetRouteListAsync(new RouteFilter { Table = _config.Table, Protocol = (RouteProtocol)_config.Protocol }, ct).ConfigureAwait(false))
+        {
+            _installed[r.Destination] = [];
+            LogStale(_log, r.Destination.ToString());
+        }
         foreach (var t in _config.Tunnels)
         {
             TunnelDevice dev = await TunnelManager.EnsureAsync(_nl, t, ct).ConfigureAwait(false);
@@ -535,6 +542,9 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
 
     [LoggerMessage(15, LogLevel.Warning, "tunnel {Name}: the PoP took BFD AdminDown; not a failure (RFC 5882 3.2), BGP alone decides")]
     private static partial void LogBfdAdminDown(ILogger logger, string name);
+
+    [LoggerMessage(16, LogLevel.Information, "route {Prefix} of a previous run found; replaced or removed at the first selection")]
+    private static partial void LogStale(ILogger logger, string prefix);
 
     [LoggerMessage(14, LogLevel.Information, "stopped")]
     private static partial void LogStopped(ILogger logger);
