@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging;
-using Netcore.Bgp;
 using Netcore.Interconnect.Config;
 using Netcore.Interconnect.Daemon;
 using Netcore.Interconnect.Tunnels;
@@ -126,7 +125,4 @@ public static class Program
         LoggerMessage.Define<string>(LogLevel.Critical, new EventId(99, "Failed"), "interconnect: {Message}");
 
     private static void LogFailed(ILogger logger, Exception e, string message) => s_failed(logger, message, e);
-
-    /// <summary>The BGP library's meter, listed in the README next to ours.</summary>
-    internal static string BgpMeter => BgpSpeaker.MeterName;
 }

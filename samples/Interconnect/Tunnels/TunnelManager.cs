@@ -120,6 +120,8 @@ internal static class TunnelManager
             case TunnelKind.Gre:
                 Check("local", 6 /* IFLA_GRE_LOCAL */, t.Local.GetAddressBytes());
                 Check("remote", 7 /* IFLA_GRE_REMOTE */, t.Remote.GetAddressBytes());
+                if (t.Key is uint key)
+                    Check("key", 4 /* IFLA_GRE_IKEY, network order */, [(byte)(key >> 24), (byte)(key >> 16), (byte)(key >> 8), (byte)key]);
                 break;
             default:
                 Check("local", 2 /* IFLA_IPTUN_LOCAL */, t.Local.GetAddressBytes());
