@@ -1,16 +1,10 @@
 using System.Net;
 using System.Net.NetworkInformation;
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Netcore.Egress.Control;
+using Netcore.Samples;
 using Netcore.Egress.Daemon;
 
 namespace Netcore.Egress.Api;
@@ -73,28 +67,8 @@ internal sealed class ApiServer : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(endpoint);
         ArgumentNullException.ThrowIfNull(controller);
         ArgumentNullException.ThrowIfNull(hooks);
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseKestrel(o => o.Listen(endpoint));
-        builder.Logging.ClearProviders();
-        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-        builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
-        var app = builder.Build();
-        byte[]? expected = token is null ? null : Encoding.UTF8.GetBytes("Bearer " + token);
-        app.Use(async (ctx, next) =>
-        {
-            var path = ctx.Request.Path;
-            if (expected is not null && (path.StartsWithSegments("/api", StringComparison.Ordinal) || path.StartsWithSegments("/metrics", StringComparison.Ordinal)))
-            {
-                byte[] got = Encoding.UTF8.GetBytes(ctx.Request.Headers.Authorization.ToString());
-                if (!CryptographicOperations.FixedTimeEquals(got, expected))
-                {
-                    ctx.Response.Headers.WWWAuthenticate = "Bearer realm=\"netcore-egress\"";
-                    await Error(StatusCodes.Status401Unauthorized, "authorization", "authorization: a valid 'Authorization: Bearer <token>' header is required").ExecuteAsync(ctx).ConfigureAwait(false);
-                    return;
-                }
-            }
-            await next(ctx).ConfigureAwait(false);
-        });
+        var app = RestApi.Create(endpoint);
+        RestApi.RequireBearerToken(app, token, "netcore-egress", Json);
 
         app.MapGet("/healthz", () => Results.Text("ok\n"));
         // A CancellationToken parameter (the request's RequestAborted), not HttpContext: a lambda
@@ -149,8 +123,7 @@ internal sealed class ApiServer : IAsyncDisposable
         }));
 
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
-        string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new ApiServer(app, new Uri(bound));
+        return new ApiServer(app, RestApi.BoundAddress(app));
     }
 
     private static string RequiredString(JsonElement body, string name, string form) =>
@@ -182,20 +155,9 @@ internal sealed class ApiServer : IAsyncDisposable
     /// <summary>Reads a JSON object body with only the fields <paramref name="allowed"/>.</summary>
     private static async Task<(JsonElement Body, IResult? Error)> ReadBodyAsync(HttpRequest req, string[] allowed)
     {
-        if (req.ContentLength is 0 || (req.ContentLength is null && !req.Headers.TransferEncoding.Any()))
-            return (default, Error(StatusCodes.Status400BadRequest, "body", "body: a JSON object is required"));
-        if (req.ContentType is { } ct && !ct.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-            return (default, Error(StatusCodes.Status415UnsupportedMediaType, "body", $"body: content type must be application/json, not {ct}"));
-        JsonElement body;
-        try
-        {
-            using var doc = await JsonDocument.ParseAsync(req.Body, default, req.HttpContext.RequestAborted).ConfigureAwait(false);
-            body = doc.RootElement.Clone();
-        }
-        catch (JsonException e)
-        {
-            return (default, Error(StatusCodes.Status400BadRequest, "body", $"body: not valid JSON ({e.Message})"));
-        }
+        var (body, error) = await RestApi.ReadJsonBodyAsync(req, required: true, Json).ConfigureAwait(false);
+        if (error is not null)
+            return (default, error);
         if (body.ValueKind != JsonValueKind.Object)
             return (default, Error(StatusCodes.Status400BadRequest, "body", "body: a JSON object is required"));
         foreach (var p in body.EnumerateObject())
@@ -204,12 +166,7 @@ internal sealed class ApiServer : IAsyncDisposable
         return (body, null);
     }
 
-    private static IResult Error(int status, string field, string message) =>
-        Results.Json(new { error = message, field }, Json, statusCode: status);
+    private static IResult Error(int status, string field, string message) => RestApi.Error(status, field, message, Json);
 
-    public async ValueTask DisposeAsync()
-    {
-        await _app.StopAsync().ConfigureAwait(false);
-        await _app.DisposeAsync().ConfigureAwait(false);
-    }
+    public ValueTask DisposeAsync() => RestApi.StopAsync(_app);
 }

@@ -1,15 +1,10 @@
 using System.Net;
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Netcore.LoadBalancer.Control;
+using Netcore.Samples;
 
 namespace Netcore.LoadBalancer.Api;
 
@@ -60,29 +55,8 @@ internal sealed class ApiServer : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(endpoint);
         ArgumentNullException.ThrowIfNull(controller);
         ArgumentNullException.ThrowIfNull(hooks);
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseKestrel(o => o.Listen(endpoint));
-        builder.Logging.ClearProviders();
-        logging?.Invoke(builder.Logging);
-        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-        builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
-        var app = builder.Build();
-        byte[]? expected = token is null ? null : Encoding.UTF8.GetBytes("Bearer " + token);
-        app.Use(async (ctx, next) =>
-        {
-            var path = ctx.Request.Path;
-            if (expected is not null && (path.StartsWithSegments("/api", StringComparison.Ordinal) || path.StartsWithSegments("/metrics", StringComparison.Ordinal)))
-            {
-                byte[] got = Encoding.UTF8.GetBytes(ctx.Request.Headers.Authorization.ToString());
-                if (!CryptographicOperations.FixedTimeEquals(got, expected))
-                {
-                    ctx.Response.Headers.WWWAuthenticate = "Bearer realm=\"netcore-lb\"";
-                    await Error(StatusCodes.Status401Unauthorized, "authorization", "authorization: a valid 'Authorization: Bearer <token>' header is required").ExecuteAsync(ctx).ConfigureAwait(false);
-                    return;
-                }
-            }
-            await next(ctx).ConfigureAwait(false);
-        });
+        var app = RestApi.Create(endpoint, logging);
+        RestApi.RequireBearerToken(app, token, "netcore-lb", Json);
 
         app.MapGet("/healthz", () => Results.Text("ok\n"));
         app.MapGet("/readyz", () => hooks.Ready() ? Results.Text("ready\n") : Results.Text("not ready\n", statusCode: StatusCodes.Status503ServiceUnavailable));
@@ -148,8 +122,7 @@ internal sealed class ApiServer : IAsyncDisposable
         });
 
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
-        string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new ApiServer(app, new Uri(bound));
+        return new ApiServer(app, RestApi.BoundAddress(app));
     }
 
     private static IResult Handle(Func<IResult> action)
@@ -170,32 +143,13 @@ internal sealed class ApiServer : IAsyncDisposable
         }
     }
 
-    private static async Task<(JsonElement Body, IResult? Error)> ReadBodyAsync(HttpRequest req, bool required)
-    {
-        if (req.ContentLength is 0 || (req.ContentLength is null && !req.Headers.TransferEncoding.Any()))
-            return required ? (default, Error(StatusCodes.Status400BadRequest, "body", "body: a JSON object is required")) : (default, null);
-        if (req.ContentType is { } ct && !ct.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-            return (default, Error(StatusCodes.Status415UnsupportedMediaType, "body", $"body: content type must be application/json, not {ct}"));
-        try
-        {
-            using var doc = await JsonDocument.ParseAsync(req.Body, default, req.HttpContext.RequestAborted).ConfigureAwait(false);
-            return (doc.RootElement.Clone(), null);
-        }
-        catch (JsonException e)
-        {
-            return (default, Error(StatusCodes.Status400BadRequest, "body", $"body: not valid JSON ({e.Message})"));
-        }
-    }
+    private static Task<(JsonElement Body, IResult? Error)> ReadBodyAsync(HttpRequest req, bool required) =>
+        RestApi.ReadJsonBodyAsync(req, required, Json);
 
     private static IResult NoBgp() =>
         Error(StatusCodes.Status409Conflict, "node", "node: draining withdraws the VIPs, and this daemon announces none (no --bgp-peer)");
 
-    private static IResult Error(int status, string field, string message) =>
-        Results.Json(new { error = message, field }, Json, statusCode: status);
+    private static IResult Error(int status, string field, string message) => RestApi.Error(status, field, message, Json);
 
-    public async ValueTask DisposeAsync()
-    {
-        await _app.StopAsync().ConfigureAwait(false);
-        await _app.DisposeAsync().ConfigureAwait(false);
-    }
+    public ValueTask DisposeAsync() => RestApi.StopAsync(_app);
 }

@@ -1,16 +1,11 @@
 using System.Globalization;
 using System.Net;
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Netcore.Samples;
 using Netcore.Scheduler.Daemon;
 using Netcore.Scheduler.Jobs;
 
@@ -45,33 +40,8 @@ internal sealed class ApiServer : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(endpoint);
         ArgumentNullException.ThrowIfNull(scheduler);
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseKestrel(o =>
-        {
-            o.Listen(endpoint);
-            o.Limits.MaxRequestBodySize = MaxBodyBytes;
-        });
-        builder.Logging.ClearProviders();
-        logging?.Invoke(builder.Logging);
-        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-        builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
-        var app = builder.Build();
-        byte[]? expected = token is null ? null : Encoding.UTF8.GetBytes("Bearer " + token);
-        app.Use(async (ctx, next) =>
-        {
-            var path = ctx.Request.Path;
-            if (expected is not null && (path.StartsWithSegments("/api", StringComparison.Ordinal) || path.StartsWithSegments("/metrics", StringComparison.Ordinal)))
-            {
-                byte[] got = Encoding.UTF8.GetBytes(ctx.Request.Headers.Authorization.ToString());
-                if (!CryptographicOperations.FixedTimeEquals(got, expected))
-                {
-                    ctx.Response.Headers.WWWAuthenticate = "Bearer realm=\"netcore-scheduler\"";
-                    await Error(StatusCodes.Status401Unauthorized, "authorization", "authorization: a valid 'Authorization: Bearer <token>' header is required").ExecuteAsync(ctx).ConfigureAwait(false);
-                    return;
-                }
-            }
-            await next(ctx).ConfigureAwait(false);
-        });
+        var app = RestApi.Create(endpoint, logging, MaxBodyBytes);
+        RestApi.RequireBearerToken(app, token, "netcore-scheduler", Json);
 
         app.MapGet("/healthz", () => Results.Text("ok\n"));
         app.MapGet("/readyz", () => scheduler.Ready ? Results.Text("ready\n") : Results.Text("stopping\n", statusCode: StatusCodes.Status503ServiceUnavailable));
@@ -127,8 +97,7 @@ internal sealed class ApiServer : IAsyncDisposable
         app.MapDelete("/api/v1/jobs/{id}", (string id) => Handle(() => Results.Json(JobView.From(scheduler.Cancel(JobId(id))), Json, statusCode: StatusCodes.Status202Accepted)));
 
         await app.StartAsync(ct).ConfigureAwait(false);
-        string bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new ApiServer(app, new Uri(bound));
+        return new ApiServer(app, RestApi.BoundAddress(app));
     }
 
     private static long JobId(string s) =>
@@ -154,33 +123,10 @@ internal sealed class ApiServer : IAsyncDisposable
         }
     }
 
-    private static async Task<(JsonElement Body, IResult? Error)> ReadBodyAsync(HttpRequest req, bool required)
-    {
-        if (req.ContentLength is 0 || (req.ContentLength is null && !req.Headers.TransferEncoding.Any()))
-            return required ? (default, Error(StatusCodes.Status400BadRequest, "body", "body: a JSON object is required")) : (default, null);
-        if (req.ContentType is { } ct && !ct.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
-            return (default, Error(StatusCodes.Status415UnsupportedMediaType, "body", $"body: content type must be application/json, not {ct}"));
-        try
-        {
-            using var doc = await JsonDocument.ParseAsync(req.Body, default, req.HttpContext.RequestAborted).ConfigureAwait(false);
-            return (doc.RootElement.Clone(), null);
-        }
-        catch (JsonException e)
-        {
-            return (default, Error(StatusCodes.Status400BadRequest, "body", $"body: not valid JSON ({e.Message})"));
-        }
-        catch (Microsoft.AspNetCore.Http.BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            return (default, Error(StatusCodes.Status413PayloadTooLarge, "body", $"body: larger than {MaxBodyBytes} bytes"));
-        }
-    }
+    private static Task<(JsonElement Body, IResult? Error)> ReadBodyAsync(HttpRequest req, bool required) =>
+        RestApi.ReadJsonBodyAsync(req, required, Json);
 
-    private static IResult Error(int status, string field, string message) =>
-        Results.Json(new { error = message, field }, Json, statusCode: status);
+    private static IResult Error(int status, string field, string message) => RestApi.Error(status, field, message, Json);
 
-    public async ValueTask DisposeAsync()
-    {
-        await _app.StopAsync().ConfigureAwait(false);
-        await _app.DisposeAsync().ConfigureAwait(false);
-    }
+    public ValueTask DisposeAsync() => RestApi.StopAsync(_app);
 }
