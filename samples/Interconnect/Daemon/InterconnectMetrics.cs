@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
-using System.Globalization;
-using System.Text;
+using Netcore.Samples;
 
 namespace Netcore.Interconnect.Daemon;
 
@@ -55,41 +54,32 @@ internal sealed class InterconnectMetrics : IDisposable
     /// <summary>GET /metrics: Prometheus text exposition format 0.0.4.</summary>
     public static string Render(StateView state, InterconnectMetrics m)
     {
-        var sb = new StringBuilder(2048);
-        void Family(string name, string type, string help) =>
-            sb.Append("# HELP ").Append(name).Append(' ').Append(help).Append("\n# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
-        void Sample(string name, string labels, double value)
-        {
-            sb.Append(name);
-            if (labels.Length > 0)
-                sb.Append('{').Append(labels).Append('}');
-            sb.Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
-        }
-        Family("interconnect_tunnel_usable", "gauge", "1 when the tunnel carries routes: BGP Established and, with BFD on, BFD Up.");
+        var w = new PrometheusText(2048);
+        w.Family("interconnect_tunnel_usable", "gauge", "1 when the tunnel carries routes: BGP Established and, with BFD on, BFD Up.");
         foreach (var t in state.Tunnels)
-            Sample("interconnect_tunnel_usable", $"tunnel=\"{t.Name}\"", t.Usable ? 1 : 0);
-        Family("interconnect_tunnel_bgp_established", "gauge", "1 while the tunnel's BGP session is Established.");
+            w.Sample("interconnect_tunnel_usable", $"tunnel=\"{t.Name}\"", t.Usable ? 1 : 0);
+        w.Family("interconnect_tunnel_bgp_established", "gauge", "1 while the tunnel's BGP session is Established.");
         foreach (var t in state.Tunnels)
-            Sample("interconnect_tunnel_bgp_established", $"tunnel=\"{t.Name}\"", t.Bgp == "Established" ? 1 : 0);
-        Family("interconnect_tunnel_bfd_up", "gauge", "1 while the tunnel's BFD session is Up (absent when BFD is off).");
+            w.Sample("interconnect_tunnel_bgp_established", $"tunnel=\"{t.Name}\"", t.Bgp == "Established" ? 1 : 0);
+        w.Family("interconnect_tunnel_bfd_up", "gauge", "1 while the tunnel's BFD session is Up (absent when BFD is off).");
         foreach (var t in state.Tunnels.Where(t => t.Bfd != "off"))
-            Sample("interconnect_tunnel_bfd_up", $"tunnel=\"{t.Name}\"", t.Bfd == "Up" ? 1 : 0);
-        Family("interconnect_tunnel_prefixes", "gauge", "Prefixes the tunnel's peer announced, and those its import filter accepted.");
+            w.Sample("interconnect_tunnel_bfd_up", $"tunnel=\"{t.Name}\"", t.Bfd == "Up" ? 1 : 0);
+        w.Family("interconnect_tunnel_prefixes", "gauge", "Prefixes the tunnel's peer announced, and those its import filter accepted.");
         foreach (var t in state.Tunnels)
         {
-            Sample("interconnect_tunnel_prefixes", $"tunnel=\"{t.Name}\",kind=\"received\"", t.PrefixesReceived);
-            Sample("interconnect_tunnel_prefixes", $"tunnel=\"{t.Name}\",kind=\"accepted\"", t.PrefixesAccepted);
+            w.Sample("interconnect_tunnel_prefixes", $"tunnel=\"{t.Name}\",kind=\"received\"", t.PrefixesReceived);
+            w.Sample("interconnect_tunnel_prefixes", $"tunnel=\"{t.Name}\",kind=\"accepted\"", t.PrefixesAccepted);
         }
-        Family("interconnect_bfd_down_total", "counter", "BFD sessions that left Up.");
+        w.Family("interconnect_bfd_down_total", "counter", "BFD sessions that left Up.");
         foreach (var t in state.Tunnels)
-            Sample("interconnect_bfd_down_total", $"tunnel=\"{t.Name}\"", t.BfdDownEvents);
-        Family("interconnect_fib_routes", "gauge", "Prefixes installed in the kernel table.");
-        Sample("interconnect_fib_routes", "", state.Routes.Count);
-        Family("interconnect_fib_updates_total", "counter", "Routes written to or removed from the kernel table.");
-        Sample("interconnect_fib_updates_total", "", m.FibUpdates);
-        Family("interconnect_failover_last_milliseconds", "gauge", "Time from the last BFD Down to the kernel table written without the tunnel.");
-        Sample("interconnect_failover_last_milliseconds", "", m.LastFailoverMilliseconds);
-        return sb.ToString();
+            w.Sample("interconnect_bfd_down_total", $"tunnel=\"{t.Name}\"", t.BfdDownEvents);
+        w.Family("interconnect_fib_routes", "gauge", "Prefixes installed in the kernel table.");
+        w.Sample("interconnect_fib_routes", "", state.Routes.Count);
+        w.Family("interconnect_fib_updates_total", "counter", "Routes written to or removed from the kernel table.");
+        w.Sample("interconnect_fib_updates_total", "", m.FibUpdates);
+        w.Family("interconnect_failover_last_milliseconds", "gauge", "Time from the last BFD Down to the kernel table written without the tunnel.");
+        w.Sample("interconnect_failover_last_milliseconds", "", m.LastFailoverMilliseconds);
+        return w.ToString();
     }
 
     public void Dispose() => _meter.Dispose();

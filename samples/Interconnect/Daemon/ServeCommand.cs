@@ -2,13 +2,13 @@ using System.Net;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Netcore.Interconnect.Config;
+using Netcore.Samples;
 
 namespace Netcore.Interconnect.Daemon;
 
@@ -65,10 +65,7 @@ internal static partial class ServeCommand
     /// <summary>GET /api/v1/state, /metrics, /healthz, /readyz on <paramref name="endpoint"/> (127.0.0.1 by default).</summary>
     internal static async Task<WebApplication> StartApiAsync(IPEndPoint endpoint, InterconnectDaemon daemon, CancellationToken ct)
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseKestrel(o => o.Listen(endpoint));
-        builder.Logging.ClearProviders();
-        var app = builder.Build();
+        var app = RestApi.Create(endpoint);
         app.MapGet("/api/v1/state", () => Results.Text(JsonSerializer.Serialize(daemon.State(), Json), "application/json"));
         app.MapGet("/metrics", () => Results.Text(InterconnectMetrics.Render(daemon.State(), daemon.Metrics), "text/plain; version=0.0.4"));
         app.MapGet("/healthz", () => Results.Text("ok\n"));

@@ -1,8 +1,7 @@
-using System.Globalization;
-using System.Text;
 using Netcore.LoadBalancer.Control;
 using Netcore.LoadBalancer.DataPlane;
 using Netcore.LoadBalancer.Routing;
+using Netcore.Samples;
 
 namespace Netcore.LoadBalancer.Daemon;
 
@@ -16,17 +15,10 @@ internal static class MetricsText
     {
         ArgumentNullException.ThrowIfNull(controller);
         ArgumentNullException.ThrowIfNull(dataPlane);
-        var sb = new StringBuilder(4096);
+        var w = new PrometheusText(4096);
         var services = controller.Services();
         var stats = services.ToDictionary(s => s.Name, s => controller.Stats(s.Name));
 
-        void Family(string name, string type, string help)
-        {
-            sb.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
-            sb.Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
-        }
-        void Sample(string name, string labels, double value) =>
-            sb.Append(name).Append('{').Append(labels).Append("} ").Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
 
         static string Svc(ServiceView s) => $"service=\"{s.Name}\",vip=\"{s.Vip}\",port=\"{s.Port}\",protocol=\"{s.Protocol}\"";
         static string Be(ServiceView s, BackendView b) => $"service=\"{s.Name}\",backend=\"{b.Address}\"";
@@ -40,73 +32,73 @@ internal static class MetricsText
         ];
         foreach (var (name, help, get) in fields)
         {
-            Family("lb_service_" + name, "counter", "Per service: " + help + ".");
+            w.Family("lb_service_" + name, "counter", "Per service: " + help + ".");
             foreach (var s in services)
                 if (stats[s.Name] is { } st)
-                    Sample("lb_service_" + name, Svc(s), get(st.Service));
+                    w.Sample("lb_service_" + name, Svc(s), get(st.Service));
         }
         foreach (var (name, help, get) in fields)
         {
-            Family("lb_backend_" + name, "counter", "Per backend: " + help + ".");
+            w.Family("lb_backend_" + name, "counter", "Per backend: " + help + ".");
             foreach (var s in services)
                 if (stats[s.Name] is { } st)
                     foreach (var (addr, bs) in st.Backends)
-                        Sample("lb_backend_" + name, $"service=\"{s.Name}\",backend=\"{addr}\"", get(bs));
+                        w.Sample("lb_backend_" + name, $"service=\"{s.Name}\",backend=\"{addr}\"", get(bs));
         }
-        Family("lb_passed_total", "counter", "Packets passed to the stack, by reason.");
+        w.Family("lb_passed_total", "counter", "Packets passed to the stack, by reason.");
         foreach (var (c, reason) in new[] { (LbGlobalCounter.Pass, "not_ours"), (LbGlobalCounter.Fragment, "fragment"), (LbGlobalCounter.Malformed, "malformed"), (LbGlobalCounter.ExtensionHeader, "ipv6_extension_header") })
-            Sample("lb_passed_total", $"reason=\"{reason}\"", dataPlane.Global(c));
-        Family("lb_icmp_too_big_total", "counter", "ICMP fragmentation-needed / ICMPv6 packet-too-big messages for packets above the MTU: sent, or not sent for the rate limit.");
-        Sample("lb_icmp_too_big_total", "result=\"sent\"", dataPlane.Global(LbGlobalCounter.TooBig));
-        Sample("lb_icmp_too_big_total", "result=\"rate_limited\"", dataPlane.Global(LbGlobalCounter.TooBigLimited));
+            w.Sample("lb_passed_total", $"reason=\"{reason}\"", dataPlane.Global(c));
+        w.Family("lb_icmp_too_big_total", "counter", "ICMP fragmentation-needed / ICMPv6 packet-too-big messages for packets above the MTU: sent, or not sent for the rate limit.");
+        w.Sample("lb_icmp_too_big_total", "result=\"sent\"", dataPlane.Global(LbGlobalCounter.TooBig));
+        w.Sample("lb_icmp_too_big_total", "result=\"rate_limited\"", dataPlane.Global(LbGlobalCounter.TooBigLimited));
 
-        Family("lb_backend_weight", "gauge", "Configured weight.");
+        w.Family("lb_backend_weight", "gauge", "Configured weight.");
         foreach (var s in services)
             foreach (var b in s.Backends)
-                Sample("lb_backend_weight", Be(s, b), b.Weight);
-        Family("lb_backend_effective_weight", "gauge", "Weight used in the table (0 when drained or down).");
+                w.Sample("lb_backend_weight", Be(s, b), b.Weight);
+        w.Family("lb_backend_effective_weight", "gauge", "Weight used in the table (0 when drained or down).");
         foreach (var s in services)
             foreach (var b in s.Backends)
-                Sample("lb_backend_effective_weight", Be(s, b), b.EffectiveWeight);
-        Family("lb_backend_up", "gauge", "1 when the backend passes its health check (or has none).");
+                w.Sample("lb_backend_effective_weight", Be(s, b), b.EffectiveWeight);
+        w.Family("lb_backend_up", "gauge", "1 when the backend passes its health check (or has none).");
         foreach (var s in services)
             foreach (var b in s.Backends)
-                Sample("lb_backend_up", Be(s, b), b.Health == "down" ? 0 : 1);
-        Family("lb_backend_drained", "gauge", "1 when the backend is drained.");
+                w.Sample("lb_backend_up", Be(s, b), b.Health == "down" ? 0 : 1);
+        w.Family("lb_backend_drained", "gauge", "1 when the backend is drained.");
         foreach (var s in services)
             foreach (var b in s.Backends)
-                Sample("lb_backend_drained", Be(s, b), b.Drained ? 1 : 0);
-        Family("lb_backend_table_entries", "gauge", "Entries of the service's Maglev table that name the backend.");
+                w.Sample("lb_backend_drained", Be(s, b), b.Drained ? 1 : 0);
+        w.Family("lb_backend_table_entries", "gauge", "Entries of the service's Maglev table that name the backend.");
         foreach (var s in services)
             foreach (var b in s.Backends)
-                Sample("lb_backend_table_entries", Be(s, b), b.TableEntries);
-        Family("lb_service_panic", "gauge", "1 when every undrained backend failed its check and the table ignores health.");
+                w.Sample("lb_backend_table_entries", Be(s, b), b.TableEntries);
+        w.Family("lb_service_panic", "gauge", "1 when every undrained backend failed its check and the table ignores health.");
         foreach (var s in services)
-            Sample("lb_service_panic", $"service=\"{s.Name}\"", s.Panic ? 1 : 0);
-        Family("lb_table_generation", "counter", "Tables swapped in for the service since the daemon started.");
+            w.Sample("lb_service_panic", $"service=\"{s.Name}\"", s.Panic ? 1 : 0);
+        w.Family("lb_table_generation", "counter", "Tables swapped in for the service since the daemon started.");
         foreach (var s in services)
-            Sample("lb_table_generation", $"service=\"{s.Name}\"", s.TableGeneration);
+            w.Sample("lb_table_generation", $"service=\"{s.Name}\"", s.TableGeneration);
 
         if (bgp is not null)
         {
-            Family("lb_node_healthy", "gauge", "1 when the node's own check passes (VIPs announced).");
-            sb.Append("lb_node_healthy ").Append(bgp.NodeHealthy ? 1 : 0).Append('\n');
-            Family("lb_node_drained", "gauge", "1 while an operator has drained the node (VIPs withdrawn).");
-            sb.Append("lb_node_drained ").Append(bgp.Drained ? 1 : 0).Append('\n');
+            w.Family("lb_node_healthy", "gauge", "1 when the node's own check passes (VIPs announced).");
+            w.Builder.Append("lb_node_healthy ").Append(bgp.NodeHealthy ? 1 : 0).Append('\n');
+            w.Family("lb_node_drained", "gauge", "1 while an operator has drained the node (VIPs withdrawn).");
+            w.Builder.Append("lb_node_drained ").Append(bgp.Drained ? 1 : 0).Append('\n');
             var peers = bgp.Peers();
-            Family("lb_bgp_peer_established", "gauge", "1 when the BGP session is Established.");
+            w.Family("lb_bgp_peer_established", "gauge", "1 when the BGP session is Established.");
             foreach (var p in peers)
-                Sample("lb_bgp_peer_established", $"peer=\"{p.Address}\",state=\"{p.State}\"", p.State == "Established" ? 1 : 0);
-            Family("lb_bfd_session_up", "gauge", "1 when the BFD session to the router is Up.");
+                w.Sample("lb_bgp_peer_established", $"peer=\"{p.Address}\",state=\"{p.State}\"", p.State == "Established" ? 1 : 0);
+            w.Family("lb_bfd_session_up", "gauge", "1 when the BFD session to the router is Up.");
             foreach (var p in peers.Where(p => p.Bfd is not null))
-                Sample("lb_bfd_session_up", $"peer=\"{p.Address}\",state=\"{p.Bfd}\"", p.Bfd == "Up" ? 1 : 0);
-            Family("lb_bgp_peer_routes", "gauge", "VIP routes sent to the router (its --bgp-peer policy decides which).");
+                w.Sample("lb_bfd_session_up", $"peer=\"{p.Address}\",state=\"{p.Bfd}\"", p.Bfd == "Up" ? 1 : 0);
+            w.Family("lb_bgp_peer_routes", "gauge", "VIP routes sent to the router (its --bgp-peer policy decides which).");
             foreach (var p in peers)
-                Sample("lb_bgp_peer_routes", $"peer=\"{p.Address}\"", p.Announced.Count);
-            Family("lb_vip_announced", "gauge", "1 for each VIP announced over BGP.");
+                w.Sample("lb_bgp_peer_routes", $"peer=\"{p.Address}\"", p.Announced.Count);
+            w.Family("lb_vip_announced", "gauge", "1 for each VIP announced over BGP.");
             foreach (string v in bgp.Announced)
-                Sample("lb_vip_announced", $"vip=\"{v}\"", 1);
+                w.Sample("lb_vip_announced", $"vip=\"{v}\"", 1);
         }
-        return sb.ToString();
+        return w.ToString();
     }
 }

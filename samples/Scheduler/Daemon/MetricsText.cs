@@ -1,8 +1,7 @@
-using System.Globalization;
-using System.Text;
 using Netcore.Scheduler.Jobs;
 using Netcore.Scheduler.Scheduling;
 using Netcore.Vm.Cgroups;
+using Netcore.Samples;
 
 namespace Netcore.Scheduler.Daemon;
 
@@ -11,38 +10,34 @@ internal static class MetricsText
 {
     public static string Render(IReadOnlyList<JobScheduler.Tenant> tenants, FairShareQueue<long> queue, NodeCapacity capacity)
     {
-        var sb = new StringBuilder(8192);
-        void Family(string name, string type, string help) =>
-            sb.Append("# HELP ").Append(name).Append(' ').Append(help).Append("\n# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
-        void Sample(string name, string labels, double value) =>
-            sb.Append(name).Append('{').Append(labels).Append("} ").Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
+        var w = new PrometheusText(8192);
         static string T(JobScheduler.Tenant t) => $"tenant=\"{t.Spec.Name}\"";
 
-        Family("scheduler_queue_depth", "gauge", "Jobs queued, per tenant.");
+        w.Family("scheduler_queue_depth", "gauge", "Jobs queued, per tenant.");
         foreach (var t in tenants)
-            Sample("scheduler_queue_depth", T(t), queue.CountOf(t.Spec.Name));
-        Family("scheduler_running_jobs", "gauge", "Jobs running, per tenant.");
+            w.Sample("scheduler_queue_depth", T(t), queue.CountOf(t.Spec.Name));
+        w.Family("scheduler_running_jobs", "gauge", "Jobs running, per tenant.");
         foreach (var t in tenants)
-            Sample("scheduler_running_jobs", T(t), t.Active);
-        Family("scheduler_jobs_finished_total", "counter", "Jobs that ended, per tenant and final state (succeeded, timedOut, faulted, failed, cancelled, lost).");
+            w.Sample("scheduler_running_jobs", T(t), t.Active);
+        w.Family("scheduler_jobs_finished_total", "counter", "Jobs that ended, per tenant and final state (succeeded, timedOut, faulted, failed, cancelled, lost).");
         foreach (var t in tenants)
             foreach (JobState s in new[] { JobState.Succeeded, JobState.TimedOut, JobState.Faulted, JobState.Failed, JobState.Cancelled, JobState.Lost })
-                Sample("scheduler_jobs_finished_total", $"{T(t)},state=\"{JobView.StateName(s)}\"", t.Finished.GetValueOrDefault(s));
-        Family("scheduler_job_wait_seconds", "histogram", "Time from submission to dispatch (jobs finished since the daemon started).");
+                w.Sample("scheduler_jobs_finished_total", $"{T(t)},state=\"{JobView.StateName(s)}\"", t.Finished.GetValueOrDefault(s));
+        w.Family("scheduler_job_wait_seconds", "histogram", "Time from submission to dispatch (jobs finished since the daemon started).");
         foreach (var t in tenants)
-            t.Wait.Render(sb, "scheduler_job_wait_seconds", T(t));
-        Family("scheduler_job_run_seconds", "histogram", "Time from dispatch to result, including a worker start when none was warm.");
+            t.Wait.Render(w.Builder, "scheduler_job_wait_seconds", T(t));
+        w.Family("scheduler_job_run_seconds", "histogram", "Time from dispatch to result, including a worker start when none was warm.");
         foreach (var t in tenants)
-            t.Run.Render(sb, "scheduler_job_run_seconds", T(t));
-        Family("scheduler_tenant_weight", "gauge", "Fair-share weight.");
+            t.Run.Render(w.Builder, "scheduler_job_run_seconds", T(t));
+        w.Family("scheduler_tenant_weight", "gauge", "Fair-share weight.");
         foreach (var t in tenants)
-            Sample("scheduler_tenant_weight", T(t), t.Spec.Weight);
-        Family("scheduler_workers", "gauge", "Worker processes alive, per tenant.");
+            w.Sample("scheduler_tenant_weight", T(t), t.Spec.Weight);
+        w.Family("scheduler_workers", "gauge", "Worker processes alive, per tenant.");
         foreach (var t in tenants)
-            Sample("scheduler_workers", T(t), t.Idle.Count + t.Busy.Count);
-        Family("scheduler_worker_deaths_total", "counter", "Workers that died under a job (OOM kill, crash, hang).");
+            w.Sample("scheduler_workers", T(t), t.Idle.Count + t.Busy.Count);
+        w.Family("scheduler_worker_deaths_total", "counter", "Workers that died under a job (OOM kill, crash, hang).");
         foreach (var t in tenants)
-            Sample("scheduler_worker_deaths_total", T(t), t.WorkerDeaths);
+            w.Sample("scheduler_worker_deaths_total", T(t), t.WorkerDeaths);
 
         var stats = new List<(JobScheduler.Tenant T, CgroupStats S)>();
         foreach (var t in tenants)
@@ -57,31 +52,31 @@ internal static class MetricsText
                 // Removed at shutdown.
             }
         }
-        Family("scheduler_tenant_cpu_seconds_total", "counter", "CPU time of the tenant's cgroup (v2 cpu.stat usage_usec, v1 cpuacct.usage).");
+        w.Family("scheduler_tenant_cpu_seconds_total", "counter", "CPU time of the tenant's cgroup (v2 cpu.stat usage_usec, v1 cpuacct.usage).");
         foreach (var (t, s) in stats)
-            Sample("scheduler_tenant_cpu_seconds_total", T(t), s.CpuUsage.TotalSeconds);
-        Family("scheduler_tenant_cpu_throttled_seconds_total", "counter", "Time the tenant's cgroup was throttled by its CPU quota.");
+            w.Sample("scheduler_tenant_cpu_seconds_total", T(t), s.CpuUsage.TotalSeconds);
+        w.Family("scheduler_tenant_cpu_throttled_seconds_total", "counter", "Time the tenant's cgroup was throttled by its CPU quota.");
         foreach (var (t, s) in stats)
-            Sample("scheduler_tenant_cpu_throttled_seconds_total", T(t), s.ThrottledTime.TotalSeconds);
-        Family("scheduler_tenant_cpu_throttled_periods_total", "counter", "CFS periods in which the tenant's cgroup was throttled.");
+            w.Sample("scheduler_tenant_cpu_throttled_seconds_total", T(t), s.ThrottledTime.TotalSeconds);
+        w.Family("scheduler_tenant_cpu_throttled_periods_total", "counter", "CFS periods in which the tenant's cgroup was throttled.");
         foreach (var (t, s) in stats)
-            Sample("scheduler_tenant_cpu_throttled_periods_total", T(t), s.NrThrottled);
-        Family("scheduler_tenant_memory_bytes", "gauge", "Memory charged to the tenant's cgroup.");
+            w.Sample("scheduler_tenant_cpu_throttled_periods_total", T(t), s.NrThrottled);
+        w.Family("scheduler_tenant_memory_bytes", "gauge", "Memory charged to the tenant's cgroup.");
         foreach (var (t, s) in stats)
             if (s.MemoryCurrent is long m)
-                Sample("scheduler_tenant_memory_bytes", T(t), m);
-        Family("scheduler_tenant_oom_kills_total", "counter", "Processes killed by the OOM killer in the tenant's cgroup.");
+                w.Sample("scheduler_tenant_memory_bytes", T(t), m);
+        w.Family("scheduler_tenant_oom_kills_total", "counter", "Processes killed by the OOM killer in the tenant's cgroup.");
         foreach (var (t, s) in stats)
-            Sample("scheduler_tenant_oom_kills_total", T(t), s.OomKills);
+            w.Sample("scheduler_tenant_oom_kills_total", T(t), s.OomKills);
 
-        Family("scheduler_node_vcpu_slots", "gauge", "vCPU slots of the node.");
-        Sample("scheduler_node_vcpu_slots", "", capacity.VcpuSlots);
-        Family("scheduler_node_vcpus_used", "gauge", "vCPU slots held by running jobs.");
-        Sample("scheduler_node_vcpus_used", "", capacity.UsedVcpus);
-        Family("scheduler_node_memory_bytes", "gauge", "Guest memory the node gives to jobs.");
-        Sample("scheduler_node_memory_bytes", "", capacity.MemoryBytes);
-        Family("scheduler_node_memory_used_bytes", "gauge", "Guest memory reserved by running jobs.");
-        Sample("scheduler_node_memory_used_bytes", "", capacity.UsedMemory);
-        return sb.ToString();
+        w.Family("scheduler_node_vcpu_slots", "gauge", "vCPU slots of the node.");
+        w.Sample("scheduler_node_vcpu_slots", "", capacity.VcpuSlots);
+        w.Family("scheduler_node_vcpus_used", "gauge", "vCPU slots held by running jobs.");
+        w.Sample("scheduler_node_vcpus_used", "", capacity.UsedVcpus);
+        w.Family("scheduler_node_memory_bytes", "gauge", "Guest memory the node gives to jobs.");
+        w.Sample("scheduler_node_memory_bytes", "", capacity.MemoryBytes);
+        w.Family("scheduler_node_memory_used_bytes", "gauge", "Guest memory reserved by running jobs.");
+        w.Sample("scheduler_node_memory_used_bytes", "", capacity.UsedMemory);
+        return w.ToString();
     }
 }
