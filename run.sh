@@ -46,6 +46,27 @@ else
   status=1
 fi
 
+# The other samples' labs (samples/Interconnect, Egress, Scheduler): each builds its namespaces
+# (or cgroups) with real peers, prints what it saw and removes everything on exit; a few seconds each.
+# run_lab NAME SUMMARY-REGEX DLL ARGS...: the lines matching the regex go into the summary.
+run_lab() {
+  local name=$1 pattern=$2 dll=$3; shift 3
+  echo "run.sh: $name ($dll $*)"
+  if timeout 300 dotnet "$dll" "$@" > "$OUT/$name.log" 2>&1; then
+    grep -E "$pattern" "$OUT/$name.log" | sed 's/^/    /'
+    summary+=("$name: $(grep -E "$pattern" "$OUT/$name.log" | sed -E 's/^\[[0-9:.]+\] //' | paste -sd ';' -)")
+  else
+    local rc=$?
+    tail -40 "$OUT/$name.log" | sed 's/^/    /'
+    summary+=("$name: FAILED (exit $rc; see $OUT/$name.log)")
+    status=1
+  fi
+}
+run_lab interconnect-lab "BFD declared|kernel route .* after the cut" \
+  samples/Interconnect/bin/Release/net10.0/Netcore.Interconnect.dll lab
+run_lab egress-lab "^lab: all " samples/Egress/bin/Release/net10.0/Netcore.Egress.dll lab --bgp
+run_lab scheduler-lab "^fair share:|^checksums:" samples/Scheduler/bin/Release/net10.0/Netcore.Scheduler.dll lab
+
 # name | quick invocation (environment and arguments) | full invocation
 COMPARISONS=(
   "netlink-routes|3 20000 200000|"

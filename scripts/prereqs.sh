@@ -3,7 +3,7 @@
 # Sourced by test.sh and run.sh; installs only what is missing, and only as root.
 PREREQ_PKGS=(bird2 frr gobgpd exabgp bpftool libbpf-dev qemu-system-x86 busybox-static linux-image-amd64
   stress-ng tshark tcpdump iproute2 iputils-ping unzip gcc clang-14 llvm-14 xdp-tools iperf3 procps psmisc
-  util-linux cpio kmod ethtool)
+  util-linux cpio kmod ethtool curl python3 binutils)
 PREREQ_PKGS+=(stayrtr)  # RPKI-RTR cache for the Bgp RPKI tests
 PREREQ_PKGS+=(pmacct) # pmbmpd, the BMP collector of the Bgp BMP export tests
 
