@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Data.Sqlite;
 using Netcore.Egress.Daemon;
+using Netcore.Samples;
 
 namespace Netcore.Egress.Control;
 
@@ -19,18 +20,11 @@ internal sealed class ConfigStore : IDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         Path = path;
-        string? dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
-        if (dir is not null)
-            Directory.CreateDirectory(dir);
-        _db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
-        _db.Open();
-        using var cmd = _db.CreateCommand();
-        cmd.CommandText = """
+        _db = SqliteFile.Open(path, """
             PRAGMA journal_mode = WAL;
             CREATE TABLE IF NOT EXISTS local (id INTEGER PRIMARY KEY CHECK (id = 1), first INTEGER NOT NULL, last INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS peers (mac TEXT PRIMARY KEY, first INTEGER NOT NULL, last INTEGER NOT NULL);
-            """;
-        cmd.ExecuteNonQuery();
+            """);
     }
 
     /// <summary>The file.</summary>

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Data.Sqlite;
 using Netcore.LoadBalancer.DataPlane;
+using Netcore.Samples;
 
 namespace Netcore.LoadBalancer.Control;
 
@@ -19,13 +20,7 @@ internal sealed class ConfigStore : IDisposable
 
     public ConfigStore(string path)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (dir is not null)
-            Directory.CreateDirectory(dir);
-        _db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
-        _db.Open();
-        Exec("""
+        _db = SqliteFile.Open(path, """
             PRAGMA journal_mode = WAL;
             PRAGMA foreign_keys = ON;
             CREATE TABLE IF NOT EXISTS services (
@@ -181,12 +176,7 @@ internal sealed class ConfigStore : IDisposable
         }
     }
 
-    private void Exec(string sql)
-    {
-        using var cmd = _db.CreateCommand();
-        cmd.CommandText = sql;
-        cmd.ExecuteNonQuery();
-    }
+    private void Exec(string sql) => SqliteFile.Exec(_db, sql);
 
     public void Dispose() => _db.Dispose();
 }

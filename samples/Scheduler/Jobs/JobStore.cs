@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
+using Netcore.Samples;
 
 namespace Netcore.Scheduler.Jobs;
 
@@ -16,13 +17,7 @@ internal sealed class JobStore : IDisposable
 
     public JobStore(string path)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (dir is not null)
-            Directory.CreateDirectory(dir);
-        _db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
-        _db.Open();
-        Exec("""
+        _db = SqliteFile.Open(path, """
             PRAGMA journal_mode = WAL;
             PRAGMA synchronous = NORMAL;
             CREATE TABLE IF NOT EXISTS tenants (
@@ -37,12 +32,7 @@ internal sealed class JobStore : IDisposable
             """);
     }
 
-    private void Exec(string sql)
-    {
-        using var cmd = _db.CreateCommand();
-        cmd.CommandText = sql;
-        cmd.ExecuteNonQuery();
-    }
+    private void Exec(string sql) => SqliteFile.Exec(_db, sql);
 
     public List<TenantSpec> LoadTenants()
     {
