@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Netcore.Egress.Daemon;
 using Netcore.Netlink;
 using Netcore.Xdp;
+using Netcore.Samples;
 
 namespace Netcore.Egress;
 
@@ -53,14 +54,7 @@ public static class Program
                 await Console.Error.WriteLineAsync($"egress: {e.Message}").ConfigureAwait(false);
                 return 2;
             }
-            using var loggerFactory = LoggerFactory.Create(b =>
-            {
-                if (parse.GetValue(json))
-                    b.AddJsonConsole(o => { o.UseUtcTimestamp = true; o.TimestampFormat = "O"; });
-                else
-                    b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; o.UseUtcTimestamp = true; });
-                b.SetMinimumLevel(parse.GetValue(level));
-            });
+            using var loggerFactory = LoggerFactory.Create(b => b.AddDaemonConsole(parse.GetValue(json), parse.GetValue(level)));
             try
             {
                 return await ServeCommand.RunAsync(cfg, loggerFactory, Reload, ct, parse.GetValue(reseed)).ConfigureAwait(false);

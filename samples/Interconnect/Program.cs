@@ -3,6 +3,7 @@ using Netcore.Interconnect.Config;
 using Netcore.Interconnect.Daemon;
 using Netcore.Interconnect.Tunnels;
 using Netcore.Netlink;
+using Netcore.Samples;
 
 namespace Netcore.Interconnect;
 
@@ -79,15 +80,7 @@ public static class Program
             return 2;
         }
         var level = o.GetValueOrDefault("--log-level") is string l && Enum.TryParse<LogLevel>(l, true, out var lv) ? lv : LogLevel.Information;
-        using var loggerFactory = LoggerFactory.Create(b =>
-        {
-            if (o.ContainsKey("--log-json"))
-                b.AddJsonConsole(j => { j.UseUtcTimestamp = true; j.TimestampFormat = "O"; });
-            else
-                b.AddSimpleConsole(s => { s.SingleLine = true; s.TimestampFormat = "HH:mm:ss.fff "; s.UseUtcTimestamp = true; });
-            b.SetMinimumLevel(level);
-            b.AddFilter("Microsoft", LogLevel.Warning);
-        });
+        using var loggerFactory = LoggerFactory.Create(b => b.AddDaemonConsole(o.ContainsKey("--log-json"), level).AddFilter("Microsoft", LogLevel.Warning));
         string api = o.GetValueOrDefault("--api") ?? "";
         try
         {

@@ -9,6 +9,7 @@ using Netcore.LoadBalancer.DataPlane;
 using Netcore.LoadBalancer.Health;
 using Netcore.LoadBalancer.Routing;
 using Netcore.Netlink;
+using Netcore.Samples;
 
 namespace Netcore.LoadBalancer.Daemon;
 
@@ -38,14 +39,7 @@ internal static partial class ServeCommand
             return 2;
         }
 
-        void ConfigureLogging(ILoggingBuilder b)
-        {
-            b.SetMinimumLevel(LogLevel.Information);
-            if (o.JsonLogs)
-                b.AddJsonConsole(j => { j.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ"; j.UseUtcTimestamp = true; });
-            else
-                b.AddSimpleConsole(s => { s.SingleLine = true; s.TimestampFormat = "HH:mm:ss.fff "; s.UseUtcTimestamp = true; });
-        }
+        void ConfigureLogging(ILoggingBuilder b) => b.AddDaemonConsole(o.JsonLogs);
         using var loggerFactory = LoggerFactory.Create(ConfigureLogging);
         var log = loggerFactory.CreateLogger("Netcore.LoadBalancer");
 

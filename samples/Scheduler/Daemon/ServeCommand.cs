@@ -3,6 +3,7 @@ using System.Net;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Netcore.Scheduler.Api;
+using Netcore.Samples;
 
 namespace Netcore.Scheduler.Daemon;
 
@@ -91,14 +92,7 @@ internal static class ServeCommand
             await Console.Error.WriteLineAsync(e.Message + "\n" + ServeOptions.Usage).ConfigureAwait(false);
             return 2;
         }
-        void ConfigureLogging(ILoggingBuilder b)
-        {
-            b.SetMinimumLevel(LogLevel.Information);
-            if (o.JsonLogs)
-                b.AddJsonConsole(j => { j.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ"; j.UseUtcTimestamp = true; });
-            else
-                b.AddSimpleConsole(s => { s.SingleLine = true; s.TimestampFormat = "HH:mm:ss.fff "; s.UseUtcTimestamp = true; });
-        }
+        void ConfigureLogging(ILoggingBuilder b) => b.AddDaemonConsole(o.JsonLogs);
         using var loggerFactory = LoggerFactory.Create(ConfigureLogging);
         var log = loggerFactory.CreateLogger("Netcore.Scheduler");
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
