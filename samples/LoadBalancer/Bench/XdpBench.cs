@@ -68,8 +68,11 @@ internal static class XdpBench
             var f = new List<double>(); var k = new List<double>(); var e = new List<double>(); var s = new List<double>();
             var v = new List<double>(); var o = new List<double>(); var n = new List<double>();
             var be = new List<double>(); var bs = new List<double>(); var bv = new List<double>();
+            var steal = new List<double>();
+            var start = HostSteal.Sample();
             for (int r = 0; r < runs; r++)
             {
+                var before = HostSteal.Sample();
                 f.Add(Once(floor, est, XdpTx, repeat));
                 k.Add(Once(skeleton, est, XdpTx, repeat));
                 e.Add(Once(lb.Program, est, XdpTx, repeat));
@@ -83,7 +86,9 @@ internal static class XdpBench
                     bs.Add(Once(baseline.Program, syn, XdpTx, repeat));
                     bv.Add(Once(baseline.Program, v6gue, XdpTx, repeat));
                 }
+                steal.Add(HostSteal.Percent(before, HostSteal.Sample()));
             }
+            double stealAll = HostSteal.Percent(start, HostSteal.Sample());
             double floorM = Median(f), estM = Median(e), synM = Median(s), skelM = Median(k);
             Say($"BPF_PROG_TEST_RUN, repeat {repeat}, median of {runs} rounds (ns per packet; loaded with Netcore.Xdp)");
             Say($"  floor (return XDP_TX)                 {floorM}");
@@ -109,6 +114,10 @@ internal static class XdpBench
             Say($"  ratios: established/floor = {estM / F(floorM):F2}, SYN/floor = {synM / F(floorM):F2}; "
                 + $"fastest runs {Math.Max(e.Min(), s.Min()) / F(f.Min()):F2} ({f.Min():F0} ns floor)");
             Say("  per round: " + string.Join(' ', f.Select((fl, i) => (Math.Max(e[i], s[i]) / F(fl)).ToString("F2", CultureInfo.InvariantCulture))));
+            // For information: how much CPU time the hypervisor gave to others while the rounds ran
+            // (/proc/stat steal; 0 on a host to itself). X swings with it: see the script's header.
+            Say($"  host steal during the rounds: {stealAll:F1}% (per round: "
+                + string.Join(' ', steal.Select(p => p.ToString("F0", CultureInfo.InvariantCulture))) + ")");
             Say($"packet lb/floor = {x:F2}; build ms = {buildMs:F2}");
             return 0;
         }
