@@ -29,6 +29,12 @@ chmod 777 "$WORK"
 NSA=bfs-a NSB=bfs-b DEVA=bfsa DEVB=bfsb
 CLK_TCK="$(getconf CLK_TCK)"
 PIDS=()
+# The guest's steal time (proc(5), /proc/stat "cpu" line, 8th value): the hypervisor running
+# something else while this guest's vCPUs were ready. Printed per window: flaps on both sides
+# together with a high steal are the host, not either implementation.
+steal_sample() { awk '/^cpu /{print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+steal_pct() { awk -v a="$1" -v b="$2" 'BEGIN{split(a,x," "); split(b,y," "); d=y[2]-x[2]; v=(d>0) ? 100*(y[1]-x[1])/d : 0; printf "%.0f", v}'; }
+STEAL_START=$(steal_sample)
 
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "$1" ] || { echo "bfd-scale: needs $1 (apt-get install $2)" >&2; exit 1; }; }
 need "$BFDD" frr; need vtysh frr; need stress-ng stress-ng; need tcpdump tcpdump; need taskset util-linux; need python3 python3
@@ -97,7 +103,7 @@ setup() { # $1 = N: one veth pair, N addresses on each side in 10.200.0.0/16
 }
 
 TOTAL_NC_CPU=0; TOTAL_NC_PKT=0; TOTAL_FRR_CPU=0; TOTAL_FRR_PKT=0; TOTAL_F1=0; TOTAL_F2=0
-printf '%-22s %-5s | %-12s %-26s %-6s | %-12s %-26s %-6s\n' config load "nc us/pkt" "nc gap p50/p99/max" "nc fl" "bfdd us/pkt" "bfdd gap p50/p99/max" "bfdd fl"
+printf '%-22s %-5s | %-12s %-26s %-6s | %-12s %-26s %-16s | %s\n' config load "nc us/pkt" "nc gap p50/p99/max" "nc fl" "bfdd us/pkt" "bfdd gap p50/p99/max" "bfdd fl" "steal"
 
 for cfg in $CONFIGS; do
   N="${cfg%%:*}"; INTERVAL="${cfg##*:}"
@@ -128,8 +134,9 @@ for cfg in $CONFIGS; do
     TCPDUMP_PID=$!; PIDS+=("$TCPDUMP_PID")
     sleep 0.5
     nc0=$(cpu_us "$TOOL_PID"); frr0=$(cpu_us "$BFDD_PID"); down0=$(bfdd_downs)
-    t0=$(date +%s.%N); touch "$WORK/ctl/start"
+    t0=$(date +%s.%N); touch "$WORK/ctl/start"; st0=$(steal_sample)
     sleep "$DURATION"
+    STEAL=$(steal_pct "$st0" "$(steal_sample)")
     nc1=$(cpu_us "$TOOL_PID"); frr1=$(cpu_us "$BFDD_PID"); down1=$(bfdd_downs); notup=$(bfdd_notup)
     t1=$(date +%s.%N); touch "$WORK/ctl/stop"
     kill "$TCPDUMP_PID"; wait "$TCPDUMP_PID" 2>/dev/null || true
@@ -174,8 +181,8 @@ print('%.2f|%s|%.2f|%s %d %d %d %d' % (nc_per, stats(gaps['a']), frr_per, stats(
 PY
 )
     IFS='|' read -r ncper ncgap frrper frrgap <<< "$LINE"
-    printf '%-22s %-5s | %-12s %-26s %-6s | %-12s %-26s %-6s\n' "N=$N ${INTERVAL}ms x$MULT" "$load" \
-      "$ncper" "$ncgap" "$F1" "$frrper" "$frrgap" "$F2 (not up: $notup)"
+    printf '%-22s %-5s | %-12s %-26s %-6s | %-12s %-26s %-16s | %s\n' "N=$N ${INTERVAL}ms x$MULT" "$load" \
+      "$ncper" "$ncgap" "$F1" "$frrper" "$frrgap" "$F2 (not up: $notup)" "$STEAL%"
     TOTAL_NC_CPU=$((TOTAL_NC_CPU + NCU)); TOTAL_NC_PKT=$((TOTAL_NC_PKT + NCP))
     TOTAL_FRR_CPU=$((TOTAL_FRR_CPU + FRU)); TOTAL_FRR_PKT=$((TOTAL_FRR_PKT + FRP))
     TOTAL_F1=$((TOTAL_F1 + F1)); TOTAL_F2=$((TOTAL_F2 + F2))
@@ -185,5 +192,5 @@ PY
 done
 
 X=$(python3 -c "print('%.2f' % (($TOTAL_NC_CPU / max(1, $TOTAL_NC_PKT)) / max(1e-9, $TOTAL_FRR_CPU / max(1, $TOTAL_FRR_PKT))))")
-echo "(SCHED_FIFO priority for both sides: $RT; window ${DURATION}s; load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "(SCHED_FIFO priority for both sides: $RT; window ${DURATION}s; load average now: $(cut -d' ' -f1-3 /proc/loadavg); host steal over the run: $(steal_pct "$STEAL_START" "$(steal_sample)")%)"
 echo "bfd-scale: cpu/packet netcore/bfdd = $X; flaps netcore = $TOTAL_F1, bfdd = $TOTAL_F2"
