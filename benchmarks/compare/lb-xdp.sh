@@ -18,7 +18,10 @@
 # - Each figure is the median of its RUNS runs; X = max(established, SYN) / floor of those
 #   medians. For information the script also prints the ratio of the fastest runs and each
 #   round's own ratio (on a shared host the floor and lb of one round do not see the same
-#   conditions: both swing by 40-100% between seconds, independently).
+#   conditions: both swing by 40-100% between seconds, independently), and the host's steal
+#   time over the rounds and per round (/proc/stat: CPU time the hypervisor gave to other guests
+#   while this one was ready to run). X follows it: 2.9 with the host quiet, 4.6-5.8 at 40-55%
+#   steal (2026-11-22); compare runs only at like steal.
 # - lb is lb_bench.o: lb.c built with -DLB_BENCH, which after encapsulating undoes the
 #   encapsulation (one more bpf_xdp_adjust_head and the 14-byte Ethernet header written back)
 #   because BPF_PROG_TEST_RUN does not reset the frame between repetitions; without it, run 2
