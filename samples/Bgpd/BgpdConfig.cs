@@ -29,7 +29,10 @@ public sealed class BgpdConfig
     /// <summary>Routes originated by this daemon.</summary>
     public List<RouteConfig> Routes { get; set; } = [];
 
-    private static readonly JsonSerializerOptions s_json = new()
+    /// <summary>The REST API (neighbours, RIB, routes, metrics); null: no API.</summary>
+    public ApiConfig? Api { get; set; }
+
+    internal static readonly JsonSerializerOptions s_json = new()
     {
         PropertyNameCaseInsensitive = true,
         ReadCommentHandling = JsonCommentHandling.Skip,
@@ -55,6 +58,7 @@ public sealed class BgpdConfig
         c.ToSpeakerOptions(); // validates
         foreach (var p in c.Peers) p.ToOptions();
         foreach (var r in c.Routes) r.ToRoute();
+        c.Api?.Validate();
         return c;
     }
 
@@ -72,6 +76,9 @@ public sealed class BgpdConfig
             HostName = HostName,
             ListenEndpoints = Listen.Select(l => IPEndPoint.TryParse(l, out var ep) ? ep : throw new BgpdConfigException($"listen '{l}' is not address:port")).ToList(),
             GracefulRestart = GracefulRestart?.ToOptions(),
+            // The routes as received are kept (before import policy), so the API can show what a peer
+            // sent next to what the policy accepted (and policy changes need no refresh).
+            Rib = new BgpRibOptions { KeepPrePolicy = true },
         };
     }
 }
@@ -268,23 +275,73 @@ public sealed class RouteConfig
     internal BgpRoute ToRoute()
     {
         if (!BgpPrefix.TryParse(Prefix, out var p))
-            throw new BgpdConfigException($"route prefix '{Prefix}' is not a prefix");
+            throw new BgpdConfigException($"route prefix '{Prefix}' is not a prefix (address/length)", "prefix");
+        // RFC 4271 4.3: the NLRI carries the prefix's significant bits only; an address with host bits
+        // set beyond the length is a typo (10.0.0.1/24), not a route, so it is refused rather than masked.
+        int slash = Prefix.IndexOf('/', StringComparison.Ordinal);
+        if (slash > 0 && !p.Address.Equals(System.Net.IPAddress.Parse(Prefix[..slash])))
+            throw new BgpdConfigException($"route prefix '{Prefix}' has host bits set (did you mean {p}?)", "prefix");
+        System.Net.IPAddress? nextHop = null;
+        if (NextHop is not null)
+        {
+            nextHop = PeerConfig.Ip(NextHop, "nextHop");
+            // RFC 4271 5.1.3 / 6.3: the next hop is a unicast address of a router; the unspecified,
+            // multicast and limited-broadcast addresses cannot be one.
+            if (nextHop.Equals(System.Net.IPAddress.Any) || nextHop.Equals(System.Net.IPAddress.IPv6Any) || nextHop.Equals(System.Net.IPAddress.Broadcast)
+                || nextHop.IsIPv6Multicast || (nextHop.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && (nextHop.GetAddressBytes()[0] & 0xF0) == 0xE0))
+                throw new BgpdConfigException($"route {Prefix}: nextHop '{NextHop}' is not a unicast address (RFC 4271 5.1.3)", "nextHop");
+            // RFC 4760 3: an IPv6 prefix needs an IPv6 next hop; an IPv4 prefix with an IPv6 next hop
+            // needs the extended next hop capability (RFC 8950), which this daemon does not configure.
+            if ((nextHop.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6) != p.IsIPv6)
+                throw new BgpdConfigException($"route {Prefix}: nextHop '{NextHop}' is not of the prefix's address family (RFC 4760 3)", "nextHop");
+        }
+        var attrs = new BgpPathAttributes
+        {
+            NextHop = nextHop,
+            // RFC 1997: a community is two 16-bit values; RFC 8092: a large community three 32-bit values.
+            Communities = [.. (Communities ?? []).Select(c => Parse(c, BgpCommunity.Parse, "communities", "asn:value with 16-bit numbers, or a well-known name"))],
+            LargeCommunities = [.. (LargeCommunities ?? []).Select(c => Parse(c, BgpLargeCommunity.Parse, "largeCommunities", "global:local1:local2 with 32-bit numbers"))],
+            Med = Med,
+            LocalPreference = LocalPref,
+        };
+        return new BgpRoute(p, attrs);
+    }
+
+    private T Parse<T>(string? text, Func<string, T> parse, string field, string expected)
+    {
         try
         {
-            var attrs = new BgpPathAttributes
-            {
-                NextHop = NextHop is null ? null : PeerConfig.Ip(NextHop, "nextHop"),
-                Communities = [.. Communities.Select(BgpCommunity.Parse)],
-                LargeCommunities = [.. LargeCommunities.Select(BgpLargeCommunity.Parse)],
-                Med = Med,
-                LocalPreference = LocalPref,
-            };
-            return new BgpRoute(p, attrs);
+            return parse(text ?? throw new FormatException("null"));
         }
-        catch (FormatException e)
+        catch (Exception e) when (e is FormatException or OverflowException or ArgumentException)
         {
-            throw new BgpdConfigException($"route {Prefix}: {e.Message}", e);
+            throw new BgpdConfigException($"route {Prefix}: {field} entry '{text}' is not {expected}", e, field);
         }
+    }
+}
+
+/// <summary>The REST API settings (see README.md, "REST API").</summary>
+public sealed class ApiConfig
+{
+    /// <summary>Address and port, "127.0.0.1:3179" by default; port 0 picks a free one (logged).</summary>
+    public string Listen { get; set; } = "127.0.0.1:3179";
+
+    /// <summary>Bearer token required on /api/* and /metrics (RFC 6750 2.1); null: none.</summary>
+    public string? Token { get; set; }
+
+    /// <summary>The parsed endpoint.</summary>
+    internal System.Net.IPEndPoint EndPoint => System.Net.IPEndPoint.TryParse(Listen, out var ep) && Listen.Contains(':', StringComparison.Ordinal)
+        ? ep : throw new BgpdConfigException($"api.listen '{Listen}' is not address:port", "api.listen");
+
+    internal void Validate()
+    {
+        _ = EndPoint;
+        if (Token is null)
+            return;
+        // RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+        string body = Token.TrimEnd('=');
+        if (body.Length == 0 || !body.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '~' or '+' or '/'))
+            throw new BgpdConfigException("api.token must be a non-empty RFC 6750 b64token (letters, digits, - . _ ~ + /, then '=' padding)", "api.token");
     }
 }
 
@@ -296,6 +353,15 @@ public sealed class BgpdConfigException : Exception
 
     /// <summary>Creates the exception.</summary>
     public BgpdConfigException(string message) : base(message) { }
+
+    /// <summary>Creates the exception naming the offending field (the API's error bodies carry it).</summary>
+    public BgpdConfigException(string message, string field) : base(message) => Field = field;
+
+    /// <summary>Creates the exception naming the offending field, with its cause.</summary>
+    public BgpdConfigException(string message, Exception inner, string field) : base(message, inner) => Field = field;
+
+    /// <summary>The offending field, when known.</summary>
+    public string? Field { get; }
 
     /// <summary>Creates the exception.</summary>
     public BgpdConfigException(string message, Exception inner) : base(message, inner) { }

@@ -2,6 +2,11 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Netcore.Bgp;
+using Netcore.Bgpd.Api;
+using Netcore.Bgpd.Cli;
+using Netcore.Bgpd.Daemon;
+using Netcore.Bgpd.Lab;
+using Netcore.Samples;
 
 namespace Netcore.Bgpd;
 
@@ -9,7 +14,8 @@ namespace Netcore.Bgpd;
 /// Netcore.Bgpd: a BGP daemon over Netcore.Bgp. Reads a JSON config, originates its routes to every
 /// peer and runs until SIGTERM or SIGINT, which close every session with Cease / Administrative
 /// Shutdown. Killed any other way, the next start is a graceful restart (RFC 4724) when the config
-/// enables it: peers keep our routes meanwhile.
+/// enables it: peers keep our routes meanwhile. With <c>"api"</c> configured it serves the REST API;
+/// <c>show neighbors|routes</c> reads it, <c>lab</c> runs the daemon between BIRD and FRR in namespaces.
 /// </summary>
 public static partial class Program
 {
@@ -19,22 +25,18 @@ public static partial class Program
         var config = new Option<FileInfo>("--config", "-c") { Description = "JSON configuration file", Required = true };
         var level = new Option<LogLevel>("--log-level") { Description = "Minimum log level", DefaultValueFactory = _ => LogLevel.Information };
         var check = new Option<bool>("--check") { Description = "Validate the configuration and exit" };
-        var root = new RootCommand("Netcore.Bgpd: a BGP speaker daemon (Netcore.Bgp) configured by a JSON file") { config, level, check };
-        root.SetAction((parse, ct) => RunAsync(parse.GetValue(config)!, parse.GetValue(level), parse.GetValue(check), ct));
+        var json = new Option<bool>("--log-json") { Description = "Log one JSON object per line" };
+        var root = new RootCommand("Netcore.Bgpd: a BGP speaker daemon (Netcore.Bgp) configured by a JSON file") { config, level, check, json };
+        root.SetAction((parse, ct) => RunAsync(parse.GetValue(config)!, parse.GetValue(level), parse.GetValue(check), parse.GetValue(json), ct));
+        root.Subcommands.Add(ShowCommand.Create());
+        root.Subcommands.Add(LabCommand.Create());
         // Signals are handled below (SIGTERM must close the sessions cleanly, without a time limit).
         return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }).ConfigureAwait(false);
     }
 
-    private static async Task<int> RunAsync(FileInfo configFile, LogLevel level, bool checkOnly, CancellationToken ct)
+    private static async Task<int> RunAsync(FileInfo configFile, LogLevel level, bool checkOnly, bool logJson, CancellationToken ct)
     {
-        using var loggerFactory = LoggerFactory.Create(b => b
-            .AddSimpleConsole(o =>
-            {
-                o.SingleLine = true;
-                o.TimestampFormat = "HH:mm:ss.fff ";
-                o.UseUtcTimestamp = true;
-            })
-            .SetMinimumLevel(level));
+        using var loggerFactory = LoggerFactory.Create(b => b.AddDaemonConsole(logJson, level));
         var log = loggerFactory.CreateLogger("Netcore.Bgpd");
         BgpdConfig cfg;
         try
@@ -48,7 +50,8 @@ public static partial class Program
         }
         if (checkOnly)
         {
-            Console.WriteLine($"bgpd: {configFile.FullName} is valid ({cfg.Peers.Count} peers, {cfg.Routes.Count} routes)");
+            Console.WriteLine($"bgpd: {configFile.FullName} is valid ({cfg.Peers.Count} peers, {cfg.Routes.Count} routes, " +
+                (cfg.Api is { } a ? $"API on {a.EndPoint}{(a.Token is null ? "" : " with a token")})" : "no API)"));
             return 0;
         }
 
@@ -56,15 +59,16 @@ public static partial class Program
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
 
-        var routes = cfg.Routes.Select(r => r.ToRoute()).ToList();
         var speaker = new BgpSpeaker(cfg.ToSpeakerOptions(), loggerFactory);
+        var daemon = new BgpdDaemon(cfg, speaker);
+        BgpdApi? api = null;
         try
         {
             // Originated routes enter the Loc-RIB and reach every peer (dynamic ones too) through its
             // export policy; after a graceful restart they go out once the selection deferral ended.
-            foreach (var r in routes)
-                await speaker.OriginateAsync(r.Prefix, r.Attributes, stop.Token).ConfigureAwait(false);
+            await daemon.OriginateConfiguredAsync(stop.Token).ConfigureAwait(false);
             await speaker.StartAsync(stop.Token).ConfigureAwait(false);
+            daemon.MarkListening();
             foreach (var pc in cfg.Peers)
             {
                 if (pc.IsDynamic)
@@ -72,7 +76,13 @@ public static partial class Program
                 else
                     speaker.AddPeer(pc.ToOptions());
             }
-            Log.Ready(log, cfg.RouterId, cfg.LocalAs, cfg.Peers.Count, routes.Count, cfg.GracefulRestart is not null);
+            Log.Ready(log, cfg.RouterId, cfg.LocalAs, cfg.Peers.Count, cfg.Routes.Count, cfg.GracefulRestart is not null);
+            if (cfg.Api is { } apiConfig)
+            {
+                api = await BgpdApi.StartAsync(apiConfig, daemon, b => b.AddDaemonConsole(logJson, level), stop.Token).ConfigureAwait(false);
+                // The tests, the CLI's users and the lab read this line for the port (":0" picks one).
+                Log.ApiListening(log, api.Address.ToString());
+            }
 
             long received = 0;
             try
@@ -92,6 +102,8 @@ public static partial class Program
         }
         finally
         {
+            if (api is not null)
+                await api.DisposeAsync().ConfigureAwait(false);
             // Cease / Administrative Shutdown to every peer; the graceful restart marker is removed,
             // so the next start is a fresh one and the peers flush our routes now.
             await speaker.DisposeAsync().ConfigureAwait(false);
@@ -113,5 +125,8 @@ public static partial class Program
 
         [LoggerMessage(4, LogLevel.Information, "bgpd: stopped")]
         public static partial void Stopped(ILogger logger);
+
+        [LoggerMessage(5, LogLevel.Information, "bgpd: api listening on {Address} (/api/v1/neighbors, /api/v1/rib, /api/v1/routes, /metrics, /healthz, /readyz)")]
+        public static partial void ApiListening(ILogger logger, string address);
     }
 }

@@ -23,7 +23,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
     private enum Kind
     {
         Update, PeerUp, PeerDown, MarkStale, SweepStale, RemovePeer, Originate, WithdrawOriginated,
-        Refresh, Subscribe, Unsubscribe, Snapshot, Barrier, OptionsChanged, NextHopsChanged, Revalidate,
+        Refresh, Subscribe, Unsubscribe, Snapshot, Barrier, OptionsChanged, NextHopsChanged, Revalidate, AdjRibOut,
     }
 
     private sealed class Command
@@ -45,6 +45,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
         public ChangeSubscriber? Subscriber;
         public TaskCompletionSource? Done;
         public TaskCompletionSource<List<BgpRibRoute>>? SnapshotDone;
+        public TaskCompletionSource<List<BgpRoute>>? AdjRibOutDone;
         public HashSet<IPAddress>? NextHops;
         public BgpRoaChangedEventArgs? RoaChange; // Revalidate (BgpRib.Revalidation.cs)
     }
@@ -296,6 +297,15 @@ internal sealed partial class BgpRib : IStaleRouteStore
         return tcs.Task;
     }
 
+    /// <summary>What the export to <paramref name="peer"/> currently advertises (its Adj-RIB-Out, after export policy).</summary>
+    public Task<List<BgpRoute>> AdjRibOutAsync(BgpPeer peer)
+    {
+        var tcs = new TaskCompletionSource<List<BgpRoute>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_queue.Writer.TryWrite(new Command { Kind = Kind.AdjRibOut, Peer = peer, AdjRibOutDone = tcs }))
+            tcs.TrySetException(new ObjectDisposedException(nameof(BgpSpeaker)));
+        return tcs.Task;
+    }
+
     public ChangeSubscriber Subscribe()
     {
         var s = new ChangeSubscriber(this);
@@ -343,6 +353,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
                     RibLog.CommandFailed(_log, cmd.Kind.ToString(), e);
                     cmd.Done?.TrySetException(e);
                     cmd.SnapshotDone?.TrySetException(e);
+                    cmd.AdjRibOutDone?.TrySetException(e);
                 }
                 if (cmd.Done is not null) _completions.Add(cmd.Done);
                 if (cmd.Kind == Kind.Update)
@@ -437,6 +448,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
                 break;
             case Kind.NextHopsChanged: ReRankVia(c.NextHops); break;
             case Kind.Revalidate: Revalidate(c.RoaChange!); break;
+            case Kind.AdjRibOut: c.AdjRibOutDone!.TrySetResult(AdjRibOut(c.Peer!)); break;
 
         }
     }
@@ -1204,6 +1216,29 @@ internal sealed partial class BgpRib : IStaleRouteStore
                 int id = prePolicy ? pe.PreAttr : pe.Attr;
                 if (id >= 0) list.Add(Route(prefix, _attrs.Get(id), pe.Source, pe.RemoteId, i == head && (pe.Flags & PathEntry.Eligible) != 0));
             }
+        }
+        return list;
+    }
+
+    /// <summary>
+    /// The Adj-RIB-Out of one peer, recomputed the way <see cref="ApplyChangedOptions"/> takes "what is advertised
+    /// now": the export of each prefix's best path(s) to it (RFC 4271 9.1.3), before the session's own changes
+    /// (next hop, AS prepend). Empty while the peer is not established.
+    /// </summary>
+    private List<BgpRoute> AdjRibOut(BgpPeer peer)
+    {
+        var list = new List<BgpRoute>();
+        if (!_byPeer.TryGetValue(peer, out var s) || !s.Up) return list;
+        FlushOutputs(); // s.Batch is used as scratch below
+        foreach (var (prefix, head) in _prefixes)
+        {
+            if (!s.Family(prefix.IsIPv6)) continue;
+            int n = CaptureTop(head, ref _new);
+            if (n == 0) continue;
+            EmitTo(s, prefix, prefix.IsIPv6, 0, n);
+            foreach (var (p, id, attrs) in s.Batch)
+                if (attrs is not null) list.Add(new BgpRoute(p, attrs, id));
+            s.Batch.Clear();
         }
         return list;
     }

@@ -56,6 +56,20 @@ public sealed partial class BgpSpeaker
     }
 
     /// <summary>
+    /// The Adj-RIB-Out of <paramref name="peer"/> (RFC 4271 3.2): the routes the RIB currently exports to it,
+    /// after its export policy and the export rules (split horizon, route reflection, well-known communities),
+    /// with path ids when ADD-PATH send is negotiated. The attributes are those before the session's own
+    /// changes: towards eBGP the session still prepends our AS and sets the next hop (RFC 4271 5.1.2, 5.1.3).
+    /// Empty while the peer is not established. Routes given to <see cref="BgpPeer.AnnounceAsync(BgpPrefix, BgpPathAttributes, CancellationToken)"/>
+    /// directly are in <see cref="BgpPeer.AdvertisedRoutes"/> instead.
+    /// </summary>
+    public async Task<IReadOnlyList<BgpRoute>> GetAdjRibOutAsync(BgpPeer peer, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        return await RequireRib().AdjRibOutAsync(peer).WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
     /// Tells the RIB that the IGP cost or reachability of next hops changed, i.e. that
     /// <see cref="BgpRibOptions.NextHopCost"/> now answers differently for them (RFC 4271 9.1.2: a route whose
     /// next hop is unresolvable is not used; 9.1.2.2 e: lower interior cost wins). The decision process reruns
