@@ -240,7 +240,7 @@ public sealed class PeerConfig
     };
 
     internal static IPAddress Ip(string s, string field) =>
-        IPAddress.TryParse(s, out var a) ? a : throw new BgpdConfigException($"{field} '{s}' is not an IP address");
+        IPAddress.TryParse(s, out var a) ? a : throw new BgpdConfigException($"{field} '{s}' is not an IP address", field);
 }
 
 /// <summary>A configured import/export choice.</summary>
