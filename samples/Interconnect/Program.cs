@@ -29,7 +29,7 @@ public static class Program
     private static int Usage()
     {
         Console.Error.WriteLine("""
-            usage: Netcore.Interconnect serve --config FILE [--api ADDRESS:PORT] [--log-level LEVEL] [--log-json]
+            usage: Netcore.Interconnect serve --config FILE [--api ADDRESS:PORT] [--api-token TOKEN] [--log-level LEVEL] [--log-json]
                      the site router daemon: tunnels, BGP + BFD per tunnel, routes in the kernel (README.md)
                    Netcore.Interconnect check --config FILE
                      validate a configuration file and print what it describes
@@ -57,10 +57,12 @@ public static class Program
         return d;
     }
 
-    private static InterconnectConfig Load(string path, string? api)
+    private static InterconnectConfig Load(string path, string? api, string? token)
     {
         var c = InterconnectConfig.Load(path);
-        return api is null ? c : c with { Api = InterconnectConfig.ParseEndpoint(api, "--api") };
+        if (api is not null)
+            c = c with { Api = InterconnectConfig.ParseEndpoint(api, "--api") };
+        return token is null ? c : (c with { ApiToken = token }).Validate();
     }
 
     private static async Task<int> ServeAsync(string[] args)
@@ -72,7 +74,7 @@ public static class Program
         {
             o = Options(args, "--log-json");
             path = o.GetValueOrDefault("--config") ?? throw new ArgumentException("--config FILE is required");
-            config = Load(path, o.GetValueOrDefault("--api"));
+            config = Load(path, o.GetValueOrDefault("--api"), o.GetValueOrDefault("--api-token"));
         }
         catch (Exception e) when (e is ArgumentException or InterconnectConfigException or IOException or UnauthorizedAccessException)
         {
@@ -82,9 +84,10 @@ public static class Program
         var level = o.GetValueOrDefault("--log-level") is string l && Enum.TryParse<LogLevel>(l, true, out var lv) ? lv : LogLevel.Information;
         using var loggerFactory = LoggerFactory.Create(b => b.AddDaemonConsole(o.ContainsKey("--log-json"), level).AddFilter("Microsoft", LogLevel.Warning));
         string api = o.GetValueOrDefault("--api") ?? "";
+        string? token = o.GetValueOrDefault("--api-token");
         try
         {
-            return await ServeCommand.RunAsync(config, () => Load(path, api.Length > 0 ? api : null), loggerFactory, CancellationToken.None).ConfigureAwait(false);
+            return await ServeCommand.RunAsync(config, () => Load(path, api.Length > 0 ? api : null, token), loggerFactory, CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception e) when (e is InterconnectConfigException or TunnelConflictException or NetlinkException or IOException or UnauthorizedAccessException or InvalidOperationException)
         {

@@ -42,8 +42,8 @@ public sealed class EndToEndTests(ITestOutputHelper output)
             {
                 if (sw.Elapsed > timeout)
                 {
-                    throw new TimeoutException($"{what} did not happen within {timeout.TotalSeconds} s; site route via [{string.Join(",", Lab.SiteRouteDevices())}]\n" +
-                        $"pop1: {Lab.Birdc(1, "show protocols all site")}\npop2: {Lab.Birdc(2, "show protocols")}");
+                    throw new TimeoutException($"{what} did not happen within {timeout.TotalSeconds} s; site route via [{string.Join(",", Lab.SiteRouteDevices())}], " +
+                        $"IPv6 via [{string.Join(",", Lab.SiteRouteDevices(LabTopology.RemotePrefix6))}]\npop1: {Lab.PopSession(1)}\npop2: {Lab.PopSession(2)}");
                 }
                 if (!Daemon.IsRunning)
                     throw new InvalidOperationException("the daemon exited:\n" + Daemon.Log);
@@ -55,18 +55,19 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         public void Dispose()
         {
             Daemon.Dispose();
-            Output.WriteLine("--- pop1 BIRD ---\n" + Lab.BirdLog(1));
+            Output.WriteLine($"--- pop1 {(Lab.FrrPop == 1 ? "FRR" : "BIRD")} ---\n" + Lab.BirdLog(1));
             Lab.Dispose();
         }
     }
 
-    private async Task<Setup> StartAsync(uint pref1, uint pref2, bool bfd, int maxPrefixes1 = 100, IReadOnlyList<string>? pop1Extra = null, uint table = 254)
+    private async Task<Setup> StartAsync(uint pref1, uint pref2, bool bfd, int maxPrefixes1 = 100, IReadOnlyList<string>? pop1Extra = null, uint table = 254,
+        int frrPop = 0, int maxPrefixes1v6 = 100)
     {
-        var lab = await LabTopology.CreateAsync(NewPrefix(), CancellationToken.None, pop1Extra);
+        var lab = await LabTopology.CreateAsync(NewPrefix(), CancellationToken.None, pop1Extra, frrPop);
         try
         {
             string config = Path.Combine(lab.Directory, "interconnect.json");
-            File.WriteAllText(config, LabTopology.SiteConfig(pref1, pref2, bfd, table: table, maxPrefixes1: maxPrefixes1));
+            File.WriteAllText(config, LabTopology.SiteConfig(pref1, pref2, bfd, table: table, maxPrefixes1: maxPrefixes1, maxPrefixes1v6: maxPrefixes1v6));
             var argv = lab.DaemonCommand(config);
             var daemon = ExternalDaemon.Start(null, argv[0], argv.Skip(1), output);
             var s = new Setup { Lab = lab, Daemon = daemon, ConfigPath = config, Output = output };
@@ -84,21 +85,54 @@ public sealed class EndToEndTests(ITestOutputHelper output)
     public async Task Primary_FailsOverOnBfdDownLongBeforeTheHoldTimer_ComesBack_EcmpOnReload_CleansUpOnStop()
     {
         using var s = await StartAsync(200, 100, bfd: true);
+        await FailoverScenarioAsync(s);
+    }
+
+    /// <summary>
+    /// The same scenario with pop1 (the primary, the one cut) run by FRR 8.4: zebra, bfdd and bgpd in
+    /// its namespace (bgpd's <c>neighbor X bfd</c> registers the peer with bfdd through zebra; zebra
+    /// installs the site's prefixes), BIRD at pop2.
+    /// </summary>
+    [LinuxFact(Netns = true, Tools = ["bird", "birdc", "/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd", "vtysh", "ping", "python3", "curl", "dotnet"])]
+    public async Task FrrPrimary_FailsOverOnBfdDown_BothFamilies_ComesBack_EcmpOnReload_CleansUpOnStop()
+    {
+        using var s = await StartAsync(200, 100, bfd: true, frrPop: 1);
+        await FailoverScenarioAsync(s);
+    }
+
+    /// <summary>
+    /// Both families over one session per tunnel (RFC 4760): 10.20.0.0/24 and fd20::/64 via pop1, pop1 cut
+    /// (BFD Down): both move to pop2; back; ECMP for both on a reload; all gone on SIGTERM.
+    /// </summary>
+    private async Task FailoverScenarioAsync(Setup s)
+    {
         var lab = s.Lab;
-        // Up: the remote prefix via the primary tunnel only, with our protocol number; traffic flows.
-        var up = await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1"]), TimeSpan.FromSeconds(40), "route via pop1");
-        output.WriteLine($"route via pop1 {up.TotalSeconds:F1} s after the daemon listened");
+        const string v6 = LabTopology.RemotePrefix6;
+        // FRR's bgpd re-registers its BFD peer once the BGP session is up (see LabTopology.PopSettled).
+        foreach (int i in new[] { 1, 2 })
+            await s.WaitAsync(() => lab.PopSettled(i), TimeSpan.FromSeconds(40), $"pop{i} settled (BGP Established, one BFD session Up)");
+        // Up: the remote prefixes via the primary tunnel only, with our protocol number; traffic flows.
+        var up = await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1"]) && lab.SiteRouteDevices(v6).SequenceEqual(["pop1"]),
+            TimeSpan.FromSeconds(40), "routes (IPv4 and IPv6) via pop1");
+        output.WriteLine($"routes via pop1 {up.TotalSeconds:F1} s after the daemon listened");
         var route = Sh($"ip -n {lab.Site} -j route show {LabTopology.RemotePrefix}");
         Assert.Contains("\"protocol\":\"199\"", route.Replace(" ", "", StringComparison.Ordinal), StringComparison.Ordinal);
         Assert.Contains("\"gateway\":\"169.254.1.1\"", route, StringComparison.Ordinal);
+        var route6 = Sh($"ip -n {lab.Site} -6 -j route show {v6}");
+        Assert.Contains("\"protocol\":\"199\"", route6.Replace(" ", "", StringComparison.Ordinal), StringComparison.Ordinal);
+        Assert.Contains("\"gateway\":\"fd00:1::1\"", route6, StringComparison.Ordinal);
         await s.WaitAsync(lab.Ping, TimeSpan.FromSeconds(10), "ping via pop1");
+        await s.WaitAsync(lab.Ping6, TimeSpan.FromSeconds(10), "IPv6 ping via pop1");
         lab.StartTcpServer(TcpPort);
         Assert.True(lab.Tcp(TcpPort), "TCP to the host via pop1");
-        // The site's prefix at both BIRDs, from AS 65000.
+        // The site's prefixes at both PoPs, from AS 65000.
         foreach (int i in new[] { 1, 2 })
-            await s.WaitAsync(() => lab.Birdc(i, $"show route for {LabTopology.SitePrefix}").Contains("AS65000", StringComparison.Ordinal), TimeSpan.FromSeconds(10), $"pop{i} learning the site prefix");
+            foreach (string p in new[] { LabTopology.SitePrefix, LabTopology.SitePrefix6 })
+                await s.WaitAsync(() => lab.PopHasSiteRoute(i, p), TimeSpan.FromSeconds(10), $"pop{i} learning the site prefix {p}");
         var routes = s.State().GetProperty("routes");
-        Assert.Equal(["pop1"], routes[0].GetProperty("tunnels").EnumerateArray().Select(t => t.GetString()));
+        Assert.Equal(2, routes.GetArrayLength());
+        Assert.All(routes.EnumerateArray(), r => Assert.Equal(["pop1"], r.GetProperty("tunnels").EnumerateArray().Select(t => t.GetString())));
+        Assert.Equal(1, s.TunnelState("pop1").GetProperty("prefixesAcceptedIpv6").GetInt32());
         Assert.Equal("Up", s.TunnelState("pop1").GetProperty("bfd").GetString());
         Assert.Equal("Established", s.TunnelState("pop2").GetProperty("bgp").GetString());
 
@@ -106,6 +140,8 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         lab.Cut(1);
         var moved = await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop2"]), TimeSpan.FromSeconds(30), "route via pop2 after the cut");
         output.WriteLine($"route via pop2 {moved.TotalMilliseconds:F0} ms after the cut (BFD 100 ms x 3, hold time 90 s)");
+        var moved6 = await s.WaitAsync(() => lab.SiteRouteDevices(v6).SequenceEqual(["pop2"]), TimeSpan.FromSeconds(30), "IPv6 route via pop2 after the cut");
+        Assert.Contains("\"gateway\":\"fd00:2::1\"", Sh($"ip -n {lab.Site} -6 -j route show {v6}"), StringComparison.Ordinal);
         // Behaviour, not a timing target: a move well inside the 90 s hold time can only be BFD's doing.
         Assert.True(moved < TimeSpan.FromSeconds(30), $"moved after {moved}");
         var pop1 = s.TunnelState("pop1");
@@ -113,6 +149,7 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         Assert.True(pop1.GetProperty("bfdDownEvents").GetInt64() >= 1);
         Assert.False(pop1.GetProperty("usable").GetBoolean());
         await s.WaitAsync(lab.Ping, TimeSpan.FromSeconds(10), "ping via pop2");
+        await s.WaitAsync(lab.Ping6, TimeSpan.FromSeconds(10), "IPv6 ping via pop2");
         Assert.True(lab.Tcp(TcpPort), "TCP to the host via pop2");
         string metrics = Sh($"ip netns exec {lab.Site} curl -sf http://127.0.0.1:9180/metrics");
         Assert.Contains("interconnect_bfd_down_total{tunnel=\"pop1\"} 1", metrics, StringComparison.Ordinal);
@@ -121,23 +158,29 @@ public sealed class EndToEndTests(ITestOutputHelper output)
 
         // Restore: back on the primary.
         lab.Restore(1);
-        var back = await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1"]), TimeSpan.FromSeconds(40), "route back via pop1");
-        output.WriteLine($"route back via pop1 {back.TotalSeconds:F1} s after the restore");
+        var back = await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1"]) && lab.SiteRouteDevices(v6).SequenceEqual(["pop1"]),
+            TimeSpan.FromSeconds(40), "routes back via pop1");
+        output.WriteLine($"routes back via pop1 {back.TotalSeconds:F1} s after the restore (the IPv6 route moved {moved6.TotalMilliseconds:F0} ms after the IPv4 one)");
         await s.WaitAsync(lab.Ping, TimeSpan.FromSeconds(10), "ping via pop1 again");
 
-        // SIGHUP with equal preferences: one ECMP route over both tunnels.
+        // SIGHUP with equal preferences: one ECMP route over both tunnels, for each family (IPv6: one
+        // RTA_MULTIPATH route, which the kernel keeps as siblings and dumps as nexthops).
         File.WriteAllText(s.ConfigPath, LabTopology.SiteConfig(150, 150, bfd: true));
         s.Daemon.Signal(1);
-        await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1", "pop2"]), TimeSpan.FromSeconds(10), "ECMP route after the reload");
+        await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1", "pop2"]) && lab.SiteRouteDevices(v6).SequenceEqual(["pop1", "pop2"]),
+            TimeSpan.FromSeconds(10), "ECMP routes after the reload");
         Assert.True(lab.Ping(), "ping over the ECMP route");
+        await s.WaitAsync(lab.Ping6, TimeSpan.FromSeconds(10), "IPv6 ping over the ECMP route");
 
         // SIGTERM: routes, tunnels and the announcements are gone.
         s.Daemon.Signal(15);
         Assert.True(s.Daemon.WaitForExit(TimeSpan.FromSeconds(15)), "the daemon did not stop on SIGTERM");
         Assert.Empty(lab.SiteRouteDevices());
+        Assert.Empty(lab.SiteRouteDevices(v6));
         Assert.Equal("", Sh($"ip -n {lab.Site} -o link show type vxlan").Trim());
         foreach (int i in new[] { 1, 2 })
-            await s.WaitAsync(() => !lab.Birdc(i, $"show route for {LabTopology.SitePrefix}").Contains("AS65000", StringComparison.Ordinal), TimeSpan.FromSeconds(10), $"pop{i} forgetting the site prefix");
+            foreach (string p in new[] { LabTopology.SitePrefix, LabTopology.SitePrefix6 })
+                await s.WaitAsync(() => !lab.PopHasSiteRoute(i, p), TimeSpan.FromSeconds(10), $"pop{i} forgetting the site prefix {p}");
     }
 
     /// <summary>
@@ -188,7 +231,8 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         Assert.Equal(["pop1"], lab.SiteRouteDevices("10.20.5.0/24", 100));
         Assert.Empty(lab.SiteRouteDevices("10.99.0.0/24", 100));
         pop1 = s.TunnelState("pop1");
-        Assert.Equal(4, pop1.GetProperty("prefixesReceived").GetInt32());
-        Assert.Equal(3, pop1.GetProperty("prefixesAccepted").GetInt32());
+        Assert.Equal(5, pop1.GetProperty("prefixesReceived").GetInt32());   // and fd20::/64
+        Assert.Equal(4, pop1.GetProperty("prefixesAccepted").GetInt32());
+        Assert.Equal(1, pop1.GetProperty("prefixesAcceptedIpv6").GetInt32());
     }
 }

@@ -48,11 +48,15 @@ public readonly record struct PrefixRule(IPNetwork Prefix, int MaxLength)
 
 /// <summary>What a tunnel's peer may announce.</summary>
 /// <param name="Allow">Accepted prefixes; empty accepts nothing (RFC 8212: no eBGP route is used without an explicit policy).</param>
-/// <param name="MaxPrefixes">More accepted prefixes than this closes the session (RFC 4486 Cease subcode 1) until a reload; null: no limit.</param>
-public sealed record ImportFilter(IReadOnlyList<PrefixRule> Allow, int? MaxPrefixes)
+/// <param name="MaxPrefixes">More accepted IPv4 prefixes than this closes the session (RFC 4486 Cease subcode 1) until a reload; null: no limit.</param>
+/// <param name="MaxPrefixesIPv6">The same for IPv6 prefixes (counted apart: a limit per AFI/SAFI, RFC 4486 4); null: no limit.</param>
+public sealed record ImportFilter(IReadOnlyList<PrefixRule> Allow, int? MaxPrefixes, int? MaxPrefixesIPv6 = null)
 {
     /// <summary>Whether <paramref name="prefix"/> passes the filter.</summary>
     public bool Accepts(IPNetwork prefix) => Allow.Any(r => r.Matches(prefix));
+
+    /// <summary>The limit for the family of <paramref name="family"/> (IPv4 or IPv6).</summary>
+    public int? MaxFor(AddressFamily family) => family == AddressFamily.InterNetworkV6 ? MaxPrefixesIPv6 : MaxPrefixes;
 }
 
 /// <summary>A tunnel to one PoP router and the BGP session over it.</summary>
@@ -88,6 +92,30 @@ public sealed record TunnelConfig
     /// <summary>The PoP's inner address: the BGP and BFD peer, and the next hop of the routes via this tunnel.</summary>
     public required IPAddress InnerPeer { get; init; }
 
+    /// <summary>This side's inner IPv6 address (null: the tunnel carries no IPv6 routes).</summary>
+    public IPAddress? InnerLocal6 { get; init; }
+
+    /// <summary>Prefix length of <see cref="InnerLocal6"/>.</summary>
+    public int InnerPrefixLength6 { get; init; }
+
+    /// <summary>The PoP's inner IPv6 address: the gateway of the IPv6 routes via this tunnel (and the BGP and BFD peer with an IPv6 peering).</summary>
+    public IPAddress? InnerPeer6 { get; init; }
+
+    /// <summary>Which inner addresses the BGP and BFD sessions run between: IPv4 (default) or IPv6; either carries both families (RFC 4760).</summary>
+    public AddressFamily Peering { get; init; } = AddressFamily.InterNetwork;
+
+    /// <summary>The tunnel carries IPv6 unicast (an inner IPv6 address is configured).</summary>
+    public bool CarriesIPv6 => InnerLocal6 is not null;
+
+    /// <summary>This side's address of the BGP/BFD sessions.</summary>
+    public IPAddress SessionLocal => Peering == AddressFamily.InterNetworkV6 ? InnerLocal6! : InnerLocal;
+
+    /// <summary>The PoP's address of the BGP/BFD sessions.</summary>
+    public IPAddress SessionPeer => Peering == AddressFamily.InterNetworkV6 ? InnerPeer6! : InnerPeer;
+
+    /// <summary>The gateway of routes of <paramref name="family"/> via this tunnel.</summary>
+    public IPAddress? GatewayFor(AddressFamily family) => family == AddressFamily.InterNetworkV6 ? InnerPeer6 : InnerPeer;
+
     /// <summary>MTU of the tunnel device.</summary>
     public required int Mtu { get; init; }
 
@@ -105,6 +133,9 @@ public sealed record TunnelConfig
 
     /// <summary>The inner subnet.</summary>
     public IPNetwork InnerNetwork => new IPNetwork(InterconnectConfig.Mask(InnerLocal, InnerPrefixLength), InnerPrefixLength);
+
+    /// <summary>The inner IPv6 subnet (null without one).</summary>
+    public IPNetwork? InnerNetwork6 => InnerLocal6 is null ? null : new IPNetwork(InterconnectConfig.Mask(InnerLocal6, InnerPrefixLength6), InnerPrefixLength6);
 }
 
 /// <summary>The daemon's configuration (JSON, see interconnect.example.json and README.md).</summary>
@@ -137,6 +168,9 @@ public sealed record InterconnectConfig
     /// <summary>Where the REST API, /metrics, /healthz and /readyz listen (default 127.0.0.1:9180).</summary>
     public IPEndPoint Api { get; init; } = new(IPAddress.Loopback, 9180);
 
+    /// <summary>Bearer token required on /api and /metrics (RFC 6750); null: no authentication (keep the API on loopback).</summary>
+    public string? ApiToken { get; init; }
+
     /// <summary>The tunnels.</summary>
     public required IReadOnlyList<TunnelConfig> Tunnels { get; init; }
 
@@ -160,7 +194,7 @@ public sealed record InterconnectConfig
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
                 throw new InterconnectConfigException("$", "the configuration is a JSON object");
-            Known(root, "$", "asn", "routerId", "originate", "table", "protocol", "holdTimeSeconds", "api", "tunnels");
+            Known(root, "$", "asn", "routerId", "originate", "table", "protocol", "holdTimeSeconds", "api", "apiToken", "tunnels");
             var tunnels = new List<TunnelConfig>();
             if (!root.TryGetProperty("tunnels", out var ts) || ts.ValueKind != JsonValueKind.Array)
                 throw new InterconnectConfigException("tunnels", "a list of tunnels is required");
@@ -176,6 +210,7 @@ public sealed record InterconnectConfig
                 Protocol = U32(root, "protocol", "protocol") is uint p ? (p <= 255 ? (byte)p : throw new InterconnectConfigException("protocol", $"{p} does not fit rtm_protocol (8 bits)")) : (byte)199,
                 HoldTime = U32(root, "holdTimeSeconds", "holdTimeSeconds") is uint h ? TimeSpan.FromSeconds(h) : TimeSpan.FromSeconds(90),
                 Api = Str(root, "api") is string api ? ParseEndpoint(api, "api") : new IPEndPoint(IPAddress.Loopback, 9180),
+                ApiToken = Str(root, "apiToken", "apiToken"),
                 Tunnels = tunnels,
             };
             return c.Validate();
@@ -186,7 +221,7 @@ public sealed record InterconnectConfig
     {
         if (t.ValueKind != JsonValueKind.Object)
             throw new InterconnectConfigException(path, "a tunnel is a JSON object");
-        Known(t, path, "name", "kind", "local", "remote", "vni", "port", "key", "innerLocal", "innerPeer", "mtu", "peerAsn", "preference", "bfd", "import");
+        Known(t, path, "name", "kind", "local", "remote", "vni", "port", "key", "innerLocal", "innerPeer", "innerLocal6", "innerPeer6", "peering", "mtu", "peerAsn", "preference", "bfd", "import");
         string name = Str(t, "name", path + ".name") ?? throw new InterconnectConfigException(path + ".name", "required");
         string kindText = Str(t, "kind", path + ".kind") ?? throw new InterconnectConfigException(path + ".kind", "required (vxlan, gre or ipip)");
         TunnelKind kind = kindText switch
@@ -197,10 +232,14 @@ public sealed record InterconnectConfig
             _ => throw new InterconnectConfigException(path + ".kind", $"'{kindText}' is not vxlan, gre or ipip"),
         };
         string inner = Str(t, "innerLocal", path + ".innerLocal") ?? throw new InterconnectConfigException(path + ".innerLocal", "required: this side's inner address with its prefix length, e.g. 169.254.1.0/31");
-        int slash = inner.IndexOf('/', StringComparison.Ordinal);
-        if (slash < 0 || !IPAddress.TryParse(inner.AsSpan(0, slash), out var innerAddr) ||
-            !int.TryParse(inner.AsSpan(slash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int innerLen))
-            throw new InterconnectConfigException(path + ".innerLocal", $"'{inner}' is not ADDRESS/LENGTH");
+        var (innerAddr, innerLen) = AddressAndLength(inner, path + ".innerLocal");
+        var (inner6Addr, inner6Len) = Str(t, "innerLocal6", path + ".innerLocal6") is string i6 ? AddressAndLength(i6, path + ".innerLocal6") : (null, 0);
+        AddressFamily peering = Str(t, "peering", path + ".peering") switch
+        {
+            null or "ipv4" => AddressFamily.InterNetwork,
+            "ipv6" => AddressFamily.InterNetworkV6,
+            var other => throw new InterconnectConfigException(path + ".peering", $"'{other}' is not ipv4 or ipv6 (the inner addresses the BGP and BFD sessions run between)"),
+        };
         BfdSettings bfd = BfdSettings.Default;
         if (t.TryGetProperty("bfd", out var b))
         {
@@ -218,7 +257,7 @@ public sealed record InterconnectConfig
                 throw new InterconnectConfigException(path + ".bfd", "true, false or {\"intervalMs\": N, \"multiplier\": N}");
         }
         var allow = new List<PrefixRule>();
-        int? maxPrefixes = null;
+        int? maxPrefixes = null, maxPrefixes6 = null;
         if (t.TryGetProperty("import", out var imp))
         {
             if (imp.ValueKind != JsonValueKind.Object)
@@ -227,7 +266,14 @@ public sealed record InterconnectConfig
             int k = 0;
             foreach (string rule in Strings(imp, "allow", path + ".import.allow"))
                 allow.Add(ParseRule(rule, $"{path}.import.allow[{k++}]"));
-            maxPrefixes = U32(imp, "maxPrefixes", path + ".import.maxPrefixes") is uint mp ? (int)Math.Min(mp, int.MaxValue) : null;
+            if (imp.TryGetProperty("maxPrefixes", out var mpe) && mpe.ValueKind == JsonValueKind.Object)
+            {
+                Known(mpe, path + ".import.maxPrefixes", "ipv4", "ipv6");
+                maxPrefixes = U32(mpe, "ipv4", path + ".import.maxPrefixes.ipv4") is uint m4 ? (int)Math.Min(m4, int.MaxValue) : null;
+                maxPrefixes6 = U32(mpe, "ipv6", path + ".import.maxPrefixes.ipv6") is uint m6 ? (int)Math.Min(m6, int.MaxValue) : null;
+            }
+            else
+                maxPrefixes = maxPrefixes6 = U32(imp, "maxPrefixes", path + ".import.maxPrefixes") is uint mp ? (int)Math.Min(mp, int.MaxValue) : null;
         }
         uint preference = t.TryGetProperty("preference", out var pref) ? pref.ValueKind switch
         {
@@ -248,11 +294,15 @@ public sealed record InterconnectConfig
             InnerLocal = innerAddr,
             InnerPrefixLength = innerLen,
             InnerPeer = Address(t, "innerPeer", path + ".innerPeer") ?? throw new InterconnectConfigException(path + ".innerPeer", "the PoP's inner address (BGP and BFD peer) is required"),
+            InnerLocal6 = inner6Addr,
+            InnerPrefixLength6 = inner6Len,
+            InnerPeer6 = Address(t, "innerPeer6", path + ".innerPeer6"),
+            Peering = peering,
             Mtu = U32(t, "mtu", path + ".mtu") is uint mtu ? (int)Math.Min(mtu, int.MaxValue) : DefaultMtu(kind, Address(t, "local", path + ".local")),
             PeerAsn = U32(t, "peerAsn", path + ".peerAsn") ?? throw new InterconnectConfigException(path + ".peerAsn", "the PoP's AS number is required"),
             Preference = preference,
             Bfd = bfd,
-            Import = new ImportFilter(allow, maxPrefixes),
+            Import = new ImportFilter(allow, maxPrefixes, maxPrefixes6),
         };
     }
 
@@ -292,6 +342,14 @@ public sealed record InterconnectConfig
             CheckNetwork(Originate[i], $"originate[{i}]");
         if (Tunnels.Count == 0)
             throw new InterconnectConfigException("tunnels", "at least one tunnel is required");
+        // RFC 2545 3 / RFC 4760 3: an IPv6 route is announced with an IPv6 next hop, which is a tunnel's inner IPv6 address.
+        for (int i = 0; i < Originate.Count; i++)
+            if (Originate[i].BaseAddress.AddressFamily == AddressFamily.InterNetworkV6 && !Tunnels.Any(t => t.CarriesIPv6))
+                throw new InterconnectConfigException($"originate[{i}]", $"{Originate[i]} is IPv6 but no tunnel has an innerLocal6 to be its next hop (RFC 2545 3)");
+        // RFC 6750 2.1: the bearer token is a b64token, 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+        if (ApiToken is not null && (ApiToken.TrimEnd('=').Length == 0 ||
+            !ApiToken.TrimEnd('=').All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '~' or '+' or '/')))
+            throw new InterconnectConfigException("apiToken", "a token of letters, digits and -._~+/ (RFC 6750 2.1 b64token) is required");
         for (int i = 0; i < Tunnels.Count; i++)
         {
             CheckTunnel(Tunnels[i], $"tunnels[{i}]");
@@ -308,6 +366,8 @@ public sealed record InterconnectConfig
                     throw new InterconnectConfigException($"tunnels[{i}].name", $"'{b.Name}' is used by tunnels[{j}] too");
                 if (Overlaps(a.InnerNetwork, b.InnerNetwork))
                     throw new InterconnectConfigException($"tunnels[{i}].innerLocal", $"{b.InnerNetwork} overlaps tunnels[{j}] ({a.InnerNetwork}): each tunnel needs its own inner subnet");
+                if (a.InnerNetwork6 is IPNetwork a6 && b.InnerNetwork6 is IPNetwork b6 && Overlaps(a6, b6))
+                    throw new InterconnectConfigException($"tunnels[{i}].innerLocal6", $"{b6} overlaps tunnels[{j}] ({a6}): each tunnel needs its own inner subnet");
                 // drivers/net/vxlan: two devices with the same VNI and port on one host cannot both receive (the VNI picks the device).
                 if (a.Kind == TunnelKind.Vxlan && b.Kind == TunnelKind.Vxlan && a.Vni == b.Vni && a.Port == b.Port)
                     throw new InterconnectConfigException($"tunnels[{i}].vni", $"VNI {b.Vni} on port {b.Port} is used by tunnels[{j}] too (the VNI selects the receiving device)");
@@ -374,9 +434,13 @@ public sealed record InterconnectConfig
                     throw new InterconnectConfigException($"{path}.{f}", $"{a} is the network or broadcast address of {net}");
             }
         }
+        CheckInner6(t, path);
         // RFC 791: every internet module must handle 68-byte datagrams; net/core/dev.c caps at 65535 here.
         if (t.Mtu is < 68 or > 65535)
             throw new InterconnectConfigException(path + ".mtu", $"{t.Mtu}: the MTU is 68-65535 (RFC 791 3.2 minimum 68)");
+        // RFC 8200 5: every link that carries IPv6 has an MTU of at least 1280 (the kernel drops IPv6 from a smaller device).
+        if (t.CarriesIPv6 && t.Mtu < 1280)
+            throw new InterconnectConfigException(path + ".mtu", $"{t.Mtu}: a tunnel that carries IPv6 needs an MTU of at least 1280 (RFC 8200 5)");
         CheckAs(t.PeerAsn, path + ".peerAsn");
         if (t.Bfd.Enabled)
         {
@@ -387,8 +451,42 @@ public sealed record InterconnectConfig
             if (t.Bfd.Multiplier == 0)
                 throw new InterconnectConfigException(path + ".bfd.multiplier", "0: the Detect Mult is non-zero (RFC 5880 4.1, 6.8.6)");
         }
-        if (t.Import.MaxPrefixes is 0)
+        if (t.Import.MaxPrefixes is 0 || t.Import.MaxPrefixesIPv6 is 0)
             throw new InterconnectConfigException(path + ".import.maxPrefixes", "0 would close the session on the first route; leave it out for no limit");
+    }
+
+    /// <summary>The inner IPv6 addresses and the peering family.</summary>
+    private static void CheckInner6(TunnelConfig t, string path)
+    {
+        if (t.InnerLocal6 is null != t.InnerPeer6 is null)
+            throw new InterconnectConfigException(path + (t.InnerLocal6 is null ? ".innerLocal6" : ".innerPeer6"), "innerLocal6 and innerPeer6 go together: the IPv6 routes need this side's address (their NEXT_HOP, RFC 2545 3) and the PoP's (their gateway)");
+        // RFC 4271 8 / RFC 4760: one session carries both families; it runs between the inner addresses of the family configured.
+        if (t.Peering == AddressFamily.InterNetworkV6 && t.InnerLocal6 is null)
+            throw new InterconnectConfigException(path + ".peering", "an IPv6 peering needs innerLocal6 and innerPeer6 (the session's addresses)");
+        if (t.InnerLocal6 is not IPAddress local || t.InnerPeer6 is not IPAddress peer)
+            return;
+        foreach (var (a, f) in new[] { (local, "innerLocal6"), (peer, "innerPeer6") })
+        {
+            // RFC 4291 2.5.6 / 2.4: a link-local address needs a zone and is not a route's gateway across a reload
+            // of the device; loopback, unspecified and multicast are not an interface's unicast address.
+            if (a.AddressFamily != AddressFamily.InterNetworkV6 || a.IsIPv4MappedToIPv6 || a.IsIPv6LinkLocal || a.IsIPv6Multicast ||
+                IPAddress.IsLoopback(a) || a.Equals(IPAddress.IPv6Any))
+                throw new InterconnectConfigException($"{path}.{f}", $"{a} is not a global or unique local IPv6 unicast address (RFC 4291 2.4, RFC 4193)");
+        }
+        // RFC 6164: /127 on point-to-point links; RFC 4291 2.5.1: /64 subnets; longer than /127 leaves no peer.
+        if (t.InnerPrefixLength6 is < 64 or > 127)
+            throw new InterconnectConfigException(path + ".innerLocal6", $"/{t.InnerPrefixLength6}: the inner IPv6 subnet is /64-/127 (a /127 point-to-point link per RFC 6164)");
+        var net = t.InnerNetwork6!.Value;
+        if (!net.Contains(peer))
+            throw new InterconnectConfigException(path + ".innerPeer6", $"{peer} is not in {net} (the peer is directly connected over the tunnel: RFC 5881 single-hop BFD, eBGP TTL 1)");
+        if (peer.Equals(local))
+            throw new InterconnectConfigException(path + ".innerPeer6", "the peer's inner IPv6 address is this side's own");
+        // RFC 4291 2.6.1: on a subnet shorter than /127 the all-zeros interface identifier is the Subnet-Router
+        // anycast address, not one interface's (RFC 6164 5.1 lifts this for /127 only).
+        if (t.InnerPrefixLength6 < 127)
+            foreach (var (a, f) in new[] { (local, "innerLocal6"), (peer, "innerPeer6") })
+                if (a.Equals(net.BaseAddress))
+                    throw new InterconnectConfigException($"{path}.{f}", $"{a} is the Subnet-Router anycast address of {net} (RFC 4291 2.6.1); use /127 (RFC 6164) or another address");
     }
 
     /// <summary>RFC 7607: AS 0 is reserved; RFC 6793 9: 23456 (AS_TRANS) is not a real AS; RFC 7300: 4294967295 is reserved.</summary>
@@ -442,6 +540,15 @@ public sealed record InterconnectConfig
         if (!Mask(a, len).Equals(a))
             throw new InterconnectConfigException(field, $"'{text}' has host bits set (RFC 4632 3.1); did you mean {Mask(a, len)}/{len}?");
         return new IPNetwork(a, len);
+    }
+
+    private static (IPAddress Address, int Length) AddressAndLength(string text, string field)
+    {
+        int slash = text.IndexOf('/', StringComparison.Ordinal);
+        if (slash < 0 || !IPAddress.TryParse(text.AsSpan(0, slash), out var a) ||
+            !int.TryParse(text.AsSpan(slash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int len))
+            throw new InterconnectConfigException(field, $"'{text}' is not ADDRESS/LENGTH");
+        return (a, len);
     }
 
     internal static PrefixRule ParseRule(string text, string field)

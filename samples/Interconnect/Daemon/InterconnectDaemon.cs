@@ -82,15 +82,18 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
             var c = t.Config;
             t.Peer = _speaker.AddPeer(new BgpPeerOptions
             {
-                RemoteAddress = c.InnerPeer,
+                // One session over the inner addresses of the configured peering family carries both
+                // families (RFC 4760): IPv4 unicast always, IPv6 unicast when the tunnel has IPv6.
+                RemoteAddress = c.SessionPeer,
                 RemoteAs = c.PeerAsn,
-                LocalAddress = c.InnerLocal,
+                LocalAddress = c.SessionLocal,
                 HoldTime = _config.HoldTime,
                 ConnectRetryTime = TimeSpan.FromSeconds(1),
                 MaxConnectRetryTime = TimeSpan.FromSeconds(4),
                 ConnectTimeout = TimeSpan.FromSeconds(2),
                 NextHopIPv4 = c.InnerLocal,
-                Families = [BgpFamily.IPv4Unicast],
+                NextHopIPv6 = c.InnerLocal6,
+                Families = c.CarriesIPv6 ? [BgpFamily.IPv4Unicast, BgpFamily.IPv6Unicast] : [BgpFamily.IPv4Unicast],
                 Description = "interconnect " + c.Name,
             });
             var tunnel = t;
@@ -99,8 +102,8 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
             {
                 t.Bfd = _bfd!.OpenSession(new BfdSessionOptions
                 {
-                    Peer = c.InnerPeer,
-                    LocalAddress = c.InnerLocal,
+                    Peer = c.SessionPeer,
+                    LocalAddress = c.SessionLocal,
                     Interface = c.Name,
                     DesiredMinTxInterval = c.Bfd.Interval,
                     RequiredMinRxInterval = c.Bfd.Interval,
@@ -239,20 +242,23 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
                 foreach (var p in u.Withdrawn)
                     t.Received.Remove(ToNetwork(p));
                 foreach (var r in u.Announced)
-                    if (!r.Prefix.IsIPv6)
+                    if (!r.Prefix.IsIPv6 || t.Config.CarriesIPv6)
                         t.Received.Add(ToNetwork(r.Prefix));
-                int accepted = t.Received.Count(t.Config.Import.Accepts);
-                if (t.Config.Import.MaxPrefixes is int max && accepted > max && !t.MaxPrefixExceeded)
+                foreach (var family in (ReadOnlySpan<AddressFamily>)[AddressFamily.InterNetwork, AddressFamily.InterNetworkV6])
                 {
-                    // RFC 4486 4 (Cease, Maximum Number of Prefixes Reached): the session is closed and
-                    // stays down until the operator reloads.
-                    t.MaxPrefixExceeded = true;
-                    t.Received.Clear();
-                    LogMaxPrefix(_log, t.Config.Name, accepted, max);
-                    // RFC 4486 4: the data is AFI (2 octets), SAFI (1) and the upper bound (4).
-                    byte[] data = [0, 1, 1, (byte)(max >> 24), (byte)(max >> 16), (byte)(max >> 8), (byte)max];
-                    if (t.Peer is { } peer)
-                        after.Add(() => peer.CloseAsync(new BgpNotification(BgpErrorCode.Cease, (byte)BgpCeaseError.MaximumPrefixesReached, data), reconnect: false, _stop.Token));
+                    int accepted = t.Received.Count(p => p.BaseAddress.AddressFamily == family && t.Config.Import.Accepts(p));
+                    if (t.Config.Import.MaxFor(family) is int max && accepted > max && !t.MaxPrefixExceeded)
+                    {
+                        // RFC 4486 4 (Cease, Maximum Number of Prefixes Reached): the session is closed and
+                        // stays down until the operator reloads; the limit is per family.
+                        t.MaxPrefixExceeded = true;
+                        t.MaxPrefixFamily = family;
+                        t.Received.Clear();
+                        LogMaxPrefix(_log, t.Config.Name, accepted, family == AddressFamily.InterNetworkV6 ? "IPv6" : "IPv4", max);
+                        byte[] data = MaxPrefixData(family, max);
+                        if (t.Peer is { } peer)
+                            after.Add(() => peer.CloseAsync(new BgpNotification(BgpErrorCode.Cease, (byte)BgpCeaseError.MaximumPrefixesReached, data), reconnect: false, _stop.Token));
+                    }
                 }
                 break;
             case ReloadEvent { Config: var next }:
@@ -261,11 +267,18 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
         }
     }
 
+    /// <summary>RFC 4486 4: the data of Cease / Maximum Number of Prefixes Reached is the AFI (2 octets), the SAFI (1) and the upper bound (4), in network order.</summary>
+    internal static byte[] MaxPrefixData(AddressFamily family, int max)
+    {
+        ushort afi = family == AddressFamily.InterNetworkV6 ? (ushort)BgpAfi.IPv6 : (ushort)BgpAfi.IPv4;
+        return [(byte)(afi >> 8), (byte)afi, (byte)BgpSafi.Unicast, (byte)(max >> 24), (byte)(max >> 16), (byte)(max >> 8), (byte)max];
+    }
+
     private void ApplyReload(InterconnectConfig next, List<Func<Task>> after)
     {
         var cur = _config;
         bool restart = cur.Asn != next.Asn || !cur.RouterId.Equals(next.RouterId) || cur.Table != next.Table || cur.Protocol != next.Protocol ||
-            cur.HoldTime != next.HoldTime || !cur.Api.Equals(next.Api) || cur.Tunnels.Count != next.Tunnels.Count;
+            cur.HoldTime != next.HoldTime || !cur.Api.Equals(next.Api) || cur.ApiToken != next.ApiToken || cur.Tunnels.Count != next.Tunnels.Count;
         var tunnels = new List<TunnelConfig>();
         for (int i = 0; i < cur.Tunnels.Count; i++)
         {
@@ -284,6 +297,7 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
             if (t.MaxPrefixExceeded)
             {
                 t.MaxPrefixExceeded = false;
+                t.MaxPrefixFamily = null;
                 if (t.Peer is { } peer)
                     after.Add(() => peer.StartAsync(_stop.Token));
             }
@@ -300,7 +314,8 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
     private static bool SameStructure(TunnelConfig a, TunnelConfig b) =>
         a.Name == b.Name && a.Kind == b.Kind && a.Local.Equals(b.Local) && a.Remote.Equals(b.Remote) && a.Vni == b.Vni && a.Port == b.Port &&
         a.Key == b.Key && a.InnerLocal.Equals(b.InnerLocal) && a.InnerPrefixLength == b.InnerPrefixLength && a.InnerPeer.Equals(b.InnerPeer) &&
-        a.Mtu == b.Mtu && a.PeerAsn == b.PeerAsn && a.Bfd == b.Bfd;
+        a.Mtu == b.Mtu && a.PeerAsn == b.PeerAsn && a.Bfd == b.Bfd && Equals(a.InnerLocal6, b.InnerLocal6) && a.InnerPrefixLength6 == b.InnerPrefixLength6 &&
+        Equals(a.InnerPeer6, b.InnerPeer6) && a.Peering == b.Peering;
 
     /// <summary>Announces <paramref name="prefixes"/> to every PoP and withdraws what was announced before and is not in the list.</summary>
     private async Task AnnounceAsync(IReadOnlyList<IPNetwork> prefixes, CancellationToken ct)
@@ -312,10 +327,14 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
         {
             if (t.Peer is null)
                 continue;
-            if (withdraw.Count > 0)
-                await t.Peer.WithdrawAsync(withdraw, ct).ConfigureAwait(false);
-            if (announce.Count > 0)
-                await t.Peer.AnnounceAsync(announce, ct).ConfigureAwait(false);
+            // IPv6 prefixes go only over tunnels that carry IPv6 (their next hop is the inner IPv6 address, RFC 2545 3).
+            bool v6 = t.Config.CarriesIPv6;
+            var w = withdraw.Where(p => v6 || !p.IsIPv6).ToList();
+            var a = announce.Where(r => v6 || !r.Prefix.IsIPv6).ToList();
+            if (w.Count > 0)
+                await t.Peer.WithdrawAsync(w, ct).ConfigureAwait(false);
+            if (a.Count > 0)
+                await t.Peer.AnnounceAsync(a, ct).ConfigureAwait(false);
         }
         _originated = want;
         foreach (var p in announce)
@@ -376,7 +395,11 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
     /// <summary>The kernel route of a prefix through tunnels (one gateway, or ECMP next hops), in our table and with our protocol number.</summary>
     private Route KernelRoute(IPNetwork prefix, IReadOnlyList<string>? tunnels)
     {
-        var hops = tunnels?.Select(n => _tunnels.First(t => t.Config.Name == n)).Select(t => new NextHop(t.Config.InnerPeer, t.Device.Index)).ToList();
+        // The gateway is the tunnel's inner peer address of the prefix's family; IPv6 ECMP goes to the
+        // kernel as one RTA_MULTIPATH route like IPv4 (this kernel, 6.18, takes it with NLM_F_REPLACE
+        // and keeps the hops as siblings; a replace with one hop and a delete without hops drop them all).
+        var family = prefix.BaseAddress.AddressFamily;
+        var hops = tunnels?.Select(n => _tunnels.First(t => t.Config.Name == n)).Select(t => new NextHop(t.Config.GatewayFor(family)!, t.Device.Index)).ToList();
         return hops is { Count: 1 }
             ? new Route { Destination = prefix, Gateway = hops[0].Gateway, OutputIndex = hops[0].OutputIndex, Table = _config.Table, Protocol = (RouteProtocol)_config.Protocol }
             : new Route { Destination = prefix, NextHops = hops, Table = _config.Table, Protocol = (RouteProtocol)_config.Protocol };
@@ -391,9 +414,18 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
                 t.Config.Name, t.Config.Kind.ToString().ToLowerInvariant(), t.Config.Local.ToString(), t.Config.Remote.ToString(), t.Config.Vni,
                 t.Device.Index, t.Device.Created, t.Config.Mtu, $"{t.Config.InnerLocal}/{t.Config.InnerPrefixLength}", t.Config.InnerPeer.ToString(),
                 t.Config.PeerAsn, t.Config.Preference, t.BgpState.ToString(), t.Config.Bfd.Enabled ? t.BfdState.ToString() : "off",
-                t.Usable, t.Received.Count, t.Received.Count(t.Config.Import.Accepts), t.MaxPrefixExceeded, Metrics.BfdDownCount(t.Config.Name), t.LastBfdDown)).ToList();
+                t.Usable, t.Received.Count, t.Received.Count(t.Config.Import.Accepts), t.MaxPrefixExceeded, Metrics.BfdDownCount(t.Config.Name), t.LastBfdDown)
+            {
+                InnerLocal6 = t.Config.InnerLocal6 is null ? null : $"{t.Config.InnerLocal6}/{t.Config.InnerPrefixLength6}",
+                InnerPeer6 = t.Config.InnerPeer6?.ToString(),
+                Peering = t.Config.Peering == AddressFamily.InterNetworkV6 ? "ipv6" : "ipv4",
+                Families = t.Config.CarriesIPv6 ? ["ipv4", "ipv6"] : ["ipv4"],
+                PrefixesReceivedIpv6 = t.Received.Count(p => p.BaseAddress.AddressFamily == AddressFamily.InterNetworkV6),
+                PrefixesAcceptedIpv6 = t.Received.Count(p => p.BaseAddress.AddressFamily == AddressFamily.InterNetworkV6 && t.Config.Import.Accepts(p)),
+                MaxPrefixFamily = t.MaxPrefixFamily is null ? null : t.MaxPrefixFamily == AddressFamily.InterNetworkV6 ? "ipv6" : "ipv4",
+            }).ToList();
             var routes = _installed.OrderBy(kv => kv.Key.ToString(), StringComparer.Ordinal).Select(kv => new RouteView(kv.Key.ToString(), kv.Value,
-                [.. kv.Value.Select(n => _tunnels.First(t => t.Config.Name == n).Config.InnerPeer.ToString())])).ToList();
+                [.. kv.Value.Select(n => _tunnels.First(t => t.Config.Name == n).Config.GatewayFor(kv.Key.BaseAddress.AddressFamily)?.ToString() ?? "")])).ToList();
             return new StateView(_config.Asn, _config.RouterId.ToString(), _config.Table, _config.Protocol,
                 [.. _originated.Select(p => p.ToString()).Order(StringComparer.Ordinal)], tunnels, routes);
         }
@@ -478,6 +510,7 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
         public BfdState BfdState { get; set; } = BfdState.Down;
         public HashSet<IPNetwork> Received { get; } = [];
         public bool MaxPrefixExceeded { get; set; }
+        public AddressFamily? MaxPrefixFamily { get; set; }
         public DateTimeOffset? LastBfdDown { get; set; }
         public bool BfdPeerAdminDown { get; set; }
 
@@ -519,8 +552,8 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
     [LoggerMessage(6, LogLevel.Warning, "tunnel {Name}: BFD Down, routes moved off it {Milliseconds:F1} ms after the BFD state change")]
     private static partial void LogFailover(ILogger logger, string name, double milliseconds);
 
-    [LoggerMessage(7, LogLevel.Error, "tunnel {Name}: {Accepted} prefixes accepted, more than the maximum {Max}; session shut down until a reload (RFC 4486)")]
-    private static partial void LogMaxPrefix(ILogger logger, string name, int accepted, int max);
+    [LoggerMessage(7, LogLevel.Error, "tunnel {Name}: {Accepted} {Family} prefixes accepted, more than the maximum {Max}; session shut down until a reload (RFC 4486)")]
+    private static partial void LogMaxPrefix(ILogger logger, string name, int accepted, string family, int max);
 
     [LoggerMessage(8, LogLevel.Information, "originated {Prefix} {What}")]
     private static partial void LogOriginate(ILogger logger, string what, string prefix);
@@ -553,7 +586,29 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
 /// <summary>A tunnel in <c>/api/v1/state</c>.</summary>
 internal sealed record TunnelView(string Name, string Kind, string Local, string Remote, uint? Vni, int Ifindex, bool Created, int Mtu,
     string InnerLocal, string InnerPeer, uint PeerAsn, uint Preference, string Bgp, string Bfd, bool Usable, int PrefixesReceived,
-    int PrefixesAccepted, bool MaxPrefixExceeded, long BfdDownEvents, DateTimeOffset? LastBfdDown);
+    int PrefixesAccepted, bool MaxPrefixExceeded, long BfdDownEvents, DateTimeOffset? LastBfdDown)
+{
+    /// <summary>This side's inner IPv6 address and length, or null.</summary>
+    public string? InnerLocal6 { get; init; }
+
+    /// <summary>The PoP's inner IPv6 address, or null.</summary>
+    public string? InnerPeer6 { get; init; }
+
+    /// <summary>The family of the addresses the BGP and BFD sessions run between.</summary>
+    public string Peering { get; init; } = "ipv4";
+
+    /// <summary>The address families the session carries.</summary>
+    public IReadOnlyList<string> Families { get; init; } = [];
+
+    /// <summary>Of <see cref="PrefixesReceived"/>, the IPv6 ones.</summary>
+    public int PrefixesReceivedIpv6 { get; init; }
+
+    /// <summary>Of <see cref="PrefixesAccepted"/>, the IPv6 ones.</summary>
+    public int PrefixesAcceptedIpv6 { get; init; }
+
+    /// <summary>The family whose maximum closed the session, or null.</summary>
+    public string? MaxPrefixFamily { get; init; }
+}
 
 /// <summary>An installed prefix and the tunnel(s) it goes through.</summary>
 internal sealed record RouteView(string Prefix, IReadOnlyList<string> Tunnels, IReadOnlyList<string> NextHops);

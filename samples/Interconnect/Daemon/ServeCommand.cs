@@ -43,12 +43,12 @@ internal static partial class ServeCommand
                 }
             });
             await daemon.StartAsync(stop.Token).ConfigureAwait(false);
-            var app = await StartApiAsync(config.Api, daemon, stop.Token).ConfigureAwait(false);
+            var app = await StartApiAsync(config.Api, config.ApiToken, daemon, stop.Token).ConfigureAwait(false);
             await using (app.ConfigureAwait(false))
             {
                 var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
                 // The tests and the lab read this line for the port (":0" picks one).
-                LogListening(log, address);
+                LogListening(log, address, config.ApiToken is null ? "" : "; bearer token required on /api and /metrics");
                 try
                 {
                     await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
@@ -62,10 +62,14 @@ internal static partial class ServeCommand
         return 0;
     }
 
-    /// <summary>GET /api/v1/state, /metrics, /healthz, /readyz on <paramref name="endpoint"/> (127.0.0.1 by default).</summary>
-    internal static async Task<WebApplication> StartApiAsync(IPEndPoint endpoint, InterconnectDaemon daemon, CancellationToken ct)
+    /// <summary>
+    /// GET /api/v1/state, /metrics, /healthz, /readyz on <paramref name="endpoint"/> (127.0.0.1 by default);
+    /// with <paramref name="token"/>, /api and /metrics need <c>Authorization: Bearer TOKEN</c> (RFC 6750).
+    /// </summary>
+    internal static async Task<WebApplication> StartApiAsync(IPEndPoint endpoint, string? token, InterconnectDaemon daemon, CancellationToken ct)
     {
         var app = RestApi.Create(endpoint);
+        RestApi.RequireBearerToken(app, token, "interconnect", Json);
         app.MapGet("/api/v1/state", () => Results.Text(JsonSerializer.Serialize(daemon.State(), Json), "application/json"));
         app.MapGet("/metrics", () => Results.Text(InterconnectMetrics.Render(daemon.State(), daemon.Metrics), "text/plain; version=0.0.4"));
         app.MapGet("/healthz", () => Results.Text("ok\n"));
@@ -74,8 +78,8 @@ internal static partial class ServeCommand
         return app;
     }
 
-    [LoggerMessage(20, LogLevel.Information, "listening on {Address} (/api/v1/state, /metrics, /healthz, /readyz)")]
-    private static partial void LogListening(ILogger logger, string address);
+    [LoggerMessage(20, LogLevel.Information, "listening on {Address} (/api/v1/state, /metrics, /healthz, /readyz){Auth}")]
+    private static partial void LogListening(ILogger logger, string address, string auth);
 
     [LoggerMessage(21, LogLevel.Error, "reload failed, the settings in force are kept: {Message}")]
     private static partial void LogReloadFailed(ILogger logger, string message);

@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Sockets;
 using Netcore.Interconnect.Config;
 using Netcore.Netlink;
@@ -16,7 +17,8 @@ public sealed class TunnelConflictException(string tunnel, string message) : Exc
 /// <param name="Index">ifindex.</param>
 /// <param name="Created">The daemon created the device (false: an existing one of the same spec was adopted and is left in place).</param>
 /// <param name="AddressAdded">The daemon added the inner address.</param>
-internal sealed record TunnelDevice(string Name, int Index, bool Created, bool AddressAdded);
+/// <param name="Address6Added">The daemon added the inner IPv6 address.</param>
+internal sealed record TunnelDevice(string Name, int Index, bool Created, bool AddressAdded, bool Address6Added = false);
 
 /// <summary>
 /// Creates the tunnel devices through Netcore.Netlink (idempotent: an existing device of the same
@@ -62,21 +64,30 @@ internal static class TunnelManager
         try
         {
             await nl.SetLinkAsync(index, new LinkChanges { Mtu = t.Mtu, Up = true }, ct).ConfigureAwait(false);
-            bool added = false;
-            try
-            {
-                await nl.AddAddressAsync(index, t.InnerLocal, t.InnerPrefixLength, false, ct).ConfigureAwait(false);
-                added = true;
-            }
-            catch (NetlinkException e) when (e.NativeErrorCode == 17 /* EEXIST: already there, not ours to remove */)
-            {
-            }
-            return new TunnelDevice(t.Name, index, created, added);
+            bool added = await AddAddressAsync(nl, index, t.InnerLocal, t.InnerPrefixLength, ct).ConfigureAwait(false);
+            // No duplicate address detection on the inner IPv6 address (IFA_F_NODAD): the /127 is the
+            // operator's plan for a point-to-point tunnel, and a tentative address could not be bound by
+            // the BGP and BFD sockets for the DAD time (RFC 4862 5.4).
+            bool added6 = t.InnerLocal6 is IPAddress a6 && await AddAddressAsync(nl, index, a6, t.InnerPrefixLength6, ct).ConfigureAwait(false);
+            return new TunnelDevice(t.Name, index, created, added, added6);
         }
         catch when (created)
         {
             await nl.DeleteLinkAsync(index, CancellationToken.None).ConfigureAwait(false);
             throw;
+        }
+    }
+
+    private static async Task<bool> AddAddressAsync(NetlinkClient nl, int index, IPAddress address, int length, CancellationToken ct)
+    {
+        try
+        {
+            await nl.AddAddressAsync(index, address, length, noDad: address.AddressFamily == AddressFamily.InterNetworkV6, ct).ConfigureAwait(false);
+            return true;
+        }
+        catch (NetlinkException e) when (e.NativeErrorCode == 17 /* EEXIST: already there, not ours to remove */)
+        {
+            return false;
         }
     }
 
@@ -90,6 +101,8 @@ internal static class TunnelManager
         }
         if (d.AddressAdded)
             await nl.DeleteAddressAsync(new InterfaceAddress { IfIndex = d.Index, Address = t.InnerLocal, PrefixLength = t.InnerPrefixLength }, ct).ConfigureAwait(false);
+        if (d.Address6Added && t.InnerLocal6 is not null)
+            await nl.DeleteAddressAsync(new InterfaceAddress { IfIndex = d.Index, Address = t.InnerLocal6, PrefixLength = t.InnerPrefixLength6 }, ct).ConfigureAwait(false);
     }
 
     /// <summary>
