@@ -287,18 +287,11 @@ internal sealed class BgpdDaemon
     {
         var neighbors = await NeighborsAsync(ct).ConfigureAwait(false);
         var m = new PrometheusText();
-        m.Family("bgpd_peer_state", "gauge", "BGP FSM state of the peer (RFC 4271 8.2.2): 0 Idle, 1 Connect, 2 Active, 3 OpenSent, 4 OpenConfirm, 5 Established");
-        foreach (var n in neighbors)
-            m.Sample("bgpd_peer_state", Labels(n), (int)Enum.Parse<BgpPeerState>(n.State));
-        m.Family("bgpd_peer_up", "gauge", "1 when the session is Established");
-        foreach (var n in neighbors)
-            m.Sample("bgpd_peer_up", Labels(n), n.State == nameof(BgpPeerState.Established) ? 1 : 0);
-        m.Family("bgpd_peer_uptime_seconds", "gauge", "Seconds since the session reached Established (0 when down)");
-        foreach (var n in neighbors)
-            m.Sample("bgpd_peer_uptime_seconds", Labels(n), n.UptimeSeconds);
-        m.Family("bgpd_peer_established_total", "counter", "Times the session reached Established");
-        foreach (var n in neighbors)
-            m.Sample("bgpd_peer_established_total", Labels(n), n.EstablishedTransitions);
+        PerPeer(m, neighbors, "bgpd_peer_state", "gauge", "BGP FSM state of the peer (RFC 4271 8.2.2): 0 Idle, 1 Connect, 2 Active, 3 OpenSent, 4 OpenConfirm, 5 Established",
+            n => (int)Enum.Parse<BgpPeerState>(n.State));
+        PerPeer(m, neighbors, "bgpd_peer_up", "gauge", "1 when the session is Established", n => n.State == nameof(BgpPeerState.Established) ? 1 : 0);
+        PerPeer(m, neighbors, "bgpd_peer_uptime_seconds", "gauge", "Seconds since the session reached Established (0 when down)", n => n.UptimeSeconds);
+        PerPeer(m, neighbors, "bgpd_peer_established_total", "counter", "Times the session reached Established", n => n.EstablishedTransitions);
         m.Family("bgpd_peer_prefixes", "gauge", "Prefixes per peer and family: received (before import policy), accepted (after it), advertised (Adj-RIB-Out)");
         foreach (var n in neighbors)
         {
@@ -309,12 +302,8 @@ internal sealed class BgpdDaemon
                 m.Sample("bgpd_peer_prefixes", $"{Labels(n)},family=\"{family}\",kind=\"advertised\"", c.Advertised);
             }
         }
-        m.Family("bgpd_peer_updates_received_total", "counter", "UPDATE messages received from the peer");
-        foreach (var n in neighbors)
-            m.Sample("bgpd_peer_updates_received_total", Labels(n), n.UpdatesReceived);
-        m.Family("bgpd_peer_updates_sent_total", "counter", "UPDATE messages sent to the peer");
-        foreach (var n in neighbors)
-            m.Sample("bgpd_peer_updates_sent_total", Labels(n), n.UpdatesSent);
+        PerPeer(m, neighbors, "bgpd_peer_updates_received_total", "counter", "UPDATE messages received from the peer", n => n.UpdatesReceived);
+        PerPeer(m, neighbors, "bgpd_peer_updates_sent_total", "counter", "UPDATE messages sent to the peer", n => n.UpdatesSent);
         m.Family("bgpd_loc_rib_prefixes", "gauge", "Prefixes in the Loc-RIB");
         m.Sample("bgpd_loc_rib_prefixes", "", Speaker.RibPrefixCount);
         m.Family("bgpd_rib_paths", "gauge", "Paths in the RIB, all peers and originated");
@@ -324,6 +313,13 @@ internal sealed class BgpdDaemon
         m.Family("bgpd_ready", "gauge", "1 when /readyz answers 200");
         m.Sample("bgpd_ready", "", Readiness().Ready ? 1 : 0);
         return m.ToString();
+    }
+
+    private static void PerPeer(PrometheusText m, IReadOnlyList<NeighborView> neighbors, string name, string type, string help, Func<NeighborView, double> value)
+    {
+        m.Family(name, type, help);
+        foreach (var n in neighbors)
+            m.Sample(name, Labels(n), value(n));
     }
 
     private static string Labels(NeighborView n) =>

@@ -10,34 +10,39 @@ using Netcore.Bgpd.Cli;
 namespace Netcore.Bgpd.Lab;
 
 /// <summary>
-/// <c>lab</c>: three namespaces, BIRD 2 (AS 65002) — the daemon (AS 65001) — FRR bgpd (AS 65003).
+/// <c>lab</c>: three namespaces, BIRD 2 (AS 65002) — the daemon (AS 65001) — FRR bgpd (AS 65003),
+/// and with <c>--gobgp</c> a fourth with GoBGP (AS 65004) next to FRR.
 /// BIRD originates a few prefixes, the daemon re-advertises them to FRR (accept-all both ways);
 /// it prints the daemon's neighbour table (from its API) and the routes FRR learned, then removes
 /// everything (also on Ctrl-C) and ends with one summary line.
 /// </summary>
 internal static class LabCommand
 {
-    private const int DaemonAs = 65001, BirdAs = 65002, FrrAs = 65003;
+    private const int DaemonAs = 65001, BirdAs = 65002, FrrAs = 65003, GobgpAs = 65004;
 
     public static Command Create()
     {
         var count = new Option<int>("--prefixes") { Description = "Prefixes BIRD originates (1-250)", DefaultValueFactory = _ => 5 };
         var keep = new Option<bool>("--verbose") { Description = "Print the daemons' logs at the end" };
-        var cmd = new Command("lab", "Namespaces: BIRD -> Netcore.Bgpd -> FRR; shows the neighbours and what FRR learned, then cleans up (needs root)") { count, keep };
-        cmd.SetAction((p, ct) => RunAsync(p.GetValue(count), p.GetValue(keep), ct));
+        var gobgp = new Option<bool>("--gobgp") { Description = "Also a GoBGP peer (gobgpd) that learns the prefixes" };
+        var cmd = new Command("lab", "Namespaces: BIRD -> Netcore.Bgpd -> FRR; shows the neighbours and what FRR learned, then cleans up (needs root)") { count, keep, gobgp };
+        cmd.SetAction((p, ct) => RunAsync(p.GetValue(count), p.GetValue(keep), p.GetValue(gobgp), ct));
         return cmd;
     }
 
     private static void Say(string line) => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss.fff}] {line}");
 
-    public static async Task<int> RunAsync(int prefixes, bool verbose, CancellationToken ct)
+    public static async Task<int> RunAsync(int prefixes, bool verbose, bool gobgp, CancellationToken ct)
     {
         if (prefixes is < 1 or > 250)
         {
             await Console.Error.WriteLineAsync("lab: --prefixes must be 1..250").ConfigureAwait(false);
             return 2;
         }
-        foreach (var (tool, pkg) in new[] { ("ip", "iproute2"), ("bird", "bird2"), ("birdc", "bird2"), ("vtysh", "frr"), ("curl", "curl") })
+        var tools = new List<(string, string)> { ("ip", "iproute2"), ("bird", "bird2"), ("birdc", "bird2"), ("vtysh", "frr"), ("curl", "curl") };
+        if (gobgp)
+            tools.AddRange([("gobgpd", "gobgpd"), ("gobgp", "gobgpd")]);
+        foreach (var (tool, pkg) in tools)
         {
             if (Run($"command -v {tool}").Code != 0)
             {
@@ -59,7 +64,7 @@ internal static class LabCommand
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
         var total = Stopwatch.StartNew();
-        using var lab = new Topology();
+        using var lab = new Topology(gobgp);
         try
         {
             return await RunLabAsync(lab, prefixes, verbose, cts.Token).ConfigureAwait(false);
@@ -78,17 +83,20 @@ internal static class LabCommand
 
     private static async Task<int> RunLabAsync(Topology lab, int prefixes, bool verbose, CancellationToken ct)
     {
-        Say($"namespaces {lab.Bird} (BIRD, AS {BirdAs}, 10.0.1.2) -- {lab.Bgpd} (Netcore.Bgpd, AS {DaemonAs}, 10.0.1.1 / 10.0.2.1) -- {lab.Frr} (FRR bgpd, AS {FrrAs}, 10.0.2.2)");
+        Say($"namespaces {lab.Bird} (BIRD, AS {BirdAs}, 10.0.1.2) -- {lab.Bgpd} (Netcore.Bgpd, AS {DaemonAs}, 10.0.1.1 / 10.0.2.1) -- {lab.Frr} (FRR bgpd, AS {FrrAs}, 10.0.2.2)"
+            + (lab.Gobgp is { } g ? $"; {g} (GoBGP, AS {GobgpAs}, 10.0.3.2) on 10.0.3.1" : ""));
         lab.Build();
         var routes = Enumerable.Range(0, prefixes).Select(i => $"10.101.{i}.0/24").ToList();
         lab.StartBird(routes);
         lab.StartFrr();
+        lab.StartGobgp();
+        int peers = lab.Gobgp is null ? 2 : 3;
         string token = Convert.ToHexString(RandomNumberGenerator.GetBytes(16));
         var sw = Stopwatch.StartNew();
         lab.StartBgpd(token);
         Say($"BIRD originates {prefixes} prefixes ({routes[0]} ...); the daemon imports and exports everything (accept-all)");
 
-        int established = 0, learned = 0;
+        int established = 0, learned = 0, gobgpLearned = 0;
         string? neighbors = null;
         var limit = TimeSpan.FromSeconds(60);
         while (sw.Elapsed < limit)
@@ -99,12 +107,13 @@ internal static class LabCommand
             neighbors = lab.Api("/api/v1/neighbors", token);
             established = CountEstablished(neighbors);
             learned = lab.FrrLearned(routes);
-            if (established == 2 && learned == prefixes)
+            gobgpLearned = lab.GobgpLearned(routes);
+            if (established == peers && learned == prefixes && (lab.Gobgp is null || gobgpLearned == prefixes))
                 break;
             await Task.Delay(50, ct).ConfigureAwait(false);
         }
         double ms = sw.Elapsed.TotalMilliseconds;
-        bool ok = established == 2 && learned == prefixes;
+        bool ok = established == peers && learned == prefixes && (lab.Gobgp is null || gobgpLearned == prefixes);
         if (neighbors is not null && CountEstablished(neighbors) >= 0)
         {
             Say("neighbours (GET /api/v1/neighbors, as `Netcore.Bgpd show neighbors` prints them):");
@@ -113,10 +122,16 @@ internal static class LabCommand
         }
         Say("routes FRR learned (vtysh: show bgp ipv4 unicast):");
         Console.WriteLine(lab.Vtysh("show bgp ipv4 unicast").TrimEnd());
+        if (lab.Gobgp is not null)
+        {
+            Say("routes GoBGP learned (gobgp global rib -a ipv4):");
+            Console.WriteLine(lab.GobgpCli("global rib -a ipv4").TrimEnd());
+        }
         if (!ok || verbose)
             Console.WriteLine("--- Netcore.Bgpd output ---\n" + lab.BgpdOutput.TrimEnd());
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"bgpd-lab: neighbors {established}/2 established; frr learned {learned} of {prefixes} prefixes from bird via netcore in {ms:F0} ms{(ok ? "" : " (FAILED: gave up after 60 s)")}"));
+            $"bgpd-lab: neighbors {established}/{peers} established; frr learned {learned} of {prefixes} prefixes from bird via netcore in {ms:F0} ms" +
+            $"{(lab.Gobgp is null ? "" : $"; gobgp learned {gobgpLearned} of {prefixes}")}{(ok ? "" : " (FAILED: gave up after 60 s)")}"));
         return ok ? 0 : 1;
     }
 
@@ -159,12 +174,13 @@ internal static class LabCommand
         private readonly StringBuilder _bgpdOutput = new();
         private Process? _bgpd;
 
-        public Topology()
+        public Topology(bool gobgp)
         {
             string tag = (Environment.ProcessId % 100000).ToString(CultureInfo.InvariantCulture);
             Bird = "ncbl-bird-" + tag;
             Bgpd = "ncbl-bgpd-" + tag;
             Frr = "ncbl-frr-" + tag;
+            Gobgp = gobgp ? "ncbl-gobgp-" + tag : null;
             Dir = Directory.CreateTempSubdirectory("ncbl-").FullName;
             Run($"chmod 755 {Dir}");
         }
@@ -172,7 +188,10 @@ internal static class LabCommand
         public string Bird { get; }
         public string Bgpd { get; }
         public string Frr { get; }
+        public string? Gobgp { get; }
         public string Dir { get; }
+
+        private IEnumerable<string> Namespaces => Gobgp is null ? [Bird, Bgpd, Frr] : [Bird, Bgpd, Frr, Gobgp];
 
         public bool BgpdRunning => _bgpd is { HasExited: false };
 
@@ -187,13 +206,63 @@ internal static class LabCommand
 
         public void Build()
         {
-            foreach (var ns in new[] { Bird, Bgpd, Frr })
+            foreach (var ns in Namespaces)
                 Must($"ip netns add {ns} && ip -n {ns} link set lo up");
             Must($"ip -n {Bgpd} link add v0 type veth peer name v1 netns {Bird}");
             Must($"ip -n {Bgpd} link add v2 type veth peer name v3 netns {Frr}");
             Must($"ip -n {Bgpd} addr add 10.0.1.1/24 dev v0 && ip -n {Bgpd} link set v0 up && ip -n {Bgpd} addr add 10.0.2.1/24 dev v2 && ip -n {Bgpd} link set v2 up");
             Must($"ip -n {Bird} addr add 10.0.1.2/24 dev v1 && ip -n {Bird} link set v1 up");
             Must($"ip -n {Frr} addr add 10.0.2.2/24 dev v3 && ip -n {Frr} link set v3 up");
+            if (Gobgp is not null)
+            {
+                Must($"ip -n {Bgpd} link add v4 type veth peer name v5 netns {Gobgp}");
+                Must($"ip -n {Bgpd} addr add 10.0.3.1/24 dev v4 && ip -n {Bgpd} link set v4 up");
+                Must($"ip -n {Gobgp} addr add 10.0.3.2/24 dev v5 && ip -n {Gobgp} link set v5 up");
+            }
+        }
+
+        public void StartGobgp()
+        {
+            if (Gobgp is null)
+                return;
+            string conf = Write("gobgpd.toml", $$"""
+                [global.config]
+                  as = {{GobgpAs}}
+                  router-id = "10.0.3.2"
+                [[neighbors]]
+                  [neighbors.config]
+                    neighbor-address = "10.0.3.1"
+                    peer-as = {{DaemonAs}}
+                  [neighbors.timers.config]
+                    connect-retry = 1
+                    hold-time = 9
+                    keepalive-interval = 3
+                  [[neighbors.afi-safis]]
+                    [neighbors.afi-safis.config]
+                      afi-safi-name = "ipv4-unicast"
+                """);
+            Start(Gobgp, "gobgpd", ["-f", conf, "--api-hosts", "127.0.0.1:50051"]);
+        }
+
+        public string GobgpCli(string args) => Gobgp is null ? "" : Run($"ip netns exec {Gobgp} gobgp -u 127.0.0.1 -p 50051 {args}").Stdout;
+
+        /// <summary>How many of <paramref name="routes"/> GoBGP has (its JSON RIB, keyed by prefix); 0 without GoBGP.</summary>
+        public int GobgpLearned(IReadOnlyList<string> routes)
+        {
+            if (Gobgp is null)
+                return 0;
+            string json = GobgpCli("global rib -a ipv4 -j");
+            if (string.IsNullOrWhiteSpace(json))
+                return 0;
+            try
+            {
+                using var doc = JsonDocument.Parse(json);
+                return doc.RootElement.ValueKind == JsonValueKind.Object ? routes.Count(p => doc.RootElement.TryGetProperty(p, out _)) : 0;
+            }
+            catch (JsonException)
+            {
+                return 0; // gobgpd still starting
+            }
         }
 
         public void StartBird(IReadOnlyList<string> routes)
@@ -232,11 +301,11 @@ internal static class LabCommand
                 {
                   "routerId": "10.0.1.1",
                   "localAs": {{DaemonAs}},
-                  "listen": ["10.0.1.1:179", "10.0.2.1:179"],
+                  "listen": ["10.0.1.1:179", "10.0.2.1:179"{{(Gobgp is null ? "" : ", \"10.0.3.1:179\"")}}],
                   "api": { "listen": "127.0.0.1:3179", "token": "{{token}}" },
                   "peers": [
                     { "address": "10.0.1.2", "as": {{BirdAs}}, "holdTime": 9, "connectRetry": 1, "families": ["ipv4-unicast"], "import": "accept-all", "export": "accept-all", "description": "bird" },
-                    { "address": "10.0.2.2", "as": {{FrrAs}}, "holdTime": 9, "connectRetry": 1, "families": ["ipv4-unicast"], "import": "accept-all", "export": "accept-all", "description": "frr" }
+                    { "address": "10.0.2.2", "as": {{FrrAs}}, "holdTime": 9, "connectRetry": 1, "families": ["ipv4-unicast"], "import": "accept-all", "export": "accept-all", "description": "frr" }{{(Gobgp is null ? "" : GobgpPeer)}}
                   ]
                 }
                 """);
@@ -248,6 +317,8 @@ internal static class LabCommand
             args.AddRange(["--config", conf]);
             _bgpd = Start(Bgpd, self, args, _bgpdOutput);
         }
+
+        private static string GobgpPeer => ",\n" + $$"""    { "address": "10.0.3.2", "as": {{GobgpAs}}, "holdTime": 9, "connectRetry": 1, "families": ["ipv4-unicast"], "import": "accept-all", "export": "accept-all", "description": "gobgp" }""";
 
         /// <summary>GET from the daemon's API inside its namespace (curl); null when it does not answer.</summary>
         public string? Api(string path, string token)
@@ -334,7 +405,7 @@ internal static class LabCommand
                 }
                 p.Dispose();
             }
-            foreach (var ns in new[] { Bird, Bgpd, Frr })
+            foreach (var ns in Namespaces)
                 Run($"for p in $(ip netns pids {ns} 2>/dev/null); do kill -9 $p; done; ip netns del {ns} 2>/dev/null");
             try
             {
