@@ -97,6 +97,26 @@ public sealed class ConfigTests
     [InlineData("t0.bfd", "{\"intervalMs\": 5}", "tunnels[0].bfd.intervalMs")]
     [InlineData("t0.import", "{\"allow\": [\"10.20.0.0/16 le 8\"]}", "tunnels[0].import.allow[0]")]
     [InlineData("t0.import", "{\"allow\": [\"10.20.0.0/16\"], \"maxPrefixes\": 0}", "tunnels[0].import.maxPrefixes")]
+    [InlineData("t0.import", "{\"maxPrefixes\": {\"ipv4\": 5, \"ipv6\": 0}}", "tunnels[0].import.maxPrefixes")]
+    [InlineData("t0.import", "{\"maxPrefixes\": {\"ipv7\": 5}}", "tunnels[0].import.maxPrefixes.ipv7")]
+    [InlineData("t0.import", "{\"allow\": [\"fd20::/32 le 16\"]}", "tunnels[0].import.allow[0]")]   // le below the prefix length
+    [InlineData("t0.import", "{\"allow\": [\"fd20::/32 le 129\"]}", "tunnels[0].import.allow[0]")]
+    [InlineData("t0.import", "{\"allow\": [\"fd20::1/64\"]}", "tunnels[0].import.allow[0]")]      // RFC 4632 host bits, IPv6 too
+    // IPv6 over the tunnels.
+    [InlineData("t0.innerPeer6", "null", "tunnels[0].innerPeer6")]                          // both or neither (RFC 2545 3)
+    [InlineData("t0.innerLocal6", "\"fd00:1::\"", "tunnels[0].innerLocal6")]              // ADDRESS/LENGTH
+    [InlineData("t0.innerLocal6", "\"169.254.7.0/31\"", "tunnels[0].innerLocal6")]        // not IPv6
+    [InlineData("t0.innerLocal6", "\"fe80::/127\"", "tunnels[0].innerLocal6")]            // link-local (RFC 4291 2.5.6)
+    [InlineData("t0.innerPeer6", "\"ff02::1\"", "tunnels[0].innerPeer6")]                 // multicast
+    [InlineData("t0.innerLocal6", "\"fd00:1::/128\"", "tunnels[0].innerLocal6")]          // RFC 6164: /127 at most
+    [InlineData("t0.innerLocal6", "\"fd00:1::/48\"", "tunnels[0].innerLocal6")]           // /64 at least
+    [InlineData("t0.innerPeer6", "\"fd00:9::1\"", "tunnels[0].innerPeer6")]               // not on the link (RFC 5881)
+    [InlineData("t0.innerPeer6", "\"fd00:1::\"", "tunnels[0].innerPeer6")]                // our own address
+    [InlineData("t0.innerLocal6", "\"fd00:1::/64\"", "tunnels[0].innerLocal6")]           // Subnet-Router anycast (RFC 4291 2.6.1)
+    [InlineData("t0.mtu", "1279", "tunnels[0].mtu")]                                        // RFC 8200 5: IPv6 needs 1280
+    [InlineData("t0.peering", "\"ipx\"", "tunnels[0].peering")]
+    [InlineData("$.apiToken", "\"two words\"", "apiToken")]                               // RFC 6750 2.1 b64token
+    [InlineData("$.apiToken", "\"\"", "apiToken")]
     public void BrokenRule_IsRejected_NamingTheField(string where, string value, string field)
     {
         var root = JsonNode.Parse(LabTopology.SiteConfig(200, 100, true))!.AsObject();
@@ -124,6 +144,85 @@ public sealed class ConfigTests
     }
 
     [Fact]
+    public void LabConfig_CarriesIPv6_OnAnIPv4Peering_WithLimitsPerFamily()
+    {
+        var c = InterconnectConfig.Parse(LabTopology.SiteConfig(200, 100, true, maxPrefixes1: 7, maxPrefixes1v6: 3, apiToken: "s3cr3t-T0ken"));
+        var pop1 = c.Tunnels[0];
+        Assert.True(pop1.CarriesIPv6);
+        Assert.Equal(IPAddress.Parse("fd00:1::"), pop1.InnerLocal6);
+        Assert.Equal(IPNetwork.Parse("fd00:1::/127"), pop1.InnerNetwork6);
+        Assert.Equal(System.Net.Sockets.AddressFamily.InterNetwork, pop1.Peering);
+        Assert.Equal(IPAddress.Parse("169.254.1.1"), pop1.SessionPeer);
+        Assert.Equal(IPAddress.Parse("fd00:1::1"), pop1.GatewayFor(System.Net.Sockets.AddressFamily.InterNetworkV6));
+        Assert.Equal(7, pop1.Import.MaxFor(System.Net.Sockets.AddressFamily.InterNetwork));
+        Assert.Equal(3, pop1.Import.MaxFor(System.Net.Sockets.AddressFamily.InterNetworkV6));
+        Assert.Contains(IPNetwork.Parse("fd10::/64"), c.Originate);
+        Assert.Equal("s3cr3t-T0ken", c.ApiToken);
+    }
+
+    [Fact]
+    public void Ipv6Peering_UsesTheInnerIPv6Addresses_AndNeedsThem()
+    {
+        var root = JsonNode.Parse(LabTopology.SiteConfig(200, 100, true))!.AsObject();
+        root["tunnels"]![0]!["peering"] = "ipv6";
+        var t = InterconnectConfig.Parse(root.ToJsonString()).Tunnels[0];
+        Assert.Equal(IPAddress.Parse("fd00:1::"), t.SessionLocal);
+        Assert.Equal(IPAddress.Parse("fd00:1::1"), t.SessionPeer);
+        // A number for maxPrefixes limits each family on its own.
+        root["tunnels"]![0]!["import"] = JsonNode.Parse("{\"allow\": [\"fd20::/32 le 64\"], \"maxPrefixes\": 4}");
+        Assert.Equal(4, InterconnectConfig.Parse(root.ToJsonString()).Tunnels[0].Import.MaxPrefixesIPv6);
+        foreach (string key in new[] { "innerLocal6", "innerPeer6" })
+            root["tunnels"]![0]!.AsObject().Remove(key);
+        var e = Assert.Throws<InterconnectConfigException>(() => InterconnectConfig.Parse(root.ToJsonString()));
+        Assert.Equal("tunnels[0].peering", e.Field);
+    }
+
+    /// <summary>An IPv6 site prefix needs a tunnel with an inner IPv6 address to be its next hop (RFC 2545 3).</summary>
+    [Fact]
+    public void Ipv6Originate_WithoutAnIPv6Tunnel_IsRejected()
+    {
+        var root = JsonNode.Parse(LabTopology.SiteConfig(200, 100, true))!.AsObject();
+        foreach (var t in root["tunnels"]!.AsArray())
+            foreach (string key in new[] { "innerLocal6", "innerPeer6" })
+                t!.AsObject().Remove(key);
+        var e = Assert.Throws<InterconnectConfigException>(() => InterconnectConfig.Parse(root.ToJsonString()));
+        Assert.Equal("originate[1]", e.Field);
+        Assert.Contains("RFC 2545", e.Message, StringComparison.Ordinal);
+        root["originate"] = JsonNode.Parse("[\"10.10.0.0/24\"]");
+        Assert.False(InterconnectConfig.Parse(root.ToJsonString()).Tunnels[0].CarriesIPv6);
+    }
+
+    /// <summary>Two tunnels' inner IPv6 subnets overlap: refused like the IPv4 ones.</summary>
+    [Fact]
+    public void OverlappingInnerIPv6Subnets_AreRejected()
+    {
+        var root = JsonNode.Parse(LabTopology.SiteConfig(200, 100, true))!.AsObject();
+        root["tunnels"]![1]!["innerLocal6"] = "fd00:1::2/64";
+        root["tunnels"]![1]!["innerPeer6"] = "fd00:1::3";
+        var e = Assert.Throws<InterconnectConfigException>(() => InterconnectConfig.Parse(root.ToJsonString()));
+        Assert.Equal("tunnels[1].innerLocal6", e.Field);
+    }
+
+    /// <summary>RFC 6164: on a /127 both addresses are usable, the all-zeros one included.</summary>
+    [Fact]
+    public void Slash127_AllowsTheAllZerosAddress_ButA64DoesNot()
+    {
+        var root = JsonNode.Parse(LabTopology.SiteConfig(200, 100, true))!.AsObject();
+        root["tunnels"]![0]!["innerLocal6"] = "fd00:1::1/64";
+        root["tunnels"]![0]!["innerPeer6"] = "fd00:1::2";
+        Assert.Equal(IPNetwork.Parse("fd00:1::/64"), InterconnectConfig.Parse(root.ToJsonString()).Tunnels[0].InnerNetwork6);
+        root["tunnels"]![0]!["innerPeer6"] = "fd00:1::";
+        Assert.Equal("tunnels[0].innerPeer6", Assert.Throws<InterconnectConfigException>(() => InterconnectConfig.Parse(root.ToJsonString())).Field);
+    }
+
+    /// <summary>RFC 4486 4: Cease / Maximum Number of Prefixes Reached carries AFI (2 octets), SAFI (1) and the bound (4).</summary>
+    [Theory]
+    [InlineData(System.Net.Sockets.AddressFamily.InterNetwork, 2, "00010100000002")]
+    [InlineData(System.Net.Sockets.AddressFamily.InterNetworkV6, 70000, "00020100011170")]
+    public void MaxPrefixNotification_CarriesTheFamily(System.Net.Sockets.AddressFamily family, int max, string hex) =>
+        Assert.Equal(hex, Convert.ToHexString(Netcore.Interconnect.Daemon.InterconnectDaemon.MaxPrefixData(family, max)));
+
+    [Fact]
     public void NotJson_IsAConfigError() =>
         Assert.Equal("$", Assert.Throws<InterconnectConfigException>(() => InterconnectConfig.Parse("{ nope")).Field);
 
@@ -135,6 +234,12 @@ public sealed class ConfigTests
     [InlineData("10.20.0.0/16 le 24", "10.21.0.0/24", false)]
     [InlineData("10.20.0.0/16 le 24", "10.0.0.0/8", false)]  // shorter than the rule's prefix
     [InlineData("10.20.0.0/16 le 32", "10.20.9.9/32", true)]
+    [InlineData("fd20::/32 le 64", "fd20:0:5::/64", true)]
+    [InlineData("fd20::/32 le 64", "fd20:0:5::/80", false)]
+    [InlineData("fd20::/32 le 64", "fd21::/64", false)]
+    [InlineData("fd20::/32", "fd20::/32", true)]
+    [InlineData("10.20.0.0/16 le 32", "::ffff:10.20.0.0/112", false)]  // the families never mix
+    [InlineData("::/0 le 128", "10.20.0.0/24", false)]
     public void ImportRule_MatchesLikeAPrefixListEntry(string rule, string prefix, bool matches) =>
         Assert.Equal(matches, InterconnectConfig.ParseRule(rule, "r").Matches(IPNetwork.Parse(prefix)));
 }

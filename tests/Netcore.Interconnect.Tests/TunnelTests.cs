@@ -160,6 +160,7 @@ public sealed class TunnelTests
 }
 
 /// <summary>The serve command's exits: a bad file, a failure at start (nothing left behind).</summary>
+[Collection(DaemonCollection.Name)]
 public sealed class ServeExitTests
 {
     private static string Dll => Path.Combine(AppContext.BaseDirectory, "Netcore.Interconnect.dll");
@@ -187,6 +188,49 @@ public sealed class ServeExitTests
                 // No peer answers here: not ready, but healthy.
                 Assert.NotEqual(0, ns.TryExec("curl -sf http://127.0.0.1:9180/readyz").ExitCode);
                 Assert.Equal(0, ns.TryExec("curl -sf http://127.0.0.1:9180/healthz").ExitCode);
+                d.Signal(15);
+                Assert.True(d.WaitForExit(TimeSpan.FromSeconds(15)));
+            }
+            Assert.NotEqual(0, ns.TryExec("ip link show pop1").ExitCode);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// <c>apiToken</c> (RFC 6750): /api and /metrics answer 401 with a Bearer challenge without the token
+    /// and 200 with it; /healthz and /readyz stay open. The tunnel gets its inner IPv6 address, usable at
+    /// once (no DAD), and loses it with the device on stop.
+    /// </summary>
+    [LinuxFact(Netns = true, Tools = ["dotnet", "curl"])]
+    public async Task ApiToken_GuardsApiAndMetrics_AndTheInnerIPv6AddressIsUsable()
+    {
+        using var ns = TestNetns.Create("ict");
+        string dir = Path.Combine(Path.GetTempPath(), ns.Name);
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string config = Path.Combine(dir, "c.json");
+            File.WriteAllText(config, LabTopology.SiteConfig(200, 100, true, api: "127.0.0.1:9180", apiToken: "s3cr3t-T0ken"));
+            using (var d = ExternalDaemon.Start(ns, "dotnet", [Dll, "serve", "--config", config]))
+            {
+                await d.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(30));
+                Assert.Contains("bearer token required", d.Log, StringComparison.Ordinal);
+                string Code(string path, string? token) =>
+                    ns.TryExec($"curl -s -o /dev/null -w '%{{http_code}}' {(token is null ? "" : $"-H 'Authorization: Bearer {token}' ")}http://127.0.0.1:9180{path}").StdOut.Trim();
+                Assert.Equal("401", Code("/api/v1/state", null));
+                Assert.Equal("401", Code("/api/v1/state", "wrong"));
+                Assert.Equal("401", Code("/metrics", null));
+                Assert.Equal("200", Code("/api/v1/state", "s3cr3t-T0ken"));
+                Assert.Equal("200", Code("/metrics", "s3cr3t-T0ken"));
+                Assert.Equal("200", Code("/healthz", null));
+                Assert.Equal("503", Code("/readyz", null));   // open, and no PoP answers here
+                Assert.Contains("WWW-Authenticate: Bearer realm=\"interconnect\"", ns.TryExec("curl -s -i http://127.0.0.1:9180/api/v1/state").StdOut, StringComparison.OrdinalIgnoreCase);
+                string addr6 = ns.Exec("ip -6 -o addr show dev pop1 scope global");
+                Assert.Contains("fd00:1::/127", addr6, StringComparison.Ordinal);
+                Assert.DoesNotContain("tentative", addr6, StringComparison.Ordinal);
                 d.Signal(15);
                 Assert.True(d.WaitForExit(TimeSpan.FromSeconds(15)));
             }

@@ -34,6 +34,7 @@ internal sealed class LabTopology : IDisposable
     private bool _disposed;
     private IReadOnlyList<string> _pop1Extra = [];
     private int _frrPop;
+    private bool _peering6;
 
     private LabTopology(string prefix, string dir)
     {
@@ -64,11 +65,12 @@ internal sealed class LabTopology : IDisposable
     /// Builds the namespaces and starts BIRD in both PoPs (or FRR in PoP <paramref name="frrPop"/>); pop1 also
     /// announces <paramref name="pop1Extra"/> (IPv4 or IPv6; static blackholes there).
     /// </summary>
-    public static async Task<LabTopology> CreateAsync(string prefix, CancellationToken ct, IReadOnlyList<string>? pop1Extra = null, int frrPop = 0)
+    /// <remarks>With <paramref name="peering6"/> the BIRD PoPs' sessions run between the inner IPv6 addresses (both families still).</remarks>
+    public static async Task<LabTopology> CreateAsync(string prefix, CancellationToken ct, IReadOnlyList<string>? pop1Extra = null, int frrPop = 0, bool peering6 = false)
     {
         string dir = Path.Combine(Path.GetTempPath(), prefix + "lab");
         System.IO.Directory.CreateDirectory(dir);
-        var t = new LabTopology(prefix, dir) { _pop1Extra = pop1Extra ?? [], _frrPop = frrPop };
+        var t = new LabTopology(prefix, dir) { _pop1Extra = pop1Extra ?? [], _frrPop = frrPop, _peering6 = peering6 };
         try
         {
             t.Build();
@@ -144,7 +146,7 @@ internal sealed class LabTopology : IDisposable
     /// carrying IPv4 and IPv6 unicast (RFC 4760; the IPv6 next hop is the inner IPv6 address), announcing
     /// the LAN and <paramref name="extra"/>.
     /// </summary>
-    public static string BirdConfig(int i, IReadOnlyList<string>? extra = null) => $$"""
+    public static string BirdConfig(int i, IReadOnlyList<string>? extra = null, bool peering6 = false) => $$"""
         router id {{PopUnderlay(i)}};
         log stderr all;
         protocol device { scan time 2; }
@@ -155,13 +157,13 @@ internal sealed class LabTopology : IDisposable
           interface "tun" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
         }
         protocol bgp site {
-          local {{PopInner(i)}} as {{65000 + i}};
-          neighbor {{SiteInner(i)}} as {{SiteAs}};
+          local {{(peering6 ? PopInner6(i) : PopInner(i))}} as {{65000 + i}};
+          neighbor {{(peering6 ? SiteInner6(i) : SiteInner(i))}} as {{SiteAs}};
           hold time 90;
           connect retry time 1;
           error wait time 1, 2;
           bfd on;
-          ipv4 { import all; export where net = {{RemotePrefix}} || source = RTS_STATIC; };
+          ipv4 { import all; export where net = {{RemotePrefix}} || source = RTS_STATIC; next hop address {{PopInner(i)}}; };
           ipv6 { import all; export where net = {{RemotePrefix6}} || source = RTS_STATIC; next hop address {{PopInner6(i)}}; };
         }
         protocol static { ipv4; {{string.Concat((extra ?? []).Where(p => !p.Contains(':', StringComparison.Ordinal)).Select(p => $"route {p} blackhole; "))}}}
@@ -324,7 +326,7 @@ internal sealed class LabTopology : IDisposable
     private async Task StartBirdAsync(int i, CancellationToken ct)
     {
         string conf = Path.Combine(Directory, $"bird{i}.conf"), sock = BirdSocket(i);
-        await File.WriteAllTextAsync(conf, BirdConfig(i, i == 1 ? _pop1Extra : null), ct).ConfigureAwait(false);
+        await File.WriteAllTextAsync(conf, BirdConfig(i, i == 1 ? _pop1Extra : null, _peering6), ct).ConfigureAwait(false);
         StartProcess(i, "bird", ["-f", "-c", conf, "-s", sock, "-P", Path.Combine(Directory, $"bird{i}.pid")]);
         var p = _birds[^1];
         var log = _birdLogs[i - 1];
@@ -355,13 +357,13 @@ internal sealed class LabTopology : IDisposable
     /// BFD on or off on the site's side, hold time 90 s.
     /// </summary>
     public static string SiteConfig(uint pref1, uint pref2, bool bfd, string api = "127.0.0.1:9180", uint table = 254, int maxPrefixes1 = 100,
-        int maxPrefixes1v6 = 100, string? apiToken = null)
+        int maxPrefixes1v6 = 100, string? apiToken = null, bool peering6 = false)
     {
         string Tunnel(int i, uint pref) => $$"""
                 {
                   "name": "pop{{i}}", "kind": "vxlan", "local": "100.64.0.1", "remote": "{{PopUnderlay(i)}}", "vni": {{100 + i}},
                   "innerLocal": "{{SiteInner(i)}}/31", "innerPeer": "{{PopInner(i)}}", "mtu": 1450,
-                  "innerLocal6": "{{SiteInner6(i)}}/127", "innerPeer6": "{{PopInner6(i)}}",
+                  "innerLocal6": "{{SiteInner6(i)}}/127", "innerPeer6": "{{PopInner6(i)}}", "peering": "{{(peering6 ? "ipv6" : "ipv4")}}",
                   "peerAsn": {{65000 + i}}, "preference": {{pref}},
                   "bfd": { "enabled": {{(bfd ? "true" : "false")}}, "intervalMs": 100, "multiplier": 3 },
                   "import": { "allow": ["10.20.0.0/16 le 24", "fd20::/32 le 64"],
