@@ -79,7 +79,16 @@ public static partial class Program
             Log.Ready(log, cfg.RouterId, cfg.LocalAs, cfg.Peers.Count, cfg.Routes.Count, cfg.GracefulRestart is not null);
             if (cfg.Api is { } apiConfig)
             {
-                api = await BgpdApi.StartAsync(apiConfig, daemon, b => b.AddDaemonConsole(logJson, level), stop.Token).ConfigureAwait(false);
+                try
+                {
+                    api = await BgpdApi.StartAsync(apiConfig, daemon, b => b.AddDaemonConsole(logJson, level), stop.Token).ConfigureAwait(false);
+                }
+                catch (IOException e)
+                {
+                    // Kestrel's AddressInUseException (and other bind failures) derive from IOException.
+                    Log.ApiFailed(log, apiConfig.Listen, e.Message);
+                    return 1;
+                }
                 // The tests, the CLI's users and the lab read this line for the port (":0" picks one).
                 Log.ApiListening(log, api.Address.ToString());
             }
@@ -128,5 +137,8 @@ public static partial class Program
 
         [LoggerMessage(5, LogLevel.Information, "bgpd: api listening on {Address} (/api/v1/neighbors, /api/v1/rib, /api/v1/routes, /metrics, /healthz, /readyz)")]
         public static partial void ApiListening(ILogger logger, string address);
+
+        [LoggerMessage(6, LogLevel.Critical, "bgpd: cannot serve the API on {Listen}: {Message}")]
+        public static partial void ApiFailed(ILogger logger, string listen, string message);
     }
 }

@@ -28,10 +28,11 @@ public sealed class ConfigTests : IDisposable
     }
 
     [Fact]
-    public void Example_IsValid_AndHasNoApi()
+    public void Example_IsValid_WithTheApiOnLoopback()
     {
         var c = BgpdConfig.Load(Path.Combine(AppContext.BaseDirectory, "bgpd.example.json"));
-        Assert.Null(c.Api);
+        Assert.Equal("127.0.0.1:3179", c.Api!.EndPoint.ToString());
+        Assert.Equal("change-me", c.Api.Token);
         Assert.True(c.ToSpeakerOptions().Rib.KeepPrePolicy);
     }
 
