@@ -50,8 +50,9 @@ public static partial class Program
         }
         if (checkOnly)
         {
-            Console.WriteLine($"bgpd: {configFile.FullName} is valid ({cfg.Peers.Count} peers, {cfg.Routes.Count} routes, " +
-                (cfg.Api is { } a ? $"API on {a.EndPoint}{(a.Token is null ? "" : " with a token")})" : "no API)"));
+            // The first part is what it always printed (scripts and tests read it); the API follows.
+            Console.WriteLine($"bgpd: {configFile.FullName} is valid ({cfg.Peers.Count} peers, {cfg.Routes.Count} routes); " +
+                (cfg.Api is { } a ? $"API on {a.EndPoint}{(a.Token is null ? "" : " with a token")}" : "no API"));
             return 0;
         }
 
