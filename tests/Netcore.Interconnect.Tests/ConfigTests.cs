@@ -16,7 +16,7 @@ public sealed class ConfigTests
         var c = InterconnectConfig.Parse(ExampleJson);
         Assert.Equal(65000u, c.Asn);
         Assert.Equal(IPAddress.Parse("10.10.0.1"), c.RouterId);
-        Assert.Equal([IPNetwork.Parse("10.10.0.0/24")], c.Originate);
+        Assert.Equal([IPNetwork.Parse("10.10.0.0/24"), IPNetwork.Parse("fd10::/64")], c.Originate);
         Assert.Equal(254u, c.Table);
         Assert.Equal((byte)199, c.Protocol);
         Assert.Equal(TimeSpan.FromSeconds(90), c.HoldTime);
@@ -30,6 +30,10 @@ public sealed class ConfigTests
         Assert.Equal(InterconnectConfig.Backup, c.Tunnels[1].Preference);
         Assert.Equal(new BfdSettings(true, TimeSpan.FromMilliseconds(100), 3), pop1.Bfd);
         Assert.Equal(100, pop1.Import.MaxPrefixes);
+        Assert.Equal(50, pop1.Import.MaxPrefixesIPv6);
+        Assert.Equal(IPNetwork.Parse("fd00:1::/127"), pop1.InnerNetwork6);
+        Assert.Equal(100, c.Tunnels[1].Import.MaxPrefixesIPv6);   // a number: each family
+        Assert.False(c.Tunnels[2].CarriesIPv6);
         var gre = c.Tunnels[2];
         Assert.Equal(TunnelKind.Gre, gre.Kind);
         Assert.Equal(7u, gre.Key);

@@ -21,7 +21,7 @@ internal static class LabCommand
         Dictionary<string, string?> o;
         try
         {
-            o = Program.Options(args, "--no-bfd");
+            o = Program.Options(args, "--no-bfd", "--pop-frr");
         }
         catch (ArgumentException e)
         {
@@ -29,11 +29,13 @@ internal static class LabCommand
             return 2;
         }
         bool bfd = !o.ContainsKey("--no-bfd");
-        foreach (string tool in new[] { "ip", "bird", "birdc", "ping", "python3", "curl" })
+        bool frr = o.ContainsKey("--pop-frr");
+        string pop1Kind = frr ? "FRR" : "BIRD";
+        foreach (string tool in new[] { "ip", "bird", "birdc", "ping", "python3", "curl" }.Concat(frr ? ["/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd", "vtysh"] : []))
         {
             if (LabTopology.Run($"command -v {tool}", check: false).Code != 0)
             {
-                Console.Error.WriteLine($"lab: '{tool}' is not installed (Debian: apt-get install iproute2 bird2 iputils-ping python3 curl)");
+                Console.Error.WriteLine($"lab: '{tool}' is not installed (Debian: apt-get install iproute2 bird2 iputils-ping python3 curl{(frr ? " frr" : "")})");
                 return 2;
             }
         }
@@ -46,8 +48,8 @@ internal static class LabCommand
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
         var total = Stopwatch.StartNew();
-        Say("building namespaces: site, inet (transit), pop1 and pop2 (BIRD 2, BGP + BFD 100 ms x 3), host 10.20.0.1 behind both PoPs");
-        using var lab = await LabTopology.CreateAsync("ncic-", cts.Token).ConfigureAwait(false);
+        Say($"building namespaces: site, inet (transit), pop1 ({(frr ? "FRR 8: zebra, bfdd, bgpd" : "BIRD 2")}) and pop2 (BIRD 2), BGP (IPv4 + IPv6 unicast) + BFD 100 ms x 3, host 10.20.0.1 / fd20::1 behind both PoPs");
+        using var lab = await LabTopology.CreateAsync("ncic-", cts.Token, frrPop: frr ? 1 : 0).ConfigureAwait(false);
         string config = Path.Combine(lab.Directory, "interconnect.json");
         await File.WriteAllTextAsync(config, LabTopology.SiteConfig(InterconnectConfigPrimary, InterconnectConfigBackup, bfd), cts.Token).ConfigureAwait(false);
         var daemon = new DaemonProcess(lab.DaemonCommand(config));
@@ -55,37 +57,43 @@ internal static class LabCommand
         {
             Say($"starting the daemon in the site namespace: pop1 preference {InterconnectConfigPrimary} (primary), pop2 {InterconnectConfigBackup} (backup), BFD {(bfd ? "on" : "off")}, BGP hold time 90 s");
             var sw = Stopwatch.StartNew();
-            await WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1"]) && lab.Ping(), TimeSpan.FromSeconds(40), "the route to 10.20.0.0/24 via pop1", daemon, cts.Token).ConfigureAwait(false);
-            Say($"10.20.0.0/24 via pop1 in the site's kernel {sw.Elapsed.TotalSeconds:F1} s after start; ping 10.20.0.1 answered");
+            await WaitAsync(() => lab.PopSettled(1) && lab.SiteRouteDevices().SequenceEqual(["pop1"]) && lab.SiteRouteDevices(LabTopology.RemotePrefix6).SequenceEqual(["pop1"]) && lab.Ping() && lab.Ping6(),
+                TimeSpan.FromSeconds(40), "the routes to 10.20.0.0/24 and fd20::/64 via pop1", daemon, cts.Token).ConfigureAwait(false);
+            Say($"10.20.0.0/24 and fd20::/64 via pop1 in the site's kernel {sw.Elapsed.TotalSeconds:F1} s after start; ping 10.20.0.1 answered, ping fd20::1 answered");
             lab.StartTcpServer(TcpPort);
             Say($"TCP 10.10.0.1 -> 10.20.0.1:{TcpPort}: {(lab.Tcp(TcpPort) ? "connected" : "FAILED")}");
-            Say($"pop1 BIRD learned the site's prefix: {RouteLine(lab.Birdc(1, "show route for 10.10.0.0/24"))}");
-            Say($"pop2 BIRD learned the site's prefix: {RouteLine(lab.Birdc(2, "show route for 10.10.0.0/24"))}");
+            foreach (int i in new[] { 1, 2 })
+                Say($"pop{i} {(i == 1 ? pop1Kind : "BIRD")} learned the site's prefixes from AS 65000: 10.10.0.0/24 {(lab.PopHasSiteRoute(i, LabTopology.SitePrefix) ? "yes" : "NO")}, fd10::/64 {(lab.PopHasSiteRoute(i, LabTopology.SitePrefix6) ? "yes" : "NO")}");
 
             Say("cutting pop1's underlay in the transit namespace (its link there down: both directions lost)");
             daemon.MarkCut();
             var cut = Stopwatch.StartNew();
             lab.Cut(1);
-            double? routeMs = null, trafficMs = null;
+            double? routeMs = null, route6Ms = null, trafficMs = null;
             var limit = bfd ? TimeSpan.FromSeconds(20) : TimeSpan.FromSeconds(10);
             while (cut.Elapsed < limit && (routeMs is null || trafficMs is null))
             {
                 cts.Token.ThrowIfCancellationRequested();
                 if (routeMs is null && lab.SiteRouteDevices().SequenceEqual(["pop2"]))
                     routeMs = cut.Elapsed.TotalMilliseconds;
+                if (route6Ms is null && lab.SiteRouteDevices(LabTopology.RemotePrefix6).SequenceEqual(["pop2"]))
+                    route6Ms = cut.Elapsed.TotalMilliseconds;
                 if (routeMs is not null && trafficMs is null && lab.Ping())
                     trafficMs = cut.Elapsed.TotalMilliseconds;
                 await Task.Delay(10, cts.Token).ConfigureAwait(false);
             }
             Say(daemon.BfdDownMilliseconds is double b ? $"BFD declared pop1 Down {b:F0} ms after the cut (detection time 300 ms)" : "BFD did not declare pop1 Down");
             Say(routeMs is double r ? $"kernel route 10.20.0.0/24 via pop2 {r:F0} ms after the cut" : $"kernel route still via {string.Join(",", lab.SiteRouteDevices())} {limit.TotalSeconds:F0} s after the cut: only the BGP hold timer (90 s) would move it");
+            if (route6Ms is double r6)
+                Say($"kernel route fd20::/64 via pop2 {r6:F0} ms after the cut");
             if (trafficMs is double tr)
-                Say($"ping 10.20.0.1 answered through pop2 {tr:F0} ms after the cut; TCP: {(lab.Tcp(TcpPort) ? "connected" : "FAILED")}");
+                Say($"ping 10.20.0.1 answered through pop2 {tr:F0} ms after the cut; TCP: {(lab.Tcp(TcpPort) ? "connected" : "FAILED")}; ping fd20::1: {(lab.Ping6() ? "answered" : "NOT answered")}");
 
             Say("restoring pop1's underlay");
             var restore = Stopwatch.StartNew();
             lab.Restore(1);
-            await WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1"]) && lab.Ping(), TimeSpan.FromSeconds(40), "the route back via pop1", daemon, cts.Token).ConfigureAwait(false);
+            await WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1"]) && lab.SiteRouteDevices(LabTopology.RemotePrefix6).SequenceEqual(["pop1"]) && lab.Ping() && lab.Ping6(),
+                TimeSpan.FromSeconds(40), "the routes back via pop1", daemon, cts.Token).ConfigureAwait(false);
             Say($"back via pop1 {restore.Elapsed.TotalSeconds:F1} s after the restore" + (bfd ? " (BFD Up, BGP reconnected, routes learned again)" : " (without BFD the session never noticed the cut)"));
             Say("daemon state (GET /api/v1/state):");
             Console.WriteLine(Summary(LabTopology.Run($"ip netns exec {lab.Site} curl -s http://127.0.0.1:9180/api/v1/state").Stdout));
@@ -97,12 +105,12 @@ internal static class LabCommand
         catch (Exception e) when (e is LabException or TimeoutException)
         {
             Say("FAILED: " + e.Message);
-            Console.WriteLine("--- daemon output ---\n" + daemon.Output + "\n--- pop1 BIRD ---\n" + lab.BirdLog(1));
+            Console.WriteLine("--- daemon output ---\n" + daemon.Output + $"\n--- pop1 {pop1Kind} ---\n" + lab.BirdLog(1));
             await daemon.StopAsync().ConfigureAwait(false);
             return 1;
         }
         await daemon.StopAsync().ConfigureAwait(false);
-        Say($"daemon stopped; site routes to 10.20.0.0/24 left: {lab.SiteRouteDevices().Count}, tunnel devices left: {LabTopology.Run($"ip -n {lab.Site} -o link show type vxlan", check: false).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length}");
+        Say($"daemon stopped; site routes to 10.20.0.0/24 left: {lab.SiteRouteDevices().Count}, to fd20::/64: {lab.SiteRouteDevices(LabTopology.RemotePrefix6).Count}, tunnel devices left: {LabTopology.Run($"ip -n {lab.Site} -o link show type vxlan", check: false).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length}");
         Say($"removing the namespaces ({total.Elapsed.TotalSeconds:F0} s in all)");
         return 0;
     }
@@ -110,9 +118,6 @@ internal static class LabCommand
     private const uint InterconnectConfigPrimary = 200, InterconnectConfigBackup = 100;
 
     private static void Say(string line) => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss.fff}] {line}");
-
-    private static string RouteLine(string birdc) =>
-        birdc.Split('\n').FirstOrDefault(l => l.Contains("10.10.0.0/24", StringComparison.Ordinal))?.Trim() ?? "(none)";
 
     private static async Task WaitAsync(Func<bool> done, TimeSpan timeout, string what, DaemonProcess daemon, CancellationToken ct)
     {
@@ -136,7 +141,7 @@ internal static class LabCommand
         {
             sb.Append(CultureInfo.InvariantCulture, $"  tunnel {t.GetProperty("name").GetString(),-5} {t.GetProperty("kind").GetString()} -> {t.GetProperty("remote").GetString(),-11}")
               .Append(CultureInfo.InvariantCulture, $" pref {t.GetProperty("preference").GetUInt32(),3}  BGP {t.GetProperty("bgp").GetString(),-11} BFD {t.GetProperty("bfd").GetString(),-4}")
-              .Append(CultureInfo.InvariantCulture, $" usable {t.GetProperty("usable").GetBoolean()}  prefixes {t.GetProperty("prefixesAccepted").GetInt32()}  BFD downs {t.GetProperty("bfdDownEvents").GetInt64()}\n");
+              .Append(CultureInfo.InvariantCulture, $" usable {t.GetProperty("usable").GetBoolean()}  prefixes {t.GetProperty("prefixesAccepted").GetInt32()} ({t.GetProperty("prefixesAcceptedIpv6").GetInt32()} IPv6)  BFD downs {t.GetProperty("bfdDownEvents").GetInt64()}\n");
         }
         foreach (var r in doc.RootElement.GetProperty("routes").EnumerateArray())
             sb.Append(CultureInfo.InvariantCulture, $"  route {r.GetProperty("prefix").GetString()} via {string.Join(", ", r.GetProperty("tunnels").EnumerateArray().Select(x => x.GetString()))}\n");
