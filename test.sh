@@ -101,7 +101,7 @@ print(p, f, s)
 PY
 )
 failed=$((failed + bench_failed + pack_failed))
-leftover=$(ip netns list 2>/dev/null | grep -c '^nct-' || true)
-[ "${leftover:-0}" -gt 0 ] && echo "test.sh: warning: $leftover test namespaces were left behind (removed now)"
+leftover=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -cE "$TEST_NETNS_RE" || true)
+[ "${leftover:-0}" -gt 0 ] && echo "test.sh: warning: $leftover test namespaces were left behind (removed on exit)"
 echo "${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
 [ "${failed:-0}" -eq 0 ] && [ $status -eq 0 ] || exit 1

@@ -26,10 +26,14 @@ install_prereqs() {
   for svc in bird bgpd bfdd zebra gobgpd exabgp; do pkill -x "$svc" 2>/dev/null || true; done
 }
 
+# Namespaces the tests create (TestNetns: nct-) and the ones the samples' labs create, which the
+# tests also run (LoadBalancer lb-PID-N-, Egress eg-, Interconnect ncic-, Bgpd ncbl-): each removes
+# its own on exit and on Ctrl-C, but a test process killed by a timeout cannot.
+TEST_NETNS_RE='^(nct-|ncic-|ncbl-|eg-|lb-[0-9]+-[0-9]+-)'
 cleanup_test_namespaces() {
   command -v ip >/dev/null || return 0
   local ns p
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^nct-' || true); do
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "$TEST_NETNS_RE" || true); do
     for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
     ip netns del "$ns" 2>/dev/null
   done
