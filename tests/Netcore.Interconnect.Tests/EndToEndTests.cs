@@ -19,6 +19,11 @@ public sealed class EndToEndTests(ITestOutputHelper output)
 
     private static string NewPrefix() => $"{TestNetns.Prefix}ic{Environment.ProcessId % 10000}-{Interlocked.Increment(ref s_counter)}-";
 
+    /// <summary>pop1's BIRD received Cease / Maximum Number of Prefixes Reached: its log, or its last error (later reconnects refused here overwrite that).</summary>
+    private static bool BirdGotMaxPrefix(LabTopology lab) =>
+        lab.BirdLog(1).Contains("Maximum number of prefixes reached", StringComparison.OrdinalIgnoreCase) ||
+        lab.Birdc(1, "show protocols all site").Contains("Maximum number of prefixes reached", StringComparison.OrdinalIgnoreCase);
+
     private sealed class Setup : IDisposable
     {
         public required LabTopology Lab { get; init; }
@@ -57,6 +62,7 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         {
             Daemon.Dispose();
             Output.WriteLine($"--- pop1 {(Lab.FrrPop == 1 ? "FRR" : "BIRD")} ---\n" + Lab.BirdLog(1));
+            Output.WriteLine("--- pop2 BIRD ---\n" + Lab.BirdLog(2));
             Lab.Dispose();
         }
     }
@@ -129,9 +135,11 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         Assert.Equal("ipv6", s.TunnelState("pop1").GetProperty("maxPrefixFamily").GetString());
         Assert.Empty(lab.SiteRouteDevices("fd20:0:5::/64"));
         // The NOTIFICATION leaves after the state changed here: wait for BIRD to have it.
-        await s.WaitAsync(() => lab.Birdc(1, "show protocols all site").Contains("Maximum number of prefixes reached", StringComparison.OrdinalIgnoreCase),
+        await s.WaitAsync(() => BirdGotMaxPrefix(lab),
             TimeSpan.FromSeconds(10), "BIRD showing Cease / Maximum number of prefixes reached");
         Assert.Contains("3 IPv6 prefixes accepted, more than the maximum 2", s.Daemon.Log, StringComparison.Ordinal);
+        // BIRD logs the NOTIFICATION's data: AFI 2 (IPv6), SAFI 1, bound 2 (RFC 4486 4).
+        Assert.Contains("Maximum number of prefixes reached: 00020100000002", lab.BirdLog(1), StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>
@@ -262,7 +270,7 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         Assert.Empty(lab.SiteRouteDevices("10.20.5.0/24", 100));
         Assert.Empty(lab.SiteRouteDevices());   // the main table is not ours here
         // BIRD got Cease / Maximum Number of Prefixes Reached (RFC 4486); the NOTIFICATION leaves after our state changed.
-        await s.WaitAsync(() => lab.Birdc(1, "show protocols all site").Contains("Maximum number of prefixes reached", StringComparison.OrdinalIgnoreCase),
+        await s.WaitAsync(() => BirdGotMaxPrefix(lab),
             TimeSpan.FromSeconds(10), "BIRD showing Cease / Maximum number of prefixes reached");
 
         File.WriteAllText(s.ConfigPath, LabTopology.SiteConfig(200, 100, bfd: true, table: 100, maxPrefixes1: 10));

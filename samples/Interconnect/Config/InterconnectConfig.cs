@@ -412,9 +412,10 @@ public sealed record InterconnectConfig
                     throw new InterconnectConfigException(path + (t.Vni is not null ? ".vni" : ".key"), "ipip has neither VNI nor key (RFC 2003)");
                 break;
         }
-        // The sessions run over IPv4 inner addresses (IPv4 unicast routes, RFC 4271 NEXT_HOP).
+        // innerLocal/innerPeer are IPv4: every tunnel carries IPv4 unicast, whose NEXT_HOP and gateway they are
+        // (RFC 4271 5.1.3); IPv6 goes in innerLocal6/innerPeer6.
         if (t.InnerLocal.AddressFamily != AddressFamily.InterNetwork || t.InnerPeer.AddressFamily != AddressFamily.InterNetwork)
-            throw new InterconnectConfigException(path + ".innerLocal", "the inner addresses are IPv4 (the BGP session and its NEXT_HOP)");
+            throw new InterconnectConfigException(path + ".innerLocal", "innerLocal and innerPeer are IPv4 (the IPv4 routes' NEXT_HOP and gateway); IPv6 inner addresses go in innerLocal6 and innerPeer6");
         // RFC 3021: a /31 has two usable addresses; longer leaves no peer.
         if (t.InnerPrefixLength is < 8 or > 31)
             throw new InterconnectConfigException(path + ".innerLocal", $"/{t.InnerPrefixLength}: the inner subnet is /8-/31 (a /31 point-to-point link per RFC 3021, or a /30)");

@@ -100,8 +100,11 @@ internal sealed class LabTopology : IDisposable
         }
         foreach (string ns in new[] { Inet, Pop(1), Pop(2) })
             Run($"ip netns exec {ns} sysctl -qw net.ipv4.ip_forward=1");
+        // No duplicate address detection in the PoPs: BIRD wants the tunnel's link-local address for
+        // its IPv6 next hop ("Missing link-local address") and restarted the session (Cease) when the
+        // address came out of DAD a second or two after start.
         foreach (string ns in new[] { Pop(1), Pop(2) })
-            Run($"ip netns exec {ns} sysctl -qw net.ipv6.conf.all.forwarding=1");
+            Run($"ip netns exec {ns} sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
         Veth(Site, "u0", "100.64.0.1/30", Inet, "s0", "100.64.0.2/30");
         Run($"ip -n {Site} route add default via 100.64.0.2");
         Run($"ip -n {Site} addr add {SiteAddress}/24 dev lo");
@@ -395,7 +398,12 @@ internal sealed class LabTopology : IDisposable
     /// <summary>The devices the site's kernel sends <paramref name="prefix"/> (IPv4 or IPv6) through (one, several for ECMP, none).</summary>
     public IReadOnlyList<string> SiteRouteDevices(string prefix = RemotePrefix, uint table = 254)
     {
-        string json = Run($"ip -n {Site} -j {(prefix.Contains(':', StringComparison.Ordinal) ? "-6 " : "")}route show table {table} {prefix}").Stdout;
+        // A table that never held a route of the family (or lost its last one) does not exist: no route.
+        var (code, json) = Run($"ip -n {Site} -j {(prefix.Contains(':', StringComparison.Ordinal) ? "-6 " : "")}route show table {table} {prefix} 2>&1", check: false);
+        if (code != 0 && json.Contains("table does not exist", StringComparison.Ordinal))
+            return [];
+        if (code != 0)
+            throw new LabException($"ip route show table {table} {prefix} exited with {code}: {json.Trim()}");
         using var doc = JsonDocument.Parse(string.IsNullOrWhiteSpace(json) ? "[]" : json);
         var devs = new List<string>();
         foreach (var r in doc.RootElement.EnumerateArray())
