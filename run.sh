@@ -46,7 +46,7 @@ else
   status=1
 fi
 
-# The other samples' labs (samples/Interconnect, Egress, Scheduler): each builds its namespaces
+# The other samples' labs (samples/Interconnect, Egress, Scheduler, Bgpd): each builds its namespaces
 # (or cgroups) with real peers, prints what it saw and removes everything on exit; a few seconds each.
 # run_lab NAME SUMMARY-REGEX DLL ARGS...: the lines matching the regex go into the summary.
 run_lab() {
@@ -66,6 +66,7 @@ run_lab interconnect-lab "BFD declared|kernel route .* after the cut" \
   samples/Interconnect/bin/Release/net10.0/Netcore.Interconnect.dll lab
 run_lab egress-lab "^lab: all " samples/Egress/bin/Release/net10.0/Netcore.Egress.dll lab --bgp
 run_lab scheduler-lab "^fair share:|^checksums:" samples/Scheduler/bin/Release/net10.0/Netcore.Scheduler.dll lab
+run_lab bgpd-lab "^bgpd-lab: neighbors" samples/Bgpd/bin/Release/net10.0/Netcore.Bgpd.dll lab --gobgp
 
 # name | quick invocation (environment and arguments) | full invocation
 COMPARISONS=(
