@@ -327,4 +327,50 @@ public class RibSessionTests(ITestOutputHelper output)
         // after RestartAfter the peer starts again by itself (and, as the peer re-sends 10 prefixes, trips again)
         await InteropLab.Eventually(() => usToA.Statistics.EstablishedTransitions >= 2, 20, "session back after the restart interval");
     }
+
+    /// <summary><see cref="BgpSpeaker.GetAdjRibOutAsync"/>: what the RIB exports to each peer, after its export policy and the export rules.</summary>
+    [Fact]
+    public async Task Adj_rib_out_is_what_the_export_sends_each_peer()
+    {
+        await using var a = await NodeAsync(1, 65001, new BgpRibOptions { Enabled = false });
+        await using var us = await NodeAsync(2, 65002);
+        await using var c = await NodeAsync(3, 65003, new BgpRibOptions { Enabled = false });
+        await using var d = await NodeAsync(4, 65004, new BgpRibOptions { Enabled = false });
+        var aToUs = Connect(a, us, 65002);
+        var usToA = Connect(us, a, 65001);
+        var usToC = Connect(us, c, 65003);
+        var cToUs = Connect(c, us, 65002);
+        var usToD = Connect(us, d, 65004, o => o with { ExportPolicy = BgpPolicy.RejectAll });
+        Connect(d, us, 65002);
+        var prefixFromA = BgpPrefix.Parse("198.51.100.0/24");
+        var originated = BgpPrefix.Parse("192.0.2.0/24");
+        // Not established yet: nothing is exported to it.
+        Assert.Empty(await us.Speaker.GetAdjRibOutAsync(usToA));
+        await SessionTests.Within(aToUs.WaitForStateAsync(BgpPeerState.Established));
+        await SessionTests.Within(cToUs.WaitForStateAsync(BgpPeerState.Established));
+        await SessionTests.Within(usToD.WaitForStateAsync(BgpPeerState.Established));
+
+        await us.Speaker.OriginateAsync(originated, new BgpPathAttributes { Communities = [new BgpCommunity(65002, 1)] });
+        await aToUs.AnnounceAsync(prefixFromA, new BgpPathAttributes { Communities = [new BgpCommunity(65001, 7)] });
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        while (us.Speaker.RibPrefixCount < 2)
+            await Task.Delay(20, cts.Token);
+
+        var toC = (await us.Speaker.GetAdjRibOutAsync(usToC)).ToDictionary(r => r.Prefix);
+        Assert.Equal([originated, prefixFromA], toC.Keys.OrderBy(p => p.ToString(), StringComparer.Ordinal));
+        // Before the session's own changes: A's path without our AS (the session prepends it), A's community kept.
+        Assert.Equal("65001", toC[prefixFromA].Attributes.AsPath.ToString());
+        Assert.Equal([new BgpCommunity(65001, 7)], toC[prefixFromA].Attributes.Communities.ToArray());
+        Assert.Equal([new BgpCommunity(65002, 1)], toC[originated].Attributes.Communities.ToArray());
+
+        // A's route is never sent back to A; our own route is.
+        var toA = await us.Speaker.GetAdjRibOutAsync(usToA);
+        Assert.Equal([originated], toA.Select(r => r.Prefix));
+        // D's export policy rejects everything.
+        Assert.Empty(await us.Speaker.GetAdjRibOutAsync(usToD));
+
+        // A withdrawal leaves the Adj-RIB-Out of C.
+        await us.Speaker.WithdrawOriginatedAsync(originated);
+        Assert.Equal([prefixFromA], (await us.Speaker.GetAdjRibOutAsync(usToC)).Select(r => r.Prefix));
+    }
 }
