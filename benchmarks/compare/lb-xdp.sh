@@ -20,8 +20,10 @@
 #   round's own ratio (on a shared host the floor and lb of one round do not see the same
 #   conditions: both swing by 40-100% between seconds, independently), and the host's steal
 #   time over the rounds and per round (/proc/stat: CPU time the hypervisor gave to other guests
-#   while this one was ready to run). X follows it: 2.9 with the host quiet, 4.6-5.8 at 40-55%
-#   steal (2026-11-22); compare runs only at like steal.
+#   while this one was ready to run). X follows it (2026-11-22: 3.29 twice at 0.5-1.2% steal with
+#   this guest idle, 3.5-4.6 at 13-40%, 5.8 at 55%), but not only it: the floor itself moves
+#   between 10 and 17 ns at no steal (other guests on the same cores and caches do not show as
+#   steal). Compare runs only at like steal and like floor.
 # - lb is lb_bench.o: lb.c built with -DLB_BENCH, which after encapsulating undoes the
 #   encapsulation (one more bpf_xdp_adjust_head and the 14-byte Ethernet header written back)
 #   because BPF_PROG_TEST_RUN does not reset the frame between repetitions; without it, run 2
