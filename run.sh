@@ -54,7 +54,7 @@ run_lab() {
   echo "run.sh: $name ($dll $*)"
   if timeout 300 dotnet "$dll" "$@" > "$OUT/$name.log" 2>&1; then
     grep -E "$pattern" "$OUT/$name.log" | sed 's/^/    /'
-    summary+=("$name: $(grep -E "$pattern" "$OUT/$name.log" | sed -E 's/^\[[0-9:.]+\] //' | paste -sd ';' -)")
+    summary+=("$name: $(grep -E "$pattern" "$OUT/$name.log" | sed -E "s/^\[[0-9:.]+\] //; s/^$name: //" | paste -sd ';' -)")
   else
     local rc=$?
     tail -40 "$OUT/$name.log" | sed 's/^/    /'
