@@ -19,6 +19,7 @@ FULL=0
 [ "${1:-}" = "--full" ] && FULL=1
 
 install_prereqs "$OUT/apt.log"
+ensure_bpffs
 cleanup_test_namespaces
 trap cleanup_test_namespaces EXIT
 

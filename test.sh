@@ -12,6 +12,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 . "$ROOT/scripts/prereqs.sh"
 
 install_prereqs "$OUT/apt.log"
+ensure_bpffs
 cleanup_test_namespaces
 trap cleanup_test_namespaces EXIT
 

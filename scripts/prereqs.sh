@@ -26,6 +26,16 @@ install_prereqs() {
   for svc in bird bgpd bfdd zebra gobgpd exabgp; do pkill -x "$svc" 2>/dev/null || true; done
 }
 
+# bpffs at /sys/fs/bpf: the XDP tests, the load balancer (its pins) and the benchmarks need it. A
+# full distribution mounts it at boot (systemd); a bare machine or container may not, and then
+# /sys/fs/bpf is an empty sysfs directory where a pin fails with ENOENT/EPERM. Mount it when root.
+ensure_bpffs() {
+  [ "$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" = bpf_fs ] && return 0
+  [ "$(id -u)" = 0 ] || { echo "prereqs: bpffs not mounted at /sys/fs/bpf and not root; XDP tests will skip"; return 0; }
+  mount -t bpf bpf /sys/fs/bpf 2>/dev/null && echo "prereqs: mounted bpffs at /sys/fs/bpf" \
+    || echo "prereqs: could not mount bpffs at /sys/fs/bpf; XDP tests will skip"
+}
+
 # Namespaces the tests create (TestNetns: nct-) and the ones the samples' labs create, which the
 # tests also run (LoadBalancer lb-PID-N-, Egress eg-, Interconnect ncic-, Bgpd ncbl-): each removes
 # its own on exit and on Ctrl-C, but a test process killed by a timeout cannot.

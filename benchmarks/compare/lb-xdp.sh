@@ -60,7 +60,7 @@ RUNS=${RUNS:-15}
 die() { echo "lb-xdp: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "needs root (bpffs and BPF_PROG_TEST_RUN)"
 for t in clang-14 dotnet; do command -v "$t" >/dev/null || die "needs '$t' on PATH"; done
-[ -d /sys/fs/bpf ] || die "needs bpffs at /sys/fs/bpf"
+[ "$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" = bpf_fs ] || die "needs bpffs mounted at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)"
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

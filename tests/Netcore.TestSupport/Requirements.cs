@@ -95,9 +95,30 @@ public static class Requirements
     public static string? Bpf() => Probe("bpf", _ =>
     {
         if (Root() is { } r) return r;
-        if (!Directory.Exists("/sys/fs/bpf")) return "needs bpffs at /sys/fs/bpf";
+        if (!IsBpfFsMounted()) return "needs bpffs mounted at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf; ./test.sh does it)";
         return File.Exists("/sys/kernel/btf/vmlinux") ? null : "needs kernel BTF at /sys/kernel/btf/vmlinux";
     });
+
+    // /sys/fs/bpf exists as an empty sysfs directory even where bpffs is not mounted on it; a pin
+    // there fails, so look for the mount itself (/proc/self/mountinfo: field 5 is the mount point,
+    // the field after " - " the file-system type).
+    private static bool IsBpfFsMounted()
+    {
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/self/mountinfo"))
+            {
+                string[] f = line.Split(' ');
+                int dash = Array.IndexOf(f, "-");
+                if (f.Length > 4 && dash > 0 && dash + 1 < f.Length && f[4] == "/sys/fs/bpf" && f[dash + 1] == "bpf")
+                    return true;
+            }
+        }
+        catch (IOException)
+        {
+        }
+        return false;
+    }
 
     /// <summary>Null when the KVM backend runs a stock Linux kernel in useful time (VT-x or AMD-V, not PVM).</summary>
     public static string? HardwareVirtualization() => Probe("hwvirt", _ =>
