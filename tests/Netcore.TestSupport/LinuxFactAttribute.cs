@@ -24,6 +24,9 @@ public sealed class LinuxFactAttribute : FactAttribute
     /// <summary>Needs a KVM backend with hardware virtualization that boots stock kernels.</summary>
     public bool HardwareVirtualization { get; set; }
 
+    /// <summary>Needs a guest's CPUID to exit to KVM (not PVM without CPUID faulting).</summary>
+    public bool GuestCpuidTraps { get; set; }
+
     /// <summary>Programs that must be on PATH (bird, gobgpd, bpftool, ...).</summary>
     public string[] Tools { get; set; } = [];
 
@@ -39,6 +42,7 @@ public sealed class LinuxFactAttribute : FactAttribute
             Kvm ? Requirements.Kvm() : null,
             Bpf ? Requirements.Bpf() : null,
             HardwareVirtualization ? Requirements.HardwareVirtualization() : null,
+            GuestCpuidTraps ? Requirements.GuestCpuidTraps() : null,
             .. Tools.Select(Requirements.Tool),
             .. LinkKinds.Select(Requirements.LinkKind)]);
         set => base.Skip = value;

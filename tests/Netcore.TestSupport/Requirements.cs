@@ -120,6 +120,25 @@ public static class Requirements
         return false;
     }
 
+    /// <summary>
+    /// Null when a guest's CPUID instruction exits to KVM, so the guest sees the values set with
+    /// KVM_SET_CPUID2. VT-x and AMD-V intercept CPUID always. PVM runs the guest at the host's CPL3,
+    /// where CPUID is not privileged: it traps only with CPUID faulting (the host CPU flag
+    /// cpuid_fault; Intel has it, the AMD hosts seen here do not), else it runs natively and
+    /// returns the host's values.
+    /// </summary>
+    public static string? GuestCpuidTraps() => Probe("cpuidtrap", _ =>
+    {
+        if (Kvm() is { } k) return k;
+        if (!Directory.Exists("/sys/module/kvm_pvm")) return null;
+        string flags = File.Exists("/proc/cpuinfo")
+            ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal)) ?? ""
+            : "";
+        return flags.Split(' ', ':', '\t').Contains("cpuid_fault")
+            ? null
+            : "the KVM backend here is PVM on a CPU without CPUID faulting (no cpuid_fault in /proc/cpuinfo): a guest's CPUID runs natively and returns the host's values";
+    });
+
     /// <summary>Null when the KVM backend runs a stock Linux kernel in useful time (VT-x or AMD-V, not PVM).</summary>
     public static string? HardwareVirtualization() => Probe("hwvirt", _ =>
     {

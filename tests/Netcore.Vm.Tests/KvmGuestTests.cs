@@ -290,6 +290,24 @@ public sealed class KvmGuestTests
     }
 
     [LinuxFact(Kvm = true)]
+    public void CpuidWeSetIsWhatTheVcpuHolds()
+    {
+        using var kvm = KvmSystem.Open();
+        using var vm = kvm.CreateVm();
+        var cpu = vm.CreateVcpu(0);
+        KvmCpuidEntry[] entries = kvm.GetSupportedCpuid();
+        for (int i = 0; i < entries.Length; i++)
+        {
+            if (entries[i].Function == 0)
+                entries[i].Ebx = 0x1234_5678;
+        }
+        cpu.SetCpuid(entries);
+        KvmCpuidEntry[] held = cpu.GetCpuid();
+        Assert.Contains(held, e => e.Function == 0 && e.Ebx == 0x1234_5678);
+        Assert.Equal(entries.Length, held.Length);
+    }
+
+    [LinuxFact(Kvm = true, GuestCpuidTraps = true)]
     public void GuestSeesTheCpuidWeSet()
     {
         // xor eax, eax; cpuid; mov eax, ebx; out 0x10, eax; jmp $   (CPUID is allowed at CPL3)
