@@ -24,6 +24,12 @@
 #   this guest idle, 3.5-4.6 at 13-40%, 5.8 at 55%), but not only it: the floor itself moves
 #   between 10 and 17 ns at no steal (other guests on the same cores and caches do not show as
 #   steal). Compare runs only at like steal and like floor.
+# - X also depends on the CPU and its kernel mitigations, because the floor is mostly the cost of
+#   calling and returning from a program and lb adds two helper calls. On the Intel hosts of
+#   sessions 4-10 the floor was 11-17 ns and X 2.67-3.29 on a quiet host; on an AMD EPYC (Zen 4,
+#   family 25 model 17) with retpolines and SRSO "Safe RET" (every kernel return through a thunk),
+#   2026-11-22 evening: floor 21-25 ns, lb 45-58 ns, X 2.19-2.48 at 0% steal. Say which host a
+#   figure came from (the script prints the CPU model).
 # - lb is lb_bench.o: lb.c built with -DLB_BENCH, which after encapsulating undoes the
 #   encapsulation (one more bpf_xdp_adjust_head and the 14-byte Ethernet header written back)
 #   because BPF_PROG_TEST_RUN does not reset the frame between repetitions; without it, run 2
@@ -65,6 +71,10 @@ for t in clang-14 dotnet; do command -v "$t" >/dev/null || die "needs '$t' on PA
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+cpu_fm=$(awk -F': ' '/^cpu family/ {f=$2} /^model[ \t]*:/ {m=$2} END {print "family " f " model " m}' /proc/cpuinfo)
+vuln() { cat "/sys/devices/system/cpu/vulnerabilities/$1" 2>/dev/null || echo "?"; }
+echo "lb-xdp: host CPU: $cpu_model ($cpu_fm); spectre_v2: $(vuln spectre_v2 | cut -d';' -f1); spec_rstack_overflow: $(vuln spec_rstack_overflow)"
 echo "lb-xdp: building samples/LoadBalancer (Release; compiles bpf/lb.c with clang-14)"
 dotnet build -c Release "$ROOT/samples/LoadBalancer" -nologo -clp:ErrorsOnly >"$TMP/build.log" 2>&1 \
   || { tail -20 "$TMP/build.log"; die "build failed"; }
