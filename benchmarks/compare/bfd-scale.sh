@@ -58,15 +58,21 @@ cpu_us() { # utime + stime of a process in microseconds
   awk -v t="$CLK_TCK" '{ print ($14 + $15) * 1000000 / t }' "/proc/$1/stat"
 }
 
-bfdd_downs() {
-  vtysh --vty_socket "$WORK" -c 'show bfd peers counters json' |
-    python3 -c 'import json,sys; print(sum(p["session-down"] for p in json.load(sys.stdin)))'
+# bfdd's counters through vtysh: a number, or "?" (with the reason on stderr) when vtysh does not
+# answer within three tries. On a stalled host (session 10: 29% steal) a failed read printed
+# nothing and the window's bfdd flaps came out as 0; now such a window says "?".
+vtysh_count() { # $1 = show command, $2 = python expression over the parsed list p
+  local out try
+  for try in 1 2 3; do
+    out=$(timeout 10 vtysh --vty_socket "$WORK" -c "$1" 2>/dev/null |
+      python3 -c "import json,sys; p=json.load(sys.stdin); print($2)" 2>/dev/null) && [[ $out =~ ^[0-9]+$ ]] && { echo "$out"; return 0; }
+    sleep 1
+  done
+  echo "bfd-scale: could not read bfdd's '$1' (vtysh, 3 tries)" >&2
+  echo "?"
 }
-
-bfdd_notup() {
-  vtysh --vty_socket "$WORK" -c 'show bfd peers json' |
-    python3 -c 'import json,sys; print(sum(1 for p in json.load(sys.stdin) if p["status"] != "up"))'
-}
+bfdd_downs() { vtysh_count 'show bfd peers counters json' 'sum(x["session-down"] for x in p)'; }
+bfdd_notup() { vtysh_count 'show bfd peers json' 'sum(1 for x in p if x["status"] != "up")'; }
 
 setup() { # $1 = N: one veth pair, N addresses on each side in 10.200.0.0/16
   local n=$1
@@ -102,7 +108,7 @@ setup() { # $1 = N: one veth pair, N addresses on each side in 10.200.0.0/16
   sleep 1
 }
 
-TOTAL_NC_CPU=0; TOTAL_NC_PKT=0; TOTAL_FRR_CPU=0; TOTAL_FRR_PKT=0; TOTAL_F1=0; TOTAL_F2=0
+TOTAL_NC_CPU=0; TOTAL_NC_PKT=0; TOTAL_FRR_CPU=0; TOTAL_FRR_PKT=0; TOTAL_F1=0; TOTAL_F2=0; F2_UNKNOWN=0
 printf '%-22s %-5s | %-12s %-26s %-6s | %-12s %-26s %-16s | %s\n' config load "nc us/pkt" "nc gap p50/p99/max" "nc fl" "bfdd us/pkt" "bfdd gap p50/p99/max" "bfdd fl" "steal"
 
 for cfg in $CONFIGS; do
@@ -145,7 +151,7 @@ for cfg in $CONFIGS; do
     RESULT=$(grep '^RESULT' "$WORK/tool.out" || echo "RESULT flaps=-1")
     echo "  netcore: $RESULT" >&2
     F1=$(sed -n 's/.*flaps=\([-0-9]*\).*/\1/p' <<< "$RESULT")
-    F2=$((down1 - down0))
+    if [[ $down0 == "?" || $down1 == "?" ]]; then F2="?"; F2_UNKNOWN=1; else F2=$((down1 - down0)); fi
     read -r LINE NCU NCP FRU FRP < <(python3 - "$WORK/cap.pcap" "$INTERVAL" "$((nc1 - nc0))" "$((frr1 - frr0))" "$t0" "$t1" <<'PY'
 import struct, sys
 path, interval_ms, nc_cpu, frr_cpu, t0, t1 = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
@@ -185,7 +191,7 @@ PY
       "$ncper" "$ncgap" "$F1" "$frrper" "$frrgap" "$F2 (not up: $notup)" "$STEAL%"
     TOTAL_NC_CPU=$((TOTAL_NC_CPU + NCU)); TOTAL_NC_PKT=$((TOTAL_NC_PKT + NCP))
     TOTAL_FRR_CPU=$((TOTAL_FRR_CPU + FRU)); TOTAL_FRR_PKT=$((TOTAL_FRR_PKT + FRP))
-    TOTAL_F1=$((TOTAL_F1 + F1)); TOTAL_F2=$((TOTAL_F2 + F2))
+    TOTAL_F1=$((TOTAL_F1 + F1)); [ "$F2" = "?" ] || TOTAL_F2=$((TOTAL_F2 + F2))
     kill "$BFDD_PID" 2>/dev/null || true; wait "$BFDD_PID" 2>/dev/null || true
     PIDS=()
   done
@@ -193,4 +199,5 @@ done
 
 X=$(python3 -c "print('%.2f' % (($TOTAL_NC_CPU / max(1, $TOTAL_NC_PKT)) / max(1e-9, $TOTAL_FRR_CPU / max(1, $TOTAL_FRR_PKT))))")
 echo "(SCHED_FIFO priority for both sides: $RT; window ${DURATION}s; load average now: $(cut -d' ' -f1-3 /proc/loadavg); host steal over the run: $(steal_pct "$STEAL_START" "$(steal_sample)")%)"
+[ "$F2_UNKNOWN" = 1 ] && TOTAL_F2="$TOTAL_F2+?"
 echo "bfd-scale: cpu/packet netcore/bfdd = $X; flaps netcore = $TOTAL_F1, bfdd = $TOTAL_F2"
