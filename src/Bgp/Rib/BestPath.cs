@@ -38,7 +38,19 @@ internal sealed class RibSource
     /// <summary>Accepted paths per family (0 IPv4, 1 IPv6), for max-prefix.</summary>
     public int[] Accepted { get; } = new int[2];
 
-    /// <summary>Paths in the table (accepted or kept pre-policy), to know when a scan is needed.</summary>
+    /// <summary>Paths in the Adj-RIB-In per family (accepted, rejected and stale ones): <see cref="BgpPrefixCounts.Received"/>.</summary>
+    public int[] Received { get; } = new int[2];
+
+    /// <summary>Paths in the Adj-RIB-Out per family: <see cref="BgpPrefixCounts.Advertised"/>.</summary>
+    public int[] Advertised { get; } = new int[2];
+
+    /// <summary>Stale paths per family (RFC 4724 4.2).</summary>
+    public int[] Stale { get; } = new int[2];
+
+    /// <summary>The counts last published to <see cref="Peer"/> (see BgpRib.PublishCounts).</summary>
+    public PrefixCountSnapshot? Published { get; set; }
+
+    /// <summary>Paths in the table (accepted, rejected or stale), to know when a scan is needed.</summary>
     public int PathCount { get; set; }
 
     public bool LimitHit { get; set; }
@@ -56,8 +68,6 @@ internal sealed class RibSource
     public List<(BgpPrefix Prefix, uint PathId, BgpPathAttributes? Attrs)> Batch { get; } = [];
 
     public IReadOnlyDictionary<BgpFamily, BgpMaxPrefix>? MaxPrefixes { get; set; }
-
-    public int StaleCount { get; set; }
 
     // per-UPDATE import memo (consecutive UPDATEs share their decoded attribute instance)
     public BgpPathAttributes? LastIn { get; set; }
@@ -224,4 +234,11 @@ internal static class BestPath
             return false;
         return o.MultipathRelaxAsPath || best.Attrs.AsPath.Equals(other.Attrs.AsPath);
     }
+}
+
+/// <summary>The prefix counts of one peer at one moment (immutable: published by the RIB thread, read by any).</summary>
+internal sealed class PrefixCountSnapshot(BgpPrefixCounts ipv4, BgpPrefixCounts ipv6)
+{
+    public BgpPrefixCounts IPv4 { get; } = ipv4;
+    public BgpPrefixCounts IPv6 { get; } = ipv6;
 }

@@ -27,6 +27,27 @@ public sealed partial class BgpPeer
     private readonly Dictionary<AsPath, AsPath> _prepended = new(ReferenceEqualityComparer.Instance);
     private readonly UpdatePacker _packer = new();
     private int _noNextHopWarned; // families (1 IPv4, 2 IPv6) already reported as lacking a next hop on this session
+    private PrefixCountSnapshot? _prefixCounts; // written by the RIB thread only (BgpRib.PublishCounts)
+
+    /// <summary>
+    /// The RIB's prefix counts for this peer and <paramref name="family"/>: received (Adj-RIB-In before import
+    /// policy), accepted, advertised (Adj-RIB-Out) and stale. Cheap (no walk of the RIB, no allocation) and safe
+    /// from any thread: the RIB keeps the counts as it works and publishes them after each batch of work (at most
+    /// a few hundred queued UPDATEs or events), as one immutable snapshot per peer, so the four counts one call returns are
+    /// from the same moment and never torn (two calls may see two different moments). Once
+    /// <see cref="BgpSpeaker.WaitForRibAsync"/> completed they include everything received before it was called.
+    /// All zero when the RIB is disabled, for a family the RIB does not hold (it holds IPv4 and IPv6 unicast),
+    /// and after the peer's Adj-RIB-In was flushed (session down without graceful restart, peer removed).
+    /// </summary>
+    public BgpPrefixCounts GetPrefixCounts(BgpFamily family)
+    {
+        var c = Volatile.Read(ref _prefixCounts);
+        if (c is null) return default;
+        return family == BgpFamily.IPv4Unicast ? c.IPv4 : family == BgpFamily.IPv6Unicast ? c.IPv6 : default;
+    }
+
+    /// <summary>RIB thread: the peer's new counts (null: all zero).</summary>
+    internal void PublishPrefixCounts(PrefixCountSnapshot? counts) => Volatile.Write(ref _prefixCounts, counts);
 
     /// <summary>Called under the gate when a session reaches Established: the RIB starts exporting to it.</summary>
     private void RibSessionUp(BgpConnection c)

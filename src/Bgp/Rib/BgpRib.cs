@@ -108,6 +108,8 @@ internal sealed partial class BgpRib : IStaleRouteStore
     private uint _seq;
     private long _prefixCount;
     private long _pathCount;
+    private long _locRibPrefixes;  // prefixes with a usable path (see Emit)
+    private bool _countsDirty;     // a peer's prefix counts changed since they were last published
 
     public BgpRib(BgpRibOptions options, uint localAs, IPAddress routerId, ILogger logger)
     {
@@ -364,8 +366,9 @@ internal sealed partial class BgpRib : IStaleRouteStore
             }
             ReleaseRoom();
             // counts first: whoever sees an exported route or a change can rely on them
-            Interlocked.Exchange(ref _prefixCount, _prefixes.Count);
+            Interlocked.Exchange(ref _prefixCount, _locRibPrefixes);
             Interlocked.Exchange(ref _pathCount, _paths.Count);
+            if (_countsDirty) PublishCounts();
             FlushOutputs();
             foreach (var t in _completions) t.TrySetResult();
             _completions.Clear();
@@ -413,6 +416,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
                     SetDown(rs);
                     RemoveAll(rs);
                     _sources[rs.Id] = null;
+                    c.Peer!.PublishPrefixCounts(null); // the Adj-RIB-In is flushed: every count is 0
                 }
                 break;
             case Kind.Originate:
@@ -424,7 +428,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
             case Kind.WithdrawOriginated: Change(c.Prefix, _local, 0, null, null, withdraw: true); break;
             case Kind.Refresh:
                 if (_byPeer.TryGetValue(c.Peer!, out var rf) && rf.Up)
-                    ExportAll(rf, c.Family);
+                    ExportAll(rf, c.Family, count: false); // sent again: the Adj-RIB-Out is the same
                 break;
             case Kind.Subscribe:
                 foreach (var (prefix, head) in _prefixes)
@@ -518,10 +522,10 @@ internal sealed partial class BgpRib : IStaleRouteStore
         foreach (ref readonly var n in c.Announced.AsSpan(0, c.AnnouncedCount))
         {
             BgpPathAttributes? post = imported is null ? null : acceptAll ? imported : policy.Apply(n.Prefix, imported, ctx);
-            if (post is null && !keepPre)
-                Change(n.Prefix, s, n.PathId, null, null, withdraw: true); // rejected: an implicit withdraw of any earlier path
-            else
-                Change(n.Prefix, s, n.PathId, post, keepPre ? received : null, withdraw: false);
+            // A rejected path (post null) replaces any earlier one of the same id (an implicit withdraw, RFC 4271 3.1)
+            // and stays as an entry without attributes (with the received ones only under KeepPrePolicy): it is
+            // still in the Adj-RIB-In (RFC 4271 3.2), so Received counts it until the peer withdraws it.
+            Change(n.Prefix, s, n.PathId, post, keepPre ? received : null, withdraw: false);
         }
         CheckMaxPrefix(s, opts);
     }
@@ -619,6 +623,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
         }
         if (withdraw && found < 0) return;
         int fam = prefix.IsIPv6 ? 1 : 0;
+        if (s.Peer is not null) _countsDirty = true;
         if (!withdraw && found >= 0)
         {
             ref var pe = ref _paths[found];
@@ -630,7 +635,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
                 if ((pe.Flags & PathEntry.Stale) != 0)
                 {
                     pe.Flags &= unchecked((byte)~PathEntry.Stale);
-                    s.StaleCount--;
+                    s.Stale[fam]--;
                 }
                 return;
             }
@@ -643,8 +648,9 @@ internal sealed partial class BgpRib : IStaleRouteStore
             else _paths[prev].Next = pe.Next;
             if (pe.Attr >= 0) { _deferredRelease.Add(pe.Attr); s.Accepted[fam]--; }
             if (pe.PreAttr >= 0) _deferredRelease.Add(pe.PreAttr);
-            if ((pe.Flags & PathEntry.Stale) != 0) s.StaleCount--;
+            if ((pe.Flags & PathEntry.Stale) != 0) s.Stale[fam]--;
             s.PathCount--;
+            s.Received[fam]--;
             _paths.Free(found);
         }
         else if (found >= 0)
@@ -652,7 +658,8 @@ internal sealed partial class BgpRib : IStaleRouteStore
             ref var pe = ref _paths[found];
             if (pe.Attr >= 0) { _deferredRelease.Add(pe.Attr); s.Accepted[fam]--; }
             if (pe.PreAttr >= 0) _deferredRelease.Add(pe.PreAttr);
-            if ((pe.Flags & PathEntry.Stale) != 0) s.StaleCount--;
+            if ((pe.Flags & PathEntry.Stale) != 0) s.Stale[fam]--;
+            // a replacement (implicit withdraw, RFC 4271 3.1): still one path received
             pe.Attr = post is null ? -1 : _attrs.Acquire(post);
             pe.PreAttr = pre is null ? -1 : _attrs.Acquire(pre);
             if (post is not null) s.Accepted[fam]++;
@@ -674,6 +681,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
             pe.Flags = 0;
             head = i;
             s.PathCount++;
+            s.Received[fam]++;
             if (post is not null) s.Accepted[fam]++;
         }
         head = Rerank(head);
@@ -775,6 +783,9 @@ internal sealed partial class BgpRib : IStaleRouteStore
     /// <summary>Queues, for every established peer (or only <paramref name="only"/>), what changed between the old and new top paths.</summary>
     private void Emit(BgpPrefix prefix, int oldN, int newN, RibSource? only)
     {
+        // Loc-RIB prefixes: those with a usable path (RFC 4271 3.2, 9.1.2); a prefix with only rejected or
+        // unresolvable paths stays in the table but not in this count.
+        if ((oldN > 0) != (newN > 0)) _locRibPrefixes += newN > 0 ? 1 : -1;
         if (only is null && oldN == newN)
         {
             bool same = true;
@@ -798,9 +809,16 @@ internal sealed partial class BgpRib : IStaleRouteStore
         }
     }
 
-    private void EmitTo(RibSource t, BgpPrefix prefix, bool v6, int oldN, int newN)
+    /// <summary>
+    /// Queues to <paramref name="t"/> what changed between the old and new top paths of a prefix. With
+    /// <paramref name="count"/> (every call that changes what the peer is sent, not the scratch recomputations)
+    /// the peer's Adj-RIB-Out count follows: +1 for an id that starts being advertised, -1 for one withdrawn.
+    /// </summary>
+    private void EmitTo(RibSource t, BgpPrefix prefix, bool v6, int oldN, int newN, bool count = true)
     {
         if (!t.Family(v6)) return;
+        int fam = v6 ? 1 : 0;
+        int before = t.Advertised[fam];
         if (t.AddPath(v6))
         {
             // RFC 7911: up to N paths, each under our stable path id; ids that left the top N are withdrawn.
@@ -812,21 +830,35 @@ internal sealed partial class BgpRib : IStaleRouteStore
                 BgpPathAttributes? oe = null;
                 for (int j = 0; j < on; j++)
                     if (_old[j].LocalId == _new[i].LocalId) { oe = Export(t, prefix, _old[j]); break; }
-                if (!ReferenceEquals(ne, oe)) t.Batch.Add((prefix, _new[i].LocalId, ne));
+                if (!ReferenceEquals(ne, oe))
+                {
+                    t.Batch.Add((prefix, _new[i].LocalId, ne));
+                    if ((ne is null) != (oe is null)) t.Advertised[fam] += ne is null ? -1 : 1;
+                }
             }
             for (int j = 0; j < on; j++)
             {
                 bool still = false;
                 for (int i = 0; i < nn && !still; i++) still = _new[i].LocalId == _old[j].LocalId;
                 if (!still && Export(t, prefix, _old[j]) is not null)
+                {
                     t.Batch.Add((prefix, _old[j].LocalId, null));
+                    t.Advertised[fam]--;
+                }
             }
-            return;
         }
-        var o = oldN > 0 ? Export(t, prefix, _old[0]) : null;
-        var n = newN > 0 ? Export(t, prefix, _new[0]) : null;
-        if (!ReferenceEquals(o, n))
-            t.Batch.Add((prefix, 0, n));
+        else
+        {
+            var o = oldN > 0 ? Export(t, prefix, _old[0]) : null;
+            var n = newN > 0 ? Export(t, prefix, _new[0]) : null;
+            if (!ReferenceEquals(o, n))
+            {
+                t.Batch.Add((prefix, 0, n));
+                if ((o is null) != (n is null)) t.Advertised[fam] += n is null ? -1 : 1;
+            }
+        }
+        if (!count) t.Advertised[fam] = before;
+        else if (t.Advertised[fam] != before) _countsDirty = true;
     }
 
     /// <summary>The attributes to advertise to <paramref name="t"/> for a path, or null when it is not advertised.</summary>
@@ -992,18 +1024,18 @@ internal sealed partial class BgpRib : IStaleRouteStore
         }
     }
 
-    private void ExportAll(RibSource t, BgpFamily? family)
+    private void ExportAll(RibSource t, BgpFamily? family, bool count)
     {
-        int count = 0;
+        int exported = 0;
         foreach (var (prefix, head) in _prefixes)
         {
             if (family is { } f && (f.Afi == BgpAfi.IPv6) != prefix.IsIPv6) continue;
             int n = CaptureTop(head, ref _new);
             if (n == 0) continue;
-            EmitTo(t, prefix, prefix.IsIPv6, 0, n);
-            count++;
+            EmitTo(t, prefix, prefix.IsIPv6, 0, n, count);
+            exported++;
         }
-        RibLog.PeerExported(_log, t.ToString(), count);
+        RibLog.PeerExported(_log, t.ToString(), exported);
     }
 
     // ------------------------------------------------------------------ next hop changes
@@ -1050,7 +1082,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
             {
                 if (!s.Family(prefix.IsIPv6)) continue;
                 int n = CaptureTop(head, ref _new);
-                EmitTo(s, prefix, prefix.IsIPv6, 0, n);
+                EmitTo(s, prefix, prefix.IsIPv6, 0, n, count: false);
                 foreach (var (p, id, attrs) in s.Batch)
                     if (attrs is not null) before.Add((p, id));
                 s.Batch.Clear();
@@ -1061,7 +1093,9 @@ internal sealed partial class BgpRib : IStaleRouteStore
         if (before is not null)
         {
             // soft reset out: everything advertised again with the new settings, the rest withdrawn
-            ExportAll(s, null);
+            // (the Adj-RIB-Out count is what this export advertises)
+            Array.Clear(s.Advertised);
+            ExportAll(s, null, count: true);
             foreach (var (p, id, attrs) in s.Batch)
                 if (attrs is not null) before.Remove((p, id));
             foreach (var (p, id) in before)
@@ -1110,7 +1144,9 @@ internal sealed partial class BgpRib : IStaleRouteStore
         foreach (var t in _targets)
             if (t.AddPathV4 || t.AddPathV6) _topK = Math.Max(_topK, t.AddPathCount);
         EnsureTop(_topK);
-        ExportAll(s, null);
+        Array.Clear(s.Advertised);
+        _countsDirty = true;
+        ExportAll(s, null, count: true);
     }
 
     private void SetDown(RibSource s)
@@ -1118,6 +1154,8 @@ internal sealed partial class BgpRib : IStaleRouteStore
         if (!s.Up) return;
         s.Up = false;
         _targets.Remove(s);
+        Array.Clear(s.Advertised); // nothing is advertised on a session that is down
+        _countsDirty = true;
         s.Batch.Clear();
         s.Out?.Clear();
         s.Out = null;
@@ -1126,6 +1164,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
     private void MarkStale(RibSource s, BgpFamily? family)
     {
         if (s.PathCount == 0) return;
+        _countsDirty = true;
         foreach (var (prefix, head) in _prefixes)
         {
             if (family is { } f && (f.Afi == BgpAfi.IPv6) != prefix.IsIPv6) continue;
@@ -1135,7 +1174,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
                 if (pe.Source == s.Id && (pe.Flags & PathEntry.Stale) == 0)
                 {
                     pe.Flags |= PathEntry.Stale;
-                    s.StaleCount++;
+                    s.Stale[prefix.IsIPv6 ? 1 : 0]++;
                 }
             }
         }
@@ -1229,18 +1268,54 @@ internal sealed partial class BgpRib : IStaleRouteStore
     {
         var list = new List<BgpRoute>();
         if (!_byPeer.TryGetValue(peer, out var s) || !s.Up) return list;
+        WalkExport(s, list, count: false);
+        return list;
+    }
+
+    /// <summary>
+    /// Recomputes the whole export to <paramref name="s"/> (what <see cref="AdjRibOut"/> lists) without sending
+    /// it: into <paramref name="list"/> when given, and with <paramref name="count"/> as the peer's Adj-RIB-Out
+    /// counts (after an export revalidation, which cannot know what each prefix's export was before).
+    /// </summary>
+    private void WalkExport(RibSource s, List<BgpRoute>? list, bool count)
+    {
         FlushOutputs(); // s.Batch is used as scratch below
+        if (count)
+        {
+            Array.Clear(s.Advertised);
+            _countsDirty = true;
+        }
         foreach (var (prefix, head) in _prefixes)
         {
             if (!s.Family(prefix.IsIPv6)) continue;
             int n = CaptureTop(head, ref _new);
             if (n == 0) continue;
-            EmitTo(s, prefix, prefix.IsIPv6, 0, n);
-            foreach (var (p, id, attrs) in s.Batch)
-                if (attrs is not null) list.Add(new BgpRoute(p, attrs, id));
+            EmitTo(s, prefix, prefix.IsIPv6, 0, n, count);
+            if (list is not null)
+            {
+                foreach (var (p, id, attrs) in s.Batch)
+                    if (attrs is not null) list.Add(new BgpRoute(p, attrs, id));
+            }
             s.Batch.Clear();
         }
-        return list;
+    }
+
+    /// <summary>
+    /// Publishes every peer's prefix counts (RIB thread, after a batch of commands): one immutable snapshot per
+    /// peer whose counts changed, so a reader on another thread sees all counts of a peer from the same moment.
+    /// </summary>
+    private void PublishCounts()
+    {
+        _countsDirty = false;
+        foreach (var s in _sources)
+        {
+            if (s?.Peer is not { } peer) continue;
+            var v4 = new BgpPrefixCounts(s.Received[0], s.Accepted[0], s.Advertised[0], s.Stale[0]);
+            var v6 = new BgpPrefixCounts(s.Received[1], s.Accepted[1], s.Advertised[1], s.Stale[1]);
+            if (s.Published is { } old && old.IPv4 == v4 && old.IPv6 == v6) continue;
+            s.Published = new PrefixCountSnapshot(v4, v6);
+            peer.PublishPrefixCounts(s.Published);
+        }
     }
 
     private List<BgpRibRoute> Snapshot(bool bestOnly)

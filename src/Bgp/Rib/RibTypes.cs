@@ -64,3 +64,24 @@ internal enum BgpDecisionStep
     /// <summary>Lower received ADD-PATH id (only between paths of one peer).</summary>
     PathId,
 }
+
+/// <summary>
+/// The prefix counts of one peer for one address family, kept by the RIB as it processes UPDATEs, session
+/// events and exports (reading them walks nothing), like FRR's PfxRcd/PfxSnt or BIRD's
+/// "imported, filtered, exported". Returned by <see cref="BgpPeer.GetPrefixCounts"/>.
+/// </summary>
+/// <param name="Received">
+/// Paths in the Adj-RIB-In before import policy (RFC 4271 3.2): announced by the peer and not withdrawn since,
+/// including the ones the import policy or the loop checks (RFC 4271 9.1.2, RFC 4456 8) rejected and stale
+/// ones (<paramref name="Stale"/>). A re-announcement of a path (same prefix and ADD-PATH id) replaces it
+/// (an implicit withdraw, RFC 4271 3.1) and is not counted twice. Counted whether or not
+/// <see cref="BgpRibOptions.KeepPrePolicy"/> keeps the received attributes.
+/// </param>
+/// <param name="Accepted">Of <paramref name="Received"/>, the paths the import policy accepted (the post-policy Adj-RIB-In; the count max-prefix limits).</param>
+/// <param name="Advertised">Paths in the Adj-RIB-Out to the peer (RFC 4271 3.2): what the RIB exports to it after its export policy; 0 while the session is down.</param>
+/// <param name="Stale">Of <paramref name="Received"/>, the paths kept as stale by the graceful restart helper (RFC 4724 4.2) until the peer re-announces them or they are swept.</param>
+public readonly record struct BgpPrefixCounts(long Received, long Accepted, long Advertised, long Stale)
+{
+    /// <summary>Paths received but rejected by the import policy or the loop checks (<see cref="Received"/> - <see cref="Accepted"/>).</summary>
+    public long Rejected => Received - Accepted;
+}

@@ -117,6 +117,10 @@ internal sealed partial class BgpRib
                     foreach (var t in exporters) ReExport(t, prefix, n);
                     reexported++;
                 }
+                // The export policy now answers differently and what each prefix's export was before is not kept:
+                // the Adj-RIB-Out counts of these peers are recounted (one walk per exporting peer, on ROA changes only).
+                if (reexported > 0)
+                    foreach (var t in exporters) WalkExport(t, null, count: true);
             }
         }
         RpkiLog.Revalidated(_log, ranges.Count, rerun, reexported, refreshed);
