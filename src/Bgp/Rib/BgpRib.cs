@@ -1095,6 +1095,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
             // soft reset out: everything advertised again with the new settings, the rest withdrawn
             // (the Adj-RIB-Out count is what this export advertises)
             Array.Clear(s.Advertised);
+            _countsDirty = true;
             ExportAll(s, null, count: true);
             foreach (var (p, id, attrs) in s.Batch)
                 if (attrs is not null) before.Remove((p, id));

@@ -25,7 +25,7 @@ internal sealed class RibHarness : IAsyncDisposable
 
     public BgpRib Rib { get; }
 
-    public sealed record TestPeer(BgpPeer Peer, RibOut Out);
+    public sealed record TestPeer(BgpPeer Peer, RibOut Out, BgpNegotiatedSession Session);
 
     public async Task<TestPeer> PeerAsync(string address, uint asn, string routerId, Func<BgpPeerOptions, BgpPeerOptions>? tweak = null,
         BgpAddPathMode addPath = BgpAddPathMode.None)
@@ -46,7 +46,15 @@ internal sealed class RibHarness : IAsyncDisposable
         };
         var @out = new RibOut();
         await Rib.PeerUpAsync(peer, session, @out);
-        return new TestPeer(peer, @out);
+        return new TestPeer(peer, @out, session);
+    }
+
+    /// <summary>The same peer's session up again (after <see cref="BgpRib.PeerDown"/>), with what it negotiated before.</summary>
+    public async Task<TestPeer> ReconnectAsync(TestPeer p)
+    {
+        var @out = new RibOut();
+        await Rib.PeerUpAsync(p.Peer, p.Session, @out);
+        return p with { Out = @out };
     }
 
     public async Task AnnounceAsync(TestPeer from, BgpPathAttributes attrs, params string[] prefixes) =>
