@@ -32,6 +32,13 @@ public sealed class BgpdConfig
     /// <summary>The REST API (neighbours, RIB, routes, metrics); null: no API.</summary>
     public ApiConfig? Api { get; set; }
 
+    /// <summary>
+    /// Keep each peer's routes as received, before import policy (<see cref="BgpRibOptions.KeepPrePolicy"/>), for
+    /// <c>adj-rib-in?prePolicy=true</c> and import policy changes without a route refresh. Default false: the
+    /// prefix counts (received, accepted, advertised) do not need it, and it costs memory with a large table.
+    /// </summary>
+    public bool KeepPrePolicy { get; set; }
+
     internal static readonly JsonSerializerOptions s_json = new()
     {
         PropertyNameCaseInsensitive = true,
@@ -76,9 +83,9 @@ public sealed class BgpdConfig
             HostName = HostName,
             ListenEndpoints = Listen.Select(l => IPEndPoint.TryParse(l, out var ep) ? ep : throw new BgpdConfigException($"listen '{l}' is not address:port")).ToList(),
             GracefulRestart = GracefulRestart?.ToOptions(),
-            // The routes as received are kept (before import policy), so the API can show what a peer
-            // sent next to what the policy accepted (and policy changes need no refresh).
-            Rib = new BgpRibOptions { KeepPrePolicy = true },
+            // The routes as received (before import policy) are kept only when asked: the prefix counts
+            // come from the RIB's counters, which need no copy.
+            Rib = new BgpRibOptions { KeepPrePolicy = KeepPrePolicy },
         };
     }
 }

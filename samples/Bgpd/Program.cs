@@ -15,7 +15,7 @@ namespace Netcore.Bgpd;
 /// peer and runs until SIGTERM or SIGINT, which close every session with Cease / Administrative
 /// Shutdown. Killed any other way, the next start is a graceful restart (RFC 4724) when the config
 /// enables it: peers keep our routes meanwhile. With <c>"api"</c> configured it serves the REST API;
-/// <c>show neighbors|routes</c> reads it, <c>lab</c> runs the daemon between BIRD and FRR in namespaces.
+/// <c>show neighbors|routes</c> reads it, <c>route add|del</c> and <c>reset</c> act through it, <c>lab</c> runs the daemon between BIRD and FRR in namespaces.
 /// </summary>
 public static partial class Program
 {
@@ -29,6 +29,8 @@ public static partial class Program
         var root = new RootCommand("Netcore.Bgpd: a BGP speaker daemon (Netcore.Bgp) configured by a JSON file") { config, level, check, json };
         root.SetAction((parse, ct) => RunAsync(parse.GetValue(config)!, parse.GetValue(level), parse.GetValue(check), parse.GetValue(json), ct));
         root.Subcommands.Add(ShowCommand.Create());
+        root.Subcommands.Add(ControlCommands.Route());
+        root.Subcommands.Add(ControlCommands.Reset());
         root.Subcommands.Add(LabCommand.Create());
         // Signals are handled below (SIGTERM must close the sessions cleanly, without a time limit).
         return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }).ConfigureAwait(false);

@@ -90,6 +90,12 @@ public sealed class ApiTests(BirdLabFixture fixture, ITestOutputHelper output) :
         var list = Lab.GetJson("/api/v1/neighbors");
         Assert.Contains(list.EnumerateArray(), e => e.GetProperty("address").GetString() == "10.0.1.2");
 
+        // Received comes from the RIB's counters: exact without the pre-policy copies (keepPrePolicy is off),
+        // whose listing is then a 409 naming the option.
+        var pre = Lab.Http("GET", "/api/v1/neighbors/10.0.1.2/adj-rib-in?prePolicy=true");
+        Assert.Equal(409, pre.Status);
+        Assert.Contains("keepPrePolicy", pre.Json().GetProperty("error").GetString(), StringComparison.Ordinal);
+
         var adjIn = Lab.GetJson("/api/v1/neighbors/10.0.1.2/adj-rib-in");
         var bird = Assert.Single(adjIn.EnumerateArray());
         Assert.Equal(BgpdLab.BirdPrefix, bird.GetProperty("prefix").GetString());
@@ -196,6 +202,8 @@ public sealed class ApiTests(BirdLabFixture fixture, ITestOutputHelper output) :
         { "POST", "/api/v1/neighbors/10.0.1.2/reset", """{"type": "soft", "message": "x"}""", 400, "message" },
         { "POST", "/api/v1/neighbors/10.0.1.2/reset", $$"""{"message": "{{new string('x', 256)}}"}""", 400, "message" },
         { "POST", "/api/v1/neighbors/10.0.1.2/reset", """{"when": "now"}""", 400, "when" },
+        // the routes as received are not kept unless the configuration says keepPrePolicy
+        { "GET", "/api/v1/neighbors/10.0.1.2/adj-rib-in?prePolicy=true", null, 409, "prePolicy" },
     };
 
     [LinuxTheory(Netns = true, Tools = ["bird", "birdc", "curl", "dotnet"])]
@@ -278,5 +286,65 @@ public sealed class ApiTests(BirdLabFixture fixture, ITestOutputHelper output) :
         var bad = Lab.Us.TryExec($"dotnet {BgpdLab.BgpdDll} show neighbors --token nope", TimeSpan.FromSeconds(60));
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("401", bad.StdErr, StringComparison.Ordinal);
+    }
+
+    private CommandResult Cli(string args)
+    {
+        var r = Lab.Us.TryExec($"BGPD_TOKEN={BgpdLab.Token} dotnet {BgpdLab.BgpdDll} {args}", TimeSpan.FromSeconds(60));
+        output.WriteLine($"$ bgpd {args} -> {r.ExitCode}\n{r.StdOut}{r.StdErr}");
+        return r;
+    }
+
+    [LinuxFact(Netns = true, Tools = ["bird", "birdc", "curl", "dotnet"])]
+    public async Task Cli_RouteAddDelAndSoftReset_GoThroughTheApi_AndShowItsErrors()
+    {
+        const string Prefix = "192.0.2.200/29";
+        var add = Cli($"route add {Prefix} --community 65001:77 --community 65001:78 --large-community 65001:3:4 --med 9");
+        Assert.Equal(0, add.ExitCode);
+        Assert.Contains($"route {Prefix} originated", add.StdOut, StringComparison.Ordinal);
+        string text = "";
+        await BgpdLab.WaitAsync(() => Lab.BirdHas(Prefix, out text), TimeSpan.FromSeconds(30), $"{Prefix} in BIRD's table", () => Lab.Birdc("show route all"));
+        Assert.Contains("(65001,77) (65001,78)", text, StringComparison.Ordinal);
+        Assert.Contains("(65001, 3, 4)", text, StringComparison.Ordinal);
+        Assert.Contains("BGP.med: 9", text, StringComparison.Ordinal);
+        Assert.Contains(Lab.GetJson("/api/v1/routes").EnumerateArray(), r => r.GetProperty("prefix").GetString() == Prefix);
+
+        // The API's validation, its message on stderr, exit code 1; nothing originated.
+        var hostBits = Cli("route add 192.0.2.201/29");
+        Assert.Equal(1, hostBits.ExitCode);
+        Assert.Contains("400", hostBits.StdErr, StringComparison.Ordinal);
+        Assert.Contains("host bits set", hostBits.StdErr, StringComparison.Ordinal);
+        var community = Cli("route add 192.0.2.208/29 --community 70000:1");
+        Assert.Equal(1, community.ExitCode);
+        Assert.Contains("communities", community.StdErr, StringComparison.Ordinal);
+        var nextHop = Cli("route add 192.0.2.208/29 --next-hop 2001:db8::1");
+        Assert.Equal(1, nextHop.ExitCode);
+        Assert.Contains("RFC 4760", nextHop.StdErr, StringComparison.Ordinal);
+        Assert.DoesNotContain(Lab.GetJson("/api/v1/routes").EnumerateArray(), r => r.GetProperty("prefix").GetString() == "192.0.2.208/29");
+
+        var del = Cli($"route del {Prefix}");
+        Assert.Equal(0, del.ExitCode);
+        Assert.Contains($"route {Prefix} withdrawn", del.StdOut, StringComparison.Ordinal);
+        await BgpdLab.WaitAsync(() => !Lab.BirdHas(Prefix, out _), TimeSpan.FromSeconds(30), $"{Prefix} withdrawn from BIRD's table");
+        var again = Cli($"route del {Prefix}");
+        Assert.Equal(1, again.ExitCode);
+        Assert.Contains("404", again.StdErr, StringComparison.Ordinal);
+        Assert.Contains("not originated", again.StdErr, StringComparison.Ordinal);
+
+        // Soft reset: ROUTE-REFRESH (RFC 2918), the session stays up.
+        long refreshes = Lab.Neighbor().GetProperty("routeRefreshesSent").GetInt64();
+        var soft = Cli("reset 10.0.1.2 --soft");
+        Assert.Equal(0, soft.ExitCode);
+        Assert.Contains("route refresh sent for ipv4-unicast", soft.StdOut, StringComparison.Ordinal);
+        Assert.Equal(refreshes + 1, Lab.Neighbor().GetProperty("routeRefreshesSent").GetInt64());
+        Assert.Equal("Established", Lab.Neighbor().GetProperty("state").GetString());
+        var unknown = Cli("reset 10.9.9.9 --soft");
+        Assert.Equal(1, unknown.ExitCode);
+        Assert.Contains("no neighbor 10.9.9.9", unknown.StdErr, StringComparison.Ordinal);
+        var softWithMessage = Cli("reset 10.0.1.2 --soft --message bye");
+        Assert.Equal(1, softWithMessage.ExitCode);
+        Assert.Contains("only a hard reset", softWithMessage.StdErr, StringComparison.Ordinal);
+        var badApi = Cli("reset 10.0.1.2 --soft --api nowhere");
+        Assert.Equal(2, badApi.ExitCode);
     }
 }

@@ -52,11 +52,12 @@ internal sealed class BgpdLab : IDisposable
         return d;
     }
 
-    public async Task<ExternalDaemon> StartBgpdAsync()
+    public async Task<ExternalDaemon> StartBgpdAsync(bool keepPrePolicy = false)
     {
         string conf = Write("bgpd.json", $$"""
             {
               "routerId": "10.0.1.1",
+              "keepPrePolicy": {{(keepPrePolicy ? "true" : "false")}},
               "localAs": 65001,
               "listen": ["10.0.1.1:179"],
               "api": { "listen": "127.0.0.1:3179", "token": "{{Token}}" },

@@ -33,7 +33,9 @@ public sealed class ConfigTests : IDisposable
         var c = BgpdConfig.Load(Path.Combine(AppContext.BaseDirectory, "bgpd.example.json"));
         Assert.Equal("127.0.0.1:3179", c.Api!.EndPoint.ToString());
         Assert.Equal("change-me", c.Api.Token);
-        Assert.True(c.ToSpeakerOptions().Rib.KeepPrePolicy);
+        // the prefix counts come from the RIB's counters: the routes as received are kept only when asked
+        Assert.False(c.ToSpeakerOptions().Rib.KeepPrePolicy);
+        Assert.True(Load(""", "keepPrePolicy": true""").ToSpeakerOptions().Rib.KeepPrePolicy);
     }
 
     [Fact]

@@ -41,6 +41,15 @@ public sealed class ResetTests(ITestOutputHelper output)
         await BgpdLab.WaitAsync(() => lab.Neighbor() is var x && x.GetProperty("state").GetString() == "Established" && x.GetProperty("establishedTransitions").GetInt64() >= 2,
             TimeSpan.FromSeconds(60), "the session back after the reset", () => lab.Birdc("show protocols all netcore"));
         await BgpdLab.WaitAsync(() => lab.BirdHas(BgpdLab.ConfiguredRoute, out _), TimeSpan.FromSeconds(30), "the configured route in BIRD again");
+
+        // The same from the CLI: `reset NEIGHBOR --message`, BIRD sees the new shutdown communication.
+        var cli = lab.Us.TryExec($"BGPD_TOKEN={BgpdLab.Token} dotnet {BgpdLab.BgpdDll} reset 10.0.1.2 --message \"cli 7\"", TimeSpan.FromSeconds(60));
+        output.WriteLine(cli.StdOut + cli.StdErr);
+        Assert.Equal(0, cli.ExitCode);
+        Assert.Contains("hard reset", cli.StdOut, StringComparison.Ordinal);
+        await BgpdLab.WaitAsync(() => (log = BirdLog(lab)).Contains("cli 7", StringComparison.Ordinal), TimeSpan.FromSeconds(30), "BIRD logging the CLI's reset", () => log);
+        await BgpdLab.WaitAsync(() => lab.Neighbor() is var y && y.GetProperty("state").GetString() == "Established" && y.GetProperty("establishedTransitions").GetInt64() >= 3,
+            TimeSpan.FromSeconds(60), "the session back after the CLI's reset", () => lab.Birdc("show protocols all netcore"));
     }
 
     [LinuxFact(Netns = true, Tools = ["bird", "birdc", "curl", "dotnet"])]
@@ -48,8 +57,11 @@ public sealed class ResetTests(ITestOutputHelper output)
     {
         using var lab = new BgpdLab(output, "bgs");
         lab.StartBird();
-        await lab.StartBgpdAsync();
+        await lab.StartBgpdAsync(keepPrePolicy: true);
         await lab.WaitEstablishedAsync();
+        // keepPrePolicy: the routes as received are listed (BIRD's route, before our import policy)
+        await BgpdLab.WaitAsync(() => lab.GetJson("/api/v1/neighbors/10.0.1.2/adj-rib-in?prePolicy=true").GetArrayLength() == 1, TimeSpan.FromSeconds(30), "BIRD's route as received");
+        Assert.Equal(BgpdLab.BirdPrefix, lab.GetJson("/api/v1/neighbors/10.0.1.2/adj-rib-in?prePolicy=true")[0].GetProperty("prefix").GetString());
         var before = lab.Neighbor();
         long refreshes = before.GetProperty("routeRefreshesSent").GetInt64();
         long updates = before.GetProperty("updatesReceived").GetInt64();

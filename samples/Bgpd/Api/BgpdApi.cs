@@ -56,7 +56,16 @@ internal sealed class BgpdApi : IAsyncDisposable
         app.MapGet("/api/v1/neighbors/{addr}", (string addr, CancellationToken c) => WithPeer(daemon, addr, async p =>
             Results.Json(await daemon.NeighborAsync(p, c).ConfigureAwait(false), Json)));
         app.MapGet("/api/v1/neighbors/{addr}/adj-rib-in", (string addr, bool? prePolicy, CancellationToken c) => WithPeer(daemon, addr, async p =>
-            Results.Json(await daemon.AdjRibInAsync(p, prePolicy ?? false, c).ConfigureAwait(false), Json)));
+        {
+            try
+            {
+                return Results.Json(await daemon.AdjRibInAsync(p, prePolicy ?? false, c).ConfigureAwait(false), Json);
+            }
+            catch (InvalidOperationException e)
+            {
+                return Error(StatusCodes.Status409Conflict, "prePolicy", e.Message);
+            }
+        }));
         app.MapGet("/api/v1/neighbors/{addr}/adj-rib-out", (string addr, CancellationToken c) => WithPeer(daemon, addr, async p =>
             Results.Json(await daemon.AdjRibOutAsync(p, c).ConfigureAwait(false), Json)));
         app.MapPost("/api/v1/neighbors/{addr}/reset", async (string addr, HttpRequest req, CancellationToken c) =>

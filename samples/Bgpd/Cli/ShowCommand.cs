@@ -1,7 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Net;
-using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Netcore.Bgpd.Daemon;
@@ -16,12 +14,12 @@ namespace Netcore.Bgpd.Cli;
 internal static class ShowCommand
 {
     /// <summary>The default API address (the configuration's default).</summary>
-    public const string DefaultApi = "127.0.0.1:3179";
+    public const string DefaultApi = ApiClient.DefaultApi;
 
     public static Command Create()
     {
-        var api = new Option<string>("--api") { Description = "The daemon's API address:port", DefaultValueFactory = _ => DefaultApi, Recursive = true };
-        var token = new Option<string?>("--token") { Description = "Bearer token (default: $BGPD_TOKEN)", Recursive = true };
+        var api = ApiClient.ApiOption();
+        var token = ApiClient.TokenOption();
         var neighbors = new Command("neighbors", "Neighbours: state, uptime, prefixes received/accepted/advertised per family, last error");
         neighbors.SetAction((p, ct) => NeighborsAsync(p.GetValue(api)!, p.GetValue(token), Console.Out, ct));
         var prefix = new Argument<string?>("prefix") { Description = "A prefix (exact) or an address (longest match)", Arity = ArgumentArity.ZeroOrOne };
@@ -85,9 +83,9 @@ internal static class ShowCommand
                     first ? state : "",
                     first ? up : "",
                     has ? f.Name : "-",
-                    has ? f.Value.GetProperty("received").GetInt32().ToString(CultureInfo.InvariantCulture) : "-",
-                    has ? f.Value.GetProperty("accepted").GetInt32().ToString(CultureInfo.InvariantCulture) : "-",
-                    has ? f.Value.GetProperty("advertised").GetInt32().ToString(CultureInfo.InvariantCulture) : "-",
+                    has ? f.Value.GetProperty("received").GetInt64().ToString(CultureInfo.InvariantCulture) : "-",
+                    has ? f.Value.GetProperty("accepted").GetInt64().ToString(CultureInfo.InvariantCulture) : "-",
+                    has ? f.Value.GetProperty("advertised").GetInt64().ToString(CultureInfo.InvariantCulture) : "-",
                     first ? error : "",
                 ]);
                 first = false;
@@ -149,45 +147,9 @@ internal static class ShowCommand
 
     private static async Task<(JsonDocument? Doc, int Code)> GetAsync(string api, string? token, string path, TextWriter output, CancellationToken ct)
     {
-        token ??= Environment.GetEnvironmentVariable("BGPD_TOKEN");
-        if (!IPEndPoint.TryParse(api, out var ep))
-        {
-            await Console.Error.WriteLineAsync($"bgpd: --api '{api}' is not address:port").ConfigureAwait(false);
-            return (null, 2);
-        }
-        using var http = new HttpClient { BaseAddress = new Uri($"http://{ep}/"), Timeout = TimeSpan.FromSeconds(30) };
-        if (!string.IsNullOrEmpty(token))
-            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        HttpResponseMessage resp;
-        try
-        {
-            resp = await http.GetAsync(new Uri(path, UriKind.Relative), ct).ConfigureAwait(false);
-        }
-        catch (HttpRequestException e)
-        {
-            await Console.Error.WriteLineAsync($"bgpd: cannot reach the API at {ep}: {e.Message} (is the daemon running with \"api\" configured?)").ConfigureAwait(false);
-            return (null, 1);
-        }
-        using (resp)
-        {
-            string body = await resp.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
-            if (!resp.IsSuccessStatusCode)
-            {
-                string why = body;
-                try
-                {
-                    using var err = JsonDocument.Parse(body);
-                    why = err.RootElement.GetProperty("error").GetString() ?? body;
-                }
-                catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
-                {
-                    // not our JSON error body: print it as it is
-                }
-                await Console.Error.WriteLineAsync($"bgpd: {(int)resp.StatusCode} {resp.ReasonPhrase}: {why.Trim()}").ConfigureAwait(false);
-                return (null, 1);
-            }
+        var r = await ApiClient.SendAsync(HttpMethod.Get, api, token, path, null, ct).ConfigureAwait(false);
+        if (r.Doc is not null)
             await output.FlushAsync(ct).ConfigureAwait(false);
-            return (JsonDocument.Parse(body), 0);
-        }
+        return r;
     }
 }

@@ -119,13 +119,14 @@ internal sealed class BgpdDaemon
     }
 
     /// <summary>The view of one neighbour.</summary>
-    public async Task<NeighborView> NeighborAsync(BgpPeer p, CancellationToken ct)
+    public Task<NeighborView> NeighborAsync(BgpPeer p, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(p);
+        ct.ThrowIfCancellationRequested();
         var s = p.Statistics;
         var n = p.Negotiated;
-        var counts = await PrefixCountsAsync(p, ct).ConfigureAwait(false);
-        return new NeighborView
+        var counts = PrefixCounts(p);
+        return Task.FromResult(new NeighborView
         {
             Address = p.RemoteAddress.ToString(),
             As = n?.PeerAs ?? p.Options.RemoteAs,
@@ -157,31 +158,27 @@ internal sealed class BgpdDaemon
                 Message = e.ShutdownMessage,
             } : null,
             LastDownReason = s.LastDownReason,
-        };
+        });
     }
 
     /// <summary>
-    /// Per family: prefixes received (as received, before import policy: the daemon keeps them,
-    /// <see cref="Netcore.Bgp.BgpRibOptions.KeepPrePolicy"/>), accepted (after import policy) and
-    /// advertised (the Adj-RIB-Out). Each is a walk of the RIB (fine for the tables a daemon like
-    /// this announces; a full table makes /neighbors and /metrics cost a few hundred ms).
+    /// Per family: prefixes received (the Adj-RIB-In before import policy, rejected ones included),
+    /// accepted (after import policy) and advertised (the Adj-RIB-Out), from the counters the RIB keeps
+    /// (<see cref="BgpPeer.GetPrefixCounts"/>): no walk of the RIB, so a full table costs nothing here.
     /// </summary>
-    private async Task<Dictionary<string, PrefixCounts>> PrefixCountsAsync(BgpPeer p, CancellationToken ct)
+    private static Dictionary<string, PrefixCounts> PrefixCounts(BgpPeer p)
     {
-        var received = await Speaker.GetAdjRibInAsync(p, prePolicy: true, ct).ConfigureAwait(false);
-        var accepted = await Speaker.GetAdjRibInAsync(p, prePolicy: false, ct).ConfigureAwait(false);
-        var advertised = await Speaker.GetAdjRibOutAsync(p, ct).ConfigureAwait(false);
         var d = new Dictionary<string, PrefixCounts>(StringComparer.Ordinal);
         foreach (var f in p.Options.Families)
         {
-            bool v6 = f.Afi == BgpAfi.IPv6;
-            d[FamilyName(f)] = new PrefixCounts(
-                received.Count(r => r.Prefix.IsIPv6 == v6),
-                accepted.Count(r => r.Prefix.IsIPv6 == v6),
-                advertised.Count(r => r.Prefix.IsIPv6 == v6));
+            var c = p.GetPrefixCounts(f);
+            d[FamilyName(f)] = new PrefixCounts(c.Received, c.Accepted, c.Advertised);
         }
         return d;
     }
+
+    /// <summary>True when the routes as received are kept (the configuration's <c>keepPrePolicy</c>).</summary>
+    public bool KeepsPrePolicy => _config.KeepPrePolicy;
 
     /// <summary>"ipv4-unicast" / "ipv6-unicast" (the configuration's names).</summary>
     public static string FamilyName(BgpFamily f) =>
@@ -243,8 +240,14 @@ internal sealed class BgpdDaemon
     }
 
     /// <summary>The Adj-RIB-In of a peer (after import policy, or as received).</summary>
-    public async Task<IReadOnlyList<PathViewItem>> AdjRibInAsync(BgpPeer peer, bool prePolicy, CancellationToken ct) =>
-        [.. (await Speaker.GetAdjRibInAsync(peer, prePolicy, ct).ConfigureAwait(false)).Select(PathView)];
+    /// <exception cref="InvalidOperationException"><paramref name="prePolicy"/> without the configuration's <c>keepPrePolicy</c>.</exception>
+    public async Task<IReadOnlyList<PathViewItem>> AdjRibInAsync(BgpPeer peer, bool prePolicy, CancellationToken ct)
+    {
+        // Without the kept copies the RIB has no received attributes to show (it would answer an empty list).
+        if (prePolicy && !KeepsPrePolicy)
+            throw new InvalidOperationException("the routes as received (before import policy) are not kept: set \"keepPrePolicy\": true in the configuration");
+        return [.. (await Speaker.GetAdjRibInAsync(peer, prePolicy, ct).ConfigureAwait(false)).Select(PathView)];
+    }
 
     /// <summary>The Adj-RIB-Out of a peer (attributes before the session's next hop / AS prepend).</summary>
     public async Task<IReadOnlyList<PathViewItem>> AdjRibOutAsync(BgpPeer peer, CancellationToken ct) =>

@@ -37,7 +37,7 @@ internal sealed record NeighborView
 }
 
 /// <summary>Prefix counts of one family of one peer.</summary>
-internal sealed record PrefixCounts(int Received, int Accepted, int Advertised);
+internal sealed record PrefixCounts(long Received, long Accepted, long Advertised);
 
 /// <summary>A NOTIFICATION (RFC 4271 4.5) with its RFC 9003 shutdown communication.</summary>
 internal sealed record NotificationView
