@@ -43,13 +43,14 @@ internal static class RibInsert
     /// <summary>Bytes allocated (all threads) by the last timed insert.</summary>
     public static long LastAllocated { get; private set; }
 
-    public sealed record Result(long Prefixes, long Paths, int AttributeSets, TimeSpan Elapsed, BgpRib Rib, BgpSpeaker Owner);
+    public sealed record Result(long Prefixes, long Paths, int AttributeSets, TimeSpan Elapsed, BgpRib Rib, BgpSpeaker Owner, BgpPeer Feeder, BgpPeer Sink);
 
-    public static async Task<Result> RunAsync(List<(BgpPathAttributes Attrs, Nlri[] Prefixes)> groups, bool sink, bool keep = false)
+    /// <summary>Inserts <paramref name="groups"/> from a feeder peer (import <paramref name="import"/>, default accept-all) into a fresh RIB.</summary>
+    public static async Task<Result> RunAsync(List<(BgpPathAttributes Attrs, Nlri[] Prefixes)> groups, bool sink, bool keep = false, BgpRibOptions? options = null, BgpPolicy? import = null)
     {
         var owner = new BgpSpeaker(new BgpSpeakerOptions { RouterId = IPAddress.Parse("10.0.0.2"), LocalAs = 65002, Rib = new BgpRibOptions { Enabled = false } });
-        var rib = new BgpRib(new BgpRibOptions(), 65002, IPAddress.Parse("10.0.0.2"), NullLogger.Instance);
-        var feeder = new BgpPeer(owner, new BgpPeerOptions { RemoteAddress = IPAddress.Parse("10.0.0.1"), RemoteAs = 65001, AutoStart = false, ImportPolicy = BgpPolicy.AcceptAll, ExportPolicy = BgpPolicy.AcceptAll }, false, NullLogger.Instance);
+        var rib = new BgpRib(options ?? new BgpRibOptions(), 65002, IPAddress.Parse("10.0.0.2"), NullLogger.Instance);
+        var feeder = new BgpPeer(owner, new BgpPeerOptions { RemoteAddress = IPAddress.Parse("10.0.0.1"), RemoteAs = 65001, AutoStart = false, ImportPolicy = import ?? BgpPolicy.AcceptAll, ExportPolicy = BgpPolicy.AcceptAll }, false, NullLogger.Instance);
         var sinkPeer = new BgpPeer(owner, new BgpPeerOptions { RemoteAddress = IPAddress.Parse("10.0.0.3"), RemoteAs = 65003, AutoStart = false, ImportPolicy = BgpPolicy.AcceptAll, ExportPolicy = BgpPolicy.AcceptAll }, false, NullLogger.Instance);
         await rib.PeerUpAsync(feeder, Session("10.0.0.1", 65001), new RibOut()).ConfigureAwait(false);
         var sinkOut = new RibOut();
@@ -68,7 +69,7 @@ internal static class RibInsert
         await rib.FlushAsync().ConfigureAwait(false);
         sw.Stop();
         LastAllocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
-        var res = new Result(rib.PrefixCount, rib.PathCount, rib.AttributeSetCount, sw.Elapsed, rib, owner);
+        var res = new Result(rib.PrefixCount, rib.PathCount, rib.AttributeSetCount, sw.Elapsed, rib, owner, feeder, sinkPeer);
         if (sink && sinkOut.Take([]).Count != rib.PrefixCount)
             throw new InvalidOperationException("the sink did not get every prefix");
         if (!keep)
