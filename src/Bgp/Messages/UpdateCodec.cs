@@ -35,6 +35,17 @@ internal sealed class UpdateParseResult
     /// <summary>An MP attribute named an AFI/SAFI we do not handle; its NLRI were skipped.</summary>
     public bool UnsupportedFamily { get; set; }
 
+    /// <summary>Announced NLRI that RFC 7606 treat-as-withdraw moved to <see cref="Withdrawn"/>, per family (0 IPv4, 1 IPv6).</summary>
+    public int[] TreatedAsWithdraw { get; } = new int[2];
+
+    /// <summary>Moves every announced NLRI to <see cref="Withdrawn"/> (RFC 7606 2, treat-as-withdraw), counting them per family.</summary>
+    internal void WithdrawAnnounced()
+    {
+        foreach (var n in Announced) TreatedAsWithdraw[n.Prefix.IsIPv6 ? 1 : 0]++;
+        Withdrawn.AddRange(Announced);
+        Announced.Clear();
+    }
+
     public void Clear()
     {
         Withdrawn.Clear();
@@ -46,6 +57,7 @@ internal sealed class UpdateParseResult
         Reason = null;
         EndOfRib = null;
         UnsupportedFamily = false;
+        TreatedAsWithdraw[0] = TreatedAsWithdraw[1] = 0;
     }
 
     internal void Discard(byte code) => Discarded.Add(code);
@@ -239,8 +251,7 @@ internal static class UpdateCodec
         }
         if (r.Action == UpdateAction.TreatAsWithdraw)
         {
-            r.Withdrawn.AddRange(r.Announced);
-            r.Announced.Clear();
+            r.WithdrawAnnounced();
             return;
         }
         if (!anyNlri)
@@ -282,8 +293,7 @@ internal static class UpdateCodec
     private static void TreatAsWithdraw(UpdateParseResult r, BgpUpdateError sub, string reason, byte[]? data)
     {
         r.Raise(UpdateAction.TreatAsWithdraw, sub, reason, data);
-        r.Withdrawn.AddRange(r.Announced);
-        r.Announced.Clear();
+        r.WithdrawAnnounced();
     }
 
     private static void AttrOverrun(UpdateParseResult r, in AttributeBuilder b, string reason)

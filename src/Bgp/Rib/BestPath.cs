@@ -47,6 +47,9 @@ internal sealed class RibSource
     /// <summary>Stale paths per family (RFC 4724 4.2).</summary>
     public int[] Stale { get; } = new int[2];
 
+    /// <summary>Announced paths handled with RFC 7606 treat-as-withdraw, per family (a running count).</summary>
+    public long[] TreatedAsWithdraw { get; } = new long[2];
+
     /// <summary>The counts last published to <see cref="Peer"/> (see BgpRib.PublishCounts).</summary>
     public PrefixCountSnapshot? Published { get; set; }
 

@@ -35,6 +35,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
         public int AnnouncedCount;
         public Nlri[]? Withdrawn;
         public int WithdrawnCount;
+        public int TreatedV4, TreatedV6; // of the withdrawn, NLRI announced but treated as withdrawn (RFC 7606)
         public BgpFamily? Family;
         public RibOut? Out;
         public BgpNegotiatedSession? Session;
@@ -187,6 +188,8 @@ internal sealed partial class BgpRib : IStaleRouteStore
             if (cmd.Withdrawn is null || cmd.Withdrawn.Length < r.Withdrawn.Count) cmd.Withdrawn = new Nlri[r.Withdrawn.Count];
             r.Withdrawn.CopyTo(cmd.Withdrawn);
             cmd.WithdrawnCount = r.Withdrawn.Count;
+            cmd.TreatedV4 = r.TreatedAsWithdraw[0];
+            cmd.TreatedV6 = r.TreatedAsWithdraw[1];
         }
         int q = Interlocked.Increment(ref _queuedUpdates);
         if (q > _peakQueued) _peakQueued = q; // readers race benignly: a diagnostic
@@ -382,6 +385,7 @@ internal sealed partial class BgpRib : IStaleRouteStore
         c.Attrs = null;
         c.AnnouncedCount = 0;
         c.WithdrawnCount = 0;
+        c.TreatedV4 = c.TreatedV6 = 0;
         // a few big arrays (from an unusually large UPDATE) are not kept
         if (c.Announced is { Length: > 1024 }) c.Announced = null;
         if (c.Withdrawn is { Length: > 1024 }) c.Withdrawn = null;
@@ -503,6 +507,12 @@ internal sealed partial class BgpRib : IStaleRouteStore
         var wd = c.Withdrawn.AsSpan(0, c.WithdrawnCount);
         foreach (ref readonly var n in wd)
             Change(n.Prefix, s, n.PathId, null, null, withdraw: true);
+        if ((c.TreatedV4 | c.TreatedV6) != 0)
+        {
+            s.TreatedAsWithdraw[0] += c.TreatedV4;
+            s.TreatedAsWithdraw[1] += c.TreatedV6;
+            _countsDirty = true;
+        }
         if (c.AnnouncedCount == 0) return;
         var received = c.Attrs!;
         BgpPathAttributes? imported;
@@ -1311,8 +1321,8 @@ internal sealed partial class BgpRib : IStaleRouteStore
         foreach (var s in _sources)
         {
             if (s?.Peer is not { } peer) continue;
-            var v4 = new BgpPrefixCounts(s.Received[0], s.Accepted[0], s.Advertised[0], s.Stale[0]);
-            var v6 = new BgpPrefixCounts(s.Received[1], s.Accepted[1], s.Advertised[1], s.Stale[1]);
+            var v4 = new BgpPrefixCounts(s.Received[0], s.Accepted[0], s.Advertised[0], s.Stale[0], s.TreatedAsWithdraw[0]);
+            var v6 = new BgpPrefixCounts(s.Received[1], s.Accepted[1], s.Advertised[1], s.Stale[1], s.TreatedAsWithdraw[1]);
             if (s.Published is { } old && old.IPv4 == v4 && old.IPv6 == v6) continue;
             s.Published = new PrefixCountSnapshot(v4, v6);
             peer.PublishPrefixCounts(s.Published);

@@ -80,7 +80,12 @@ internal enum BgpDecisionStep
 /// <param name="Accepted">Of <paramref name="Received"/>, the paths the import policy accepted (the post-policy Adj-RIB-In; the count max-prefix limits).</param>
 /// <param name="Advertised">Paths in the Adj-RIB-Out to the peer (RFC 4271 3.2): what the RIB exports to it after its export policy; 0 while the session is down.</param>
 /// <param name="Stale">Of <paramref name="Received"/>, the paths kept as stale by the graceful restart helper (RFC 4724 4.2) until the peer re-announces them or they are swept.</param>
-public readonly record struct BgpPrefixCounts(long Received, long Accepted, long Advertised, long Stale)
+/// <param name="TreatedAsWithdraw">
+/// Paths the peer announced in UPDATEs that the RFC 7606 error handling treated as withdrawn (a running count
+/// of events, not a table size; <see cref="BgpPeerStatistics.TreatAsWithdrawCount"/> counts the UPDATEs). Like
+/// the others it restarts from 0 when the peer's Adj-RIB-In is flushed.
+/// </param>
+public readonly record struct BgpPrefixCounts(long Received, long Accepted, long Advertised, long Stale, long TreatedAsWithdraw = 0)
 {
     /// <summary>Paths received but rejected by the import policy or the loop checks (<see cref="Received"/> - <see cref="Accepted"/>).</summary>
     public long Rejected => Received - Accepted;

@@ -44,6 +44,8 @@ public sealed partial class BgpPeer
         bool Disabled(Nlri n) => c.DisabledFamilies.Contains(n.Prefix.IsIPv6 ? BgpFamily.IPv6Unicast : BgpFamily.IPv4Unicast);
         r.Announced.RemoveAll(Disabled);
         r.Withdrawn.RemoveAll(Disabled);
+        if (c.DisabledFamilies.Contains(BgpFamily.IPv4Unicast)) r.TreatedAsWithdraw[0] = 0; // dropped, not withdrawn
+        if (c.DisabledFamilies.Contains(BgpFamily.IPv6Unicast)) r.TreatedAsWithdraw[1] = 0;
         if (r.EndOfRib is { } eor && c.DisabledFamilies.Contains(eor))
             r.EndOfRib = null;
     }

@@ -226,8 +226,32 @@ public class PrefixCountTests
         }
     }
 
-    private static void AssertCounts(BgpPeer peer, long received, long accepted, long advertised, long stale, BgpFamily f) =>
-        Assert.Equal(new BgpPrefixCounts(received, accepted, advertised, stale), peer.GetPrefixCounts(f));
+    private static void AssertCounts(BgpPeer peer, long received, long accepted, long advertised, long stale, BgpFamily f, long treated = 0) =>
+        Assert.Equal(new BgpPrefixCounts(received, accepted, advertised, stale, treated), peer.GetPrefixCounts(f));
+
+    [Fact]
+    public async Task Treat_as_withdraw_withdraws_and_is_counted_per_family_rfc7606()
+    {
+        await using var h = new RibHarness();
+        var a = await h.PeerAsync("192.0.2.1", 65001, "10.0.0.1", o => o with { ImportPolicy = BgpPolicy.AcceptAll, ExportPolicy = BgpPolicy.AcceptAll });
+        await h.AnnounceAsync(a, Attrs("65001"), "10.1.0.0/16", "10.2.0.0/16");
+        // ORIGIN 3 (RFC 7606 7.1: treat-as-withdraw) for 10.1.0.0/16 (known) and 10.3.0.0/16 (never announced)
+        byte[] attrs = Hex.Parse("40010103 4002060201 0000fde9 400304c0000201"), nlri = Hex.Parse("100a01 100a03");
+        byte[] body = new byte[4 + attrs.Length + nlri.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(body.AsSpan(2), (ushort)attrs.Length);
+        attrs.CopyTo(body, 4);
+        nlri.CopyTo(body, 4 + attrs.Length);
+        var r = new UpdateParseResult();
+        UpdateCodec.Decode(body, new CodecContext(), r);
+        Assert.Equal(UpdateAction.TreatAsWithdraw, r.Action);
+        h.Rib.EnqueueUpdate(a.Peer, r);
+        await h.Rib.FlushAsync();
+        AssertCounts(a.Peer, 1, 1, 0, 0, BgpFamily.IPv4Unicast, treated: 2);
+        Assert.Equal(0, a.Peer.GetPrefixCounts(BgpFamily.IPv6Unicast).TreatedAsWithdraw);
+        h.Rib.RemovePeer(a.Peer);
+        await h.Rib.FlushAsync();
+        AssertCounts(a.Peer, 0, 0, 0, 0, BgpFamily.IPv4Unicast);
+    }
 
     [Fact]
     public async Task Reannouncement_rejection_and_withdraw_move_the_counts_exactly()
