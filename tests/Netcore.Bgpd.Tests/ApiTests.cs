@@ -310,26 +310,16 @@ public sealed class ApiTests(BirdLabFixture fixture, ITestOutputHelper output) :
         Assert.Contains(Lab.GetJson("/api/v1/routes").EnumerateArray(), r => r.GetProperty("prefix").GetString() == Prefix);
 
         // The API's validation, its message on stderr, exit code 1; nothing originated.
-        var hostBits = Cli("route add 192.0.2.201/29");
-        Assert.Equal(1, hostBits.ExitCode);
-        Assert.Contains("400", hostBits.StdErr, StringComparison.Ordinal);
-        Assert.Contains("host bits set", hostBits.StdErr, StringComparison.Ordinal);
-        var community = Cli("route add 192.0.2.208/29 --community 70000:1");
-        Assert.Equal(1, community.ExitCode);
-        Assert.Contains("communities", community.StdErr, StringComparison.Ordinal);
-        var nextHop = Cli("route add 192.0.2.208/29 --next-hop 2001:db8::1");
-        Assert.Equal(1, nextHop.ExitCode);
-        Assert.Contains("RFC 4760", nextHop.StdErr, StringComparison.Ordinal);
+        CliFails("route add 192.0.2.201/29", 1, "400", "host bits set");
+        CliFails("route add 192.0.2.208/29 --community 70000:1", 1, "communities");
+        CliFails("route add 192.0.2.208/29 --next-hop 2001:db8::1", 1, "RFC 4760");
         Assert.DoesNotContain(Lab.GetJson("/api/v1/routes").EnumerateArray(), r => r.GetProperty("prefix").GetString() == "192.0.2.208/29");
 
         var del = Cli($"route del {Prefix}");
         Assert.Equal(0, del.ExitCode);
         Assert.Contains($"route {Prefix} withdrawn", del.StdOut, StringComparison.Ordinal);
         await BgpdLab.WaitAsync(() => !Lab.BirdHas(Prefix, out _), TimeSpan.FromSeconds(30), $"{Prefix} withdrawn from BIRD's table");
-        var again = Cli($"route del {Prefix}");
-        Assert.Equal(1, again.ExitCode);
-        Assert.Contains("404", again.StdErr, StringComparison.Ordinal);
-        Assert.Contains("not originated", again.StdErr, StringComparison.Ordinal);
+        CliFails($"route del {Prefix}", 1, "404", "not originated");
 
         // Soft reset: ROUTE-REFRESH (RFC 2918), the session stays up.
         long refreshes = Lab.Neighbor().GetProperty("routeRefreshesSent").GetInt64();
@@ -338,13 +328,17 @@ public sealed class ApiTests(BirdLabFixture fixture, ITestOutputHelper output) :
         Assert.Contains("route refresh sent for ipv4-unicast", soft.StdOut, StringComparison.Ordinal);
         Assert.Equal(refreshes + 1, Lab.Neighbor().GetProperty("routeRefreshesSent").GetInt64());
         Assert.Equal("Established", Lab.Neighbor().GetProperty("state").GetString());
-        var unknown = Cli("reset 10.9.9.9 --soft");
-        Assert.Equal(1, unknown.ExitCode);
-        Assert.Contains("no neighbor 10.9.9.9", unknown.StdErr, StringComparison.Ordinal);
-        var softWithMessage = Cli("reset 10.0.1.2 --soft --message bye");
-        Assert.Equal(1, softWithMessage.ExitCode);
-        Assert.Contains("only a hard reset", softWithMessage.StdErr, StringComparison.Ordinal);
-        var badApi = Cli("reset 10.0.1.2 --soft --api nowhere");
-        Assert.Equal(2, badApi.ExitCode);
+        CliFails("reset 10.9.9.9 --soft", 1, "404", "no neighbor 10.9.9.9");
+        CliFails("reset 10.0.1.2 --soft --message bye", 1, "400", "only a hard reset");
+        CliFails("reset 10.0.1.2 --soft --api nowhere", 2, "is not address:port");
+    }
+
+    /// <summary>The CLI exits with <paramref name="code"/> and says each of <paramref name="expected"/> on stderr.</summary>
+    private void CliFails(string args, int code, params string[] expected)
+    {
+        var r = Cli(args);
+        Assert.Equal(code, r.ExitCode);
+        foreach (string e in expected)
+            Assert.Contains(e, r.StdErr, StringComparison.Ordinal);
     }
 }
