@@ -254,6 +254,33 @@ public class PrefixCountTests
     }
 
     [Fact]
+    public async Task Rpki_revalidation_moves_accepted_and_advertised_with_the_roas()
+    {
+        await using var h = new RibHarness(new BgpRibOptions { KeepPrePolicy = true });
+        var source = new BgpRoaSource(new BgpRoaTable([BgpRoa.Parse("192.0.2.0/24 AS65001")]));
+        var import = BgpPolicy.Build("in", p => p.Term("invalid", t => t.Match(m => m.Rpki(source, BgpRpkiState.Invalid)).Reject()).Default(BgpPolicyDefault.Accept));
+        var export = BgpPolicy.Build("out", p => p.Term("valid", t => t.Match(m => m.Rpki(source, BgpRpkiState.Valid)).Accept()));
+        var a = await h.PeerAsync("10.0.0.1", 65002, "10.0.0.1", o => o with { ImportPolicy = import });
+        var b = await h.PeerAsync("10.0.0.2", 65009, "10.0.0.2", o => o with { ExportPolicy = export });
+        await h.AnnounceAsync(a, Attrs("65002"), "192.0.2.0/24", "198.51.100.0/24");
+        async Task CheckAsync(long accepted, long advertised)
+        {
+            AssertCounts(a.Peer, 2, accepted, 0, 0, BgpFamily.IPv4Unicast);
+            AssertCounts(b.Peer, 0, 0, advertised, 0, BgpFamily.IPv4Unicast);
+            Assert.Equal(advertised, (await h.Rib.AdjRibOutAsync(b.Peer)).Count);
+        }
+        await CheckAsync(accepted: 1, advertised: 0); // 192.0.2.0/24 from AS65002 is Invalid (RFC 6811), 198.51.100.0/24 NotFound
+        // RFC 8481 4: the ROA now authorises AS65002: imported again and Valid, so exported to b
+        source.Update(new BgpRoaTable([BgpRoa.Parse("192.0.2.0/24 AS65002")]));
+        await h.Rib.FlushAsync();
+        await CheckAsync(accepted: 2, advertised: 1);
+        // no ROA: NotFound, still imported, no longer exported (only the export revalidation changes a count)
+        source.Update(BgpRoaTable.Empty);
+        await h.Rib.FlushAsync();
+        await CheckAsync(accepted: 2, advertised: 0);
+    }
+
+    [Fact]
     public async Task Reannouncement_rejection_and_withdraw_move_the_counts_exactly()
     {
         await using var h = new RibHarness();
