@@ -182,5 +182,9 @@ public class RibInteropTests(ITestOutputHelper output)
         Assert.Equal(BgpCeaseError.MaximumPrefixesReached, (BgpCeaseError)p.Statistics.LastError!.Subcode);
         Assert.True(p.Statistics.LastErrorSent);
         Assert.NotEqual(BgpPeerState.Established, p.State);
+        // the session ended without graceful restart: the Adj-RIB-In is flushed and its counts with it
+        await speaker.WaitForRibAsync();
+        await InteropLab.Eventually(() => p.GetPrefixCounts(BgpFamily.IPv4Unicast) == default, 20, "prefix counts zeroed");
+        Assert.Empty(await speaker.GetAdjRibInAsync(p));
     }
 }
