@@ -20,7 +20,7 @@ internal static class ControlCommands
 
         var prefix = new Argument<string>("prefix") { Description = "The prefix, e.g. 198.51.100.7/32" };
         var nextHop = new Option<string?>("--next-hop") { Description = "Next hop (default: each session's own address)" };
-        var communities = new Option<string[]>("--community") { Description = "A community asn:value or a well-known name (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var communities = new Option<string[]>("--community") { Description = "A community asn:value or a well-known name (repeatable)" };
         var large = new Option<string[]>("--large-community") { Description = "A large community global:local1:local2 (repeatable)" };
         var med = new Option<uint?>("--med") { Description = "MULTI_EXIT_DISC" };
         var localPref = new Option<uint?>("--local-pref") { Description = "LOCAL_PREF (internal peers)" };

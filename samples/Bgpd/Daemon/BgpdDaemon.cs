@@ -125,7 +125,7 @@ internal sealed class BgpdDaemon
         ct.ThrowIfCancellationRequested();
         var s = p.Statistics;
         var n = p.Negotiated;
-        var counts = PrefixCounts(p);
+        var counts = CountPrefixes(p);
         return Task.FromResult(new NeighborView
         {
             Address = p.RemoteAddress.ToString(),
@@ -166,7 +166,7 @@ internal sealed class BgpdDaemon
     /// accepted (after import policy) and advertised (the Adj-RIB-Out), from the counters the RIB keeps
     /// (<see cref="BgpPeer.GetPrefixCounts"/>): no walk of the RIB, so a full table costs nothing here.
     /// </summary>
-    private static Dictionary<string, PrefixCounts> PrefixCounts(BgpPeer p)
+    private static Dictionary<string, PrefixCounts> CountPrefixes(BgpPeer p)
     {
         var d = new Dictionary<string, PrefixCounts>(StringComparer.Ordinal);
         foreach (var f in p.Options.Families)
