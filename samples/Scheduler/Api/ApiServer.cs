@@ -66,6 +66,18 @@ internal sealed class ApiServer : IAsyncDisposable
                 return Results.Json(view, Json, statusCode: created ? StatusCodes.Status201Created : StatusCodes.Status200OK);
             });
         });
+        app.MapDelete("/api/v1/tenants/{name}", (string name, HttpRequest req) => HandleAsync(async () =>
+        {
+            Validation.Tenant(name);
+            bool force = Validation.Flag(req.Query["force"].FirstOrDefault(), "force");
+            TenantDeletion d = await scheduler.DeleteTenantAsync(name, force).ConfigureAwait(false);
+            return Results.Json(d, Json);
+        }));
+        app.MapPost("/api/v1/maintenance/prune", async (HttpRequest req) =>
+        {
+            var (body, err) = await ReadBodyAsync(req, required: false).ConfigureAwait(false);
+            return err ?? Handle(() => Results.Json(scheduler.Prune(Validation.Prune(body)), Json));
+        });
         app.MapPost("/api/v1/jobs", async (HttpRequest req) =>
         {
             var (body, err) = await ReadBodyAsync(req, required: true).ConfigureAwait(false);
@@ -111,14 +123,42 @@ internal sealed class ApiServer : IAsyncDisposable
         }
         catch (RequestException e)
         {
+            return Error(e);
+        }
+    }
+
+    private static async Task<IResult> HandleAsync(Func<Task<IResult>> action)
+    {
+        try
+        {
+            return await action().ConfigureAwait(false);
+        }
+        catch (RequestException e)
+        {
+            return Error(e);
+        }
+    }
+
+    private static IResult Error(RequestException e)
+    {
+        {
             int status = e.Kind switch
             {
                 RequestErrorKind.NotFound => StatusCodes.Status404NotFound,
                 RequestErrorKind.Conflict => StatusCodes.Status409Conflict,
                 RequestErrorKind.Unprocessable => StatusCodes.Status422UnprocessableEntity,
                 RequestErrorKind.Unavailable => StatusCodes.Status503ServiceUnavailable,
+                RequestErrorKind.Failed => StatusCodes.Status500InternalServerError,
                 _ => StatusCodes.Status400BadRequest,
             };
+            if (e.Details is { } details)
+            {
+                // {"error", "field"} plus the numbers, e.g. "queued" and "running" for a tenant that still has jobs.
+                var body = new Dictionary<string, object> { ["error"] = e.Message, ["field"] = e.Field };
+                foreach (var (k, v) in details)
+                    body[k] = v;
+                return Results.Json(body, Json, statusCode: status);
+            }
             return Error(status, e.Field, e.Message);
         }
     }

@@ -40,11 +40,47 @@ internal sealed record SchedulerOptions
 
     /// <summary>Run count after which a function job that was running at every restart is marked lost instead of re-queued.</summary>
     public int MaxAttempts { get; init; } = 3;
+
+    /// <summary>
+    /// How long a worker may sit without a job before the scheduler retires it (tells it to exit and
+    /// reaps it; its warm sandboxes and their memory go with it); <see cref="TimeSpan.Zero"/> keeps idle workers forever.
+    /// </summary>
+    public TimeSpan IdleWorkerTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Finished jobs older than this (by their end) are pruned; null keeps them whatever their age.</summary>
+    public TimeSpan? JobRetention { get; init; } = TimeSpan.FromDays(7);
+
+    /// <summary>At most this many finished jobs are kept (the newest); null for no count limit.</summary>
+    public int? JobRetentionCount { get; init; } = 100_000;
+
+    /// <summary>Function images no queued or running job refers to, last submitted longer ago than this, are pruned; null keeps them.</summary>
+    public TimeSpan? ImageRetention { get; init; } = TimeSpan.FromHours(24);
+
+    /// <summary>How often the retention settings are applied; <see cref="TimeSpan.Zero"/> prunes only on demand.</summary>
+    public TimeSpan PruneInterval { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first setting out of range.</summary>
+    public void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(VcpuSlots, 1, nameof(VcpuSlots));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MemoryBytes, 1L << 20, nameof(MemoryBytes));
+        ArgumentOutOfRangeException.ThrowIfLessThan(IdleWorkerTimeout, TimeSpan.Zero, nameof(IdleWorkerTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThan(PruneInterval, TimeSpan.Zero, nameof(PruneInterval));
+        if (JobRetention is { } j)
+            ArgumentOutOfRangeException.ThrowIfLessThan(j, TimeSpan.Zero, nameof(JobRetention));
+        if (JobRetentionCount is { } c)
+            ArgumentOutOfRangeException.ThrowIfNegative(c, nameof(JobRetentionCount));
+        if (ImageRetention is { } i)
+            ArgumentOutOfRangeException.ThrowIfLessThan(i, TimeSpan.Zero, nameof(ImageRetention));
+    }
 }
+
+/// <summary>What DELETE /api/v1/tenants/NAME did.</summary>
+internal sealed record TenantDeletion(string Tenant, int QueuedCancelled, int RunningStopped, int WorkersStopped, IReadOnlyList<string> CgroupDirectoriesRemoved);
 
 /// <summary>A tenant as the API reports it.</summary>
 internal sealed record TenantView(string Name, int Weight, double? CpuLimit, long? MemoryLimitMb, int MaxWorkers, int Queued, int Running, int Workers,
-    IReadOnlyDictionary<string, long> Finished, double CpuSeconds, double ThrottledSeconds, long? MemoryBytes, long OomKills, int WorkerDeaths, string? Cgroup);
+    IReadOnlyDictionary<string, long> Finished, double CpuSeconds, double ThrottledSeconds, long? MemoryBytes, long OomKills, int WorkerDeaths, long WorkersRetired, string? Cgroup);
 
 /// <summary>A job as the API reports it.</summary>
 internal sealed record JobView(long Id, string Tenant, string Kind, int Priority, string State, string? Reason, ulong? Result, string? Output,
@@ -79,13 +115,22 @@ internal sealed class JobScheduler : IAsyncDisposable
     private static readonly Counter<long> FinishedCounter = Meter.CreateCounter<long>("netcore.scheduler.jobs.finished", "{job}", "Jobs that reached a final state");
     private static readonly Histogram<double> RunHistogram = Meter.CreateHistogram<double>("netcore.scheduler.job.run", "s", "Job run time (dispatch to result)");
     private static readonly Histogram<double> WaitHistogram = Meter.CreateHistogram<double>("netcore.scheduler.job.wait", "s", "Job wait time (submit to dispatch)");
+    private static readonly Counter<long> RetiredCounter = Meter.CreateCounter<long>("netcore.scheduler.workers.retired", "{worker}", "Idle workers retired after the idle timeout");
+    private static readonly Counter<long> PrunedCounter = Meter.CreateCounter<long>("netcore.scheduler.pruned", "{row}", "Finished jobs and unreferenced images pruned (tag kind: job, image)");
 
     internal sealed class Tenant(TenantSpec spec)
     {
         public TenantSpec Spec { get; set; } = spec;
         public Cgroup? Group { get; set; }
-        public Stack<WorkerProcess> Idle { get; } = new();
+        /// <summary>Idle workers, oldest idle first: dispatch takes the last (warmest), retirement the first.</summary>
+        public List<WorkerProcess> Idle { get; } = [];
         public HashSet<WorkerProcess> Busy { get; } = [];
+        /// <summary>Workers told to exit after the idle timeout, until they are reaped. Never handed a job.</summary>
+        public Dictionary<WorkerProcess, Task> Retiring { get; } = [];
+        public long Retired { get; set; }
+        /// <summary>Set when DELETE has taken the tenant out of the scheduler: its workers are stopped, not kept idle.</summary>
+        public bool Deleting { get; set; }
+        public int WorkerCount => Idle.Count + Busy.Count + Retiring.Count;
         public int Active { get; set; }
         public double EstimateSeconds { get; set; } = 0.01;
         public Dictionary<JobState, long> Finished { get; } = [];
@@ -101,6 +146,8 @@ internal sealed class JobScheduler : IAsyncDisposable
         public double Estimate { get; } = estimate;
         public WorkerProcess? Worker { get; set; }
         public bool CancelRequested { get; set; }
+        /// <summary>Why the scheduler itself stopped the job (tenant deleted); becomes its reason.</summary>
+        public string? StopReason { get; set; }
         /// <summary>When a ready worker took the job: the fair-share charge starts here (a worker start is not the tenant's cost).</summary>
         public DateTimeOffset? RunStart { get; set; }
         public Task Task { get; set; } = Task.CompletedTask;
@@ -114,6 +161,10 @@ internal sealed class JobScheduler : IAsyncDisposable
     private readonly Dictionary<long, JobRecord> _queued = [];
     private readonly Dictionary<long, Running> _running = [];
     private readonly Dictionary<string, Tenant> _tenants = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Tenant> _deleting = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _housekeepingStop = new();
+    private Task _housekeeping = Task.CompletedTask;
+    private long _jobsPruned, _imagesPruned;
     private readonly Dictionary<long, TaskCompletionSource<JobRecord>> _waiters = [];
     private readonly NodeCapacity _capacity;
     private readonly Cgroup? _parent;
@@ -122,6 +173,7 @@ internal sealed class JobScheduler : IAsyncDisposable
 
     private JobScheduler(SchedulerOptions options, ILogger log)
     {
+        options.Validate();
         _options = options;
         _log = log;
         _capacity = new NodeCapacity(options.VcpuSlots, options.MemoryBytes);
@@ -161,6 +213,9 @@ internal sealed class JobScheduler : IAsyncDisposable
         try
         {
             s.Restore();
+            s._housekeeping = Task.WhenAll(
+                Task.Run(() => s.RetireLoopAsync(s._housekeepingStop.Token)),
+                Task.Run(() => s.PruneLoopAsync(s._housekeepingStop.Token)));
         }
         catch
         {
@@ -221,6 +276,8 @@ internal sealed class JobScheduler : IAsyncDisposable
         {
             if (_stopping)
                 throw new RequestException(RequestErrorKind.Unavailable, "tenant", "the scheduler is stopping");
+            if (_deleting.ContainsKey(spec.Name))
+                throw new RequestException(RequestErrorKind.Conflict, "tenant", $"tenant {spec.Name} is being deleted; create it again once the DELETE has answered");
             bool created = !_tenants.ContainsKey(spec.Name);
             ApplyTenant(spec);
             _store.SaveTenant(spec);
@@ -274,9 +331,9 @@ internal sealed class JobScheduler : IAsyncDisposable
             // Group removed underneath (shutdown).
         }
         return new TenantView(t.Spec.Name, t.Spec.Weight, t.Spec.CpuLimit, t.Spec.MemoryLimitBytes >> 20, t.Spec.MaxWorkers,
-            _queue.CountOf(t.Spec.Name), t.Active, t.Idle.Count + t.Busy.Count,
+            _queue.CountOf(t.Spec.Name), t.Active, t.WorkerCount,
             t.Finished.ToDictionary(kv => JobView.StateName(kv.Key), kv => kv.Value),
-            s?.CpuUsage.TotalSeconds ?? 0, s?.ThrottledTime.TotalSeconds ?? 0, s?.MemoryCurrent, s?.OomKills ?? 0, t.WorkerDeaths,
+            s?.CpuUsage.TotalSeconds ?? 0, s?.ThrottledTime.TotalSeconds ?? 0, s?.MemoryCurrent, s?.OomKills ?? 0, t.WorkerDeaths, t.Retired,
             t.Group?.Directories.FirstOrDefault());
     }
 
@@ -287,11 +344,11 @@ internal sealed class JobScheduler : IAsyncDisposable
             return _tenants.TryGetValue(tenant, out var t) ? t.Group : null;
     }
 
-    /// <summary>Worker pids of a tenant, idle and busy.</summary>
+    /// <summary>Worker pids of a tenant: idle, busy and retiring (not yet reaped).</summary>
     internal List<int> WorkerPids(string tenant)
     {
         lock (_lock)
-            return _tenants.TryGetValue(tenant, out var t) ? t.Idle.Concat(t.Busy).Select(w => w.Pid).ToList() : [];
+            return _tenants.TryGetValue(tenant, out var t) ? t.Idle.Concat(t.Busy).Concat(t.Retiring.Keys).Select(w => w.Pid).ToList() : [];
     }
 
     /// <summary>Queues a job after admission checks.</summary>
@@ -308,6 +365,8 @@ internal sealed class JobScheduler : IAsyncDisposable
         {
             if (_stopping)
                 throw new RequestException(RequestErrorKind.Unavailable, "scheduler", "the scheduler is stopping and accepts no jobs");
+            if (_deleting.ContainsKey(spec.Tenant))
+                throw new RequestException(RequestErrorKind.Conflict, "tenant", $"tenant: '{spec.Tenant}' is being deleted");
             if (!_tenants.TryGetValue(spec.Tenant, out Tenant? t))
                 throw new RequestException(RequestErrorKind.NotFound, "tenant", $"tenant: no tenant '{spec.Tenant}'; create it with PUT /api/v1/tenants/{spec.Tenant}");
             if (!_capacity.CanEverFit(d))
@@ -368,7 +427,7 @@ internal sealed class JobScheduler : IAsyncDisposable
                 q.Reason = "cancelled while queued";
                 q.FinishedAt = DateTimeOffset.UtcNow;
                 _store.Update(q);
-                Count(_tenants[q.Spec.Tenant], q);
+                Count(_tenants.GetValueOrDefault(q.Spec.Tenant) ?? _deleting[q.Spec.Tenant], q);
                 Complete(q);
                 return q;
             }
@@ -408,7 +467,14 @@ internal sealed class JobScheduler : IAsyncDisposable
             _store.Update(job);
             var r = new Running(job, demand, estimate);
             _running[id] = r;
-            WorkerProcess? w = t.Idle.Count > 0 ? t.Idle.Pop() : null;
+            // The most recently idle worker (warmest sandboxes); the longest idle ones age out. A retiring
+            // worker is no longer in Idle, so it is never chosen here.
+            WorkerProcess? w = null;
+            if (t.Idle.Count > 0)
+            {
+                w = t.Idle[^1];
+                t.Idle.RemoveAt(t.Idle.Count - 1);
+            }
             if (w is not null)
                 t.Busy.Add(w);
             r.Task = Task.Run(() => RunAsync(t, r, w));
@@ -564,10 +630,21 @@ internal sealed class JobScheduler : IAsyncDisposable
             _queue.Charge(t.Spec.Name, cost - r.Estimate);
             t.EstimateSeconds = 0.8 * t.EstimateSeconds + 0.2 * cost / r.Demand.Vcpus;
             t.Active--;
+            if (r.StopReason is { } why && (died || state == JobState.Cancelled))
+            {
+                // Stopped by the scheduler (tenant deleted): cancelled, and the reason says by whom.
+                state = JobState.Cancelled;
+                reason = why;
+                died = false;
+            }
             if (w is not null)
             {
                 t.Busy.Remove(w);
-                if (died || w.HasExited)
+                if (w.HasExited && r.StopReason is not null)
+                {
+                    w.Dispose(); // killed by the deletion, not a death of its own
+                }
+                else if (died || w.HasExited)
                 {
                     t.WorkerDeaths++;
                     Log.WorkerDied(_log, w.Pid, t.Spec.Name, reason ?? w.ExitDescription());
@@ -579,7 +656,9 @@ internal sealed class JobScheduler : IAsyncDisposable
                 }
                 else
                 {
-                    t.Idle.Push(w);
+                    // A deleted tenant's idle workers are collected and stopped by the deletion.
+                    w.IdleSinceMs = Environment.TickCount64;
+                    t.Idle.Add(w);
                 }
             }
             if (_shutdownKill && died)
@@ -623,11 +702,293 @@ internal sealed class JobScheduler : IAsyncDisposable
             tcs.TrySetResult(job);
     }
 
+    // ---- Idle-worker retirement -------------------------------------------------------------------
+    //
+    // The daemon decides, never the worker: under _lock (the lock Dispatch holds when it takes an idle
+    // worker) an expired worker is moved from Idle to Retiring, and only then, outside the lock, is it
+    // told to exit. Dispatch only ever takes workers from Idle, so a job is never handed to a worker that
+    // has been told to exit, and a worker never exits on its own with a run on its way to it.
+
+    private async Task RetireLoopAsync(CancellationToken ct)
+    {
+        TimeSpan timeout = _options.IdleWorkerTimeout;
+        if (timeout == TimeSpan.Zero)
+            return;
+        // A worker is retired between the timeout and the timeout plus one period.
+        TimeSpan period = TimeSpan.FromTicks(Math.Clamp(timeout.Ticks / 4, TimeSpan.FromMilliseconds(10).Ticks, TimeSpan.FromSeconds(1).Ticks));
+        using var timer = new PeriodicTimer(period);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
+                RetireIdleWorkers();
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping.
+        }
+    }
+
+    /// <summary>Retires every worker idle for at least the idle timeout; returns how many were told to exit.</summary>
+    internal int RetireIdleWorkers()
+    {
+        long timeoutMs = (long)_options.IdleWorkerTimeout.TotalMilliseconds;
+        if (timeoutMs <= 0)
+            return 0;
+        lock (_lock)
+        {
+            if (_stopping)
+                return 0;
+            long now = Environment.TickCount64;
+            int n = 0;
+            foreach (Tenant t in _tenants.Values)
+            {
+                // Oldest idle first: stop at the first one that has not expired.
+                while (t.Idle.Count > 0 && now - t.Idle[0].IdleSinceMs >= timeoutMs)
+                {
+                    WorkerProcess w = t.Idle[0];
+                    t.Idle.RemoveAt(0);
+                    long idleMs = now - w.IdleSinceMs;
+                    // On the pool: its removal from Retiring waits for this lock, so the entry is in place first.
+                    t.Retiring[w] = Task.Run(() => RetireAsync(t, w, idleMs));
+                    n++;
+                }
+            }
+            return n;
+        }
+    }
+
+    private async Task RetireAsync(Tenant t, WorkerProcess w, long idleMs)
+    {
+        // "exit" closes the worker's loop: it disposes its sandboxes (guest memory unmapped) and returns 0;
+        // StopAsync waits for the exit (the process is reaped) and kills it after the grace.
+        await w.StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        lock (_lock)
+        {
+            t.Retiring.Remove(w);
+            t.Retired++;
+        }
+        RetiredCounter.Add(1, new KeyValuePair<string, object?>("tenant", t.Spec.Name));
+        Log.WorkerRetired(_log, w.Pid, t.Spec.Name, idleMs, w.ExitDescription());
+        w.Dispose();
+    }
+
+    // ---- Tenant removal ---------------------------------------------------------------------------
+
+    /// <summary>
+    /// DELETE /api/v1/tenants/NAME. Without <paramref name="force"/> a tenant with queued or running jobs
+    /// is refused (409 with the counts). With it, queued jobs are cancelled, running ones are stopped
+    /// (cancelled with the reason; a worker that does not stop within 5 s is killed), the tenant's
+    /// workers are stopped, its cgroup directories removed (rmdir once no process is left in them) and
+    /// the tenant deleted from the store. Its jobs stay in the store (queryable until pruned).
+    /// </summary>
+    public async Task<TenantDeletion> DeleteTenantAsync(string name, bool force)
+    {
+        Tenant t;
+        var stopping = new List<Running>();
+        int cancelled = 0;
+        lock (_lock)
+        {
+            if (_stopping)
+                throw new RequestException(RequestErrorKind.Unavailable, "tenant", "the scheduler is stopping");
+            if (_deleting.ContainsKey(name))
+                throw new RequestException(RequestErrorKind.Conflict, "tenant", $"tenant {name} is already being deleted");
+            if (!_tenants.TryGetValue(name, out t!))
+                throw new RequestException(RequestErrorKind.NotFound, "tenant", $"no tenant '{name}'");
+            int queued = _queue.CountOf(name), running = t.Active;
+            if ((queued > 0 || running > 0) && !force)
+            {
+                throw new RequestException(RequestErrorKind.Conflict, "tenant",
+                    $"tenant {name} has {queued} queued and {running} running jobs; cancel them first, or DELETE with ?force=true to cancel and stop them")
+                {
+                    Details = new Dictionary<string, long> { ["queued"] = queued, ["running"] = running },
+                };
+            }
+            // From here no submission, dispatch or retirement sees the tenant.
+            _tenants.Remove(name);
+            _deleting[name] = t;
+            t.Deleting = true;
+            var now = DateTimeOffset.UtcNow;
+            foreach (JobRecord q in _queued.Values.Where(j => j.Spec.Tenant == name).OrderBy(j => j.Id).ToList())
+            {
+                _queued.Remove(q.Id);
+                _queue.Remove(q.Id);
+                q.State = JobState.Cancelled;
+                q.Reason = $"cancelled while queued: tenant {name} was deleted";
+                q.FinishedAt = now;
+                _store.Update(q);
+                Count(t, q);
+                Complete(q);
+                cancelled++;
+            }
+            _queue.RemoveTenant(name);
+            foreach (Running r in _running.Values.Where(r => r.Job.Spec.Tenant == name))
+            {
+                r.CancelRequested = true;
+                r.StopReason = $"stopped while running: tenant {name} was deleted";
+                if (r.Worker is { } w)
+                    _ = w.CancelAsync(r.Job.Id);
+                stopping.Add(r);
+            }
+        }
+        Task all = Task.WhenAll(stopping.Select(r => r.Task));
+        try
+        {
+            await all.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            lock (_lock)
+            {
+                foreach (Running r in stopping)
+                    r.Worker?.Kill();
+            }
+            await all.WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        }
+        // Every job of the tenant has ended, so no worker is busy: stop them all and wait for the retiring ones.
+        List<WorkerProcess> workers;
+        Task[] retiring;
+        lock (_lock)
+        {
+            workers = [.. t.Idle, .. t.Busy];
+            t.Idle.Clear();
+            t.Busy.Clear();
+            retiring = [.. t.Retiring.Values];
+        }
+        await Task.WhenAll(workers.Select(w => w.StopAsync(TimeSpan.FromSeconds(2))).Concat(retiring)).ConfigureAwait(false);
+        foreach (WorkerProcess w in workers)
+            w.Dispose();
+        IReadOnlyList<string> removed = [];
+        if (t.Group is { } g)
+        {
+            try
+            {
+                removed = RemoveGroup(g);
+            }
+            catch (CgroupException e)
+            {
+                // Keep the (now empty) tenant so that the operator can deal with the processes and DELETE again.
+                lock (_lock)
+                {
+                    _deleting.Remove(name);
+                    t.Deleting = false;
+                    // A new handle: re-creates any directory that did go; the old handle is dropped without
+                    // Dispose, which would move the processes out and remove the group.
+                    t.Group = Cgroup.Create(g.Name, _cgroupVersion, _options.CgroupRoot);
+                    _tenants[name] = t;
+                    ApplyTenant(t.Spec);
+                }
+                Log.CgroupCleanupFailed(_log, g.Name, e.Message);
+                throw new RequestException(RequestErrorKind.Failed, "cgroup", $"tenant {name}: its jobs were ended and its workers stopped, but {e.Message}; the tenant is kept, DELETE it again once that is resolved");
+            }
+        }
+        _store.DeleteTenant(name);
+        lock (_lock)
+            _deleting.Remove(name);
+        Log.TenantDeleted(_log, name, cancelled, stopping.Count, workers.Count + retiring.Length);
+        return new TenantDeletion(name, cancelled, stopping.Count, workers.Count + retiring.Length, removed);
+    }
+
+    /// <summary>
+    /// Removes a tenant's cgroup directories with rmdir(2) once no process is left in them (a process
+    /// that just exited can keep a v1 memory group busy for a moment: retried for up to 2 s). Unlike
+    /// <see cref="Cgroup.Dispose"/>, processes that are still there are not moved out: they are not ours,
+    /// and the error names them.
+    /// </summary>
+    private static List<string> RemoveGroup(Cgroup g)
+    {
+        var removed = new List<string>();
+        foreach (string dir in g.Directories)
+        {
+            var deadline = Environment.TickCount64 + 2000;
+            while (Directory.Exists(dir))
+            {
+                string? error = null;
+                List<string> procs = [];
+                try
+                {
+                    procs = File.ReadAllLines(Path.Combine(dir, "cgroup.procs")).Where(l => l.Length > 0).ToList();
+                    if (procs.Count == 0)
+                    {
+                        Directory.Delete(dir); // rmdir(2); EBUSY while a dying task is still charged
+                        removed.Add(dir);
+                        break;
+                    }
+                }
+                catch (DirectoryNotFoundException)
+                {
+                    break; // the same directory under another name (v1 cpu and cpuacct mounted together)
+                }
+                catch (IOException e)
+                {
+                    error = e.Message;
+                }
+                if (Environment.TickCount64 > deadline)
+                {
+                    throw new CgroupException(procs.Count > 0
+                        ? $"cgroup {dir} cannot be removed: processes {string.Join(", ", procs)} are still in it (not workers of this scheduler; move or stop them)"
+                        : $"the kernel refused to remove cgroup {dir}: {error}");
+                }
+                Thread.Sleep(20);
+            }
+        }
+        g.Dispose(); // the directories are gone: only marks the handle disposed
+        return removed;
+    }
+
+    // ---- Pruning ----------------------------------------------------------------------------------
+
+    private async Task PruneLoopAsync(CancellationToken ct)
+    {
+        if (_options.PruneInterval == TimeSpan.Zero)
+            return;
+        using var timer = new PeriodicTimer(_options.PruneInterval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
+            {
+                try
+                {
+                    Prune(null);
+                }
+                catch (Microsoft.Data.Sqlite.SqliteException e)
+                {
+                    Log.PruneFailed(_log, e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping.
+        }
+    }
+
+    /// <summary>
+    /// Applies the retention settings now (POST /api/v1/maintenance/prune); <paramref name="request"/>
+    /// overrides them for this run. Jobs that are queued or running are never pruned.
+    /// </summary>
+    public PruneResult Prune(PruneRequest? request)
+    {
+        TimeSpan? jobAge = request?.JobsOlderThan ?? _options.JobRetention;
+        int? keep = request?.KeepJobs ?? _options.JobRetentionCount;
+        TimeSpan? imageAge = request?.ImagesUnusedFor ?? _options.ImageRetention;
+        var now = DateTimeOffset.UtcNow;
+        PruneResult r = _store.Prune(now - jobAge, keep, now - imageAge);
+        lock (_lock)
+        {
+            _jobsPruned += r.JobsDeleted;
+            _imagesPruned += r.ImagesDeleted;
+        }
+        PrunedCounter.Add(r.JobsDeleted, new KeyValuePair<string, object?>("kind", "job"));
+        PrunedCounter.Add(r.ImagesDeleted, new KeyValuePair<string, object?>("kind", "image"));
+        Log.Pruned(_log, r.JobsDeleted, r.ImagesDeleted, r.BytesFreed >> 10, r.FileBytesBefore >> 10, r.FileBytesAfter >> 10);
+        return r;
+    }
+
     /// <summary>Prometheus text for GET /metrics.</summary>
     public string RenderMetrics()
     {
         lock (_lock)
-            return MetricsText.Render(_tenants.Values.OrderBy(t => t.Spec.Name, StringComparer.Ordinal).ToList(), _queue, _capacity);
+            return MetricsText.Render(_tenants.Values.OrderBy(t => t.Spec.Name, StringComparer.Ordinal).ToList(), _queue, _capacity, _jobsPruned, _imagesPruned);
     }
 
     /// <summary>
@@ -643,6 +1004,7 @@ internal sealed class JobScheduler : IAsyncDisposable
             if (_stopping && _shutdownKill)
                 return;
             _stopping = true;
+            _housekeepingStop.Cancel();
             running = _running.Values.Select(r => r.Task).ToArray();
             Log.Stopping(_log, running.Length, drain.TotalMilliseconds);
         }
@@ -660,11 +1022,14 @@ internal sealed class JobScheduler : IAsyncDisposable
             }
             await Task.WhenAll(running).WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
         }
+        await _housekeeping.ConfigureAwait(false);
         List<WorkerProcess> idle;
+        Task[] retiring;
         lock (_lock)
         {
             _shutdownKill = true;
             idle = _tenants.Values.SelectMany(t => t.Idle.Concat(t.Busy)).ToList();
+            retiring = _tenants.Values.SelectMany(t => t.Retiring.Values).ToArray();
             foreach (Tenant t in _tenants.Values)
             {
                 t.Idle.Clear();
@@ -674,7 +1039,7 @@ internal sealed class JobScheduler : IAsyncDisposable
                 tcs.TrySetCanceled();
             _waiters.Clear();
         }
-        await Task.WhenAll(idle.Select(w => w.StopAsync(TimeSpan.FromSeconds(3)))).ConfigureAwait(false);
+        await Task.WhenAll(idle.Select(w => w.StopAsync(TimeSpan.FromSeconds(3))).Concat(retiring)).ConfigureAwait(false);
         foreach (WorkerProcess w in idle)
             w.Dispose();
         foreach (Tenant t in _tenants.Values)
@@ -701,5 +1066,6 @@ internal sealed class JobScheduler : IAsyncDisposable
     {
         await StopAsync(TimeSpan.Zero).ConfigureAwait(false);
         _store.Dispose();
+        _housekeepingStop.Dispose();
     }
 }

@@ -46,4 +46,16 @@ internal static partial class Log
 
     [LoggerMessage(14, LogLevel.Critical, "{Message}")]
     public static partial void Fatal(ILogger log, string message);
+
+    [LoggerMessage(15, LogLevel.Information, "worker {Pid} for {Tenant} retired after {IdleMs} ms idle: {Exit}")]
+    public static partial void WorkerRetired(ILogger log, int pid, string tenant, long idleMs, string exit);
+
+    [LoggerMessage(16, LogLevel.Information, "tenant {Tenant} deleted: {Cancelled} queued jobs cancelled, {Stopped} running jobs stopped, {Workers} workers stopped")]
+    public static partial void TenantDeleted(ILogger log, string tenant, int cancelled, int stopped, int workers);
+
+    [LoggerMessage(17, LogLevel.Information, "pruned {Jobs} finished jobs and {Images} images; {FreedKiB} KiB freed, database {BeforeKiB} -> {AfterKiB} KiB")]
+    public static partial void Pruned(ILogger log, int jobs, int images, long freedKiB, long beforeKiB, long afterKiB);
+
+    [LoggerMessage(18, LogLevel.Error, "pruning failed: {Reason}")]
+    public static partial void PruneFailed(ILogger log, string reason);
 }

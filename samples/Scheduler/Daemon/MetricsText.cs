@@ -8,7 +8,7 @@ namespace Netcore.Scheduler.Daemon;
 /// <summary>GET /metrics in the Prometheus text exposition format 0.0.4.</summary>
 internal static class MetricsText
 {
-    public static string Render(IReadOnlyList<JobScheduler.Tenant> tenants, FairShareQueue<long> queue, NodeCapacity capacity)
+    public static string Render(IReadOnlyList<JobScheduler.Tenant> tenants, FairShareQueue<long> queue, NodeCapacity capacity, long jobsPruned, long imagesPruned)
     {
         var w = new PrometheusText(8192);
         static string T(JobScheduler.Tenant t) => $"tenant=\"{t.Spec.Name}\"";
@@ -34,7 +34,10 @@ internal static class MetricsText
             w.Sample("scheduler_tenant_weight", T(t), t.Spec.Weight);
         w.Family("scheduler_workers", "gauge", "Worker processes alive, per tenant.");
         foreach (var t in tenants)
-            w.Sample("scheduler_workers", T(t), t.Idle.Count + t.Busy.Count);
+            w.Sample("scheduler_workers", T(t), t.WorkerCount);
+        w.Family("scheduler_workers_retired_total", "counter", "Idle workers retired after the idle timeout, per tenant.");
+        foreach (var t in tenants)
+            w.Sample("scheduler_workers_retired_total", T(t), t.Retired);
         w.Family("scheduler_worker_deaths_total", "counter", "Workers that died under a job (OOM kill, crash, hang).");
         foreach (var t in tenants)
             w.Sample("scheduler_worker_deaths_total", T(t), t.WorkerDeaths);
@@ -77,6 +80,10 @@ internal static class MetricsText
         w.Sample("scheduler_node_memory_bytes", "", capacity.MemoryBytes);
         w.Family("scheduler_node_memory_used_bytes", "gauge", "Guest memory reserved by running jobs.");
         w.Sample("scheduler_node_memory_used_bytes", "", capacity.UsedMemory);
+        w.Family("scheduler_pruned_jobs_total", "counter", "Finished jobs deleted by pruning.");
+        w.Sample("scheduler_pruned_jobs_total", "", jobsPruned);
+        w.Family("scheduler_pruned_images_total", "counter", "Unreferenced function images deleted by pruning.");
+        w.Sample("scheduler_pruned_images_total", "", imagesPruned);
         return w.ToString();
     }
 }

@@ -13,7 +13,8 @@ internal sealed record ServeOptions
     public const string Usage = """
         usage: Netcore.Scheduler serve --db PATH [--api 127.0.0.1:PORT] [--token T]
                  [--slots N] [--memory-mb N] [--cgroup-parent NAME] [--cgroup-root DIR] [--no-cgroups]
-                 [--drain-seconds N] [--log-format text|json]
+                 [--drain-seconds N] [--idle-worker-seconds N] [--job-retention-hours N] [--job-retention-count N]
+                 [--image-retention-hours N] [--prune-interval-seconds N] [--log-format text|json]
         """;
 
     public required string Db { get; init; }
@@ -26,6 +27,11 @@ internal sealed record ServeOptions
     public bool Cgroups { get; init; } = true;
     public TimeSpan Drain { get; init; } = TimeSpan.FromSeconds(10);
     public bool JsonLogs { get; init; }
+    public TimeSpan IdleWorker { get; init; } = TimeSpan.FromSeconds(60);
+    public TimeSpan? JobRetention { get; init; } = TimeSpan.FromDays(7);
+    public int? JobRetentionCount { get; init; } = 100_000;
+    public TimeSpan? ImageRetention { get; init; } = TimeSpan.FromHours(24);
+    public TimeSpan PruneInterval { get; init; } = TimeSpan.FromMinutes(10);
 
     public static ServeOptions Parse(string[] args)
     {
@@ -58,6 +64,15 @@ internal sealed record ServeOptions
                 case "--cgroup-root": o = o with { CgroupRoot = Next() }; break;
                 case "--no-cgroups": o = o with { Cgroups = false }; break;
                 case "--drain-seconds": o = o with { Drain = TimeSpan.FromSeconds(Int(Next(), "--drain-seconds", 0, 3600)) }; break;
+                // 0 means "never" / "no limit" for each of these.
+                case "--idle-worker-seconds": o = o with { IdleWorker = TimeSpan.FromSeconds(Int(Next(), "--idle-worker-seconds", 0, 86400)) }; break;
+                case "--job-retention-hours": o = o with { JobRetention = Hours(Int(Next(), "--job-retention-hours", 0, 87600)) }; break;
+                case "--job-retention-count":
+                    int count = Int(Next(), "--job-retention-count", 0, int.MaxValue);
+                    o = o with { JobRetentionCount = count == 0 ? null : count };
+                    break;
+                case "--image-retention-hours": o = o with { ImageRetention = Hours(Int(Next(), "--image-retention-hours", 0, 87600)) }; break;
+                case "--prune-interval-seconds": o = o with { PruneInterval = TimeSpan.FromSeconds(Int(Next(), "--prune-interval-seconds", 0, 86400)) }; break;
                 case "--log-format":
                     string f = Next();
                     o = o with { JsonLogs = f == "json" ? true : f == "text" ? false : throw new ArgumentException("--log-format: text or json") };
@@ -67,6 +82,8 @@ internal sealed record ServeOptions
         }
         return o with { Db = db ?? throw new ArgumentException("--db is required") };
     }
+
+    private static TimeSpan? Hours(int h) => h == 0 ? null : TimeSpan.FromHours(h);
 
     private static int Int(string s, string what, int min, int max) =>
         int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min && v <= max
@@ -116,6 +133,11 @@ internal static class ServeCommand
                 UseCgroups = o.Cgroups,
                 CgroupParent = o.CgroupParent,
                 CgroupRoot = o.CgroupRoot,
+                IdleWorkerTimeout = o.IdleWorker,
+                JobRetention = o.JobRetention,
+                JobRetentionCount = o.JobRetentionCount,
+                ImageRetention = o.ImageRetention,
+                PruneInterval = o.PruneInterval,
             }, log);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or Microsoft.Data.Sqlite.SqliteException)

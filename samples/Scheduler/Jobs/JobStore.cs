@@ -9,20 +9,27 @@ namespace Netcore.Scheduler.Jobs;
 /// Tenants and jobs in SQLite (WAL). Function images are stored once per SHA-256 (many jobs share an
 /// image). Every state change is one statement, written before the scheduler acts on it, so after a
 /// crash or restart the store says exactly which jobs were queued and which were running.
+/// The file uses incremental auto-vacuum: pruning frees pages and <see cref="Prune"/> hands them back
+/// to the file system with <c>PRAGMA incremental_vacuum</c>, without the full rewrite of VACUUM.
 /// </summary>
 internal sealed class JobStore : IDisposable
 {
     private readonly SqliteConnection _db;
     private readonly Lock _lock = new();
+    private readonly string _path;
 
     public JobStore(string path)
     {
+        _path = path;
+        // auto_vacuum must be set before the first table is made (sqlite.org/pragma.html#pragma_auto_vacuum);
+        // a file made before this setting existed is converted once, below, by a VACUUM.
         _db = SqliteFile.Open(path, """
+            PRAGMA auto_vacuum = INCREMENTAL;
             PRAGMA journal_mode = WAL;
             PRAGMA synchronous = NORMAL;
             CREATE TABLE IF NOT EXISTS tenants (
                 name TEXT PRIMARY KEY, weight INTEGER NOT NULL, cpu_limit REAL, memory_limit INTEGER, max_workers INTEGER NOT NULL);
-            CREATE TABLE IF NOT EXISTS images (sha256 TEXT PRIMARY KEY, bytes BLOB NOT NULL);
+            CREATE TABLE IF NOT EXISTS images (sha256 TEXT PRIMARY KEY, bytes BLOB NOT NULL, last_used INTEGER NOT NULL DEFAULT 0);
             CREATE TABLE IF NOT EXISTS jobs (
                 id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, kind INTEGER NOT NULL, priority INTEGER NOT NULL,
                 image TEXT, input BLOB NOT NULL, timeout_ms INTEGER NOT NULL, memory_mb INTEGER NOT NULL, linux TEXT,
@@ -30,6 +37,37 @@ internal sealed class JobStore : IDisposable
                 started INTEGER, finished INTEGER, attempts INTEGER NOT NULL, cold INTEGER, guest_ms REAL, worker_pid INTEGER);
             CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
             """);
+        try
+        {
+            if (Scalar("PRAGMA auto_vacuum") != 2)
+            {
+                // A file from before incremental vacuum: "auto-vacuum can be turned on for an existing
+                // database by setting the pragma and then running VACUUM" (one rewrite, at start).
+                Exec("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;");
+            }
+            if (!ColumnExists("images", "last_used"))
+                Exec("ALTER TABLE images ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0"); // older images count as long unused
+        }
+        catch
+        {
+            _db.Dispose();
+            throw;
+        }
+    }
+
+    private long Scalar(string sql)
+    {
+        using var cmd = _db.CreateCommand();
+        cmd.CommandText = sql;
+        return (long)cmd.ExecuteScalar()!;
+    }
+
+    private bool ColumnExists(string table, string column)
+    {
+        using var cmd = _db.CreateCommand();
+        cmd.CommandText = $"SELECT count(*) FROM pragma_table_info('{table}') WHERE name = $c";
+        cmd.Parameters.AddWithValue("$c", column);
+        return (long)cmd.ExecuteScalar()! > 0;
     }
 
     private void Exec(string sql) => SqliteFile.Exec(_db, sql);
@@ -75,9 +113,11 @@ internal sealed class JobStore : IDisposable
                 hash = Convert.ToHexString(SHA256.HashData(image));
                 using var img = _db.CreateCommand();
                 img.Transaction = tx;
-                img.CommandText = "INSERT OR IGNORE INTO images (sha256, bytes) VALUES ($h, $b)";
+                // last_used is what image retention measures from: every submission refreshes it.
+                img.CommandText = "INSERT INTO images (sha256, bytes, last_used) VALUES ($h, $b, $u) ON CONFLICT (sha256) DO UPDATE SET last_used = excluded.last_used";
                 img.Parameters.AddWithValue("$h", hash);
                 img.Parameters.AddWithValue("$b", image);
+                img.Parameters.AddWithValue("$u", Us(job.SubmittedAt));
                 img.ExecuteNonQuery();
             }
             using var cmd = _db.CreateCommand();
@@ -190,6 +230,87 @@ internal sealed class JobStore : IDisposable
             GuestMs = r.IsDBNull(18) ? null : r.GetDouble(18),
             WorkerPid = r.IsDBNull(19) ? null : r.GetInt32(19),
         };
+    }
+
+    /// <summary>
+    /// Deletes a tenant whose jobs have all ended. Its jobs stay (queryable by id and tenant name until
+    /// pruned); throws when one is still queued or running.
+    /// </summary>
+    public void DeleteTenant(string name)
+    {
+        lock (_lock)
+        {
+            using var cmd = _db.CreateCommand();
+            cmd.CommandText = $"""
+                DELETE FROM tenants WHERE name = $t RETURNING (SELECT count(*) FROM jobs WHERE tenant = $t AND state IN ({Unfinished}))
+                """;
+            cmd.Parameters.AddWithValue("$t", name);
+            if (cmd.ExecuteScalar() is long unfinished && unfinished != 0)
+                throw new InvalidOperationException($"tenant {name} was deleted with {unfinished} queued or running jobs in the store");
+        }
+    }
+
+    /// <summary>Queued and Running as SQL: the states pruning never touches.</summary>
+    private static readonly string Unfinished = $"{(int)JobState.Queued}, {(int)JobState.Running}";
+
+    /// <summary>
+    /// Deletes finished jobs that ended before <paramref name="jobsFinishedBefore"/> or are beyond the
+    /// newest <paramref name="keepJobs"/> finished ones, and images no queued or running job refers to
+    /// that were last submitted before <paramref name="imagesUnusedSince"/>; then returns the freed pages
+    /// to the file system (incremental vacuum, and a WAL checkpoint so the main file is truncated).
+    /// Queued and running jobs are never deleted, whatever their age.
+    /// </summary>
+    public PruneResult Prune(DateTimeOffset? jobsFinishedBefore, int? keepJobs, DateTimeOffset? imagesUnusedSince)
+    {
+        lock (_lock)
+        {
+            long before = FileBytes();
+            int jobs = 0, images = 0;
+            using (var tx = _db.BeginTransaction())
+            {
+                if (jobsFinishedBefore is { } cut)
+                {
+                    using var cmd = _db.CreateCommand();
+                    cmd.Transaction = tx;
+                    cmd.CommandText = $"DELETE FROM jobs WHERE state NOT IN ({Unfinished}) AND finished < $cut";
+                    cmd.Parameters.AddWithValue("$cut", Us(cut));
+                    jobs += cmd.ExecuteNonQuery();
+                }
+                if (keepJobs is int keep)
+                {
+                    using var cmd = _db.CreateCommand();
+                    cmd.Transaction = tx;
+                    cmd.CommandText = $"""
+                        DELETE FROM jobs WHERE state NOT IN ({Unfinished}) AND id NOT IN (
+                            SELECT id FROM jobs WHERE state NOT IN ({Unfinished}) ORDER BY finished DESC, id DESC LIMIT $keep)
+                        """;
+                    cmd.Parameters.AddWithValue("$keep", keep);
+                    jobs += cmd.ExecuteNonQuery();
+                }
+                if (imagesUnusedSince is { } since)
+                {
+                    using var cmd = _db.CreateCommand();
+                    cmd.Transaction = tx;
+                    cmd.CommandText = $"""
+                        DELETE FROM images WHERE last_used < $since
+                            AND sha256 NOT IN (SELECT image FROM jobs WHERE state IN ({Unfinished}) AND image IS NOT NULL)
+                        """;
+                    cmd.Parameters.AddWithValue("$since", Us(since));
+                    images = cmd.ExecuteNonQuery();
+                }
+                tx.Commit();
+            }
+            long freePages = Scalar("PRAGMA freelist_count");
+            // Moves the free pages to the end of the file and truncates it; the WAL checkpoint then
+            // writes the shorter file and empties the log (sqlite.org/pragma.html#pragma_incremental_vacuum).
+            Exec("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);");
+            return new PruneResult(jobs, images, freePages * Scalar("PRAGMA page_size"), before, FileBytes());
+        }
+    }
+
+    private long FileBytes()
+    {
+        return new[] { _path, _path + "-wal" }.Sum(f => File.Exists(f) ? new FileInfo(f).Length : 0);
     }
 
     /// <summary>Times are stored as microseconds since the Unix epoch (run times of warm jobs are a few ms).</summary>

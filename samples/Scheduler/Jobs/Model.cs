@@ -82,6 +82,20 @@ internal sealed class JobRecord
     public bool IsFinal => State is not (JobState.Queued or JobState.Running);
 }
 
+/// <summary>What a prune removed.</summary>
+/// <param name="JobsDeleted">Finished jobs deleted.</param>
+/// <param name="ImagesDeleted">Unreferenced function images deleted.</param>
+/// <param name="BytesFreed">Bytes of database pages freed by the deletions and returned by the incremental vacuum.</param>
+/// <param name="FileBytesBefore">Database file plus WAL before the prune.</param>
+/// <param name="FileBytesAfter">Database file plus WAL after the vacuum and checkpoint.</param>
+internal sealed record PruneResult(int JobsDeleted, int ImagesDeleted, long BytesFreed, long FileBytesBefore, long FileBytesAfter);
+
+/// <summary>A prune on demand; a field left null takes the configured retention.</summary>
+/// <param name="JobsOlderThan">Delete finished jobs that ended longer ago than this.</param>
+/// <param name="KeepJobs">Keep at most this many finished jobs (the newest).</param>
+/// <param name="ImagesUnusedFor">Delete images no queued or running job refers to, last submitted longer ago than this.</param>
+internal sealed record PruneRequest(TimeSpan? JobsOlderThan, int? KeepJobs, TimeSpan? ImagesUnusedFor);
+
 /// <summary>How an API request was wrong.</summary>
 internal enum RequestErrorKind
 {
@@ -91,6 +105,8 @@ internal enum RequestErrorKind
     /// <summary>Well-formed but can never run here (too big for the node, or needs what the host lacks).</summary>
     Unprocessable,
     Unavailable,
+    /// <summary>The request was valid but the host refused a step of it (e.g. the kernel would not remove a cgroup): 500.</summary>
+    Failed,
 }
 
 /// <summary>A request the scheduler refuses; <see cref="Field"/> names the culprit.</summary>
@@ -98,4 +114,7 @@ internal sealed class RequestException(RequestErrorKind kind, string field, stri
 {
     public RequestErrorKind Kind { get; } = kind;
     public string Field { get; } = field;
+
+    /// <summary>Extra numbers the JSON error carries (e.g. the queued and running jobs that block a tenant's removal).</summary>
+    public IReadOnlyDictionary<string, long>? Details { get; init; }
 }

@@ -59,6 +59,38 @@ internal static partial class Validation
         return spec;
     }
 
+    /// <summary>A query flag: absent is false; "true" or "false" otherwise.</summary>
+    public static bool Flag(string? value, string field) => value switch
+    {
+        null or "false" => false,
+        "true" => true,
+        _ => throw Invalid(field, $"{field}: '{value}' is not true or false"),
+    };
+
+    /// <summary>POST /api/v1/maintenance/prune: no body applies the configured retention; given fields override it for this run.</summary>
+    public static PruneRequest? Prune(JsonElement body)
+    {
+        if (body.ValueKind == JsonValueKind.Undefined)
+            return null;
+        if (body.ValueKind != JsonValueKind.Object)
+            throw Invalid("body", "body: a JSON object is expected");
+        var r = new PruneRequest(null, null, null);
+        foreach (var p in body.EnumerateObject())
+        {
+            r = p.Name switch
+            {
+                "jobsOlderThanSeconds" => r with { JobsOlderThan = TimeSpan.FromSeconds(Int(p.Value, p.Name, 0, MaxRetentionSeconds)) },
+                "keepJobs" => r with { KeepJobs = Int(p.Value, p.Name, 0, int.MaxValue) },
+                "imagesUnusedForSeconds" => r with { ImagesUnusedFor = TimeSpan.FromSeconds(Int(p.Value, p.Name, 0, MaxRetentionSeconds)) },
+                _ => throw Invalid(p.Name, $"{p.Name}: unknown field (jobsOlderThanSeconds, keepJobs, imagesUnusedForSeconds)"),
+            };
+        }
+        return r;
+    }
+
+    /// <summary>Ten years: the longest retention a prune request may name.</summary>
+    public const int MaxRetentionSeconds = 10 * 366 * 86400;
+
     /// <summary>POST /api/v1/jobs.</summary>
     public static JobSpec Job(JsonElement body)
     {

@@ -50,6 +50,10 @@ internal sealed class FairShareQueue<T> where T : notnull
         Get(tenant).Weight = weight;
     }
 
+    /// <summary>Forgets a tenant that has nothing queued (a deleted tenant); false when it has items or is unknown.</summary>
+    public bool RemoveTenant(string tenant) =>
+        _tenants.TryGetValue(tenant, out var t) && t.Items.Count == 0 && _tenants.Remove(tenant);
+
     /// <summary>Items queued for <paramref name="tenant"/>.</summary>
     public int CountOf(string tenant) => _tenants.TryGetValue(tenant, out var t) ? t.Items.Count : 0;
 

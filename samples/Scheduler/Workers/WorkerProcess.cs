@@ -34,6 +34,9 @@ internal sealed class WorkerProcess : IDisposable
 
     public bool HasExited => _exited.Task.IsCompleted;
 
+    /// <summary>When the worker last became idle (Environment.TickCount64), set by the scheduler; retirement counts from here.</summary>
+    public long IdleSinceMs { get; set; }
+
     /// <summary>Exit code once exited (128 + signal for a process killed by a signal, as .NET reports it).</summary>
     public int? ExitCode => HasExited ? _process.ExitCode : null;
 
