@@ -1,3 +1,4 @@
+using Netcore.Scheduler.Daemon;
 using System.Text.Json;
 using Netcore.Scheduler.Jobs;
 using Netcore.Scheduler.Scheduling;
@@ -89,5 +90,36 @@ public sealed class AdmissionAndValidationTests
             Assert.Equal(field, Assert.Throws<RequestException>(() => Validation.TenantSpec("web", JsonDocument.Parse(json).RootElement, null)).Field);
         Assert.Equal("tenant", Assert.Throws<RequestException>(() => Validation.TenantSpec("-x", default, null)).Field);
         Assert.Equal("tenant", Assert.Throws<RequestException>(() => Validation.TenantSpec(new string('a', 33), default, null)).Field);
+    }
+
+    [Fact]
+    public void HousekeepingSettingsAreParsedWithZeroMeaningNeverAndOutOfRangeValuesAreRefused()
+    {
+        var d = ServeOptions.Parse(["--db", "x.db"]);
+        Assert.Equal((TimeSpan.FromSeconds(60), TimeSpan.FromDays(7), (int?)100_000, TimeSpan.FromHours(24), TimeSpan.FromMinutes(10)),
+            (d.IdleWorker, d.JobRetention!.Value, d.JobRetentionCount, d.ImageRetention!.Value, d.PruneInterval));
+        var o = ServeOptions.Parse(["--db", "x.db", "--idle-worker-seconds", "0", "--job-retention-hours", "0", "--job-retention-count", "0",
+            "--image-retention-hours", "2", "--prune-interval-seconds", "0"]);
+        Assert.Equal((TimeSpan.Zero, (TimeSpan?)null, (int?)null, (TimeSpan?)TimeSpan.FromHours(2), TimeSpan.Zero),
+            (o.IdleWorker, o.JobRetention, o.JobRetentionCount, o.ImageRetention, o.PruneInterval));
+        foreach (var (opt, value) in new[] { ("--idle-worker-seconds", "-1"), ("--idle-worker-seconds", "86401"), ("--job-retention-hours", "x"),
+                     ("--job-retention-count", "-5"), ("--image-retention-hours", "1.5"), ("--prune-interval-seconds", "") })
+        {
+            var e = Assert.Throws<ArgumentException>(() => ServeOptions.Parse(["--db", "x.db", opt, value]));
+            Assert.StartsWith(opt + ":", e.Message, StringComparison.Ordinal);
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => new SchedulerOptions { DbPath = "x", IdleWorkerTimeout = TimeSpan.FromSeconds(-1) }.Validate());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new SchedulerOptions { DbPath = "x", JobRetentionCount = -1 }.Validate());
+    }
+
+    [Fact]
+    public void PruneRequestsAndTheForceFlagAreValidated()
+    {
+        Assert.Null(Validation.Prune(default));
+        Assert.Equal(new PruneRequest(TimeSpan.FromSeconds(60), 10, TimeSpan.Zero),
+            Validation.Prune(Body(new { jobsOlderThanSeconds = 60, keepJobs = 10, imagesUnusedForSeconds = 0 })));
+        Assert.Equal(new PruneRequest(null, 3, null), Validation.Prune(Body(new { keepJobs = 3 })));
+        Assert.Equal((false, true, false), (Validation.Flag(null, "force"), Validation.Flag("true", "force"), Validation.Flag("false", "force")));
+        Assert.Equal("force", Assert.Throws<RequestException>(() => Validation.Flag("1", "force")).Field);
     }
 }

@@ -36,12 +36,14 @@ internal sealed class TestScheduler : IAsyncDisposable
 
     public static string NewDbPath() => Path.Combine(Path.GetTempPath(), $"nc-sched-test-{Guid.NewGuid():N}.db");
 
-    public static TestScheduler Start(ITestOutputHelper output, bool cgroups, int slots = 2, string? db = null, string? parent = null, bool keepDb = false, int memoryMb = 2048)
+    public static TestScheduler Start(ITestOutputHelper output, bool cgroups, int slots = 2, string? db = null, string? parent = null, bool keepDb = false, int memoryMb = 2048,
+        Func<SchedulerOptions, SchedulerOptions>? configure = null)
     {
         db ??= NewDbPath();
         parent ??= $"netcore-sched-test-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..6]}";
         var log = new OutputLogger(output);
-        var s = JobScheduler.Start(new SchedulerOptions { DbPath = db, VcpuSlots = slots, MemoryBytes = (long)memoryMb << 20, UseCgroups = cgroups, CgroupParent = parent }, log);
+        var options = new SchedulerOptions { DbPath = db, VcpuSlots = slots, MemoryBytes = (long)memoryMb << 20, UseCgroups = cgroups, CgroupParent = parent };
+        var s = JobScheduler.Start(configure?.Invoke(options) ?? options, log);
         return new TestScheduler(s, db, parent, keepDb);
     }
 
