@@ -950,9 +950,9 @@ internal sealed class JobScheduler : IAsyncDisposable
                 {
                     Prune(null);
                 }
-                catch (Microsoft.Data.Sqlite.SqliteException e)
+                catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException or InvalidOperationException)
                 {
-                    Log.PruneFailed(_log, e.Message);
+                    Log.PruneFailed(_log, e.Message); // tried again at the next tick
                 }
             }
         }
@@ -1042,7 +1042,8 @@ internal sealed class JobScheduler : IAsyncDisposable
         await Task.WhenAll(idle.Select(w => w.StopAsync(TimeSpan.FromSeconds(3))).Concat(retiring)).ConfigureAwait(false);
         foreach (WorkerProcess w in idle)
             w.Dispose();
-        foreach (Tenant t in _tenants.Values)
+        // A deletion cut short by the stop leaves its group to be removed here too.
+        foreach (Tenant t in _tenants.Values.Concat(_deleting.Values))
             DisposeGroup(t.Group);
         DisposeGroup(_parent);
         Log.Stopped(_log);
