@@ -15,7 +15,7 @@ public sealed class ApiTests(ITestOutputHelper output)
 {
     private const string Token = "test-token-0123456789abcdef";
 
-    private static async Task<(HttpStatusCode Status, JsonElement Body)> SendAsync(HttpClient http, HttpMethod method, string path, object? body = null, string? raw = null)
+    internal static async Task<(HttpStatusCode Status, JsonElement Body)> SendAsync(HttpClient http, HttpMethod method, string path, object? body = null, string? raw = null)
     {
         using var req = new HttpRequestMessage(method, path);
         if (raw is not null)
@@ -42,7 +42,7 @@ public sealed class ApiTests(ITestOutputHelper output)
         }
     }
 
-    private static void AssertError(HttpStatusCode expected, string field, (HttpStatusCode Status, JsonElement Body) r)
+    internal static void AssertError(HttpStatusCode expected, string field, (HttpStatusCode Status, JsonElement Body) r)
     {
         Assert.Equal(expected, r.Status);
         Assert.Equal(field, r.Body.GetProperty("field").GetString());

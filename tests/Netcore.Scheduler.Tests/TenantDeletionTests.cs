@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Http.Json;
 using System.Text.Json;
 using Netcore.Scheduler.Api;
 using Netcore.Scheduler.Daemon;
@@ -13,22 +12,10 @@ namespace Netcore.Scheduler.Tests;
 [Collection(RealSchedulerCollection.Name)]
 public sealed class TenantDeletionTests(ITestOutputHelper output)
 {
-    private static async Task<(HttpStatusCode Status, JsonElement Body)> SendAsync(HttpClient http, HttpMethod method, string path, object? body = null)
-    {
-        using var req = new HttpRequestMessage(method, path);
-        if (body is not null)
-            req.Content = JsonContent.Create(body);
-        using var resp = await http.SendAsync(req);
-        string text = await resp.Content.ReadAsStringAsync();
-        return (resp.StatusCode, text.Length > 0 ? JsonDocument.Parse(text).RootElement.Clone() : default);
-    }
+    private static Task<(HttpStatusCode Status, JsonElement Body)> SendAsync(HttpClient http, HttpMethod method, string path, object? body = null) =>
+        ApiTests.SendAsync(http, method, path, body);
 
-    private static void AssertError(HttpStatusCode expected, string field, (HttpStatusCode Status, JsonElement Body) r)
-    {
-        Assert.Equal(expected, r.Status);
-        Assert.Equal(field, r.Body.GetProperty("field").GetString());
-        Assert.False(string.IsNullOrEmpty(r.Body.GetProperty("error").GetString()));
-    }
+    private static void AssertError(HttpStatusCode expected, string field, (HttpStatusCode Status, JsonElement Body) r) => ApiTests.AssertError(expected, field, r);
 
     [LinuxFact(Root = true, Kvm = true, Tools = ["gcc", "objcopy"])]
     public async Task DeleteRefusesATenantWithJobsUntilForcedThenEndsThemStopsItsWorkerAndRemovesItsCgroup()

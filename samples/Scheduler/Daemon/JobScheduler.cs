@@ -759,6 +759,18 @@ internal sealed class JobScheduler : IAsyncDisposable
 
     private async Task RetireAsync(Tenant t, WorkerProcess w, long idleMs)
     {
+        if (w.HasExited)
+        {
+            // It died while idle (e.g. the OOM killer chose it for a sibling's overrun): a death, not a retirement.
+            Log.WorkerDied(_log, w.Pid, t.Spec.Name, "while idle: " + w.ExitDescription());
+            lock (_lock)
+            {
+                t.Retiring.Remove(w);
+                t.WorkerDeaths++;
+            }
+            w.Dispose();
+            return;
+        }
         // "exit" closes the worker's loop: it disposes its sandboxes (guest memory unmapped) and returns 0;
         // StopAsync waits for the exit (the process is reaped) and kills it after the grace.
         await w.StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
