@@ -9,11 +9,13 @@ namespace Netcore.Egress.Tests;
 /// bpf/egress.o loaded through Netcore.Xdp (EgressDataPlane, as the daemon loads it) and run with
 /// BPF_PROG_TEST_RUN on crafted frames: exact output bytes and the counters.
 /// </summary>
-public sealed class EgressXdpTests : IDisposable
+public sealed partial class EgressXdpTests : IDisposable
 {
     private const int XdpPass = 2, XdpTx = 3;
     private static readonly IPAddress s_shared = IPAddress.Parse("192.0.2.1");
     private static readonly IPAddress s_server = IPAddress.Parse("198.51.100.7");
+    private static readonly IPAddress s_shared6 = IPAddress.Parse("2001:db8:ffff::1");
+    private static readonly IPAddress s_server6 = IPAddress.Parse("2001:db8:11::2");
     private static readonly byte[] s_localMac = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0a];
     private static readonly byte[] s_macB = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0b];
     private static readonly byte[] s_macC = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0c];
@@ -32,7 +34,7 @@ public sealed class EgressXdpTests : IDisposable
         {
             if (_dp is null)
             {
-                _dp = EgressDataPlane.Load(s_shared, new PhysicalAddress(s_localMac));
+                _dp = EgressDataPlane.Load(s_shared, s_shared6, new PhysicalAddress(s_localMac));
                 _dp.SetOwners(s_local, s_peers);
             }
             return _dp;
@@ -153,7 +155,8 @@ public sealed class EgressXdpTests : IDisposable
     [LinuxFact(Bpf = true)]
     public void OtherTraffic_Passes_Unchanged()
     {
-        // Another destination with another machine's port, ARP, IPv6, and a protocol without ports (GRE).
+        // Another destination with another machine's port, ARP, IPv6 to another address (an IPv4
+        // packet labelled IPv6), and a protocol without ports (GRE).
         byte[] other = Frames.Ipv4(s_server, IPAddress.Parse("192.0.2.2"), Frames.Tcp, Frames.TcpSegment(443, 34000), s_localMac);
         byte[] arp = new byte[42];
         s_localMac.CopyTo(arp, 0);

@@ -67,16 +67,23 @@ internal sealed class EgressDataPlane : IDisposable
     /// </summary>
     public int AttachedIfindex => _link?.GetInfo().Ifindex ?? 0;
 
-    /// <summary>Loads the object with the shared address and this machine's uplink MAC.</summary>
-    public static EgressDataPlane Load(IPAddress shared, PhysicalAddress localMac, string? objectPath = null)
+    /// <summary>
+    /// Loads the object with the shared IPv4 address, the shared IPv6 address (null: none, the
+    /// program then passes every IPv6 packet) and this machine's uplink MAC.
+    /// </summary>
+    public static EgressDataPlane Load(IPAddress shared, IPAddress? shared6, PhysicalAddress localMac, string? objectPath = null)
     {
         ArgumentNullException.ThrowIfNull(shared);
         ArgumentNullException.ThrowIfNull(localMac);
+        if (shared6 is not null && shared6.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
+            throw new ArgumentException($"{shared6} is not an IPv6 address", nameof(shared6));
         var obj = BpfObject.Load(objectPath ?? DefaultObjectPath, new BpfObjectOptions
         {
             Constants = new Dictionary<string, byte[]>
             {
                 ["egress_shared_v4"] = shared.GetAddressBytes(),
+                // 16 bytes in network order (the program compares them as four __be32); zero: none.
+                ["egress_shared_v6"] = shared6?.GetAddressBytes() ?? new byte[16],
                 ["egress_local_mac"] = localMac.GetAddressBytes(),
             },
         });
