@@ -19,6 +19,7 @@ public static class Program
         var config = new Option<FileInfo?>("--config", "-c") { Description = "JSON configuration file (command-line options override its values)" };
         var iface = new Option<string?>("--interface") { Description = "Uplink: the XDP program is attached here" };
         var shared = new Option<string?>("--address") { Description = "The shared egress IPv4 address" };
+        var shared6 = new Option<string?>("--address6") { Description = "The shared egress IPv6 address (optional; same port ranges)" };
         var ports = new Option<string?>("--ports") { Description = "This machine's source ports on it, FIRST-LAST" };
         var peers = new Option<string[]>("--peer") { Description = "Another machine: FIRST-LAST=MAC (repeatable)", AllowMultipleArgumentsPerToken = false };
         var listen = new Option<string?>("--listen") { Description = "Proxy, /metrics and /healthz address (default 127.0.0.1:3128)" };
@@ -36,13 +37,13 @@ public static class Program
         var reseed = new Option<bool>("--db-reseed") { Description = "Start from the options' and file's range and peers even when the store holds others (and store them)" };
         var serve = new Command("serve", "Share the egress address: steer return traffic with XDP and serve the CONNECT proxy")
         {
-            config, iface, shared, ports, peers, listen, device, mode, noArp, level, json, bgpPeer, bgpAs, bgpId, api, token, db, reseed,
+            config, iface, shared, shared6, ports, peers, listen, device, mode, noArp, level, json, bgpPeer, bgpAs, bgpId, api, token, db, reseed,
         };
         serve.SetAction(async (parse, ct) =>
         {
             // The file (if any) read again with the same options on top: SIGHUP calls this too.
             EgressConfig Reload() => WithBgp(Build(parse.GetValue(config), parse.GetValue(iface), parse.GetValue(shared), parse.GetValue(ports), parse.GetValue(peers) ?? [],
-                parse.GetValue(listen), parse.GetValue(device), parse.GetValue(mode), parse.GetValue(noArp), parse.GetValue(api), parse.GetValue(token), parse.GetValue(db)),
+                parse.GetValue(listen), parse.GetValue(device), parse.GetValue(mode), parse.GetValue(noArp), parse.GetValue(api), parse.GetValue(token), parse.GetValue(db), parse.GetValue(shared6)),
                 parse.GetValue(bgpPeer) ?? [], parse.GetValue(bgpAs), parse.GetValue(bgpId));
             EgressConfig cfg;
             try
@@ -95,7 +96,7 @@ public static class Program
 
     /// <summary>Settings from a file (optional) overridden by options, validated.</summary>
     internal static EgressConfig Build(FileInfo? file, string? iface, string? shared, string? ports, string[] peers, string? listen, string? device, string? mode, bool noArp,
-        string? api = null, string? token = null, string? db = null)
+        string? api = null, string? token = null, string? db = null, string? shared6 = null)
     {
         EgressConfig? b = file is null ? null : EgressConfig.Load(file.FullName);
         string? i = iface ?? b?.Interface;
@@ -106,6 +107,7 @@ public static class Program
         {
             Interface = i,
             SharedAddress = shared is not null ? EgressConfig.ParseShared(shared) : b?.SharedAddress ?? throw new EgressConfigException("sharedAddress", "--address is required"),
+            SharedAddress6 = shared6 is not null ? EgressConfig.ParseShared6(shared6) : b?.SharedAddress6,
             // Without --ports or a file's, the store's range (a daemon configured over the API).
             Ports = ports is not null ? PortRange.Parse(ports, "ports") : b?.Ports ?? (dbPath is null ? null : Control.ConfigStore.PeekPorts(dbPath))
                 ?? throw new EgressConfigException("ports", "--ports is required (or a store that holds a range)"),

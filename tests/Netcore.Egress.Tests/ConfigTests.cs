@@ -123,6 +123,34 @@ public sealed class ConfigTests
         Assert.Equal("sharedAddress", e.Field);
     }
 
+    [Theory]
+    [InlineData("192.0.2.1", "not an IPv6 address")]
+    [InlineData("::", "not a global unicast")]
+    [InlineData("::1", "not a global unicast")]
+    [InlineData("ff02::1", "not a global unicast")]
+    [InlineData("fe80::1", "not a global unicast")]
+    [InlineData("fe80::1%2", "zone index")]
+    [InlineData("::ffff:192.0.2.1", "not a global unicast")]
+    [InlineData("[2001:db8::1", "not an IPv6 address")]
+    [InlineData("2001:db8::g", "not an IPv6 address")]
+    public void SharedAddress6_MustBeGlobalUnicastIpv6(string address, string message)
+    {
+        var e = Assert.Throws<EgressConfigException>(() => Program.Build(null, "up0", "192.0.2.1", "33000-33999", [], null, null, null, false, shared6: address));
+        Assert.Equal("sharedAddress6", e.Field);
+        Assert.Contains(message, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void SharedAddress6_IsOptional_FromTheOptionOrTheFile_BracketsAllowed()
+    {
+        Assert.Null(Program.Build(null, "up0", "192.0.2.1", "33000-33999", [], null, null, null, false).SharedAddress6);
+        Assert.Equal(IPAddress.Parse("2001:db8:ffff::1"), Program.Build(null, "up0", "192.0.2.1", "33000-33999", [], null, null, null, false, shared6: "[2001:db8:ffff::1]").SharedAddress6);
+        using var doc = JsonDocument.Parse("""{ "interface": "eth1", "sharedAddress": "192.0.2.1", "sharedAddress6": "2001:db8:ffff::1", "ports": "40000-40999" }""");
+        Assert.Equal(IPAddress.Parse("2001:db8:ffff::1"), EgressConfig.FromJson(doc.RootElement).SharedAddress6);
+        using var bad = JsonDocument.Parse("""{ "interface": "eth1", "sharedAddress": "192.0.2.1", "sharedAddress6": 6, "ports": "40000-40999" }""");
+        Assert.Equal("sharedAddress6", Assert.Throws<EgressConfigException>(() => EgressConfig.FromJson(bad.RootElement)).Field);
+    }
+
     [Fact]
     public void Listen_MustBeLoopback()
     {
@@ -239,6 +267,14 @@ public sealed class ConfigTests
     [InlineData("example.com:0", "", 0, false)]
     [InlineData("example.com:65536", "", 0, false)]
     [InlineData(":80", "", 0, false)]
+    [InlineData("[2001:db8::1]:", "", 0, false)]
+    [InlineData("[2001:db8::1]", "", 0, false)]
+    [InlineData("2001:db8::1:443", "", 0, false)]
+    [InlineData("[2001:db8::1:443", "", 0, false)]
+    [InlineData("[192.0.2.1]:443", "", 0, false)]
+    [InlineData("[fe80::1%25eth0]:443", "", 0, false)]
+    [InlineData("[v1.x]:443", "", 0, false)]
+    [InlineData("[::ffff:192.0.2.1]:80", "::ffff:192.0.2.1", 80, true)]
     public void Authority_IsHostColonPort(string target, string host, int port, bool ok)
     {
         Assert.Equal(ok, ConnectProxy.TryParseAuthority(target, out string h, out int p));

@@ -78,6 +78,12 @@ public sealed record EgressConfig
     /// <summary>The shared egress IPv4 address.</summary>
     public required IPAddress SharedAddress { get; init; }
 
+    /// <summary>
+    /// The shared egress IPv6 address, or null (IPv4 only). Same port ranges as on the IPv4 address;
+    /// the proxy uses it for IPv6 destinations.
+    /// </summary>
+    public IPAddress? SharedAddress6 { get; init; }
+
     /// <summary>This machine's ports on the shared address.</summary>
     public required PortRange Ports { get; init; }
 
@@ -129,6 +135,8 @@ public sealed record EgressConfig
         if (string.IsNullOrEmpty(AddressDevice) || AddressDevice.Length > 15)
             throw new EgressConfigException("addressDevice", "an interface name of 1-15 characters is required");
         ValidateShared(SharedAddress);
+        if (SharedAddress6 is { } a6)
+            ValidateShared6(a6);
         if (!IPAddress.IsLoopback(Listen.Address))
             throw new EgressConfigException("listen", $"{Listen} is not a loopback address: the proxy has no authentication");
         if (Api is { } api && !IPAddress.IsLoopback(api.Address))
@@ -178,13 +186,27 @@ public sealed record EgressConfig
 
     private static void ValidateShared(IPAddress a)
     {
-        // IPv4 only (the data plane reads IPv4 headers); a unicast address a router can route:
+        // The IPv4 address (the IPv6 one is SharedAddress6); a unicast address a router can route:
         // not 0.0.0.0/8 (RFC 1122 3.2.1.3), loopback, multicast (RFC 5771) or broadcast (RFC 919).
         if (a.AddressFamily != AddressFamily.InterNetwork)
-            throw new EgressConfigException("sharedAddress", $"{a} is not an IPv4 address (IPv6 is not built)");
+            throw new EgressConfigException("sharedAddress", $"{a} is not an IPv4 address (the shared IPv6 address is --address6, sharedAddress6)");
         byte[] b = a.GetAddressBytes();
         if (b[0] == 0 || b[0] == 127 || b[0] >= 224)
             throw new EgressConfigException("sharedAddress", $"{a} is not a unicast address");
+    }
+
+    private static void ValidateShared6(IPAddress a)
+    {
+        // A global unicast address a router can route to this segment (RFC 4291 2.4): not the
+        // unspecified address :: (2.5.2) or loopback ::1 (2.5.3), not multicast ff00::/8 (2.7), not
+        // link-local fe80::/10 (2.5.6: not routed), not an IPv4-mapped ::ffff:0:0/96 (2.5.5.2: an
+        // IPv4 address in an AF_INET6 socket, never on the wire).
+        if (a.AddressFamily != AddressFamily.InterNetworkV6)
+            throw new EgressConfigException("sharedAddress6", $"{a} is not an IPv6 address");
+        if (a.ScopeId != 0)
+            throw new EgressConfigException("sharedAddress6", $"{a} has a zone index: a global address has none");
+        if (a.Equals(IPAddress.IPv6Any) || a.Equals(IPAddress.IPv6Loopback) || a.IsIPv6Multicast || a.IsIPv6LinkLocal || a.IsIPv4MappedToIPv6)
+            throw new EgressConfigException("sharedAddress6", $"{a} is not a global unicast address (RFC 4291 2.4: not ::, ::1, multicast, link-local or IPv4-mapped)");
     }
 
     internal static void ValidateMac(PhysicalAddress mac, string field)
@@ -263,7 +285,7 @@ public sealed record EgressConfig
             return v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new EgressConfigException(name, "must be a string");
         }
         foreach (var p in root.EnumerateObject())
-            if (p.Name is not ("interface" or "sharedAddress" or "ports" or "peers" or "listen" or "addressDevice" or "xdpMode" or "arpSysctls" or "bgp" or "api" or "apiToken" or "db"))
+            if (p.Name is not ("interface" or "sharedAddress" or "sharedAddress6" or "ports" or "peers" or "listen" or "addressDevice" or "xdpMode" or "arpSysctls" or "bgp" or "api" or "apiToken" or "db"))
                 throw new EgressConfigException(p.Name, "unknown setting");
         var peers = new List<EgressPeer>();
         if (root.TryGetProperty("peers", out var pa))
@@ -322,6 +344,7 @@ public sealed record EgressConfig
             BgpRouterId = routerId,
             Interface = Str("interface", true),
             SharedAddress = ParseShared(shared),
+            SharedAddress6 = root.TryGetProperty("sharedAddress6", out _) ? ParseShared6(Str("sharedAddress6", false)) : null,
             Ports = PortRange.Parse(Str("ports", true), "ports"),
             Peers = peers,
             Listen = listen.Length == 0 ? new IPEndPoint(IPAddress.Loopback, 3128) : ParseListen(listen),
@@ -337,6 +360,16 @@ public sealed record EgressConfig
     /// <summary>Parses the shared address.</summary>
     public static IPAddress ParseShared(string text) =>
         IPAddress.TryParse(text ?? "", out var a) ? a : throw new EgressConfigException("sharedAddress", $"'{text}' is not an IP address");
+
+    /// <summary>Parses the shared IPv6 address (brackets allowed: <c>[2001:db8::1]</c>).</summary>
+    public static IPAddress ParseShared6(string text)
+    {
+        string t = text ?? "";
+        if (t.StartsWith('[') && t.EndsWith(']'))
+            t = t[1..^1];
+        return IPAddress.TryParse(t, out var a) && a.AddressFamily == AddressFamily.InterNetworkV6 ? a
+            : throw new EgressConfigException("sharedAddress6", $"'{text}' is not an IPv6 address");
+    }
 
     /// <summary>Parses <c>native</c> or <c>generic</c>.</summary>
     public static XdpMode ParseMode(string text) => text switch

@@ -64,25 +64,38 @@ internal static partial class ServeCommand
             WriteSysctl($"net/ipv4/conf/{cfg.Interface}/arp_announce", "2");
         }
         var address = new InterfaceAddress { IfIndex = addressIndex, Address = cfg.SharedAddress, PrefixLength = 32 };
-        bool added = false;
+        // IPv6: /128, and no duplicate address detection (RFC 4862 5.4): every machine holds the
+        // address, so on a device that does DAD (not lo, which never does) each machine would find
+        // the others' copy and leave its own unusable ("dadfailed"). Neighbour discovery needs no
+        // sysctl: Linux answers a Neighbor Solicitation only for an address on the receiving
+        // interface (net/ipv6/ndisc.c ndisc_recv_ns, ipv6_get_ifaddr(..., dev, strict 1)), never for
+        // one on lo, and takes a solicitation's source address from the outgoing interface.
+        InterfaceAddress? address6 = cfg.SharedAddress6 is { } a6
+            ? new InterfaceAddress { IfIndex = addressIndex, Address = a6, PrefixLength = 128, Flags = AddressFlags.NoDad }
+            : null;
+        bool added = await AddSharedAsync(nl, address, cfg.AddressDevice, log, stop.Token).ConfigureAwait(false);
+        bool added6 = false;
         try
         {
-            await nl.AddAddressAsync(address, false, stop.Token).ConfigureAwait(false);
-            added = true;
+            if (address6 is not null)
+                added6 = await AddSharedAsync(nl, address6, cfg.AddressDevice, log, stop.Token).ConfigureAwait(false);
         }
-        catch (NetlinkException e) when (e.NativeErrorCode == 17)
+        catch
         {
-            Log.AddressPresent(log, cfg.SharedAddress.ToString(), cfg.AddressDevice); // EEXIST: kept on exit
+            if (added)
+                await nl.DeleteAddressAsync(address, CancellationToken.None).ConfigureAwait(false);
+            throw;
         }
 
         using var stats = new ProxyStats();
         try
         {
-            using var dp = EgressDataPlane.Load(cfg.SharedAddress, mac);
+            using var dp = EgressDataPlane.Load(cfg.SharedAddress, cfg.SharedAddress6, mac);
             var controller = new EgressController(cfg, dp, store, mac, log);
             controller.Initialize(cfg, source);
             dp.Attach(uplink.Index, cfg.XdpMode);
-            Log.Attached(log, cfg.Interface, dp.Program.GetInfo().Id, dp.LinkId ?? 0, cfg.XdpMode.ToString(), cfg.SharedAddress.ToString(), cfg.Ports.ToString(), cfg.Peers.Count);
+            Log.Attached(log, cfg.Interface, dp.Program.GetInfo().Id, dp.LinkId ?? 0, cfg.XdpMode.ToString(),
+                cfg.SharedAddress6 is { } s6 ? $"{cfg.SharedAddress} and {s6}" : cfg.SharedAddress.ToString(), cfg.Ports.ToString(), cfg.Peers.Count);
             foreach (var p in cfg.Peers)
                 Log.Peer(log, p.Ports.ToString(), EgressConfig.FormatMac(p.Mac));
 
@@ -97,6 +110,8 @@ internal static partial class ServeCommand
                     reasons.Add($"program: egress_xdp is not attached to {now.Interface}");
                 if (!await AddressPresentAsync(addressIndex, now.SharedAddress, c).ConfigureAwait(false))
                     reasons.Add($"address: {now.SharedAddress}/32 is not on {now.AddressDevice}");
+                if (now.SharedAddress6 is { } s6 && !await AddressPresentAsync(addressIndex, s6, c).ConfigureAwait(false))
+                    reasons.Add($"address: {s6}/128 is not on {now.AddressDevice}");
                 if (now.BgpPeers.Count > 0)
                 {
                     var sessions = bgp?.Sessions ?? [];
@@ -167,6 +182,8 @@ internal static partial class ServeCommand
         {
             if (added)
                 await nl.DeleteAddressAsync(address, CancellationToken.None).ConfigureAwait(false);
+            if (added6)
+                await nl.DeleteAddressAsync(address6!, CancellationToken.None).ConfigureAwait(false);
         }
         Log.Stopped(log);
         return 0;
@@ -180,6 +197,7 @@ internal static partial class ServeCommand
         return new
         {
             sharedAddress = c.SharedAddress.ToString(),
+            sharedAddress6 = c.SharedAddress6?.ToString(),
             @interface = c.Interface,
             addressDevice = c.AddressDevice,
             ports = c.Ports.ToString(),
@@ -201,11 +219,26 @@ internal static partial class ServeCommand
         };
     }
 
-    /// <summary>True when <paramref name="shared"/>/32 is on the address device.</summary>
+    /// <summary>Adds a shared address to the address device; false when it was already there (then it stays on exit).</summary>
+    private static async Task<bool> AddSharedAsync(NetlinkClient nl, InterfaceAddress address, string device, ILogger log, CancellationToken ct)
+    {
+        try
+        {
+            await nl.AddAddressAsync(address, false, ct).ConfigureAwait(false);
+            return true;
+        }
+        catch (NetlinkException e) when (e.NativeErrorCode == 17)
+        {
+            Log.AddressPresent(log, $"{address.Address}/{address.PrefixLength}", device); // EEXIST: kept on exit
+            return false;
+        }
+    }
+
+    /// <summary>True when <paramref name="shared"/> (IPv4 or IPv6) is on the address device.</summary>
     private static async Task<bool> AddressPresentAsync(int ifindex, IPAddress shared, CancellationToken ct)
     {
         using var nl = NetlinkClient.Open();
-        await foreach (var a in nl.GetAddressesAsync(System.Net.Sockets.AddressFamily.InterNetwork, ifindex, ct).ConfigureAwait(false))
+        await foreach (var a in nl.GetAddressesAsync(shared.AddressFamily, ifindex, ct).ConfigureAwait(false))
             if (a.Address.Equals(shared))
                 return true;
         return false;
@@ -252,7 +285,7 @@ internal static partial class ServeCommand
         [LoggerMessage(3, LogLevel.Information, "listening on {Endpoint} (CONNECT proxy, /metrics, /healthz, /readyz)")]
         public static partial void Listening(ILogger logger, string endpoint);
 
-        [LoggerMessage(4, LogLevel.Information, "{Address}/32 was already on {Device}; it stays there on exit")]
+        [LoggerMessage(4, LogLevel.Information, "{Address} was already on {Device}; it stays there on exit")]
         public static partial void AddressPresent(ILogger logger, string address, string device);
 
         [LoggerMessage(5, LogLevel.Information, "stopping: closing tunnels, detaching the program")]

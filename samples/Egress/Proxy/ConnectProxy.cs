@@ -156,28 +156,42 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
 
     private async Task TunnelAsync(Socket client, string host, int port, ReadOnlyMemory<byte> early, CancellationToken ct)
     {
+        var config = _config; // one configuration for the whole connection (a reload may swap it)
         IPAddress? address = IPAddress.TryParse(host, out var lit) ? lit : null;
-        if (address is null)
+        if (address is not null && (address.IsIPv4MappedToIPv6 || address.ScopeId != 0))
+            address = null; // ::ffff:a.b.c.d is the IPv4 address in disguise; a zone is a link-local destination
+        else if (address is null)
         {
             try
             {
-                var all = await Dns.GetHostAddressesAsync(host, AddressFamily.InterNetwork, ct).ConfigureAwait(false);
-                address = all.FirstOrDefault();
+                // Both families when there is a shared IPv6 address, in the resolver's order
+                // (RFC 6724 destination address selection in getaddrinfo); the first usable one.
+                var family = config.SharedAddress6 is null ? AddressFamily.InterNetwork : AddressFamily.Unspecified;
+                var all = await Dns.GetHostAddressesAsync(host, family, ct).ConfigureAwait(false);
+                address = all.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork || a.AddressFamily == AddressFamily.InterNetworkV6 && config.SharedAddress6 is not null);
             }
             catch (SocketException)
             {
                 address = null;
             }
         }
-        if (address is null || address.AddressFamily != AddressFamily.InterNetwork)
+        // The destination's family picks the shared address the connection leaves from.
+        IPAddress? source = address?.AddressFamily switch
+        {
+            AddressFamily.InterNetwork => config.SharedAddress,
+            AddressFamily.InterNetworkV6 => config.SharedAddress6,
+            _ => null,
+        };
+        if (address is null || source is null)
         {
             _stats.Fail(ProxyFailure.Connect);
-            Log.ConnectFailed(_log, host, port, "no IPv4 address (the shared address is IPv4)");
+            Log.ConnectFailed(_log, host, port, address is null
+                ? (config.SharedAddress6 is null ? "no IPv4 address (the shared address is IPv4)" : "no usable IPv4 or IPv6 address")
+                : "an IPv6 destination, and there is no shared IPv6 address (--address6)");
             await ReplyAsync(client, "502 Bad Gateway", "", ct).ConfigureAwait(false);
             return;
         }
-        var config = _config; // one configuration for the whole connection (a reload may swap it)
-        using var upstream = SourceSocket.Create(config.SharedAddress, config.Ports);
+        using var upstream = SourceSocket.Create(source, config.Ports);
         using (var cc = CancellationTokenSource.CreateLinkedTokenSource(ct))
         {
             cc.CancelAfter(s_connectTimeout);
@@ -280,18 +294,31 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
         return true;
     }
 
-    /// <summary>RFC 9112 3.2.3: authority-form = uri-host ":" port (an IPv6 literal in brackets).</summary>
+    /// <summary>
+    /// RFC 9112 3.2.3: authority-form = uri-host ":" port; uri-host is RFC 3986 3.2.2 host, where an
+    /// IPv6 address is an IP-literal in brackets (<c>[2001:db8::1]:443</c>). An unbracketed host
+    /// with a colon (<c>2001:db8::1:443</c>) is ambiguous and refused, as is a bracketed text that
+    /// is not an IPv6 address (an IPvFuture literal or a zone index, which no server has a use for).
+    /// </summary>
     internal static bool TryParseAuthority(string target, out string host, out int port)
     {
         host = "";
         port = 0;
         int colon = target.LastIndexOf(':');
-        if (colon <= 0 || !int.TryParse(target.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out port) || port is < 1 or > 65535)
+        if (colon <= 0 || colon == target.Length - 1 || !int.TryParse(target.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out port) || port is < 1 or > 65535)
             return false;
-        host = target[..colon];
-        if (host.StartsWith('[') && host.EndsWith(']'))
-            host = host[1..^1];
-        return host.Length > 0;
+        string h = target[..colon];
+        if (h.StartsWith('['))
+        {
+            if (!h.EndsWith(']') || !IPAddress.TryParse(h[1..^1], out var a) || a.AddressFamily != AddressFamily.InterNetworkV6 || h.Contains('%', StringComparison.Ordinal))
+                return false;
+            host = h[1..^1];
+            return true;
+        }
+        if (h.Contains(':', StringComparison.Ordinal) || h.Contains('[', StringComparison.Ordinal) || h.Contains(']', StringComparison.Ordinal))
+            return false;
+        host = h;
+        return true;
     }
 
     private static async Task ReplyAsync(Socket client, string status, string body, CancellationToken ct, string contentType = "text/plain; charset=utf-8", string extra = "")

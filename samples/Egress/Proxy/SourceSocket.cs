@@ -27,10 +27,18 @@ internal static class SourceSocket
     /// <summary>The IP_LOCAL_PORT_RANGE value of <paramref name="range"/>.</summary>
     public static uint RangeValue(PortRange range) => range.First | ((uint)range.Last << 16);
 
-    /// <summary>A TCP socket bound to <paramref name="shared"/> whose connect() picks a port of <paramref name="range"/>.</summary>
+    /// <summary>
+    /// A TCP socket bound to <paramref name="shared"/> (IPv4 or IPv6) whose connect() picks a port of
+    /// <paramref name="range"/>. Both options are SOL_IP options on an AF_INET6 socket as well: the
+    /// kernel hands SOL_IP to ip_setsockopt for a TCP or UDP IPv6 socket
+    /// (net/ipv6/ipv6_sockglue.c ipv6_setsockopt), inet6_bind honours bind_address_no_port, and the
+    /// port choice at connect() (__inet_hash_connect) reads the same socket range, clamped to
+    /// net.ipv4.ip_local_port_range, which also governs IPv6.
+    /// </summary>
     public static Socket Create(IPAddress shared, PortRange range)
     {
-        var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        ArgumentNullException.ThrowIfNull(shared);
+        var s = new Socket(shared.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
             Span<byte> v = stackalloc byte[4];
