@@ -19,15 +19,21 @@ namespace Netcore.Egress.Tests;
 public sealed partial class EndToEndTests(ITestOutputHelper output)
 {
     private const string Shared = "192.0.2.1";
+    private const string Shared6 = "2001:db8:ffff::1", Server6 = "2001:db8:11::2";
     private const string RangeA = "33000-33999", RangeB = "34000-34999";
     private const int Requests = 40;
 
-    /// <summary>Answers every GET with the peer's address:port as the server saw it.</summary>
+    /// <summary>
+    /// Answers every GET with the peer's address:port as the server saw it (an IPv6 peer as
+    /// [address]:port), on 0.0.0.0:8080 and, IPv6 only, [::]:8080.
+    /// </summary>
     internal const string ServerScript = """
-        import http.server
+        import http.server, socket, threading
+        def peer(a):
+            return ("[%s]:%d" if ":" in a[0] else "%s:%d") % (a[0], a[1])
         class H(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                b = ("%s:%d\n" % self.client_address).encode()
+                b = (peer(self.client_address) + "\n").encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(b)))
                 self.end_headers()
@@ -41,7 +47,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
                         break
                     n += len(chunk)
                     left -= len(chunk)
-                b = ("%s:%d %d\n" % (self.client_address[0], self.client_address[1], n)).encode()
+                b = ("%s %d\n" % (peer(self.client_address), n)).encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(b)))
                 self.end_headers()
@@ -50,6 +56,15 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
                 pass
         class S(http.server.ThreadingHTTPServer):
             request_queue_size = 128  # listen backlog (socketserver's default is 5)
+        class S6(S):
+            address_family = socket.AF_INET6
+            def server_bind(self):
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                super().server_bind()
+        try:
+            threading.Thread(target=S6(("::", 8080), H).serve_forever, daemon=True).start()
+        except OSError:
+            pass  # no IPv6 address yet (a namespace without IPv6): IPv4 only
         S(("0.0.0.0", 8080), H).serve_forever()
         """;
 
@@ -66,17 +81,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         // Every request succeeds, from the shared address and a port of its machine's range.
         var sw = System.Diagnostics.Stopwatch.StartNew();
         foreach (var (m, range) in new[] { (a, RangeA), (b, RangeB) })
-        {
-            string[] lines = Curl(m, Requests, parallel: false, maxTime: 10);
-            var pr = PortRange(range);
-            Assert.Equal(Requests, lines.Length);
-            foreach (string line in lines)
-            {
-                Assert.StartsWith(Shared + ":", line, StringComparison.Ordinal);
-                int port = int.Parse(line[(Shared.Length + 1)..], CultureInfo.InvariantCulture);
-                Assert.InRange(port, pr.First, pr.Last);
-            }
-        }
+            AssertSeenFrom(Curl(m, Requests, parallel: false, maxTime: 10), Requests, Shared, range);
         output.WriteLine($"{2 * Requests} requests through the proxies in {sw.ElapsedMilliseconds} ms");
         var ma = Metrics(a);
         var mb = Metrics(b);
@@ -146,10 +151,92 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
 
     private const int UploadSize = 200_000;
 
-    /// <summary>Parallel uploads through the machine's proxy, to 10.0.1.FIRST and on; the bodies of those answered.</summary>
-    private string[] Uploads(TestNetns m, int first, int count, int maxTime)
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["curl", "python3", "ethtool", "dotnet"])]
+    public async Task Ipv6_RequestsThroughEitherMachine_LeaveFromTheSharedIpv6Address_WithReturnTrafficSteered_AndFailWithoutTheProgram()
     {
-        string one = $"head -c {UploadSize} /dev/zero | curl -sS -p -x http://127.0.0.1:3128 --max-time {maxTime} --data-binary @- http://10.0.1.$i:8080/";
+        // The lab with IPv6 too: the router spreads 2001:db8:ffff::1/128 over both machines by the
+        // 5-tuple, and each daemon runs with --address6 (the same ranges on both addresses).
+        using var lab = await Lab.StartAsync(output, ipv6: true);
+        var (a, b) = (lab.A, lab.B);
+        Assert.Contains($"{Shared6}/128", a.Exec("ip -6 addr show dev lo"), StringComparison.Ordinal);
+        Assert.Contains($"{Shared6}/128", b.Exec("ip -6 addr show dev lo"), StringComparison.Ordinal);
+
+        // CONNECT [2001:db8:11::2]:8080 (curl sends the bracketed literal, RFC 9112 3.2.3): every
+        // request leaves from the shared IPv6 address and a port of its machine's range.
+        foreach (var (m, range) in new[] { (a, RangeA), (b, RangeB) })
+            AssertSeenFrom(Curl(m, Requests, parallel: false, maxTime: 10, host: $"[{Server6}]"), Requests, $"[{Shared6}]", range);
+        var ma = Metrics(a);
+        var mb = Metrics(b);
+        output.WriteLine($"IPv6: A forwarded {ma["forwarded"]} local {ma["local"]}; B forwarded {mb["forwarded"]} local {mb["local"]}");
+        // Each flow's return traffic lands on the other machine with probability 1/2 (2^-40 for none of 40).
+        Assert.True(ma["forwarded"] > 0, "A forwarded nothing");
+        Assert.True(mb["forwarded"] > 0, "B forwarded nothing");
+        Assert.Equal(Requests, ma["tunnels"]);
+        // IPv4 destinations still leave from the IPv4 address.
+        foreach (var (m, range) in new[] { (a, RangeA), (b, RangeB) })
+            AssertSeenFrom(Curl(m, 8, parallel: false, maxTime: 10), 8, Shared, range);
+
+        // Must fail: without the programs a flow whose return traffic lands on the other machine
+        // meets no socket there (a RST), so some of 16 parallel requests fail (all succeeding: 2^-16).
+        DetachPrograms(lab.DaemonA, lab.DaemonB);
+        int failedA = 16 - Curl(a, 16, parallel: true, maxTime: 3, host: $"[{Server6}]").Length;
+        int failedB = 16 - Curl(b, 16, parallel: true, maxTime: 3, host: $"[{Server6}]").Length;
+        output.WriteLine($"IPv6 without the program: {failedA} of 16 failed through A, {failedB} of 16 through B");
+        Assert.True(failedA > 0, "every IPv6 request through A succeeded without the XDP program");
+        Assert.True(failedB > 0, "every IPv6 request through B succeeded without the XDP program");
+
+        // SIGTERM: both shared addresses the daemon added are removed.
+        lab.DaemonA.Signal(15);
+        Assert.True(lab.DaemonA.WaitForExit(TimeSpan.FromSeconds(30)), "daemon A did not stop on SIGTERM");
+        Assert.DoesNotContain(Shared6, a.Exec("ip -6 addr show dev lo"), StringComparison.Ordinal);
+        Assert.DoesNotContain(Shared + "/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
+    }
+
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["curl", "python3", "ethtool", "dotnet"])]
+    public async Task Ipv6_Uploads_LearnThePathMtu_FromPacketTooBig_WhereverTheRouterSendsIt()
+    {
+        // MTU 1280 (the IPv6 minimum, RFC 8200 5) on the router's end of the server link: IPv6
+        // routers never fragment, so full-size segments from the machines (MSS 1440) make the router
+        // send ICMPv6 Packet Too Big (RFC 4443 3.2) to 2001:db8:ffff::1, which ECMP delivers to either
+        // machine; egress.c sends each to the machine whose port the quoted segment came from (RFC
+        // 8201). Each upload goes to a server address of its own (a path MTU is kept per destination).
+        using var lab = await Lab.StartAsync(output, serverMtu: 1280, ipv6: true);
+        const int Per = 16;
+        lab.S.Exec("for i in $(seq 100 131); do ip -6 addr add 2001:db8:11::$i/64 dev e0 nodad; done");
+        int ok = 0;
+        foreach (var (m, range, first) in new[] { (lab.A, RangeA, 100), (lab.B, RangeB, 100 + Per) })
+        {
+            string[] lines = Uploads(m, first, Per, maxTime: 20, hostPrefix: "2001:db8:11::");
+            Assert.All(lines, l => Assert.EndsWith(" " + UploadSize.ToString(CultureInfo.InvariantCulture), l, StringComparison.Ordinal));
+            AssertSeenFrom([.. lines.Select(l => l.Split(' ')[0])], Per, $"[{Shared6}]", range);
+            // The route cache of the machine that owns the connections holds the learned path MTU.
+            for (int i = first; i < first + Per; i++)
+                Assert.Contains("mtu 1280", m.Exec($"ip -6 route get 2001:db8:11::{i} from {Shared6}"), StringComparison.Ordinal);
+            ok += lines.Length;
+        }
+        var ma = Metrics(lab.A);
+        var mb = Metrics(lab.B);
+        output.WriteLine($"{ok} IPv6 uploads of {UploadSize} bytes; A: forwarded {ma["forwarded"]} local {ma["local"]}; B: forwarded {mb["forwarded"]} local {mb["local"]}");
+        output.WriteLine("router: " + lab.R.Exec("nstat -az Icmp6OutPktTooBigs 2>/dev/null | tail -n +2 | tr -s ' '").Trim());
+    }
+
+    /// <summary>Asserts <paramref name="count"/> answers, each seen from <paramref name="address"/> and a port of <paramref name="range"/>.</summary>
+    private static void AssertSeenFrom(string[] lines, int count, string address, string range)
+    {
+        Assert.Equal(count, lines.Length);
+        var pr = PortRange(range);
+        foreach (string line in lines)
+        {
+            Assert.StartsWith(address + ":", line, StringComparison.Ordinal);
+            Assert.InRange(int.Parse(line[(address.Length + 1)..], CultureInfo.InvariantCulture), pr.First, pr.Last);
+        }
+    }
+
+    /// <summary>Parallel uploads through the machine's proxy, to 10.0.1.FIRST and on; the bodies of those answered.</summary>
+    private string[] Uploads(TestNetns m, int first, int count, int maxTime, string hostPrefix = "10.0.1.")
+    {
+        string host = hostPrefix.Contains(':', StringComparison.Ordinal) ? $"[{hostPrefix}$i]" : hostPrefix + "$i";
+        string one = $"head -c {UploadSize} /dev/zero | curl -gsS -p -x http://127.0.0.1:3128 --max-time {maxTime} --data-binary @- http://{host}:8080/";
         var r = m.TryExec($"for i in $(seq {first} {first + count - 1}); do ({one}; echo) & done; wait", TimeSpan.FromSeconds(maxTime + 60));
         if (r.StdErr.Length > 0)
             output.WriteLine($"curl: {r.StdErr.Trim()}");
@@ -389,12 +476,13 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         /// <param name="output">Test output (daemon logs).</param>
         /// <param name="serverMtu">MTU of the router's end of the server link, or null for 1500.</param>
         /// <param name="bgp">BIRD on the router learns the shared /32 from both daemons over BGP (instead of a static route).</param>
-        public static async Task<Lab> StartAsync(ITestOutputHelper output, int? serverMtu = null, bool bgp = false)
+        /// <param name="ipv6">IPv6 as well (<see cref="AddIpv6"/>), the daemons with <c>--address6</c>.</param>
+        public static async Task<Lab> StartAsync(ITestOutputHelper output, int? serverMtu = null, bool bgp = false, bool ipv6 = false)
         {
             var lab = new Lab();
             try
             {
-                await lab.BuildAsync(output, serverMtu, bgp);
+                await lab.BuildAsync(output, serverMtu, bgp, ipv6);
                 return lab;
             }
             catch
@@ -404,7 +492,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
             }
         }
 
-        private async Task BuildAsync(ITestOutputHelper output, int? serverMtu, bool bgp)
+        private async Task BuildAsync(ITestOutputHelper output, int? serverMtu, bool bgp, bool ipv6)
         {
             var r = R = Own(TestNetns.Create("egr"));
             var a = A = Own(TestNetns.Create("ega"));
@@ -426,6 +514,11 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
             // uploads would wait on the limiter rather than on where the errors land.
             r.Exec("sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=3 net.ipv4.fib_multipath_hash_fields=0x0037 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 net.ipv4.icmp_ratelimit=0");
             string[] bgpArgs = [];
+            if (ipv6)
+            {
+                AddIpv6(r, a, b, s);
+                bgpArgs = ["--address6", Shared6];
+            }
             if (!bgp)
                 r.Exec($"ip route add {Shared}/32 nexthop via 10.0.0.2 dev br0 nexthop via 10.0.0.3 dev br0");
             else
@@ -442,7 +535,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
                     protocol bgp m2 { local 10.0.0.1 as 65000; neighbor 10.0.0.3 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv4 { import all; export none; }; }
                     """);
                 Own(ExternalDaemon.Start(r, "bird", ["-f", "-c", Path.Combine(dir.Path, "bird.conf"), "-s", Path.Combine(dir.Path, "bird.ctl")], output));
-                bgpArgs = ["--bgp-local-as", "65001", "--bgp-peer", "10.0.0.1:65000"];
+                bgpArgs = [.. bgpArgs, "--bgp-local-as", "65001", "--bgp-peer", "10.0.0.1:65000"];
             }
             // XDP sees raw frames: a CHECKSUM_PARTIAL packet would be forwarded with its TCP checksum unfinished.
             foreach (var (ns, dev) in new[] { (a, "up0"), (b, "up0"), (s, "e0"), (r, "ra"), (r, "rb"), (r, "rs") })
@@ -459,7 +552,26 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
             DaemonB = Own(StartDaemon(b, RangeB, $"{RangeA}={macA}", output, bgpArgs));
             await DaemonA.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
             await DaemonB.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
-            WaitForServer(r);
+            WaitForServer(r, "10.0.1.2");
+            if (ipv6)
+                WaitForServer(r, $"[{Server6}]");
+        }
+
+        /// <summary>
+        /// IPv6 on the same links: 2001:db8:10::/64 on the machines' segment (router ::1, A ::2,
+        /// B ::3), 2001:db8:11::/64 to the server (router ::1, server ::2), the shared IPv6 address
+        /// routed over both machines by the 5-tuple (net.ipv6 fib_multipath_hash_policy 3, fields
+        /// 0x0037, as for IPv4), addresses without DAD (the namespaces are fresh; nothing else is
+        /// on the links). The MTU set on the router's server end applies to IPv6 as well.
+        /// </summary>
+        private static void AddIpv6(TestNetns r, TestNetns a, TestNetns b, TestNetns s)
+        {
+            r.Exec("ip -6 addr add 2001:db8:10::1/64 dev br0 nodad && ip -6 addr add 2001:db8:11::1/64 dev rs nodad");
+            a.Exec("ip -6 addr add 2001:db8:10::2/64 dev up0 nodad && ip -6 route add default via 2001:db8:10::1");
+            b.Exec("ip -6 addr add 2001:db8:10::3/64 dev up0 nodad && ip -6 route add default via 2001:db8:10::1");
+            s.Exec($"ip -6 addr add {Server6}/64 dev e0 nodad && ip -6 route add default via 2001:db8:11::1");
+            r.Exec("sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv6.fib_multipath_hash_policy=3 net.ipv6.fib_multipath_hash_fields=0x0037");
+            r.Exec($"ip -6 route add {Shared6}/128 nexthop via 2001:db8:10::2 dev br0 nexthop via 2001:db8:10::3 dev br0");
         }
 
         /// <summary>Daemons and server first, then the namespaces.</summary>
@@ -478,11 +590,11 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         return (int.Parse(p[0], CultureInfo.InvariantCulture), int.Parse(p[1], CultureInfo.InvariantCulture));
     }
 
-    private static void WaitForServer(TestNetns r)
+    private static void WaitForServer(TestNetns r, string host)
     {
         for (int i = 0; i < 100; i++)
         {
-            if (r.TryExec("curl -s --max-time 1 http://10.0.1.2:8080/").ExitCode == 0)
+            if (r.TryExec($"curl -gs --max-time 1 http://{host}:8080/").ExitCode == 0)
                 return;
             Thread.Sleep(100);
         }
@@ -490,9 +602,10 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
     }
 
     /// <summary>Requests through the machine's proxy (CONNECT, curl -p); returns the bodies of those that succeeded.</summary>
-    private static string[] Curl(TestNetns m, int n, bool parallel, int maxTime)
+    private static string[] Curl(TestNetns m, int n, bool parallel, int maxTime, string host = "10.0.1.2")
     {
-        string one = $"curl -s -p -x http://127.0.0.1:3128 --max-time {maxTime} http://10.0.1.2:8080/";
+        // -g: the brackets of an IPv6 literal are not a curl glob.
+        string one = $"curl -gs -p -x http://127.0.0.1:3128 --max-time {maxTime} http://{host}:8080/";
         string script = parallel
             ? $"for i in $(seq {n}); do ({one}; echo) & done; wait"
             : $"for i in $(seq {n}); do {one}; echo; done";

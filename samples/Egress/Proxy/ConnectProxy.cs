@@ -158,7 +158,7 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
     {
         var config = _config; // one configuration for the whole connection (a reload may swap it)
         IPAddress? address = IPAddress.TryParse(host, out var lit) ? lit : null;
-        if (address is not null && (address.IsIPv4MappedToIPv6 || address.ScopeId != 0))
+        if (address is { AddressFamily: AddressFamily.InterNetworkV6 } && (address.IsIPv4MappedToIPv6 || address.ScopeId != 0))
             address = null; // ::ffff:a.b.c.d is the IPv4 address in disguise; a zone is a link-local destination
         else if (address is null)
         {
