@@ -24,26 +24,27 @@ public sealed partial class LabTests(ITestOutputHelper output)
         Assert.True(lab.WaitForExit(TimeSpan.FromSeconds(120)), "the lab did not finish in 120 s");
         string log = LogWith(lab, "lab: removed");
         Assert.Contains("lab: both machines answer /readyz 200", log, StringComparison.Ordinal);
-        Assert.Contains("lab: all 16 requests answered", log, StringComparison.Ordinal);
+        Assert.Contains("lab: all 32 requests answered", log, StringComparison.Ordinal);
         // Each request: the machine it went through, the address and port the server saw, and
-        // whose range that port is in.
+        // whose range that port is in; 8 per machine to the IPv4 server, 8 to the IPv6 one.
         var rows = RowRegex().Matches(log);
-        Assert.Equal(16, rows.Count);
+        Assert.Equal(32, rows.Count);
+        Assert.Equal(16, rows.Count(m => m.Groups["addr"].Value == "[2001:db8:ffff::1]"));
         foreach (Match m in rows)
         {
             Assert.Equal(m.Groups["via"].Value, m.Groups["owner"].Value);
             int port = int.Parse(m.Groups["port"].Value, CultureInfo.InvariantCulture);
             Assert.InRange(port, m.Groups["via"].Value == "A" ? 33000 : 34000, m.Groups["via"].Value == "A" ? 33999 : 34999);
         }
-        Assert.Equal(8, rows.Count(m => m.Groups["via"].Value == "A"));
+        Assert.Equal(16, rows.Count(m => m.Groups["via"].Value == "A"));
         // The counters: return traffic of about half the flows lands on the other machine, so
-        // nothing forwarded by either after 16 flows has probability 2^-16.
+        // nothing forwarded by either after 32 flows has probability 2^-32.
         var machines = MachineRegex().Matches(log);
         Assert.Equal(2, machines.Count);
         Assert.Equal("33000-33999", machines[0].Groups["ports"].Value);
         Assert.Equal("34000-34999", machines[1].Groups["ports"].Value);
         Assert.True(machines.Sum(m => long.Parse(m.Groups["fwd"].Value, CultureInfo.InvariantCulture)) > 0, "neither machine forwarded a packet");
-        Assert.All(machines, m => Assert.Equal("8", m.Groups["tunnels"].Value));
+        Assert.All(machines, m => Assert.Equal("16", m.Groups["tunnels"].Value));
         Assert.Empty(Leftovers(lab.Pid));
     }
 
@@ -71,7 +72,7 @@ public sealed partial class LabTests(ITestOutputHelper output)
         return d.Log;
     }
 
-    [GeneratedRegex(@"^\s+\d+\s+(?<via>[AB])\s+192\.0\.2\.1:(?<port>\d+)\s+(?<owner>\S+)$", RegexOptions.Multiline)]
+    [GeneratedRegex(@"^\s+\d+\s+(?<via>[AB])\s+(?<addr>192\.0\.2\.1|\[2001:db8:ffff::1\]):(?<port>\d+)\s+(?<owner>\S+)$", RegexOptions.Multiline)]
     private static partial Regex RowRegex();
 
     [GeneratedRegex(@"^machine [AB]: ports (?<ports>\S+), .*XDP forwarded (?<fwd>\d+) .*proxy tunnels (?<tunnels>\d+)$", RegexOptions.Multiline)]

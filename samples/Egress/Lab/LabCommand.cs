@@ -36,7 +36,7 @@ public static class LabCommand
         LabEnvironment? lab = null;
         try
         {
-            Console.WriteLine($"lab: building: shared address {LabEnvironment.Shared}, machine A {LabEnvironment.RangeA}, machine B {LabEnvironment.RangeB}, " +
+            Console.WriteLine($"lab: building: shared addresses {LabEnvironment.Shared} and {LabEnvironment.Shared6}, machine A {LabEnvironment.RangeA}, machine B {LabEnvironment.RangeB}, " +
                 (options.Bgp ? "router BIRD (ECMP route learned over BGP)" : "router static ECMP route") + $", XDP {options.XdpMode}");
             lab = await LabEnvironment.StartAsync(options, Console.Out, cts.Token).ConfigureAwait(false);
             Console.WriteLine($"lab: namespaces {lab.Prefix}{{router,a,b,server}}; daemons up (pids {lab.Daemons[0].Id}, {lab.Daemons[1].Id})");
@@ -45,16 +45,17 @@ public static class LabCommand
                 await WaitReadyAsync(lab.Machines[m], api, cts.Token).ConfigureAwait(false);
             Console.WriteLine("lab: both machines answer /readyz 200" + (options.Bgp ? $"; router next hops {string.Join(", ", await lab.NextHopsAsync(cts.Token).ConfigureAwait(false))}" : ""));
 
-            Console.WriteLine($"lab: {options.Requests} requests through each machine's proxy (CONNECT 127.0.0.1:{LabEnvironment.ProxyPort}) to http://{LabEnvironment.ServerAddress}:{LabEnvironment.ServerPort}/, a new connection each");
-            Console.WriteLine("request  via  seen at the server     port owner");
+            var servers = new[] { new IPEndPoint(LabEnvironment.ServerAddress, LabEnvironment.ServerPort), new IPEndPoint(LabEnvironment.ServerAddress6, LabEnvironment.ServerPort) };
+            Console.WriteLine($"lab: {options.Requests} requests through each machine's proxy (CONNECT 127.0.0.1:{LabEnvironment.ProxyPort}) to http://{servers[0]}/ and {options.Requests} to http://{servers[1]}/, a new connection each");
+            Console.WriteLine("request  via  seen at the server                port owner");
             int bad = 0;
             var proxy = new IPEndPoint(IPAddress.Loopback, LabEnvironment.ProxyPort);
-            var server = new IPEndPoint(LabEnvironment.ServerAddress, LabEnvironment.ServerPort);
             for (int m = 0; m < 2; m++)
             {
                 string name = m == 0 ? "A" : "B";
-                for (int i = 1; i <= options.Requests; i++)
+                for (int i = 1; i <= 2 * options.Requests; i++)
                 {
+                    var server = servers[(i - 1) / options.Requests];
                     string seen, owner;
                     try
                     {
@@ -69,12 +70,12 @@ public static class LabCommand
                     }
                     if (owner != name)
                         bad++;
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{i,7}  {name,-3}  {seen,-21}  {owner}"));
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{i,7}  {name,-3}  {seen,-32}  {owner}"));
                 }
             }
             Console.WriteLine(bad == 0
-                ? $"lab: all {2 * options.Requests} requests answered, each from {LabEnvironment.Shared} and a port of the machine it went through"
-                : $"lab: {bad} of {2 * options.Requests} requests failed or came from another machine's port");
+                ? $"lab: all {4 * options.Requests} requests answered, each from {LabEnvironment.Shared} or {LabEnvironment.Shared6} and a port of the machine it went through"
+                : $"lab: {bad} of {4 * options.Requests} requests failed or came from another machine's port");
 
             for (int m = 0; m < 2; m++)
             {
@@ -117,11 +118,12 @@ public static class LabCommand
         }
     }
 
-    /// <summary>A or B by the port of <c>ADDRESS:PORT</c> (the shared address only), or "?".</summary>
+    /// <summary>A or B by the port of <c>ADDRESS:PORT</c> or <c>[ADDRESS]:PORT</c> (the shared addresses only), or "?".</summary>
     private static string Owner(string seen)
     {
         int colon = seen.LastIndexOf(':');
-        if (colon < 0 || seen[..colon] != LabEnvironment.Shared || !int.TryParse(seen.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int port))
+        if (colon < 0 || seen[..colon] != LabEnvironment.Shared && seen[..colon] != $"[{LabEnvironment.Shared6}]" ||
+            !int.TryParse(seen.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int port))
             return "?";
         return PortRange.Parse(LabEnvironment.RangeA, "a").Contains(port) ? "A" : PortRange.Parse(LabEnvironment.RangeB, "b").Contains(port) ? "B" : "?";
     }

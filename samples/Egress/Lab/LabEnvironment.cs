@@ -18,9 +18,9 @@ public sealed record LabOptions(int Requests = 10, bool Bgp = false, string XdpM
 /// <summary>
 /// The topology of EndToEndTests, each part in its own namespace (named <c>eg-PID-N-ROLE</c>):
 /// <code>
-///   a (up0 10.0.0.2, daemon, 33000-33999) --\
-///                                              br0 10.0.0.1 [router] 10.0.1.1 -- 10.0.1.2 [server :8080]
-///   b (up0 10.0.0.3, daemon, 34000-34999) --/  192.0.2.1/32 via 10.0.0.2 and 10.0.0.3 (ECMP)
+///   a (up0 10.0.0.2 2001:db8:10::2, daemon, 33000-33999) --\
+///                                    br0 10.0.0.1 2001:db8:10::1 [router] 10.0.1.1 2001:db8:11::1 -- 10.0.1.2 2001:db8:11::2 [server :8080]
+///   b (up0 10.0.0.3 2001:db8:10::3, daemon, 34000-34999) --/  192.0.2.1/32 and 2001:db8:ffff::1/128 via a and b (ECMP)
 /// </code>
 /// The router spreads the shared address's traffic over both machines by L4 hash
 /// (fib_multipath_hash_policy 3, fields 0x0037: see the README's lab section), with a static route
@@ -32,16 +32,18 @@ internal sealed class LabEnvironment : IAsyncDisposable
 {
     public const string NamePrefix = "eg-";
     public const string Shared = "192.0.2.1";
+    public const string Shared6 = "2001:db8:ffff::1";
     public const string RangeA = "33000-33999", RangeB = "34000-34999";
     public const int ProxyPort = 3128, ApiPort = 3129, ServerPort = 8080;
     public static readonly IPAddress ServerAddress = IPAddress.Parse("10.0.1.2");
+    public static readonly IPAddress ServerAddress6 = IPAddress.Parse("2001:db8:11::2");
     private static int s_sequence;
 
     private readonly List<string> _namespaces = [];
     private readonly List<LabProcess> _processes = [];
     private readonly TextWriter _log;
-    private Socket? _listener;
-    private Task? _serverLoop;
+    private readonly List<Socket> _listeners = [];
+    private readonly List<Task> _serverLoops = [];
     private string? _dir;
 
     private LabEnvironment(LabOptions options, TextWriter log)
@@ -102,24 +104,37 @@ internal sealed class LabEnvironment : IAsyncDisposable
         await Ip(ct, "-n", r, "link", "add", "br0", "type", "bridge").ConfigureAwait(false);
         await Ip(ct, "-n", r, "addr", "add", "10.0.0.1/24", "dev", "br0").ConfigureAwait(false);
         await Ip(ct, "-n", r, "link", "set", "br0", "up").ConfigureAwait(false);
-        foreach (var (host, dev, peer, addr, peerAddr) in new[] { (a, "up0", "ra", "10.0.0.2/24", ""), (b, "up0", "rb", "10.0.0.3/24", ""), (s, "e0", "rs", "10.0.1.2/24", "10.0.1.1/24") })
+        // IPv6 addresses without DAD (fresh namespaces, nothing else on the links): usable at once.
+        await Ip(ct, "-n", r, "addr", "add", "2001:db8:10::1/64", "dev", "br0", "nodad").ConfigureAwait(false);
+        foreach (var (host, dev, peer, addr, addr6, peerAddr, peerAddr6) in new[]
+        {
+            (a, "up0", "ra", "10.0.0.2/24", "2001:db8:10::2/64", "", ""),
+            (b, "up0", "rb", "10.0.0.3/24", "2001:db8:10::3/64", "", ""),
+            (s, "e0", "rs", "10.0.1.2/24", "2001:db8:11::2/64", "10.0.1.1/24", "2001:db8:11::1/64"),
+        })
         {
             await Ip(ct, "link", "add", dev, "netns", host, "type", "veth", "peer", "name", peer, "netns", r).ConfigureAwait(false);
             await Ip(ct, "-n", host, "addr", "add", addr, "dev", dev).ConfigureAwait(false);
+            await Ip(ct, "-n", host, "addr", "add", addr6, "dev", dev, "nodad").ConfigureAwait(false);
             await Ip(ct, "-n", host, "link", "set", dev, "up").ConfigureAwait(false);
             if (peerAddr.Length > 0)
+            {
                 await Ip(ct, "-n", r, "addr", "add", peerAddr, "dev", peer).ConfigureAwait(false);
+                await Ip(ct, "-n", r, "addr", "add", peerAddr6, "dev", peer, "nodad").ConfigureAwait(false);
+            }
             else
                 await Ip(ct, "-n", r, "link", "set", peer, "master", "br0").ConfigureAwait(false);
             await Ip(ct, "-n", r, "link", "set", peer, "up").ConfigureAwait(false);
             await Ip(ct, "-n", host, "route", "add", "default", "via", peerAddr.Length > 0 ? "10.0.1.1" : "10.0.0.1").ConfigureAwait(false);
+            await Ip(ct, "-n", host, "-6", "route", "add", "default", "via", peerAddr.Length > 0 ? "2001:db8:11::1" : "2001:db8:10::1").ConfigureAwait(false);
             // XDP sees raw frames: a CHECKSUM_PARTIAL packet would be forwarded with its TCP checksum unfinished.
             await Exec(host, ct, "ethtool", "-K", dev, "tx", "off").ConfigureAwait(false);
             await Exec(r, ct, "ethtool", "-K", peer, "tx", "off").ConfigureAwait(false);
         }
         // L4 hash of the 5-tuple for the ECMP route (README: the lab); no rp_filter on a router.
         await Exec(r, ct, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.fib_multipath_hash_policy=3", "net.ipv4.fib_multipath_hash_fields=0x0037",
-            "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0").ConfigureAwait(false);
+            "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+            "net.ipv6.conf.all.forwarding=1", "net.ipv6.fib_multipath_hash_policy=3", "net.ipv6.fib_multipath_hash_fields=0x0037").ConfigureAwait(false);
         // XDP_TX on a veth reaches the peer only when the peer has an XDP program (veth_xdp_xmit).
         using (var pass = BpfObject.Load(DataPlane.EgressDataPlane.DefaultObjectPath))
         using (var rn = NetlinkClient.Open(r))
@@ -145,6 +160,7 @@ internal sealed class LabEnvironment : IAsyncDisposable
         else
         {
             await Ip(ct, "-n", r, "route", "add", Shared + "/32", "nexthop", "via", "10.0.0.2", "dev", "br0", "nexthop", "via", "10.0.0.3", "dev", "br0").ConfigureAwait(false);
+            await Ip(ct, "-n", r, "-6", "route", "add", Shared6 + "/128", "nexthop", "via", "2001:db8:10::2", "dev", "br0", "nexthop", "via", "2001:db8:10::3", "dev", "br0").ConfigureAwait(false);
         }
         var da = StartDaemon(a, RangeA, $"{RangeB}={macB}", "a.db", bgpArgs);
         var db = StartDaemon(b, RangeB, $"{RangeA}={macA}", "b.db", bgpArgs);
@@ -158,7 +174,7 @@ internal sealed class LabEnvironment : IAsyncDisposable
     {
         string self = Environment.ProcessPath ?? "dotnet";
         string[] host = Path.GetFileNameWithoutExtension(self) == "dotnet" ? [self, typeof(LabEnvironment).Assembly.Location] : [self];
-        var p = LabProcess.Start(["ip", "netns", "exec", ns, .. host, "serve", "--interface", "up0", "--address", Shared, "--ports", range, "--peer", peer,
+        var p = LabProcess.Start(["ip", "netns", "exec", ns, .. host, "serve", "--interface", "up0", "--address", Shared, "--address6", Shared6, "--ports", range, "--peer", peer,
             "--listen", "127.0.0.1:" + ProxyPort.ToString(CultureInfo.InvariantCulture), "--api", "127.0.0.1:" + ApiPort.ToString(CultureInfo.InvariantCulture),
             "--db", Path.Combine(_dir!, db), "--xdp-mode", Options.XdpMode, .. extra]);
         _processes.Add(p);
@@ -194,51 +210,61 @@ internal sealed class LabEnvironment : IAsyncDisposable
         }
     }
 
-    /// <summary>The HTTP server: each GET answered with the client's address:port as seen here.</summary>
+    /// <summary>
+    /// The HTTP server, on 0.0.0.0 and (IPv6 only) [::]: each GET answered with the client's
+    /// address:port as seen here ([address]:port for IPv6).
+    /// </summary>
     private void StartServer(string ns)
     {
-        _listener = NetnsThread.Run(NetnsThread.ResolvePath(ns), () =>
+        foreach (var any in new[] { IPAddress.Any, IPAddress.IPv6Any })
         {
-            var l = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            l.Bind(new IPEndPoint(IPAddress.Any, ServerPort));
-            l.Listen(128);
-            return l;
-        });
-        var listener = _listener;
-        _serverLoop = Task.Run(async () =>
-        {
-            while (true)
+            var listener = NetnsThread.Run(NetnsThread.ResolvePath(ns), () =>
             {
-                Socket c;
-                try
-                {
-                    c = await listener.AcceptAsync().ConfigureAwait(false);
-                }
-                catch (Exception e) when (e is SocketException or ObjectDisposedException)
-                {
-                    return;
-                }
-                _ = Task.Run(async () =>
-                {
-                    using (c)
-                    {
-                        try
-                        {
-                            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-                            await ReadHeadAsync(c, cts.Token).ConfigureAwait(false);
-                            var peer = (IPEndPoint)c.RemoteEndPoint!;
-                            string body = string.Create(CultureInfo.InvariantCulture, $"{peer.Address}:{peer.Port}\n");
-                            await c.SendAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n{body}"), SocketFlags.None, cts.Token).ConfigureAwait(false);
-                            c.Shutdown(SocketShutdown.Send);
-                        }
-                        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException)
-                        {
-                        }
-                    }
-                });
-            }
-        });
+                var l = new Socket(any.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                if (any.AddressFamily == AddressFamily.InterNetworkV6)
+                    l.DualMode = false; // IPV6_V6ONLY: IPv4 clients stay on the IPv4 socket
+                l.Bind(new IPEndPoint(any, ServerPort));
+                l.Listen(128);
+                return l;
+            });
+            _listeners.Add(listener);
+            _serverLoops.Add(ServeAsync(listener));
+        }
     }
+
+    private static Task ServeAsync(Socket listener) => Task.Run(async () =>
+    {
+        while (true)
+        {
+            Socket c;
+            try
+            {
+                c = await listener.AcceptAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                return;
+            }
+            _ = Task.Run(async () =>
+            {
+                using (c)
+                {
+                    try
+                    {
+                        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+                        await ReadHeadAsync(c, cts.Token).ConfigureAwait(false);
+                        var peer = (IPEndPoint)c.RemoteEndPoint!;
+                        string body = peer.ToString() + "\n"; // [2001:db8:ffff::1]:33000 for IPv6
+                        await c.SendAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n{body}"), SocketFlags.None, cts.Token).ConfigureAwait(false);
+                        c.Shutdown(SocketShutdown.Send);
+                    }
+                    catch (Exception e) when (e is SocketException or IOException or OperationCanceledException)
+                    {
+                    }
+                }
+            });
+        }
+    });
 
     /// <summary>Reads a request or response head (through CRLF CRLF); returns it and what followed.</summary>
     private static async Task<(string Head, byte[] After)> ReadHeadAsync(Socket s, CancellationToken ct)
@@ -268,7 +294,7 @@ internal sealed class LabEnvironment : IAsyncDisposable
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(TimeSpan.FromSeconds(10));
-        using Socket s = NetnsThread.Run(NetnsThread.ResolvePath(ns), () => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+        using Socket s = NetnsThread.Run(NetnsThread.ResolvePath(ns), () => new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp));
         await s.ConnectAsync(endPoint, cts.Token).ConfigureAwait(false);
         string host = (tunnelTo ?? endPoint).ToString();
         if (tunnelTo is not null)
@@ -311,9 +337,11 @@ internal sealed class LabEnvironment : IAsyncDisposable
             }
         }
         _processes.Clear();
-        _listener?.Dispose();
-        if (_serverLoop is not null)
-            await _serverLoop.ConfigureAwait(false);
+        foreach (var l in _listeners)
+            l.Dispose();
+        await Task.WhenAll(_serverLoops).ConfigureAwait(false);
+        _listeners.Clear();
+        _serverLoops.Clear();
         foreach (string ns in _namespaces)
         {
             try
