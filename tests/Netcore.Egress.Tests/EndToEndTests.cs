@@ -402,10 +402,10 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         public void Dispose() => Directory.Delete(Path, recursive: true);
     }
 
-    /// <summary>The next hops of the router's route to the shared address (kernel, after BIRD).</summary>
-    private static string[] RouterNextHops(TestNetns r)
+    /// <summary>The next hops of the router's route to <paramref name="prefix"/> (kernel, after BIRD).</summary>
+    private static string[] RouterNextHops(TestNetns r, string prefix)
     {
-        var routes = r.IpJson($"route show {Shared}/32");
+        var routes = r.IpJson($"{(prefix.Contains(':', StringComparison.Ordinal) ? "-6 " : "")}route show {prefix}");
         if (routes.GetArrayLength() == 0)
             return [];
         var route = routes[0];
@@ -414,25 +414,29 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         return route.TryGetProperty("gateway", out var g) ? [g.GetString()!] : [];
     }
 
-    private static void WaitForNextHops(TestNetns r, string[] want, TimeSpan timeout)
+    private static void WaitForNextHops(TestNetns r, string[] want, TimeSpan timeout, string prefix = Shared + "/32")
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
         string[] got = [];
         while (sw.Elapsed < timeout)
         {
-            got = RouterNextHops(r);
+            got = RouterNextHops(r, prefix);
             if (got.SequenceEqual(want))
                 return;
             Thread.Sleep(200);
         }
-        throw new TimeoutException($"the router's next hops for {Shared}: [{string.Join(", ", got)}], expected [{string.Join(", ", want)}]");
+        throw new TimeoutException($"the router's next hops for {prefix}: [{string.Join(", ", got)}], expected [{string.Join(", ", want)}]");
     }
 
     [LinuxFact(Netns = true, Bpf = true, Tools = ["curl", "python3", "ethtool", "dotnet", "bird"])]
     public async Task SharedAddressAnnouncedOverBgp_BecomesAnEcmpRoute_AndAStoppedMachineIsWithdrawn()
     {
-        using var lab = await Lab.StartAsync(output, bgp: true);
+        // With IPv6: the shared /128 in the IPv6 unicast family on the same sessions (RFC 4760).
+        using var lab = await Lab.StartAsync(output, bgp: true, ipv6: true);
         WaitForNextHops(lab.R, ["10.0.0.2", "10.0.0.3"], TimeSpan.FromSeconds(30));
+        WaitForNextHops(lab.R, ["2001:db8:10::2", "2001:db8:10::3"], TimeSpan.FromSeconds(30), Shared6 + "/128");
+        foreach (var (m, range) in new[] { (lab.A, RangeA), (lab.B, RangeB) })
+            AssertSeenFrom(Curl(m, 8, parallel: false, maxTime: 10, host: $"[{Server6}]"), 8, $"[{Shared6}]", range);
         const int N = 20;
         foreach (var (m, range) in new[] { (lab.A, RangeA), (lab.B, RangeB) })
         {
@@ -448,6 +452,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         lab.DaemonA.Signal(15);
         Assert.True(lab.DaemonA.WaitForExit(TimeSpan.FromSeconds(30)));
         WaitForNextHops(lab.R, ["10.0.0.3"], TimeSpan.FromSeconds(15));
+        WaitForNextHops(lab.R, ["2001:db8:10::3"], TimeSpan.FromSeconds(15), Shared6 + "/128");
         string[] after = Curl(lab.B, N, parallel: false, maxTime: 10);
         Assert.Equal(N, after.Length);
         var mb = Metrics(lab.B);
@@ -526,13 +531,16 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
                 // BIRD: one eBGP session per machine; the kernel protocol merges the two equal routes
                 // into one ECMP route (merge paths).
                 var dir = Own(new TempDir());
-                File.WriteAllText(Path.Combine(dir.Path, "bird.conf"), """
+                // With IPv6 the same sessions carry IPv6 unicast too (RFC 4760), into a second kernel protocol.
+                string v6 = ipv6 ? " ipv6 { import all; export none; };" : "";
+                File.WriteAllText(Path.Combine(dir.Path, "bird.conf"), $$"""
                     router id 10.0.0.1;
                     log stderr all;
                     protocol device { scan time 2; }
                     protocol kernel { ipv4 { import none; export all; }; merge paths on; }
-                    protocol bgp m1 { local 10.0.0.1 as 65000; neighbor 10.0.0.2 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv4 { import all; export none; }; }
-                    protocol bgp m2 { local 10.0.0.1 as 65000; neighbor 10.0.0.3 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv4 { import all; export none; }; }
+                    protocol kernel { ipv6 { import none; export all; }; merge paths on; }
+                    protocol bgp m1 { local 10.0.0.1 as 65000; neighbor 10.0.0.2 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv4 { import all; export none; };{{v6}} }
+                    protocol bgp m2 { local 10.0.0.1 as 65000; neighbor 10.0.0.3 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv4 { import all; export none; };{{v6}} }
                     """);
                 Own(ExternalDaemon.Start(r, "bird", ["-f", "-c", Path.Combine(dir.Path, "bird.conf"), "-s", Path.Combine(dir.Path, "bird.ctl")], output));
                 bgpArgs = [.. bgpArgs, "--bgp-local-as", "65001", "--bgp-peer", "10.0.0.1:65000"];

@@ -156,8 +156,9 @@ internal static partial class ServeCommand
                             // Announced last: the router sends the address's traffic here only once
                             // the program steers it and the proxy runs.
                             IPAddress nextHop = await UplinkAddressAsync(nl, uplink.Index, stop.Token).ConfigureAwait(false);
+                            IPAddress? nextHop6 = cfg.SharedAddress6 is null ? null : await UplinkAddress6Async(nl, uplink.Index, stop.Token).ConfigureAwait(false);
                             bgp = new SharedPrefixAnnouncer(cfg.BgpRouterId ?? nextHop, cfg.BgpLocalAs!.Value, loggerFactory);
-                            await bgp.StartAsync(cfg.SharedAddress, nextHop, cfg.BgpPeers, stop.Token).ConfigureAwait(false);
+                            await bgp.StartAsync(cfg.SharedAddress, nextHop, cfg.BgpPeers, stop.Token, cfg.SharedAddress6, nextHop6).ConfigureAwait(false);
                         }
                         await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
                     }
@@ -250,6 +251,18 @@ internal static partial class ServeCommand
         await foreach (var a in nl.GetAddressesAsync(System.Net.Sockets.AddressFamily.InterNetwork, ifindex, ct).ConfigureAwait(false))
             return a.Address;
         throw new EgressConfigException("interface", "the uplink has no IPv4 address to announce the shared address from (BGP next hop)");
+    }
+
+    /// <summary>
+    /// The uplink's first global IPv6 address: the next hop of the shared /128 (RFC 2545 3: a global
+    /// address; a router on the segment reaches it directly). Link-local addresses are left out.
+    /// </summary>
+    private static async Task<IPAddress> UplinkAddress6Async(NetlinkClient nl, int ifindex, CancellationToken ct)
+    {
+        await foreach (var a in nl.GetAddressesAsync(System.Net.Sockets.AddressFamily.InterNetworkV6, ifindex, ct).ConfigureAwait(false))
+            if (!a.Address.IsIPv6LinkLocal)
+                return a.Address;
+        throw new EgressConfigException("interface", "the uplink has no global IPv6 address to announce the shared IPv6 address from (BGP next hop)");
     }
 
     /// <summary>

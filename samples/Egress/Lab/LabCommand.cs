@@ -43,7 +43,7 @@ public static class LabCommand
             var api = new IPEndPoint(IPAddress.Loopback, LabEnvironment.ApiPort);
             for (int m = 0; m < 2; m++)
                 await WaitReadyAsync(lab.Machines[m], api, cts.Token).ConfigureAwait(false);
-            Console.WriteLine("lab: both machines answer /readyz 200" + (options.Bgp ? $"; router next hops {string.Join(", ", await lab.NextHopsAsync(cts.Token).ConfigureAwait(false))}" : ""));
+            Console.WriteLine("lab: both machines answer /readyz 200" + (options.Bgp ? $"; router next hops {string.Join(", ", await lab.NextHopsAsync(cts.Token).ConfigureAwait(false))} and {string.Join(", ", await lab.NextHopsAsync(cts.Token, ipv6: true).ConfigureAwait(false))}" : ""));
 
             var servers = new[] { new IPEndPoint(LabEnvironment.ServerAddress, LabEnvironment.ServerPort), new IPEndPoint(LabEnvironment.ServerAddress6, LabEnvironment.ServerPort) };
             Console.WriteLine($"lab: {options.Requests} requests through each machine's proxy (CONNECT 127.0.0.1:{LabEnvironment.ProxyPort}) to http://{servers[0]}/ and {options.Requests} to http://{servers[1]}/, a new connection each");

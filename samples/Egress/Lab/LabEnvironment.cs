@@ -151,8 +151,9 @@ internal sealed class LabEnvironment : IAsyncDisposable
                 log stderr all;
                 protocol device { scan time 2; }
                 protocol kernel { ipv4 { import none; export all; }; merge paths on; }
-                protocol bgp a { local 10.0.0.1 as 65000; neighbor 10.0.0.2 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv4 { import all; export none; }; }
-                protocol bgp b { local 10.0.0.1 as 65000; neighbor 10.0.0.3 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv4 { import all; export none; }; }
+                protocol kernel { ipv6 { import none; export all; }; merge paths on; }
+                protocol bgp a { local 10.0.0.1 as 65000; neighbor 10.0.0.2 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv4 { import all; export none; }; ipv6 { import all; export none; }; }
+                protocol bgp b { local 10.0.0.1 as 65000; neighbor 10.0.0.3 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv4 { import all; export none; }; ipv6 { import all; export none; }; }
                 """);
             _processes.Add(LabProcess.Start("ip", "netns", "exec", r, "bird", "-f", "-c", Path.Combine(_dir, "bird.conf"), "-s", Path.Combine(_dir, "bird.ctl")));
             bgpArgs = ["--bgp-local-as", "65001", "--bgp-peer", "10.0.0.1:65000"];
@@ -187,10 +188,10 @@ internal sealed class LabEnvironment : IAsyncDisposable
         return doc.RootElement[0].GetProperty("address").GetString()!;
     }
 
-    /// <summary>The router's kernel next hops for the shared address.</summary>
-    public async Task<string[]> NextHopsAsync(CancellationToken ct)
+    /// <summary>The router's kernel next hops for the shared IPv4 address, or with <paramref name="ipv6"/> the IPv6 one.</summary>
+    public async Task<string[]> NextHopsAsync(CancellationToken ct, bool ipv6 = false)
     {
-        using var doc = JsonDocument.Parse(await Ip(ct, "-n", Router, "-j", "route", "show", Shared + "/32").ConfigureAwait(false));
+        using var doc = JsonDocument.Parse(await Ip(ct, "-n", Router, "-j", ipv6 ? "-6" : "-4", "route", "show", ipv6 ? Shared6 + "/128" : Shared + "/32").ConfigureAwait(false));
         if (doc.RootElement.GetArrayLength() == 0)
             return [];
         var route = doc.RootElement[0];
@@ -202,10 +203,10 @@ internal sealed class LabEnvironment : IAsyncDisposable
     private async Task WaitForNextHopsAsync(int count, TimeSpan timeout, CancellationToken ct)
     {
         var end = DateTime.UtcNow + timeout;
-        while ((await NextHopsAsync(ct).ConfigureAwait(false)).Length != count)
+        while ((await NextHopsAsync(ct).ConfigureAwait(false)).Length != count || (await NextHopsAsync(ct, ipv6: true).ConfigureAwait(false)).Length != count)
         {
             if (DateTime.UtcNow > end)
-                throw new LabException($"the router did not learn {Shared}/32 from both machines over BGP in {timeout.TotalSeconds} s");
+                throw new LabException($"the router did not learn {Shared}/32 and {Shared6}/128 from both machines over BGP in {timeout.TotalSeconds} s");
             await Task.Delay(200, ct).ConfigureAwait(false);
         }
     }

@@ -27,7 +27,9 @@ public sealed record BgpRouterPeer(IPAddress Address, uint As)
 
 /// <summary>
 /// Announces the shared address as a /32 over BGP (Netcore.Bgp) to the routers on the uplink's
-/// segment, next hop this machine's uplink address: every machine announcing it makes the router's
+/// segment, next hop this machine's uplink address, and the shared IPv6 address (if any) as a /128
+/// in the IPv6 unicast family on the same sessions (multiprotocol BGP, RFC 4760: MP_REACH_NLRI,
+/// AFI 2 SAFI 1, next hop this machine's global IPv6 uplink address, RFC 2545 3): every machine announcing it makes the router's
 /// route an ECMP route over the machines that are up (routers with multipath, e.g. BIRD's
 /// <c>merge paths on</c>), and a machine that stops withdraws itself (Cease on SIGTERM; the hold
 /// timer on a crash). Started once the XDP program is attached and the proxy listens, so a router
@@ -44,10 +46,17 @@ internal sealed partial class SharedPrefixAnnouncer : IAsyncDisposable
         _log = loggerFactory.CreateLogger("Netcore.Egress.Bgp");
     }
 
-    /// <summary>Originates <paramref name="shared"/>/32 and opens a session to each router.</summary>
-    public async Task StartAsync(IPAddress shared, IPAddress nextHop, IReadOnlyList<BgpRouterPeer> routers, CancellationToken ct)
+    /// <summary>
+    /// Originates <paramref name="shared"/>/32 (and <paramref name="shared6"/>/128 with next hop
+    /// <paramref name="nextHop6"/>, when given) and opens a session to each router.
+    /// </summary>
+    public async Task StartAsync(IPAddress shared, IPAddress nextHop, IReadOnlyList<BgpRouterPeer> routers, CancellationToken ct, IPAddress? shared6 = null, IPAddress? nextHop6 = null)
     {
+        if ((shared6 is null) != (nextHop6 is null))
+            throw new ArgumentException("the shared IPv6 address needs an IPv6 next hop", nameof(nextHop6));
         await _speaker.OriginateAsync(new BgpPrefix(shared, 32), new BgpPathAttributes { NextHop = nextHop }, ct).ConfigureAwait(false);
+        if (shared6 is not null)
+            await _speaker.OriginateAsync(new BgpPrefix(shared6, 128), new BgpPathAttributes { NextHop = nextHop6 }, ct).ConfigureAwait(false);
         await _speaker.StartAsync(ct).ConfigureAwait(false);
         foreach (var r in routers)
         {
@@ -59,8 +68,10 @@ internal sealed partial class SharedPrefixAnnouncer : IAsyncDisposable
                 LocalAddress = nextHop,
                 HoldTime = TimeSpan.FromSeconds(9),
                 ConnectRetryTime = TimeSpan.FromSeconds(1),
-                Families = [BgpFamily.IPv4Unicast],
+                // RFC 4760 8: IPv6 unicast offered in the OPEN's capabilities only when announced.
+                Families = shared6 is null ? [BgpFamily.IPv4Unicast] : [BgpFamily.IPv4Unicast, BgpFamily.IPv6Unicast],
                 NextHopIPv4 = nextHop,
+                NextHopIPv6 = nextHop6,
                 // RFC 8212: eBGP exports nothing without a policy; this speaker originates only the
                 // shared /32 and learns nothing it should pass on.
                 ExportPolicy = BgpPolicy.AcceptAll,
@@ -69,6 +80,8 @@ internal sealed partial class SharedPrefixAnnouncer : IAsyncDisposable
             });
         }
         LogAnnouncing(_log, shared.ToString(), nextHop.ToString(), routers.Count);
+        if (shared6 is not null)
+            LogAnnouncing6(_log, shared6.ToString(), nextHop6!.ToString(), routers.Count);
     }
 
     /// <summary>Each router's session state.</summary>
@@ -80,4 +93,7 @@ internal sealed partial class SharedPrefixAnnouncer : IAsyncDisposable
 
     [LoggerMessage(30, LogLevel.Information, "BGP: announcing {Shared}/32 with next hop {NextHop} to {Routers} routers")]
     private static partial void LogAnnouncing(ILogger logger, string shared, string nextHop, int routers);
+
+    [LoggerMessage(31, LogLevel.Information, "BGP: announcing {Shared}/128 (IPv6 unicast) with next hop {NextHop} to {Routers} routers")]
+    private static partial void LogAnnouncing6(ILogger logger, string shared, string nextHop, int routers);
 }
