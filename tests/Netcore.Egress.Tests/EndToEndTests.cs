@@ -277,13 +277,16 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
             Assert.Contains("Allow: CONNECT, GET", a.Exec("curl -s -i -X DELETE --max-time 5 http://127.0.0.1:3128/"), StringComparison.Ordinal);
             const string BadRequest = "import socket; s = socket.create_connection(('127.0.0.1', 3128)); s.sendall(b'CONNECT 10.0.0.1 HTTP/1.1\\r\\n\\r\\n'); print(s.recv(100).decode())";
             Assert.StartsWith("HTTP/1.1 400", a.Exec($"python3 -c \"{BadRequest}\""), StringComparison.Ordinal);
+            // An IPv6 destination without a shared IPv6 address (no --address6): 502, counted as connect.
+            Assert.Equal("502", a.TryExec("curl -gs -o /dev/null -w '%{http_connect}' -p -x http://127.0.0.1:3128 --max-time 5 http://[2001:db8::1]:80/").StdOut.Trim());
             string metrics = a.Exec("curl -s --max-time 5 http://127.0.0.1:3128/metrics");
-            Assert.Contains("egress_proxy_failures_total{reason=\"connect\"} 1\n", metrics, StringComparison.Ordinal);
+            Assert.Contains("egress_proxy_failures_total{reason=\"connect\"} 2\n", metrics, StringComparison.Ordinal);
             Assert.Contains("egress_proxy_failures_total{reason=\"bad_request\"} 3\n", metrics, StringComparison.Ordinal);
             Assert.Contains("egress_proxy_tunnels_total 0\n", metrics, StringComparison.Ordinal);
             d.Signal(15);
             Assert.True(d.WaitForExit(TimeSpan.FromSeconds(30)), "the daemon did not stop on SIGTERM");
             Assert.Contains("stopped", d.Log, StringComparison.Ordinal);
+            Assert.Contains("CONNECT 2001:db8::1:80 failed: an IPv6 destination, and there is no shared IPv6 address", d.Log, StringComparison.Ordinal);
         }
         Assert.False(a.IpJson("link show up0")[0].TryGetProperty("xdp", out _), "an XDP program is still on up0 after SIGTERM");
         Assert.DoesNotContain(Shared + "/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
