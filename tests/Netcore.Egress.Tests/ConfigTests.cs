@@ -49,6 +49,7 @@ public sealed class ConfigTests
     {
         var c = EgressConfig.Load(Path.Combine(AppContext.BaseDirectory, "egress.example.json"));
         Assert.Equal(new PortRange(33000, 33999), c.Ports);
+        Assert.Equal(IPAddress.Parse("2001:db8:ffff::1"), c.SharedAddress6);
         Assert.Equal(3129, c.Api!.Port);
         Assert.Equal(EgressConfig.DefaultDb, c.Db);
     }
