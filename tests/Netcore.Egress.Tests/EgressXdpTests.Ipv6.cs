@@ -21,29 +21,8 @@ public sealed partial class EgressXdpTests
     private static byte[] Icmp6Error(byte type, byte code, byte[] quoted) =>
         Frames.Ipv6(s_router6, s_shared6, Frames.Icmp6, Frames.Icmp6Quoting(type, code, quoted), s_localMac);
 
-    [LinuxTheory(Bpf = true)]
-    [InlineData(Frames.Tcp, (ushort)33000)]
-    [InlineData(Frames.Tcp, (ushort)33999)]
-    [InlineData(Frames.Udp, (ushort)33500)]
-    public void Ipv6_OwnPort_PassesUnchanged_CountedLocal(byte proto, ushort port)
-    {
-        byte[] l4 = proto == Frames.Tcp ? Frames.TcpSegment(443, port) : Frames.UdpDatagram(53, port);
-        byte[] f = Frames.Ipv6(s_server6, s_shared6, proto, l4, s_localMac);
-        AssertCounted(EgressCounter.Local, () => Expect(XdpPass, f, f));
-    }
-
-    [LinuxTheory(Bpf = true)]
-    [InlineData(Frames.Tcp, (ushort)34000, 'b')]
-    [InlineData(Frames.Tcp, (ushort)34999, 'b')]
-    [InlineData(Frames.Udp, (ushort)34500, 'b')]
-    [InlineData(Frames.Tcp, (ushort)35000, 'c')]
-    [InlineData(Frames.Udp, (ushort)35099, 'c')]
-    public void Ipv6_AnotherMachinesPort_IsSentToItsMac_FromOurs_RestUnchanged(byte proto, ushort port, char owner)
-    {
-        byte[] l4 = proto == Frames.Tcp ? Frames.TcpSegment(443, port) : Frames.UdpDatagram(53, port);
-        byte[] f = Frames.Ipv6(s_server6, s_shared6, proto, l4, s_localMac);
-        AssertCounted(EgressCounter.Forwarded, () => Expect(XdpTx, Forwarded(f, owner == 'b' ? s_macB : s_macC), f));
-    }
+    // Own port and another machine's port: the family-4 and family-6 rows of OwnPort_PassesUnchanged_CountedLocal
+    // and AnotherMachinesPort_IsSentToItsMac_FromOurs_RestUnchanged.
 
     [LinuxFact(Bpf = true)]
     public void Ipv6_NotOurs_Passes()

@@ -77,14 +77,21 @@ public sealed partial class EgressXdpTests : IDisposable
             Assert.Equal(before[i] + (i == (int)c ? 1UL : 0UL), after[i]);
     }
 
+    /// <summary>A frame from the server to the shared address of <paramref name="family"/> (4 or 6).</summary>
+    private static byte[] ToShared(int family, byte proto, byte[] l4) =>
+        family == 6 ? Frames.Ipv6(s_server6, s_shared6, proto, l4, s_localMac) : Frames.Ipv4(s_server, s_shared, proto, l4, s_localMac);
+
     [LinuxTheory(Bpf = true)]
-    [InlineData(Frames.Tcp, (ushort)33000)]
-    [InlineData(Frames.Tcp, (ushort)33999)]
-    [InlineData(Frames.Udp, (ushort)33500)]
-    public void OwnPort_PassesUnchanged_CountedLocal(byte proto, ushort port)
+    [InlineData(4, Frames.Tcp, (ushort)33000)]
+    [InlineData(4, Frames.Tcp, (ushort)33999)]
+    [InlineData(4, Frames.Udp, (ushort)33500)]
+    [InlineData(6, Frames.Tcp, (ushort)33000)]
+    [InlineData(6, Frames.Tcp, (ushort)33999)]
+    [InlineData(6, Frames.Udp, (ushort)33500)]
+    public void OwnPort_PassesUnchanged_CountedLocal(int family, byte proto, ushort port)
     {
         byte[] l4 = proto == Frames.Tcp ? Frames.TcpSegment(443, port) : Frames.UdpDatagram(53, port);
-        byte[] f = Frames.Ipv4(s_server, s_shared, proto, l4, s_localMac);
+        byte[] f = ToShared(family, proto, l4);
         AssertCounted(EgressCounter.Local, () =>
         {
             var (action, output) = Run(f);
@@ -94,15 +101,20 @@ public sealed partial class EgressXdpTests : IDisposable
     }
 
     [LinuxTheory(Bpf = true)]
-    [InlineData(Frames.Tcp, (ushort)34000, 'b')]
-    [InlineData(Frames.Tcp, (ushort)34999, 'b')]
-    [InlineData(Frames.Udp, (ushort)34500, 'b')]
-    [InlineData(Frames.Tcp, (ushort)35000, 'c')]
-    [InlineData(Frames.Udp, (ushort)35099, 'c')]
-    public void AnotherMachinesPort_IsSentToItsMac_FromOurs_RestUnchanged(byte proto, ushort port, char owner)
+    [InlineData(4, Frames.Tcp, (ushort)34000, 'b')]
+    [InlineData(4, Frames.Tcp, (ushort)34999, 'b')]
+    [InlineData(4, Frames.Udp, (ushort)34500, 'b')]
+    [InlineData(4, Frames.Tcp, (ushort)35000, 'c')]
+    [InlineData(4, Frames.Udp, (ushort)35099, 'c')]
+    [InlineData(6, Frames.Tcp, (ushort)34000, 'b')]
+    [InlineData(6, Frames.Tcp, (ushort)34999, 'b')]
+    [InlineData(6, Frames.Udp, (ushort)34500, 'b')]
+    [InlineData(6, Frames.Tcp, (ushort)35000, 'c')]
+    [InlineData(6, Frames.Udp, (ushort)35099, 'c')]
+    public void AnotherMachinesPort_IsSentToItsMac_FromOurs_RestUnchanged(int family, byte proto, ushort port, char owner)
     {
         byte[] l4 = proto == Frames.Tcp ? Frames.TcpSegment(443, port) : Frames.UdpDatagram(53, port);
-        byte[] f = Frames.Ipv4(s_server, s_shared, proto, l4, s_localMac);
+        byte[] f = ToShared(family, proto, l4);
         AssertCounted(EgressCounter.Forwarded, () =>
         {
             var (action, output) = Run(f);

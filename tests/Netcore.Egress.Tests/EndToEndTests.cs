@@ -122,31 +122,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         // kept per destination address, so each upload goes to a server address of its own: every
         // upload then depends on its own ICMP errors reaching its machine (about half of them land on
         // the other one). With the ICMP case of egress.c disabled this test fails (README).
-        using var lab = await Lab.StartAsync(output, serverMtu: 1280);
-        const int Per = 16;
-        lab.S.Exec("for i in $(seq 100 163); do ip addr add 10.0.1.$i/24 dev e0; done");
-
-        int ok = 0;
-        foreach (var (m, range, first) in new[] { (lab.A, RangeA, 100), (lab.B, RangeB, 100 + Per) })
-        {
-            string[] lines = Uploads(m, first, Per, maxTime: 20);
-            Assert.Equal(Per, lines.Length);
-            var pr = PortRange(range);
-            foreach (string line in lines)
-            {
-                Assert.EndsWith(" " + UploadSize.ToString(CultureInfo.InvariantCulture), line, StringComparison.Ordinal);
-                Assert.StartsWith(Shared + ":", line, StringComparison.Ordinal);
-                Assert.InRange(int.Parse(line[(Shared.Length + 1)..line.IndexOf(' ', StringComparison.Ordinal)], CultureInfo.InvariantCulture), pr.First, pr.Last);
-            }
-            // The route cache holds the path MTU learned from the ICMP errors, for every destination.
-            for (int i = first; i < first + Per; i++)
-                Assert.Contains("mtu 1280", m.Exec($"ip route get 10.0.1.{i} from {Shared}"), StringComparison.Ordinal);
-            ok += lines.Length;
-        }
-        var ma = Metrics(lab.A);
-        var mb = Metrics(lab.B);
-        output.WriteLine($"{ok} uploads of {UploadSize} bytes; A: forwarded {ma["forwarded"]} local {ma["local"]}; B: forwarded {mb["forwarded"]} local {mb["local"]}");
-        output.WriteLine("router: " + lab.R.Exec("nstat -az IcmpOutDestUnreachs 2>/dev/null | tail -n +2 | tr -s ' '").Trim());
+        await UploadsLearnThePathMtuAsync(ipv6: false);
     }
 
     private const int UploadSize = 200_000;
@@ -200,24 +176,35 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         // send ICMPv6 Packet Too Big (RFC 4443 3.2) to 2001:db8:ffff::1, which ECMP delivers to either
         // machine; egress.c sends each to the machine whose port the quoted segment came from (RFC
         // 8201). Each upload goes to a server address of its own (a path MTU is kept per destination).
-        using var lab = await Lab.StartAsync(output, serverMtu: 1280, ipv6: true);
+        await UploadsLearnThePathMtuAsync(ipv6: true);
+    }
+
+    /// <summary>
+    /// MTU 1280 on the router's end of the server link; 16 parallel uploads through each machine,
+    /// each to a server address of its own; every upload completes from the machine's range, and the
+    /// owning machine's route cache holds the learned path MTU for each destination.
+    /// </summary>
+    private async Task UploadsLearnThePathMtuAsync(bool ipv6)
+    {
+        using var lab = await Lab.StartAsync(output, serverMtu: 1280, ipv6: ipv6);
         const int Per = 16;
-        lab.S.Exec("for i in $(seq 100 131); do ip -6 addr add 2001:db8:11::$i/64 dev e0 nodad; done");
+        string prefix = ipv6 ? "2001:db8:11::" : "10.0.1.", seen = ipv6 ? $"[{Shared6}]" : Shared;
+        lab.S.Exec(ipv6 ? "for i in $(seq 100 131); do ip -6 addr add 2001:db8:11::$i/64 dev e0 nodad; done" : "for i in $(seq 100 131); do ip addr add 10.0.1.$i/24 dev e0; done");
         int ok = 0;
         foreach (var (m, range, first) in new[] { (lab.A, RangeA, 100), (lab.B, RangeB, 100 + Per) })
         {
-            string[] lines = Uploads(m, first, Per, maxTime: 20, hostPrefix: "2001:db8:11::");
+            string[] lines = Uploads(m, first, Per, maxTime: 20, hostPrefix: prefix);
             Assert.All(lines, l => Assert.EndsWith(" " + UploadSize.ToString(CultureInfo.InvariantCulture), l, StringComparison.Ordinal));
-            AssertSeenFrom([.. lines.Select(l => l.Split(' ')[0])], Per, $"[{Shared6}]", range);
+            AssertSeenFrom([.. lines.Select(l => l.Split(' ')[0])], Per, seen, range);
             // The route cache of the machine that owns the connections holds the learned path MTU.
             for (int i = first; i < first + Per; i++)
-                Assert.Contains("mtu 1280", m.Exec($"ip -6 route get 2001:db8:11::{i} from {Shared6}"), StringComparison.Ordinal);
+                Assert.Contains("mtu 1280", m.Exec($"ip {(ipv6 ? "-6" : "-4")} route get {prefix}{i} from {(ipv6 ? Shared6 : Shared)}"), StringComparison.Ordinal);
             ok += lines.Length;
         }
         var ma = Metrics(lab.A);
         var mb = Metrics(lab.B);
-        output.WriteLine($"{ok} IPv6 uploads of {UploadSize} bytes; A: forwarded {ma["forwarded"]} local {ma["local"]}; B: forwarded {mb["forwarded"]} local {mb["local"]}");
-        output.WriteLine("router: " + lab.R.Exec("nstat -az Icmp6OutPktTooBigs 2>/dev/null | tail -n +2 | tr -s ' '").Trim());
+        output.WriteLine($"{ok} uploads of {UploadSize} bytes to {seen}; A: forwarded {ma["forwarded"]} local {ma["local"]}; B: forwarded {mb["forwarded"]} local {mb["local"]}");
+        output.WriteLine("router: " + lab.R.Exec($"nstat -az {(ipv6 ? "Icmp6OutPktTooBigs" : "IcmpOutDestUnreachs")} 2>/dev/null | tail -n +2 | tr -s ' '").Trim());
     }
 
     /// <summary>Asserts <paramref name="count"/> answers, each seen from <paramref name="address"/> and a port of <paramref name="range"/>.</summary>
