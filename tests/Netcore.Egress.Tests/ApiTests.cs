@@ -270,7 +270,9 @@ public sealed class ApiTests(ITestOutputHelper output)
         var (a, p) = Machine("egr");
         using var _a = a;
         using var _p = p;
-        using var d = Start(a, "none", "--ports", "33000-33999", "--bgp-local-as", "65001", "--bgp-peer", "10.0.0.1:65000");
+        // With a shared IPv6 address too: it is announced with next hop the uplink's global IPv6 address.
+        a.Exec("ip -6 addr add 2001:db8:10::2/64 dev up0 nodad");
+        using var d = Start(a, "none", "--ports", "33000-33999", "--bgp-local-as", "65001", "--bgp-peer", "10.0.0.1:65000", "--address6", "2001:db8:ffff::1");
         await d.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
         using var c = Client(a);
         async Task<(HttpStatusCode, string)> Ready()
@@ -316,6 +318,12 @@ public sealed class ApiTests(ITestOutputHelper output)
             a.Exec($"ip addr del {Shared}/32 dev lo");
             await WaitFor(HttpStatusCode.ServiceUnavailable, $"address: {Shared}/32 is not on lo");
             a.Exec($"ip addr add {Shared}/32 dev lo");
+            await WaitFor(HttpStatusCode.OK, "ready");
+            // The same for the shared IPv6 address.
+            Assert.Equal("2001:db8:ffff::1", (await StateAsync(c)).GetProperty("sharedAddress6").GetString());
+            a.Exec("ip -6 addr del 2001:db8:ffff::1/128 dev lo");
+            await WaitFor(HttpStatusCode.ServiceUnavailable, "address: 2001:db8:ffff::1/128 is not on lo");
+            a.Exec("ip -6 addr add 2001:db8:ffff::1/128 dev lo nodad");
             await WaitFor(HttpStatusCode.OK, "ready");
 
             // The program detached (BPF_LINK_DETACH on the daemon's link): not ready.

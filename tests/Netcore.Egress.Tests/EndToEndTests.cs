@@ -511,7 +511,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
             string[] bgpArgs = [];
             if (ipv6)
             {
-                AddIpv6(r, a, b, s);
+                AddIpv6(r, a, b, s, staticRoute: !bgp);
                 bgpArgs = ["--address6", Shared6];
             }
             if (!bgp)
@@ -559,17 +559,18 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         /// IPv6 on the same links: 2001:db8:10::/64 on the machines' segment (router ::1, A ::2,
         /// B ::3), 2001:db8:11::/64 to the server (router ::1, server ::2), the shared IPv6 address
         /// routed over both machines by the 5-tuple (net.ipv6 fib_multipath_hash_policy 3, fields
-        /// 0x0037, as for IPv4), addresses without DAD (the namespaces are fresh; nothing else is
+        /// 0x0037, as for IPv4; a static route unless BIRD learns it over BGP), addresses without DAD (the namespaces are fresh; nothing else is
         /// on the links). The MTU set on the router's server end applies to IPv6 as well.
         /// </summary>
-        private static void AddIpv6(TestNetns r, TestNetns a, TestNetns b, TestNetns s)
+        private static void AddIpv6(TestNetns r, TestNetns a, TestNetns b, TestNetns s, bool staticRoute)
         {
             r.Exec("ip -6 addr add 2001:db8:10::1/64 dev br0 nodad && ip -6 addr add 2001:db8:11::1/64 dev rs nodad");
             a.Exec("ip -6 addr add 2001:db8:10::2/64 dev up0 nodad && ip -6 route add default via 2001:db8:10::1");
             b.Exec("ip -6 addr add 2001:db8:10::3/64 dev up0 nodad && ip -6 route add default via 2001:db8:10::1");
             s.Exec($"ip -6 addr add {Server6}/64 dev e0 nodad && ip -6 route add default via 2001:db8:11::1");
             r.Exec("sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv6.fib_multipath_hash_policy=3 net.ipv6.fib_multipath_hash_fields=0x0037");
-            r.Exec($"ip -6 route add {Shared6}/128 nexthop via 2001:db8:10::2 dev br0 nexthop via 2001:db8:10::3 dev br0");
+            if (staticRoute)
+                r.Exec($"ip -6 route add {Shared6}/128 nexthop via 2001:db8:10::2 dev br0 nexthop via 2001:db8:10::3 dev br0");
         }
 
         /// <summary>Daemons and server first, then the namespaces.</summary>
