@@ -151,6 +151,12 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         // IPv4 destinations still leave from the IPv4 address.
         foreach (var (m, range) in new[] { (a, RangeA), (b, RangeB) })
             AssertSeenFrom(Curl(m, 8, parallel: false, maxTime: 10), 8, Shared, range);
+        // Names: resolved by the proxy (curl sends CONNECT server6.test:8080); an IPv6-only name
+        // leaves from the IPv6 address, an IPv4-only one from the IPv4 address, and a name with both
+        // by the resolver's first (RFC 6724: IPv6, with a global IPv6 source to use).
+        AssertSeenFrom(Curl(a, 4, parallel: false, maxTime: 10, host: "server6.test"), 4, $"[{Shared6}]", RangeA);
+        AssertSeenFrom(Curl(b, 4, parallel: false, maxTime: 10, host: "server4.test"), 4, Shared, RangeB);
+        AssertSeenFrom(Curl(b, 4, parallel: false, maxTime: 10, host: "server46.test"), 4, $"[{Shared6}]", RangeB);
 
         // Must fail: without the programs a flow whose return traffic lands on the other machine
         // meets no socket there (a RST), so some of 16 parallel requests fail (all succeeding: 2^-16).
@@ -546,6 +552,13 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
 
             string macA = Mac(a), macB = Mac(b);
             Own(ExternalDaemon.Start(s, "python3", ["-c", ServerScript], output));
+            if (ipv6)
+            {
+                // Names for the proxy to resolve (ip netns exec bind-mounts /etc/netns/NAME/hosts
+                // over /etc/hosts for the daemons started after this).
+                foreach (var m in new[] { a, b })
+                    Own(new NetnsHosts(m, $"{Server6} server6.test\n10.0.1.2 server4.test\n{Server6} server46.test\n10.0.1.2 server46.test\n"));
+            }
             DaemonA = Own(StartDaemon(a, RangeA, $"{RangeB}={macB}", output, bgpArgs));
             DaemonB = Own(StartDaemon(b, RangeB, $"{RangeA}={macA}", output, bgpArgs));
             await DaemonA.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
@@ -578,6 +591,33 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         {
             for (int i = _owned.Count - 1; i >= 0; i--)
                 _owned[i].Dispose();
+        }
+    }
+
+    /// <summary>/etc/netns/NAME/hosts (with localhost) for the processes later started in the namespace; removed on dispose.</summary>
+    private sealed class NetnsHosts : IDisposable
+    {
+        private readonly string _dir;
+
+        public NetnsHosts(TestNetns ns, string lines)
+        {
+            _dir = Path.Combine("/etc/netns", ns.Name);
+            Directory.CreateDirectory(_dir);
+            File.WriteAllText(Path.Combine(_dir, "hosts"), "127.0.0.1 localhost\n::1 localhost\n" + lines);
+        }
+
+        public void Dispose()
+        {
+            Directory.Delete(_dir, recursive: true);
+            try
+            {
+                if (!Directory.EnumerateFileSystemEntries("/etc/netns").Any())
+                    Directory.Delete("/etc/netns");
+            }
+            catch (IOException)
+            {
+                // another namespace's files arrived meanwhile: theirs to remove
+            }
         }
     }
 
