@@ -134,8 +134,9 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         // 5-tuple, and each daemon runs with --address6 (the same ranges on both addresses).
         using var lab = await Lab.StartAsync(output, ipv6: true);
         var (a, b) = (lab.A, lab.B);
-        Assert.Contains($"{Shared6}/128", a.Exec("ip -6 addr show dev lo"), StringComparison.Ordinal);
-        Assert.Contains($"{Shared6}/128", b.Exec("ip -6 addr show dev lo"), StringComparison.Ordinal);
+        // On lo as /128 with IFA_F_NODAD (every machine holds it: DAD would fail it on a device that does DAD).
+        Assert.Matches($@"inet6 {Regex.Escape(Shared6)}/128 .*nodad", a.Exec("ip -6 addr show dev lo"));
+        Assert.Matches($@"inet6 {Regex.Escape(Shared6)}/128 .*nodad", b.Exec("ip -6 addr show dev lo"));
 
         // CONNECT [2001:db8:11::2]:8080 (curl sends the bracketed literal, RFC 9112 3.2.3): every
         // request leaves from the shared IPv6 address and a port of its machine's range.
@@ -172,6 +173,18 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         Assert.True(lab.DaemonA.WaitForExit(TimeSpan.FromSeconds(30)), "daemon A did not stop on SIGTERM");
         Assert.DoesNotContain(Shared6, a.Exec("ip -6 addr show dev lo"), StringComparison.Ordinal);
         Assert.DoesNotContain(Shared + "/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
+
+        // Neighbour discovery: B holds the address on lo and must not answer a Neighbor Solicitation
+        // for it on its uplink (a router would learn one machine's MAC for the shared address). The
+        // router's route made on-link: it solicits, nobody answers, the entry never gets a MAC.
+        lab.R.Exec($"ip -6 route replace {Shared6}/128 dev br0");
+        lab.R.TryExec($"ping -6 -c 2 -W 1 {Shared6}");
+        string neigh = lab.R.Exec($"ip -6 neigh show {Shared6} dev br0");
+        output.WriteLine($"router's neighbour entry for {Shared6}: '{neigh.Trim()}'");
+        Assert.DoesNotContain("lladdr", neigh, StringComparison.Ordinal);
+        // The check can fail: B's own uplink address is answered.
+        lab.R.TryExec("ping -6 -c 1 -W 1 2001:db8:10::3");
+        Assert.Contains("lladdr", lab.R.Exec("ip -6 neigh show 2001:db8:10::3 dev br0"), StringComparison.Ordinal);
     }
 
     [LinuxFact(Netns = true, Bpf = true, Tools = ["curl", "python3", "ethtool", "dotnet"])]
