@@ -81,7 +81,21 @@ public static class Program
             labRequests, labBgp, labHold, labMode,
         };
         lab.SetAction((parse, ct) => Lab.LabCommand.RunAsync(new Lab.LabOptions(parse.GetValue(labRequests), parse.GetValue(labBgp), parse.GetValue(labMode)!), parse.GetValue(labHold), ct));
-        var root = new RootCommand("Netcore.Egress: soft-unicast egress (a shared IPv4 address, a port range per machine)") { serve, lab };
+        var benchRepeat = new Option<int>("--repeat") { Description = "Runs per BPF_PROG_TEST_RUN call (default 1000000)", DefaultValueFactory = _ => 1_000_000 };
+        var benchRuns = new Option<int>("--runs") { Description = "Rounds; each figure is the median over them (default 15)", DefaultValueFactory = _ => 15 };
+        foreach (var o in new[] { benchRepeat, benchRuns })
+            o.Validators.Add(r =>
+            {
+                if (r.GetValueOrDefault<int>() < 1)
+                    r.AddError($"{o.Name}: at least 1");
+            });
+        var bench = new Command("xdp-bench", "Per-packet cost of egress_xdp under BPF_PROG_TEST_RUN (benchmarks/compare/egress-xdp.sh; needs root and bpf)")
+        {
+            benchRepeat, benchRuns,
+        };
+        bench.Hidden = true;
+        bench.SetAction(parse => Bench.XdpBench.Run(parse.GetValue(benchRepeat), parse.GetValue(benchRuns), Console.Out));
+        var root = new RootCommand("Netcore.Egress: soft-unicast egress (a shared IPv4 address and optionally an IPv6 one, a port range per machine)") { serve, lab, bench };
         return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }).ConfigureAwait(false);
     }
 
