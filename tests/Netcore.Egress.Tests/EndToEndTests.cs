@@ -330,6 +330,25 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         Assert.DoesNotContain(Shared, a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
     }
 
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet"])]
+    public async Task Daemon_AnnouncingIpv6_WithoutAGlobalIpv6AddressOnTheUplink_ExitsAndRemovesWhatItAdded()
+    {
+        // The /128's BGP next hop is the uplink's global IPv6 address (RFC 2545 3); up0 has only its
+        // link-local one, which does not count: the daemon stops, and removes both addresses it added.
+        using var a = TestNetns.Create("egn");
+        using var p = TestNetns.Create("ego");
+        a.Veth("up0", p, "e0", "10.0.0.2/24", "10.0.0.1/24");
+        for (int i = 0; i < 50 && !a.Exec("ip -6 addr show dev up0").Contains("fe80::", StringComparison.Ordinal); i++)
+            Thread.Sleep(100);
+        Assert.Contains("fe80::", a.Exec("ip -6 addr show dev up0"), StringComparison.Ordinal);
+        using var d = StartDaemon(a, RangeA, $"{RangeB}=02:00:00:00:00:0b", output, "--address6", Shared6, "--bgp-local-as", "65001", "--bgp-peer", "10.0.0.1:65000");
+        await d.WaitForOutputAsync("the uplink has no global IPv6 address to announce the shared IPv6 address from", TimeSpan.FromSeconds(60));
+        Assert.True(d.WaitForExit(TimeSpan.FromSeconds(30)), "the daemon did not exit");
+        Assert.False(a.IpJson("link show up0")[0].TryGetProperty("xdp", out _), "an XDP program is still on up0");
+        Assert.DoesNotContain(Shared6, a.Exec("ip -6 addr show dev lo"), StringComparison.Ordinal);
+        Assert.DoesNotContain(Shared + "/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
+    }
+
     [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet", "curl"])]
     public async Task Sighup_RereadsTheRangeAndThePeers_IntoTheRunningProgram_AndKeepsThemOnABadFile()
     {
