@@ -18,8 +18,8 @@ public static class Program
     {
         var config = new Option<FileInfo?>("--config", "-c") { Description = "JSON configuration file (command-line options override its values)" };
         var iface = new Option<string?>("--interface") { Description = "Uplink: the XDP program is attached here" };
-        var shared = new Option<string?>("--address") { Description = "The shared egress IPv4 address" };
-        var shared6 = new Option<string?>("--address6") { Description = "The shared egress IPv6 address (optional; same port ranges)" };
+        var shared = new Option<string?>("--address") { Description = "The shared egress IPv4 address (this or --address6 is required)" };
+        var shared6 = new Option<string?>("--address6") { Description = "The shared egress IPv6 address (this or --address is required; same port ranges)" };
         var ports = new Option<string?>("--ports") { Description = "This machine's source ports on it, FIRST-LAST" };
         var peers = new Option<string[]>("--peer") { Description = "Another machine: FIRST-LAST=MAC (repeatable)", AllowMultipleArgumentsPerToken = false };
         var listen = new Option<string?>("--listen") { Description = "Proxy, /metrics and /healthz address (default 127.0.0.1:3128)" };
@@ -28,7 +28,7 @@ public static class Program
         var noArp = new Option<bool>("--no-arp-sysctls") { Description = "Leave arp_ignore / arp_announce of the uplink alone" };
         var level = new Option<LogLevel>("--log-level") { Description = "Minimum log level", DefaultValueFactory = _ => LogLevel.Information };
         var json = new Option<bool>("--log-json") { Description = "Log one JSON object per line" };
-        var bgpPeer = new Option<string[]>("--bgp-peer") { Description = "Announce the shared /32 over BGP to this router: IP:AS (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var bgpPeer = new Option<string[]>("--bgp-peer") { Description = "Announce the shared /32 and /128 over BGP to this router: IPV4:AS or [IPV6]:AS (repeatable)", AllowMultipleArgumentsPerToken = false };
         var bgpAs = new Option<uint?>("--bgp-local-as") { Description = "This machine's AS number (with --bgp-peer)" };
         var bgpId = new Option<string?>("--bgp-router-id") { Description = "BGP identifier (default: the uplink's IPv4 address)" };
         var api = new Option<string?>("--api") { Description = "REST API, /readyz, /healthz, /metrics address: a loopback IP:PORT or none (default 127.0.0.1:3129)" };
@@ -120,7 +120,8 @@ public static class Program
         var cfg = new EgressConfig
         {
             Interface = i,
-            SharedAddress = shared is not null ? EgressConfig.ParseShared(shared) : b?.SharedAddress ?? throw new EgressConfigException("sharedAddress", "--address is required"),
+            // One of the two is required (Validate): IPv4 only, IPv6 only, or both.
+            SharedAddress = shared is not null ? EgressConfig.ParseShared(shared) : b?.SharedAddress,
             SharedAddress6 = shared6 is not null ? EgressConfig.ParseShared6(shared6) : b?.SharedAddress6,
             // Without --ports or a file's, the store's range (a daemon configured over the API).
             Ports = ports is not null ? PortRange.Parse(ports, "ports") : b?.Ports ?? (dbPath is null ? null : Control.ConfigStore.PeekPorts(dbPath))

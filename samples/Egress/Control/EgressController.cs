@@ -130,7 +130,7 @@ internal sealed partial class EgressController
                 ServeCommand.Log.ReloadFailed(_log, e.Message);
                 return;
             }
-            if (next.Interface != cur.Interface || !next.SharedAddress.Equals(cur.SharedAddress) || !Equals(next.SharedAddress6, cur.SharedAddress6) || !next.Listen.Equals(cur.Listen) ||
+            if (next.Interface != cur.Interface || !Equals(next.SharedAddress, cur.SharedAddress) || !Equals(next.SharedAddress6, cur.SharedAddress6) || !next.Listen.Equals(cur.Listen) ||
                 next.AddressDevice != cur.AddressDevice || next.XdpMode != cur.XdpMode || next.ArpSysctls != cur.ArpSysctls ||
                 !next.BgpPeers.SequenceEqual(cur.BgpPeers) || next.BgpLocalAs != cur.BgpLocalAs || !Equals(next.BgpRouterId, cur.BgpRouterId) ||
                 !Equals(next.Api, cur.Api) || next.ApiToken != cur.ApiToken || next.Db != cur.Db)

@@ -75,8 +75,11 @@ public sealed record EgressConfig
     /// <summary>The uplink: the XDP program is attached here.</summary>
     public required string Interface { get; init; }
 
-    /// <summary>The shared egress IPv4 address.</summary>
-    public required IPAddress SharedAddress { get; init; }
+    /// <summary>
+    /// The shared egress IPv4 address, or null (IPv6 only). At least one of it and
+    /// <see cref="SharedAddress6"/> is required; the proxy uses it for IPv4 destinations.
+    /// </summary>
+    public IPAddress? SharedAddress { get; init; }
 
     /// <summary>
     /// The shared egress IPv6 address, or null (IPv4 only). Same port ranges as on the IPv4 address;
@@ -134,7 +137,10 @@ public sealed record EgressConfig
             throw new EgressConfigException("interface", "an interface name of 1-15 characters is required"); // IFNAMSIZ 16 with NUL (linux/if.h)
         if (string.IsNullOrEmpty(AddressDevice) || AddressDevice.Length > 15)
             throw new EgressConfigException("addressDevice", "an interface name of 1-15 characters is required");
-        ValidateShared(SharedAddress);
+        if (SharedAddress is null && SharedAddress6 is null)
+            throw new EgressConfigException("sharedAddress", "a shared IPv4 address (--address, sharedAddress) or IPv6 address (--address6, sharedAddress6) is required");
+        if (SharedAddress is { } a4)
+            ValidateShared(a4);
         if (SharedAddress6 is { } a6)
             ValidateShared6(a6);
         if (!IPAddress.IsLoopback(Listen.Address))
@@ -300,7 +306,7 @@ public sealed record EgressConfig
                 peers.Add(new EgressPeer(PortRange.Parse(pp.GetString()!, "peers"), ParseMac(pm.GetString()!, "peers")));
             }
         }
-        string shared = Str("sharedAddress", true), listen = Str("listen", false), device = Str("addressDevice", false), mode = Str("xdpMode", false);
+        string shared = Str("sharedAddress", false), listen = Str("listen", false), device = Str("addressDevice", false), mode = Str("xdpMode", false);
         string api = Str("api", false), db = Str("db", false);
         string? token = root.TryGetProperty("apiToken", out _) ? Str("apiToken", false) : null;
         bool arp = true;
@@ -343,7 +349,7 @@ public sealed record EgressConfig
             BgpLocalAs = localAs,
             BgpRouterId = routerId,
             Interface = Str("interface", true),
-            SharedAddress = ParseShared(shared),
+            SharedAddress = shared.Length == 0 ? null : ParseShared(shared),
             SharedAddress6 = root.TryGetProperty("sharedAddress6", out _) ? ParseShared6(Str("sharedAddress6", false)) : null,
             Ports = PortRange.Parse(Str("ports", true), "ports"),
             Peers = peers,

@@ -11,7 +11,7 @@ internal static class MetricsText
     {
         var w = new PrometheusText(2048);
 
-        w.Family("egress_info", "gauge", "The shared addresses (shared6 empty: no IPv6) and this machine's port range.");
+        w.Family("egress_info", "gauge", "The shared addresses (shared empty: IPv6 only; shared6 empty: no IPv6) and this machine's port range.");
         w.Sample("egress_info", $"shared=\"{config.SharedAddress}\",ports=\"{config.Ports}\",interface=\"{config.Interface}\",peers=\"{config.Peers.Count}\",shared6=\"{config.SharedAddress6}\"", 1);
         w.Family("egress_xdp_packets_total", "counter", "Packets seen by the XDP program on the uplink, by what it did: forwarded to the port's owner, local (this machine's port), passed (not ours to steer), malformed, bounced (another machine's port in a frame another machine sent here: the tables disagree).");
         foreach (var (c, name) in new[] { (EgressCounter.Forwarded, "forwarded"), (EgressCounter.Local, "local"), (EgressCounter.Passed, "passed"), (EgressCounter.Malformed, "malformed"), (EgressCounter.Bounced, "bounced") })

@@ -63,7 +63,9 @@ internal static partial class ServeCommand
             WriteSysctl($"net/ipv4/conf/{cfg.Interface}/arp_ignore", "1");
             WriteSysctl($"net/ipv4/conf/{cfg.Interface}/arp_announce", "2");
         }
-        var address = new InterfaceAddress { IfIndex = addressIndex, Address = cfg.SharedAddress, PrefixLength = 32 };
+        InterfaceAddress? address = cfg.SharedAddress is { } a4
+            ? new InterfaceAddress { IfIndex = addressIndex, Address = a4, PrefixLength = 32 }
+            : null;
         // IPv6: /128, and no duplicate address detection (RFC 4862 5.4): every machine holds the
         // address, so on a device that does DAD (not lo, which never does) each machine would find
         // the others' copy and leave its own unusable ("dadfailed"). Neighbour discovery needs no
@@ -73,7 +75,7 @@ internal static partial class ServeCommand
         InterfaceAddress? address6 = cfg.SharedAddress6 is { } a6
             ? new InterfaceAddress { IfIndex = addressIndex, Address = a6, PrefixLength = 128, Flags = AddressFlags.NoDad }
             : null;
-        bool added = await AddSharedAsync(nl, address, cfg.AddressDevice, log, stop.Token).ConfigureAwait(false);
+        bool added = address is not null && await AddSharedAsync(nl, address, cfg.AddressDevice, log, stop.Token).ConfigureAwait(false);
         bool added6 = false;
         try
         {
@@ -83,7 +85,7 @@ internal static partial class ServeCommand
         catch
         {
             if (added)
-                await nl.DeleteAddressAsync(address, CancellationToken.None).ConfigureAwait(false);
+                await nl.DeleteAddressAsync(address!, CancellationToken.None).ConfigureAwait(false);
             throw;
         }
 
@@ -95,7 +97,7 @@ internal static partial class ServeCommand
             controller.Initialize(cfg, source);
             dp.Attach(uplink.Index, cfg.XdpMode);
             Log.Attached(log, cfg.Interface, dp.Program.GetInfo().Id, dp.LinkId ?? 0, cfg.XdpMode.ToString(),
-                cfg.SharedAddress6 is { } s6 ? $"{cfg.SharedAddress} and {s6}" : cfg.SharedAddress.ToString(), cfg.Ports.ToString(), cfg.Peers.Count);
+                string.Join(" and ", new[] { cfg.SharedAddress, cfg.SharedAddress6 }.OfType<IPAddress>()), cfg.Ports.ToString(), cfg.Peers.Count);
             foreach (var p in cfg.Peers)
                 Log.Peer(log, p.Ports.ToString(), EgressConfig.FormatMac(p.Mac));
 
@@ -108,8 +110,8 @@ internal static partial class ServeCommand
                 var now = controller.Current;
                 if (dp.AttachedIfindex != uplink.Index)
                     reasons.Add($"program: egress_xdp is not attached to {now.Interface}");
-                if (!await AddressPresentAsync(addressIndex, now.SharedAddress, c).ConfigureAwait(false))
-                    reasons.Add($"address: {now.SharedAddress}/32 is not on {now.AddressDevice}");
+                if (now.SharedAddress is { } s4 && !await AddressPresentAsync(addressIndex, s4, c).ConfigureAwait(false))
+                    reasons.Add($"address: {s4}/32 is not on {now.AddressDevice}");
                 if (now.SharedAddress6 is { } s6 && !await AddressPresentAsync(addressIndex, s6, c).ConfigureAwait(false))
                     reasons.Add($"address: {s6}/128 is not on {now.AddressDevice}");
                 if (now.BgpPeers.Count > 0)
@@ -155,10 +157,20 @@ internal static partial class ServeCommand
                         {
                             // Announced last: the router sends the address's traffic here only once
                             // the program steers it and the proxy runs.
-                            IPAddress nextHop = await UplinkAddressAsync(nl, uplink.Index, stop.Token).ConfigureAwait(false);
-                            IPAddress? nextHop6 = cfg.SharedAddress6 is null ? null : await UplinkAddress6Async(nl, uplink.Index, stop.Token).ConfigureAwait(false);
-                            bgp = new SharedPrefixAnnouncer(cfg.BgpRouterId ?? nextHop, cfg.BgpLocalAs!.Value, loggerFactory);
-                            await bgp.StartAsync(cfg.SharedAddress, nextHop, cfg.BgpPeers, stop.Token, cfg.SharedAddress6, nextHop6).ConfigureAwait(false);
+                            // The uplink's IPv4 address: the session address toward an IPv4 router and
+                            // the /32's next hop there; its global IPv6 address: toward an IPv6 router,
+                            // the /128's next hop, and the /32's over an IPv6 session (RFC 8950).
+                            IPAddress? uplink4 = await UplinkAddressAsync(nl, uplink.Index, stop.Token).ConfigureAwait(false);
+                            bool needs6 = cfg.SharedAddress6 is not null || cfg.BgpPeers.Any(p => p.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6);
+                            IPAddress? uplink6 = needs6 ? await UplinkAddress6Async(nl, uplink.Index, stop.Token).ConfigureAwait(false) : null;
+                            if (uplink4 is null && cfg.BgpPeers.Any(p => p.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork))
+                                throw new EgressConfigException("interface", "the uplink has no IPv4 address to open a BGP session to an IPv4 router from");
+                            // RFC 6286 2.1: a 4-octet identifier, not an address; the uplink's IPv4
+                            // address by default, and without one it must be given.
+                            IPAddress routerId = cfg.BgpRouterId ?? uplink4
+                                ?? throw new EgressConfigException("bgpRouterId", "the uplink has no IPv4 address to take the BGP identifier from: give --bgp-router-id (RFC 6286 2.1: a non-zero 4-octet number, written as an IPv4 address)");
+                            bgp = new SharedPrefixAnnouncer(routerId, cfg.BgpLocalAs!.Value, loggerFactory);
+                            await bgp.StartAsync(new SharedPrefixes(cfg.SharedAddress, cfg.SharedAddress6, uplink4, uplink6), cfg.BgpPeers, stop.Token).ConfigureAwait(false);
                         }
                         await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
                     }
@@ -182,7 +194,7 @@ internal static partial class ServeCommand
         finally
         {
             if (added)
-                await nl.DeleteAddressAsync(address, CancellationToken.None).ConfigureAwait(false);
+                await nl.DeleteAddressAsync(address!, CancellationToken.None).ConfigureAwait(false);
             if (added6)
                 await nl.DeleteAddressAsync(address6!, CancellationToken.None).ConfigureAwait(false);
         }
@@ -197,7 +209,7 @@ internal static partial class ServeCommand
         uint? linkId = dp.LinkId;
         return new
         {
-            sharedAddress = c.SharedAddress.ToString(),
+            sharedAddress = c.SharedAddress?.ToString(),
             sharedAddress6 = c.SharedAddress6?.ToString(),
             @interface = c.Interface,
             addressDevice = c.AddressDevice,
@@ -245,24 +257,25 @@ internal static partial class ServeCommand
         return false;
     }
 
-    /// <summary>The uplink's first IPv4 address: the BGP next hop and session address.</summary>
-    private static async Task<IPAddress> UplinkAddressAsync(NetlinkClient nl, int ifindex, CancellationToken ct)
+    /// <summary>The uplink's first IPv4 address (the BGP next hop and session address toward IPv4 routers), or null.</summary>
+    private static async Task<IPAddress?> UplinkAddressAsync(NetlinkClient nl, int ifindex, CancellationToken ct)
     {
         await foreach (var a in nl.GetAddressesAsync(System.Net.Sockets.AddressFamily.InterNetwork, ifindex, ct).ConfigureAwait(false))
             return a.Address;
-        throw new EgressConfigException("interface", "the uplink has no IPv4 address to announce the shared address from (BGP next hop)");
+        return null;
     }
 
     /// <summary>
     /// The uplink's first global IPv6 address: the next hop of the shared /128 (RFC 2545 3: a global
-    /// address; a router on the segment reaches it directly). Link-local addresses are left out.
+    /// address; a router on the segment reaches it directly) and the session address toward an IPv6
+    /// router. Link-local addresses are left out.
     /// </summary>
     private static async Task<IPAddress> UplinkAddress6Async(NetlinkClient nl, int ifindex, CancellationToken ct)
     {
         await foreach (var a in nl.GetAddressesAsync(System.Net.Sockets.AddressFamily.InterNetworkV6, ifindex, ct).ConfigureAwait(false))
             if (!a.Address.IsIPv6LinkLocal)
                 return a.Address;
-        throw new EgressConfigException("interface", "the uplink has no global IPv6 address to announce the shared IPv6 address from (BGP next hop)");
+        throw new EgressConfigException("interface", "the uplink has no global IPv6 address to announce the shared IPv6 address from (BGP next hop) or to reach an IPv6 router from");
     }
 
     /// <summary>

@@ -71,9 +71,8 @@ internal sealed class EgressDataPlane : IDisposable
     /// Loads the object with the shared IPv4 address, the shared IPv6 address (null: none, the
     /// program then passes every IPv6 packet) and this machine's uplink MAC.
     /// </summary>
-    public static EgressDataPlane Load(IPAddress shared, IPAddress? shared6, PhysicalAddress localMac, string? objectPath = null)
+    public static EgressDataPlane Load(IPAddress? shared, IPAddress? shared6, PhysicalAddress localMac, string? objectPath = null)
     {
-        ArgumentNullException.ThrowIfNull(shared);
         ArgumentNullException.ThrowIfNull(localMac);
         if (shared6 is not null && shared6.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
             throw new ArgumentException($"{shared6} is not an IPv6 address", nameof(shared6));
@@ -81,7 +80,8 @@ internal sealed class EgressDataPlane : IDisposable
         {
             Constants = new Dictionary<string, byte[]>
             {
-                ["egress_shared_v4"] = shared.GetAddressBytes(),
+                // 0.0.0.0 without a shared IPv4 address (IPv6 only): no packet has it as destination.
+                ["egress_shared_v4"] = shared?.GetAddressBytes() ?? new byte[4],
                 // 16 bytes in network order (the program compares them as four __be32); zero: none.
                 ["egress_shared_v6"] = shared6?.GetAddressBytes() ?? new byte[16],
                 ["egress_local_mac"] = localMac.GetAddressBytes(),

@@ -157,47 +157,50 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
     private async Task TunnelAsync(Socket client, string host, int port, ReadOnlyMemory<byte> early, CancellationToken ct)
     {
         var config = _config; // one configuration for the whole connection (a reload may swap it)
-        IPAddress? address = IPAddress.TryParse(host, out var lit) ? lit : null;
-        if (address is { AddressFamily: AddressFamily.InterNetworkV6 } && (address.IsIPv4MappedToIPv6 || address.ScopeId != 0))
-            address = null; // ::ffff:a.b.c.d is the IPv4 address in disguise; a zone is a link-local destination
-        else if (address is null)
+        bool has4 = config.SharedAddress is not null, has6 = config.SharedAddress6 is not null;
+        IReadOnlyList<IPAddress> addresses;
+        if (IPAddress.TryParse(host, out var lit))
         {
-            try
-            {
-                // Both families when there is a shared IPv6 address, in the resolver's order
-                // (RFC 6724 destination address selection in getaddrinfo); the first usable one.
-                var family = config.SharedAddress6 is null ? AddressFamily.InterNetwork : AddressFamily.Unspecified;
-                var all = await Dns.GetHostAddressesAsync(host, family, ct).ConfigureAwait(false);
-                address = all.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork || a.AddressFamily == AddressFamily.InterNetworkV6 && config.SharedAddress6 is not null);
-            }
-            catch (SocketException)
-            {
-                address = null;
-            }
+            // ::ffff:a.b.c.d is the IPv4 address in disguise; a zone is a link-local destination.
+            addresses = lit.AddressFamily == AddressFamily.InterNetworkV6 && (lit.IsIPv4MappedToIPv6 || lit.ScopeId != 0) ? [] : [lit];
+        }
+        else
+        {
+            // Happy Eyeballs (RFC 8305): the families this machine has a shared address of, interleaved, IPv6 first.
+            addresses = await HappyEyeballs.ResolveAsync(host, has4, has6, ct).ConfigureAwait(false);
         }
         // The destination's family picks the shared address the connection leaves from.
-        IPAddress? source = address?.AddressFamily switch
+        IPAddress? Source(IPAddress a) => a.AddressFamily switch
         {
             AddressFamily.InterNetwork => config.SharedAddress,
             AddressFamily.InterNetworkV6 => config.SharedAddress6,
             _ => null,
         };
-        if (address is null || source is null)
+        if (addresses.Count == 0 || addresses.All(a => Source(a) is null))
         {
             _stats.Fail(ProxyFailure.Connect);
-            Log.ConnectFailed(_log, host, port, address is null
-                ? (config.SharedAddress6 is null ? "no IPv4 address (the shared address is IPv4)" : "no usable IPv4 or IPv6 address")
-                : "an IPv6 destination, and there is no shared IPv6 address (--address6)");
+            Log.ConnectFailed(_log, host, port, addresses.Count > 0
+                ? (has6 ? "an IPv4 destination, and there is no shared IPv4 address (--address)" : "an IPv6 destination, and there is no shared IPv6 address (--address6)")
+                : (has4, has6) switch
+                {
+                    (true, true) => "no usable IPv4 or IPv6 address",
+                    (true, false) => "no IPv4 address (the only shared address is IPv4)",
+                    _ => "no IPv6 address (the only shared address is IPv6)",
+                });
             await ReplyAsync(client, "502 Bad Gateway", "", ct).ConfigureAwait(false);
             return;
         }
-        using var upstream = SourceSocket.Create(source, config.Ports);
+        Socket upstream;
         using (var cc = CancellationTokenSource.CreateLinkedTokenSource(ct))
         {
             cc.CancelAfter(s_connectTimeout);
             try
             {
-                await upstream.ConnectAsync(new IPEndPoint(address, port), cc.Token).ConfigureAwait(false);
+                // Each attempt from the shared address of its family and this machine's ports.
+                (upstream, var winner) = await HappyEyeballs.ConnectAsync(addresses, port, a => SourceSocket.Create(Source(a)!, config.Ports),
+                    HappyEyeballs.ConnectionAttemptDelay, cc.Token).ConfigureAwait(false);
+                if (!ReferenceEquals(winner, addresses[0]))
+                    Log.ConnectedToLaterAddress(_log, host, port, winner.ToString(), addresses[0].ToString());
             }
             catch (OperationCanceledException) when (!ct.IsCancellationRequested)
             {
@@ -214,6 +217,7 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
                 return;
             }
         }
+        using var upstreamOwner = upstream;
         var local = (IPEndPoint)upstream.LocalEndPoint!;
         if (!config.Ports.Contains(local.Port))
         {
@@ -354,6 +358,9 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
 
         [LoggerMessage(22, LogLevel.Error, "the kernel picked source port {Port} outside this machine's range {Range}: net.ipv4.ip_local_port_range must contain the range")]
         public static partial void PortOutOfRange(ILogger logger, int port, string range);
+
+        [LoggerMessage(24, LogLevel.Information, "CONNECT {Host}:{Port}: connected to {Address}; the attempt to {First} had not connected within the attempt delay or failed (Happy Eyeballs, RFC 8305)")]
+        public static partial void ConnectedToLaterAddress(ILogger logger, string host, int port, string address, string first);
 
         [LoggerMessage(23, LogLevel.Debug, "client connection ended: {Reason}")]
         public static partial void ClientError(ILogger logger, string reason);

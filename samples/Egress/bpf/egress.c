@@ -324,7 +324,8 @@ int egress_xdp(struct xdp_md *ctx)
     struct iphdr *iph = (void *)(eth + 1);
     if ((void *)(iph + 1) > data_end)
         return count(EGRESS_MALFORMED, XDP_PASS);
-    if (iph->daddr != egress_shared_v4)
+    /* egress_shared_v4 0: no shared IPv4 address (IPv6 only); a packet to 0.0.0.0 is not ours either. */
+    if (!egress_shared_v4 || iph->daddr != egress_shared_v4)
         return count(EGRESS_PASSED, XDP_PASS);
     /* RFC 791 3.1: version 4, IHL counts 32-bit words and is at least 5. */
     if (iph->version != 4 || iph->ihl < 5)
