@@ -221,10 +221,59 @@ public sealed class ConfigTests
     [InlineData("10.0.0.1")]
     [InlineData("10.0.0.1:0")]          // RFC 7607: AS 0 is reserved
     [InlineData("10.0.0.1:4294967296")]
-    [InlineData("[2001:db8::1]:65000")]
     [InlineData("router:65000")]
-    public void BgpPeer_IsIpv4ColonAs(string text) =>
+    [InlineData("2001:db8::1:65000")]    // IPv6 without brackets: the AS could be the last group
+    [InlineData("[10.0.0.1]:65000")]     // brackets are for IPv6
+    [InlineData("[fe80::1]:65000")]      // link-local: not supported
+    [InlineData("[fe80::1%2]:65000")]
+    [InlineData("[ff02::2]:65000")]
+    [InlineData("[::ffff:10.0.0.1]:65000")]
+    [InlineData("[2001:db8::1]:0")]
+    public void BgpPeer_IsIpv4ColonAs_OrBracketedGlobalIpv6ColonAs(string text) =>
         Assert.Equal("bgpPeer", Assert.Throws<EgressConfigException>(() => Netcore.Egress.Routing.BgpRouterPeer.Parse(text)).Field);
+
+    [Fact]
+    public void BgpPeer_MayBeAnIpv6Router_InBrackets()
+    {
+        var p = Netcore.Egress.Routing.BgpRouterPeer.Parse("[2001:db8:10::1]:65000");
+        Assert.Equal(IPAddress.Parse("2001:db8:10::1"), p.Address);
+        Assert.Equal(65000u, p.As);
+        Assert.Equal("[2001:db8:10::1]:65000", p.ToString());
+        Assert.Equal("10.0.0.1:65000", Netcore.Egress.Routing.BgpRouterPeer.Parse("10.0.0.1:65000").ToString());
+    }
+
+    [Fact]
+    public void SharedAddress_IsOptional_WithASharedIpv6Address_ButOneIsRequired()
+    {
+        // IPv6 only, from the options and from the file.
+        var c = Program.Build(null, "up0", null, "33000-33999", [], null, null, null, false, shared6: "2001:db8:ffff::1");
+        Assert.Null(c.SharedAddress);
+        Assert.Equal(IPAddress.Parse("2001:db8:ffff::1"), c.SharedAddress6);
+        using var doc = JsonDocument.Parse("""{ "interface": "eth1", "sharedAddress6": "2001:db8:ffff::1", "ports": "40000-40999" }""");
+        Assert.Null(EgressConfig.FromJson(doc.RootElement).SharedAddress);
+        // Neither: the error names the field and both options.
+        var e = Assert.Throws<EgressConfigException>(() => Program.Build(null, "up0", null, "33000-33999", [], null, null, null, false));
+        Assert.Equal("sharedAddress", e.Field);
+        Assert.Contains("--address6", e.Message, StringComparison.Ordinal);
+        using var none = JsonDocument.Parse("""{ "interface": "eth1", "ports": "40000-40999" }""");
+        Assert.Equal("sharedAddress", Assert.Throws<EgressConfigException>(() => EgressConfig.FromJson(none.RootElement)).Field);
+        // An IPv6-only daemon may announce to an IPv6 router with its own router id.
+        var b = Program.WithBgp(c, ["[2001:db8:10::1]:65000"], 65001, "10.0.0.2");
+        Assert.Equal(IPAddress.Parse("2001:db8:10::1"), Assert.Single(b.BgpPeers).Address);
+    }
+
+    [Fact]
+    public void HappyEyeballs_InterleavesTheFamilies_Ipv6First()
+    {
+        // RFC 8305 4: First Address Family Count 1, IPv6 preferred (RFC 6724 2.1 precedence 40 over 35).
+        IPAddress[] v6 = [IPAddress.Parse("2001:db8::1"), IPAddress.Parse("2001:db8::2"), IPAddress.Parse("2001:db8::3")];
+        IPAddress[] v4 = [IPAddress.Parse("192.0.2.1"), IPAddress.Parse("192.0.2.2")];
+        Assert.Equal(["2001:db8::1", "192.0.2.1", "2001:db8::2", "192.0.2.2", "2001:db8::3"], HappyEyeballs.Order(v6, v4).Select(a => a.ToString()));
+        Assert.Equal(["192.0.2.1", "192.0.2.2"], HappyEyeballs.Order([], v4).Select(a => a.ToString()));
+        Assert.Equal(["2001:db8::1", "2001:db8::2", "2001:db8::3"], HappyEyeballs.Order(v6, []).Select(a => a.ToString()));
+        // RFC 8305 5 and 8: the default delay, within the recommended bounds.
+        Assert.Equal(TimeSpan.FromMilliseconds(250), HappyEyeballs.ConnectionAttemptDelay);
+    }
 
     [Fact]
     public void IpLocalPortRangeValue_IsFirstInTheLowHalf_LastInTheHigh()

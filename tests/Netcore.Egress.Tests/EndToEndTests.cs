@@ -20,6 +20,9 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
 {
     private const string Shared = "192.0.2.1";
     private const string Shared6 = "2001:db8:ffff::1", Server6 = "2001:db8:11::2";
+
+    /// <summary>A server-side IPv6 address the router drops silently (a blackhole route: no SYN answered, no ICMPv6 error).</summary>
+    private const string Blackholed6 = "2001:db8:11::dead";
     private const string RangeA = "33000-33999", RangeB = "34000-34999";
     private const int Requests = 40;
 
@@ -437,9 +440,12 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         if (routes.GetArrayLength() == 0)
             return [];
         var route = routes[0];
+        // An IPv4 route over an IPv6 next hop (RFC 8950) has "via": {"family": "inet6", "host": ...} instead of "gateway".
+        static string? Hop(System.Text.Json.JsonElement h) =>
+            h.TryGetProperty("gateway", out var g) ? g.GetString() : h.TryGetProperty("via", out var v) ? v.GetProperty("host").GetString() : null;
         if (route.TryGetProperty("nexthops", out var hops))
-            return [.. hops.EnumerateArray().Select(h => h.GetProperty("gateway").GetString()!).Order(StringComparer.Ordinal)];
-        return route.TryGetProperty("gateway", out var g) ? [g.GetString()!] : [];
+            return [.. hops.EnumerateArray().Select(h => Hop(h)!).Order(StringComparer.Ordinal)];
+        return Hop(route) is { } one ? [one] : [];
     }
 
     private static void WaitForNextHops(TestNetns r, string[] want, TimeSpan timeout, string prefix = Shared + "/32")
@@ -488,6 +494,89 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         Assert.Equal(forwardedB, mb["forwarded"]);
     }
 
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["curl", "python3", "ethtool", "dotnet"])]
+    public async Task HappyEyeballs_ANameWhoseIpv6AddressIsBlackholed_ConnectsOverIpv4AfterTheAttemptDelay_AndWithBothWorkingIpv6Wins()
+    {
+        // blackholed.test has 2001:db8:11::dead (dropped by the router: the SYN is never answered)
+        // and 10.0.1.2. RFC 8305: IPv6 is tried first, IPv4 250 ms later, and IPv4 connects.
+        using var lab = await Lab.StartAsync(output, ipv6: true);
+        lab.R.Exec($"ip -6 route add blackhole {Blackholed6}/128");
+        var times = new List<double>();
+        foreach (var (m, range) in new[] { (lab.A, RangeA), (lab.B, RangeB) })
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                var r = m.TryExec($"curl -gs -p -x http://127.0.0.1:3128 --max-time 15 -w ' %{{time_total}}' http://blackholed.test:8080/", TimeSpan.FromSeconds(30));
+                string[] parts = r.StdOut.Trim().Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries);
+                Assert.True(r.ExitCode == 0 && parts.Length == 2, $"request {i} through the proxy failed: {r.StdOut} {r.StdErr}");
+                AssertSeenFrom([parts[0]], 1, Shared, range);
+                times.Add(double.Parse(parts[1], CultureInfo.InvariantCulture));
+            }
+        }
+        times.Sort();
+        output.WriteLine($"blackholed IPv6, fallback to IPv4: request times {string.Join(", ", times.Select(t => t.ToString("0.000", CultureInfo.InvariantCulture)))} s (median {times[times.Count / 2]:0.000})");
+        // At least the attempt delay (the IPv6 attempt went first), and about one delay plus a LAN
+        // round trip at most (a generous bound for a loaded machine; without the fallback the
+        // request would wait for the 10 s connect timeout).
+        Assert.All(times, t => Assert.InRange(t, 0.24, 1.5));
+        Assert.Contains($"connected to 10.0.1.2; the attempt to {Blackholed6}", lab.DaemonA.Log, StringComparison.Ordinal);
+        // Both families working: IPv6 wins (it is first and the LAN answers well within the delay).
+        foreach (var (m, range) in new[] { (lab.A, RangeA), (lab.B, RangeB) })
+            AssertSeenFrom(Curl(m, 4, parallel: false, maxTime: 10, host: "server46.test"), 4, $"[{Shared6}]", range);
+    }
+
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["curl", "python3", "ethtool", "dotnet", "bird"])]
+    public async Task Ipv6Only_MachinesAnnounceTheSlash128OverIpv6Sessions_AndTheProxyUsesOnlyIpv6()
+    {
+        // No IPv4 on the machines: daemons with --address6 only, BGP sessions to the router's IPv6
+        // address (identifiers given with --bgp-router-id), the /128 with each machine's IPv6 uplink address as next hop.
+        using var lab = await Lab.StartAsync(output, bgp: true, ipv6Only: true, bgpOverIpv6: true);
+        WaitForNextHops(lab.R, ["2001:db8:10::2", "2001:db8:10::3"], TimeSpan.FromSeconds(30), Shared6 + "/128");
+        foreach (var (m, range) in new[] { (lab.A, RangeA), (lab.B, RangeB) })
+        {
+            Assert.DoesNotContain("inet ", m.Exec("ip -4 addr show dev up0"), StringComparison.Ordinal);
+            Assert.DoesNotContain(Shared, m.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
+            AssertSeenFrom(Curl(m, 20, parallel: false, maxTime: 10, host: $"[{Server6}]"), 20, $"[{Shared6}]", range);
+            // A name with both families: only IPv6 is looked up and tried; an IPv4 literal or an IPv4-only name: 502.
+            AssertSeenFrom(Curl(m, 2, parallel: false, maxTime: 10, host: "server46.test"), 2, $"[{Shared6}]", range);
+            Assert.Equal("502", m.TryExec("curl -s -o /dev/null -w '%{http_connect}' -p -x http://127.0.0.1:3128 --max-time 5 http://10.0.1.2:8080/").StdOut.Trim());
+            Assert.Equal("502", m.TryExec("curl -s -o /dev/null -w '%{http_connect}' -p -x http://127.0.0.1:3128 --max-time 5 http://server4.test:8080/").StdOut.Trim());
+            string metrics = m.Exec("curl -s --max-time 5 http://127.0.0.1:3128/metrics");
+            Assert.Contains($"egress_info{{shared=\"\",ports=\"{range}\"", metrics, StringComparison.Ordinal);
+            Assert.Contains($"shared6=\"{Shared6}\"", metrics, StringComparison.Ordinal);
+            Assert.Equal("ready", m.Exec("curl -s --max-time 5 http://127.0.0.1:3128/readyz").Trim());
+        }
+        Assert.Contains("an IPv4 destination, and there is no shared IPv4 address", lab.DaemonA.Log, StringComparison.Ordinal);
+        Assert.True(Metrics(lab.A)["forwarded"] > 0 && Metrics(lab.B)["forwarded"] > 0, "a machine forwarded nothing: the /128 is not spread over both");
+        // SIGTERM: A's session closes (Cease), the router keeps B only; A removed its /128.
+        lab.DaemonA.Signal(15);
+        Assert.True(lab.DaemonA.WaitForExit(TimeSpan.FromSeconds(30)));
+        WaitForNextHops(lab.R, ["2001:db8:10::3"], TimeSpan.FromSeconds(15), Shared6 + "/128");
+        Assert.DoesNotContain(Shared6, lab.A.Exec("ip -6 addr show dev lo"), StringComparison.Ordinal);
+        AssertSeenFrom(Curl(lab.B, 8, parallel: false, maxTime: 10, host: $"[{Server6}]"), 8, $"[{Shared6}]", RangeB);
+    }
+
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["curl", "python3", "ethtool", "dotnet", "bird"])]
+    public async Task BgpOverIpv6_AnnouncesTheSlash32WithAnIpv6NextHop_OnlyWhereExtendedNextHopIsNegotiated()
+    {
+        // Dual-stack machines, sessions to the router's IPv6 address. BIRD offers extended next hop
+        // for IPv4 (RFC 8950) on A's session only: the /32 is learned from A with next hop
+        // 2001:db8:10::2, not from B (B logs it); the /128 from both.
+        using var lab = await Lab.StartAsync(output, bgp: true, ipv6: true, bgpOverIpv6: true);
+        WaitForNextHops(lab.R, ["2001:db8:10::2", "2001:db8:10::3"], TimeSpan.FromSeconds(30), Shared6 + "/128");
+        WaitForNextHops(lab.R, ["2001:db8:10::2"], TimeSpan.FromSeconds(30));
+        string route = lab.R.Exec($"ip route show {Shared}/32");
+        output.WriteLine($"router: {route.Trim()}");
+        Assert.Contains("via inet6 2001:db8:10::2", route, StringComparison.Ordinal);
+        await lab.DaemonB.WaitForOutputAsync("did not offer extended next hop", TimeSpan.FromSeconds(15));
+        Assert.DoesNotContain("did not offer extended next hop", lab.DaemonA.Log, StringComparison.Ordinal);
+        // IPv4 return traffic all lands on A, which steers B's ports to B: requests through both work.
+        foreach (var (m, range) in new[] { (lab.A, RangeA), (lab.B, RangeB) })
+            AssertSeenFrom(Curl(m, 8, parallel: false, maxTime: 10), 8, Shared, range);
+        foreach (var (m, range) in new[] { (lab.A, RangeA), (lab.B, RangeB) })
+            AssertSeenFrom(Curl(m, 8, parallel: false, maxTime: 10, host: $"[{Server6}]"), 8, $"[{Shared6}]", range);
+    }
+
     /// <summary>The topology of the class comment, with the server and both daemons running.</summary>
     private sealed class Lab : IDisposable
     {
@@ -510,12 +599,14 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         /// <param name="serverMtu">MTU of the router's end of the server link, or null for 1500.</param>
         /// <param name="bgp">BIRD on the router learns the shared /32 from both daemons over BGP (instead of a static route).</param>
         /// <param name="ipv6">IPv6 as well (<see cref="AddIpv6"/>), the daemons with <c>--address6</c>.</param>
-        public static async Task<Lab> StartAsync(ITestOutputHelper output, int? serverMtu = null, bool bgp = false, bool ipv6 = false)
+        /// <param name="ipv6Only">The machines without IPv4 (no address on up0, daemons with <c>--address6</c> only; implies <paramref name="ipv6"/>).</param>
+        /// <param name="bgpOverIpv6">The BGP sessions between the routers' and machines' IPv6 addresses; A's session with extended next hop for IPv4 (RFC 8950), B's without.</param>
+        public static async Task<Lab> StartAsync(ITestOutputHelper output, int? serverMtu = null, bool bgp = false, bool ipv6 = false, bool ipv6Only = false, bool bgpOverIpv6 = false)
         {
             var lab = new Lab();
             try
             {
-                await lab.BuildAsync(output, serverMtu, bgp, ipv6);
+                await lab.BuildAsync(output, serverMtu, bgp, ipv6 || ipv6Only, ipv6Only, bgpOverIpv6);
                 return lab;
             }
             catch
@@ -525,21 +616,22 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
             }
         }
 
-        private async Task BuildAsync(ITestOutputHelper output, int? serverMtu, bool bgp, bool ipv6)
+        private async Task BuildAsync(ITestOutputHelper output, int? serverMtu, bool bgp, bool ipv6, bool ipv6Only, bool bgpOverIpv6)
         {
             var r = R = Own(TestNetns.Create("egr"));
             var a = A = Own(TestNetns.Create("ega"));
             var b = B = Own(TestNetns.Create("egb"));
             var s = S = Own(TestNetns.Create("egs"));
             r.Exec("ip link add br0 type bridge && ip link set br0 up && ip addr add 10.0.0.1/24 dev br0");
-            a.Veth("up0", r, "ra", "10.0.0.2/24");
-            b.Veth("up0", r, "rb", "10.0.0.3/24");
+            a.Veth("up0", r, "ra", ipv6Only ? null : "10.0.0.2/24");
+            b.Veth("up0", r, "rb", ipv6Only ? null : "10.0.0.3/24");
             s.Veth("e0", r, "rs", "10.0.1.2/24", "10.0.1.1/24");
             if (serverMtu is int mtu)
                 r.Exec($"ip link set rs mtu {mtu}"); // the router's end only: the server still advertises MSS 1460
             r.Exec("ip link set ra master br0 && ip link set rb master br0");
-            foreach (var m in new[] { a, b })
-                m.Exec("ip route add default via 10.0.0.1");
+            if (!ipv6Only)
+                foreach (var m in new[] { a, b })
+                    m.Exec("ip route add default via 10.0.0.1");
             s.Exec("ip route add default via 10.0.1.1");
             // icmp_ratelimit 0: the router's "fragmentation needed" errors all go to one address
             // (192.0.2.1), and Linux limits ICMP errors per destination (net/ipv4/icmp.c,
@@ -552,7 +644,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
                 AddIpv6(r, a, b, s, staticRoute: !bgp);
                 bgpArgs = ["--address6", Shared6];
             }
-            if (!bgp)
+            if (!bgp && !ipv6Only)
                 r.Exec($"ip route add {Shared}/32 nexthop via 10.0.0.2 dev br0 nexthop via 10.0.0.3 dev br0");
             else
             {
@@ -561,17 +653,23 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
                 var dir = Own(new TempDir());
                 // With IPv6 the same sessions carry IPv6 unicast too (RFC 4760), into a second kernel protocol.
                 string v6 = ipv6 ? " ipv6 { import all; export none; };" : "";
+                // Over IPv6 the IPv4 channel needs extended next hop (RFC 8950; BIRD's channel
+                // option): A's session has it, B's not (B's /32 is then not announced).
+                string v4 = ipv6Only ? "" : " ipv4 { import all; export none; };";
+                string v4Enh = ipv6Only ? "" : bgpOverIpv6 ? " ipv4 { import all; export none; extended next hop on; };" : v4;
+                string local = bgpOverIpv6 ? "2001:db8:10::1" : "10.0.0.1";
+                string na = bgpOverIpv6 ? "2001:db8:10::2" : "10.0.0.2", nb = bgpOverIpv6 ? "2001:db8:10::3" : "10.0.0.3";
                 File.WriteAllText(Path.Combine(dir.Path, "bird.conf"), $$"""
                     router id 10.0.0.1;
                     log stderr all;
                     protocol device { scan time 2; }
                     protocol kernel { ipv4 { import none; export all; }; merge paths on; }
                     protocol kernel { ipv6 { import none; export all; }; merge paths on; }
-                    protocol bgp m1 { local 10.0.0.1 as 65000; neighbor 10.0.0.2 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv4 { import all; export none; };{{v6}} }
-                    protocol bgp m2 { local 10.0.0.1 as 65000; neighbor 10.0.0.3 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv4 { import all; export none; };{{v6}} }
+                    protocol bgp m1 { local {{local}} as 65000; neighbor {{na}} as 65001; hold time 3; keepalive time 1; connect retry time 1;{{v4Enh}}{{v6}} }
+                    protocol bgp m2 { local {{local}} as 65000; neighbor {{nb}} as 65001; hold time 3; keepalive time 1; connect retry time 1;{{v4}}{{v6}} }
                     """);
                 Own(ExternalDaemon.Start(r, "bird", ["-f", "-c", Path.Combine(dir.Path, "bird.conf"), "-s", Path.Combine(dir.Path, "bird.ctl")], output));
-                bgpArgs = [.. bgpArgs, "--bgp-local-as", "65001", "--bgp-peer", "10.0.0.1:65000"];
+                bgpArgs = [.. bgpArgs, "--bgp-local-as", "65001", "--bgp-peer", bgpOverIpv6 ? "[2001:db8:10::1]:65000" : "10.0.0.1:65000"];
             }
             // XDP sees raw frames: a CHECKSUM_PARTIAL packet would be forwarded with its TCP checksum unfinished.
             foreach (var (ns, dev) in new[] { (a, "up0"), (b, "up0"), (s, "e0"), (r, "ra"), (r, "rb"), (r, "rs") })
@@ -589,10 +687,23 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
                 // Names for the proxy to resolve (ip netns exec bind-mounts /etc/netns/NAME/hosts
                 // over /etc/hosts for the daemons started after this).
                 foreach (var m in new[] { a, b })
-                    Own(new NetnsHosts(m, $"{Server6} server6.test\n10.0.1.2 server4.test\n{Server6} server46.test\n10.0.1.2 server46.test\n"));
+                    Own(new NetnsHosts(m, $"{Server6} server6.test\n10.0.1.2 server4.test\n{Server6} server46.test\n10.0.1.2 server46.test\n{Blackholed6} blackholed.test\n10.0.1.2 blackholed.test\n"));
             }
-            DaemonA = Own(StartDaemon(a, RangeA, $"{RangeB}={macB}", output, bgpArgs));
-            DaemonB = Own(StartDaemon(b, RangeB, $"{RangeA}={macA}", output, bgpArgs));
+            if (ipv6Only)
+            {
+                // No --address: the daemons run with the shared IPv6 address only; their uplinks have
+                // no IPv4 address to take a BGP identifier from, so it is given.
+                ExternalDaemon Start6(TestNetns m, string range, string peer, string id) => ExternalDaemon.Start(m, "dotnet",
+                    [DaemonDll, "serve", "--interface", "up0", "--address6", Shared6, "--ports", range, "--peer", peer, "--listen", "127.0.0.1:3128", "--db", "none",
+                     .. bgp ? new[] { "--bgp-local-as", "65001", "--bgp-peer", bgpOverIpv6 ? "[2001:db8:10::1]:65000" : "10.0.0.1:65000", "--bgp-router-id", id } : []], output);
+                DaemonA = Own(Start6(a, RangeA, $"{RangeB}={macB}", "10.0.0.2"));
+                DaemonB = Own(Start6(b, RangeB, $"{RangeA}={macA}", "10.0.0.3"));
+            }
+            else
+            {
+                DaemonA = Own(StartDaemon(a, RangeA, $"{RangeB}={macB}", output, bgpArgs));
+                DaemonB = Own(StartDaemon(b, RangeB, $"{RangeA}={macA}", output, bgpArgs));
+            }
             await DaemonA.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
             await DaemonB.WaitForOutputAsync("listening on", TimeSpan.FromSeconds(60));
             WaitForServer(r, "10.0.1.2");
