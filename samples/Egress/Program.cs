@@ -30,7 +30,7 @@ public static class Program
         var json = new Option<bool>("--log-json") { Description = "Log one JSON object per line" };
         var bgpPeer = new Option<string[]>("--bgp-peer") { Description = "Announce the shared /32 and /128 over BGP to this router: IPV4:AS or [IPV6]:AS (repeatable)", AllowMultipleArgumentsPerToken = false };
         var bgpAs = new Option<uint?>("--bgp-local-as") { Description = "This machine's AS number (with --bgp-peer)" };
-        var bgpId = new Option<string?>("--bgp-router-id") { Description = "BGP identifier (default: the uplink's IPv4 address)" };
+        var bgpId = new Option<string?>("--bgp-router-id") { Description = "BGP identifier, written as an IPv4 address (default: the uplink's IPv4 address; required when it has none)" };
         var api = new Option<string?>("--api") { Description = "REST API, /readyz, /healthz, /metrics address: a loopback IP:PORT or none (default 127.0.0.1:3129)" };
         var token = new Option<string?>("--api-token") { Description = "Bearer token required on /api/* and /metrics" };
         var db = new Option<string?>("--db") { Description = $"SQLite file of the range and peers, or none (default {EgressConfig.DefaultDb})" };
@@ -71,6 +71,7 @@ public static class Program
         var labHold = new Option<bool>("--hold") { Description = "Keep the lab up after the report until Ctrl-C" };
         var labMode = new Option<string>("--xdp-mode") { Description = "The daemons' attach mode: native (default) or generic", DefaultValueFactory = _ => "native" };
         labMode.AcceptOnlyFromAmong("native", "generic");
+        var labIpv6Only = new Option<bool>("--ipv6-only") { Description = "The machines without IPv4: the daemons with the shared IPv6 address only (with --bgp: BGP over IPv6 sessions)" };
         labRequests.Validators.Add(r =>
         {
             if (r.GetValueOrDefault<int>() is < 1 or > 10000)
@@ -78,9 +79,9 @@ public static class Program
         });
         var lab = new Command("lab", "Build the two-machine topology in namespaces (needs root, ethtool; bird with --bgp), send requests through each machine's proxy, print where the server saw them and the counters, remove everything (also on Ctrl-C)")
         {
-            labRequests, labBgp, labHold, labMode,
+            labRequests, labBgp, labHold, labMode, labIpv6Only,
         };
-        lab.SetAction((parse, ct) => Lab.LabCommand.RunAsync(new Lab.LabOptions(parse.GetValue(labRequests), parse.GetValue(labBgp), parse.GetValue(labMode)!), parse.GetValue(labHold), ct));
+        lab.SetAction((parse, ct) => Lab.LabCommand.RunAsync(new Lab.LabOptions(parse.GetValue(labRequests), parse.GetValue(labBgp), parse.GetValue(labMode)!, parse.GetValue(labIpv6Only)), parse.GetValue(labHold), ct));
         var benchRepeat = new Option<int>("--repeat") { Description = "Runs per BPF_PROG_TEST_RUN call (default 1000000)", DefaultValueFactory = _ => 1_000_000 };
         var benchRuns = new Option<int>("--runs") { Description = "Rounds; each figure is the median over them (default 15)", DefaultValueFactory = _ => 15 };
         foreach (var o in new[] { benchRepeat, benchRuns })

@@ -48,6 +48,23 @@ public sealed partial class LabTests(ITestOutputHelper output)
         Assert.Empty(Leftovers(lab.Pid));
     }
 
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet", "ethtool", "bird"])]
+    public void Lab_Ipv6Only_WithBgpOverIpv6_AnswersFromTheSharedIpv6Address_AndRefusesIpv4()
+    {
+        using var lab = ExternalDaemon.Start(null, "dotnet", [DaemonDll, "lab", "--requests", "8", "--ipv6-only", "--bgp"], output);
+        Assert.True(lab.WaitForExit(TimeSpan.FromSeconds(120)), "the lab did not finish in 120 s");
+        string log = LogWith(lab, "lab: removed");
+        // BIRD learned the /128 from both machines over the IPv6 sessions.
+        Assert.Contains("lab: both machines answer /readyz 200; router next hops 2001:db8:10::2, 2001:db8:10::3", log, StringComparison.Ordinal);
+        Assert.Contains("lab: all 16 requests answered", log, StringComparison.Ordinal);
+        var rows = RowRegex().Matches(log);
+        Assert.Equal(16, rows.Count);
+        Assert.All(rows, m => Assert.Equal("[2001:db8:ffff::1]", m.Groups["addr"].Value));
+        Assert.All(rows, m => Assert.Equal(m.Groups["via"].Value, m.Groups["owner"].Value));
+        Assert.Contains("lab: CONNECT 10.0.1.2:8080 through A (no shared IPv4 address): HTTP 502", log, StringComparison.Ordinal);
+        Assert.Empty(Leftovers(lab.Pid));
+    }
+
     [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet", "ethtool"])]
     public async Task Lab_Interrupted_RemovesEverything()
     {

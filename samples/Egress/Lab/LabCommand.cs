@@ -36,24 +36,29 @@ public static class LabCommand
         LabEnvironment? lab = null;
         try
         {
-            Console.WriteLine($"lab: building: shared addresses {LabEnvironment.Shared} and {LabEnvironment.Shared6}, machine A {LabEnvironment.RangeA}, machine B {LabEnvironment.RangeB}, " +
-                (options.Bgp ? "router BIRD (ECMP route learned over BGP)" : "router static ECMP route") + $", XDP {options.XdpMode}");
+            Console.WriteLine((options.Ipv6Only ? $"lab: building, IPv6 only: shared address {LabEnvironment.Shared6}" : $"lab: building: shared addresses {LabEnvironment.Shared} and {LabEnvironment.Shared6}") +
+                $", machine A {LabEnvironment.RangeA}, machine B {LabEnvironment.RangeB}, " +
+                (options.Bgp ? "router BIRD (ECMP route learned over BGP" + (options.Ipv6Only ? ", IPv6 sessions)" : ")") : "router static ECMP route") + $", XDP {options.XdpMode}");
             lab = await LabEnvironment.StartAsync(options, Console.Out, cts.Token).ConfigureAwait(false);
             Console.WriteLine($"lab: namespaces {lab.Prefix}{{router,a,b,server}}; daemons up (pids {lab.Daemons[0].Id}, {lab.Daemons[1].Id})");
             var api = new IPEndPoint(IPAddress.Loopback, LabEnvironment.ApiPort);
             for (int m = 0; m < 2; m++)
                 await WaitReadyAsync(lab.Machines[m], api, cts.Token).ConfigureAwait(false);
-            Console.WriteLine("lab: both machines answer /readyz 200" + (options.Bgp ? $"; router next hops {string.Join(", ", await lab.NextHopsAsync(cts.Token).ConfigureAwait(false))} and {string.Join(", ", await lab.NextHopsAsync(cts.Token, ipv6: true).ConfigureAwait(false))}" : ""));
+            Console.WriteLine("lab: both machines answer /readyz 200" + (!options.Bgp ? "" : options.Ipv6Only
+                ? $"; router next hops {string.Join(", ", await lab.NextHopsAsync(cts.Token, ipv6: true).ConfigureAwait(false))}"
+                : $"; router next hops {string.Join(", ", await lab.NextHopsAsync(cts.Token).ConfigureAwait(false))} and {string.Join(", ", await lab.NextHopsAsync(cts.Token, ipv6: true).ConfigureAwait(false))}"));
 
-            var servers = new[] { new IPEndPoint(LabEnvironment.ServerAddress, LabEnvironment.ServerPort), new IPEndPoint(LabEnvironment.ServerAddress6, LabEnvironment.ServerPort) };
-            Console.WriteLine($"lab: {options.Requests} requests through each machine's proxy (CONNECT 127.0.0.1:{LabEnvironment.ProxyPort}) to http://{servers[0]}/ and {options.Requests} to http://{servers[1]}/, a new connection each");
+            var server4 = new IPEndPoint(LabEnvironment.ServerAddress, LabEnvironment.ServerPort);
+            IPEndPoint[] servers = options.Ipv6Only ? [new(LabEnvironment.ServerAddress6, LabEnvironment.ServerPort)] : [server4, new(LabEnvironment.ServerAddress6, LabEnvironment.ServerPort)];
+            Console.WriteLine($"lab: {options.Requests} requests through each machine's proxy (CONNECT 127.0.0.1:{LabEnvironment.ProxyPort}) to " +
+                string.Join($" and {options.Requests} to ", servers.Select(x => $"http://{x}/")) + ", a new connection each");
             Console.WriteLine("request  via  seen at the server                port owner");
             int bad = 0;
             var proxy = new IPEndPoint(IPAddress.Loopback, LabEnvironment.ProxyPort);
             for (int m = 0; m < 2; m++)
             {
                 string name = m == 0 ? "A" : "B";
-                for (int i = 1; i <= 2 * options.Requests; i++)
+                for (int i = 1; i <= servers.Length * options.Requests; i++)
                 {
                     var server = servers[(i - 1) / options.Requests];
                     string seen, owner;
@@ -73,9 +78,18 @@ public static class LabCommand
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{i,7}  {name,-3}  {seen,-32}  {owner}"));
                 }
             }
+            int total = 2 * servers.Length * options.Requests;
             Console.WriteLine(bad == 0
-                ? $"lab: all {4 * options.Requests} requests answered, each from {LabEnvironment.Shared} or {LabEnvironment.Shared6} and a port of the machine it went through"
-                : $"lab: {bad} of {4 * options.Requests} requests failed or came from another machine's port");
+                ? $"lab: all {total} requests answered, each from {(options.Ipv6Only ? LabEnvironment.Shared6 : $"{LabEnvironment.Shared} or {LabEnvironment.Shared6}")} and a port of the machine it went through"
+                : $"lab: {bad} of {total} requests failed or came from another machine's port");
+            if (options.Ipv6Only)
+            {
+                // No shared IPv4 address: an IPv4 destination is refused (502), never sent from another address.
+                var (status, _) = await LabEnvironment.HttpAsync(lab.Machines[0], proxy, "GET", "/", cts.Token, server4).ConfigureAwait(false);
+                Console.WriteLine($"lab: CONNECT {server4} through A (no shared IPv4 address): HTTP {status}");
+                if (status != 502)
+                    bad++;
+            }
 
             for (int m = 0; m < 2; m++)
             {

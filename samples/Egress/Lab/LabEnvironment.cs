@@ -13,7 +13,8 @@ namespace Netcore.Egress.Lab;
 /// <param name="Requests">Requests sent through each machine's proxy.</param>
 /// <param name="Bgp">BIRD on the router learns the shared /32 from both daemons over BGP (instead of a static ECMP route).</param>
 /// <param name="XdpMode">The daemons' attach mode: native or generic.</param>
-public sealed record LabOptions(int Requests = 10, bool Bgp = false, string XdpMode = "native");
+/// <param name="Ipv6Only">The machines without IPv4: no IPv4 address on their uplinks, the daemons with the shared IPv6 address only (BGP, with <paramref name="Bgp"/>, over IPv6 sessions).</param>
+public sealed record LabOptions(int Requests = 10, bool Bgp = false, string XdpMode = "native", bool Ipv6Only = false);
 
 /// <summary>
 /// The topology of EndToEndTests, each part in its own namespace (named <c>eg-PID-N-ROLE</c>):
@@ -26,7 +27,9 @@ public sealed record LabOptions(int Requests = 10, bool Bgp = false, string XdpM
 /// (fib_multipath_hash_policy 3, fields 0x0037: see the README's lab section), with a static route
 /// or, with <see cref="LabOptions.Bgp"/>, the route BIRD learns from the daemons. The server (in this
 /// process, its socket made inside the server namespace) answers each GET with the address and
-/// port it saw. Disposing stops the daemons (SIGTERM), BIRD and the server and deletes the namespaces.
+/// port it saw. With <see cref="LabOptions.Ipv6Only"/> the machines have no IPv4 address, the daemons
+/// only the shared IPv6 address, and BIRD's sessions run between the IPv6 addresses (the router and
+/// the server keep IPv4). Disposing stops the daemons (SIGTERM), BIRD and the server and deletes the namespaces.
 /// </summary>
 internal sealed class LabEnvironment : IAsyncDisposable
 {
@@ -114,7 +117,9 @@ internal sealed class LabEnvironment : IAsyncDisposable
         })
         {
             await Ip(ct, "link", "add", dev, "netns", host, "type", "veth", "peer", "name", peer, "netns", r).ConfigureAwait(false);
-            await Ip(ct, "-n", host, "addr", "add", addr, "dev", dev).ConfigureAwait(false);
+            bool machine = peerAddr.Length == 0;
+            if (!(machine && Options.Ipv6Only))
+                await Ip(ct, "-n", host, "addr", "add", addr, "dev", dev).ConfigureAwait(false);
             await Ip(ct, "-n", host, "addr", "add", addr6, "dev", dev, "nodad").ConfigureAwait(false);
             await Ip(ct, "-n", host, "link", "set", dev, "up").ConfigureAwait(false);
             if (peerAddr.Length > 0)
@@ -125,7 +130,8 @@ internal sealed class LabEnvironment : IAsyncDisposable
             else
                 await Ip(ct, "-n", r, "link", "set", peer, "master", "br0").ConfigureAwait(false);
             await Ip(ct, "-n", r, "link", "set", peer, "up").ConfigureAwait(false);
-            await Ip(ct, "-n", host, "route", "add", "default", "via", peerAddr.Length > 0 ? "10.0.1.1" : "10.0.0.1").ConfigureAwait(false);
+            if (!(machine && Options.Ipv6Only))
+                await Ip(ct, "-n", host, "route", "add", "default", "via", peerAddr.Length > 0 ? "10.0.1.1" : "10.0.0.1").ConfigureAwait(false);
             await Ip(ct, "-n", host, "-6", "route", "add", "default", "via", peerAddr.Length > 0 ? "2001:db8:11::1" : "2001:db8:10::1").ConfigureAwait(false);
             // XDP sees raw frames: a CHECKSUM_PARTIAL packet would be forwarded with its TCP checksum unfinished.
             await Exec(host, ct, "ethtool", "-K", dev, "tx", "off").ConfigureAwait(false);
@@ -144,7 +150,22 @@ internal sealed class LabEnvironment : IAsyncDisposable
         StartServer(s);
         string macA = await MacAsync(a, ct).ConfigureAwait(false), macB = await MacAsync(b, ct).ConfigureAwait(false);
         string[] bgpArgs = [];
-        if (Options.Bgp)
+        if (Options.Bgp && Options.Ipv6Only)
+        {
+            // Sessions between IPv6 addresses, IPv6 unicast only; the machines have no IPv4 address
+            // to take a BGP identifier from, so each daemon is given one.
+            File.WriteAllText(Path.Combine(_dir, "bird.conf"), """
+                router id 10.0.0.1;
+                log stderr all;
+                protocol device { scan time 2; }
+                protocol kernel { ipv6 { import none; export all; }; merge paths on; }
+                protocol bgp a { local 2001:db8:10::1 as 65000; neighbor 2001:db8:10::2 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv6 { import all; export none; }; }
+                protocol bgp b { local 2001:db8:10::1 as 65000; neighbor 2001:db8:10::3 as 65001; hold time 3; keepalive time 1; connect retry time 1; ipv6 { import all; export none; }; }
+                """);
+            _processes.Add(LabProcess.Start("ip", "netns", "exec", r, "bird", "-f", "-c", Path.Combine(_dir, "bird.conf"), "-s", Path.Combine(_dir, "bird.ctl")));
+            bgpArgs = ["--bgp-local-as", "65001", "--bgp-peer", "[2001:db8:10::1]:65000"];
+        }
+        else if (Options.Bgp)
         {
             File.WriteAllText(Path.Combine(_dir, "bird.conf"), """
                 router id 10.0.0.1;
@@ -160,11 +181,13 @@ internal sealed class LabEnvironment : IAsyncDisposable
         }
         else
         {
-            await Ip(ct, "-n", r, "route", "add", Shared + "/32", "nexthop", "via", "10.0.0.2", "dev", "br0", "nexthop", "via", "10.0.0.3", "dev", "br0").ConfigureAwait(false);
+            if (!Options.Ipv6Only)
+                await Ip(ct, "-n", r, "route", "add", Shared + "/32", "nexthop", "via", "10.0.0.2", "dev", "br0", "nexthop", "via", "10.0.0.3", "dev", "br0").ConfigureAwait(false);
             await Ip(ct, "-n", r, "-6", "route", "add", Shared6 + "/128", "nexthop", "via", "2001:db8:10::2", "dev", "br0", "nexthop", "via", "2001:db8:10::3", "dev", "br0").ConfigureAwait(false);
         }
-        var da = StartDaemon(a, RangeA, $"{RangeB}={macB}", "a.db", bgpArgs);
-        var db = StartDaemon(b, RangeB, $"{RangeA}={macA}", "b.db", bgpArgs);
+        string[] idA = Options.Bgp && Options.Ipv6Only ? ["--bgp-router-id", "10.0.0.2"] : [], idB = Options.Bgp && Options.Ipv6Only ? ["--bgp-router-id", "10.0.0.3"] : [];
+        var da = StartDaemon(a, RangeA, $"{RangeB}={macB}", "a.db", [.. bgpArgs, .. idA]);
+        var db = StartDaemon(b, RangeB, $"{RangeA}={macA}", "b.db", [.. bgpArgs, .. idB]);
         Daemons = [da, db];
         await Task.WhenAll(da.WaitForAsync("listening on", TimeSpan.FromSeconds(60), ct), db.WaitForAsync("listening on", TimeSpan.FromSeconds(60), ct)).ConfigureAwait(false);
         if (Options.Bgp)
@@ -175,7 +198,8 @@ internal sealed class LabEnvironment : IAsyncDisposable
     {
         string self = Environment.ProcessPath ?? "dotnet";
         string[] host = Path.GetFileNameWithoutExtension(self) == "dotnet" ? [self, typeof(LabEnvironment).Assembly.Location] : [self];
-        var p = LabProcess.Start(["ip", "netns", "exec", ns, .. host, "serve", "--interface", "up0", "--address", Shared, "--address6", Shared6, "--ports", range, "--peer", peer,
+        string[] shared = Options.Ipv6Only ? ["--address6", Shared6] : ["--address", Shared, "--address6", Shared6];
+        var p = LabProcess.Start(["ip", "netns", "exec", ns, .. host, "serve", "--interface", "up0", .. shared, "--ports", range, "--peer", peer,
             "--listen", "127.0.0.1:" + ProxyPort.ToString(CultureInfo.InvariantCulture), "--api", "127.0.0.1:" + ApiPort.ToString(CultureInfo.InvariantCulture),
             "--db", Path.Combine(_dir!, db), "--xdp-mode", Options.XdpMode, .. extra]);
         _processes.Add(p);
@@ -203,10 +227,10 @@ internal sealed class LabEnvironment : IAsyncDisposable
     private async Task WaitForNextHopsAsync(int count, TimeSpan timeout, CancellationToken ct)
     {
         var end = DateTime.UtcNow + timeout;
-        while ((await NextHopsAsync(ct).ConfigureAwait(false)).Length != count || (await NextHopsAsync(ct, ipv6: true).ConfigureAwait(false)).Length != count)
+        while ((!Options.Ipv6Only && (await NextHopsAsync(ct).ConfigureAwait(false)).Length != count) || (await NextHopsAsync(ct, ipv6: true).ConfigureAwait(false)).Length != count)
         {
             if (DateTime.UtcNow > end)
-                throw new LabException($"the router did not learn {Shared}/32 and {Shared6}/128 from both machines over BGP in {timeout.TotalSeconds} s");
+                throw new LabException($"the router did not learn {(Options.Ipv6Only ? "" : Shared + "/32 and ")}{Shared6}/128 from both machines over BGP in {timeout.TotalSeconds} s");
             await Task.Delay(200, ct).ConfigureAwait(false);
         }
     }
