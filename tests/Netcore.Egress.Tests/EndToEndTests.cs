@@ -352,6 +352,23 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
         Assert.DoesNotContain(Shared + "/32", a.Exec("ip -4 addr show dev lo"), StringComparison.Ordinal);
     }
 
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet"])]
+    public async Task Daemon_Ipv6Only_WithBgp_WithoutAnIpv4AddressForTheRouterId_ExitsNamingTheOption()
+    {
+        // IPv6 only: up0 has 2001:db8:10::2 and no IPv4 address, so there is no default BGP
+        // identifier (RFC 6286 2.1: 4 octets); the daemon names --bgp-router-id and removes the /128.
+        using var a = TestNetns.Create("egn");
+        using var p = TestNetns.Create("ego");
+        a.Veth("up0", p, "e0", "2001:db8:10::2/64", "2001:db8:10::1/64");
+        using var d = ExternalDaemon.Start(a, "dotnet", [DaemonDll, "serve", "--interface", "up0", "--address6", Shared6, "--ports", RangeA, "--peer", $"{RangeB}=02:00:00:00:00:0b",
+            "--listen", "127.0.0.1:3128", "--db", "none", "--bgp-local-as", "65001", "--bgp-peer", "[2001:db8:10::1]:65000"], output);
+        await d.WaitForOutputAsync("give --bgp-router-id", TimeSpan.FromSeconds(60));
+        Assert.True(d.WaitForExit(TimeSpan.FromSeconds(30)), "the daemon did not exit");
+        Assert.Contains("bgpRouterId", d.Log, StringComparison.Ordinal);
+        Assert.False(a.IpJson("link show up0")[0].TryGetProperty("xdp", out _), "an XDP program is still on up0");
+        Assert.DoesNotContain(Shared6, a.Exec("ip -6 addr show dev lo"), StringComparison.Ordinal);
+    }
+
     [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet", "curl"])]
     public async Task Sighup_RereadsTheRangeAndThePeers_IntoTheRunningProgram_AndKeepsThemOnABadFile()
     {
