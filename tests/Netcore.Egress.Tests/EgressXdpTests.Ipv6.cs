@@ -72,6 +72,29 @@ public sealed partial class EgressXdpTests
     }
 
     [LinuxFact(Bpf = true)]
+    public void Ipv6Only_EveryIpv4PacketPasses_EvenToAddressZero_AndIpv6IsSteered()
+    {
+        // No shared IPv4 address: egress_shared_v4 is 0, which means none (a packet to 0.0.0.0 is
+        // not ours either), so IPv4 passes whatever its port; IPv6 to a peer's port is still sent on.
+        using var v6Only = EgressDataPlane.Load(null, s_shared6, new PhysicalAddress(s_localMac));
+        v6Only.SetOwners(s_local, s_peers);
+        byte[] output = new byte[2048];
+        foreach (byte[] frame in new[]
+        {
+            Frames.Ipv4(s_server, IPAddress.Any, Frames.Tcp, Frames.TcpSegment(443, 34000), s_localMac),
+            Frames.Ipv4(s_server, s_shared, Frames.Tcp, Frames.TcpSegment(443, 34000), s_localMac),
+        })
+        {
+            var r = v6Only.Program.TestRun(frame, output);
+            Assert.Equal(XdpPass, (int)r.ReturnValue);
+            Assert.Equal(frame, output[..r.DataOutLength]);
+        }
+        Assert.Equal(2UL, v6Only.Count(EgressCounter.Passed));
+        Assert.Equal(XdpTx, (int)v6Only.Program.TestRun(Tcp6(443, 34000), output).ReturnValue);
+        Assert.Equal(1UL, v6Only.Count(EgressCounter.Forwarded));
+    }
+
+    [LinuxFact(Bpf = true)]
     public void Ipv6_FromAnotherMachine_ForAThirdMachinesPort_IsBounced()
     {
         byte[] fromB = Tcp6(443, 35000);

@@ -18,11 +18,9 @@ public sealed partial class LabTests(ITestOutputHelper output)
     }
 
     [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet", "ethtool"])]
-    public async Task Lab_SendsRequestsThroughBothMachines_ReportsWhereTheServerSawThem_AndRemovesEverything()
+    public void Lab_SendsRequestsThroughBothMachines_ReportsWhereTheServerSawThem_AndRemovesEverything()
     {
-        using var lab = ExternalDaemon.Start(null, "dotnet", [DaemonDll, "lab", "--requests", "8"], output);
-        Assert.True(lab.WaitForExit(TimeSpan.FromSeconds(120)), "the lab did not finish in 120 s");
-        string log = LogWith(lab, "lab: removed");
+        var (log, pid) = RunLab("--requests", "8");
         Assert.Contains("lab: both machines answer /readyz 200", log, StringComparison.Ordinal);
         Assert.Contains("lab: all 32 requests answered", log, StringComparison.Ordinal);
         // Each request: the machine it went through, the address and port the server saw, and
@@ -45,15 +43,13 @@ public sealed partial class LabTests(ITestOutputHelper output)
         Assert.Equal("34000-34999", machines[1].Groups["ports"].Value);
         Assert.True(machines.Sum(m => long.Parse(m.Groups["fwd"].Value, CultureInfo.InvariantCulture)) > 0, "neither machine forwarded a packet");
         Assert.All(machines, m => Assert.Equal("16", m.Groups["tunnels"].Value));
-        Assert.Empty(Leftovers(lab.Pid));
+        Assert.Empty(Leftovers(pid));
     }
 
     [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet", "ethtool", "bird"])]
     public void Lab_Ipv6Only_WithBgpOverIpv6_AnswersFromTheSharedIpv6Address_AndRefusesIpv4()
     {
-        using var lab = ExternalDaemon.Start(null, "dotnet", [DaemonDll, "lab", "--requests", "8", "--ipv6-only", "--bgp"], output);
-        Assert.True(lab.WaitForExit(TimeSpan.FromSeconds(120)), "the lab did not finish in 120 s");
-        string log = LogWith(lab, "lab: removed");
+        var (log, pid) = RunLab("--requests", "8", "--ipv6-only", "--bgp");
         // BIRD learned the /128 from both machines over the IPv6 sessions.
         Assert.Contains("lab: both machines answer /readyz 200; router next hops 2001:db8:10::2, 2001:db8:10::3", log, StringComparison.Ordinal);
         Assert.Contains("lab: all 16 requests answered", log, StringComparison.Ordinal);
@@ -62,7 +58,7 @@ public sealed partial class LabTests(ITestOutputHelper output)
         Assert.All(rows, m => Assert.Equal("[2001:db8:ffff::1]", m.Groups["addr"].Value));
         Assert.All(rows, m => Assert.Equal(m.Groups["via"].Value, m.Groups["owner"].Value));
         Assert.Contains("lab: CONNECT 10.0.1.2:8080 through A (no shared IPv4 address): HTTP 502", log, StringComparison.Ordinal);
-        Assert.Empty(Leftovers(lab.Pid));
+        Assert.Empty(Leftovers(pid));
     }
 
     [LinuxFact(Netns = true, Bpf = true, Tools = ["dotnet", "ethtool"])]
@@ -75,6 +71,14 @@ public sealed partial class LabTests(ITestOutputHelper output)
         Assert.True(lab.WaitForExit(TimeSpan.FromSeconds(60)), "the lab did not exit on SIGINT");
         Assert.Contains("interrupted", LogWith(lab, "lab: removed"), StringComparison.Ordinal);
         Assert.Empty(Leftovers(lab.Pid));
+    }
+
+    /// <summary>Runs <c>lab ARGS</c> as a process to its end: its log (through "lab: removed") and its process id.</summary>
+    private (string Log, int Pid) RunLab(params string[] args)
+    {
+        using var lab = ExternalDaemon.Start(null, "dotnet", [DaemonDll, "lab", .. args], output);
+        Assert.True(lab.WaitForExit(TimeSpan.FromSeconds(120)), "the lab did not finish in 120 s");
+        return (LogWith(lab, "lab: removed"), lab.Pid);
     }
 
     /// <summary>
