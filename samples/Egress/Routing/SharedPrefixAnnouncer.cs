@@ -127,7 +127,7 @@ internal sealed partial class SharedPrefixAnnouncer : IAsyncDisposable
             }
         }
         if (p.Shared is { } a4)
-            LogAnnouncing(_log, a4.ToString(), string.Join(", ", routers.Select(r => r.Address.AddressFamily == AddressFamily.InterNetworkV6 ? $"{p.Uplink6} to {r.Address} (RFC 8950)" : $"{p.Uplink} to {r.Address}")), routers.Count);
+            LogAnnouncing(_log, a4.ToString(), string.Join(", ", routers.Select(r => r.Address.AddressFamily == AddressFamily.InterNetworkV6 ? $"{p.Uplink6} to {r.Address} (RFC 8950, if it offers extended next hop)" : $"{p.Uplink} to {r.Address}")), routers.Count);
         if (p.Shared6 is { } a6)
             LogAnnouncing6(_log, a6.ToString(), p.Uplink6!.ToString(), routers.Count);
     }
