@@ -542,6 +542,83 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
             AssertSeenFrom(Curl(m, 4, parallel: false, maxTime: 10, host: "server46.test"), 4, $"[{Shared6}]", range);
     }
 
+    /// <summary>
+    /// A DNS server (RFC 1035 4.1, UDP) on port 53 that answers A and AAAA queries for a few names,
+    /// each after its own delay (a thread per query): slowa.test has its AAAA at once and its A after
+    /// 3 s, slowaaaa.test the reverse, slowabroken.test a blackholed AAAA at once and its A after 0.6 s.
+    /// </summary>
+    private const string DnsScript = $$"""
+        import socket, struct, threading, time, ipaddress
+        NAMES = {
+            "slowa.test": {28: ("{{Server6}}", 0.0), 1: ("10.0.1.2", 3.0)},
+            "slowaaaa.test": {1: ("10.0.1.2", 0.0), 28: ("{{Server6}}", 3.0)},
+            "slowabroken.test": {28: ("{{Blackholed6}}", 0.0), 1: ("10.0.1.2", 0.6)},
+        }
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", 53))
+        def answer(q, peer):
+            qid, flags = struct.unpack("!HH", q[:4])
+            i, labels = 12, []
+            while q[i]:
+                labels.append(q[i + 1:i + 1 + q[i]].decode().lower())
+                i += 1 + q[i]
+            qtype, = struct.unpack("!H", q[i + 1:i + 3])
+            question = q[12:i + 5]
+            name = ".".join(labels)
+            rec = NAMES.get(name, {}).get(qtype)
+            rcode = 0 if name in NAMES else 3
+            if rec:
+                time.sleep(rec[1])
+                data = ipaddress.ip_address(rec[0]).packed
+                ans = struct.pack("!HHHIH", 0xC00C, qtype, 1, 0, len(data)) + data
+            else:
+                ans = b""
+            head = struct.pack("!HHHHHH", qid, 0x8180 | (flags & 0x0100) | rcode, 1, 1 if rec else 0, 0, 0)
+            s.sendto(head + question + ans, peer)
+        while True:
+            q, peer = s.recvfrom(512)
+            threading.Thread(target=answer, args=(q, peer), daemon=True).start()
+        """;
+
+    [LinuxFact(Netns = true, Bpf = true, Tools = ["curl", "python3", "ethtool", "dotnet"])]
+    public async Task HappyEyeballs_TheFasterFamilysAnswerIsUsedAtOnce_AndALateAnswerJoinsTheAttempts()
+    {
+        // RFC 8305 3 with a real resolver (glibc, one query per family) and a DNS server on the
+        // router whose answers are delayed per name and type.
+        using var lab = await Lab.StartAsync(output, ipv6: true);
+        lab.R.Exec($"ip -6 route add blackhole {Blackholed6}/128");
+        using var dns = ExternalDaemon.Start(lab.R, "python3", ["-c", DnsScript], output);
+        for (int i = 0; i < 50 && !lab.R.Exec("ss -uln").Contains(":53 ", StringComparison.Ordinal); i++)
+            Thread.Sleep(100);
+        (string Seen, double Time) Get(TestNetns m, string host)
+        {
+            var r = m.TryExec($"curl -gs -p -x http://127.0.0.1:3128 --max-time 15 -w ' %{{time_total}}' http://{host}:8080/", TimeSpan.FromSeconds(30));
+            string[] parts = r.StdOut.Trim().Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(r.ExitCode == 0 && parts.Length == 2, $"{host} through the proxy failed: {r.StdOut} {r.StdErr}");
+            return (parts[0], double.Parse(parts[1], CultureInfo.InvariantCulture));
+        }
+        foreach (var (m, range) in new[] { (lab.A, RangeA), (lab.B, RangeB) })
+        {
+            // The AAAA answer first: connected over IPv6 without waiting the 3 s for the A answer
+            // (measured 0.02-0.08 s; the bound leaves room for one lost SYN, retransmitted after 1 s).
+            var (seen, t) = Get(m, "slowa.test");
+            output.WriteLine($"slowa.test: {seen} in {t:0.000} s");
+            AssertSeenFrom([seen], 1, $"[{Shared6}]", range);
+            Assert.True(t < 2.0, $"slowa.test took {t} s: the A answer was waited for");
+            // The A answer first: after the 50 ms resolution delay, IPv4, without the AAAA answer's 3 s.
+            (seen, t) = Get(m, "slowaaaa.test");
+            output.WriteLine($"slowaaaa.test: {seen} in {t:0.000} s");
+            AssertSeenFrom([seen], 1, Shared, range);
+            Assert.True(t < 2.0, $"slowaaaa.test took {t} s: the AAAA answer was waited for");
+            // The AAAA answer (blackholed) first, the A answer 0.6 s later: the IPv6 attempt runs,
+            // the A answer joins the list and is tried at once (the attempt delay is long past).
+            (seen, t) = Get(m, "slowabroken.test");
+            output.WriteLine($"slowabroken.test: {seen} in {t:0.000} s");
+            AssertSeenFrom([seen], 1, Shared, range);
+            Assert.InRange(t, 0.55, 2.0);
+        }
+    }
+
     [LinuxFact(Netns = true, Bpf = true, Tools = ["curl", "python3", "ethtool", "dotnet", "bird"])]
     public async Task Ipv6Only_MachinesAnnounceTheSlash128OverIpv6Sessions_AndTheProxyUsesOnlyIpv6()
     {
@@ -704,7 +781,7 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
                 // Names for the proxy to resolve (ip netns exec bind-mounts /etc/netns/NAME/hosts
                 // over /etc/hosts for the daemons started after this).
                 foreach (var m in new[] { a, b })
-                    Own(new NetnsHosts(m, $"{Server6} server6.test\n10.0.1.2 server4.test\n{Server6} server46.test\n10.0.1.2 server46.test\n{Blackholed6} blackholed.test\n10.0.1.2 blackholed.test\n"));
+                    Own(new NetnsHosts(m, $"{Server6} server6.test\n10.0.1.2 server4.test\n{Server6} server46.test\n10.0.1.2 server46.test\n{Blackholed6} blackholed.test\n10.0.1.2 blackholed.test\n", nameserver: "10.0.0.1"));
             }
             if (ipv6Only)
             {
@@ -759,11 +836,14 @@ public sealed partial class EndToEndTests(ITestOutputHelper output)
     {
         private readonly string _dir;
 
-        public NetnsHosts(TestNetns ns, string lines)
+        public NetnsHosts(TestNetns ns, string lines, string? nameserver = null)
         {
             _dir = Path.Combine("/etc/netns", ns.Name);
             Directory.CreateDirectory(_dir);
             File.WriteAllText(Path.Combine(_dir, "hosts"), "127.0.0.1 localhost\n::1 localhost\n" + lines);
+            // Names not in hosts go to this server (ip netns exec mounts resolv.conf over /etc/resolv.conf too).
+            if (nameserver is not null)
+                File.WriteAllText(Path.Combine(_dir, "resolv.conf"), $"nameserver {nameserver}\noptions timeout:5 attempts:1\n");
         }
 
         public void Dispose()

@@ -158,17 +158,18 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
     {
         var config = _config; // one configuration for the whole connection (a reload may swap it)
         bool has4 = config.SharedAddress is not null, has6 = config.SharedAddress6 is not null;
-        IReadOnlyList<IPAddress> addresses;
+        ResolvedAddresses resolved;
         if (IPAddress.TryParse(host, out var lit))
         {
             // ::ffff:a.b.c.d is the IPv4 address in disguise; a zone is a link-local destination.
-            addresses = lit.AddressFamily == AddressFamily.InterNetworkV6 && (lit.IsIPv4MappedToIPv6 || lit.ScopeId != 0) ? [] : [lit];
+            resolved = new(lit.AddressFamily == AddressFamily.InterNetworkV6 && (lit.IsIPv4MappedToIPv6 || lit.ScopeId != 0) ? [] : [lit], null);
         }
         else
         {
             // Happy Eyeballs (RFC 8305): the families this machine has a shared address of, interleaved, IPv6 first.
-            addresses = await HappyEyeballs.ResolveAsync(host, has4, has6, ct).ConfigureAwait(false);
+            resolved = await HappyEyeballs.ResolveAsync(host, has4, has6, ct).ConfigureAwait(false);
         }
+        var addresses = resolved.First;
         // The destination's family picks the shared address the connection leaves from.
         IPAddress? Source(IPAddress a) => a.AddressFamily switch
         {
@@ -197,7 +198,7 @@ internal sealed partial class ConnectProxy : IAsyncDisposable
             try
             {
                 // Each attempt from the shared address of its family and this machine's ports.
-                (upstream, var winner) = await HappyEyeballs.ConnectAsync(addresses, port, a => SourceSocket.Create(Source(a)!, config.Ports),
+                (upstream, var winner) = await HappyEyeballs.ConnectAsync(resolved, port, a => SourceSocket.Create(Source(a)!, config.Ports),
                     HappyEyeballs.ConnectionAttemptDelay, cc.Token).ConfigureAwait(false);
                 if (!ReferenceEquals(winner, addresses[0]))
                     Log.ConnectedToLaterAddress(_log, host, port, winner.ToString(), addresses[0].ToString());
