@@ -157,6 +157,64 @@ public sealed class RoutingIntegrationTests
     }
 
     [LinuxFact(Netns = true)]
+    public async Task Ipv4RoutesViaIpv6NextHops_RtaVia_BothDirections()
+    {
+        var (ns, client, e0, e1) = await SetupAsync("via");
+        using (ns)
+        using (client)
+        {
+            await client.AddAddressAsync(e0, IPAddress.Parse("fd00:5::1"), 64, noDad: true);
+            await client.AddAddressAsync(e1, IPAddress.Parse("fd00:6::1"), 64, noDad: true);
+            // Ours to the kernel: an IPv4 route with an IPv6 gateway, plain and ECMP (RTA_VIA, Linux 5.2+).
+            await client.AddRouteAsync(new Route { Destination = IPNetwork.Parse("10.7.0.0/24"), Gateway = IPAddress.Parse("fd00:5::2"), OutputIndex = e0, Table = 9 });
+            await client.ReplaceRouteAsync(new Route
+            {
+                Destination = IPNetwork.Parse("10.8.0.0/24"), Table = 9,
+                NextHops = [new NextHop(IPAddress.Parse("fd00:5::2"), e0), new NextHop(IPAddress.Parse("fd00:6::2"), e1, 2)],
+            });
+            JsonElement t9 = ns.IpJson("route show table 9");
+            JsonElement one = t9.EnumerateArray().Single(r => r.GetProperty("dst").GetString() == "10.7.0.0/24");
+            Assert.Equal("inet6", one.GetProperty("via").GetProperty("family").GetString());
+            Assert.Equal("fd00:5::2", one.GetProperty("via").GetProperty("host").GetString());
+            Assert.Equal("e0", one.GetProperty("dev").GetString());
+            Assert.False(one.TryGetProperty("gateway", out _));
+            var hops = t9.EnumerateArray().Single(r => r.GetProperty("dst").GetString() == "10.8.0.0/24").GetProperty("nexthops").EnumerateArray().ToList();
+            Assert.Equal(["fd00:5::2", "fd00:6::2"], hops.Select(h => h.GetProperty("via").GetProperty("host").GetString()));
+            Assert.All(hops, h => Assert.Equal("inet6", h.GetProperty("via").GetProperty("family").GetString()));
+            Assert.Equal(["e0", "e1"], hops.Select(h => h.GetProperty("dev").GetString()));
+            Assert.Equal([1, 2], hops.Select(h => h.GetProperty("weight").GetInt32()));
+
+            // The kernel's to ours: routes `ip` installed parse back with the IPv6 gateway.
+            ns.Exec("ip route add 10.9.0.0/24 via inet6 fd00:6::7 dev e1 table 9 && " +
+                "ip route add 10.10.0.0/24 table 9 nexthop via inet6 fd00:5::8 dev e0 nexthop via inet6 fd00:6::8 dev e1 weight 3");
+            List<Route> mine = await client.GetRouteListAsync(new RouteFilter { Table = 9 });
+            Route r9 = mine.Single(r => r.Destination.Equals(IPNetwork.Parse("10.9.0.0/24")));
+            Assert.Equal(AddressFamily.InterNetwork, r9.Family);
+            Assert.Equal(IPAddress.Parse("fd00:6::7"), r9.Gateway);
+            Assert.Equal(e1, r9.OutputIndex);
+            Assert.Empty(r9.UnknownAttributes);
+            Route r10 = mine.Single(r => r.Destination.Equals(IPNetwork.Parse("10.10.0.0/24")));
+            Assert.Equal([IPAddress.Parse("fd00:5::8"), IPAddress.Parse("fd00:6::8")], r10.NextHops!.Select(h => h.Gateway));
+            Assert.Equal([e0, e1], r10.NextHops!.Select(h => h.OutputIndex));
+            Assert.Equal([1, 3], r10.NextHops!.Select(h => h.Weight));
+            Assert.Equal(IPAddress.Parse("fd00:5::2"), mine.Single(r => r.Destination.Equals(IPNetwork.Parse("10.7.0.0/24"))).Gateway);
+
+            // A replace with one IPv6 next hop drops the ECMP paths; a delete without a gateway removes the route.
+            await client.ReplaceRouteAsync(new Route { Destination = IPNetwork.Parse("10.8.0.0/24"), Gateway = IPAddress.Parse("fd00:6::2"), OutputIndex = e1, Table = 9 });
+            JsonElement replaced = ns.IpJson("route show table 9 10.8.0.0/24")[0];
+            Assert.False(replaced.TryGetProperty("nexthops", out _));
+            Assert.Equal("fd00:6::2", replaced.GetProperty("via").GetProperty("host").GetString());
+            await client.DeleteRouteAsync(new Route { Destination = IPNetwork.Parse("10.8.0.0/24"), Table = 9 });
+            Assert.Empty(ns.IpJson("route show table 9 10.8.0.0/24").EnumerateArray());
+
+            // IPv6 routes take no RTA_VIA: the kernel says so (an IPv4 gateway on an IPv6 route).
+            var refused = await Assert.ThrowsAsync<NetlinkException>(async () =>
+                await client.AddRouteAsync(new Route { Destination = IPNetwork.Parse("fd00:99::/64"), Gateway = IPAddress.Parse("10.0.0.1"), OutputIndex = e0, Table = 9 }));
+            Assert.Contains("VIA", refused.Message, StringComparison.OrdinalIgnoreCase);
+        }
+    }
+
+    [LinuxFact(Netns = true)]
     public async Task RouteBatch_InstallsAndReportsFailuresBySequence()
     {
         var (ns, client, e0, _) = await SetupAsync("rb");

@@ -79,7 +79,7 @@ public static class RouteTables
 }
 
 /// <summary>One path of an ECMP route (struct rtnexthop in RTA_MULTIPATH).</summary>
-/// <param name="Gateway">Next-hop address, or null for a direct path.</param>
+/// <param name="Gateway">Next-hop address, or null for a direct path; an IPv6 address on an IPv4 route is sent and read as RTA_VIA (Linux 5.2+, RFC 8950), like <see cref="Route.Gateway"/>.</param>
 /// <param name="OutputIndex">Output interface index (0: resolved from the gateway).</param>
 /// <param name="Weight">Relative weight 1..256 (rtnh_hops + 1).</param>
 public sealed record NextHop(IPAddress? Gateway, int OutputIndex, int Weight = 1)
@@ -150,7 +150,11 @@ public sealed class Route
         }
     }
 
-    /// <summary>RTA_GATEWAY.</summary>
+    /// <summary>
+    /// The next hop: RTA_GATEWAY when of the route's family; an IPv6 address on an IPv4 route goes to the
+    /// kernel as RTA_VIA (`ip route add 10.0.0.0/24 via inet6 fe80::1 dev X`, Linux 5.2+, RFC 8950 next
+    /// hops) and a dumped RTA_VIA of IPv4 or IPv6 is read back here. IPv6 routes take only IPv6 gateways.
+    /// </summary>
     public IPAddress? Gateway { get => Gw.ToAddress(); init => Gw = IpBits.From(value); }
 
     /// <summary>RTA_PREFSRC: preferred source address.</summary>

@@ -38,7 +38,7 @@ internal static class RouteCodec
             dst.WriteAttr(w, Nl.RTA_DST);
         }
         if (!r.Gw.IsNone)
-            r.Gw.WriteAttr(w, Nl.RTA_GATEWAY);
+            WriteGateway(w, r.Gw, family);
         if (r.OutputIndex is int oif)
             w.U32(Nl.RTA_OIF, (uint)oif);
         if (!r.PrefSrc.IsNone)
@@ -67,11 +67,46 @@ internal static class RouteCodec
                 int start = w.Length;
                 w.Struct(new rtnexthop { rtnh_flags = h.Flags, rtnh_hops = (byte)(h.Weight - 1), rtnh_ifindex = h.OutputIndex });
                 if (h.Gateway is not null)
-                    w.Address(Nl.RTA_GATEWAY, h.Gateway);
+                    WriteGateway(w, IpBits.From(h.Gateway), family);
                 w.SetU16(start, (ushort)(w.Length - start));
             }
             w.EndNested(mp);
         }
+    }
+
+    /// <summary>
+    /// A gateway of the route's own family is RTA_GATEWAY; one of the other family is RTA_VIA, struct
+    /// rtvia (linux/rtnetlink.h: __kernel_sa_family_t rtvia_family, host order, then the address), which
+    /// Linux 5.2+ accepts for IPv4 routes with an IPv6 next hop (net/ipv4/fib_frontend.c fib_gw_from_via;
+    /// RFC 8950 routes). IPv6 routes take no RTA_VIA: the kernel refuses it with an extended ack.
+    /// </summary>
+    private static void WriteGateway(NetlinkWriter w, IpBits gw, byte routeFamily)
+    {
+        if (gw.Length == (routeFamily == Af.Inet ? 4 : 16))
+        {
+            gw.WriteAttr(w, Nl.RTA_GATEWAY);
+            return;
+        }
+        Span<byte> via = w.Attr(Nl.RTA_VIA, 2 + gw.Length);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(via, gw.Length == 4 ? Af.Inet : Af.Inet6);
+        gw.Write(via[2..]);
+    }
+
+    /// <summary>
+    /// The address of an RTA_VIA (struct rtvia) when it is IPv4 or IPv6 with a matching length; other
+    /// families (AF_PACKET, MPLS) or lengths are not a gateway of this API and are kept raw by the caller.
+    /// </summary>
+    private static bool TryParseVia(ReadOnlySpan<byte> v, out IpBits gw)
+    {
+        gw = default;
+        if (v.Length < 2)
+            return false;
+        ushort family = Attr.U16(v);
+        int len = v.Length - 2;
+        if (!(family == Af.Inet && len == 4 || family == Af.Inet6 && len == 16))
+            return false;
+        gw = IpBits.From(v[2..]);
+        return true;
     }
 
     private static RouteScope DefaultScope(Route r) => r.Type switch
@@ -125,6 +160,7 @@ internal static class RouteCodec
             {
                 case Nl.RTA_DST: dst = IpBits.From(v); break;
                 case Nl.RTA_GATEWAY: gw = IpBits.From(v); break;
+                case Nl.RTA_VIA when TryParseVia(v, out IpBits via): gw = via; break;
                 case Nl.RTA_PREFSRC: src = IpBits.From(v); extras = true; break;
                 case Nl.RTA_OIF: oif = (int)Attr.U32(v); hasOif = true; break;
                 case Nl.RTA_TABLE: table = Attr.U32(v); break;
@@ -188,7 +224,12 @@ internal static class RouteCodec
             IpBits gw = default;
             var a = new AttributeReader(v[8..len]);
             while (a.TryRead(out ushort t, out ReadOnlySpan<byte> x))
-                if (t == Nl.RTA_GATEWAY) gw = IpBits.From(x);
+            {
+                if (t == Nl.RTA_GATEWAY)
+                    gw = IpBits.From(x);
+                else if (t == Nl.RTA_VIA && TryParseVia(x, out IpBits via))
+                    gw = via; // an IPv4 route's IPv6 next hop (Linux 5.2+)
+            }
             list.Add(new NextHop(gw.ToAddress(), ifindex, hops + 1) { Flags = flags });
             v = v[Math.Min(Nl.Align(len), v.Length)..];
         }
