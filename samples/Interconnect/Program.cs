@@ -33,7 +33,7 @@ public static class Program
                      the site router daemon: tunnels, BGP + BFD per tunnel, routes in the kernel (README.md)
                    Netcore.Interconnect check --config FILE
                      validate a configuration file and print what it describes
-                   Netcore.Interconnect lab [--no-bfd] [--pop-frr]
+                   Netcore.Interconnect lab [--no-bfd] [--pop-frr] [--ipv6-only]
                      namespaces with two BIRD PoPs (--pop-frr: pop1 is FRR) over vxlan, IPv4 and IPv6: traffic, a cut primary, the failover times
             """);
         return 2;
@@ -106,7 +106,7 @@ public static class Program
             Console.WriteLine($"originate: {string.Join(", ", c.Originate)}");
             foreach (var t in c.Tunnels)
                 Console.WriteLine($"tunnel {t.Name}: {TunnelManager.Spec(t).Kind} {t.Local} -> {t.Remote}{(t.Vni is uint v ? $" vni {v}" : "")}, mtu {t.Mtu}, " +
-                    $"inner {t.InnerLocal}/{t.InnerPrefixLength} peer {t.InnerPeer}" +
+                    (t.IPv6Only ? "IPv6-only (IPv4 via IPv6 next hops, RFC 8950)" : $"inner {t.InnerLocal}/{t.InnerPrefixLength} peer {t.InnerPeer}") +
                     (t.CarriesIPv6 ? $", inner6 {t.InnerLocal6}/{t.InnerPrefixLength6} peer {t.InnerPeer6}" : "") +
                     $", session over {(t.Peering == System.Net.Sockets.AddressFamily.InterNetworkV6 ? "IPv6" : "IPv4")} ({(t.CarriesIPv6 ? "ipv4+ipv6" : "ipv4")} unicast), AS {t.PeerAsn}, preference {t.Preference}, " +
                     $"bfd {(t.Bfd.Enabled ? $"{t.Bfd.Interval.TotalMilliseconds} ms x {t.Bfd.Multiplier}" : "off")}, import [{string.Join(", ", t.Import.Allow)}] max {t.Import.MaxPrefixes?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"}" +

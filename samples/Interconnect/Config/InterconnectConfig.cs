@@ -83,14 +83,14 @@ public sealed record TunnelConfig
     /// <summary>GRE key (gre only, RFC 2890).</summary>
     public uint? Key { get; init; }
 
-    /// <summary>This side's inner address and prefix length (e.g. 169.254.1.0/31).</summary>
-    public required IPAddress InnerLocal { get; init; }
+    /// <summary>This side's inner IPv4 address (e.g. 169.254.1.0/31); null on an IPv6-only tunnel.</summary>
+    public IPAddress? InnerLocal { get; init; }
 
     /// <summary>Prefix length of <see cref="InnerLocal"/>.</summary>
-    public required int InnerPrefixLength { get; init; }
+    public int InnerPrefixLength { get; init; }
 
-    /// <summary>The PoP's inner address: the BGP and BFD peer, and the next hop of the routes via this tunnel.</summary>
-    public required IPAddress InnerPeer { get; init; }
+    /// <summary>The PoP's inner IPv4 address: the gateway of the IPv4 routes via this tunnel (and the BGP and BFD peer with an IPv4 peering); null on an IPv6-only tunnel.</summary>
+    public IPAddress? InnerPeer { get; init; }
 
     /// <summary>This side's inner IPv6 address (null: the tunnel carries no IPv6 routes).</summary>
     public IPAddress? InnerLocal6 { get; init; }
@@ -101,20 +101,30 @@ public sealed record TunnelConfig
     /// <summary>The PoP's inner IPv6 address: the gateway of the IPv6 routes via this tunnel (and the BGP and BFD peer with an IPv6 peering).</summary>
     public IPAddress? InnerPeer6 { get; init; }
 
-    /// <summary>Which inner addresses the BGP and BFD sessions run between: IPv4 (default) or IPv6; either carries both families (RFC 4760).</summary>
+    /// <summary>Which inner addresses the BGP and BFD sessions run between: IPv4 (the default with inner IPv4 addresses) or IPv6 (the default and the only choice on an IPv6-only tunnel); either carries both families (RFC 4760).</summary>
     public AddressFamily Peering { get; init; } = AddressFamily.InterNetwork;
 
     /// <summary>The tunnel carries IPv6 unicast (an inner IPv6 address is configured).</summary>
     public bool CarriesIPv6 => InnerLocal6 is not null;
 
+    /// <summary>
+    /// The tunnel has only inner IPv6 addresses: IPv4 unicast rides the IPv6 session with IPv6 next hops
+    /// (RFC 8950, the extended next hop capability), and the kernel's IPv4 routes use the PoP's inner
+    /// IPv6 address as gateway (RTA_VIA).
+    /// </summary>
+    public bool IPv6Only => InnerLocal is null;
+
     /// <summary>This side's address of the BGP/BFD sessions.</summary>
-    public IPAddress SessionLocal => Peering == AddressFamily.InterNetworkV6 ? InnerLocal6! : InnerLocal;
+    public IPAddress SessionLocal => Peering == AddressFamily.InterNetworkV6 ? InnerLocal6! : InnerLocal!;
 
     /// <summary>The PoP's address of the BGP/BFD sessions.</summary>
-    public IPAddress SessionPeer => Peering == AddressFamily.InterNetworkV6 ? InnerPeer6! : InnerPeer;
+    public IPAddress SessionPeer => Peering == AddressFamily.InterNetworkV6 ? InnerPeer6! : InnerPeer!;
 
-    /// <summary>The gateway of routes of <paramref name="family"/> via this tunnel.</summary>
-    public IPAddress? GatewayFor(AddressFamily family) => family == AddressFamily.InterNetworkV6 ? InnerPeer6 : InnerPeer;
+    /// <summary>The gateway of routes of <paramref name="family"/> via this tunnel: the PoP's inner address of that family, or for IPv4 on an IPv6-only tunnel its inner IPv6 address (RFC 8950).</summary>
+    public IPAddress? GatewayFor(AddressFamily family) => family == AddressFamily.InterNetworkV6 ? InnerPeer6 : InnerPeer ?? InnerPeer6;
+
+    /// <summary>The NEXT_HOP of the site's prefixes of <paramref name="family"/> to this PoP: this side's inner address of that family, or for IPv4 on an IPv6-only tunnel its inner IPv6 address (RFC 8950).</summary>
+    public IPAddress? NextHopFor(AddressFamily family) => family == AddressFamily.InterNetworkV6 ? InnerLocal6 : InnerLocal ?? InnerLocal6;
 
     /// <summary>MTU of the tunnel device.</summary>
     public required int Mtu { get; init; }
@@ -131,8 +141,8 @@ public sealed record TunnelConfig
     /// <summary>Import filter.</summary>
     public required ImportFilter Import { get; init; }
 
-    /// <summary>The inner subnet.</summary>
-    public IPNetwork InnerNetwork => new IPNetwork(InterconnectConfig.Mask(InnerLocal, InnerPrefixLength), InnerPrefixLength);
+    /// <summary>The inner IPv4 subnet (null without one).</summary>
+    public IPNetwork? InnerNetwork => InnerLocal is null ? null : new IPNetwork(InterconnectConfig.Mask(InnerLocal, InnerPrefixLength), InnerPrefixLength);
 
     /// <summary>The inner IPv6 subnet (null without one).</summary>
     public IPNetwork? InnerNetwork6 => InnerLocal6 is null ? null : new IPNetwork(InterconnectConfig.Mask(InnerLocal6, InnerPrefixLength6), InnerPrefixLength6);
@@ -231,12 +241,15 @@ public sealed record InterconnectConfig
             "ipip" => TunnelKind.Ipip,
             _ => throw new InterconnectConfigException(path + ".kind", $"'{kindText}' is not vxlan, gre or ipip"),
         };
-        string inner = Str(t, "innerLocal", path + ".innerLocal") ?? throw new InterconnectConfigException(path + ".innerLocal", "required: this side's inner address with its prefix length, e.g. 169.254.1.0/31");
-        var (innerAddr, innerLen) = AddressAndLength(inner, path + ".innerLocal");
+        var (innerAddr, innerLen) = Str(t, "innerLocal", path + ".innerLocal") is string i4 ? AddressAndLength(i4, path + ".innerLocal") : (null, 0);
         var (inner6Addr, inner6Len) = Str(t, "innerLocal6", path + ".innerLocal6") is string i6 ? AddressAndLength(i6, path + ".innerLocal6") : (null, 0);
+        if (innerAddr is null && inner6Addr is null)
+            throw new InterconnectConfigException(path + ".innerLocal", "required: this side's inner address with its prefix length, e.g. 169.254.1.0/31 (or only innerLocal6 and innerPeer6 for an IPv6-only tunnel)");
         AddressFamily peering = Str(t, "peering", path + ".peering") switch
         {
-            null or "ipv4" => AddressFamily.InterNetwork,
+            // An IPv6-only tunnel has only the IPv6 inner addresses to run the sessions between.
+            null => innerAddr is null ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork,
+            "ipv4" => AddressFamily.InterNetwork,
             "ipv6" => AddressFamily.InterNetworkV6,
             var other => throw new InterconnectConfigException(path + ".peering", $"'{other}' is not ipv4 or ipv6 (the inner addresses the BGP and BFD sessions run between)"),
         };
@@ -293,7 +306,7 @@ public sealed record InterconnectConfig
             Key = U32(t, "key", path + ".key"),
             InnerLocal = innerAddr,
             InnerPrefixLength = innerLen,
-            InnerPeer = Address(t, "innerPeer", path + ".innerPeer") ?? throw new InterconnectConfigException(path + ".innerPeer", "the PoP's inner address (BGP and BFD peer) is required"),
+            InnerPeer = Address(t, "innerPeer", path + ".innerPeer"),
             InnerLocal6 = inner6Addr,
             InnerPrefixLength6 = inner6Len,
             InnerPeer6 = Address(t, "innerPeer6", path + ".innerPeer6"),
@@ -364,8 +377,8 @@ public sealed record InterconnectConfig
                 TunnelConfig a = Tunnels[j], b = Tunnels[i];
                 if (a.Name == b.Name)
                     throw new InterconnectConfigException($"tunnels[{i}].name", $"'{b.Name}' is used by tunnels[{j}] too");
-                if (Overlaps(a.InnerNetwork, b.InnerNetwork))
-                    throw new InterconnectConfigException($"tunnels[{i}].innerLocal", $"{b.InnerNetwork} overlaps tunnels[{j}] ({a.InnerNetwork}): each tunnel needs its own inner subnet");
+                if (a.InnerNetwork is IPNetwork a4 && b.InnerNetwork is IPNetwork b4 && Overlaps(a4, b4))
+                    throw new InterconnectConfigException($"tunnels[{i}].innerLocal", $"{b4} overlaps tunnels[{j}] ({a4}): each tunnel needs its own inner subnet");
                 if (a.InnerNetwork6 is IPNetwork a6 && b.InnerNetwork6 is IPNetwork b6 && Overlaps(a6, b6))
                     throw new InterconnectConfigException($"tunnels[{i}].innerLocal6", $"{b6} overlaps tunnels[{j}] ({a6}): each tunnel needs its own inner subnet");
                 // drivers/net/vxlan: two devices with the same VNI and port on one host cannot both receive (the VNI picks the device).
@@ -412,29 +425,7 @@ public sealed record InterconnectConfig
                     throw new InterconnectConfigException(path + (t.Vni is not null ? ".vni" : ".key"), "ipip has neither VNI nor key (RFC 2003)");
                 break;
         }
-        // innerLocal/innerPeer are IPv4: every tunnel carries IPv4 unicast, whose NEXT_HOP and gateway they are
-        // (RFC 4271 5.1.3); IPv6 goes in innerLocal6/innerPeer6.
-        if (t.InnerLocal.AddressFamily != AddressFamily.InterNetwork || t.InnerPeer.AddressFamily != AddressFamily.InterNetwork)
-            throw new InterconnectConfigException(path + ".innerLocal", "innerLocal and innerPeer are IPv4 (the IPv4 routes' NEXT_HOP and gateway); IPv6 inner addresses go in innerLocal6 and innerPeer6");
-        // RFC 3021: a /31 has two usable addresses; longer leaves no peer.
-        if (t.InnerPrefixLength is < 8 or > 31)
-            throw new InterconnectConfigException(path + ".innerLocal", $"/{t.InnerPrefixLength}: the inner subnet is /8-/31 (a /31 point-to-point link per RFC 3021, or a /30)");
-        var net = t.InnerNetwork;
-        if (!net.Contains(t.InnerPeer))
-            throw new InterconnectConfigException(path + ".innerPeer", $"{t.InnerPeer} is not in {net} (the peer is directly connected over the tunnel: RFC 5881 single-hop BFD, eBGP TTL 1)");
-        if (t.InnerPeer.Equals(t.InnerLocal))
-            throw new InterconnectConfigException(path + ".innerPeer", "the peer's inner address is this side's own");
-        if (t.InnerPrefixLength < 31)
-        {
-            // RFC 919/922: on a subnet longer than /31 the all-zeros and all-ones hosts are the network and broadcast.
-            uint mask = uint.MaxValue << (32 - t.InnerPrefixLength);
-            foreach (var (a, f) in new[] { (t.InnerLocal, "innerLocal"), (t.InnerPeer, "innerPeer") })
-            {
-                uint host = U(a) & ~mask;
-                if (host == 0 || host == ~mask)
-                    throw new InterconnectConfigException($"{path}.{f}", $"{a} is the network or broadcast address of {net}");
-            }
-        }
+        CheckInner4(t, path);
         CheckInner6(t, path);
         // RFC 791: every internet module must handle 68-byte datagrams; net/core/dev.c caps at 65535 here.
         if (t.Mtu is < 68 or > 65535)
@@ -456,6 +447,41 @@ public sealed record InterconnectConfig
             throw new InterconnectConfigException(path + ".import.maxPrefixes", "0 would close the session on the first route; leave it out for no limit");
     }
 
+    /// <summary>The inner IPv4 addresses (none on an IPv6-only tunnel).</summary>
+    private static void CheckInner4(TunnelConfig t, string path)
+    {
+        // Without inner IPv4 addresses the tunnel is IPv6-only: IPv4 unicast then needs IPv6 next hops (RFC 8950)
+        // and so the inner IPv6 addresses, checked in CheckInner6.
+        if (t.InnerLocal is null && t.InnerPeer is null && t.InnerLocal6 is null && t.InnerPeer6 is null)
+            throw new InterconnectConfigException(path + ".innerLocal", "a tunnel needs inner addresses: innerLocal and innerPeer (IPv4), innerLocal6 and innerPeer6 (IPv6), or both");
+        if (t.InnerLocal is null != t.InnerPeer is null)
+            throw new InterconnectConfigException(path + (t.InnerLocal is null ? ".innerLocal" : ".innerPeer"), "innerLocal and innerPeer go together: the IPv4 routes need this side's address (their NEXT_HOP, RFC 4271 5.1.3) and the PoP's (their gateway); leave both out for an IPv6-only tunnel");
+        if (t.InnerLocal is not IPAddress local || t.InnerPeer is not IPAddress peer)
+            return;
+        // innerLocal/innerPeer are IPv4: the IPv4 routes' NEXT_HOP and gateway (RFC 4271 5.1.3); IPv6 goes in innerLocal6/innerPeer6.
+        if (local.AddressFamily != AddressFamily.InterNetwork || peer.AddressFamily != AddressFamily.InterNetwork)
+            throw new InterconnectConfigException(path + ".innerLocal", "innerLocal and innerPeer are IPv4 (the IPv4 routes' NEXT_HOP and gateway); IPv6 inner addresses go in innerLocal6 and innerPeer6");
+        // RFC 3021: a /31 has two usable addresses; longer leaves no peer.
+        if (t.InnerPrefixLength is < 8 or > 31)
+            throw new InterconnectConfigException(path + ".innerLocal", $"/{t.InnerPrefixLength}: the inner subnet is /8-/31 (a /31 point-to-point link per RFC 3021, or a /30)");
+        var net = t.InnerNetwork!.Value;
+        if (!net.Contains(peer))
+            throw new InterconnectConfigException(path + ".innerPeer", $"{peer} is not in {net} (the peer is directly connected over the tunnel: RFC 5881 single-hop BFD, eBGP TTL 1)");
+        if (peer.Equals(local))
+            throw new InterconnectConfigException(path + ".innerPeer", "the peer's inner address is this side's own");
+        if (t.InnerPrefixLength < 31)
+        {
+            // RFC 919/922: on a subnet longer than /31 the all-zeros and all-ones hosts are the network and broadcast.
+            uint mask = uint.MaxValue << (32 - t.InnerPrefixLength);
+            foreach (var (a, f) in new[] { (local, "innerLocal"), (peer, "innerPeer") })
+            {
+                uint host = U(a) & ~mask;
+                if (host == 0 || host == ~mask)
+                    throw new InterconnectConfigException($"{path}.{f}", $"{a} is the network or broadcast address of {net}");
+            }
+        }
+    }
+
     /// <summary>The inner IPv6 addresses and the peering family.</summary>
     private static void CheckInner6(TunnelConfig t, string path)
     {
@@ -464,6 +490,8 @@ public sealed record InterconnectConfig
         // RFC 4271 8 / RFC 4760: one session carries both families; it runs between the inner addresses of the family configured.
         if (t.Peering == AddressFamily.InterNetworkV6 && t.InnerLocal6 is null)
             throw new InterconnectConfigException(path + ".peering", "an IPv6 peering needs innerLocal6 and innerPeer6 (the session's addresses)");
+        if (t.Peering == AddressFamily.InterNetwork && t.InnerLocal is null)
+            throw new InterconnectConfigException(path + ".peering", "an IPv4 peering needs innerLocal and innerPeer (the session's addresses); an IPv6-only tunnel peers over IPv6 and carries IPv4 with IPv6 next hops (RFC 8950)");
         if (t.InnerLocal6 is not IPAddress local || t.InnerPeer6 is not IPAddress peer)
             return;
         foreach (var (a, f) in new[] { (local, "innerLocal6"), (peer, "innerPeer6") })

@@ -83,7 +83,9 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
             t.Peer = _speaker.AddPeer(new BgpPeerOptions
             {
                 // One session over the inner addresses of the configured peering family carries both
-                // families (RFC 4760): IPv4 unicast always, IPv6 unicast when the tunnel has IPv6.
+                // families (RFC 4760): IPv4 unicast always, IPv6 unicast when the tunnel has IPv6. An
+                // IPv6-only tunnel carries IPv4 with IPv6 next hops: the extended next hop capability
+                // (RFC 8950 3) is advertised, and our IPv4 NEXT_HOP is the inner IPv6 address.
                 RemoteAddress = c.SessionPeer,
                 RemoteAs = c.PeerAsn,
                 LocalAddress = c.SessionLocal,
@@ -91,8 +93,9 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
                 ConnectRetryTime = TimeSpan.FromSeconds(1),
                 MaxConnectRetryTime = TimeSpan.FromSeconds(4),
                 ConnectTimeout = TimeSpan.FromSeconds(2),
-                NextHopIPv4 = c.InnerLocal,
+                NextHopIPv4 = c.NextHopFor(AddressFamily.InterNetwork),
                 NextHopIPv6 = c.InnerLocal6,
+                ExtendedNextHop = c.IPv6Only,
                 Families = c.CarriesIPv6 ? [BgpFamily.IPv4Unicast, BgpFamily.IPv6Unicast] : [BgpFamily.IPv4Unicast],
                 Description = "interconnect " + c.Name,
             });
@@ -224,7 +227,7 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
                     // signalled Down it is alive and its BGP acts on its own BFD; BIRD also re-creates
                     // its BFD session (first packets: Down) whenever its BGP session restarts, and a
                     // reset here would restart it again, a loop seen in the tests.
-                    t.Received.Clear();
+                    t.ClearRoutes();
                     if (t.Peer is { } peer && !t.MaxPrefixExceeded && c.Diagnostic != BfdDiagnostic.NeighborSignaledSessionDown)
                         after.Add(() => peer.CloseAsync(new BgpNotification(BgpErrorCode.Cease, (byte)BgpCeaseError.BfdDown), reconnect: true, _stop.Token)); // RFC 9384
                 }
@@ -236,14 +239,30 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
                 LogBgp(_log, t.Config.Name, s.Old.ToString(), s.New.ToString(), s.Notification ?? "");
                 // RFC 4271 8 and 9: the routes of a session that is not Established are gone.
                 if (t.BgpState != BgpPeerState.Established)
-                    t.Received.Clear();
+                    t.ClearRoutes();
                 break;
             case UpdateEvent { Tunnel: var t, Update: var u }:
                 foreach (var p in u.Withdrawn)
+                {
                     t.Received.Remove(ToNetwork(p));
+                    t.UnusableIPv4.Remove(ToNetwork(p));
+                }
+                // RFC 8950 3/4: on an IPv6-only tunnel an IPv4 route has an IPv6 next hop only when both sides
+                // advertised the extended next hop capability; without it the PoP's IPv4 routes have no next
+                // hop on this tunnel (there is no inner IPv4 address to reach): kept apart, never installed.
+                bool ipv4Usable = !t.Config.IPv6Only || (t.Peer?.Negotiated?.ExtendedNextHop ?? false);
                 foreach (var r in u.Announced)
-                    if (!r.Prefix.IsIPv6 || t.Config.CarriesIPv6)
-                        t.Received.Add(ToNetwork(r.Prefix));
+                {
+                    if (r.Prefix.IsIPv6 && !t.Config.CarriesIPv6)
+                        continue;
+                    if (!r.Prefix.IsIPv6 && !ipv4Usable)
+                    {
+                        if (t.UnusableIPv4.Add(ToNetwork(r.Prefix)) && t.UnusableIPv4.Count == 1)
+                            LogNoExtendedNextHop(_log, t.Config.Name);
+                        continue;
+                    }
+                    t.Received.Add(ToNetwork(r.Prefix));
+                }
                 foreach (var family in (ReadOnlySpan<AddressFamily>)[AddressFamily.InterNetwork, AddressFamily.InterNetworkV6])
                 {
                     int accepted = t.Received.Count(p => p.BaseAddress.AddressFamily == family && t.Config.Import.Accepts(p));
@@ -253,7 +272,7 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
                         // stays down until the operator reloads; the limit is per family.
                         t.MaxPrefixExceeded = true;
                         t.MaxPrefixFamily = family;
-                        t.Received.Clear();
+                        t.ClearRoutes();
                         LogMaxPrefix(_log, t.Config.Name, accepted, family == AddressFamily.InterNetworkV6 ? "IPv6" : "IPv4", max);
                         byte[] data = MaxPrefixData(family, max);
                         if (t.Peer is { } peer)
@@ -313,7 +332,7 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
     /// <summary>Everything but the preference and the import filter is the same (those change in place).</summary>
     private static bool SameStructure(TunnelConfig a, TunnelConfig b) =>
         a.Name == b.Name && a.Kind == b.Kind && a.Local.Equals(b.Local) && a.Remote.Equals(b.Remote) && a.Vni == b.Vni && a.Port == b.Port &&
-        a.Key == b.Key && a.InnerLocal.Equals(b.InnerLocal) && a.InnerPrefixLength == b.InnerPrefixLength && a.InnerPeer.Equals(b.InnerPeer) &&
+        a.Key == b.Key && Equals(a.InnerLocal, b.InnerLocal) && a.InnerPrefixLength == b.InnerPrefixLength && Equals(a.InnerPeer, b.InnerPeer) &&
         a.Mtu == b.Mtu && a.PeerAsn == b.PeerAsn && a.Bfd == b.Bfd && Equals(a.InnerLocal6, b.InnerLocal6) && a.InnerPrefixLength6 == b.InnerPrefixLength6 &&
         Equals(a.InnerPeer6, b.InnerPeer6) && a.Peering == b.Peering;
 
@@ -328,6 +347,8 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
             if (t.Peer is null)
                 continue;
             // IPv6 prefixes go only over tunnels that carry IPv6 (their next hop is the inner IPv6 address, RFC 2545 3).
+            // IPv4 prefixes go to every PoP; to an IPv6-only tunnel with the inner IPv6 address as NEXT_HOP, which
+            // Netcore.Bgp sends only when the PoP advertised extended next hop (RFC 8950 4) and otherwise holds back.
             bool v6 = t.Config.CarriesIPv6;
             var w = withdraw.Where(p => v6 || !p.IsIPv6).ToList();
             var a = announce.Where(r => v6 || !r.Prefix.IsIPv6).ToList();
@@ -412,7 +433,7 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
         {
             var tunnels = _tunnels.Select(t => new TunnelView(
                 t.Config.Name, t.Config.Kind.ToString().ToLowerInvariant(), t.Config.Local.ToString(), t.Config.Remote.ToString(), t.Config.Vni,
-                t.Device.Index, t.Device.Created, t.Config.Mtu, $"{t.Config.InnerLocal}/{t.Config.InnerPrefixLength}", t.Config.InnerPeer.ToString(),
+                t.Device.Index, t.Device.Created, t.Config.Mtu, t.Config.InnerLocal is null ? null : $"{t.Config.InnerLocal}/{t.Config.InnerPrefixLength}", t.Config.InnerPeer?.ToString(),
                 t.Config.PeerAsn, t.Config.Preference, t.BgpState.ToString(), t.Config.Bfd.Enabled ? t.BfdState.ToString() : "off",
                 t.Usable, t.Received.Count, t.Received.Count(t.Config.Import.Accepts), t.MaxPrefixExceeded, Metrics.BfdDownCount(t.Config.Name), t.LastBfdDown)
             {
@@ -423,6 +444,11 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
                 PrefixesReceivedIpv6 = t.Received.Count(p => p.BaseAddress.AddressFamily == AddressFamily.InterNetworkV6),
                 PrefixesAcceptedIpv6 = t.Received.Count(p => p.BaseAddress.AddressFamily == AddressFamily.InterNetworkV6 && t.Config.Import.Accepts(p)),
                 MaxPrefixFamily = t.MaxPrefixFamily is null ? null : t.MaxPrefixFamily == AddressFamily.InterNetworkV6 ? "ipv6" : "ipv4",
+                Ipv4NextHop = t.Config.IPv6Only ? "ipv6" : "ipv4",
+                ExtendedNextHop = t.Config.IPv6Only ? t.Peer?.Negotiated?.ExtendedNextHop : null,
+                PrefixesUnusableIpv4 = t.UnusableIPv4.Count,
+                Ipv4Unusable = !t.Config.IPv6Only || t.BgpState != BgpPeerState.Established || t.Peer?.Negotiated is not { } n || n.ExtendedNextHop ? null
+                    : NoExtendedNextHopReason,
             }).ToList();
             var routes = _installed.OrderBy(kv => kv.Key.ToString(), StringComparer.Ordinal).Select(kv => new RouteView(kv.Key.ToString(), kv.Value,
                 [.. kv.Value.Select(n => _tunnels.First(t => t.Config.Name == n).Config.GatewayFor(kv.Key.BaseAddress.AddressFamily)?.ToString() ?? "")])).ToList();
@@ -509,6 +535,16 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
         public BgpPeerState BgpState { get; set; } = BgpPeerState.Idle;
         public BfdState BfdState { get; set; } = BfdState.Down;
         public HashSet<IPNetwork> Received { get; } = [];
+
+        /// <summary>IPv4 prefixes announced over an IPv6-only tunnel whose session lacks extended next hop (RFC 8950): not usable.</summary>
+        public HashSet<IPNetwork> UnusableIPv4 { get; } = [];
+
+        /// <summary>The session's routes are gone (RFC 4271 8, 9): not Established, BFD Down, max-prefix.</summary>
+        public void ClearRoutes()
+        {
+            Received.Clear();
+            UnusableIPv4.Clear();
+        }
         public bool MaxPrefixExceeded { get; set; }
         public AddressFamily? MaxPrefixFamily { get; set; }
         public DateTimeOffset? LastBfdDown { get; set; }
@@ -579,13 +615,20 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
     [LoggerMessage(16, LogLevel.Information, "route {Prefix} of a previous run found; replaced or removed at the first selection")]
     private static partial void LogStale(ILogger logger, string prefix);
 
+    [LoggerMessage(17, LogLevel.Warning, "tunnel {Name}: " + NoExtendedNextHopReason)]
+    private static partial void LogNoExtendedNextHop(ILogger logger, string name);
+
+    /// <summary>Why an IPv6-only tunnel's IPv4 routes are not used (state and log).</summary>
+    private const string NoExtendedNextHopReason =
+        "the PoP did not advertise the extended next hop capability (RFC 8950) on this IPv6-only tunnel: its IPv4 routes have no usable next hop and are not installed, and the site's IPv4 prefixes are not announced to it";
+
     [LoggerMessage(14, LogLevel.Information, "stopped")]
     private static partial void LogStopped(ILogger logger);
 }
 
 /// <summary>A tunnel in <c>/api/v1/state</c>.</summary>
 internal sealed record TunnelView(string Name, string Kind, string Local, string Remote, uint? Vni, int Ifindex, bool Created, int Mtu,
-    string InnerLocal, string InnerPeer, uint PeerAsn, uint Preference, string Bgp, string Bfd, bool Usable, int PrefixesReceived,
+    string? InnerLocal, string? InnerPeer, uint PeerAsn, uint Preference, string Bgp, string Bfd, bool Usable, int PrefixesReceived,
     int PrefixesAccepted, bool MaxPrefixExceeded, long BfdDownEvents, DateTimeOffset? LastBfdDown)
 {
     /// <summary>This side's inner IPv6 address and length, or null.</summary>
@@ -608,6 +651,18 @@ internal sealed record TunnelView(string Name, string Kind, string Local, string
 
     /// <summary>The family whose maximum closed the session, or null.</summary>
     public string? MaxPrefixFamily { get; init; }
+
+    /// <summary>The family of the IPv4 routes' next hops: "ipv4", or "ipv6" on an IPv6-only tunnel (RFC 8950).</summary>
+    public string Ipv4NextHop { get; init; } = "ipv4";
+
+    /// <summary>On an IPv6-only tunnel: whether the session negotiated extended next hop (null when not Established or not IPv6-only).</summary>
+    public bool? ExtendedNextHop { get; init; }
+
+    /// <summary>IPv4 prefixes announced but not usable (IPv6-only tunnel without extended next hop); not in <see cref="PrefixesReceived"/>.</summary>
+    public int PrefixesUnusableIpv4 { get; init; }
+
+    /// <summary>Why the PoP's IPv4 routes are not used, or null.</summary>
+    public string? Ipv4Unusable { get; init; }
 }
 
 /// <summary>An installed prefix and the tunnel(s) it goes through.</summary>

@@ -21,7 +21,7 @@ internal static class LabCommand
         Dictionary<string, string?> o;
         try
         {
-            o = Program.Options(args, "--no-bfd", "--pop-frr");
+            o = Program.Options(args, "--no-bfd", "--pop-frr", "--ipv6-only");
         }
         catch (ArgumentException e)
         {
@@ -30,6 +30,7 @@ internal static class LabCommand
         }
         bool bfd = !o.ContainsKey("--no-bfd");
         bool frr = o.ContainsKey("--pop-frr");
+        bool v6only = o.ContainsKey("--ipv6-only");
         string pop1Kind = frr ? "FRR" : "BIRD";
         foreach (string tool in new[] { "ip", "bird", "birdc", "ping", "python3", "curl" }.Concat(frr ? ["/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd", "vtysh"] : []))
         {
@@ -48,10 +49,10 @@ internal static class LabCommand
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
         var total = Stopwatch.StartNew();
-        Say($"building namespaces: site, inet (transit), pop1 ({(frr ? "FRR 8: zebra, bfdd, bgpd" : "BIRD 2")}) and pop2 (BIRD 2), BGP (IPv4 + IPv6 unicast) + BFD 100 ms x 3, host 10.20.0.1 / fd20::1 behind both PoPs");
-        using var lab = await LabTopology.CreateAsync("ncic-", cts.Token, frrPop: frr ? 1 : 0).ConfigureAwait(false);
+        Say($"building namespaces: site, inet (transit), pop1 ({(frr ? "FRR 8: zebra, bfdd, bgpd" : "BIRD 2")}) and pop2 (BIRD 2), BGP (IPv4 + IPv6 unicast{(v6only ? " over IPv6-only tunnels: IPv4 with IPv6 next hops, RFC 8950" : "")}) + BFD 100 ms x 3, host 10.20.0.1 / fd20::1 behind both PoPs");
+        using var lab = await LabTopology.CreateAsync("ncic-", cts.Token, frrPop: frr ? 1 : 0, ipv6Only: v6only).ConfigureAwait(false);
         string config = Path.Combine(lab.Directory, "interconnect.json");
-        await File.WriteAllTextAsync(config, LabTopology.SiteConfig(InterconnectConfigPrimary, InterconnectConfigBackup, bfd), cts.Token).ConfigureAwait(false);
+        await File.WriteAllTextAsync(config, LabTopology.SiteConfig(InterconnectConfigPrimary, InterconnectConfigBackup, bfd, ipv6Only: v6only), cts.Token).ConfigureAwait(false);
         var daemon = new DaemonProcess(lab.DaemonCommand(config));
         try
         {
@@ -60,6 +61,8 @@ internal static class LabCommand
             await WaitAsync(() => lab.PopSettled(1) && lab.SiteRouteDevices().SequenceEqual(["pop1"]) && lab.SiteRouteDevices(LabTopology.RemotePrefix6).SequenceEqual(["pop1"]) && lab.Ping() && lab.Ping6(),
                 TimeSpan.FromSeconds(40), "the routes to 10.20.0.0/24 and fd20::/64 via pop1", daemon, cts.Token).ConfigureAwait(false);
             Say($"10.20.0.0/24 and fd20::/64 via pop1 in the site's kernel {sw.Elapsed.TotalSeconds:F1} s after start; ping 10.20.0.1 answered, ping fd20::1 answered");
+            if (v6only)
+                Say($"site: {LabTopology.Run($"ip -n {lab.Site} route show {LabTopology.RemotePrefix}").Stdout.Trim()}; {LabTopology.Run($"ip -n {lab.Site} route get {LabTopology.HostAddress} from {LabTopology.SiteAddress}").Stdout.Split('\n')[0].Trim()}");
             lab.StartTcpServer(TcpPort);
             Say($"TCP 10.10.0.1 -> 10.20.0.1:{TcpPort}: {(lab.Tcp(TcpPort) ? "connected" : "FAILED")}");
             foreach (int i in new[] { 1, 2 })

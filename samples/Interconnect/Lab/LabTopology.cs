@@ -35,6 +35,8 @@ internal sealed class LabTopology : IDisposable
     private IReadOnlyList<string> _pop1Extra = [];
     private int _frrPop;
     private bool _peering6;
+    private bool _ipv6Only;
+    private bool _pop1ExtendedNextHop = true;
 
     private LabTopology(string prefix, string dir)
     {
@@ -61,16 +63,34 @@ internal sealed class LabTopology : IDisposable
     /// <summary>Which PoP runs FRR (zebra, bfdd and bgpd) instead of BIRD; 0 for none.</summary>
     public int FrrPop => _frrPop;
 
+    /// <summary>The tunnels have only inner IPv6 addresses: the sessions run over IPv6 and carry IPv4 with IPv6 next hops (RFC 8950).</summary>
+    public bool Ipv6Only => _ipv6Only;
+
+    /// <summary>The PoP's address of the BGP and BFD sessions to the site.</summary>
+    public string PopSessionAddress(int i) => _peering6 ? PopInner6(i) : PopInner(i);
+
+    /// <summary>The site's address of the BGP and BFD sessions to PoP <paramref name="i"/>.</summary>
+    public string SiteSessionAddress(int i) => _peering6 ? SiteInner6(i) : SiteInner(i);
+
     /// <summary>
     /// Builds the namespaces and starts BIRD in both PoPs (or FRR in PoP <paramref name="frrPop"/>); pop1 also
     /// announces <paramref name="pop1Extra"/> (IPv4 or IPv6; static blackholes there).
     /// </summary>
-    /// <remarks>With <paramref name="peering6"/> the BIRD PoPs' sessions run between the inner IPv6 addresses (both families still).</remarks>
-    public static async Task<LabTopology> CreateAsync(string prefix, CancellationToken ct, IReadOnlyList<string>? pop1Extra = null, int frrPop = 0, bool peering6 = false)
+    /// <remarks>
+    /// With <paramref name="peering6"/> the BIRD PoPs' sessions run between the inner IPv6 addresses (both
+    /// families still). With <paramref name="ipv6Only"/> the tunnels have no inner IPv4 addresses at all: the
+    /// sessions (BIRD and FRR) run over IPv6 and carry IPv4 with IPv6 next hops, the PoPs advertising extended
+    /// next hop (RFC 8950) unless <paramref name="pop1ExtendedNextHop"/> is false (pop1's BIRD then does not).
+    /// </remarks>
+    public static async Task<LabTopology> CreateAsync(string prefix, CancellationToken ct, IReadOnlyList<string>? pop1Extra = null, int frrPop = 0, bool peering6 = false,
+        bool ipv6Only = false, bool pop1ExtendedNextHop = true)
     {
         string dir = Path.Combine(Path.GetTempPath(), prefix + "lab");
         System.IO.Directory.CreateDirectory(dir);
-        var t = new LabTopology(prefix, dir) { _pop1Extra = pop1Extra ?? [], _frrPop = frrPop, _peering6 = peering6 };
+        var t = new LabTopology(prefix, dir)
+        {
+            _pop1Extra = pop1Extra ?? [], _frrPop = frrPop, _peering6 = peering6 || ipv6Only, _ipv6Only = ipv6Only, _pop1ExtendedNextHop = pop1ExtendedNextHop,
+        };
         try
         {
             t.Build();
@@ -123,7 +143,8 @@ internal sealed class LabTopology : IDisposable
             Run($"ip -n {Host} link set h{i} master br0");
             Run($"ip -n {pop} link add tun type vxlan id {100 + i} local {PopUnderlay(i)} remote 100.64.0.1 dstport 4789 nolearning");
             Run($"ip -n {pop} link set tun mtu 1450 up");
-            Run($"ip -n {pop} addr add {PopInner(i)}/31 dev tun");
+            if (!_ipv6Only)
+                Run($"ip -n {pop} addr add {PopInner(i)}/31 dev tun");
             Run($"ip -n {pop} addr add {PopInner6(i)}/127 dev tun nodad");
             // The other PoP over the LAN, under the routing daemon's route (BIRD's kernel protocol metric 32, FRR's 20).
             Run($"ip -n {pop} route add {SitePrefix} via 10.20.0.{(i == 1 ? 3 : 2)} metric 500");
@@ -149,7 +170,12 @@ internal sealed class LabTopology : IDisposable
     /// carrying IPv4 and IPv6 unicast (RFC 4760; the IPv6 next hop is the inner IPv6 address), announcing
     /// the LAN and <paramref name="extra"/>.
     /// </summary>
-    public static string BirdConfig(int i, IReadOnlyList<string>? extra = null, bool peering6 = false) => $$"""
+    /// <remarks>
+    /// IPv6-only (<paramref name="ipv6Only"/>): the session over IPv6, and the IPv4 channel with <c>extended next
+    /// hop</c> on (RFC 8950; BIRD then sends its inner IPv6 address, and the link-local one, as the IPv4 routes'
+    /// next hop) or, with <paramref name="extendedNextHop"/> false, off.
+    /// </remarks>
+    public static string BirdConfig(int i, IReadOnlyList<string>? extra = null, bool peering6 = false, bool ipv6Only = false, bool extendedNextHop = true) => $$"""
         router id {{PopUnderlay(i)}};
         log stderr all;
         protocol device { scan time 2; }
@@ -160,13 +186,13 @@ internal sealed class LabTopology : IDisposable
           interface "tun" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
         }
         protocol bgp site {
-          local {{(peering6 ? PopInner6(i) : PopInner(i))}} as {{65000 + i}};
-          neighbor {{(peering6 ? SiteInner6(i) : SiteInner(i))}} as {{SiteAs}};
+          local {{(peering6 || ipv6Only ? PopInner6(i) : PopInner(i))}} as {{65000 + i}};
+          neighbor {{(peering6 || ipv6Only ? SiteInner6(i) : SiteInner(i))}} as {{SiteAs}};
           hold time 90;
           connect retry time 1;
           error wait time 1, 2;
           bfd on;
-          ipv4 { import all; export where net = {{RemotePrefix}} || source = RTS_STATIC; next hop address {{PopInner(i)}}; };
+          ipv4 { import all; export where net = {{RemotePrefix}} || source = RTS_STATIC; {{(ipv6Only ? $"extended next hop {(extendedNextHop ? "on" : "off")};" : $"next hop address {PopInner(i)};")}} };
           ipv6 { import all; export where net = {{RemotePrefix6}} || source = RTS_STATIC; next hop address {{PopInner6(i)}}; };
         }
         protocol static { ipv4; {{string.Concat((extra ?? []).Where(p => !p.Contains(':', StringComparison.Ordinal)).Select(p => $"route {p} blackhole; "))}}}
@@ -178,11 +204,16 @@ internal sealed class LabTopology : IDisposable
     /// FRR's configuration of PoP <paramref name="i"/> (bgpd.conf and bfdd.conf): the same session as
     /// BIRD's, BFD 100 ms x 3 through a bfdd profile (bgpd registers the peer with bfdd through zebra).
     /// </summary>
-    public static (string Bgpd, string Bfdd) FrrConfig(int i, IReadOnlyList<string>? extra = null)
+    /// <remarks>
+    /// IPv6-only (<paramref name="ipv6Only"/>): the neighbor is the site's inner IPv6 address and
+    /// <c>capability extended-nexthop</c> (RFC 8950) carries the IPv4 routes with IPv6 next hops; zebra
+    /// installs the site's IPv4 prefix via the site's inner IPv6 address.
+    /// </remarks>
+    public static (string Bgpd, string Bfdd) FrrConfig(int i, IReadOnlyList<string>? extra = null, bool ipv6Only = false)
     {
         var v4 = (extra ?? []).Where(p => !p.Contains(':', StringComparison.Ordinal)).Prepend(RemotePrefix);
         var v6 = (extra ?? []).Where(p => p.Contains(':', StringComparison.Ordinal)).Prepend(RemotePrefix6);
-        string nb = SiteInner(i);
+        string nb = ipv6Only ? SiteInner6(i) : SiteInner(i);
         string bgpd = $"""
             frr defaults traditional
             hostname pop{i}
@@ -195,8 +226,8 @@ internal sealed class LabTopology : IDisposable
              no bgp network import-check
              timers bgp 30 90
              neighbor {nb} remote-as {SiteAs}
-             neighbor {nb} update-source {PopInner(i)}
-             neighbor {nb} timers connect 1
+             neighbor {nb} update-source {(ipv6Only ? PopInner6(i) : PopInner(i))}
+            {(ipv6Only ? $" neighbor {nb} capability extended-nexthop\n" : "")} neighbor {nb} timers connect 1
              neighbor {nb} bfd
              neighbor {nb} bfd profile fast
              !
@@ -232,7 +263,7 @@ internal sealed class LabTopology : IDisposable
     {
         string dir = FrrDir(i);
         System.IO.Directory.CreateDirectory(dir);
-        var (bgpd, bfdd) = FrrConfig(i, i == 1 ? _pop1Extra : null);
+        var (bgpd, bfdd) = FrrConfig(i, i == 1 ? _pop1Extra : null, _ipv6Only);
         await File.WriteAllTextAsync(Path.Combine(dir, "zebra.conf"), $"hostname pop{i}\n", ct).ConfigureAwait(false);
         await File.WriteAllTextAsync(Path.Combine(dir, "bfdd.conf"), bfdd, ct).ConfigureAwait(false);
         await File.WriteAllTextAsync(Path.Combine(dir, "bgpd.conf"), bgpd, ct).ConfigureAwait(false);
@@ -305,14 +336,14 @@ internal sealed class LabTopology : IDisposable
     {
         if (i != _frrPop)
             return true;
-        string bgp = Vtysh(i, $"show bgp neighbors {SiteInner(i)} json");
+        string bgp = Vtysh(i, $"show bgp neighbors {SiteSessionAddress(i)} json");
         string bfd = Run($"vtysh --vty_socket {FrrDir(i)} -d bfdd -c 'show bfd peers json'", check: false).Stdout;
         try
         {
             using var b = JsonDocument.Parse(string.IsNullOrWhiteSpace(bfd) ? "[]" : bfd);
             var peers = b.RootElement.EnumerateArray().ToList();
             return bgp.Contains("\"bgpState\":\"Established\"", StringComparison.Ordinal) && peers.Count == 1 &&
-                peers[0].TryGetProperty("local", out var local) && local.GetString() == PopInner(i) &&
+                peers[0].TryGetProperty("local", out var local) && local.GetString() == PopSessionAddress(i) &&
                 peers[0].TryGetProperty("status", out var status) && status.GetString() == "up";
         }
         catch (JsonException)
@@ -323,13 +354,13 @@ internal sealed class LabTopology : IDisposable
 
     /// <summary>PoP <paramref name="i"/>'s view of its session to the site (for failure messages).</summary>
     public string PopSession(int i) => i == _frrPop
-        ? Vtysh(i, $"show bgp neighbors {SiteInner(i)}") + Run($"vtysh --vty_socket {FrrDir(i)} -d bfdd -c 'show bfd peers'", check: false).Stdout
+        ? Vtysh(i, $"show bgp neighbors {SiteSessionAddress(i)}") + Run($"vtysh --vty_socket {FrrDir(i)} -d bfdd -c 'show bfd peers'", check: false).Stdout
         : Birdc(i, "show protocols all site");
 
     private async Task StartBirdAsync(int i, CancellationToken ct)
     {
         string conf = Path.Combine(Directory, $"bird{i}.conf"), sock = BirdSocket(i);
-        await File.WriteAllTextAsync(conf, BirdConfig(i, i == 1 ? _pop1Extra : null, _peering6), ct).ConfigureAwait(false);
+        await File.WriteAllTextAsync(conf, BirdConfig(i, i == 1 ? _pop1Extra : null, _peering6, _ipv6Only, i != 1 || _pop1ExtendedNextHop), ct).ConfigureAwait(false);
         StartProcess(i, "bird", ["-f", "-c", conf, "-s", sock, "-P", Path.Combine(Directory, $"bird{i}.pid")]);
         var p = _birds[^1];
         var log = _birdLogs[i - 1];
@@ -360,13 +391,14 @@ internal sealed class LabTopology : IDisposable
     /// BFD on or off on the site's side, hold time 90 s.
     /// </summary>
     public static string SiteConfig(uint pref1, uint pref2, bool bfd, string api = "127.0.0.1:9180", uint table = 254, int maxPrefixes1 = 100,
-        int maxPrefixes1v6 = 100, string? apiToken = null, bool peering6 = false)
+        int maxPrefixes1v6 = 100, string? apiToken = null, bool peering6 = false, bool ipv6Only = false)
     {
+        // An IPv6-only tunnel leaves the inner IPv4 addresses out (and so peers over IPv6).
+        string Inner4(int i) => ipv6Only ? "" : $" \"innerLocal\": \"{SiteInner(i)}/31\", \"innerPeer\": \"{PopInner(i)}\",";
         string Tunnel(int i, uint pref) => $$"""
                 {
-                  "name": "pop{{i}}", "kind": "vxlan", "local": "100.64.0.1", "remote": "{{PopUnderlay(i)}}", "vni": {{100 + i}},
-                  "innerLocal": "{{SiteInner(i)}}/31", "innerPeer": "{{PopInner(i)}}", "mtu": 1450,
-                  "innerLocal6": "{{SiteInner6(i)}}/127", "innerPeer6": "{{PopInner6(i)}}", "peering": "{{(peering6 ? "ipv6" : "ipv4")}}",
+                  "name": "pop{{i}}", "kind": "vxlan", "local": "100.64.0.1", "remote": "{{PopUnderlay(i)}}", "vni": {{100 + i}},{{Inner4(i)}} "mtu": 1450,
+                  "innerLocal6": "{{SiteInner6(i)}}/127", "innerPeer6": "{{PopInner6(i)}}", "peering": "{{(peering6 || ipv6Only ? "ipv6" : "ipv4")}}",
                   "peerAsn": {{65000 + i}}, "preference": {{pref}},
                   "bfd": { "enabled": {{(bfd ? "true" : "false")}}, "intervalMs": 100, "multiplier": 3 },
                   "import": { "allow": ["10.20.0.0/16 le 24", "fd20::/32 le 64"],

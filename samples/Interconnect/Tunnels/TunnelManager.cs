@@ -64,7 +64,7 @@ internal static class TunnelManager
         try
         {
             await nl.SetLinkAsync(index, new LinkChanges { Mtu = t.Mtu, Up = true }, ct).ConfigureAwait(false);
-            bool added = await AddAddressAsync(nl, index, t.InnerLocal, t.InnerPrefixLength, ct).ConfigureAwait(false);
+            bool added = t.InnerLocal is IPAddress a4 && await AddAddressAsync(nl, index, a4, t.InnerPrefixLength, ct).ConfigureAwait(false);
             // No duplicate address detection on the inner IPv6 address (IFA_F_NODAD): the /127 is the
             // operator's plan for a point-to-point tunnel, and a tentative address could not be bound by
             // the BGP and BFD sockets for the DAD time (RFC 4862 5.4).
@@ -99,7 +99,7 @@ internal static class TunnelManager
             await nl.DeleteLinkAsync(d.Index, ct).ConfigureAwait(false);
             return;
         }
-        if (d.AddressAdded)
+        if (d.AddressAdded && t.InnerLocal is not null)
             await nl.DeleteAddressAsync(new InterfaceAddress { IfIndex = d.Index, Address = t.InnerLocal, PrefixLength = t.InnerPrefixLength }, ct).ConfigureAwait(false);
         if (d.Address6Added && t.InnerLocal6 is not null)
             await nl.DeleteAddressAsync(new InterfaceAddress { IfIndex = d.Index, Address = t.InnerLocal6, PrefixLength = t.InnerPrefixLength6 }, ct).ConfigureAwait(false);
