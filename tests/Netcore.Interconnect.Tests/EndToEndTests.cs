@@ -68,13 +68,13 @@ public sealed class EndToEndTests(ITestOutputHelper output)
     }
 
     private async Task<Setup> StartAsync(uint pref1, uint pref2, bool bfd, int maxPrefixes1 = 100, IReadOnlyList<string>? pop1Extra = null, uint table = 254,
-        int frrPop = 0, int maxPrefixes1v6 = 100, bool peering6 = false)
+        int frrPop = 0, int maxPrefixes1v6 = 100, bool peering6 = false, bool ipv6Only = false, bool pop1ExtendedNextHop = true)
     {
-        var lab = await LabTopology.CreateAsync(NewPrefix(), CancellationToken.None, pop1Extra, frrPop, peering6);
+        var lab = await LabTopology.CreateAsync(NewPrefix(), CancellationToken.None, pop1Extra, frrPop, peering6, ipv6Only, pop1ExtendedNextHop);
         try
         {
             string config = Path.Combine(lab.Directory, "interconnect.json");
-            File.WriteAllText(config, LabTopology.SiteConfig(pref1, pref2, bfd, table: table, maxPrefixes1: maxPrefixes1, maxPrefixes1v6: maxPrefixes1v6, peering6: peering6));
+            File.WriteAllText(config, LabTopology.SiteConfig(pref1, pref2, bfd, table: table, maxPrefixes1: maxPrefixes1, maxPrefixes1v6: maxPrefixes1v6, peering6: peering6, ipv6Only: ipv6Only));
             var argv = lab.DaemonCommand(config);
             var daemon = ExternalDaemon.Start(null, argv[0], argv.Skip(1), output);
             var s = new Setup { Lab = lab, Daemon = daemon, ConfigPath = config, Output = output };
@@ -100,7 +100,7 @@ public sealed class EndToEndTests(ITestOutputHelper output)
     /// its namespace (bgpd's <c>neighbor X bfd</c> registers the peer with bfdd through zebra; zebra
     /// installs the site's prefixes), BIRD at pop2.
     /// </summary>
-    [LinuxFact(Netns = true, Tools = ["bird", "birdc", "/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd", "vtysh", "ping", "python3", "curl", "dotnet"])]
+    [LinuxFact(Netns = true, Tools = ["bird", "birdc", "/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd", "/usr/lib/frr/staticd", "vtysh", "ping", "python3", "curl", "dotnet"])]
     public async Task FrrPrimary_FailsOverOnBfdDown_BothFamilies_ComesBack_EcmpOnReload_CleansUpOnStop()
     {
         using var s = await StartAsync(200, 100, bfd: true, frrPop: 1);
@@ -117,6 +117,67 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         using var s = await StartAsync(200, 100, bfd: true, peering6: true);
         Assert.Matches(@"Neighbor address:\s+fd00:1::\s", s.Lab.Birdc(1, "show protocols all site"));
         await FailoverScenarioAsync(s);
+    }
+
+    /// <summary>
+    /// IPv6-only tunnels (no inner IPv4 address on either side) to two BIRD PoPs with <c>extended next hop on</c>:
+    /// the sessions run over IPv6, IPv4 unicast is carried with IPv6 next hops (RFC 8950) and the kernel's IPv4
+    /// route is <c>via inet6 fd00:1::1</c> (RTA_VIA); BFD over IPv6 (RFC 5881) moves both families to pop2.
+    /// </summary>
+    [LinuxFact(Netns = true, Tools = ["bird", "birdc", "ping", "python3", "curl", "dotnet"])]
+    public async Task Ipv6Only_Rfc8950_BirdPops_FailsOverOnBfdDown()
+    {
+        using var s = await StartAsync(200, 100, bfd: true, ipv6Only: true);
+        Assert.Matches(@"Neighbor address:\s+fd00:1::\s", s.Lab.Birdc(1, "show protocols all site"));
+        await FailoverScenarioAsync(s);
+    }
+
+    /// <summary>The IPv6-only scenario with pop1 run by FRR 8.4 (<c>capability extended-nexthop</c>, a neighbor on the inner IPv6 address).</summary>
+    [LinuxFact(Netns = true, Tools = ["bird", "birdc", "/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd", "/usr/lib/frr/staticd", "vtysh", "ping", "python3", "curl", "dotnet"])]
+    public async Task Ipv6Only_Rfc8950_FrrPrimary_FailsOverOnBfdDown()
+    {
+        using var s = await StartAsync(200, 100, bfd: true, frrPop: 1, ipv6Only: true);
+        await FailoverScenarioAsync(s);
+    }
+
+    /// <summary>
+    /// An IPv6-only tunnel to a PoP without the extended next hop capability (pop1's BIRD with <c>extended next
+    /// hop off</c>, announcing 10.20.0.0/24 with an IPv4 next hop): its IPv4 routes are not usable (no IPv4 next hop
+    /// is reachable over the tunnel) and not installed, the state
+    /// says why, the site's IPv4 prefix is not announced to it; its IPv6 routes are used as usual. 10.20.0.0/24
+    /// goes via the backup pop2, which has the capability, while fd20::/64 stays on pop1.
+    /// </summary>
+    [LinuxFact(Netns = true, Tools = ["bird", "birdc", "ping", "python3", "curl", "dotnet"])]
+    public async Task Ipv6Only_PopWithoutExtendedNextHop_ItsIPv4RoutesAreNotInstalled()
+    {
+        using var s = await StartAsync(200, 100, bfd: true, ipv6Only: true, pop1ExtendedNextHop: false);
+        var lab = s.Lab;
+        await s.WaitAsync(() => lab.SiteRouteDevices(LabTopology.RemotePrefix6).SequenceEqual(["pop1"]) && lab.SiteRouteDevices().SequenceEqual(["pop2"]),
+            TimeSpan.FromSeconds(40), "fd20::/64 via pop1 and 10.20.0.0/24 via pop2");
+        var pop1 = s.TunnelState("pop1");
+        output.WriteLine(pop1.ToString());
+        Assert.Equal("Established", pop1.GetProperty("bgp").GetString());
+        Assert.True(pop1.GetProperty("usable").GetBoolean());
+        Assert.Equal("ipv6", pop1.GetProperty("ipv4NextHop").GetString());
+        Assert.False(pop1.GetProperty("extendedNextHop").GetBoolean());
+        Assert.Contains("extended next hop capability (RFC 8950)", pop1.GetProperty("ipv4Unusable").GetString(), StringComparison.Ordinal);
+        Assert.Equal(0, pop1.GetProperty("prefixesAccepted").GetInt32() - pop1.GetProperty("prefixesAcceptedIpv6").GetInt32());
+        var pop2 = s.TunnelState("pop2");
+        Assert.True(pop2.GetProperty("extendedNextHop").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, pop2.GetProperty("ipv4Unusable").ValueKind);
+        // The kernel: IPv4 via pop2's inner IPv6 address, IPv6 via pop1's; traffic of both families flows.
+        Assert.Contains("via inet6 fd00:2::1 dev pop2", Sh($"ip -n {lab.Site} route get {LabTopology.HostAddress} from {LabTopology.SiteAddress}"), StringComparison.Ordinal);
+        await s.WaitAsync(lab.Ping, TimeSpan.FromSeconds(10), "ping via pop2");
+        await s.WaitAsync(lab.Ping6, TimeSpan.FromSeconds(10), "IPv6 ping via pop1");
+        // The site's IPv4 prefix reaches pop2 only (pop1 would get it with an IPv6 next hop it did not agree to, RFC 8950 4).
+        await s.WaitAsync(() => lab.PopHasSiteRoute(2, LabTopology.SitePrefix) && lab.PopHasSiteRoute(1, LabTopology.SitePrefix6),
+            TimeSpan.FromSeconds(10), "pop2 learning 10.10.0.0/24 and pop1 fd10::/64");
+        Assert.False(lab.PopHasSiteRoute(1, LabTopology.SitePrefix), "pop1 has the site's IPv4 prefix without extended next hop");
+        // pop1's BIRD still announces 10.20.0.0/24, with an IPv4 next hop (its LAN address) the tunnel cannot reach:
+        // counted apart as unusable, logged, not installed.
+        await s.WaitAsync(() => s.TunnelState("pop1").GetProperty("prefixesUnusableIpv4").GetInt32() == 1, TimeSpan.FromSeconds(10), "pop1's IPv4 route counted as unusable");
+        Assert.Contains("tunnel pop1: the PoP did not advertise the extended next hop capability", s.Daemon.Log, StringComparison.Ordinal);
+        Assert.Contains("10.20.0.0/24", lab.Birdc(1, "show route export site"), StringComparison.Ordinal);
     }
 
     /// <summary>
@@ -159,7 +220,19 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         output.WriteLine($"routes via pop1 {up.TotalSeconds:F1} s after the daemon listened");
         var route = Sh($"ip -n {lab.Site} -j route show {LabTopology.RemotePrefix}");
         Assert.Contains("\"protocol\":\"199\"", route.Replace(" ", "", StringComparison.Ordinal), StringComparison.Ordinal);
-        Assert.Contains("\"gateway\":\"169.254.1.1\"", route, StringComparison.Ordinal);
+        if (lab.Ipv6Only)
+        {
+            // RFC 8950: the IPv4 route's next hop is the PoP's inner IPv6 address (RTA_VIA), and the lookup resolves through it.
+            AssertIpv4ViaInet6(lab, ["fd00:1::1"]);
+            Assert.Contains("via inet6 fd00:1::1 dev pop1", Sh($"ip -n {lab.Site} route get {LabTopology.HostAddress} from {LabTopology.SiteAddress}"), StringComparison.Ordinal);
+            Assert.Equal("", Sh($"ip -n {lab.Site} -4 addr show dev pop1").Trim());
+            var t1 = s.TunnelState("pop1");
+            Assert.Equal("ipv6", t1.GetProperty("ipv4NextHop").GetString());
+            Assert.True(t1.GetProperty("extendedNextHop").GetBoolean());
+            Assert.Equal(JsonValueKind.Null, t1.GetProperty("innerLocal").ValueKind);
+        }
+        else
+            Assert.Contains("\"gateway\":\"169.254.1.1\"", route, StringComparison.Ordinal);
         string peering = s.TunnelState("pop1").GetProperty("peering").GetString()!;
         output.WriteLine($"sessions over the inner {peering} addresses, families {string.Join(",", s.TunnelState("pop1").GetProperty("families").EnumerateArray())}");
         var route6 = Sh($"ip -n {lab.Site} -6 -j route show {v6}");
@@ -173,6 +246,11 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         foreach (int i in new[] { 1, 2 })
             foreach (string p in new[] { LabTopology.SitePrefix, LabTopology.SitePrefix6 })
                 await s.WaitAsync(() => lab.PopHasSiteRoute(i, p), TimeSpan.FromSeconds(10), $"pop{i} learning the site prefix {p}");
+        // IPv6-only: BIRD's and FRR's (zebra's) kernel route to the site's IPv4 prefix goes via the site's inner IPv6 address.
+        if (lab.Ipv6Only)
+            foreach (int i in new[] { 1, 2 })
+                await s.WaitAsync(() => Sh($"ip -n {lab.Pop(i)} route show {LabTopology.SitePrefix}").Contains($"via inet6 {LabTopology.SiteInner6(i)} dev tun", StringComparison.Ordinal),
+                    TimeSpan.FromSeconds(10), $"pop{i}'s kernel route to {LabTopology.SitePrefix} via inet6 {LabTopology.SiteInner6(i)}");
         var routes = s.State().GetProperty("routes");
         Assert.Equal(2, routes.GetArrayLength());
         Assert.All(routes.EnumerateArray(), r => Assert.Equal(["pop1"], r.GetProperty("tunnels").EnumerateArray().Select(t => t.GetString())));
@@ -186,6 +264,11 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         output.WriteLine($"route via pop2 {moved.TotalMilliseconds:F0} ms after the cut (BFD 100 ms x 3, hold time 90 s)");
         var moved6 = await s.WaitAsync(() => lab.SiteRouteDevices(v6).SequenceEqual(["pop2"]), TimeSpan.FromSeconds(30), "IPv6 route via pop2 after the cut");
         Assert.Contains("\"gateway\":\"fd00:2::1\"", Sh($"ip -n {lab.Site} -6 -j route show {v6}"), StringComparison.Ordinal);
+        if (lab.Ipv6Only)
+        {
+            AssertIpv4ViaInet6(lab, ["fd00:2::1"]);
+            output.WriteLine($"IPv6 route via pop2 {moved6.TotalMilliseconds:F0} ms after the cut");
+        }
         // Behaviour, not a timing target: a move well inside the 90 s hold time can only be BFD's doing.
         Assert.True(moved < TimeSpan.FromSeconds(30), $"moved after {moved}");
         var pop1 = s.TunnelState("pop1");
@@ -213,10 +296,12 @@ public sealed class EndToEndTests(ITestOutputHelper output)
 
         // SIGHUP with equal preferences: one ECMP route over both tunnels, for each family (IPv6: one
         // RTA_MULTIPATH route, which the kernel keeps as siblings and dumps as nexthops).
-        File.WriteAllText(s.ConfigPath, LabTopology.SiteConfig(150, 150, bfd: true, peering6: peering == "ipv6"));
+        File.WriteAllText(s.ConfigPath, LabTopology.SiteConfig(150, 150, bfd: true, peering6: peering == "ipv6", ipv6Only: lab.Ipv6Only));
         s.Daemon.Signal(1);
         await s.WaitAsync(() => lab.SiteRouteDevices().SequenceEqual(["pop1", "pop2"]) && lab.SiteRouteDevices(v6).SequenceEqual(["pop1", "pop2"]),
             TimeSpan.FromSeconds(10), "ECMP routes after the reload");
+        if (lab.Ipv6Only)
+            AssertIpv4ViaInet6(lab, ["fd00:1::1", "fd00:2::1"]); // one RTA_MULTIPATH route whose hops are RTA_VIA
         Assert.True(lab.Ping(), "ping over the ECMP route");
         await s.WaitAsync(lab.Ping6, TimeSpan.FromSeconds(10), "IPv6 ping over the ECMP route");
 
@@ -229,6 +314,18 @@ public sealed class EndToEndTests(ITestOutputHelper output)
         foreach (int i in new[] { 1, 2 })
             foreach (string p in new[] { LabTopology.SitePrefix, LabTopology.SitePrefix6 })
                 await s.WaitAsync(() => !lab.PopHasSiteRoute(i, p), TimeSpan.FromSeconds(10), $"pop{i} forgetting the site prefix {p}");
+    }
+
+    /// <summary>The site's IPv4 route to the host's LAN has exactly these IPv6 next hops (RTA_VIA; several: ECMP) with protocol 199.</summary>
+    private static void AssertIpv4ViaInet6(LabTopology lab, string[] hosts)
+    {
+        using var doc = JsonDocument.Parse(Sh($"ip -n {lab.Site} -j route show {LabTopology.RemotePrefix}"));
+        var r = Assert.Single(doc.RootElement.EnumerateArray());
+        Assert.Equal("199", r.GetProperty("protocol").ToString());
+        var vias = r.TryGetProperty("nexthops", out var hops) ? hops.EnumerateArray().Select(h => h.GetProperty("via")).ToList() : [r.GetProperty("via")];
+        Assert.All(vias, v => Assert.Equal("inet6", v.GetProperty("family").GetString()));
+        Assert.Equal(hosts, vias.Select(v => v.GetProperty("host").GetString()));
+        Assert.False(r.TryGetProperty("gateway", out _));
     }
 
     /// <summary>

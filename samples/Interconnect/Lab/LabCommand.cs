@@ -32,7 +32,7 @@ internal static class LabCommand
         bool frr = o.ContainsKey("--pop-frr");
         bool v6only = o.ContainsKey("--ipv6-only");
         string pop1Kind = frr ? "FRR" : "BIRD";
-        foreach (string tool in new[] { "ip", "bird", "birdc", "ping", "python3", "curl" }.Concat(frr ? ["/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd", "vtysh"] : []))
+        foreach (string tool in new[] { "ip", "bird", "birdc", "ping", "python3", "curl" }.Concat(frr ? ["/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd", "/usr/lib/frr/staticd", "vtysh"] : []))
         {
             if (LabTopology.Run($"command -v {tool}", check: false).Code != 0)
             {

@@ -21,7 +21,7 @@ public sealed class LabException(string message) : Exception(message)
 /// Each PoP announces the host's LAN 10.20.0.0/24 and fd20::/64 to the site over one BGP session
 /// (IPv4 and IPv6 unicast, RFC 4760) with BFD (100 ms x 3) and installs the site's 10.10.0.0/24
 /// and fd10::/64; if its tunnel is gone it forwards the site's traffic to the other PoP over the
-/// LAN (static routes of metric 500 under the routing daemon's).
+/// LAN (static routes of metric 500 under the routing daemon's; staticd's of distance 250 with FRR).
 /// </summary>
 internal sealed class LabTopology : IDisposable
 {
@@ -146,13 +146,26 @@ internal sealed class LabTopology : IDisposable
             if (!_ipv6Only)
                 Run($"ip -n {pop} addr add {PopInner(i)}/31 dev tun");
             Run($"ip -n {pop} addr add {PopInner6(i)}/127 dev tun nodad");
-            // The other PoP over the LAN, under the routing daemon's route (BIRD's kernel protocol metric 32, FRR's 20).
-            Run($"ip -n {pop} route add {SitePrefix} via 10.20.0.{(i == 1 ? 3 : 2)} metric 500");
-            Run($"ip -n {pop} -6 route add {SitePrefix6} via fd20::{(i == 1 ? 3 : 2)} metric 500");
+            // The other PoP over the LAN, under the routing daemon's route (BIRD's kernel protocol metric 32). FRR's
+            // zebra takes a kernel route as distance 0, better than any BGP route (20), and so would never install
+            // the site's prefixes: an FRR PoP gets this route from staticd with distance 250 instead (FrrStatic).
+            if (i != _frrPop)
+            {
+                Run($"ip -n {pop} route add {SitePrefix} via {OtherPopLan(i)} metric 500");
+                Run($"ip -n {pop} -6 route add {SitePrefix6} via {OtherPopLan6(i)} metric 500");
+            }
         }
         Run($"ip -n {Host} route add default via 10.20.0.2");
         Run($"ip -n {Host} -6 route add default via fd20::2");
     }
+
+    private static string OtherPopLan(int i) => $"10.20.0.{(i == 1 ? 3 : 2)}";
+
+    private static string OtherPopLan6(int i) => $"fd20::{(i == 1 ? 3 : 2)}";
+
+    /// <summary>staticd's configuration of an FRR PoP: the other PoP over the LAN for the site's prefixes, distance 250 (under BGP's 20).</summary>
+    private static string FrrStatic(int i) =>
+        $"ip route {SitePrefix} {OtherPopLan(i)} 250\nipv6 route {SitePrefix6} {OtherPopLan6(i)} 250\n";
 
     private static void Veth(string a, string an, string? aAddr, string b, string bn, string? bAddr)
     {
@@ -173,7 +186,9 @@ internal sealed class LabTopology : IDisposable
     /// <remarks>
     /// IPv6-only (<paramref name="ipv6Only"/>): the session over IPv6, and the IPv4 channel with <c>extended next
     /// hop</c> on (RFC 8950; BIRD then sends its inner IPv6 address, and the link-local one, as the IPv4 routes'
-    /// next hop) or, with <paramref name="extendedNextHop"/> false, off.
+    /// next hop) or, with <paramref name="extendedNextHop"/> false, off: BIRD then needs an IPv4 next hop
+    /// ("Missing next hop address" and no IPv4 routes otherwise) and is given its LAN address, which the site
+    /// cannot reach over the tunnel: the IPv4 routes a PoP without the capability may still send.
     /// </remarks>
     public static string BirdConfig(int i, IReadOnlyList<string>? extra = null, bool peering6 = false, bool ipv6Only = false, bool extendedNextHop = true) => $$"""
         router id {{PopUnderlay(i)}};
@@ -192,7 +207,7 @@ internal sealed class LabTopology : IDisposable
           connect retry time 1;
           error wait time 1, 2;
           bfd on;
-          ipv4 { import all; export where net = {{RemotePrefix}} || source = RTS_STATIC; {{(ipv6Only ? $"extended next hop {(extendedNextHop ? "on" : "off")};" : $"next hop address {PopInner(i)};")}} };
+          ipv4 { import all; export where net = {{RemotePrefix}} || source = RTS_STATIC; {{(!ipv6Only ? $"next hop address {PopInner(i)};" : extendedNextHop ? "extended next hop on;" : $"extended next hop off; next hop address 10.20.0.{i + 1};")}} };
           ipv6 { import all; export where net = {{RemotePrefix6}} || source = RTS_STATIC; next hop address {{PopInner6(i)}}; };
         }
         protocol static { ipv4; {{string.Concat((extra ?? []).Where(p => !p.Contains(':', StringComparison.Ordinal)).Select(p => $"route {p} blackhole; "))}}}
@@ -267,12 +282,15 @@ internal sealed class LabTopology : IDisposable
         await File.WriteAllTextAsync(Path.Combine(dir, "zebra.conf"), $"hostname pop{i}\n", ct).ConfigureAwait(false);
         await File.WriteAllTextAsync(Path.Combine(dir, "bfdd.conf"), bfdd, ct).ConfigureAwait(false);
         await File.WriteAllTextAsync(Path.Combine(dir, "bgpd.conf"), bgpd, ct).ConfigureAwait(false);
+        await File.WriteAllTextAsync(Path.Combine(dir, "staticd.conf"), FrrStatic(i), ct).ConfigureAwait(false);
         string zserv = Path.Combine(dir, "zserv.api");
         // The daemons drop to FRR's own user (root is not in the frrvty group zebra checks): their directory is writable by it.
         Run($"chmod 777 {dir}");
         string[] common = ["-P", "0", "--vty_socket", dir, "-z", zserv, "--log", "stdout"];
         StartProcess(i, "/usr/lib/frr/zebra", [.. common, "-f", Path.Combine(dir, "zebra.conf"), "-i", Path.Combine(dir, "zebra.pid")]);
         await WaitForFileAsync(zserv, i, "zebra", ct).ConfigureAwait(false);
+        StartProcess(i, "/usr/lib/frr/staticd", [.. common, "-f", Path.Combine(dir, "staticd.conf"), "-i", Path.Combine(dir, "staticd.pid")]);
+        await WaitForFileAsync(Path.Combine(dir, "staticd.vty"), i, "staticd", ct).ConfigureAwait(false);
         StartProcess(i, "/usr/lib/frr/bfdd", [.. common, "-f", Path.Combine(dir, "bfdd.conf"), "-i", Path.Combine(dir, "bfdd.pid"), "--bfdctl", Path.Combine(dir, "bfdd.sock")]);
         await WaitForFileAsync(Path.Combine(dir, "bfdd.vty"), i, "bfdd", ct).ConfigureAwait(false);
         StartProcess(i, "/usr/lib/frr/bgpd", [.. common, "-f", Path.Combine(dir, "bgpd.conf"), "-i", Path.Combine(dir, "bgpd.pid")]);
