@@ -58,6 +58,56 @@ public sealed class ConfigTests
     public void DefaultMtu_FitsA1500ByteUnderlay(TunnelKind kind, string local, int mtu) =>
         Assert.Equal(mtu, InterconnectConfig.DefaultMtu(kind, IPAddress.Parse(local)));
 
+    [Fact]
+    public void Ipv6OnlyTunnel_PeersOverIPv6_AndCarriesIPv4WithIPv6NextHops()
+    {
+        var c = InterconnectConfig.Parse(LabTopology.SiteConfig(200, 100, true, ipv6Only: true));
+        var t = c.Tunnels[0];
+        Assert.True(t.IPv6Only);
+        Assert.Null(t.InnerLocal);
+        Assert.Null(t.InnerNetwork);
+        Assert.Equal(System.Net.Sockets.AddressFamily.InterNetworkV6, t.Peering);
+        Assert.Equal(IPAddress.Parse("fd00:1::"), t.SessionLocal);
+        Assert.Equal(IPAddress.Parse("fd00:1::1"), t.SessionPeer);
+        // RFC 8950: the IPv4 routes' gateway and the site's IPv4 NEXT_HOP are the inner IPv6 addresses.
+        Assert.Equal(IPAddress.Parse("fd00:1::1"), t.GatewayFor(System.Net.Sockets.AddressFamily.InterNetwork));
+        Assert.Equal(IPAddress.Parse("fd00:1::"), t.NextHopFor(System.Net.Sockets.AddressFamily.InterNetwork));
+        // The peering defaults to IPv6 without "peering" too.
+        var root = JsonNode.Parse(LabTopology.SiteConfig(200, 100, true, ipv6Only: true))!.AsObject();
+        root["tunnels"]![0]!.AsObject().Remove("peering");
+        Assert.Equal(System.Net.Sockets.AddressFamily.InterNetworkV6, InterconnectConfig.Parse(root.ToJsonString()).Tunnels[0].Peering);
+        // A dual-stack tunnel keeps IPv4 next hops.
+        var dual = InterconnectConfig.Parse(LabTopology.SiteConfig(200, 100, true, peering6: true)).Tunnels[0];
+        Assert.False(dual.IPv6Only);
+        Assert.Equal(IPAddress.Parse("169.254.1.1"), dual.GatewayFor(System.Net.Sockets.AddressFamily.InterNetwork));
+    }
+
+    /// <summary>IPv6-only tunnels: each edit (fields set to JSON values, null removes) breaks one rule; the error names the field.</summary>
+    [Theory]
+    [InlineData("peering=\"ipv4\"", "tunnels[0].peering")]                                  // no inner IPv4 address to peer from
+    [InlineData("innerLocal=\"169.254.1.0/31\"", "tunnels[0].innerPeer")]                   // innerLocal and innerPeer together
+    [InlineData("innerPeer=\"169.254.1.1\"", "tunnels[0].innerLocal")]
+    [InlineData("innerLocal6=null;innerPeer6=null", "tunnels[0].innerLocal")]                  // no inner address at all
+    [InlineData("innerPeer6=null", "tunnels[0].innerPeer6")]                                   // RFC 8950 next hops need the PoP's address
+    [InlineData("innerLocal6=null", "tunnels[0].innerLocal6")]
+    [InlineData("mtu=1279", "tunnels[0].mtu")]                                                 // RFC 8200 5: the tunnel carries IPv6
+    [InlineData("innerLocal6=\"fe80::/127\"", "tunnels[0].innerLocal6")]                    // no link-local next hops
+    public void Ipv6OnlyTunnel_BrokenRule_IsRejected_NamingTheField(string edits, string field)
+    {
+        var root = JsonNode.Parse(LabTopology.SiteConfig(200, 100, true, ipv6Only: true))!.AsObject();
+        var t0 = root["tunnels"]![0]!.AsObject();
+        foreach (string edit in edits.Split(';'))
+        {
+            string[] kv = edit.Split('=', 2);
+            if (kv[1] == "null")
+                t0.Remove(kv[0]);
+            else
+                t0[kv[0]] = JsonNode.Parse(kv[1]);
+        }
+        var e = Assert.Throws<InterconnectConfigException>(() => InterconnectConfig.Parse(root.ToJsonString()));
+        Assert.Equal(field, e.Field);
+    }
+
     /// <summary>Each edit breaks one rule; the error names the field.</summary>
     [Theory]
     [InlineData("$.asn", "0", "asn")]                                       // RFC 7607

@@ -243,8 +243,6 @@ public sealed record InterconnectConfig
         };
         var (innerAddr, innerLen) = Str(t, "innerLocal", path + ".innerLocal") is string i4 ? AddressAndLength(i4, path + ".innerLocal") : (null, 0);
         var (inner6Addr, inner6Len) = Str(t, "innerLocal6", path + ".innerLocal6") is string i6 ? AddressAndLength(i6, path + ".innerLocal6") : (null, 0);
-        if (innerAddr is null && inner6Addr is null)
-            throw new InterconnectConfigException(path + ".innerLocal", "required: this side's inner address with its prefix length, e.g. 169.254.1.0/31 (or only innerLocal6 and innerPeer6 for an IPv6-only tunnel)");
         AddressFamily peering = Str(t, "peering", path + ".peering") switch
         {
             // An IPv6-only tunnel has only the IPv6 inner addresses to run the sessions between.
@@ -453,7 +451,7 @@ public sealed record InterconnectConfig
         // Without inner IPv4 addresses the tunnel is IPv6-only: IPv4 unicast then needs IPv6 next hops (RFC 8950)
         // and so the inner IPv6 addresses, checked in CheckInner6.
         if (t.InnerLocal is null && t.InnerPeer is null && t.InnerLocal6 is null && t.InnerPeer6 is null)
-            throw new InterconnectConfigException(path + ".innerLocal", "a tunnel needs inner addresses: innerLocal and innerPeer (IPv4), innerLocal6 and innerPeer6 (IPv6), or both");
+            throw new InterconnectConfigException(path + ".innerLocal", "required: the inner addresses, innerLocal and innerPeer (IPv4, e.g. 169.254.1.0/31 and 169.254.1.1), innerLocal6 and innerPeer6 (IPv6), or both");
         if (t.InnerLocal is null != t.InnerPeer is null)
             throw new InterconnectConfigException(path + (t.InnerLocal is null ? ".innerLocal" : ".innerPeer"), "innerLocal and innerPeer go together: the IPv4 routes need this side's address (their NEXT_HOP, RFC 4271 5.1.3) and the PoP's (their gateway); leave both out for an IPv6-only tunnel");
         if (t.InnerLocal is not IPAddress local || t.InnerPeer is not IPAddress peer)
