@@ -8,7 +8,8 @@ namespace Netcore.Netlink.Tests;
 /// <summary>Addresses, routes, rules and neighbours against `ip -json`, both directions, in fresh namespaces.</summary>
 public sealed class RoutingIntegrationTests
 {
-    private static async Task<(TestNetns Ns, NetlinkClient Client, int E0, int E1)> SetupAsync(string hint)
+    /// <summary>A namespace with a veth pair e0/e1 up; with <paramref name="ipv6E0"/> and <paramref name="ipv6E1"/> those /64 addresses on them (no DAD).</summary>
+    private static async Task<(TestNetns Ns, NetlinkClient Client, int E0, int E1)> SetupAsync(string hint, string? ipv6E0 = null, string? ipv6E1 = null)
     {
         var ns = TestNetns.Create(hint);
         var client = NetlinkClient.Open(ns.Name);
@@ -16,6 +17,11 @@ public sealed class RoutingIntegrationTests
         int e1 = await client.GetLinkIndexAsync("e1");
         await client.SetLinkUpAsync(e0);
         await client.SetLinkUpAsync(e1);
+        if (ipv6E0 is not null && ipv6E1 is not null)
+        {
+            await client.AddAddressAsync(e0, IPAddress.Parse(ipv6E0), 64, noDad: true);
+            await client.AddAddressAsync(e1, IPAddress.Parse(ipv6E1), 64, noDad: true);
+        }
         return (ns, client, e0, e1);
     }
 
@@ -134,12 +140,10 @@ public sealed class RoutingIntegrationTests
     [LinuxFact(Netns = true)]
     public async Task Ipv6Routes_AppendAndIpCreated()
     {
-        var (ns, client, e0, e1) = await SetupAsync("r6");
+        var (ns, client, e0, e1) = await SetupAsync("r6", "2001:db8:1::1", "2001:db8:2::1");
         using (ns)
         using (client)
         {
-            await client.AddAddressAsync(e0, IPAddress.Parse("2001:db8:1::1"), 64, noDad: true);
-            await client.AddAddressAsync(e1, IPAddress.Parse("2001:db8:2::1"), 64, noDad: true);
             var r1 = new Route { Destination = IPNetwork.Parse("2001:db8:99::/48"), Gateway = IPAddress.Parse("2001:db8:1::2"), OutputIndex = e0, Table = 7 };
             var r2 = new Route { Destination = IPNetwork.Parse("2001:db8:99::/48"), Gateway = IPAddress.Parse("2001:db8:2::2"), OutputIndex = e1, Table = 7 };
             await client.AddRouteAsync(r1);
@@ -159,12 +163,10 @@ public sealed class RoutingIntegrationTests
     [LinuxFact(Netns = true)]
     public async Task Ipv4RoutesViaIpv6NextHops_RtaVia_BothDirections()
     {
-        var (ns, client, e0, e1) = await SetupAsync("via");
+        var (ns, client, e0, e1) = await SetupAsync("via", "fd00:5::1", "fd00:6::1");
         using (ns)
         using (client)
         {
-            await client.AddAddressAsync(e0, IPAddress.Parse("fd00:5::1"), 64, noDad: true);
-            await client.AddAddressAsync(e1, IPAddress.Parse("fd00:6::1"), 64, noDad: true);
             // Ours to the kernel: an IPv4 route with an IPv6 gateway, plain and ECMP (RTA_VIA, Linux 5.2+).
             await client.AddRouteAsync(new Route { Destination = IPNetwork.Parse("10.7.0.0/24"), Gateway = IPAddress.Parse("fd00:5::2"), OutputIndex = e0, Table = 9 });
             await client.ReplaceRouteAsync(new Route

@@ -452,8 +452,8 @@ public sealed record InterconnectConfig
         // and so the inner IPv6 addresses, checked in CheckInner6.
         if (t.InnerLocal is null && t.InnerPeer is null && t.InnerLocal6 is null && t.InnerPeer6 is null)
             throw new InterconnectConfigException(path + ".innerLocal", "required: the inner addresses, innerLocal and innerPeer (IPv4, e.g. 169.254.1.0/31 and 169.254.1.1), innerLocal6 and innerPeer6 (IPv6), or both");
-        if (t.InnerLocal is null != t.InnerPeer is null)
-            throw new InterconnectConfigException(path + (t.InnerLocal is null ? ".innerLocal" : ".innerPeer"), "innerLocal and innerPeer go together: the IPv4 routes need this side's address (their NEXT_HOP, RFC 4271 5.1.3) and the PoP's (their gateway); leave both out for an IPv6-only tunnel");
+        Together(t.InnerLocal, t.InnerPeer, path, "innerLocal", "innerPeer",
+            "the IPv4 routes need this side's address (their NEXT_HOP, RFC 4271 5.1.3) and the PoP's (their gateway); leave both out for an IPv6-only tunnel");
         if (t.InnerLocal is not IPAddress local || t.InnerPeer is not IPAddress peer)
             return;
         // innerLocal/innerPeer are IPv4: the IPv4 routes' NEXT_HOP and gateway (RFC 4271 5.1.3); IPv6 goes in innerLocal6/innerPeer6.
@@ -463,10 +463,7 @@ public sealed record InterconnectConfig
         if (t.InnerPrefixLength is < 8 or > 31)
             throw new InterconnectConfigException(path + ".innerLocal", $"/{t.InnerPrefixLength}: the inner subnet is /8-/31 (a /31 point-to-point link per RFC 3021, or a /30)");
         var net = t.InnerNetwork!.Value;
-        if (!net.Contains(peer))
-            throw new InterconnectConfigException(path + ".innerPeer", $"{peer} is not in {net} (the peer is directly connected over the tunnel: RFC 5881 single-hop BFD, eBGP TTL 1)");
-        if (peer.Equals(local))
-            throw new InterconnectConfigException(path + ".innerPeer", "the peer's inner address is this side's own");
+        CheckOnLink(net, local, peer, path + ".innerPeer");
         if (t.InnerPrefixLength < 31)
         {
             // RFC 919/922: on a subnet longer than /31 the all-zeros and all-ones hosts are the network and broadcast.
@@ -483,8 +480,8 @@ public sealed record InterconnectConfig
     /// <summary>The inner IPv6 addresses and the peering family.</summary>
     private static void CheckInner6(TunnelConfig t, string path)
     {
-        if (t.InnerLocal6 is null != t.InnerPeer6 is null)
-            throw new InterconnectConfigException(path + (t.InnerLocal6 is null ? ".innerLocal6" : ".innerPeer6"), "innerLocal6 and innerPeer6 go together: the IPv6 routes need this side's address (their NEXT_HOP, RFC 2545 3) and the PoP's (their gateway)");
+        Together(t.InnerLocal6, t.InnerPeer6, path, "innerLocal6", "innerPeer6",
+            "the IPv6 routes need this side's address (their NEXT_HOP, RFC 2545 3) and the PoP's (their gateway)");
         // RFC 4271 8 / RFC 4760: one session carries both families; it runs between the inner addresses of the family configured.
         if (t.Peering == AddressFamily.InterNetworkV6 && t.InnerLocal6 is null)
             throw new InterconnectConfigException(path + ".peering", "an IPv6 peering needs innerLocal6 and innerPeer6 (the session's addresses)");
@@ -504,16 +501,29 @@ public sealed record InterconnectConfig
         if (t.InnerPrefixLength6 is < 64 or > 127)
             throw new InterconnectConfigException(path + ".innerLocal6", $"/{t.InnerPrefixLength6}: the inner IPv6 subnet is /64-/127 (a /127 point-to-point link per RFC 6164)");
         var net = t.InnerNetwork6!.Value;
-        if (!net.Contains(peer))
-            throw new InterconnectConfigException(path + ".innerPeer6", $"{peer} is not in {net} (the peer is directly connected over the tunnel: RFC 5881 single-hop BFD, eBGP TTL 1)");
-        if (peer.Equals(local))
-            throw new InterconnectConfigException(path + ".innerPeer6", "the peer's inner IPv6 address is this side's own");
+        CheckOnLink(net, local, peer, path + ".innerPeer6");
         // RFC 4291 2.6.1: on a subnet shorter than /127 the all-zeros interface identifier is the Subnet-Router
         // anycast address, not one interface's (RFC 6164 5.1 lifts this for /127 only).
         if (t.InnerPrefixLength6 < 127)
             foreach (var (a, f) in new[] { (local, "innerLocal6"), (peer, "innerPeer6") })
                 if (a.Equals(net.BaseAddress))
                     throw new InterconnectConfigException($"{path}.{f}", $"{a} is the Subnet-Router anycast address of {net} (RFC 4291 2.6.1); use /127 (RFC 6164) or another address");
+    }
+
+    /// <summary>A local and a peer address of one family are both given or both left out.</summary>
+    private static void Together(IPAddress? local, IPAddress? peer, string path, string localName, string peerName, string why)
+    {
+        if (local is null != peer is null)
+            throw new InterconnectConfigException($"{path}.{(local is null ? localName : peerName)}", $"{localName} and {peerName} go together: {why}");
+    }
+
+    /// <summary>RFC 5881 (single-hop BFD) and eBGP TTL 1: the peer is directly connected over the tunnel, and not this side's own address.</summary>
+    private static void CheckOnLink(IPNetwork net, IPAddress local, IPAddress peer, string field)
+    {
+        if (!net.Contains(peer))
+            throw new InterconnectConfigException(field, $"{peer} is not in {net} (the peer is directly connected over the tunnel: RFC 5881 single-hop BFD, eBGP TTL 1)");
+        if (peer.Equals(local))
+            throw new InterconnectConfigException(field, "the peer's inner address is this side's own");
     }
 
     /// <summary>RFC 7607: AS 0 is reserved; RFC 6793 9: 23456 (AS_TRANS) is not a real AS; RFC 7300: 4294967295 is reserved.</summary>
