@@ -201,6 +201,19 @@ public sealed class RoutingIntegrationTests
             Assert.Equal([1, 3], r10.NextHops!.Select(h => h.Weight));
             Assert.Equal(IPAddress.Parse("fd00:5::2"), mine.Single(r => r.Destination.Equals(IPNetwork.Parse("10.7.0.0/24"))).Gateway);
 
+            // Mixed: an IPv6 and an IPv4 next hop in one RTA_MULTIPATH route (RTA_VIA and RTA_GATEWAY).
+            await client.AddAddressAsync(e1, IPAddress.Parse("10.0.1.1"), 24);
+            await client.AddRouteAsync(new Route
+            {
+                Destination = IPNetwork.Parse("10.11.0.0/24"), Table = 9,
+                NextHops = [new NextHop(IPAddress.Parse("fd00:5::2"), e0), new NextHop(IPAddress.Parse("10.0.1.2"), e1)],
+            });
+            var mixed = ns.IpJson("route show table 9 10.11.0.0/24")[0].GetProperty("nexthops").EnumerateArray().ToList();
+            Assert.Equal("fd00:5::2", mixed[0].GetProperty("via").GetProperty("host").GetString());
+            Assert.Equal("10.0.1.2", mixed[1].GetProperty("gateway").GetString());
+            Route m11 = (await client.GetRouteListAsync(new RouteFilter { Table = 9 })).Single(r => r.Destination.Equals(IPNetwork.Parse("10.11.0.0/24")));
+            Assert.Equal([IPAddress.Parse("fd00:5::2"), IPAddress.Parse("10.0.1.2")], m11.NextHops!.Select(h => h.Gateway));
+
             // A replace with one IPv6 next hop drops the ECMP paths; a delete without a gateway removes the route.
             await client.ReplaceRouteAsync(new Route { Destination = IPNetwork.Parse("10.8.0.0/24"), Gateway = IPAddress.Parse("fd00:6::2"), OutputIndex = e1, Table = 9 });
             JsonElement replaced = ns.IpJson("route show table 9 10.8.0.0/24")[0];
