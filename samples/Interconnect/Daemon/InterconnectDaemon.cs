@@ -545,6 +545,7 @@ internal sealed partial class InterconnectDaemon : IAsyncDisposable
             Received.Clear();
             UnusableIPv4.Clear();
         }
+
         public bool MaxPrefixExceeded { get; set; }
         public AddressFamily? MaxPrefixFamily { get; set; }
         public DateTimeOffset? LastBfdDown { get; set; }
