@@ -205,7 +205,7 @@ internal sealed class BmpExporter : IAsyncDisposable
             {
                 try
                 {
-                    await SendStatisticsAsync(_life.Token).ConfigureAwait(false);
+                    SendStatistics();
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
@@ -220,12 +220,11 @@ internal sealed class BmpExporter : IAsyncDisposable
     }
 
     /// <summary>One Statistics Report per established peer to every station.</summary>
-    internal async Task SendStatisticsAsync(CancellationToken ct)
+    internal void SendStatistics()
     {
         foreach (var (peer, st) in EstablishedPeers())
         {
-            var stats = await StatisticsAsync(peer, st, ct).ConfigureAwait(false);
-            var msg = BmpEncoder.StatisticsReport(st.Header, DateTimeOffset.UtcNow, stats);
+            var msg = BmpEncoder.StatisticsReport(st.Header, DateTimeOffset.UtcNow, Statistics(peer, st));
             lock (_lock)
             {
                 if (_stopped) return;
@@ -235,26 +234,35 @@ internal sealed class BmpExporter : IAsyncDisposable
     }
 
     /// <summary>
-    /// Type 0: prefixes held in the pre-policy Adj-RIB-In that the import policy rejected (a current count);
-    /// 7/9: routes in the pre-policy Adj-RIB-In (total and per family); 8/10: routes of this peer selected
-    /// into the Loc-RIB; 11: UPDATEs treated as withdraw (RFC 7606). The RIB counts come from one snapshot of
-    /// the peer's Adj-RIB-In each (a walk of the table), hence the long default interval.
+    /// The statistics of one peer (RFC 7854 4.8), all read from counters (no walk of the RIB, so a report costs the
+    /// same for a full table as for an empty one). From the RIB's prefix counts (<see cref="BgpPeer.GetPrefixCounts"/>,
+    /// one snapshot per family, taken together):
+    /// type 0 "prefixes rejected by inbound policy": the paths the peer announced that the import policy (or a loop
+    /// check) rejected and that are still in its Adj-RIB-In (<see cref="BgpPrefixCounts.Rejected"/>, a current count);
+    /// 7 "routes in Adj-RIBs-In" and 9 "routes in per-AFI/SAFI Adj-RIB-In": the pre-policy Adj-RIB-In
+    /// (<see cref="BgpPrefixCounts.Received"/>, summed over the families for 7);
+    /// 8 "routes in Loc-RIB" and 10 "routes in per-AFI/SAFI Loc-RIB": as a per-peer statistic, this peer's paths that
+    /// are the Loc-RIB best path (<see cref="BgpPrefixCounts.Selected"/>).
+    /// Type 11 "updates subjected to treat-as-withdraw" (RFC 7606) counts UPDATE messages, so it comes from the
+    /// session's <see cref="BgpPeerStatistics.TreatAsWithdrawCount"/>; the per-prefix count
+    /// (<see cref="BgpPrefixCounts.TreatedAsWithdraw"/>) would be type 12, which this exporter does not send.
+    /// 9 and 10 go out for each negotiated family (0 for a family the RIB does not hold). Without a RIB only 11.
     /// </summary>
-    internal async Task<List<BmpStat>> StatisticsAsync(BgpPeer peer, PeerState st, CancellationToken ct)
+    internal List<BmpStat> Statistics(BgpPeer peer, PeerState st)
     {
         var stats = new List<BmpStat>();
-        if (_speaker.Rib is { } rib)
+        if (_speaker.Rib is not null)
         {
-            var pre = await rib.AdjRibInAsync(peer, prePolicy: true).WaitAsync(ct).ConfigureAwait(false);
-            var post = await rib.AdjRibInAsync(peer, prePolicy: false).WaitAsync(ct).ConfigureAwait(false);
-            stats.Add(new BmpStat(BmpStatType.RejectedByPolicy, (ulong)Math.Max(0, pre.Count - post.Count)));
-            stats.Add(new BmpStat(BmpStatType.AdjRibInRoutes, (ulong)pre.Count));
-            stats.Add(new BmpStat(BmpStatType.LocRibRoutes, (ulong)post.Count(r => r.IsBest)));
+            var v4 = peer.GetPrefixCounts(BgpFamily.IPv4Unicast);
+            var v6 = peer.GetPrefixCounts(BgpFamily.IPv6Unicast);
+            stats.Add(new BmpStat(BmpStatType.RejectedByPolicy, (ulong)Math.Max(0, v4.Rejected + v6.Rejected)));
+            stats.Add(new BmpStat(BmpStatType.AdjRibInRoutes, (ulong)(v4.Received + v6.Received)));
+            stats.Add(new BmpStat(BmpStatType.LocRibRoutes, (ulong)(v4.Selected + v6.Selected)));
             foreach (var f in st.Families)
             {
-                bool v6 = f == BgpFamily.IPv6Unicast;
-                stats.Add(new BmpStat(BmpStatType.AdjRibInRoutesPerFamily, (ulong)pre.Count(r => r.Prefix.IsIPv6 == v6), f));
-                stats.Add(new BmpStat(BmpStatType.LocRibRoutesPerFamily, (ulong)post.Count(r => r.IsBest && r.Prefix.IsIPv6 == v6), f));
+                var c = f == BgpFamily.IPv4Unicast ? v4 : f == BgpFamily.IPv6Unicast ? v6 : default;
+                stats.Add(new BmpStat(BmpStatType.AdjRibInRoutesPerFamily, (ulong)c.Received, f));
+                stats.Add(new BmpStat(BmpStatType.LocRibRoutesPerFamily, (ulong)c.Selected, f));
             }
         }
         stats.Add(new BmpStat(BmpStatType.UpdatesTreatAsWithdraw, (ulong)peer.Statistics.TreatAsWithdrawCount));

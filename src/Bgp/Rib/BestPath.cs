@@ -47,6 +47,9 @@ internal sealed class RibSource
     /// <summary>Stale paths per family (RFC 4724 4.2).</summary>
     public int[] Stale { get; } = new int[2];
 
+    /// <summary>Paths of this source that are their prefix's Loc-RIB best path, per family: <see cref="BgpPrefixCounts.Selected"/> (kept by BgpRib.Emit).</summary>
+    public int[] Selected { get; } = new int[2];
+
     /// <summary>Announced paths handled with RFC 7606 treat-as-withdraw, per family (a running count).</summary>
     public long[] TreatedAsWithdraw { get; } = new long[2];
 

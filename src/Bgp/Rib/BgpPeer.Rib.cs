@@ -31,9 +31,9 @@ public sealed partial class BgpPeer
 
     /// <summary>
     /// The RIB's prefix counts for this peer and <paramref name="family"/>: received (Adj-RIB-In before import
-    /// policy), accepted, advertised (Adj-RIB-Out) and stale. Cheap (no walk of the RIB, no allocation) and safe
+    /// policy), accepted, advertised (Adj-RIB-Out), stale, treated as withdraw and selected (best in the Loc-RIB). Cheap (no walk of the RIB, no allocation) and safe
     /// from any thread: the RIB keeps the counts as it works and publishes them after each batch of work (at most
-    /// a few hundred queued UPDATEs or events), as one immutable snapshot per peer, so the four counts one call returns are
+    /// a few hundred queued UPDATEs or events), as one immutable snapshot per peer, so the counts one call returns are
     /// from the same moment and never torn (two calls may see two different moments). Once
     /// <see cref="BgpSpeaker.WaitForRibAsync"/> completed they include everything received before it was called.
     /// All zero when the RIB is disabled, for a family the RIB does not hold (it holds IPv4 and IPv6 unicast),

@@ -796,6 +796,15 @@ internal sealed partial class BgpRib : IStaleRouteStore
         // Loc-RIB prefixes: those with a usable path (RFC 4271 3.2, 9.1.2); a prefix with only rejected or
         // unresolvable paths stays in the table but not in this count.
         if ((oldN > 0) != (newN > 0)) _locRibPrefixes += newN > 0 ? 1 : -1;
+        // The source of the best path (the head, when usable): every change of a prefix's head comes through
+        // here (Change, ReRankVia), so the per-source Selected counts follow it exactly.
+        int oldSrc = oldN > 0 ? _old[0].Source : -1, newSrc = newN > 0 ? _new[0].Source : -1;
+        if (oldSrc != newSrc)
+        {
+            int fam = prefix.IsIPv6 ? 1 : 0;
+            if (oldSrc >= 0 && _sources[oldSrc] is { } os) { os.Selected[fam]--; if (os.Peer is not null) _countsDirty = true; }
+            if (newSrc >= 0 && _sources[newSrc] is { } ns) { ns.Selected[fam]++; if (ns.Peer is not null) _countsDirty = true; }
+        }
         if (only is null && oldN == newN)
         {
             bool same = true;
@@ -1321,8 +1330,8 @@ internal sealed partial class BgpRib : IStaleRouteStore
         foreach (var s in _sources)
         {
             if (s?.Peer is not { } peer) continue;
-            var v4 = new BgpPrefixCounts(s.Received[0], s.Accepted[0], s.Advertised[0], s.Stale[0], s.TreatedAsWithdraw[0]);
-            var v6 = new BgpPrefixCounts(s.Received[1], s.Accepted[1], s.Advertised[1], s.Stale[1], s.TreatedAsWithdraw[1]);
+            var v4 = new BgpPrefixCounts(s.Received[0], s.Accepted[0], s.Advertised[0], s.Stale[0], s.TreatedAsWithdraw[0], s.Selected[0]);
+            var v6 = new BgpPrefixCounts(s.Received[1], s.Accepted[1], s.Advertised[1], s.Stale[1], s.TreatedAsWithdraw[1], s.Selected[1]);
             if (s.Published is { } old && old.IPv4 == v4 && old.IPv6 == v6) continue;
             s.Published = new PrefixCountSnapshot(v4, v6);
             peer.PublishPrefixCounts(s.Published);

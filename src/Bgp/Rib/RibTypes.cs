@@ -85,7 +85,13 @@ internal enum BgpDecisionStep
 /// of events, not a table size; <see cref="BgpPeerStatistics.TreatAsWithdrawCount"/> counts the UPDATEs). Like
 /// the others it restarts from 0 when the peer's Adj-RIB-In is flushed.
 /// </param>
-public readonly record struct BgpPrefixCounts(long Received, long Accepted, long Advertised, long Stale, long TreatedAsWithdraw = 0)
+/// <param name="Selected">
+/// Of <paramref name="Accepted"/>, the paths that are their prefix's best path in the Loc-RIB (RFC 4271 9.1.2,
+/// 3.2): the peer's routes the decision process selected. Kept where the decision process runs, so it moves when
+/// another peer's (or a locally originated) path wins or loses, and when a next hop stops or starts resolving.
+/// Under multipath only the best path counts, not the other equal-cost ones.
+/// </param>
+public readonly record struct BgpPrefixCounts(long Received, long Accepted, long Advertised, long Stale, long TreatedAsWithdraw = 0, long Selected = 0)
 {
     /// <summary>Paths received but rejected by the import policy or the loop checks (<see cref="Received"/> - <see cref="Accepted"/>).</summary>
     public long Rejected => Received - Accepted;

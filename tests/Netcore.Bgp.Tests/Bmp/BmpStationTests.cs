@@ -211,6 +211,81 @@ public class BmpStationTests(ITestOutputHelper output)
         Assert.Equal(4, station.Types[0]); // Initiation first
     }
 
+    /// <summary>
+    /// Statistics Reports (RFC 7854 4.8) read by a minimal station equal the peer's prefix counters and walks of the
+    /// RIB: 0 (rejected by the import policy), 7/9 (pre-policy Adj-RIB-In), 8/10 (the peer's paths selected into the
+    /// Loc-RIB, fewer than accepted while we originate some of the same prefixes), 11 (UPDATEs treated as withdraw).
+    /// </summary>
+    [LinuxFact(Root = true, Netns = true)]
+    public async Task Statistics_reports_equal_the_prefix_counters_and_walks_of_the_rib()
+    {
+        await using var lab = InteropLab.Create(output, "bmx");
+        using var listener = NetnsSockets.Create(lab.Them, AddressFamily.InterNetwork);
+        listener.Bind(new IPEndPoint(InteropLab.Them4, 1792));
+        listener.Listen(4);
+        var (peer, back) = await TheirSpeakerAsync(lab);
+        await using var _peer = peer;
+        await using var speaker = new BgpSpeaker(new BgpSpeakerOptions
+        {
+            RouterId = InteropLab.Us4,
+            LocalAs = InteropLab.OurAs,
+            SocketFactory = NetnsSockets.Factory(lab.Us),
+            PublishReceivedUpdates = false,
+            Bmp = new BmpOptions
+            {
+                Stations = [new IPEndPoint(InteropLab.Them4, 1792)],
+                StatisticsInterval = TimeSpan.Zero, // the test sends each round itself
+                ReconnectDelay = TimeSpan.FromMilliseconds(100),
+                MaxReconnectDelay = TimeSpan.FromMilliseconds(200),
+            },
+        }, new TestLoggerFactory(output));
+        await speaker.StartAsync();
+        using var conn = await listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        var station = new MiniStation();
+        var reading = Task.Run(() => station.ReadAsync(conn));
+        // 100 prefixes; the import policy rejects every fifth; we originate the first 10 ourselves (an empty AS_PATH wins, RFC 4271 9.1.2.2 a).
+        static BgpPrefix Prefix(int i) => new(new IPAddress([100, 64, (byte)i, 0]), 24);
+        var import = new BgpPolicy((prefix, a, _) => prefix.Address.GetAddressBytes()[2] % 5 == 4 ? null : a, "reject-every-fifth");
+        var p = speaker.AddPeer(InteropLab.Peer(InteropLab.Them4) with { Families = [BgpFamily.IPv4Unicast], ImportPolicy = import });
+        for (int i = 0; i < 10; i++)
+            await speaker.OriginateAsync(Prefix(i), new BgpPathAttributes { AsPath = AsPath.Empty });
+        await SessionTests.Within(p.WaitForStateAsync(BgpPeerState.Established), 30);
+        await back.AnnounceAsync(Enumerable.Range(0, 100).Select(i => new BgpRoute(Prefix(i), new BgpPathAttributes { Communities = [new BgpCommunity(65002, (ushort)i)] })));
+        await InteropLab.Eventually(() => p.GetPrefixCounts(BgpFamily.IPv4Unicast).Received == 100, 30, "100 paths received");
+
+        async Task CheckAsync(long rejected, long received, long selected)
+        {
+            await speaker.WaitForRibAsync();
+            int before = station.Reports;
+            speaker.Bmp!.SendStatistics();
+            await InteropLab.Eventually(() => station.Reports > before, 10, "a Statistics Report");
+            var r = station.LastReport();
+            output.WriteLine(string.Join(", ", r.Select(kv => $"{kv.Key}={kv.Value}")));
+            // IPv4 unicast (AFI 1, SAFI 1) is the session's only family
+            Assert.Equal([(0, 0), (7, 0), (8, 0), (9, 1), (10, 1), (11, 0)], r.Keys.Order().ToArray());
+            var c = p.GetPrefixCounts(BgpFamily.IPv4Unicast);
+            var pre = await speaker.GetAdjRibInAsync(p, prePolicy: true);
+            var post = await speaker.GetAdjRibInAsync(p);
+            // the expected values, the counters and the walks
+            Assert.Equal([rejected, rejected, pre.Count - post.Count], new[] { (long)r[(0, 0)], c.Rejected, (long)(pre.Count - post.Count) });
+            Assert.Equal([received, received, received, pre.Count], new[] { (long)r[(7, 0)], (long)r[(9, 1)], c.Received, (long)pre.Count });
+            Assert.Equal([selected, selected, selected, post.Count(x => x.IsBest)], new[] { (long)r[(8, 0)], (long)r[(10, 1)], c.Selected, (long)post.Count(x => x.IsBest) });
+            Assert.Equal((ulong)p.Statistics.TreatAsWithdrawCount, r[(11, 0)]);
+        }
+        // 20 rejected; of the 80 accepted, 8 lose to ours (0-3, 5-8: 4 and 9 are rejected anyway)
+        await CheckAsync(rejected: 20, received: 100, selected: 72);
+        // ours withdrawn: the peer's 8 paths become best
+        for (int i = 0; i < 10; i++)
+            await speaker.WithdrawOriginatedAsync(Prefix(i));
+        await CheckAsync(rejected: 20, received: 100, selected: 80);
+        // the peer withdraws 10 of each kind... 50-59: 8 accepted, 2 rejected
+        await back.WithdrawAsync(Enumerable.Range(50, 10).Select(Prefix));
+        await InteropLab.Eventually(() => p.GetPrefixCounts(BgpFamily.IPv4Unicast).Received == 90, 30, "10 paths withdrawn");
+        await CheckAsync(rejected: 18, received: 90, selected: 72);
+        await speaker.DisposeAsync();
+        await reading.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
     /// <summary>A BMP reader just big enough for the test: Route Monitoring applied to a prefix -> community view.</summary>
     private sealed class MiniStation
     {
@@ -240,6 +315,7 @@ public class BmpStationTests(ITestOutputHelper output)
                     await ReadExactly(s, body);
                     lock (_view) Types.Add(header[5]);
                     if (header[5] == 3) Interlocked.Increment(ref PeerUps);
+                    if (header[5] == 1) ReadStatistics(body);
                     if (header[5] != 0) continue;
                     // per-peer header (42), then the BGP UPDATE with its 19-octet header
                     r.Clear();
@@ -257,6 +333,47 @@ public class BmpStationTests(ITestOutputHelper output)
             {
                 // connection closed at the end of the test
             }
+        }
+
+        /// <summary>Statistics Report (RFC 7854 4.8): per-peer header (42), count (4), then type (2), length (2), value; (type, AFI) -> value.</summary>
+        private void ReadStatistics(byte[] body)
+        {
+            var report = new Dictionary<(int Type, int Afi), ulong>();
+            int count = (int)BinaryPrimitives.ReadUInt32BigEndian(body.AsSpan(42)), at = 46;
+            for (int i = 0; i < count; i++)
+            {
+                int type = BinaryPrimitives.ReadUInt16BigEndian(body.AsSpan(at)), len = BinaryPrimitives.ReadUInt16BigEndian(body.AsSpan(at + 2));
+                var v = body.AsSpan(at + 4, len);
+                report[(type, len == 11 ? BinaryPrimitives.ReadUInt16BigEndian(v) : 0)] = len switch
+                {
+                    4 => BinaryPrimitives.ReadUInt32BigEndian(v),
+                    8 => BinaryPrimitives.ReadUInt64BigEndian(v),
+                    11 => BinaryPrimitives.ReadUInt64BigEndian(v[3..]), // AFI (2), SAFI (1), 64-bit gauge
+                    _ => throw new InvalidDataException($"statistic {type} of length {len}"),
+                };
+                at += 4 + len;
+            }
+            Assert.Equal(body.Length, at);
+            lock (_view)
+            {
+                _lastReport = report;
+                Reports++;
+            }
+        }
+
+        private Dictionary<(int Type, int Afi), ulong> _lastReport = [];
+
+        /// <summary>Statistics Reports read so far.</summary>
+        public int Reports
+        {
+            get { lock (_view) return field; }
+            private set => field = value;
+        }
+
+        /// <summary>The last Statistics Report: (type, AFI or 0) -> value.</summary>
+        public Dictionary<(int Type, int Afi), ulong> LastReport()
+        {
+            lock (_view) return new(_lastReport);
         }
 
         private static async Task ReadExactly(Socket s, byte[] buf)

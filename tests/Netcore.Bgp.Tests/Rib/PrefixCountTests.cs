@@ -9,7 +9,8 @@ namespace Netcore.Bgp.Tests.Rib;
 /// <summary>
 /// <see cref="BgpPeer.GetPrefixCounts"/>: the counters the RIB keeps equal a walk of the RIB (Adj-RIB-In after
 /// policy, Adj-RIB-Out) and a model of what each peer announced, after random sequences of announce,
-/// re-announce, withdraw, policy rejection and policy changes, session resets and graceful restarts.
+/// re-announce, withdraw, policy rejection and policy changes, session resets, graceful restarts and locally
+/// originated routes that win the decision process; Selected equals a walk of the Loc-RIB for the peer's best paths.
 /// </summary>
 public class PrefixCountTests
 {
@@ -32,7 +33,7 @@ public class PrefixCountTests
     // Export policies: everything, or no IPv6 and not 203.0.113.0/25.
     private static readonly BgpPolicy ExportSome = new((p, a, _) => p.IsIPv6 || p.ToString() == "203.0.113.0/25" ? null : a, "export-some");
 
-    private enum Op { Announce, Withdraw, HardReset, GracefulRestart, Sweep, ImportPolicy, ExportPolicy }
+    private enum Op { Announce, Withdraw, HardReset, GracefulRestart, Sweep, ImportPolicy, ExportPolicy, Originate }
 
     private sealed record Step(Op Op, int Peer, int Variant, int[] Prefixes, uint PathId)
     {
@@ -44,7 +45,7 @@ public class PrefixCountTests
         from steps in Gen.ArrayOf(
             from op in Gen.Frequency(
                 (8, Gen.Constant(Op.Announce)), (4, Gen.Constant(Op.Withdraw)), (1, Gen.Constant(Op.HardReset)),
-                (1, Gen.Constant(Op.GracefulRestart)), (1, Gen.Constant(Op.Sweep)), (1, Gen.Constant(Op.ImportPolicy)), (1, Gen.Constant(Op.ExportPolicy)))
+                (1, Gen.Constant(Op.GracefulRestart)), (1, Gen.Constant(Op.Sweep)), (1, Gen.Constant(Op.ImportPolicy)), (1, Gen.Constant(Op.ExportPolicy)), (1, Gen.Constant(Op.Originate)))
             from peer in Gen.Choose(0, 2)
             from variant in Gen.Choose(0, Variants.Length - 1)
             from k in Gen.Choose(1, 4)
@@ -96,6 +97,7 @@ public class PrefixCountTests
             peers[i] = await h.PeerAsync(addr[i], asn[i], $"10.0.0.{i + 1}", options[i], addPath: i == 1 ? BgpAddPathMode.Both : BgpAddPathMode.None);
             models[i] = new Model { Ebgp = asn[i] != LocalAs, Import = peers[i].Peer.Options.ImportPolicy ?? BgpPolicy.AcceptAll };
         }
+        var originated = new HashSet<BgpPrefix>();
         foreach (var s in steps)
         {
             var p = peers[s.Peer];
@@ -168,6 +170,18 @@ public class PrefixCountTests
                     foreach (var k in m.Routes.Keys.ToList()) m.Routes[k] = m.Routes[k] with { Stale = false };
                     break;
                 }
+                case Op.Originate:
+                {
+                    // a local route (empty AS_PATH, RFC 4271 9.1.2.2 a) wins over the peers' paths; again: withdrawn
+                    var prefix = BgpPrefix.Parse(Pool[s.Prefixes[0]]);
+                    if (originated.Add(prefix)) await h.Rib.OriginateAsync(prefix, Attrs("", prefix.IsIPv6 ? "2001:db8::1" : "192.0.2.100"));
+                    else
+                    {
+                        originated.Remove(prefix);
+                        await h.Rib.WithdrawOriginatedAsync(prefix);
+                    }
+                    break;
+                }
                 case Op.ExportPolicy:
                 {
                     var now = ReferenceEquals(p.Peer.Options.ExportPolicy, ExportSome) ? BgpPolicy.AcceptAll : ExportSome;
@@ -197,13 +211,15 @@ public class PrefixCountTests
         var adjIn = await h.Rib.AdjRibInAsync(peer, prePolicy: false);
         var adjOut = await h.Rib.AdjRibOutAsync(peer);
         var pre = keepPrePolicy ? await h.Rib.AdjRibInAsync(peer, prePolicy: true) : null;
+        // the Loc-RIB: each prefix's best path; this peer's are the ones it sent
+        var locRib = (await h.Rib.SnapshotAsync(bestOnly: true)).Where(r => Equals(r.PeerAddress, peer.RemoteAddress)).ToList();
         foreach (var f in new[] { BgpFamily.IPv4Unicast, BgpFamily.IPv6Unicast })
         {
             bool v6 = f == BgpFamily.IPv6Unicast;
             var c = peer.GetPrefixCounts(f);
             try
             {
-                CheckFamily(m, v6, c, adjIn, adjOut, pre);
+                CheckFamily(m, v6, c, adjIn, adjOut, pre, locRib);
             }
             catch (Xunit.Sdk.XunitException e)
             {
@@ -212,7 +228,7 @@ public class PrefixCountTests
         }
     }
 
-    private static void CheckFamily(Model m, bool v6, BgpPrefixCounts c, IReadOnlyList<BgpRibRoute> adjIn, IReadOnlyList<BgpRoute> adjOut, IReadOnlyList<BgpRibRoute>? pre)
+    private static void CheckFamily(Model m, bool v6, BgpPrefixCounts c, IReadOnlyList<BgpRibRoute> adjIn, IReadOnlyList<BgpRoute> adjOut, IReadOnlyList<BgpRibRoute>? pre, IReadOnlyList<BgpRibRoute> locRib)
     {
         {
             var mine = m.Routes.Where(kv => kv.Key.Prefix.IsIPv6 == v6).ToList();
@@ -223,11 +239,14 @@ public class PrefixCountTests
             Assert.Equal(adjOut.Count(r => r.Prefix.IsIPv6 == v6), c.Advertised);
             if (pre is not null) Assert.Equal(pre.Count(r => r.Prefix.IsIPv6 == v6), c.Received);
             Assert.Equal(c.Received - c.Accepted, c.Rejected);
+            Assert.Equal(locRib.Count(r => r.Prefix.IsIPv6 == v6), c.Selected);
+            Assert.Equal(adjIn.Count(r => r.Prefix.IsIPv6 == v6 && r.IsBest), c.Selected);
         }
     }
 
-    private static void AssertCounts(BgpPeer peer, long received, long accepted, long advertised, long stale, BgpFamily f, long treated = 0) =>
-        Assert.Equal(new BgpPrefixCounts(received, accepted, advertised, stale, treated), peer.GetPrefixCounts(f));
+    /// <summary>The counts of one peer and family; Selected defaults to Accepted (no other source competes for the prefix).</summary>
+    private static void AssertCounts(BgpPeer peer, long received, long accepted, long advertised, long stale, BgpFamily f, long treated = 0, long? selected = null) =>
+        Assert.Equal(new BgpPrefixCounts(received, accepted, advertised, stale, treated, selected ?? accepted), peer.GetPrefixCounts(f));
 
     [Fact]
     public async Task Treat_as_withdraw_withdraws_and_is_counted_per_family_rfc7606()
