@@ -248,17 +248,20 @@ internal sealed class BmpExporter : IAsyncDisposable
     /// (<see cref="BgpPrefixCounts.TreatedAsWithdraw"/>) would be type 12, which this exporter does not send.
     /// 9 and 10 go out for each negotiated family (0 for a family the RIB does not hold). Without a RIB only 11.
     /// </summary>
-    internal List<BmpStat> Statistics(BgpPeer peer, PeerState st)
+    internal List<BmpStat> Statistics(BgpPeer peer, PeerState st) => Statistics(peer, st.Families, _speaker.Rib is not null);
+
+    /// <summary>The statistics of <see cref="Statistics(BgpPeer, PeerState)"/> for negotiated <paramref name="families"/> (also the benchmark's entry).</summary>
+    internal static List<BmpStat> Statistics(BgpPeer peer, IReadOnlyList<BgpFamily> families, bool hasRib)
     {
         var stats = new List<BmpStat>();
-        if (_speaker.Rib is not null)
+        if (hasRib)
         {
             var v4 = peer.GetPrefixCounts(BgpFamily.IPv4Unicast);
             var v6 = peer.GetPrefixCounts(BgpFamily.IPv6Unicast);
             stats.Add(new BmpStat(BmpStatType.RejectedByPolicy, (ulong)Math.Max(0, v4.Rejected + v6.Rejected)));
             stats.Add(new BmpStat(BmpStatType.AdjRibInRoutes, (ulong)(v4.Received + v6.Received)));
             stats.Add(new BmpStat(BmpStatType.LocRibRoutes, (ulong)(v4.Selected + v6.Selected)));
-            foreach (var f in st.Families)
+            foreach (var f in families)
             {
                 var c = f == BgpFamily.IPv4Unicast ? v4 : f == BgpFamily.IPv6Unicast ? v6 : default;
                 stats.Add(new BmpStat(BmpStatType.AdjRibInRoutesPerFamily, (ulong)c.Received, f));
