@@ -83,6 +83,10 @@ public sealed class ApiTests(BirdLabFixture fixture, ITestOutputHelper output) :
         var v4 = n.GetProperty("prefixes").GetProperty("ipv4-unicast");
         Assert.Equal(1, v4.GetProperty("received").GetInt32());
         Assert.Equal(1, v4.GetProperty("accepted").GetInt32());
+        // BIRD's prefix is no one else's: its path is the Loc-RIB best (selected); nothing stale or treated as withdraw
+        Assert.Equal(1, v4.GetProperty("selected").GetInt32());
+        Assert.Equal(0, v4.GetProperty("stale").GetInt32());
+        Assert.Equal(0, v4.GetProperty("treatedAsWithdraw").GetInt32());
         await BgpdLab.WaitAsync(() => Lab.Neighbor().GetProperty("prefixes").GetProperty("ipv4-unicast").GetProperty("advertised").GetInt32() >= 1,
             TimeSpan.FromSeconds(30), "the configured route advertised");
         Assert.True(n.GetProperty("updatesReceived").GetInt64() >= 1);
@@ -258,6 +262,10 @@ public sealed class ApiTests(BirdLabFixture fixture, ITestOutputHelper output) :
         Assert.Contains("bgpd_peer_state{peer=\"10.0.1.2\",peer_as=\"65002\"} 5\n", m, StringComparison.Ordinal);
         Assert.Contains("bgpd_peer_up{peer=\"10.0.1.2\",peer_as=\"65002\"} 1\n", m, StringComparison.Ordinal);
         Assert.Contains("bgpd_peer_prefixes{peer=\"10.0.1.2\",peer_as=\"65002\",family=\"ipv4-unicast\",kind=\"received\"} 1\n", m, StringComparison.Ordinal);
+        Assert.Contains("bgpd_peer_prefixes{peer=\"10.0.1.2\",peer_as=\"65002\",family=\"ipv4-unicast\",kind=\"selected\"} 1\n", m, StringComparison.Ordinal);
+        Assert.Contains("bgpd_peer_prefixes{peer=\"10.0.1.2\",peer_as=\"65002\",family=\"ipv4-unicast\",kind=\"stale\"} 0\n", m, StringComparison.Ordinal);
+        Assert.Contains("# TYPE bgpd_peer_prefixes_treated_as_withdraw_total counter\n", m, StringComparison.Ordinal);
+        Assert.Contains("bgpd_peer_prefixes_treated_as_withdraw_total{peer=\"10.0.1.2\",peer_as=\"65002\",family=\"ipv4-unicast\"} 0\n", m, StringComparison.Ordinal);
         Assert.Contains("# TYPE bgpd_peer_updates_received_total counter\n", m, StringComparison.Ordinal);
         Assert.Matches(@"bgpd_peer_updates_received_total\{peer=""10.0.1.2"",peer_as=""65002""\} [1-9]", m);
         Assert.Matches(@"bgpd_peer_updates_sent_total\{peer=""10.0.1.2"",peer_as=""65002""\} [1-9]", m);

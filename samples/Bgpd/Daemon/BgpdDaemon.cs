@@ -163,7 +163,8 @@ internal sealed class BgpdDaemon
 
     /// <summary>
     /// Per family: prefixes received (the Adj-RIB-In before import policy, rejected ones included),
-    /// accepted (after import policy) and advertised (the Adj-RIB-Out), from the counters the RIB keeps
+    /// accepted (after import policy), advertised (the Adj-RIB-Out), stale (graceful restart), treated as
+    /// withdraw (RFC 7606, a running count) and selected (best in the Loc-RIB), from the counters the RIB keeps
     /// (<see cref="BgpPeer.GetPrefixCounts"/>): no walk of the RIB, so a full table costs nothing here.
     /// </summary>
     private static Dictionary<string, PrefixCounts> CountPrefixes(BgpPeer p)
@@ -172,7 +173,7 @@ internal sealed class BgpdDaemon
         foreach (var f in p.Options.Families)
         {
             var c = p.GetPrefixCounts(f);
-            d[FamilyName(f)] = new PrefixCounts(c.Received, c.Accepted, c.Advertised);
+            d[FamilyName(f)] = new PrefixCounts(c.Received, c.Accepted, c.Advertised, c.Stale, c.TreatedAsWithdraw, c.Selected);
         }
         return d;
     }
@@ -295,7 +296,7 @@ internal sealed class BgpdDaemon
         PerPeer(m, neighbors, "bgpd_peer_up", "gauge", "1 when the session is Established", n => n.State == nameof(BgpPeerState.Established) ? 1 : 0);
         PerPeer(m, neighbors, "bgpd_peer_uptime_seconds", "gauge", "Seconds since the session reached Established (0 when down)", n => n.UptimeSeconds);
         PerPeer(m, neighbors, "bgpd_peer_established_total", "counter", "Times the session reached Established", n => n.EstablishedTransitions);
-        m.Family("bgpd_peer_prefixes", "gauge", "Prefixes per peer and family: received (before import policy), accepted (after it), advertised (Adj-RIB-Out)");
+        m.Family("bgpd_peer_prefixes", "gauge", "Prefixes per peer and family: received (before import policy), accepted (after it), advertised (Adj-RIB-Out), stale (graceful restart), selected (best in the Loc-RIB)");
         foreach (var n in neighbors)
         {
             foreach (var (family, c) in n.Prefixes)
@@ -303,8 +304,15 @@ internal sealed class BgpdDaemon
                 m.Sample("bgpd_peer_prefixes", $"{Labels(n)},family=\"{family}\",kind=\"received\"", c.Received);
                 m.Sample("bgpd_peer_prefixes", $"{Labels(n)},family=\"{family}\",kind=\"accepted\"", c.Accepted);
                 m.Sample("bgpd_peer_prefixes", $"{Labels(n)},family=\"{family}\",kind=\"advertised\"", c.Advertised);
+                m.Sample("bgpd_peer_prefixes", $"{Labels(n)},family=\"{family}\",kind=\"stale\"", c.Stale);
+                m.Sample("bgpd_peer_prefixes", $"{Labels(n)},family=\"{family}\",kind=\"selected\"", c.Selected);
             }
         }
+        // a running count of events, not a table size: a counter of its own (restarts from 0 when the Adj-RIB-In is flushed)
+        m.Family("bgpd_peer_prefixes_treated_as_withdraw_total", "counter", "Announced prefixes per peer and family that RFC 7606 error handling treated as withdrawn");
+        foreach (var n in neighbors)
+            foreach (var (family, c) in n.Prefixes)
+                m.Sample("bgpd_peer_prefixes_treated_as_withdraw_total", $"{Labels(n)},family=\"{family}\"", c.TreatedAsWithdraw);
         PerPeer(m, neighbors, "bgpd_peer_updates_received_total", "counter", "UPDATE messages received from the peer", n => n.UpdatesReceived);
         PerPeer(m, neighbors, "bgpd_peer_updates_sent_total", "counter", "UPDATE messages sent to the peer", n => n.UpdatesSent);
         m.Family("bgpd_loc_rib_prefixes", "gauge", "Prefixes in the Loc-RIB");

@@ -22,7 +22,7 @@ internal sealed record NeighborView
     public required IReadOnlyList<string> Families { get; init; }
     public bool? RouteRefresh { get; init; }
 
-    /// <summary>Per family ("ipv4-unicast"...): received, accepted, advertised.</summary>
+    /// <summary>Per family ("ipv4-unicast"...): received, accepted, advertised, stale, treated as withdraw, selected.</summary>
     public required IReadOnlyDictionary<string, PrefixCounts> Prefixes { get; init; }
     public long UpdatesReceived { get; init; }
     public long UpdatesSent { get; init; }
@@ -36,8 +36,12 @@ internal sealed record NeighborView
     public string? LastDownReason { get; init; }
 }
 
-/// <summary>Prefix counts of one family of one peer.</summary>
-internal sealed record PrefixCounts(long Received, long Accepted, long Advertised);
+/// <summary>
+/// Prefix counts of one family of one peer (<see cref="Netcore.Bgp.BgpPrefixCounts"/>): stale paths kept by the
+/// graceful restart helper (RFC 4724 4.2), paths RFC 7606 treated as withdrawn (a running count), and the accepted
+/// paths that are the Loc-RIB best path (selected).
+/// </summary>
+internal sealed record PrefixCounts(long Received, long Accepted, long Advertised, long Stale, long TreatedAsWithdraw, long Selected);
 
 /// <summary>A NOTIFICATION (RFC 4271 4.5) with its RFC 9003 shutdown communication.</summary>
 internal sealed record NotificationView
