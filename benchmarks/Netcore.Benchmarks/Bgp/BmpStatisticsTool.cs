@@ -78,15 +78,9 @@ internal static class BmpStatisticsTool
         var c4 = peer.GetPrefixCounts(BgpFamily.IPv4Unicast);
         var c6 = peer.GetPrefixCounts(BgpFamily.IPv6Unicast);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"bmp stats: {c4.Received} + {c6.Received} paths; walks median {Median(walks):F1} ms; counters median {Median(reads):F0} ns; same values: {(same ? "yes" : "no")}"));
+            $"bmp stats: {c4.Received} + {c6.Received} paths; walks median {PrefixCountTool.Median(walks):F1} ms; counters median {PrefixCountTool.Median(reads):F0} ns; same values: {(same ? "yes" : "no")}"));
         await rib.DisposeAsync().ConfigureAwait(false);
         await owner.DisposeAsync().ConfigureAwait(false);
         return same ? 0 : 1;
-    }
-
-    private static double Median(List<double> xs)
-    {
-        var s = xs.Order().ToList();
-        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
     }
 }

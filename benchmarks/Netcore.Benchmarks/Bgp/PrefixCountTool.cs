@@ -105,7 +105,8 @@ internal static class PrefixCountTool
         return 0;
     }
 
-    private static double Median(List<double> xs)
+    /// <summary>The median of the samples (the mean of the middle two for an even count).</summary>
+    internal static double Median(List<double> xs)
     {
         var s = xs.Order().ToList();
         return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;

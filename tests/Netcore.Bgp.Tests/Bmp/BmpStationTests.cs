@@ -25,6 +25,27 @@ public class BmpStationTests(ITestOutputHelper output)
         return (peer, back);
     }
 
+    /// <summary>Our speaker (with its RIB) in the lab's namespace, exporting BMP to one station at the other side's <paramref name="port"/>, without periodic Statistics Reports.</summary>
+    private async Task<BgpSpeaker> OurSpeakerAsync(InteropLab lab, int port)
+    {
+        var speaker = new BgpSpeaker(new BgpSpeakerOptions
+        {
+            RouterId = InteropLab.Us4,
+            LocalAs = InteropLab.OurAs,
+            SocketFactory = NetnsSockets.Factory(lab.Us),
+            PublishReceivedUpdates = false,
+            Bmp = new BmpOptions
+            {
+                Stations = [new IPEndPoint(InteropLab.Them4, port)],
+                StatisticsInterval = TimeSpan.Zero,
+                ReconnectDelay = TimeSpan.FromMilliseconds(100),
+                MaxReconnectDelay = TimeSpan.FromMilliseconds(200),
+            },
+        }, new TestLoggerFactory(output));
+        await speaker.StartAsync();
+        return speaker;
+    }
+
     [LinuxFact(Root = true, Netns = true)]
     public async Task A_station_that_never_reads_gets_drops_and_resets_while_the_session_and_another_station_carry_on()
     {
@@ -128,21 +149,7 @@ public class BmpStationTests(ITestOutputHelper output)
         var (peer, back) = await TheirSpeakerAsync(lab);
         await using var _peer = peer;
 
-        await using var speaker = new BgpSpeaker(new BgpSpeakerOptions
-        {
-            RouterId = InteropLab.Us4,
-            LocalAs = InteropLab.OurAs,
-            SocketFactory = NetnsSockets.Factory(lab.Us),
-            PublishReceivedUpdates = false,
-            Bmp = new BmpOptions
-            {
-                Stations = [new IPEndPoint(InteropLab.Them4, 1790)],
-                StatisticsInterval = TimeSpan.Zero,
-                ReconnectDelay = TimeSpan.FromMilliseconds(100),
-                MaxReconnectDelay = TimeSpan.FromMilliseconds(200),
-            },
-        }, new TestLoggerFactory(output));
-        await speaker.StartAsync();
+        await using var speaker = await OurSpeakerAsync(lab, 1790);
         // Import policy rejects half of the prefixes: the pre-policy view must still hold them.
         var import = new BgpPolicy((prefix, a, _) => prefix.Address.GetAddressBytes()[2] % 2 == 0 ? a : null, "even-only");
         var p = speaker.AddPeer(InteropLab.Peer(InteropLab.Them4) with { Families = [BgpFamily.IPv4Unicast], ImportPolicy = import });
@@ -225,21 +232,7 @@ public class BmpStationTests(ITestOutputHelper output)
         listener.Listen(4);
         var (peer, back) = await TheirSpeakerAsync(lab);
         await using var _peer = peer;
-        await using var speaker = new BgpSpeaker(new BgpSpeakerOptions
-        {
-            RouterId = InteropLab.Us4,
-            LocalAs = InteropLab.OurAs,
-            SocketFactory = NetnsSockets.Factory(lab.Us),
-            PublishReceivedUpdates = false,
-            Bmp = new BmpOptions
-            {
-                Stations = [new IPEndPoint(InteropLab.Them4, 1792)],
-                StatisticsInterval = TimeSpan.Zero, // the test sends each round itself
-                ReconnectDelay = TimeSpan.FromMilliseconds(100),
-                MaxReconnectDelay = TimeSpan.FromMilliseconds(200),
-            },
-        }, new TestLoggerFactory(output));
-        await speaker.StartAsync();
+        await using var speaker = await OurSpeakerAsync(lab, 1792); // no periodic reports: the test sends each round itself
         using var conn = await listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(10));
         var station = new MiniStation();
         var reading = Task.Run(() => station.ReadAsync(conn));
