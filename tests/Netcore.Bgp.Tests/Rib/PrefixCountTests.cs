@@ -299,6 +299,39 @@ public class PrefixCountTests
         await CheckAsync(accepted: 2, advertised: 0);
     }
 
+    /// <summary>
+    /// Selected follows the decision process (RFC 4271 9.1.2): a shorter AS path from another peer takes the prefix,
+    /// a next hop that stops resolving (9.1.2.1) hands it back, and it returns when the next hop resolves again.
+    /// </summary>
+    [Fact]
+    public async Task Selected_moves_with_the_best_path_between_peers_and_with_next_hop_reachability()
+    {
+        var reachable = new HashSet<string> { "192.0.2.1", "192.0.2.2" };
+        await using var h = new RibHarness(new BgpRibOptions { NextHopCost = nh => reachable.Contains(nh.ToString()) ? 10u : null });
+        var a = await h.PeerAsync("192.0.2.1", 65001, "10.0.0.1", o => o with { ImportPolicy = BgpPolicy.AcceptAll, ExportPolicy = BgpPolicy.AcceptAll });
+        var b = await h.PeerAsync("192.0.2.2", 65002, "10.0.0.2", o => o with { ImportPolicy = BgpPolicy.AcceptAll, ExportPolicy = BgpPolicy.AcceptAll });
+        await h.AnnounceAsync(a, Attrs("65001 65100", "192.0.2.1"), "198.51.100.0/24", "198.51.101.0/24");
+        Assert.Equal(2, a.Peer.GetPrefixCounts(BgpFamily.IPv4Unicast).Selected);
+        // b's shorter AS path wins 198.51.100.0/24
+        await h.AnnounceAsync(b, Attrs("65002", "192.0.2.2"), "198.51.100.0/24");
+        Assert.Equal((2L, 1L), (a.Peer.GetPrefixCounts(BgpFamily.IPv4Unicast).Accepted, a.Peer.GetPrefixCounts(BgpFamily.IPv4Unicast).Selected));
+        Assert.Equal(1, b.Peer.GetPrefixCounts(BgpFamily.IPv4Unicast).Selected);
+        // b's next hop no longer resolves: a's path is best again (b's is still accepted, not selected)
+        reachable.Remove("192.0.2.2");
+        await h.Rib.NextHopsChangedAsync([IPAddress.Parse("192.0.2.2")]);
+        await h.Rib.FlushAsync();
+        Assert.Equal(2, a.Peer.GetPrefixCounts(BgpFamily.IPv4Unicast).Selected);
+        Assert.Equal((1L, 0L), (b.Peer.GetPrefixCounts(BgpFamily.IPv4Unicast).Accepted, b.Peer.GetPrefixCounts(BgpFamily.IPv4Unicast).Selected));
+        reachable.Add("192.0.2.2");
+        await h.Rib.NextHopsChangedAsync(null);
+        await h.Rib.FlushAsync();
+        Assert.Equal(1, a.Peer.GetPrefixCounts(BgpFamily.IPv4Unicast).Selected);
+        Assert.Equal(1, b.Peer.GetPrefixCounts(BgpFamily.IPv4Unicast).Selected);
+        // the walk agrees
+        var locRib = await h.Rib.SnapshotAsync(bestOnly: true);
+        Assert.Equal(1, locRib.Count(r => Equals(r.PeerAddress, b.Peer.RemoteAddress)));
+    }
+
     [Fact]
     public async Task Reannouncement_rejection_and_withdraw_move_the_counts_exactly()
     {
