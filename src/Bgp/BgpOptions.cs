@@ -175,6 +175,17 @@ public sealed record BgpPeerOptions
     /// <summary>Advertise routes to this peer with our own address as next hop, also on internal sessions. Default false.</summary>
     public bool NextHopSelf { get; init; }
 
+    /// <summary>
+    /// When we are the IPv6 next hop (eBGP, <see cref="NextHopSelf"/>, originated routes) and the peer is on
+    /// the same link, send the interface's link-local address after the global one (RFC 2545 3: 32-octet
+    /// next hop; also for IPv4 routes with an IPv6 next hop, RFC 8950 3). The peer is on the link when its
+    /// address is link-local or inside a prefix of the session's interface, or the session is single-hop
+    /// eBGP (<see cref="Ttl"/> or <see cref="TtlSecurityHops"/> 1); the global next hop must be an address
+    /// of that interface. Default true, as BIRD and FRR do. A session over link-local addresses always
+    /// sends its link-local address (with the interface's global address, else ::).
+    /// </summary>
+    public bool LinkLocalNextHop { get; init; } = true;
+
     /// <summary>Maximum accepted prefixes per family, with the action above the limit. Default none.</summary>
     public IReadOnlyDictionary<BgpFamily, BgpMaxPrefix>? MaxPrefixes { get; init; }
 

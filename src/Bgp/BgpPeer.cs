@@ -987,19 +987,15 @@ public sealed partial class BgpPeer : IConnectionOwner
     private BgpPathAttributes? ExportAttributes(BgpPathAttributes a, bool v6, BgpConnection c)
     {
         var local = c.LocalEndPoint.Address.IsIPv4MappedToIPv6 ? c.LocalEndPoint.Address.MapToIPv4() : c.LocalEndPoint.Address;
-        IPAddress? nh = a.NextHop;
+        IPAddress? nh = a.NextHop, ll = a.LinkLocalNextHop;
         if (nh is null)
-        {
-            nh = v6 ? Options.NextHopIPv6 : Options.NextHopIPv4;
-            if (nh is null && (local.AddressFamily == AddressFamily.InterNetworkV6) == v6)
-                nh = local;
-        }
+            nh = SelfNextHop(v6, c, local, out ll);
         if (nh is null)
             return null; // no usable next hop for this family on this session
         // IPv4 routes with an IPv6 next hop need RFC 8950.
         if (!v6 && nh.AddressFamily == AddressFamily.InterNetworkV6 && !c.Codec.ExtendedNextHopIPv4)
             return null;
         var path = c.Codec.IsInternal ? a.AsPath : a.AsPath.Prepend(_speaker.Options.LocalAs);
-        return a with { NextHop = nh, AsPath = path, LocalPreference = c.Codec.IsInternal ? a.LocalPreference ?? 100 : null };
+        return a with { NextHop = nh, LinkLocalNextHop = ll, AsPath = path, LocalPreference = c.Codec.IsInternal ? a.LocalPreference ?? 100 : null };
     }
 }

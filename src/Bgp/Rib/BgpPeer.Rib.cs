@@ -73,7 +73,8 @@ public sealed partial class BgpPeer
         var rib = _speaker.Rib;
         if (rib is null) return;
         bool export = !ReferenceEquals(old.ExportPolicy, now.ExportPolicy) || old.RouteReflectorClient != now.RouteReflectorClient
-            || old.NextHopSelf != now.NextHopSelf || old.AddPathSendCount != now.AddPathSendCount;
+            || old.NextHopSelf != now.NextHopSelf || old.AddPathSendCount != now.AddPathSendCount
+            || old.LinkLocalNextHop != now.LinkLocalNextHop;
         bool import = !ReferenceEquals(old.ImportPolicy, now.ImportPolicy) || !Equals(old.MaxPrefixes, now.MaxPrefixes);
         if (!export && !import) return;
         rib.OptionsChanged(this, reExport: export, reImport: import);
@@ -254,12 +255,7 @@ public sealed partial class BgpPeer
             _noNextHopWarned = 0;
         }
         if (nh is null)
-        {
-            var local = _exportLocal!;
-            nh = v6 ? Options.NextHopIPv6 : Options.NextHopIPv4;
-            if (nh is null && (local.AddressFamily == AddressFamily.InterNetworkV6) == v6)
-                nh = local;
-        }
+            nh = SelfNextHop(v6, c, _exportLocal!, out ll);
         // No usable next hop for this family on this session (RFC 4271 5.1.3; RFC 8950: IPv4 routes
         // with an IPv6 next hop need the extended next hop capability): not exported, said once per
         // session and family, as a configuration that silently drops a family would otherwise be.
@@ -287,6 +283,43 @@ public sealed partial class BgpPeer
             path = cached!;
         }
         return a with { NextHop = nh, LinkLocalNextHop = ll, AsPath = path, LocalPreference = c.Codec.IsInternal ? a.LocalPreference ?? 100 : null };
+    }
+
+    /// <summary>
+    /// Our own next hop for a route of the family <paramref name="v6"/> on session <paramref name="c"/>: the
+    /// configured one, else the session's local address when of that family. An IPv6 one gets the link-local
+    /// address of the session's interface as second next hop (RFC 2545 3) when <see cref="BgpPeerOptions.LinkLocalNextHop"/>
+    /// is on, the global one is an address of that interface and the peer shares the link. A session over
+    /// link-local addresses sends the interface's global address, or :: when it has none, with the link-local
+    /// one (a link-local address is never the global next hop: RFC 2545 3).
+    /// </summary>
+    private IPAddress? SelfNextHop(bool v6, BgpConnection c, IPAddress local, out IPAddress? linkLocal)
+    {
+        linkLocal = null;
+        var nh = v6 ? Options.NextHopIPv6 : Options.NextHopIPv4;
+        bool fromLocal = false;
+        if (nh is null && (local.AddressFamily == AddressFamily.InterNetworkV6) == v6)
+        {
+            nh = local;
+            fromLocal = true;
+        }
+        if (nh is null || nh.AddressFamily != AddressFamily.InterNetworkV6) return nh;
+        if (fromLocal && local.IsIPv6LinkLocal)
+        {
+            // RFC 2545 3: the link-local address goes in the second field; FRR and BIRD send :: as the global
+            // one on an unnumbered link.
+            var link = c.Link;
+            linkLocal = link?.LinkLocal ?? new IPAddress(local.GetAddressBytes());
+            return link?.Global ?? IPAddress.IPv6Any;
+        }
+        if (!Options.LinkLocalNextHop || nh.IsIPv6LinkLocal) return nh;
+        if (c.Link is { LinkLocal: { } ll } onLink && onLink.Owns(nh))
+        {
+            bool singleHopEbgp = !c.Codec.IsInternal && (Options.Ttl == 1 || Options.TtlSecurityHops == 1);
+            if (singleHopEbgp || onLink.OnLink(c.RemoteEndPoint.Address))
+                linkLocal = ll;
+        }
+        return nh;
     }
 
     private async Task SendWithdrawalsAsync(BgpConnection c, List<Nlri> list, CancellationToken ct)

@@ -96,6 +96,24 @@ internal sealed class BgpConnection
     public bool Outbound { get; }
     public IPEndPoint LocalEndPoint { get; }
     public IPEndPoint RemoteEndPoint { get; }
+
+    /// <summary>
+    /// The IPv6 interface the local address is on (RFC 2545 3 link-local next hop), read once on first use;
+    /// null for IPv4 sessions or when it cannot be found.
+    /// </summary>
+    public Platform.LocalLink? Link
+    {
+        get
+        {
+            if (Volatile.Read(ref _linkRead)) return _link;
+            _link = Platform.LocalLink.Find(_socket, LocalEndPoint.Address);
+            Volatile.Write(ref _linkRead, true);
+            return _link;
+        }
+    }
+
+    private Platform.LocalLink? _link;
+    private bool _linkRead;
     public ConnectionState State { get; set; } = ConnectionState.OpenSent;
     public OpenMessage? RemoteOpen { get; set; }
     public CodecContext Codec { get; } = new();
