@@ -13,12 +13,14 @@ public class LinkLocalNextHopTests(ITestOutputHelper output)
     private static readonly BgpPrefix Route = BgpPrefix.Parse("2001:db8:100::/48");
 
     /// <summary>The fe80:: address of v0 in our namespace, once DAD is over (a tentative one is not sent).</summary>
-    private static async Task<string> OurLinkLocalAsync(InteropLab lab)
+    private static Task<string> OurLinkLocalAsync(InteropLab lab) => LinkLocalAsync(lab.Us, "v0");
+
+    private static async Task<string> LinkLocalAsync(TestNetns ns, string dev)
     {
         string ll = "";
         await InteropLab.Eventually(() =>
         {
-            string text = lab.Us.Exec("ip -6 -o addr show dev v0 scope link");
+            string text = ns.Exec($"ip -6 -o addr show dev {dev} scope link");
             if (text.Contains("tentative", StringComparison.Ordinal)) return false;
             int at = text.IndexOf("fe80::", StringComparison.Ordinal);
             if (at < 0) return false;
@@ -28,11 +30,12 @@ public class LinkLocalNextHopTests(ITestOutputHelper output)
         return ll;
     }
 
-    private static async Task<BgpPeer> OriginateOverIpv6Async(InteropLab lab)
+    private static async Task<BgpPeer> OriginateOverIpv6Async(InteropLab lab, IPAddress? remote = null)
     {
         var speaker = await lab.StartSpeakerAsync();
-        var p6 = speaker.AddPeer(InteropLab.Peer(InteropLab.Them6) with
+        var p6 = speaker.AddPeer(InteropLab.Peer(remote ?? InteropLab.Them6) with
         {
+            NextHopIPv6 = null,
             Families = [BgpFamily.IPv6Unicast],
             ImportPolicy = BgpPolicy.AcceptAll,
             ExportPolicy = BgpPolicy.AcceptAll,
@@ -70,6 +73,42 @@ public class LinkLocalNextHopTests(ITestOutputHelper output)
         await InteropLab.Eventually(() => !(show = Birdc($"show route all {Route}")).Contains("fe80::", StringComparison.Ordinal), 30, "link-local next hop gone in BIRD");
         output.WriteLine(show);
         Assert.Contains("BGP.next_hop: fd00::1", show, StringComparison.Ordinal);
+    }
+
+    [LinuxFact(Netns = true, Tools = ["bird", "birdc"])]
+    public async Task Session_over_link_local_sends_the_global_address_or_unspecified_with_the_link_local_one()
+    {
+        await using var lab = InteropLab.Create(output, "lu");
+        string ours = await OurLinkLocalAsync(lab), theirs = await LinkLocalAsync(lab.Them, "v1");
+        int index = int.Parse(lab.Us.Exec("cat /sys/class/net/v0/ifindex").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        var remote = IPAddress.Parse(theirs);
+        remote.ScopeId = index;
+        string conf = lab.Write("bird.conf", $$"""
+            router id 10.0.0.2;
+            log stderr all;
+            protocol device { scan time 1; }
+            protocol bgp us6 {
+              local as 65002; hold time 6; keepalive time 2; connect retry time 1; connect delay time 1; error wait time 1, 2;
+              neighbor {{ours}} as 4200000001; interface "v1";
+              ipv6 { import all; export none; };
+            }
+            """);
+        lab.Start("bird", "-f", "-c", conf, "-s", Path.Combine(lab.Dir, "bird.ctl"));
+        string Birdc(string cmd) => lab.Them.TryExec($"birdc -s {lab.Dir}/bird.ctl {cmd}").StdOut;
+
+        // v0 has fd00::1: that is the global next hop, never the link-local session address.
+        var p6 = await OriginateOverIpv6Async(lab, remote);
+        string show = "";
+        await InteropLab.Eventually(() => (show = Birdc($"show route all {Route}")).Contains("BGP.next_hop", StringComparison.Ordinal), 30, "route in BIRD");
+        output.WriteLine(show);
+        Assert.Contains($"BGP.next_hop: fd00::1 {ours}", show, StringComparison.Ordinal);
+
+        // Unnumbered: without a global address the next hop is :: and the link-local one.
+        lab.Us.Exec("ip addr del fd00::1/64 dev v0");
+        await p6.ResetAsync("address change");
+        await InteropLab.Eventually(() => p6.Statistics.EstablishedTransitions >= 2 && p6.State == BgpPeerState.Established, 30, "session back");
+        await InteropLab.Eventually(() => (show = Birdc($"show route all {Route}")).Contains($"BGP.next_hop: :: {ours}", StringComparison.Ordinal), 30, "unnumbered next hop in BIRD");
+        output.WriteLine(show);
     }
 
     [LinuxFact(Netns = true, Tools = ["/usr/lib/frr/bgpd", "/usr/lib/frr/zebra", "vtysh"])]
