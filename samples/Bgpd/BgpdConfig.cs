@@ -177,6 +177,12 @@ public sealed class PeerConfig
     /// <summary>Next hop self towards this peer.</summary>
     public bool NextHopSelf { get; set; }
 
+    /// <summary>
+    /// Send our interface's link-local address as second IPv6 next hop when the peer shares the link
+    /// (RFC 2545 3; <see cref="BgpPeerOptions.LinkLocalNextHop"/>). Default true.
+    /// </summary>
+    public bool LinkLocalNextHop { get; set; } = true;
+
     /// <summary>Import policy: "accept-all" or "reject-all"; default per RFC 8212 (eBGP rejects).</summary>
     public string? Import { get; set; }
 
@@ -226,6 +232,7 @@ public sealed class PeerConfig
             GracefulRestartTime = GracefulRestartTime is { } g ? TimeSpan.FromSeconds(g) : null,
             NextHopIPv4 = NextHopIPv4 is null ? null : Ip(NextHopIPv4, "nextHopIPv4"),
             NextHopIPv6 = NextHopIPv6 is null ? null : Ip(NextHopIPv6, "nextHopIPv6"),
+            LinkLocalNextHop = LinkLocalNextHop,
             Description = Description,
         };
         return PolicyMapping.Apply(o, this, who);

@@ -39,6 +39,17 @@ public sealed class ConfigTests : IDisposable
     }
 
     [Fact]
+    public void LinkLocalNextHop_DefaultsOn_AndCanBeTurnedOff()
+    {
+        Assert.True(Load("").Peers[0].ToOptions().LinkLocalNextHop);
+        string p = Path.Combine(_dir, "ll.json");
+        File.WriteAllText(p, """
+            { "routerId": "10.0.1.1", "localAs": 65001, "peers": [ { "address": "fd00::2", "as": 65002, "linkLocalNextHop": false } ] }
+            """);
+        Assert.False(BgpdConfig.Load(p).Peers[0].ToOptions().LinkLocalNextHop);
+    }
+
+    [Fact]
     public void Api_Defaults_To127001Port3179_WithoutToken()
     {
         var c = Load(""", "api": {}""");
