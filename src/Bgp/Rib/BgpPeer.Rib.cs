@@ -306,11 +306,10 @@ public sealed partial class BgpPeer
         if (nh is null || nh.AddressFamily != AddressFamily.InterNetworkV6) return nh;
         if (fromLocal && local.IsIPv6LinkLocal)
         {
-            // RFC 2545 3: the link-local address goes in the second field; FRR and BIRD send :: as the global
-            // one on an unnumbered link.
-            var link = c.Link;
-            linkLocal = link?.LinkLocal ?? new IPAddress(local.GetAddressBytes());
-            return link?.Global ?? IPAddress.IPv6Any;
+            // RFC 2545 3: the link-local address (the one the peer talks to, without its scope) goes in the
+            // second field; on an unnumbered link the global one is :: as FRR sends it.
+            linkLocal = new IPAddress(local.GetAddressBytes());
+            return c.Link?.Global ?? IPAddress.IPv6Any;
         }
         if (!Options.LinkLocalNextHop || nh.IsIPv6LinkLocal) return nh;
         if (c.Link is { LinkLocal: { } ll } onLink && onLink.Owns(nh))
