@@ -27,6 +27,11 @@ public sealed partial class BgpPeer
     private readonly Dictionary<AsPath, AsPath> _prepended = new(ReferenceEqualityComparer.Instance);
     private readonly UpdatePacker _packer = new();
     private int _noNextHopWarned; // families (1 IPv4, 2 IPv6) already reported as lacking a next hop on this session
+    // Our own next hop per family (index 0 IPv4, 1 IPv6) for this session and these options: SelfNextHop looks at
+    // the link's addresses, so it runs once per family, not once per exported route.
+    private readonly IPAddress?[] _selfNh = new IPAddress?[2], _selfLl = new IPAddress?[2];
+    private BgpPeerOptions? _selfNhOptions;
+    private int _selfNhDone; // families (bit 0 IPv4, bit 1 IPv6) whose _selfNh/_selfLl hold the answer
     private PrefixCountSnapshot? _prefixCounts; // written by the RIB thread only (BgpRib.PublishCounts)
 
     /// <summary>
@@ -253,9 +258,24 @@ public sealed partial class BgpPeer
             _exportLocal = addr.IsIPv4MappedToIPv6 ? addr.MapToIPv4() : addr;
             _prepended.Clear();
             _noNextHopWarned = 0;
+            _selfNhDone = 0;
         }
         if (nh is null)
-            nh = SelfNextHop(v6, c, _exportLocal!, out ll);
+        {
+            if (!ReferenceEquals(_selfNhOptions, Options))
+            {
+                _selfNhOptions = Options; // UpdatePeerAsync replaces the options object (and re-exports)
+                _selfNhDone = 0;
+            }
+            int f = v6 ? 1 : 0;
+            if ((_selfNhDone & (1 << f)) == 0)
+            {
+                _selfNh[f] = SelfNextHop(v6, c, _exportLocal!, out _selfLl[f]);
+                _selfNhDone |= 1 << f;
+            }
+            nh = _selfNh[f];
+            ll = _selfLl[f];
+        }
         // No usable next hop for this family on this session (RFC 4271 5.1.3; RFC 8950: IPv4 routes
         // with an IPv6 next hop need the extended next hop capability): not exported, said once per
         // session and family, as a configuration that silently drops a family would otherwise be.
